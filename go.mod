@@ -1,0 +1,17 @@
+module github.com/sfere-go/sfere
+
+go 1.26.8
+
+require (
+	github.com/maypok86/otter/v2 v2.4.0
+	github.com/starfederation/datastar-go v1.2.2
+	go.uber.org/goleak v1.3.0
+	golang.org/x/sys v0.50.0
+)
+
+require (
+	github.com/CAFxX/httpcompression v0.0.9 // indirect
+	github.com/andybalholm/brotli v1.2.0 // indirect
+	github.com/klauspost/compress v1.18.0 // indirect
+	github.com/valyala/bytebufferpool v1.0.0 // indirect
+)

@@ -1,0 +1,73 @@
+package sfere
+
+import (
+	"sync"
+	"testing"
+	"time"
+)
+
+// evictions records every eviction callback, for exactly-once checks.
+type evictions struct {
+	mu   sync.Mutex
+	all  []Eviction
+	news chan Eviction
+}
+
+func newEvictions() *evictions {
+	return &evictions{news: make(chan Eviction, 1<<16)}
+}
+
+func (e *evictions) record(ev Eviction) {
+	e.mu.Lock()
+	e.all = append(e.all, ev)
+	e.mu.Unlock()
+	e.news <- ev
+}
+
+func (e *evictions) snapshot() []Eviction {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]Eviction(nil), e.all...)
+}
+
+// next waits for the next eviction.
+func (e *evictions) next(t testing.TB, within time.Duration) Eviction {
+	t.Helper()
+	select {
+	case ev := <-e.news:
+		return ev
+	case <-time.After(within):
+		t.Fatalf("no eviction within %v", within)
+		return Eviction{}
+	}
+}
+
+// none checks that no eviction arrives for a while.
+func (e *evictions) none(t testing.TB, for_ time.Duration) {
+	t.Helper()
+	select {
+	case ev := <-e.news:
+		t.Fatalf("unexpected eviction %v of %v (%v)", ev.Cause, ev.Key, ev.Err)
+	case <-time.After(for_):
+	}
+}
+
+// fakeClock is a Clock that moves only when told.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_700_000_000, 0)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}

@@ -1,0 +1,276 @@
+package sfere
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Defaults of [HubOptions].
+const (
+	DefaultWriteTimeout  = 5 * time.Second
+	DefaultMaxQueueBytes = 1 << 20
+)
+
+// ErrNoStream is returned by [Hub.Send] when no stream is stored under the key.
+var ErrNoStream = errors.New("sfere: no stream for key")
+
+// HubOptions configures a [Hub]. The zero value is usable.
+type HubOptions struct {
+	// WriteTimeout bounds each write (with its flush) to one client; a
+	// write that takes longer ends the stream with [CauseClosed]. Keep it
+	// below the heartbeat interval. Zero means [DefaultWriteTimeout];
+	// negative means no deadline.
+	WriteTimeout time.Duration
+	// MaxQueueBytes bounds the bytes waiting for one client; a client that
+	// falls further behind is closed with [ErrSlowClient]. Zero means
+	// [DefaultMaxQueueBytes]; negative means unbounded.
+	MaxQueueBytes int
+}
+
+// Hub binds a [Store] to live Datastar SSE streams: [Hub.Serve] opens and
+// holds a stream, and [Hub.Broadcast] and [Hub.Send] reach streams by key
+// or pattern from any goroutine.
+type Hub struct {
+	store        Store
+	writeTimeout time.Duration
+	maxQueue     int
+	buffers      sync.Pool // *[]*Stream for broadcasts
+
+	mu      sync.Mutex
+	closed  bool
+	closing chan struct{} // closed by Shutdown
+	active  sync.WaitGroup
+}
+
+// NewHub returns a hub over store.
+func NewHub(store Store, opts HubOptions) *Hub {
+	h := &Hub{store: store, writeTimeout: opts.WriteTimeout, maxQueue: opts.MaxQueueBytes, closing: make(chan struct{})}
+	if h.writeTimeout == 0 {
+		h.writeTimeout = DefaultWriteTimeout
+	}
+	if h.maxQueue == 0 {
+		h.maxQueue = DefaultMaxQueueBytes
+	}
+	if h.maxQueue < 0 {
+		h.maxQueue = 0
+	}
+	h.buffers.New = func() any { return new([]*Stream) }
+	return h
+}
+
+// Store returns the hub's store.
+func (h *Hub) Store() Store { return h.store }
+
+// Serve turns the response into a Datastar SSE stream stored under key,
+// writes the initial effects, and then writes whatever is sent to the
+// stream until it ends: the client goes away, a write fails or times out,
+// the client falls too far behind, the app sends [CloseStream], the stream
+// is evicted (replaced, purged, expired, size) or the hub shuts down.
+//
+// When Serve returns, the stream is out of the store and its eviction
+// callback has returned. It returns nil once the stream was served; an
+// error only if it could not start: bad initial effects, a response that
+// cannot stream, or [ErrHubClosed].
+//
+// The request's body should be read (or be empty) before Serve is called:
+// then net/http notices a closed connection at once (the request context
+// ends), without waiting for a write to fail.
+func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, key Key, initial ...Effect) error {
+	first, err := render(initial)
+	if err != nil {
+		return err
+	}
+	if !h.enter() {
+		return ErrHubClosed
+	}
+	defer h.active.Done()
+
+	rc := http.NewResponseController(w)
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Accel-Buffering", "no")
+	if r.ProtoMajor == 1 {
+		hdr.Set("Connection", "keep-alive")
+	}
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		return fmt.Errorf("sfere: response cannot stream: %w", err)
+	}
+
+	s := newStream(key, h.maxQueue)
+	h.store.Put(s)
+
+	var (
+		ctx   = r.Context()
+		batch = []*message{first}
+		spare []*message
+		why   error // why the stream ends itself; nil if it was evicted
+	)
+serve:
+	for {
+		if len(batch) > 0 {
+			closeNow, err := h.write(w, rc, batch)
+			settleAll(batch, err == nil)
+			clear(batch)
+			spare, batch = batch[:0], nil
+			if err != nil {
+				why = err
+				break
+			}
+			if closeNow {
+				why = ErrClosedByApp
+				break
+			}
+			h.store.Touch(s)
+		}
+		select {
+		case <-s.wake:
+			if batch, why = s.take(spare); why != nil {
+				settleAll(batch, false)
+				break serve
+			}
+		case <-s.done:
+			break serve
+		case <-ctx.Done():
+			why = ErrClientGone
+			break serve
+		case <-h.closing:
+			why = ErrHubClosed
+			break serve
+		}
+	}
+	if why != nil {
+		h.store.PurgeStream(s, CauseClosed, why)
+	}
+	<-s.finished
+	// Nothing is queued after the eviction; whatever was is never written.
+	leftover, _ := s.take(nil)
+	settleAll(leftover, false)
+	return nil
+}
+
+// write writes a batch of messages to the client under one deadline and
+// one flush, stopping after a close-stream message.
+func (h *Hub) write(w http.ResponseWriter, rc *http.ResponseController, batch []*message) (closeNow bool, err error) {
+	if h.writeTimeout > 0 {
+		// An error means the writer has no deadlines (not a real
+		// connection); writes then go on without one.
+		_ = rc.SetWriteDeadline(time.Now().Add(h.writeTimeout))
+	}
+	for _, m := range batch {
+		if _, err := w.Write(m.data); err != nil {
+			return false, fmt.Errorf("%w: %w", ErrWrite, err)
+		}
+		if m.close {
+			closeNow = true
+			break
+		}
+	}
+	if err := rc.Flush(); err != nil {
+		return false, fmt.Errorf("%w: %w", ErrWrite, err)
+	}
+	return closeNow, nil
+}
+
+func (h *Hub) enter() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.active.Add(1)
+	return true
+}
+
+// Result says what became of one [Hub.Broadcast] or [Hub.Send].
+type Result struct {
+	// Delivered counts the streams that took the message into their
+	// queue; their Serve goroutines write it to the clients.
+	Delivered int
+	// Failed counts the streams that refused it because they had ended
+	// or their client had fallen too far behind (that stream is closed).
+	Failed int
+}
+
+// Broadcast renders effects once and queues the same bytes to every stream
+// whose key matches p and not exclude (nil excludes nothing). All effects
+// of one call reach each stream together, in order. It never waits for a
+// client; a slow or dead client only fails its own stream.
+func (h *Hub) Broadcast(p Pattern, exclude Matcher, effects ...Effect) (Result, error) {
+	m, err := render(effects)
+	if err != nil {
+		return Result{}, err
+	}
+	return h.publish(p, exclude, m), nil
+}
+
+func (h *Hub) publish(p Pattern, exclude Matcher, m *message) Result {
+	buf := h.buffers.Get().(*[]*Stream)
+	streams := h.store.AppendStreams((*buf)[:0], p)
+	var res Result
+	for _, s := range streams {
+		if exclude != nil && exclude.Match(s.key) {
+			continue
+		}
+		if s.enqueue(m) == nil {
+			res.Delivered++
+		} else {
+			res.Failed++
+		}
+	}
+	clear(streams)
+	*buf = streams[:0]
+	h.buffers.Put(buf)
+	return res
+}
+
+// Send queues effects to the stream stored under key. It returns an error
+// wrapping [ErrNoStream] if there is none, or [ErrStreamEnded] or
+// [ErrSlowClient] if the stream refused them.
+func (h *Hub) Send(key Key, effects ...Effect) (Result, error) {
+	m, err := render(effects)
+	if err != nil {
+		return Result{}, err
+	}
+	s, ok := h.store.Get(key)
+	if !ok {
+		return Result{}, fmt.Errorf("%w: %v", ErrNoStream, key)
+	}
+	if err := s.enqueue(m); err != nil {
+		return Result{Failed: 1}, fmt.Errorf("sfere: send to %v: %w", key, err)
+	}
+	return Result{Delivered: 1}, nil
+}
+
+// List returns the keys of the streams matching p, in no particular order.
+func (h *Hub) List(p Pattern) []Key { return h.store.Keys(p) }
+
+// Count returns how many streams match p.
+func (h *Hub) Count(p Pattern) int { return h.store.Count(p) }
+
+// Shutdown ends every stream (cause closed, [ErrHubClosed]), refuses new
+// ones, and waits until every Serve has returned or ctx ends.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	if !h.closed {
+		h.closed = true
+		close(h.closing)
+	}
+	h.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		h.active.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("sfere: shutdown: %w", ctx.Err())
+	}
+}

@@ -1,0 +1,159 @@
+package sfere
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+)
+
+// ErrStreamEnded is returned when a message is sent to a stream that has
+// already ended.
+var ErrStreamEnded = errors.New("sfere: stream ended")
+
+// Stream is one live SSE response, held in a [Store] under its key. Its
+// [Hub.Serve] goroutine is its only writer: senders put rendered messages in
+// its bounded queue and never wait for the client.
+type Stream struct {
+	key      Key
+	maxQueue int // bytes; 0 means unbounded
+
+	mu       sync.Mutex
+	queue    []*message
+	queued   int   // bytes in queue
+	ended    bool  // set by end: the queue takes nothing more
+	abortErr error // set when the queue overflowed; the writer ends the stream
+
+	wake     chan struct{} // buffered(1): the queue has news for the writer
+	done     chan struct{} // closed by end: the stream was evicted
+	finished chan struct{} // closed by finish: the eviction callback returned
+	cause    Cause         // set by end, read after done
+	err      error         // set by end, read after done
+}
+
+func newStream(key Key, maxQueue int) *Stream {
+	return &Stream{
+		key:      key,
+		maxQueue: maxQueue,
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		finished: make(chan struct{}),
+	}
+}
+
+// Key returns the key the stream is stored under.
+func (s *Stream) Key() Key { return s.key }
+
+// Done is closed when the stream has been evicted from its store.
+func (s *Stream) Done() <-chan struct{} { return s.done }
+
+// enqueue hands m to the stream's writer. It never blocks on the client:
+// a stream whose queue would pass its limit is marked for closing instead
+// (cause closed, [ErrSlowClient]).
+func (s *Stream) enqueue(m *message) error {
+	s.mu.Lock()
+	switch {
+	case s.ended:
+		s.mu.Unlock()
+		return ErrStreamEnded
+	case s.abortErr != nil:
+		s.mu.Unlock()
+		return s.abortErr
+	case s.maxQueue > 0 && s.queued > 0 && s.queued+len(m.data) > s.maxQueue:
+		s.abortErr = ErrSlowClient
+		s.mu.Unlock()
+		s.signal()
+		return ErrSlowClient
+	}
+	s.queue = append(s.queue, m)
+	s.queued += len(m.data)
+	if m.track != nil {
+		m.track.add()
+	}
+	s.mu.Unlock()
+	s.signal()
+	return nil
+}
+
+func (s *Stream) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take swaps the queue for spare (emptied) and returns what was queued,
+// with the overflow error if the stream must end.
+func (s *Stream) take(spare []*message) ([]*message, error) {
+	s.mu.Lock()
+	batch := s.queue
+	s.queue = spare[:0]
+	s.queued = 0
+	err := s.abortErr
+	s.mu.Unlock()
+	return batch, err
+}
+
+// end marks the stream evicted; only a store's deliver calls it.
+func (s *Stream) end(cause Cause, err error) {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.ended = true
+	s.cause, s.err = cause, err
+	s.mu.Unlock()
+	close(s.done)
+}
+
+// finish releases the stream's Serve once the eviction callback returned.
+func (s *Stream) finish() {
+	select {
+	case <-s.finished:
+	default:
+		close(s.finished)
+	}
+}
+
+// tracker counts the writes of one message across the streams it was
+// queued to and reports once all of them have written it or failed.
+type tracker struct {
+	pending atomic.Int64 // 1 for the sender until it calls release, +1 per queued stream
+	failed  atomic.Int64
+	written atomic.Int64
+	done    func(written, failed int64)
+}
+
+func newTracker(done func(written, failed int64)) *tracker {
+	t := &tracker{done: done}
+	t.pending.Store(1)
+	return t
+}
+
+func (t *tracker) add() { t.pending.Add(1) }
+
+// settle records one stream's outcome.
+func (t *tracker) settle(ok bool) {
+	if ok {
+		t.written.Add(1)
+	} else {
+		t.failed.Add(1)
+	}
+	t.release()
+}
+
+// release drops one hold; the last one reports.
+func (t *tracker) release() {
+	if t.pending.Add(-1) == 0 {
+		t.done(t.written.Load(), t.failed.Load())
+	}
+}
+
+// settleAll records the outcome of every tracked message in batch.
+func settleAll(batch []*message, ok bool) {
+	for _, m := range batch {
+		if m.track != nil {
+			m.track.settle(ok)
+		}
+	}
+}
