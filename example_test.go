@@ -1,0 +1,138 @@
+package sfere_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"time"
+
+	"github.com/sfere-go/sfere"
+)
+
+func ExampleMemoryStore() {
+	store := sfere.NewMemoryStore(sfere.MemoryOptions{
+		OnEvict: func(ev sfere.Eviction) {
+			fmt.Println("evicted", ev.Key, "cause", ev.Cause)
+		},
+	})
+	hub := sfere.NewHub(store, sfere.HubOptions{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hub.Serve(w, r, sfere.NewKey(sfere.DefaultScope, "lobby", r.URL.Query().Get("name")))
+	}))
+	defer srv.Close()
+
+	resp, _ := http.Post(srv.URL+"?name=brian", "application/json", nil)
+	for store.Count(sfere.All) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	fmt.Println(store.Keys(sfere.InCategory("lobby")))
+	store.Purge(sfere.NewKey(sfere.DefaultScope, "lobby", "brian"))
+	resp.Body.Close()
+	// Output:
+	// [default/lobby/brian]
+	// evicted default/lobby/brian cause explicit
+}
+
+func ExampleHub_Serve() {
+	hub := sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), sfere.HubOptions{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /sse", func(w http.ResponseWriter, r *http.Request) {
+		key := sfere.NewKey(sfere.DefaultScope, "lobby", "brian") // from the session, in a real app
+		// Blocks until the stream ends; the stream is then out of the store.
+		if err := hub.Serve(w, r, key, sfere.PatchElements(`<ul id="participant-list"><li>brian</li></ul>`)); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		}
+	})
+}
+
+func ExampleHub_Broadcast() {
+	hub := sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), sfere.HubOptions{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hub.Serve(w, r, sfere.NewKey(sfere.DefaultScope, "lobby", r.URL.Query().Get("name")))
+	}))
+	defer srv.Close()
+	defer hub.Shutdown(context.Background())
+
+	phil, _ := http.Post(srv.URL+"?name=phil", "application/json", nil)
+	defer phil.Body.Close()
+	brian, _ := http.Post(srv.URL+"?name=brian", "application/json", nil)
+	defer brian.Body.Close()
+	for hub.Count(sfere.InCategory("lobby")) < 2 {
+		time.Sleep(time.Millisecond)
+	}
+
+	// Everyone in the lobby but brian.
+	res, _ := hub.Broadcast(sfere.InCategory("lobby"), sfere.NewKey(sfere.DefaultScope, "lobby", "brian"),
+		sfere.AppendElements("#messages", `<div class="system-message">brian joined the lobby</div>`))
+	fmt.Printf("delivered %d, failed %d\n", res.Delivered, res.Failed)
+
+	lines := bufio.NewScanner(phil.Body)
+	for lines.Scan() {
+		if line := lines.Text(); strings.HasPrefix(line, "data:") {
+			fmt.Println(line)
+			if strings.Contains(line, "elements") {
+				break
+			}
+		}
+	}
+	// Output:
+	// delivered 1, failed 0
+	// data: selector #messages
+	// data: mode append
+	// data: elements <div class="system-message">brian joined the lobby</div>
+}
+
+func ExampleHub_Send() {
+	hub := sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), sfere.HubOptions{})
+	_, err := hub.Send(sfere.NewKey(sfere.DefaultScope, "lobby", "nobody"), sfere.Comment("hello"))
+	fmt.Println(err)
+	// Output:
+	// sfere: no stream for key: default/lobby/nobody
+}
+
+func ExampleHeartbeat() {
+	store, _ := sfere.NewTTLStore(sfere.TTLOptions{Duration: 30 * time.Second})
+	defer store.Close()
+	hub := sfere.NewHub(store, sfere.HubOptions{WriteTimeout: 5 * time.Second})
+
+	// Start in dependency order (store, hub, heartbeat), stop in reverse.
+	stop := sfere.NewHeartbeat(hub, sfere.InCategory("lobby"), 10*time.Second).Start()
+	defer hub.Shutdown(context.Background())
+	defer stop()
+	// ... serve HTTP on a listener from sfere.Listen, so a vanished peer
+	// fails a heartbeat write within interval + user timeout.
+}
+
+func ExampleListen() {
+	ln, err := sfere.Listen(context.Background(), "tcp", "127.0.0.1:0", sfere.ListenOptions{UserTimeout: 5 * time.Second})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer ln.Close()
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second} // no WriteTimeout: streams are long
+	go srv.Serve(ln)
+	defer srv.Close()
+	fmt.Println("listening")
+	// Output: listening
+}
+
+func ExampleRender() {
+	b, _ := sfere.Render(sfere.RemoveElements("#participant-brian"), sfere.Comment("heartbeat"))
+	fmt.Printf("%q\n", b)
+	// Output:
+	// "event: datastar-patch-elements\ndata: selector #participant-brian\ndata: mode remove\n\n\n: heartbeat\n\n"
+}
+
+func ExamplePattern() {
+	p := sfere.InCategory("lobby")
+	fmt.Println(p, p.Match(sfere.NewKey("default", "lobby", "brian")), p.Match(sfere.NewKey("default", "game", "42")))
+	lit := sfere.NewPattern(sfere.Any, sfere.Exactly("lobby"), sfere.Exactly("*"))
+	fmt.Println(lit, lit.Match(sfere.NewKey("default", "lobby", "brian")))
+	// Output:
+	// */lobby/* true false
+	// */lobby/%2A false
+}
