@@ -24,7 +24,11 @@ func ExampleMemoryStore() {
 	}))
 	defer srv.Close()
 
-	resp, _ := http.Post(srv.URL+"?name=brian", "application/json", nil)
+	resp, err := http.Post(srv.URL+"?name=brian", "application/json", nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	for store.Count(sfere.All) == 0 {
 		time.Sleep(time.Millisecond)
 	}
@@ -56,9 +60,17 @@ func ExampleHub_Broadcast() {
 	defer srv.Close()
 	defer hub.Shutdown(context.Background())
 
-	phil, _ := http.Post(srv.URL+"?name=phil", "application/json", nil)
+	phil, err := http.Post(srv.URL+"?name=phil", "application/json", nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	defer phil.Body.Close()
-	brian, _ := http.Post(srv.URL+"?name=brian", "application/json", nil)
+	brian, err := http.Post(srv.URL+"?name=brian", "application/json", nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	defer brian.Body.Close()
 	for hub.Count(sfere.InCategory("lobby")) < 2 {
 		time.Sleep(time.Millisecond)
