@@ -23,6 +23,10 @@ const (
 	CauseExpired
 	// CauseSize: the TTL store evicted the stream to stay within its maximum size.
 	CauseSize
+	// CauseNodeLost: the cluster node that held the stream stopped
+	// answering. Only cluster packages report it, for streams that lived
+	// on another node; a local store never does.
+	CauseNodeLost
 )
 
 var causeNames = [...]string{
@@ -31,6 +35,7 @@ var causeNames = [...]string{
 	CauseReplaced: "replaced",
 	CauseExpired:  "expired",
 	CauseSize:     "size",
+	CauseNodeLost: "node-lost",
 }
 
 // String returns the cause's lower-case name, e.g. "closed".

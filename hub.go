@@ -29,6 +29,11 @@ type HubOptions struct {
 	// falls further behind is closed with [ErrSlowClient]. Zero means
 	// [DefaultMaxQueueBytes]; negative means unbounded.
 	MaxQueueBytes int
+	// OnOpen, if set, is called on Serve's goroutine after a new stream
+	// is stored and before its initial effects are written (a cluster
+	// announces the stream here). It must not block. Its counterpart is
+	// the store's [EvictFunc], called once when the stream leaves.
+	OnOpen func(*Stream)
 }
 
 // Hub binds a [Store] to live Datastar SSE streams: [Hub.Serve] opens and
@@ -38,6 +43,7 @@ type Hub struct {
 	store        Store
 	writeTimeout time.Duration
 	maxQueue     int
+	onOpen       func(*Stream)
 	buffers      sync.Pool // *[]*Stream for broadcasts
 
 	mu      sync.Mutex
@@ -48,7 +54,13 @@ type Hub struct {
 
 // NewHub returns a hub over store.
 func NewHub(store Store, opts HubOptions) *Hub {
-	h := &Hub{store: store, writeTimeout: opts.WriteTimeout, maxQueue: opts.MaxQueueBytes, closing: make(chan struct{})}
+	h := &Hub{
+		store:        store,
+		writeTimeout: opts.WriteTimeout,
+		maxQueue:     opts.MaxQueueBytes,
+		onOpen:       opts.OnOpen,
+		closing:      make(chan struct{}),
+	}
 	if h.writeTimeout == 0 {
 		h.writeTimeout = DefaultWriteTimeout
 	}
@@ -104,6 +116,9 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, key Key, initial ...
 
 	s := newStream(key, h.maxQueue)
 	h.store.Put(s)
+	if h.onOpen != nil {
+		h.onOpen(s)
+	}
 
 	var (
 		ctx   = r.Context()

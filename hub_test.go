@@ -338,3 +338,26 @@ func TestConcurrentServeBroadcastPurge(t *testing.T) {
 		t.Fatalf("%d streams evicted, want one per stream served (%d)", len(seen), workers*rounds)
 	}
 }
+
+func TestOnOpenRunsOncePerStreamAfterPut(t *testing.T) {
+	var mu sync.Mutex
+	var opened []Key
+	var hub *Hub
+	hub = NewHub(NewMemoryStore(MemoryOptions{}), HubOptions{OnOpen: func(s *Stream) {
+		if got, ok := hub.Store().Get(s.Key()); !ok || got != s {
+			t.Errorf("OnOpen before the stream was stored")
+		}
+		mu.Lock()
+		opened = append(opened, s.Key())
+		mu.Unlock()
+	}})
+	srv := testServer(t, hub, Comment("hello"))
+	dial(t, srv, "brian", true).waitLine(": hello", time.Second)
+	dial(t, srv, "phil", true).waitLine(": hello", time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	sortKeys(opened)
+	if fmt.Sprint(opened) != "[default/lobby/brian default/lobby/phil]" {
+		t.Fatalf("opened = %v", opened)
+	}
+}

@@ -1,0 +1,576 @@
+package natscluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+
+	"github.com/sfere-go/sfere"
+)
+
+// Defaults of [Options].
+const (
+	DefaultPrefix      = "sfere"
+	DefaultInterval    = time.Second
+	DefaultSendTimeout = 2 * time.Second
+	// snapshotChunk is how many keys one snapshot message carries, well
+	// under NATS's default 1 MB payload limit.
+	snapshotChunk = 2000
+)
+
+// ErrMoved is the error of a local stream closed because the same key was
+// opened on another node (cause replaced).
+var ErrMoved = errors.New("natscluster: key opened on another node")
+
+// Options configures a [Node]. The zero value is usable.
+type Options struct {
+	// NodeID names this node, uniquely in the cluster. Empty means random.
+	NodeID string
+	// Prefix starts every subject the cluster uses; nodes with the same
+	// prefix on the same NATS form one cluster. Empty means "sfere".
+	Prefix string
+	// Interval is how often a node sends its whole set of keys; a node
+	// silent for 3 Intervals is lost. Zero means one second.
+	Interval time.Duration
+	// OnNodeLost is called once per lost node with the streams it held.
+	// It runs on the node's own goroutine; keep it short.
+	OnNodeLost func(Lost)
+	// Logger receives NATS connection gaps and lost nodes. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Lost reports a node that stopped answering and the streams it held.
+type Lost struct {
+	Node string
+	// Evictions has one entry per stream the node held, with
+	// [sfere.CauseNodeLost] and no Stream (it lived elsewhere).
+	Evictions []sfere.Eviction
+	// Announcer is true on exactly one surviving node in a cluster whose
+	// nodes see each other: the live node with the smallest id. An app
+	// announces the departures only where it is true.
+	Announcer bool
+}
+
+// Stats are a node's counters.
+type Stats struct {
+	BroadcastsSent     uint64
+	BroadcastsReceived uint64
+	RemoteSends        uint64
+	NodesLost          uint64
+	// Gaps counts disconnections from NATS; GapTime is their total length.
+	Gaps    uint64
+	GapTime time.Duration
+}
+
+// Node is one hub's membership in a cluster.
+type Node struct {
+	id       string
+	prefix   string
+	interval time.Duration
+	onLost   func(Lost)
+	log      *slog.Logger
+	nc       *nats.Conn
+	hub      *sfere.Hub
+
+	// mu guards the maps and orders every presence publish with them, so
+	// peers see opens, closes and snapshots in the order they happened.
+	mu    sync.Mutex
+	local map[*sfere.Stream]*localStream
+	peers map[string]*peer
+	seq   uint64
+
+	subs []*nats.Subscription
+	stop chan struct{}
+	done chan struct{}
+
+	broadcastsSent, broadcastsReceived, remoteSends, nodesLost, gaps atomic.Uint64
+	gapTime                                                          atomic.Int64
+}
+
+type localStream struct {
+	stamp stamp
+	sub   *nats.Subscription // this stream's Send subject
+}
+
+// peer is what this node knows of another node.
+type peer struct {
+	keys     map[sfere.Key]stamp
+	pending  map[sfere.Key]stamp // a snapshot being assembled
+	seq      uint64
+	lastSeen time.Time
+}
+
+// New joins hub to the cluster on nc. The caller keeps nc (connected with
+// reconnects enabled, the nats.go default) and closes it after [Node.Close].
+func New(nc *nats.Conn, hub *sfere.Hub, opts Options) (*Node, error) {
+	n := &Node{
+		id:       opts.NodeID,
+		prefix:   opts.Prefix,
+		interval: opts.Interval,
+		onLost:   opts.OnNodeLost,
+		log:      opts.Logger,
+		nc:       nc,
+		hub:      hub,
+		local:    make(map[*sfere.Stream]*localStream),
+		peers:    make(map[string]*peer),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	if n.id == "" {
+		n.id = nuid.Next()
+	}
+	if n.prefix == "" {
+		n.prefix = DefaultPrefix
+	}
+	if n.interval <= 0 {
+		n.interval = DefaultInterval
+	}
+	if n.log == nil {
+		n.log = slog.Default()
+	}
+	n.log = n.log.With("node", n.id)
+	for subject, handler := range map[string]nats.MsgHandler{
+		n.prefix + subjectPresence:  n.onPresence,
+		n.prefix + subjectBroadcast: n.onBroadcast,
+	} {
+		sub, err := nc.Subscribe(subject, handler)
+		if err != nil {
+			n.unsubscribe()
+			return nil, fmt.Errorf("natscluster: subscribe %s: %w", subject, err)
+		}
+		n.subs = append(n.subs, sub)
+	}
+	if err := nc.Flush(); err != nil {
+		n.unsubscribe()
+		return nil, fmt.Errorf("natscluster: %w", err)
+	}
+	go n.run()
+	return n, nil
+}
+
+// ID returns the node's id.
+func (n *Node) ID() string { return n.id }
+
+// Close leaves the cluster: peers forget this node's streams without
+// reporting them lost. Shut the hub down first, so the streams' closes
+// are announced.
+func (n *Node) Close() {
+	n.stopRunning()
+	n.mu.Lock()
+	n.publish(presence{Node: n.id, Op: opBye})
+	for s, ls := range n.local {
+		ls.sub.Unsubscribe()
+		delete(n.local, s)
+	}
+	n.mu.Unlock()
+	n.unsubscribe()
+	if n.nc.IsConnected() {
+		n.nc.FlushTimeout(time.Second) // best effort: the goodbye is an optimization
+	}
+}
+
+// stopRunning stops the snapshot loop and waits for it.
+func (n *Node) stopRunning() {
+	select {
+	case <-n.stop:
+	default:
+		close(n.stop)
+	}
+	<-n.done
+}
+
+func (n *Node) unsubscribe() {
+	for _, sub := range n.subs {
+		sub.Unsubscribe()
+	}
+	n.subs = nil
+}
+
+// Opened announces a stream the local hub stored: pass it as
+// [sfere.HubOptions.OnOpen].
+func (n *Node) Opened(s *sfere.Stream) {
+	key := s.Key()
+	st := stamp{At: time.Now().UnixNano(), Node: n.id}
+	n.mu.Lock()
+	sub, err := n.nc.Subscribe(n.sendSubject(key), n.onSend(key))
+	if err != nil {
+		n.log.Warn("cluster: cannot take sends for stream", "key", key, "err", err)
+	}
+	n.local[s] = &localStream{stamp: st, sub: sub}
+	n.publish(presence{Node: n.id, Op: opOpen, Keys: []presenceKey{{Key: key, Stamp: st}}})
+	newer := n.newerRemote(key, st)
+	n.mu.Unlock()
+	if newer {
+		// Another node opened the key after us: it wins.
+		n.hub.Store().PurgeStream(s, sfere.CauseReplaced, ErrMoved)
+	}
+}
+
+// Evicted announces a stream that left the local store: call it from the
+// store's [sfere.EvictFunc].
+func (n *Node) Evicted(ev sfere.Eviction) {
+	if ev.Stream == nil {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ls := n.local[ev.Stream]
+	if ls == nil {
+		return
+	}
+	delete(n.local, ev.Stream)
+	if ls.sub != nil {
+		ls.sub.Unsubscribe()
+	}
+	n.publish(presence{Node: n.id, Op: opClose, Keys: []presenceKey{{Key: ev.Key, Stamp: ls.stamp}}})
+}
+
+// newerRemote reports whether a peer holds key under a later stamp than st.
+// Call with n.mu held.
+func (n *Node) newerRemote(key sfere.Key, st stamp) bool {
+	for _, p := range n.peers {
+		if rst, ok := p.keys[key]; ok && rst.after(st) {
+			return true
+		}
+	}
+	return false
+}
+
+// publish sends a presence message; call with n.mu held, so publishes
+// keep the order of the changes they describe.
+func (n *Node) publish(p presence) {
+	b, err := json.Marshal(p)
+	if err == nil {
+		err = n.nc.Publish(n.prefix+subjectPresence, b)
+	}
+	if err != nil {
+		n.log.Warn("cluster: presence not sent", "op", p.Op, "err", err)
+	}
+}
+
+func (n *Node) sendSubject(k sfere.Key) string {
+	// The key's text form has no '.', '*', '>' or white space: one token.
+	return n.prefix + subjectSend + k.String()
+}
+
+// onPresence updates the view of a peer.
+func (n *Node) onPresence(msg *nats.Msg) {
+	var p presence
+	if err := json.Unmarshal(msg.Data, &p); err != nil || p.Node == "" {
+		n.log.Warn("cluster: bad presence message", "err", err)
+		return
+	}
+	if p.Node == n.id {
+		return
+	}
+	var yield []*sfere.Stream
+	n.mu.Lock()
+	if p.Op == opBye {
+		delete(n.peers, p.Node)
+		n.mu.Unlock()
+		return
+	}
+	pr := n.peers[p.Node]
+	if pr == nil {
+		pr = &peer{keys: make(map[sfere.Key]stamp)}
+		n.peers[p.Node] = pr
+	}
+	pr.lastSeen = time.Now()
+	switch p.Op {
+	case opOpen:
+		for _, k := range p.Keys {
+			pr.keys[k.Key] = k.Stamp
+			if pr.pending != nil {
+				pr.pending[k.Key] = k.Stamp
+			}
+		}
+	case opClose:
+		for _, k := range p.Keys {
+			if pr.keys[k.Key] == k.Stamp {
+				delete(pr.keys, k.Key)
+			}
+			if pr.pending != nil && pr.pending[k.Key] == k.Stamp {
+				delete(pr.pending, k.Key)
+			}
+		}
+	case opSnapshot:
+		if p.Part == 0 || p.Seq != pr.seq || pr.pending == nil {
+			pr.pending = make(map[sfere.Key]stamp, len(p.Keys))
+			pr.seq = p.Seq
+		}
+		for _, k := range p.Keys {
+			pr.pending[k.Key] = k.Stamp
+		}
+		if p.Part == p.Parts-1 {
+			pr.keys, pr.pending = pr.pending, nil
+		}
+	}
+	if p.Op == opOpen || p.Op == opSnapshot {
+		// A key this node holds, opened later elsewhere, moves there.
+		for s, ls := range n.local {
+			if rst, ok := pr.keys[s.Key()]; ok && rst.after(ls.stamp) {
+				yield = append(yield, s)
+			}
+		}
+	}
+	n.mu.Unlock()
+	for _, s := range yield {
+		n.hub.Store().PurgeStream(s, sfere.CauseReplaced, ErrMoved)
+	}
+}
+
+// run sends snapshots, finds lost peers and watches the connection.
+func (n *Node) run() {
+	defer close(n.done)
+	t := time.NewTicker(n.interval)
+	defer t.Stop()
+	status := n.nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CONNECTED, nats.CLOSED)
+	defer n.nc.RemoveStatusListener(status)
+	var gapStart time.Time
+	n.snapshot()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case st := <-status:
+			switch {
+			case st != nats.CONNECTED && gapStart.IsZero():
+				gapStart = time.Now()
+				n.gaps.Add(1)
+				n.log.Warn("cluster: lost the NATS connection; local streams go on, cross-node delivery paused", "status", st)
+			case st == nats.CONNECTED && !gapStart.IsZero():
+				gap := time.Since(gapStart)
+				gapStart = time.Time{}
+				n.gapTime.Add(int64(gap))
+				n.log.Info("cluster: NATS connection back; cross-node delivery resumed", "gap", gap)
+				n.snapshot() // peers may have dropped this node meanwhile
+			}
+		case <-t.C:
+			n.snapshot()
+			n.reap()
+		}
+	}
+}
+
+// snapshot publishes this node's whole set of keys.
+func (n *Node) snapshot() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.seq++
+	keys := make([]presenceKey, 0, len(n.local))
+	for s, ls := range n.local {
+		keys = append(keys, presenceKey{Key: s.Key(), Stamp: ls.stamp})
+	}
+	parts := max(1, (len(keys)+snapshotChunk-1)/snapshotChunk)
+	for i := range parts {
+		chunk := keys[i*snapshotChunk : min(len(keys), (i+1)*snapshotChunk)]
+		n.publish(presence{Node: n.id, Op: opSnapshot, Seq: n.seq, Part: i, Parts: parts, Keys: chunk})
+	}
+}
+
+// reap drops peers silent for 3 intervals and reports their streams.
+func (n *Node) reap() {
+	var lost []Lost
+	n.mu.Lock()
+	cutoff := time.Now().Add(-3 * n.interval)
+	for id, p := range n.peers {
+		if p.lastSeen.After(cutoff) {
+			continue
+		}
+		delete(n.peers, id)
+		l := Lost{Node: id}
+		for k := range p.keys {
+			if n.heldElsewhere(k) {
+				continue // the person is still here, through another node
+			}
+			l.Evictions = append(l.Evictions, sfere.Eviction{Key: k, Cause: sfere.CauseNodeLost})
+		}
+		lost = append(lost, l)
+	}
+	announcer := true
+	for id := range n.peers {
+		if id < n.id {
+			announcer = false
+		}
+	}
+	n.mu.Unlock()
+	for _, l := range lost {
+		l.Announcer = announcer
+		n.nodesLost.Add(1)
+		n.log.Warn("cluster: node lost", "lost", l.Node, "streams", len(l.Evictions), "announcer", announcer)
+		if n.onLost != nil {
+			n.onLost(l)
+		}
+	}
+}
+
+// heldElsewhere reports whether k is held locally or by a live peer. Call
+// with n.mu held.
+func (n *Node) heldElsewhere(k sfere.Key) bool {
+	if _, ok := n.hub.Store().Get(k); ok {
+		return true
+	}
+	for _, p := range n.peers {
+		if _, ok := p.keys[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Broadcast renders effects, queues them to the matching local streams and
+// publishes them to every other node, which does the same. The Result
+// counts local streams only. exclude must be nil, a [sfere.Key], a
+// [sfere.KeySet] or a [sfere.Pattern].
+func (n *Node) Broadcast(p sfere.Pattern, exclude sfere.Matcher, effects ...sfere.Effect) (sfere.Result, error) {
+	wm, err := encodeMatcher(exclude)
+	if err != nil {
+		return sfere.Result{}, err
+	}
+	res, err := n.hub.Broadcast(p, exclude, effects...)
+	if err != nil {
+		return res, err
+	}
+	b, err := json.Marshal(broadcast{Node: n.id, Pattern: p, Exclude: wm, Effects: effects})
+	if err == nil {
+		err = n.nc.Publish(n.prefix+subjectBroadcast, b)
+	}
+	if err != nil {
+		return res, fmt.Errorf("natscluster: broadcast to other nodes: %w", err)
+	}
+	n.broadcastsSent.Add(1)
+	return res, nil
+}
+
+func (n *Node) onBroadcast(msg *nats.Msg) {
+	var b broadcast
+	if err := json.Unmarshal(msg.Data, &b); err != nil {
+		n.log.Warn("cluster: bad broadcast message", "err", err)
+		return
+	}
+	if b.Node == n.id {
+		return
+	}
+	n.broadcastsReceived.Add(1)
+	if _, err := n.hub.Broadcast(b.Pattern, b.Exclude.matcher(), b.Effects...); err != nil {
+		n.log.Warn("cluster: remote broadcast not delivered", "from", b.Node, "err", err)
+	}
+}
+
+// Send queues effects to the stream under key, on whichever node holds
+// it. It returns an error wrapping [sfere.ErrNoStream] if no node does.
+func (n *Node) Send(ctx context.Context, key sfere.Key, effects ...sfere.Effect) (sfere.Result, error) {
+	if _, ok := n.hub.Store().Get(key); ok {
+		return n.hub.Send(key, effects...)
+	}
+	if _, err := sfere.Render(effects...); err != nil {
+		return sfere.Result{}, err
+	}
+	req, err := json.Marshal(sendRequest{Effects: effects})
+	if err != nil {
+		return sfere.Result{}, fmt.Errorf("natscluster: %w", err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultSendTimeout)
+		defer cancel()
+	}
+	msg, err := n.nc.RequestWithContext(ctx, n.sendSubject(key), req)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return sfere.Result{}, fmt.Errorf("%w: %v", sfere.ErrNoStream, key)
+	}
+	if err != nil {
+		return sfere.Result{}, fmt.Errorf("natscluster: send to %v: %w", key, err)
+	}
+	n.remoteSends.Add(1)
+	var rep sendReply
+	if err := json.Unmarshal(msg.Data, &rep); err != nil {
+		return sfere.Result{}, fmt.Errorf("natscluster: send to %v: bad reply: %w", key, err)
+	}
+	res := sfere.Result{Delivered: rep.Delivered, Failed: rep.Failed}
+	switch {
+	case rep.NoStream:
+		return res, fmt.Errorf("%w: %v", sfere.ErrNoStream, key)
+	case rep.Error != "":
+		return res, fmt.Errorf("natscluster: send to %v: %s", key, rep.Error)
+	}
+	return res, nil
+}
+
+// onSend answers a Send from another node for a local stream.
+func (n *Node) onSend(key sfere.Key) nats.MsgHandler {
+	return func(msg *nats.Msg) {
+		var req sendRequest
+		var rep sendReply
+		if err := json.Unmarshal(msg.Data, &req); err != nil {
+			rep.Error = "bad request: " + err.Error()
+		} else {
+			res, err := n.hub.Send(key, req.Effects...)
+			rep.Delivered, rep.Failed = res.Delivered, res.Failed
+			switch {
+			case errors.Is(err, sfere.ErrNoStream):
+				rep.NoStream = true
+			case err != nil:
+				rep.Error = err.Error()
+			}
+		}
+		b, _ := json.Marshal(rep)
+		msg.Respond(b)
+	}
+}
+
+// List returns the keys matching p on every node, in no particular order.
+func (n *Node) List(p sfere.Pattern) []sfere.Key {
+	seen := make(map[sfere.Key]struct{})
+	out := n.hub.List(p)
+	for _, k := range out {
+		seen[k] = struct{}{}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, pr := range n.peers {
+		for k := range pr.keys {
+			if _, dup := seen[k]; !dup && p.Match(k) {
+				seen[k] = struct{}{}
+				out = append(out, k)
+			}
+		}
+	}
+	return out
+}
+
+// Count returns how many keys match p on every node.
+func (n *Node) Count(p sfere.Pattern) int { return len(n.List(p)) }
+
+// Peers returns the ids of the other nodes this node sees, sorted.
+func (n *Node) Peers() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ids := make([]string, 0, len(n.peers))
+	for id := range n.peers {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Stats returns the node's counters.
+func (n *Node) Stats() Stats {
+	return Stats{
+		BroadcastsSent:     n.broadcastsSent.Load(),
+		BroadcastsReceived: n.broadcastsReceived.Load(),
+		RemoteSends:        n.remoteSends.Load(),
+		NodesLost:          n.nodesLost.Load(),
+		Gaps:               n.gaps.Load(),
+		GapTime:            time.Duration(n.gapTime.Load()),
+	}
+}
