@@ -1,0 +1,231 @@
+package lobby_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/sfere-go/sfere/internal/lobby"
+)
+
+// The page in a real browser with the Datastar v1 client: two isolated
+// browser contexts (two people) join, chat, one tab closes and the other
+// shows the departure; heartbeats do not grow the page; a taken name shows
+// its message on the page.
+//
+// It needs the Datastar client bundle from the file named by DATASTAR_JS
+// (no registry here ships it, and it is never committed) and Debian's
+// chromium; without either it skips.
+func TestBrowserTwoTabs(t *testing.T) {
+	js := os.Getenv("DATASTAR_JS")
+	if js == "" {
+		t.Skip("DATASTAR_JS is not set: set it to a local copy of the Datastar v1 client bundle (datastar.js, v1.0.2 or newer) to run the browser test")
+	}
+	if _, err := os.Stat(js); err != nil {
+		t.Skipf("DATASTAR_JS=%s: %v", js, err)
+	}
+	chromium := findChromium()
+	if chromium == "" {
+		t.Skip("no chromium on PATH (apt-get install -y chromium) to run the browser test")
+	}
+
+	const heartbeat = 300 * time.Millisecond
+	srv := startServer(t, lobby.Options{DatastarJS: js, Heartbeat: heartbeat, Grace: testGrace, Debug: true})
+
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromium),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-background-timer-throttling", true),
+		chromedp.Flag("disable-renderer-backgrounding", true),
+		chromedp.Flag("disable-backgrounding-occluded-windows", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1000, 760),
+	)
+	defer cancelAlloc()
+	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
+	defer cancelBrowser()
+	if err := chromedp.Do(browserCtx); err != nil { // starts the browser
+		t.Fatalf("start chromium: %v", err)
+	}
+	newTab := func() (context.Context, context.CancelFunc) {
+		return chromedp.NewContext(browserCtx, chromedp.WithNewBrowserContext()) // its own cookies
+	}
+	brianTab, closeBrian := newTab()
+	defer closeBrian()
+	philTab, closePhil := newTab()
+	defer closePhil()
+
+	join := func(tab context.Context, name string) {
+		t.Helper()
+		err := chromedp.Do(tab,
+			chromedp.Navigate(srv.URL()),
+			chromedp.WaitVisible(chromedp.CSS("#username")),
+			chromedp.SendKeys(chromedp.CSS("#username"), name),
+			chromedp.Click(chromedp.CSS("#join button")),
+			chromedp.WaitVisible(chromedp.CSS("#participant-list")),
+		)
+		if err != nil {
+			t.Fatalf("%s joins: %v", name, err)
+		}
+	}
+	waitJS := func(tab context.Context, what, expr string, d time.Duration) {
+		t.Helper()
+		_, err := chromedp.Run(tab, chromedp.Poll[bool](expr,
+			chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(d)))
+		if err != nil {
+			html, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.querySelector('#app') ? document.querySelector('#app').outerHTML : document.body.outerHTML`))
+			t.Fatalf("%s: %v\npage:\n%s", what, err, html)
+		}
+	}
+	item := func(name string) string {
+		return fmt.Sprintf(`document.getElementById(%q)`, participantID(name))
+	}
+	messagesHave := func(text string) string {
+		return fmt.Sprintf(`document.getElementById('messages').textContent.includes(%q)`, text)
+	}
+
+	join(brianTab, "brian")
+	waitJS(brianTab, "Brian's stream shows him", item("brian")+` !== null && `+messagesHave("brian joined the lobby"), waitLong)
+	join(philTab, "phil")
+	waitJS(philTab, "Phil sees Brian and himself", item("brian")+` !== null && `+item("phil")+` !== null`, waitLong)
+	waitJS(brianTab, "Brian sees Phil join", item("phil")+` !== null && `+messagesHave("phil joined the lobby"), waitLong)
+
+	// Chat: Phil's line reaches Brian and Phil's input is cleared.
+	if err := chromedp.Do(philTab,
+		chromedp.SendKeys(chromedp.CSS("#message"), "hello <b>brian</b>"),
+		chromedp.Click(chromedp.CSS("#message-form button")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(brianTab, "Brian gets Phil's message as text",
+		`[...document.querySelectorAll('#messages .chat-message')].some(p => p.textContent === 'phil: hello <b>brian</b>' && p.querySelector('b') === null)`, waitLong)
+	waitJS(philTab, "Phil's input is cleared", `document.getElementById('message').value === ''`, waitLong)
+
+	// Heartbeats arrive but do not grow the page.
+	countNodes := func(tab context.Context) int {
+		t.Helper()
+		n, err := chromedp.Run(tab, chromedp.Evaluate[int](`document.body.getElementsByTagName('*').length`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	beforeNodes, beforeWrites := countNodes(philTab), heartbeatWrites(t, srv)
+	time.Sleep(6 * heartbeat)
+	afterNodes, afterWrites := countNodes(philTab), heartbeatWrites(t, srv)
+	if afterWrites-beforeWrites < 4 {
+		t.Errorf("only %d heartbeat writes in %v", afterWrites-beforeWrites, 6*heartbeat)
+	}
+	if afterNodes != beforeNodes {
+		t.Errorf("page grew from %d to %d elements over %d heartbeats", beforeNodes, afterNodes, afterWrites-beforeWrites)
+	}
+	t.Logf("%d heartbeat writes; page stayed at %d elements", afterWrites-beforeWrites, afterNodes)
+
+	// A taken name is refused with its message on the page.
+	carolTab, closeCarol := newTab()
+	defer closeCarol()
+	if err := chromedp.Do(carolTab,
+		chromedp.Navigate(srv.URL()),
+		chromedp.WaitVisible(chromedp.CSS("#username")),
+		chromedp.SendKeys(chromedp.CSS("#username"), "phil"),
+		chromedp.Click(chromedp.CSS("#join button")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(carolTab, "the taken name's message is shown",
+		`document.getElementById('join-error').textContent.includes('already taken')`, waitLong)
+	shoot(t, carolTab, "/tmp/lobby-taken-name.png")
+	closeCarol()
+
+	shoot(t, philTab, "/tmp/lobby-before-close.png")
+
+	// Brian reloads: the page comes back as the lobby and reopens the
+	// stream within grace; Phil hears nothing of it.
+	if err := chromedp.Do(brianTab, chromedp.Reload()); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(brianTab, "Brian's reloaded page is the lobby with both listed", item("brian")+` !== null && `+item("phil")+` !== null`, waitLong)
+	time.Sleep(testGrace + 3*heartbeat)
+	waitJS(philTab, "a reload is not announced", `!document.getElementById('messages').textContent.includes('brian left') && `+
+		`[...document.querySelectorAll('#messages .system-message')].filter(p => p.textContent === 'brian joined the lobby').length === 0 && `+item("brian")+` !== null`, time.Second)
+
+	// Brian's tab closes: Phil sees him leave, once.
+	closed := time.Now()
+	closeBrian()
+	waitJS(philTab, "Phil sees Brian leave", item("brian")+` === null && `+messagesHave("brian left the lobby"), testGrace+2*time.Second)
+	t.Logf("browser tab closed -> Phil's page shows the departure after %v", time.Since(closed).Round(time.Millisecond))
+	time.Sleep(testGrace + 3*heartbeat)
+	n, err := chromedp.Run(philTab, chromedp.Evaluate[int](
+		`[...document.querySelectorAll('#messages .system-message')].filter(p => p.textContent === 'brian left the lobby').length`))
+	if err != nil || n != 1 {
+		t.Errorf("Phil's page shows %d \"brian left\" lines (err %v), want 1", n, err)
+	}
+
+	// Phil's stream stays up, and Leave puts the join form back.
+	if err := chromedp.Do(philTab,
+		chromedp.SendKeys(chromedp.CSS("#message"), "still here"),
+		chromedp.Click(chromedp.CSS("#message-form button")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(philTab, "Phil's message after Brian left", messagesHave("phil: still here"), waitLong)
+	shoot(t, philTab, "/tmp/lobby-after-close.png")
+	if err := chromedp.Do(philTab, chromedp.Click(chromedp.CSS("#leave"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(philTab, "Leave shows the join form", `document.getElementById('join') !== null && document.getElementById('lobby') === null`, waitLong)
+	eventually(t, waitLong, "no streams left", func() bool { return len(debugKeys(t, newBrowser(t, srv))) == 0 })
+}
+
+// findChromium returns the path of Debian's chromium (or another Chrome) or "".
+func findChromium() string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// shoot saves a screenshot of the tab.
+func shoot(t *testing.T, tab context.Context, path string) {
+	t.Helper()
+	png, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Errorf("screenshot: %v", err)
+		return
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Errorf("screenshot: %v", err)
+		return
+	}
+	t.Logf("screenshot: %s", path)
+}
+
+var heartbeatWritesRE = regexp.MustCompile(`(?m)^lobby_heartbeat_writes_total (\d+)`)
+
+func heartbeatWrites(t *testing.T, srv *lobby.Server) int {
+	t.Helper()
+	m := heartbeatWritesRE.FindStringSubmatch(newBrowser(t, srv).get("/metrics").body)
+	if m == nil {
+		t.Fatal("no lobby_heartbeat_writes_total in /metrics")
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}

@@ -1,0 +1,435 @@
+package lobby_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sfere-go/sfere/internal/lobby"
+)
+
+// Timings of the acceptance tests: short, so the suite is fast, but with
+// margins for -race on two cores.
+const (
+	testGrace = 200 * time.Millisecond
+	waitLong  = 5 * time.Second // bound for things that should happen "soon"
+)
+
+// startServer runs a real lobby server on a loopback port and stops it when
+// the test ends.
+func startServer(t testing.TB, opts lobby.Options) *lobby.Server {
+	t.Helper()
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:0"
+	}
+	if opts.Grace == 0 {
+		opts.Grace = testGrace
+	}
+	if opts.Heartbeat == 0 {
+		opts.Heartbeat = time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = testLogger(t)
+	}
+	srv, err := lobby.Start(t.Context(), opts)
+	if err != nil {
+		t.Fatalf("start lobby: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return srv
+}
+
+// testLogger sends the server's logs to the test log.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tlogWriter struct{ t testing.TB }
+
+var logMu sync.Mutex
+
+func (w tlogWriter) Write(p []byte) (int, error) {
+	logMu.Lock()
+	defer logMu.Unlock()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// participantID is the element id the page gives a name's list item.
+func participantID(name string) string { return "participant-" + hex.EncodeToString([]byte(name)) }
+
+// browser is one browser's view of the server: a cookie jar and an HTTP
+// client that sends Datastar-shaped requests.
+type browser struct {
+	t      testing.TB
+	base   *url.URL
+	jar    *cookiejar.Jar
+	client *http.Client
+}
+
+func newBrowser(t testing.TB, srv *lobby.Server) *browser {
+	t.Helper()
+	return newBrowserAt(t, srv.URL())
+}
+
+func newBrowserAt(t testing.TB, base string) *browser {
+	t.Helper()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &browser{t: t, base: u, jar: jar, client: &http.Client{Jar: jar, Transport: tr, Timeout: waitLong}}
+}
+
+// reply is a finished HTTP response.
+type reply struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// post sends a Datastar request: POST with header Datastar-Request: true and
+// the signals as a JSON body.
+func (b *browser) post(path string, signals any) reply {
+	b.t.Helper()
+	body, err := json.Marshal(signals)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return b.postRaw(path, body, true)
+}
+
+// postRaw sends body as is, with or without the Datastar header.
+func (b *browser) postRaw(path string, body []byte, datastar bool) reply {
+	b.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, b.base.JoinPath(path).String(), bytes.NewReader(body))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream, text/html, application/json")
+	if datastar {
+		req.Header.Set("Datastar-Request", "true")
+	}
+	return b.do(req)
+}
+
+func (b *browser) get(path string) reply {
+	b.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, b.base.JoinPath(path).String(), nil)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return b.do(req)
+}
+
+func (b *browser) do(req *http.Request) reply {
+	b.t.Helper()
+	resp, err := b.client.Do(req)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.t.Fatalf("%s %s: read body: %v", req.Method, req.URL.Path, err)
+	}
+	return reply{status: resp.StatusCode, header: resp.Header, body: string(body)}
+}
+
+// join posts /join and requires success.
+func (b *browser) join(name string) reply {
+	b.t.Helper()
+	r := b.post("/join", map[string]any{"username": name})
+	if r.status != http.StatusOK {
+		b.t.Fatalf("join %q: status %d: %s", name, r.status, r.body)
+	}
+	if !strings.Contains(r.body, `data-init="@post('/sse')"`) {
+		b.t.Fatalf("join %q: the answer does not open the stream:\n%s", name, r.body)
+	}
+	return r
+}
+
+// say posts a chat message and requires success.
+func (b *browser) say(text string) {
+	b.t.Helper()
+	r := b.post("/message", map[string]any{"message": text})
+	if r.status != http.StatusOK {
+		b.t.Fatalf("message %q: status %d: %s", text, r.status, r.body)
+	}
+	if !strings.Contains(r.body, `"message":""`) {
+		b.t.Fatalf("message %q: the answer does not clear the input: %s", text, r.body)
+	}
+}
+
+// enter joins under name and opens the stream, waiting for the list.
+func (b *browser) enter(name string) *stream {
+	b.t.Helper()
+	b.join(name)
+	s := b.openStream()
+	s.waitFor(`id="participant-list"`)
+	return s
+}
+
+// openStream opens POST /sse on a TCP connection of its own, as the
+// browser's data-init does, so the test can close that connection (a
+// closed tab) or drop its packets (a vanished machine).
+func (b *browser) openStream() *stream {
+	b.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, b.base.JoinPath("/sse").String(), strings.NewReader(`{"username":"","message":""}`))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Datastar-Request", "true")
+	for _, c := range b.jar.Cookies(req.URL) {
+		req.AddCookie(c)
+	}
+	conn, err := net.DialTimeout("tcp", b.base.Host, waitLong)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if err := req.Write(conn); err != nil {
+		conn.Close()
+		b.t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(waitLong))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		conn.Close()
+		b.t.Fatalf("open stream: %v", err)
+	}
+	conn.SetReadDeadline(time.Time{})
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		conn.Close()
+		b.t.Fatalf("open stream: status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	s := &stream{t: b.t, conn: conn, changed: make(chan struct{}), done: make(chan struct{}), opened: time.Now()}
+	go s.read(resp.Body)
+	b.t.Cleanup(s.close)
+	return s
+}
+
+// event is one SSE event; data holds its data lines, joined with "\n".
+type event struct {
+	typ  string
+	data string
+	at   time.Time
+}
+
+func (e event) String() string { return fmt.Sprintf("[%s] %s", e.typ, e.data) }
+
+// stream reads an SSE response, collecting its events and counting its
+// comments, and lets a test wait for an event containing some text.
+type stream struct {
+	t      testing.TB
+	conn   net.Conn
+	opened time.Time
+
+	mu       sync.Mutex
+	events   []event
+	comments int
+	err      error         // why reading stopped (io.EOF for a clean end)
+	changed  chan struct{} // closed and replaced on every change
+	done     chan struct{} // closed when reading stopped
+}
+
+func (s *stream) read(body io.ReadCloser) {
+	defer close(s.done)
+	defer body.Close()
+	r := bufio.NewReaderSize(body, 64<<10)
+	var cur event
+	var data []string
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			s.update(func() { s.err = err })
+			return
+		}
+		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+		switch {
+		case line == "":
+			if cur.typ != "" || len(data) > 0 {
+				cur.data = strings.Join(data, "\n")
+				cur.at = time.Now()
+				ev := cur
+				s.update(func() { s.events = append(s.events, ev) })
+			}
+			cur, data = event{}, nil
+		case strings.HasPrefix(line, ":"):
+			s.update(func() { s.comments++ })
+		default:
+			field, value, _ := strings.Cut(line, ":")
+			value = strings.TrimPrefix(value, " ")
+			switch field {
+			case "event":
+				cur.typ = value
+			case "data":
+				data = append(data, value)
+			}
+		}
+	}
+}
+
+func (s *stream) update(f func()) {
+	s.mu.Lock()
+	f()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// waitFor waits for an event containing text and returns the first one.
+func (s *stream) waitFor(text string) event {
+	s.t.Helper()
+	return s.waitForWithin(text, waitLong)
+}
+
+func (s *stream) waitForWithin(text string, d time.Duration) event {
+	s.t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		for _, e := range s.events {
+			if strings.Contains(e.data, text) {
+				s.mu.Unlock()
+				return e
+			}
+		}
+		ch, err := s.changed, s.err
+		s.mu.Unlock()
+		if err != nil {
+			s.t.Fatalf("stream ended (%v) before an event with %q arrived; got:\n%s", err, text, s.dump())
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			s.t.Fatalf("no event with %q within %v; got:\n%s", text, d, s.dump())
+		}
+	}
+}
+
+// count returns how many events contain text.
+func (s *stream) count(text string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, e := range s.events {
+		if strings.Contains(e.data, text) {
+			n++
+		}
+	}
+	return n
+}
+
+// len returns how many events arrived so far.
+func (s *stream) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.events)
+}
+
+func (s *stream) heartbeats() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.comments
+}
+
+// waitEnd waits until the server ends the stream and returns how reading
+// stopped (io.EOF for a clean end of the response).
+func (s *stream) waitEnd(d time.Duration) error {
+	s.t.Helper()
+	select {
+	case <-s.done:
+	case <-time.After(d):
+		s.t.Fatalf("stream still open after %v; got:\n%s", d, s.dump())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// close closes the stream's TCP connection, as a closed tab does.
+func (s *stream) close() {
+	s.conn.Close()
+	<-s.done
+}
+
+func (s *stream) localPort() int { return s.conn.LocalAddr().(*net.TCPAddr).Port }
+
+func (s *stream) dump() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var b strings.Builder
+	for _, e := range s.events {
+		fmt.Fprintf(&b, "  +%v %v\n", e.at.Sub(s.opened).Round(time.Millisecond), e)
+	}
+	fmt.Fprintf(&b, "  (%d heartbeat comments)", s.comments)
+	return b.String()
+}
+
+// leftLine and joinedLine are the system lines of a name.
+func leftLine(name string) string {
+	return `<p class="system-message">` + name + ` left the lobby</p>`
+}
+
+func joinedLine(name string) string {
+	return `<p class="system-message">` + name + ` joined the lobby</p>`
+}
+
+// removal is the text of the event that removes a name's list item (an
+// event with "mode remove" and this selector).
+func removal(name string) string { return "selector #" + participantID(name) }
+
+// debugKeys reads GET /debug/connections.
+func debugKeys(t testing.TB, b *browser) []string {
+	t.Helper()
+	r := b.get("/debug/connections")
+	if r.status != http.StatusOK {
+		t.Fatalf("debug connections: status %d: %s", r.status, r.body)
+	}
+	var keys []string
+	if err := json.Unmarshal([]byte(r.body), &keys); err != nil {
+		t.Fatalf("debug connections: %v: %s", err, r.body)
+	}
+	return keys
+}
+
+// eventually polls cond until it holds or d passes.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

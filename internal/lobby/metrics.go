@@ -1,0 +1,90 @@
+package lobby
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sfere-go/sfere"
+)
+
+// metrics are the lobby's Prometheus metrics, in a registry of its own (no
+// global state: two servers in one process, as in the tests, do not clash).
+type metrics struct {
+	reg              *prometheus.Registry
+	evictions        *prometheus.CounterVec
+	departures       *prometheus.CounterVec
+	joins            prometheus.Counter
+	deliveries       prometheus.Counter
+	deliveryFailures prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		evictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lobby_stream_evictions_total",
+			Help: "Streams that left the store, by eviction cause.",
+		}, []string{"cause"}),
+		departures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lobby_departures_total",
+			Help: "Participants announced as having left, by what ended their stay.",
+		}, []string{"reason"}),
+		joins: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lobby_joins_total",
+			Help: "Participants announced as having joined.",
+		}),
+		deliveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lobby_broadcast_deliveries_total",
+			Help: "Lobby messages queued to streams by broadcasts.",
+		}),
+		deliveryFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lobby_broadcast_delivery_failures_total",
+			Help: "Streams that refused a broadcast (ended, or too far behind).",
+		}),
+	}
+	for _, c := range []sfere.Cause{sfere.CauseClosed, sfere.CauseExplicit, sfere.CauseReplaced, sfere.CauseExpired, sfere.CauseSize} {
+		m.evictions.WithLabelValues(c.String())
+	}
+	for _, r := range []string{"leave", "closed", "explicit", "expired", "size", "renamed"} {
+		m.departures.WithLabelValues(r)
+	}
+	m.reg.MustRegister(m.evictions, m.departures, m.joins, m.deliveries, m.deliveryFailures,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// watch registers the metrics read from the hub, the heartbeat and the lobby.
+func (m *metrics) watch(hub *sfere.Hub, hb *sfere.Heartbeat, l *Lobby) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "lobby_streams_open",
+			Help: "Lobby streams currently stored.",
+		}, func() float64 { return float64(hub.Count(everyone)) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "lobby_participants",
+			Help: "Participants on the list (present or within grace).",
+		}, func() float64 { return float64(l.count()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "lobby_heartbeat_sweeps_total",
+			Help: "Completed heartbeat sweeps.",
+		}, func() float64 { return float64(hb.Stats().Sweeps) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "lobby_heartbeat_writes_total",
+			Help: "Heartbeats written to clients.",
+		}, func() float64 { return float64(hb.Stats().Writes) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "lobby_heartbeat_failures_total",
+			Help: "Streams that could not take or write a heartbeat (each was closed).",
+		}, func() float64 { return float64(hb.Stats().Failures) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "lobby_heartbeat_last_sweep_seconds",
+			Help: "How long the last heartbeat sweep took.",
+		}, func() float64 { return hb.Stats().LastSweep.Seconds() }),
+	)
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
