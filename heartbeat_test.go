@@ -93,8 +93,8 @@ func TestHeartbeatFindsVanishedPeer(t *testing.T) {
 	got := ev.next(t, interval+userTimeout+2*time.Second)
 	took := time.Since(vanished)
 	t.Logf("vanished peer evicted after %v (%v)", took, got.Err)
-	if got.Key != lobbyKey("brian") || got.Cause != CauseClosed {
-		t.Fatalf("eviction = %+v, want brian closed", got)
+	if got.Key != lobbyKey("brian") || got.Cause != CauseClosed || !errors.Is(got.Err, ErrPeerVanished) {
+		t.Fatalf("eviction = %+v, want brian closed, vanished", got)
 	}
 	// Phil's stream stays up.
 	if _, err := hub.Send(lobbyKey("phil"), Comment("still here")); err != nil {

@@ -155,7 +155,7 @@ serve:
 		case <-s.done:
 			break serve
 		case <-ctx.Done():
-			why = ErrClientGone
+			why = clientGone(ctx)
 			break serve
 		case <-h.closing:
 			why = ErrHubClosed
@@ -182,7 +182,7 @@ func (h *Hub) write(w http.ResponseWriter, rc *http.ResponseController, batch []
 	}
 	for _, m := range batch {
 		if _, err := w.Write(m.data); err != nil {
-			return false, fmt.Errorf("%w: %w", ErrWrite, err)
+			return false, writeError(err)
 		}
 		if m.close {
 			closeNow = true
@@ -190,7 +190,7 @@ func (h *Hub) write(w http.ResponseWriter, rc *http.ResponseController, batch []
 		}
 	}
 	if err := rc.Flush(); err != nil {
-		return false, fmt.Errorf("%w: %w", ErrWrite, err)
+		return false, writeError(err)
 	}
 	return closeNow, nil
 }

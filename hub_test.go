@@ -57,7 +57,11 @@ func TestServeWritesInitialEffectsThenBroadcasts(t *testing.T) {
 
 func TestClosedTabEvictsWithinASecond(t *testing.T) {
 	hub, ev := newMemoryHub(t, HubOptions{})
-	srv := testServer(t, hub)
+	ln, err := Listen(t.Context(), "tcp", "127.0.0.1:0", ListenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := testServerOn(t, ln, hub)
 	brian, phil := dial(t, srv, "brian", true), dial(t, srv, "phil", true)
 	waitFor(t, time.Second, "two streams", func() bool { return hub.Count(All) == 2 })
 
@@ -65,8 +69,8 @@ func TestClosedTabEvictsWithinASecond(t *testing.T) {
 	brian.conn.Close()
 	got := ev.next(t, time.Second)
 	t.Logf("closed tab evicted after %v", time.Since(closed))
-	if got.Key != lobbyKey("brian") || got.Cause != CauseClosed || !errors.Is(got.Err, ErrClientGone) {
-		t.Fatalf("eviction = %+v, want brian closed (client gone)", got)
+	if got.Key != lobbyKey("brian") || got.Cause != CauseClosed || !errors.Is(got.Err, ErrClientGone) || errors.Is(got.Err, ErrPeerVanished) {
+		t.Fatalf("eviction = %+v, want brian closed (client gone, not vanished)", got)
 	}
 	if hub.Count(All) != 1 {
 		t.Fatal("brian still stored")

@@ -2,7 +2,12 @@ package sfere
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"net"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -57,7 +62,95 @@ func ListenConfig(opts ListenOptions) *net.ListenConfig {
 }
 
 // Listen announces on a TCP address with [ListenConfig] of opts, for an
-// [net/http.Server] to Serve on.
+// [net/http.Server] to Serve on. Its connections also remember whether TCP
+// gave up on the peer (the user timeout), so that, with
+// [net/http.Server.ConnContext] set to [ConnContext], a stream whose client
+// vanished ends with [ErrPeerVanished] rather than a plain [ErrClientGone].
 func Listen(ctx context.Context, network, address string, opts ListenOptions) (net.Listener, error) {
-	return ListenConfig(opts).Listen(ctx, network, address)
+	ln, err := ListenConfig(opts).Listen(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	return listener{ln}, nil
+}
+
+// ErrPeerVanished is wrapped (beside [ErrClientGone] or [ErrWrite]) in the
+// eviction error of a stream whose client stopped answering: TCP found no
+// sign of it for the user timeout. Such a client cannot be reloading a
+// page, so an app may announce its departure without a grace period.
+var ErrPeerVanished = errors.New("sfere: client vanished (TCP user timeout)")
+
+// ConnContext is for [net/http.Server.ConnContext]: it lets [Hub.Serve]
+// see the connection of a request accepted by a [Listen] listener.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	if nc, ok := c.(interface{ NetConn() net.Conn }); ok { // TLS
+		c = nc.NetConn()
+	}
+	if tc, ok := c.(*conn); ok {
+		return context.WithValue(ctx, connKey{}, tc)
+	}
+	return ctx
+}
+
+type connKey struct{}
+
+// clientGone says why a request's context ended: [ErrClientGone], and
+// [ErrPeerVanished] too if TCP gave up on the peer.
+func clientGone(ctx context.Context) error {
+	if c, _ := ctx.Value(connKey{}).(*conn); c != nil {
+		if err := c.vanished.Load(); err != nil {
+			return fmt.Errorf("%w: %w: %w", ErrClientGone, ErrPeerVanished, *err)
+		}
+	}
+	return ErrClientGone
+}
+
+// writeError wraps a failed write, marking a peer TCP gave up on.
+func writeError(err error) error {
+	if errors.Is(err, syscall.ETIMEDOUT) {
+		return fmt.Errorf("%w: %w: %w", ErrWrite, ErrPeerVanished, err)
+	}
+	return fmt.Errorf("%w: %w", ErrWrite, err)
+}
+
+type listener struct{ net.Listener }
+
+func (l listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &conn{Conn: c}, nil
+}
+
+// conn records the read error of a connection TCP gave up on. net/http
+// keeps a background read on an idle request's connection, so that error
+// arrives just before the request's context ends.
+type conn struct {
+	net.Conn
+	vanished atomic.Pointer[error]
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil && errors.Is(err, syscall.ETIMEDOUT) {
+		c.vanished.CompareAndSwap(nil, &err)
+	}
+	return n, err
+}
+
+// CloseWrite and ReadFrom keep what net/http does with a bare TCP
+// connection: a graceful half-close, and sendfile for files.
+func (c *conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+func (c *conn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(c.Conn, r)
 }

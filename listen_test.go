@@ -21,12 +21,12 @@ func TestListenSetsUserTimeoutOnAcceptedSockets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	conn, err := ln.Accept()
+	c, err := ln.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	raw, err := conn.(*net.TCPConn).SyscallConn()
+	defer c.Close()
+	raw, err := c.(*conn).Conn.(*net.TCPConn).SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}

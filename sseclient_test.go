@@ -33,6 +33,7 @@ func testServerOn(t *testing.T, ln net.Listener, hub *Hub, initial ...Effect) *h
 		srv.Listener.Close()
 		srv.Listener = ln
 	}
+	srv.Config.ConnContext = ConnContext
 	srv.Start()
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() {

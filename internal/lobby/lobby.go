@@ -302,6 +302,13 @@ func (l *Lobby) onEvict(ev sfere.Eviction) {
 		why += ": " + ev.Err.Error()
 	}
 	l.log.Debug("stream ended", "name", p.name, "cause", ev.Cause, "err", ev.Err)
+	if errors.Is(ev.Err, sfere.ErrPeerVanished) {
+		// TCP heard nothing from the peer for the user timeout: it is not
+		// reloading a page, so waiting out a grace period would only make
+		// the others learn later.
+		l.depart(p, why)
+		return
+	}
 	l.startGrace(p, why)
 }
 

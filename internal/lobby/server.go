@@ -171,6 +171,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		Handler:           h.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		ConnContext:       sfere.ConnContext, // lets the hub tell a vanished peer from a closed tab
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
 		// No ReadTimeout or WriteTimeout: streams live for hours. The
