@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 
@@ -37,17 +36,17 @@ type testNode struct {
 	close sync.Once
 }
 
-func startNATS(t *testing.T) *server.Server {
+func startNATS(t *testing.T) *Server {
 	t.Helper()
-	s, err := StartServer("127.0.0.1:0")
+	s, err := StartServer("127.0.0.1:0", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	t.Cleanup(s.Shutdown)
 	return s
 }
 
-func newTestNode(t *testing.T, ns *server.Server, name string) *testNode {
+func newTestNode(t *testing.T, ns *Server, name string) *testNode {
 	t.Helper()
 	tn := &testNode{t: t, name: name, lost: make(chan Lost, 16)}
 	store := sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: func(ev sfere.Eviction) {
@@ -339,17 +338,16 @@ func TestDeliveryResumesAfterNATSRestart(t *testing.T) {
 	waitFor(t, "a sees b", func() bool { return len(a.node.Peers()) == 1 })
 	phil := b.connect(t, "phil")
 	ns.Shutdown()
-	ns.WaitForShutdown()
 	// Local streams survive the gap.
 	if _, err := b.hub.Send(lobbyKey("phil"), sfere.Comment("local during gap")); err != nil {
 		t.Fatal(err)
 	}
 	phil.wait(t, ": local during gap")
-	ns2, err := StartServer(addr)
+	ns2, err := StartServer(addr, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ns2.Shutdown(); ns2.WaitForShutdown() })
+	t.Cleanup(ns2.Shutdown)
 	waitFor(t, "both reconnected", func() bool { return a.nc.IsConnected() && b.nc.IsConnected() })
 	waitFor(t, "a sees phil again", func() bool { return a.node.Count(sfere.All) == 1 })
 	if _, err := a.node.Broadcast(sfere.All, nil, sfere.Comment("after restart")); err != nil {
