@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -112,7 +113,7 @@ type client struct {
 func (tn *testNode) connect(t *testing.T, id string) *client {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, tn.srv.URL+"?id="+id, nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, tn.srv.URL+"?id="+url.QueryEscape(id), nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -262,6 +263,24 @@ func TestSendFindsTheStreamOnAnyNode(t *testing.T) {
 	carol.wait(t, ": for carol")
 	if _, err := a.node.Send(context.Background(), lobbyKey("nobody"), sfere.Comment("?")); !errors.Is(err, sfere.ErrNoStream) {
 		t.Fatalf("Send to nobody: %v, want ErrNoStream", err)
+	}
+	// Any key maps to its own valid subject: dots, NATS wildcards, spaces, non-ASCII.
+	odd := []string{"a.b", "*", ">", "x y", "Jürgen", "a.*.>"}
+	clients := map[string]*client{}
+	for _, id := range odd {
+		clients[id] = c.connect(t, id)
+	}
+	waitFor(t, "a sees the odd keys", func() bool { return a.node.Count(sfere.All) == 1+len(odd) })
+	for _, id := range odd {
+		if _, err := a.node.Send(context.Background(), lobbyKey(id), sfere.Comment("for "+id)); err != nil {
+			t.Fatalf("Send to %q: %v", id, err)
+		}
+	}
+	for _, id := range odd {
+		clients[id].wait(t, ": for "+id)
+	}
+	if _, err := a.node.Send(context.Background(), lobbyKey("a"), sfere.Comment("?")); !errors.Is(err, sfere.ErrNoStream) {
+		t.Fatalf("Send to a (a prefix of a.b): %v, want ErrNoStream", err)
 	}
 }
 
