@@ -83,6 +83,14 @@ func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
 	fs.DurationVar(&opts.TTL, "ttl", d.TTL, "sliding expiry of the ttl store (reset by every successful write)")
 	fs.StringVar(&opts.DatastarJS, "datastar-js", "", "serve this local Datastar client file at /datastar.js instead of loading it from\n"+lobby.DatastarCDN)
 	fs.BoolVar(&opts.Debug, "debug", false, "enable GET /debug/connections (the keys of the open streams)")
+	fs.IntVar(&opts.MaxStreamsPerIP, "max-streams-per-ip", d.MaxStreamsPerIP, "most open streams (lobby tabs) per client address, IPv4 or IPv6 /64; more are refused with 429 (0: no cap)")
+	fs.Float64Var(&opts.MessageRate, "message-rate", d.MessageRate, "chat messages a second one session may send on average; more are refused with 429 (0: no limit)")
+	fs.IntVar(&opts.MessageBurst, "message-burst", d.MessageBurst, "chat messages one session may send at once, above -message-rate")
+	fs.DurationVar(&opts.ReadHeaderTimeout, "read-header-timeout", d.ReadHeaderTimeout, "how long a client may take to send a request's headers")
+	fs.DurationVar(&opts.BodyTimeout, "body-timeout", d.BodyTimeout, "how long a client may take to send the body of a POST (streams are not timed)")
+	fs.StringVar(&opts.NATS, "nats", "", "join the lobby cluster on this NATS server (JetStream enabled), e.g. nats://127.0.0.1:4222")
+	fs.StringVar(&opts.NATSEmbed, "nats-embed", "", "also run a NATS server (with JetStream) in this process on this address, e.g. 127.0.0.1:4222, for a local multi-node demo")
+	fs.StringVar(&opts.NodeID, "node", "", "this node's id in the cluster (default: random)")
 	if err := fs.Parse(args); err != nil {
 		return opts, err
 	}
@@ -92,10 +100,27 @@ func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
 	if opts.Store != "ttl" && opts.Store != "memory" {
 		return opts, fmt.Errorf("-store must be ttl or memory, not %q", opts.Store)
 	}
-	for name, v := range map[string]time.Duration{"heartbeat": opts.Heartbeat, "user-timeout": opts.UserTimeout, "grace": opts.Grace, "ttl": opts.TTL} {
+	for name, v := range map[string]time.Duration{"heartbeat": opts.Heartbeat, "user-timeout": opts.UserTimeout, "grace": opts.Grace, "ttl": opts.TTL,
+		"read-header-timeout": opts.ReadHeaderTimeout, "body-timeout": opts.BodyTimeout} {
 		if v <= 0 {
 			return opts, fmt.Errorf("-%s must be positive, not %v", name, v)
 		}
+	}
+	switch {
+	case opts.MaxStreamsPerIP < 0:
+		return opts, fmt.Errorf("-max-streams-per-ip must not be negative, not %d", opts.MaxStreamsPerIP)
+	case opts.MessageRate < 0:
+		return opts, fmt.Errorf("-message-rate must not be negative, not %v", opts.MessageRate)
+	case opts.MessageBurst < 1:
+		return opts, fmt.Errorf("-message-burst must be at least 1, not %d", opts.MessageBurst)
+	}
+	// The flags say "0: off"; Options say it with a negative number (their
+	// zero means "the default").
+	if opts.MaxStreamsPerIP == 0 {
+		opts.MaxStreamsPerIP = -1
+	}
+	if opts.MessageRate == 0 {
+		opts.MessageRate = -1
 	}
 	return opts, nil
 }

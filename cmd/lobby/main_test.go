@@ -13,7 +13,8 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	if code := run([]string{"-h"}, &out); code != 0 {
 		t.Fatalf("-h exit code %d", code)
 	}
-	for _, flag := range []string{"-addr", "-heartbeat", "-user-timeout", "-grace", "-store", "-ttl", "-datastar-js", "-debug"} {
+	for _, flag := range []string{"-addr", "-heartbeat", "-user-timeout", "-grace", "-store", "-ttl", "-datastar-js", "-debug",
+		"-max-streams-per-ip", "-message-rate", "-message-burst", "-read-header-timeout", "-body-timeout"} {
 		if !strings.Contains(out.String(), flag+" ") && !strings.Contains(out.String(), flag+"\n") {
 			t.Errorf("-h does not list %s:\n%s", flag, out.String())
 		}
@@ -26,27 +27,43 @@ func TestFlagDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := lobby.Options{Addr: "127.0.0.1:8080", Heartbeat: 10 * time.Second, UserTimeout: 5 * time.Second,
-		Grace: 2 * time.Second, Store: "ttl", TTL: 30 * time.Second, JoinTimeout: lobby.DefaultOptions.JoinTimeout}
+		Grace: 2 * time.Second, Store: "ttl", TTL: 30 * time.Second, JoinTimeout: lobby.DefaultOptions.JoinTimeout,
+		MaxStreamsPerIP: 32, MessageRate: 5, MessageBurst: 10, ReadHeaderTimeout: 10 * time.Second, BodyTimeout: 10 * time.Second}
 	if opts != want {
 		t.Errorf("defaults = %+v, want %+v", opts, want)
 	}
 	opts, err = parseFlags([]string{"-addr", "127.0.0.1:0", "-heartbeat", "1s", "-user-timeout", "2s", "-grace", "200ms",
-		"-store", "memory", "-ttl", "1m", "-datastar-js", "/x/datastar.js", "-debug"}, new(strings.Builder))
+		"-store", "memory", "-ttl", "1m", "-datastar-js", "/x/datastar.js", "-debug",
+		"-max-streams-per-ip", "4", "-message-rate", "0.5", "-message-burst", "3", "-read-header-timeout", "2s", "-body-timeout", "3s"}, new(strings.Builder))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want = lobby.Options{Addr: "127.0.0.1:0", Heartbeat: time.Second, UserTimeout: 2 * time.Second, Grace: 200 * time.Millisecond,
-		Store: "memory", TTL: time.Minute, DatastarJS: "/x/datastar.js", Debug: true, JoinTimeout: lobby.DefaultOptions.JoinTimeout}
+		Store: "memory", TTL: time.Minute, DatastarJS: "/x/datastar.js", Debug: true, JoinTimeout: lobby.DefaultOptions.JoinTimeout,
+		MaxStreamsPerIP: 4, MessageRate: 0.5, MessageBurst: 3, ReadHeaderTimeout: 2 * time.Second, BodyTimeout: 3 * time.Second}
 	if opts != want {
 		t.Errorf("parsed = %+v, want %+v", opts, want)
 	}
 }
 
 func TestBadFlagsRefused(t *testing.T) {
-	for _, args := range [][]string{{"-store", "redis"}, {"-heartbeat", "0s"}, {"-grace", "-1s"}, {"extra"}, {"-nope"}} {
+	for _, args := range [][]string{{"-store", "redis"}, {"-heartbeat", "0s"}, {"-grace", "-1s"}, {"extra"}, {"-nope"},
+		{"-max-streams-per-ip", "-1"}, {"-message-rate", "-2"}, {"-message-burst", "0"}, {"-body-timeout", "0s"}, {"-read-header-timeout", "-1s"}} {
 		var out strings.Builder
 		if code := run(args, &out); code != 2 {
 			t.Errorf("%q: exit code %d, want 2 (%s)", args, code, out.String())
 		}
+	}
+}
+
+// A limit flag of 0 turns the limit off: Options say that with a negative
+// number, since their zero means "the default".
+func TestZeroLimitFlagsMeanNoLimit(t *testing.T) {
+	opts, err := parseFlags([]string{"-max-streams-per-ip", "0", "-message-rate", "0"}, new(strings.Builder))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.MaxStreamsPerIP >= 0 || opts.MessageRate >= 0 {
+		t.Errorf("-max-streams-per-ip 0 -message-rate 0 gave %d, %v; want negative (no limit)", opts.MaxStreamsPerIP, opts.MessageRate)
 	}
 }

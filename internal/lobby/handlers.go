@@ -7,8 +7,14 @@ import (
 	"html/template"
 	"io"
 	"log/slog"
+	"mime"
+	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"slices"
+	"sync"
+	"time"
 
 	"github.com/sfere-go/sfere"
 	"github.com/starfederation/datastar-go/datastar"
@@ -16,6 +22,18 @@ import (
 
 // MaxBodyBytes bounds the body of every POST.
 const MaxBodyBytes = 64 << 10
+
+// Errors of the request checks; SECURITY.md lists them with their limits.
+var (
+	errCrossSite      = errors.New("cross-site request refused: only this site's own pages may change the lobby")
+	errNotDatastar    = errors.New("not a Datastar request (header Datastar-Request: true is missing)")
+	errContentType    = errors.New("unsupported content type: signals must be sent as application/json")
+	errBodyTooLarge   = fmt.Errorf("request body too large: the limit is %d KiB", MaxBodyBytes>>10)
+	errBodyTooSlow    = errors.New("request body too slow: it must arrive within the body timeout")
+	errMalformed      = errors.New("malformed signals: the body must be a JSON object of signals")
+	errTooManyStreams = errors.New("too many open streams from your address: close another tab of the lobby first")
+	errTooFast        = errors.New("you are sending messages too fast: wait a moment")
+)
 
 // handlers serves the lobby's routes.
 type handlers struct {
@@ -25,8 +43,20 @@ type handlers struct {
 	datastarJS []byte // the local Datastar client, if one was given
 	debug      bool
 	log        *slog.Logger
+
+	// bodyTimeout bounds the time a request's body may take to arrive
+	// (slow-loris bodies); zero means no bound.
+	bodyTimeout time.Duration
+	// streams caps the open streams per client address; nil means no cap.
+	streams *streamLimit
+	// messages limits the chat messages per session; nil means no limit.
+	messages *rateLimit
 }
 
+// routes returns the lobby's handler: its routes behind the cross-origin
+// check, which refuses state-changing requests (every POST) that a browser
+// marks as coming from another site (Sec-Fetch-Site, or an Origin that is
+// not this host). Requests with neither header (curl, tests) pass.
 func (h *handlers) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", h.page)
@@ -41,7 +71,11 @@ func (h *handlers) routes() http.Handler {
 	if h.datastarJS != nil {
 		mux.HandleFunc("GET /datastar.js", h.script)
 	}
-	return mux
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.refuse(w, r, http.StatusForbidden, "cross_site", errCrossSite)
+	}))
+	return cop.Handler(mux)
 }
 
 // page serves the whole page: the lobby itself for a session that is still
@@ -60,23 +94,36 @@ func (h *handlers) page(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("Referrer-Policy", "same-origin")
+	hdr.Set("Content-Security-Policy", contentSecurityPolicy(h.views.datastarJS))
+	hdr.Set("X-Frame-Options", "DENY")
 	_, _ = io.WriteString(w, html)
+}
+
+// contentSecurityPolicy is the page's CSP: scripts only from this site and
+// the Datastar client's origin ('unsafe-eval' because Datastar compiles its
+// data-* expressions with Function), requests only to this site, no
+// framing (clickjacking a Leave button), no plugins, no <base>.
+func contentSecurityPolicy(scriptURL string) string {
+	src := "'self'"
+	if u, err := url.Parse(scriptURL); err == nil && u.Scheme != "" && u.Host != "" {
+		src += " " + u.Scheme + "://" + u.Host
+	}
+	return "default-src 'none'; script-src " + src + " 'unsafe-eval'; style-src 'unsafe-inline'; " +
+		"connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 }
 
 // join binds a name to the browser's session and answers with the lobby,
 // whose data-init opens the stream.
 func (h *handlers) join(w http.ResponseWriter, r *http.Request) {
-	const errorSel = "#join-error"
 	var sig struct {
 		Username string `json:"username"`
 	}
-	if status, err := readSignals(w, r, &sig); err != nil {
-		h.fail(w, status, err, errorSel)
+	if !h.readSignals(w, r, &sig) {
 		return
 	}
 	name, err := cleanName(sig.Username)
 	if err != nil {
-		h.fail(w, http.StatusBadRequest, err, errorSel)
+		h.fail(w, r, http.StatusBadRequest, err)
 		return
 	}
 	sid := sessionID(r)
@@ -87,10 +134,10 @@ func (h *handlers) join(w http.ResponseWriter, r *http.Request) {
 	res, err := h.lobby.join(sid, name)
 	switch {
 	case errors.Is(err, ErrShutdown):
-		h.fail(w, http.StatusServiceUnavailable, err, errorSel)
+		h.fail(w, r, http.StatusServiceUnavailable, err)
 		return
 	case err != nil:
-		h.fail(w, http.StatusConflict, err, errorSel)
+		h.fail(w, r, http.StatusConflict, err)
 		return
 	}
 	if fresh {
@@ -112,14 +159,20 @@ func (h *handlers) join(w http.ResponseWriter, r *http.Request) {
 // sse is the long-lived stream of a session that joined. A session the
 // lobby does not know (it left, or the server restarted and the client is
 // retrying) gets the join form back and its response ends: no participant
-// is made up for it.
+// is made up for it. One client address may hold at most the stream cap.
 func (h *handlers) sse(w http.ResponseWriter, r *http.Request) {
 	// Read the (small) body to its end first: then net/http notices a
 	// closed connection at once.
-	if status, err := readSignals(w, r, nil); err != nil {
-		h.fail(w, status, err, "#join-error")
+	if !h.readSignals(w, r, nil) {
 		return
 	}
+	addr := clientAddr(r)
+	if !h.streams.acquire(addr) {
+		w.Header().Set("Retry-After", "10")
+		h.refuse(w, r, http.StatusTooManyRequests, "too_many_streams", errTooManyStreams)
+		return
+	}
+	defer h.streams.release(addr)
 	p := h.lobby.open(sessionID(r))
 	if p == nil {
 		form, err := h.views.joinApp("The lobby does not know you any more (it may have restarted): please join again.")
@@ -134,7 +187,7 @@ func (h *handlers) sse(w http.ResponseWriter, r *http.Request) {
 	if err := h.lobby.hub.Serve(w, r, p.key); err != nil {
 		h.lobby.openFailed(p)
 		if errors.Is(err, sfere.ErrHubClosed) {
-			h.fail(w, http.StatusServiceUnavailable, ErrShutdown, "#message-error")
+			h.fail(w, r, http.StatusServiceUnavailable, ErrShutdown)
 			return
 		}
 		h.log.Warn("stream could not start", "name", p.name, "err", err)
@@ -144,22 +197,30 @@ func (h *handlers) sse(w http.ResponseWriter, r *http.Request) {
 // message broadcasts a chat line from the session's participant (never
 // from a name the request claims) and clears the sender's input.
 func (h *handlers) message(w http.ResponseWriter, r *http.Request) {
-	const errorSel = "#message-error"
 	var sig struct {
 		Message string `json:"message"`
 	}
-	if status, err := readSignals(w, r, &sig); err != nil {
-		h.fail(w, status, err, errorSel)
+	if !h.readSignals(w, r, &sig) {
 		return
 	}
 	text, err := cleanMessage(sig.Message)
 	if err != nil {
-		h.fail(w, http.StatusBadRequest, err, errorSel)
+		h.fail(w, r, http.StatusBadRequest, err)
 		return
 	}
-	if _, err := h.lobby.say(sessionID(r), text); err != nil {
+	sid := sessionID(r)
+	if !h.lobby.knows(sid) {
+		h.fail(w, r, http.StatusForbidden, ErrNotJoined)
+		return
+	}
+	if !h.messages.allow(sid) {
+		w.Header().Set("Retry-After", "1")
+		h.refuse(w, r, http.StatusTooManyRequests, "rate_limited", errTooFast)
+		return
+	}
+	if _, err := h.lobby.say(sid, text); err != nil {
 		if errors.Is(err, ErrNotJoined) {
-			h.fail(w, http.StatusForbidden, err, errorSel)
+			h.fail(w, r, http.StatusForbidden, err)
 		} else {
 			h.log.Error("message", "err", err)
 			http.Error(w, "internal error", http.StatusInternalServerError)
@@ -171,12 +232,11 @@ func (h *handlers) message(w http.ResponseWriter, r *http.Request) {
 
 // leave makes the session's participant leave and puts the join form back.
 func (h *handlers) leave(w http.ResponseWriter, r *http.Request) {
-	if status, err := readSignals(w, r, nil); err != nil {
-		h.fail(w, status, err, "#message-error")
+	if !h.readSignals(w, r, nil) {
 		return
 	}
 	if _, err := h.lobby.leave(sessionID(r)); err != nil {
-		h.fail(w, http.StatusForbidden, err, "#message-error")
+		h.fail(w, r, http.StatusForbidden, err)
 		return
 	}
 	form, err := h.views.joinApp("You left the lobby.")
@@ -188,8 +248,9 @@ func (h *handlers) leave(w http.ResponseWriter, r *http.Request) {
 	h.respond(w, sfere.PatchElements(form))
 }
 
-// connections lists the keys of the stored streams, as text: no cookies,
-// no addresses.
+// connections lists the keys of the stored streams, as text: participant
+// names only (which every participant sees anyway), never session ids,
+// cookies or client addresses. It exists only with Options.Debug.
 func (h *handlers) connections(w http.ResponseWriter, r *http.Request) {
 	keys := h.lobby.hub.List(sfere.All)
 	texts := make([]string, len(keys))
@@ -199,12 +260,14 @@ func (h *handlers) connections(w http.ResponseWriter, r *http.Request) {
 	slices.Sort(texts)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	_ = json.NewEncoder(w).Encode(texts)
 }
 
 func (h *handlers) script(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	_, _ = w.Write(h.datastarJS)
 }
 
@@ -213,14 +276,28 @@ func (h *handlers) respond(w http.ResponseWriter, effects ...sfere.Effect) {
 	h.write(w, http.StatusOK, effects...)
 }
 
+// errorSelector is the element of the page that shows a route's errors.
+func errorSelector(r *http.Request) string {
+	if r.URL.Path == "/join" {
+		return "#join-error"
+	}
+	return "#message-error"
+}
+
 // fail answers with status and a clear message: as text for people and
 // tools, and as a patch of the form's error line for clients that apply
 // error bodies. (The Datastar v1 client does not read a non-200 body; the
 // page maps the status to a message of its own.)
-func (h *handlers) fail(w http.ResponseWriter, status int, err error, selector string) {
+func (h *handlers) fail(w http.ResponseWriter, r *http.Request, status int, err error) {
 	msg := err.Error()
 	w.Header().Set("X-Lobby-Error", msg)
-	h.write(w, status, sfere.PatchElementsAt(selector, datastar.ElementPatchModeInner, template.HTMLEscapeString(msg)))
+	h.write(w, status, sfere.PatchElementsAt(errorSelector(r), datastar.ElementPatchModeInner, template.HTMLEscapeString(msg)))
+}
+
+// refuse is fail for a request a limit or check turned away; it counts it.
+func (h *handlers) refuse(w http.ResponseWriter, r *http.Request, status int, reason string, err error) {
+	h.metrics.refused.WithLabelValues(reason).Inc()
+	h.fail(w, r, status, err)
 }
 
 func (h *handlers) write(w http.ResponseWriter, status int, effects ...sfere.Effect) {
@@ -233,33 +310,195 @@ func (h *handlers) write(w http.ResponseWriter, status int, effects ...sfere.Eff
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
 
-// readSignals checks that r is a Datastar request and reads its JSON body,
-// at most [MaxBodyBytes], into v (or only drains it if v is nil). On error
-// it returns the status to answer with: 413 for a body too large, 400 for
-// anything malformed.
-func readSignals(w http.ResponseWriter, r *http.Request, v any) (int, error) {
+// readSignals checks that r is a Datastar request with a JSON body of at
+// most [MaxBodyBytes] that arrives within the body timeout, and reads it
+// into v (or only drains it if v is nil). On failure it has answered the
+// request (400 not Datastar or malformed, 408 too slow, 413 too large,
+// 415 not JSON) and returns false.
+func (h *handlers) readSignals(w http.ResponseWriter, r *http.Request, v any) bool {
+	status, reason, err := h.readBody(w, r, v)
+	if err == nil {
+		return true
+	}
+	h.refuse(w, r, status, reason, err)
+	return false
+}
+
+func (h *handlers) readBody(w http.ResponseWriter, r *http.Request, v any) (status int, reason string, err error) {
 	if r.Header.Get("Datastar-Request") != "true" {
-		return http.StatusBadRequest, errors.New("not a Datastar request (header Datastar-Request: true is missing)")
+		return http.StatusBadRequest, "not_datastar", errNotDatastar
+	}
+	if r.ContentLength > MaxBodyBytes {
+		// Refused before reading a byte of it.
+		return http.StatusRequestEntityTooLarge, "body_too_large", errBodyTooLarge
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" || r.ContentLength != 0 {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return http.StatusUnsupportedMediaType, "content_type", errContentType
+		}
+	}
+	if h.bodyTimeout > 0 {
+		// Only this request's body is timed: the deadline goes when it
+		// has been read. (A deadline left on the connection would also
+		// end a stream: net/http's background read would fail on it.)
+		// A writer without deadlines (not a real connection) is not timed.
+		rc := http.NewResponseController(w)
+		if rc.SetReadDeadline(time.Now().Add(h.bodyTimeout)) == nil {
+			defer rc.SetReadDeadline(time.Time{})
+		}
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	var err error
 	if v == nil {
 		_, err = io.Copy(io.Discard, r.Body)
 	} else {
 		err = datastar.ReadSignals(r, v)
 	}
 	if err == nil {
-		return 0, nil
+		return 0, "", nil
 	}
 	if tooBig := new(http.MaxBytesError); errors.As(err, &tooBig) {
-		return http.StatusRequestEntityTooLarge, fmt.Errorf("request body too large: the limit is %d KiB", MaxBodyBytes>>10)
+		return http.StatusRequestEntityTooLarge, "body_too_large", errBodyTooLarge
+	}
+	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+		return http.StatusRequestTimeout, "body_timeout", errBodyTooSlow
 	}
 	if v == nil {
-		return http.StatusBadRequest, fmt.Errorf("cannot read request body: %w", err)
+		return http.StatusBadRequest, "malformed", fmt.Errorf("cannot read request body: %w", err)
 	}
-	return http.StatusBadRequest, errors.New("malformed signals: the body must be a JSON object of signals")
+	return http.StatusBadRequest, "malformed", errMalformed
+}
+
+// clientAddr is the address whose streams count against the per-address
+// cap: the peer's IPv4 address, or the /64 prefix of its IPv6 address (one
+// host usually holds a whole /64). Behind a proxy every client shares the
+// proxy's address; see SECURITY.md.
+func clientAddr(r *http.Request) string {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	a := ap.Addr().Unmap()
+	if a.Is6() {
+		if p, err := a.WithZone("").Prefix(64); err == nil {
+			return p.String()
+		}
+	}
+	return a.String()
+}
+
+// streamLimit caps the open streams of each client address. A nil
+// *streamLimit allows everything.
+type streamLimit struct {
+	max  int
+	mu   sync.Mutex
+	open map[string]int
+}
+
+func newStreamLimit(max int) *streamLimit {
+	if max <= 0 {
+		return nil
+	}
+	return &streamLimit{max: max, open: make(map[string]int)}
+}
+
+// acquire counts one more stream of addr, unless addr is at the cap.
+func (l *streamLimit) acquire(addr string) bool {
+	if l == nil {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open[addr] >= l.max {
+		return false
+	}
+	l.open[addr]++
+	return true
+}
+
+// release counts one stream of addr as ended.
+func (l *streamLimit) release(addr string) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := l.open[addr] - 1; n > 0 {
+		l.open[addr] = n
+	} else {
+		delete(l.open, addr)
+	}
+}
+
+// rateLimit is a token bucket per key (a session): rate tokens a second,
+// at most burst saved up. A nil *rateLimit allows everything. Buckets that
+// have filled up again are forgotten, so it holds only recent senders.
+type rateLimit struct {
+	rate, burst float64
+	now         func() time.Time
+
+	mu      sync.Mutex
+	buckets map[string]*bucket
+	pruneAt int
+}
+
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+const minPruneAt = 1024
+
+func newRateLimit(rate float64, burst int) *rateLimit {
+	if rate <= 0 {
+		return nil
+	}
+	return &rateLimit{rate: rate, burst: float64(max(burst, 1)), now: time.Now, buckets: make(map[string]*bucket), pruneAt: minPruneAt}
+}
+
+// allow takes a token from key's bucket and reports whether there was one.
+func (l *rateLimit) allow(key string) bool {
+	if l == nil {
+		return true
+	}
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[key]
+	if b == nil {
+		if len(l.buckets) >= l.pruneAt {
+			l.prune(now)
+		}
+		b = &bucket{tokens: l.burst, at: now}
+		l.buckets[key] = b
+	} else {
+		b.tokens = min(l.burst, b.tokens+now.Sub(b.at).Seconds()*l.rate)
+		b.at = now
+	}
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// prune forgets the buckets that are full again. l.mu must be held.
+func (l *rateLimit) prune(now time.Time) {
+	for k, b := range l.buckets {
+		if b.tokens+now.Sub(b.at).Seconds()*l.rate >= l.burst {
+			delete(l.buckets, k)
+		}
+	}
+	l.pruneAt = max(minPruneAt, 2*len(l.buckets))
+}
+
+// size returns how many buckets the limiter holds (tests).
+func (l *rateLimit) size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.buckets)
 }

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/sfere-go/sfere"
+	"github.com/sfere-go/sfere/natscluster"
 )
 
 // Category is the key category of every lobby stream.
@@ -109,6 +110,11 @@ type Lobby struct {
 	seq      uint64
 	sessions map[string]*participant // session id -> its participant (never gone)
 	names    map[string]*participant // name -> holder (gone only while a stream is opening)
+
+	// Cluster mode (see cluster.go); both nil for a single node, whose
+	// maps above are then the whole truth.
+	dir     *directory        // the shared registry of names and sessions
+	cluster *natscluster.Node // cluster-wide broadcast and send
 }
 
 func newLobby(grace, joinTimeout time.Duration, log *slog.Logger, m *metrics, v *views) *Lobby {
@@ -148,18 +154,41 @@ func (l *Lobby) join(sid, name string) (joinResult, error) {
 		}
 		return joinResult{name: name}, nil
 	}
+	if l.dir != nil {
+		if err := l.dir.claim(name, sid); err != nil {
+			l.mu.Unlock()
+			return joinResult{}, err
+		}
+	}
 	res := joinResult{name: name}
 	var purge *sfere.Stream
+	var elsewhere []sfere.Key // streams to close on other nodes
 	if old := l.sessions[sid]; old != nil {
 		res.renamed = old.name
-		purge = l.depart(old, "renamed")
+		if purge = l.depart(old, "renamed", true); purge == nil && l.dir != nil {
+			elsewhere = append(elsewhere, old.key)
+		}
+	} else if l.dir != nil {
+		if oldName, ok := l.dir.session(sid); ok && oldName != name {
+			res.renamed = oldName
+			if l.dir.leave(oldName, sid, "") {
+				l.announceLeft(oldName, "renamed")
+			}
+			elsewhere = append(elsewhere, keyFor(oldName))
+		}
 	}
 	p := &participant{name: name, sid: sid, key: keyFor(name), state: stateJoining}
+	if l.dir != nil {
+		// The same session may be back through another node: then it was
+		// announced already, and its arrival here is not news.
+		p.announced = l.dir.announced(name, sid)
+	}
 	l.sessions[sid] = p
 	l.names[name] = p
 	l.setTimer(p, l.joinTimeout)
 	l.mu.Unlock()
 	l.purge(purge)
+	l.closeElsewhere(elsewhere...)
 	return res, nil
 }
 
@@ -168,12 +197,28 @@ func (l *Lobby) leave(sid string) (string, error) {
 	l.mu.Lock()
 	p := l.sessions[sid]
 	if p == nil {
+		// In a cluster the session may have joined through another node.
+		name, ok := "", false
+		if l.dir != nil {
+			name, ok = l.dir.session(sid)
+		}
+		if !ok {
+			l.mu.Unlock()
+			return "", ErrNotJoined
+		}
+		if l.dir.leave(name, sid, "") {
+			l.announceLeft(name, "leave")
+		}
 		l.mu.Unlock()
-		return "", ErrNotJoined
+		l.closeElsewhere(keyFor(name))
+		return name, nil
 	}
-	stream := l.depart(p, "leave")
+	stream := l.depart(p, "leave", true)
 	l.mu.Unlock()
 	l.purge(stream)
+	if stream == nil && l.cluster != nil {
+		l.closeElsewhere(p.key)
+	}
 	return p.name, nil
 }
 
@@ -181,16 +226,23 @@ func (l *Lobby) leave(sid string) (string, error) {
 func (l *Lobby) say(sid, text string) (string, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	p := l.sessions[sid]
-	if p == nil || !p.announced {
+	name := ""
+	if p := l.sessions[sid]; p != nil && p.announced {
+		name = p.name
+	} else if l.dir != nil {
+		if n, ok := l.dir.session(sid); ok && l.dir.announced(n, sid) {
+			name = n // joined through another node
+		}
+	}
+	if name == "" {
 		return "", ErrNotJoined
 	}
-	line, err := l.views.chatLine(p.name, text)
+	line, err := l.views.chatLine(name, text)
 	if err != nil {
 		return "", err
 	}
 	l.broadcast(everyone, nil, sfere.AppendElements("#messages", line))
-	return p.name, nil
+	return name, nil
 }
 
 // open is the /sse handler's session check: it returns the session's
@@ -200,11 +252,35 @@ func (l *Lobby) say(sid, text string) (string, error) {
 func (l *Lobby) open(sid string) *participant {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
 	p := l.sessions[sid]
-	if l.closed || p == nil {
+	if p == nil && l.dir != nil {
+		p = l.adopt(sid)
+	}
+	if p == nil {
 		return nil
 	}
 	p.opening++
+	return p
+}
+
+// adopt makes a local participant for a session that joined through
+// another node (cluster mode), or returns nil if the directory does not
+// know the session. mu must be held.
+func (l *Lobby) adopt(sid string) *participant {
+	name, ok := l.dir.session(sid)
+	if !ok {
+		return nil
+	}
+	if q := l.names[name]; q != nil {
+		return nil // a local participant of another session still holds the name here
+	}
+	p := &participant{name: name, sid: sid, key: keyFor(name), state: stateJoining, announced: l.dir.announced(name, sid)}
+	l.sessions[sid] = p
+	l.names[name] = p
+	l.setTimer(p, l.joinTimeout)
 	return p
 }
 
@@ -229,7 +305,7 @@ func (l *Lobby) stored(s *sfere.Stream) {
 	p := l.names[s.Key().ID]
 	if p == nil || p.key != s.Key() || p.opening == 0 {
 		// Not a stream the lobby opened; it has no participant.
-		l.broadcast(s.Key().Pattern(), nil, l.rejoinEffects("Please join again.")...)
+		l.tell(s, l.rejoinEffects("Please join again.")...)
 		if p != nil && p.state == statePresent && p.stream == nil {
 			l.startGrace(p, "stream replaced by a stranger")
 		}
@@ -239,8 +315,20 @@ func (l *Lobby) stored(s *sfere.Stream) {
 	if l.closed || p.state == stateGone {
 		// It left while this stream was on its way: tell the tab.
 		l.release(p)
-		l.broadcast(s.Key().Pattern(), nil, l.rejoinEffects("You have left the lobby. Join again to come back.")...)
+		l.tell(s, l.rejoinEffects("You have left the lobby. Join again to come back.")...)
 		return
+	}
+	if l.dir != nil {
+		first, err := l.dir.arrive(p.name, p.sid)
+		if err != nil {
+			// The name went to someone else meanwhile, or NATS is out of
+			// reach: this stream cannot join the shared lobby.
+			l.log.Warn("arrival refused by the directory", "name", p.name, "err", err)
+			l.depart(p, "refused", false)
+			l.tell(s, l.rejoinEffects("Please join again.")...)
+			return
+		}
+		p.announced = !first
 	}
 	l.stopTimer(p)
 	p.stream = s
@@ -275,7 +363,14 @@ func (l *Lobby) stored(s *sfere.Stream) {
 			effects = append(effects, sfere.AppendElements("#messages", line))
 		}
 	}
-	l.broadcast(p.key.Pattern(), nil, effects...)
+	l.tell(s, effects...)
+}
+
+// tell sends effects to the one stream s, on this node.
+func (l *Lobby) tell(s *sfere.Stream, effects ...sfere.Effect) {
+	if _, err := l.hub.Broadcast(s.Key().Pattern(), nil, effects...); err != nil {
+		l.log.Error("send to stream", "key", s.Key(), "err", err)
+	}
 }
 
 // onEvict is the store's eviction callback. It runs on arbitrary goroutines
@@ -293,8 +388,14 @@ func (l *Lobby) onEvict(ev sfere.Eviction) {
 	}
 	p.stream = nil
 	if ev.Cause == sfere.CauseReplaced {
-		// The same session stored a newer stream; [Lobby.stored] for it
-		// runs next. Nothing to announce.
+		if errors.Is(ev.Err, natscluster.ErrMoved) {
+			// The same key opened on another node, which now holds the
+			// participant: leave this node silently (the directory
+			// names the new node, so nothing is announced).
+			l.depart(p, "moved", false)
+		}
+		// Otherwise the same session stored a newer stream here;
+		// [Lobby.stored] for it runs next. Nothing to announce.
 		return
 	}
 	why := ev.Cause.String()
@@ -306,7 +407,7 @@ func (l *Lobby) onEvict(ev sfere.Eviction) {
 		// TCP heard nothing from the peer for the user timeout: it is not
 		// reloading a page, so waiting out a grace period would only make
 		// the others learn later.
-		l.depart(p, why)
+		l.depart(p, why, false)
 		return
 	}
 	l.startGrace(p, why)
@@ -317,7 +418,7 @@ func (l *Lobby) startGrace(p *participant, why string) {
 	p.state = stateGrace
 	p.ended = why
 	if l.grace <= 0 {
-		l.depart(p, why)
+		l.depart(p, why, false)
 		return
 	}
 	l.setTimer(p, l.grace)
@@ -335,18 +436,21 @@ func (l *Lobby) timerFired(p *participant, gen uint64) {
 	switch p.state {
 	case stateJoining:
 		l.log.Info("join expired: no stream came", "name", p.name)
-		l.depart(p, "no stream")
+		l.depart(p, "no stream", false)
 	case stateGrace:
-		l.depart(p, p.ended)
+		l.depart(p, p.ended, false)
 	}
 }
 
 // depart is the one place a participant leaves: it marks p gone, frees its
 // session and (unless a stream is still opening) its name, and, if p was
 // announced, broadcasts one "left" line and one list removal to everyone
-// else. It returns p's current stream, which the caller must purge after
-// releasing mu. mu must be held.
-func (l *Lobby) depart(p *participant, why string) *sfere.Stream {
+// else. In a cluster the directory decides whether this node announces:
+// a participant whose stream moved to another node has not left (unless
+// anywhere: the person asked to leave), and of two nodes seeing one
+// departure only one wins the directory's delete. It returns p's current
+// stream, which the caller must purge after releasing mu. mu must be held.
+func (l *Lobby) depart(p *participant, why string, anywhere bool) *sfere.Stream {
 	l.stopTimer(p)
 	p.state = stateGone
 	stream := p.stream
@@ -355,20 +459,33 @@ func (l *Lobby) depart(p *participant, why string) *sfere.Stream {
 		delete(l.sessions, p.sid)
 	}
 	l.release(p)
-	if !p.announced {
-		return stream
+	announce := p.announced
+	if l.dir != nil {
+		holder := l.cluster.ID()
+		if anywhere {
+			holder = ""
+		}
+		announce = l.dir.leave(p.name, p.sid, holder)
 	}
-	line, err := l.views.systemLine(p.name + " left the lobby")
+	if announce {
+		l.announceLeft(p.name, why)
+	}
+	return stream
+}
+
+// announceLeft tells everyone but name that name left: one "left" line
+// and one list removal. mu must be held.
+func (l *Lobby) announceLeft(name, why string) {
+	line, err := l.views.systemLine(name + " left the lobby")
 	if err != nil {
 		l.log.Error("render departure", "err", err)
 	} else {
-		l.broadcast(everyone, p.key,
-			sfere.RemoveElements("#"+participantID(p.name)),
+		l.broadcast(everyone, keyFor(name),
+			sfere.RemoveElements("#"+participantID(name)),
 			sfere.AppendElements("#messages", line))
 	}
 	l.metrics.departures.WithLabelValues(reasonLabel(why)).Inc()
-	l.log.Info("left", "name", p.name, "cause", why)
-	return stream
+	l.log.Info("left", "name", name, "cause", why)
 }
 
 // release frees a gone participant's name once no stream of it is opening.
@@ -404,6 +521,9 @@ func (l *Lobby) stopTimer(p *participant) {
 // present returns the names on the participant list, in order of arrival.
 // mu must be held.
 func (l *Lobby) present() []string {
+	if l.dir != nil {
+		return l.dir.list()
+	}
 	ps := make([]*participant, 0, len(l.sessions))
 	for _, p := range l.sessions {
 		if p.announced && p.state != stateGone {
@@ -430,25 +550,40 @@ func (l *Lobby) count() int {
 func (l *Lobby) pageState(sid string) (name string, list []string, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	p := l.sessions[sid]
-	if p == nil {
-		return "", nil, false
+	if p := l.sessions[sid]; p != nil {
+		return p.name, l.present(), true
 	}
-	return p.name, l.present(), true
+	if l.dir != nil {
+		if name, ok := l.dir.session(sid); ok {
+			return name, l.present(), true
+		}
+	}
+	return "", nil, false
 }
 
 // knows reports whether sid is the session of a participant.
 func (l *Lobby) knows(sid string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.sessions[sid] != nil
+	if l.sessions[sid] != nil {
+		return true
+	}
+	if l.dir != nil {
+		_, ok := l.dir.session(sid)
+		return ok
+	}
+	return false
 }
 
 // broadcast sends effects to the streams matching p and not exclude, and
 // counts the deliveries. It never calls back into the lobby, so it may run
 // under mu.
 func (l *Lobby) broadcast(p sfere.Pattern, exclude sfere.Matcher, effects ...sfere.Effect) {
-	res, err := l.hub.Broadcast(p, exclude, effects...)
+	broadcast := l.hub.Broadcast
+	if l.cluster != nil {
+		broadcast = l.cluster.Broadcast // every node's streams; Result counts this node's
+	}
+	res, err := broadcast(p, exclude, effects...)
 	if err != nil {
 		l.log.Error("broadcast", "err", err)
 		return
@@ -468,10 +603,17 @@ func (l *Lobby) rejoinEffects(notice string) []sfere.Effect {
 }
 
 // close stops the state machine for shutdown: timers stop and stream ends
-// are no longer departures (the hub is about to end every stream).
+// are no longer departures (the hub is about to end every stream). In a
+// cluster, this node's participants leave with it, announced to the other
+// nodes: their streams end normally, so their pages will not reconnect.
 func (l *Lobby) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.dir != nil {
+		for _, p := range l.sessions {
+			l.depart(p, "shutdown", false)
+		}
+	}
 	l.closed = true
 	for _, p := range l.names {
 		l.stopTimer(p)
@@ -487,7 +629,7 @@ func reasonLabel(why string) string {
 		}
 	}
 	switch why {
-	case "leave", "renamed", "no stream":
+	case "leave", "renamed", "no stream", "node-lost", "refused", "shutdown":
 		return why
 	}
 	return "other"

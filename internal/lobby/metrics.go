@@ -18,7 +18,12 @@ type metrics struct {
 	joins            prometheus.Counter
 	deliveries       prometheus.Counter
 	deliveryFailures prometheus.Counter
+	refused          *prometheus.CounterVec
 }
+
+// refusalReasons are the labels of lobby_refused_requests_total.
+var refusalReasons = []string{"cross_site", "not_datastar", "content_type", "body_too_large", "body_timeout",
+	"malformed", "too_many_streams", "rate_limited"}
 
 func newMetrics() *metrics {
 	m := &metrics{
@@ -43,6 +48,10 @@ func newMetrics() *metrics {
 			Name: "lobby_broadcast_delivery_failures_total",
 			Help: "Streams that refused a broadcast (ended, or too far behind).",
 		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lobby_refused_requests_total",
+			Help: "Requests turned away by a limit or check, by reason (see SECURITY.md).",
+		}, []string{"reason"}),
 	}
 	for _, c := range []sfere.Cause{sfere.CauseClosed, sfere.CauseExplicit, sfere.CauseReplaced, sfere.CauseExpired, sfere.CauseSize} {
 		m.evictions.WithLabelValues(c.String())
@@ -50,7 +59,10 @@ func newMetrics() *metrics {
 	for _, r := range []string{"leave", "closed", "explicit", "expired", "size", "renamed"} {
 		m.departures.WithLabelValues(r)
 	}
-	m.reg.MustRegister(m.evictions, m.departures, m.joins, m.deliveries, m.deliveryFailures,
+	for _, r := range refusalReasons {
+		m.refused.WithLabelValues(r)
+	}
+	m.reg.MustRegister(m.evictions, m.departures, m.joins, m.deliveries, m.deliveryFailures, m.refused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

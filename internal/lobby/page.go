@@ -3,7 +3,10 @@ package lobby
 import (
 	"embed"
 	"html/template"
+	"strconv"
 	"strings"
+	"sync"
+	"time"
 )
 
 //go:embed templates/*.html
@@ -18,32 +21,50 @@ const DatastarCDN = "https://cdn.jsdelivr.net/gh/starfederation/datastar@1.0.2/b
 // precise message in the body for other clients).
 var (
 	joinErrors = map[string]string{
-		"400": "Names are 1-32 characters, with no control characters.",
+		"400": "Names are 1-32 characters with at least one letter, digit or symbol, and no control or invisible characters.",
+		"403": "That request was refused: join from this site's own page.",
+		"408": "That request took too long; try again.",
 		"409": "That name is already taken; please choose another.",
 		"413": "That request was too large.",
+		"415": "That request was refused: it was not sent as JSON.",
 		"503": "The lobby is shutting down; try again soon.",
 	}
 	messageErrors = map[string]string{
 		"400": "Messages are 1-1000 characters, with no control characters.",
 		"403": "You are no longer in the lobby; reload the page to join again.",
+		"408": "That message took too long to send; try again.",
 		"413": "That message was too large.",
+		"415": "That request was refused: it was not sent as JSON.",
+		"429": "Slow down: too many messages, or too many lobby tabs open from your address.",
 		"503": "The lobby is shutting down.",
 	}
 )
 
 // views renders the page and the HTML fragments the lobby patches in. All
 // user text goes through html/template, so it is escaped.
+//
+// The participant list is sent to every newcomer and in every /join answer,
+// often under the lobby's lock, so each name's list item is rendered once
+// and kept (see [views.participantItem]): a list is then one concatenation,
+// not one template run per name.
 type views struct {
 	t          *template.Template
 	datastarJS string
+
+	mu    sync.Mutex
+	items map[string]string // name -> rendered list item
 }
+
+// maxCachedItems bounds the rendered list items kept; past it the cache
+// starts over.
+const maxCachedItems = 16384
 
 func newViews(datastarJS string) (*views, error) {
 	t, err := template.ParseFS(templateFiles, "templates/*.html")
 	if err != nil {
 		return nil, err
 	}
-	return &views{t: t, datastarJS: datastarJS}, nil
+	return &views{t: t, datastarJS: datastarJS, items: make(map[string]string)}, nil
 }
 
 type joinData struct {
@@ -52,9 +73,9 @@ type joinData struct {
 }
 
 type lobbyData struct {
-	Name         string
-	Participants []participantData
-	Errors       map[string]string
+	Name   string
+	List   template.HTML // the rendered participant list
+	Errors map[string]string
 }
 
 type participantData struct{ ID, Name string }
@@ -78,7 +99,11 @@ func (v *views) exec(name string, data any) (string, error) {
 func (v *views) page(name string, list []string, inLobby bool) (string, error) {
 	d := pageData{DatastarJS: v.datastarJS, Join: joinData{Errors: joinErrors}}
 	if inLobby {
-		d.Lobby = &lobbyData{Name: name, Participants: items(list), Errors: messageErrors}
+		l, err := v.participantList(list)
+		if err != nil {
+			return "", err
+		}
+		d.Lobby = &lobbyData{Name: name, List: template.HTML(l), Errors: messageErrors}
 	}
 	return v.exec("page", d)
 }
@@ -92,27 +117,61 @@ func (v *views) joinApp(notice string) (string, error) {
 // lobbyApp renders the #app element holding the lobby, whose data-init
 // opens the stream.
 func (v *views) lobbyApp(name string, list []string) (string, error) {
-	return v.exec("lobby", lobbyData{Name: name, Participants: items(list), Errors: messageErrors})
+	l, err := v.participantList(list)
+	if err != nil {
+		return "", err
+	}
+	return v.exec("lobby", lobbyData{Name: name, List: template.HTML(l), Errors: messageErrors})
 }
 
+// participantList renders the list of names: what the "list" template
+// renders, from the cached items.
 func (v *views) participantList(names []string) (string, error) {
-	return v.exec("list", items(names))
+	var b strings.Builder
+	b.WriteString(`<ul id="participant-list">`)
+	for _, n := range names {
+		item, err := v.participantItem(n)
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(item)
+	}
+	b.WriteString(`</ul>`)
+	return b.String(), nil
 }
 
+// participantItem renders a name's list item (the "participant" template),
+// once per name.
 func (v *views) participantItem(name string) (string, error) {
-	return v.exec("participant", participantData{ID: participantID(name), Name: name})
+	v.mu.Lock()
+	item, ok := v.items[name]
+	v.mu.Unlock()
+	if ok {
+		return item, nil
+	}
+	item, err := v.exec("participant", participantData{ID: participantID(name), Name: name})
+	if err != nil {
+		return "", err
+	}
+	v.mu.Lock()
+	if len(v.items) >= maxCachedItems {
+		clear(v.items)
+	}
+	v.items[name] = item
+	v.mu.Unlock()
+	return item, nil
 }
 
 func (v *views) systemLine(text string) (string, error) { return v.exec("system", text) }
+
+// reconnect renders an invisible element that opens the page's stream again
+// after a moment, once; its id is new each time, so that it is a new
+// element (Datastar runs data-init for new elements only).
+func (v *views) reconnect() (string, error) {
+	return v.exec("reconnect", "reconnect-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+}
 
 func (v *views) chatLine(name, text string) (string, error) {
 	return v.exec("chat", struct{ Name, Text string }{name, text})
 }
 
-func items(names []string) []participantData {
-	out := make([]participantData, len(names))
-	for i, n := range names {
-		out[i] = participantData{ID: participantID(n), Name: n}
-	}
-	return out
-}

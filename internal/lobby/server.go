@@ -41,6 +41,30 @@ type Options struct {
 	// JoinTimeout is how long a name reserved by /join waits for its
 	// stream before it is released (silently: it was never announced).
 	JoinTimeout time.Duration
+	// MaxStreamsPerIP caps the open streams of one client address (an
+	// IPv4 address, or an IPv6 /64); more are refused with 429 until one
+	// ends. Negative means no cap.
+	MaxStreamsPerIP int
+	// MessageRate is how many chat messages a second one session may send
+	// on average, and MessageBurst how many it may send at once; more are
+	// refused with 429. A negative rate means no limit.
+	MessageRate  float64
+	MessageBurst int
+	// ReadHeaderTimeout bounds the time a client may take to send a
+	// request's headers (slow-loris headers).
+	ReadHeaderTimeout time.Duration
+	// BodyTimeout bounds the time a client may take to send the body of a
+	// POST (slow-loris bodies). Streams themselves are never timed.
+	BodyTimeout time.Duration
+	// NATS, if set, joins this node to a lobby shared by every node on
+	// that NATS (whose server needs JetStream): e.g. nats://127.0.0.1:4222.
+	NATS string
+	// NATSEmbed, if set, also starts a NATS server (with JetStream) in this
+	// process on that address, for a local multi-node demo; without NATS
+	// this node joins it.
+	NATSEmbed string
+	// NodeID names this node in the cluster; empty means a random id.
+	NodeID string
 	// Logger receives the lobby's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -54,6 +78,12 @@ var DefaultOptions = Options{
 	Store:       "ttl",
 	TTL:         30 * time.Second,
 	JoinTimeout: 15 * time.Second,
+
+	MaxStreamsPerIP:   32,
+	MessageRate:       5,
+	MessageBurst:      10,
+	ReadHeaderTimeout: 10 * time.Second,
+	BodyTimeout:       10 * time.Second,
 }
 
 func (o Options) withDefaults() Options {
@@ -79,6 +109,21 @@ func (o Options) withDefaults() Options {
 	if o.JoinTimeout == 0 {
 		o.JoinTimeout = max(d.JoinTimeout, o.Grace)
 	}
+	if o.MaxStreamsPerIP == 0 {
+		o.MaxStreamsPerIP = d.MaxStreamsPerIP
+	}
+	if o.MessageRate == 0 {
+		o.MessageRate = d.MessageRate
+	}
+	if o.MessageBurst == 0 {
+		o.MessageBurst = d.MessageBurst
+	}
+	if o.ReadHeaderTimeout == 0 {
+		o.ReadHeaderTimeout = d.ReadHeaderTimeout
+	}
+	if o.BodyTimeout == 0 {
+		o.BodyTimeout = d.BodyTimeout
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -92,11 +137,13 @@ type Server struct {
 	log       *slog.Logger
 	lobby     *Lobby
 	ttl       *sfere.TTLStore // nil for the memory store
+	cluster   *cluster        // nil for a single node
 	hub       *sfere.Hub
 	heartbeat *sfere.Heartbeat
 	stopBeat  func()
 	stopWatch func()
-	ln        net.Listener
+	ln        *notifyListener
+	views     *views
 	http      *http.Server
 	served    chan error
 
@@ -108,7 +155,8 @@ type Server struct {
 // only the start (the listen call).
 func Start(ctx context.Context, opts Options) (*Server, error) {
 	opts = opts.withDefaults()
-	if opts.Heartbeat < 0 || opts.UserTimeout < 0 || opts.Grace < 0 || opts.TTL < 0 || opts.JoinTimeout < 0 {
+	if opts.Heartbeat < 0 || opts.UserTimeout < 0 || opts.Grace < 0 || opts.TTL < 0 || opts.JoinTimeout < 0 ||
+		opts.ReadHeaderTimeout < 0 || opts.BodyTimeout < 0 {
 		return nil, errors.New("lobby: durations must not be negative")
 	}
 	if opts.Store == "ttl" && opts.TTL <= opts.Heartbeat {
@@ -130,27 +178,37 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("lobby: templates: %w", err)
 	}
 	m := newMetrics()
-	s := &Server{log: opts.Logger, served: make(chan error, 1)}
+	s := &Server{log: opts.Logger, views: v, served: make(chan error, 1)}
 	s.lobby = newLobby(opts.Grace, opts.JoinTimeout, opts.Logger, m, v)
 
 	// Store: every eviction goes to the lobby.
 	var store sfere.Store
 	switch opts.Store {
 	case "ttl":
-		s.ttl, err = sfere.NewTTLStore(sfere.TTLOptions{Duration: opts.TTL, Expiry: sfere.Sliding, OnEvict: s.lobby.onEvict})
+		s.ttl, err = sfere.NewTTLStore(sfere.TTLOptions{Duration: opts.TTL, Expiry: sfere.Sliding, OnEvict: s.evicted})
 		if err != nil {
 			return nil, fmt.Errorf("lobby: %w", err)
 		}
 		store = s.ttl
 	case "memory":
-		store = sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: s.lobby.onEvict})
+		store = sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: s.evicted})
 	default:
 		return nil, fmt.Errorf("lobby: unknown store %q (want ttl or memory)", opts.Store)
 	}
 
 	// Hub over the store; it tells the lobby of each stream it stores.
-	s.hub = sfere.NewHub(store, sfere.HubOptions{OnOpen: s.lobby.stored})
+	s.hub = sfere.NewHub(store, sfere.HubOptions{OnOpen: s.opened})
 	s.lobby.hub = s.hub
+
+	// Cluster, if asked for: every node on one NATS serves one lobby.
+	if opts.NATS != "" || opts.NATSEmbed != "" {
+		if s.cluster, err = startCluster(ctx, opts, s.lobby, s.hub); err != nil {
+			if s.ttl != nil {
+				s.ttl.Close()
+			}
+			return nil, fmt.Errorf("lobby: cluster: %w", err)
+		}
+	}
 
 	// Heartbeat over the lobby's streams.
 	s.heartbeat = sfere.NewHeartbeat(s.hub, everyone, opts.Heartbeat)
@@ -160,22 +218,29 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 
 	// Listener with TCP_USER_TIMEOUT, so a vanished client's stream ends
 	// within heartbeat + user timeout.
-	s.ln, err = sfere.Listen(ctx, "tcp", opts.Addr, sfere.ListenOptions{UserTimeout: opts.UserTimeout})
+	ln, err := sfere.Listen(ctx, "tcp", opts.Addr, sfere.ListenOptions{UserTimeout: opts.UserTimeout})
 	if err != nil {
 		s.stop(context.Background())
 		return nil, fmt.Errorf("lobby: %w", err)
 	}
 
-	h := &handlers{lobby: s.lobby, views: v, metrics: m, datastarJS: script, debug: opts.Debug, log: opts.Logger}
+	s.ln = &notifyListener{Listener: ln, closed: make(chan struct{})}
+
+	h := &handlers{lobby: s.lobby, views: v, metrics: m, datastarJS: script, debug: opts.Debug, log: opts.Logger,
+		bodyTimeout: opts.BodyTimeout,
+		streams:     newStreamLimit(opts.MaxStreamsPerIP),
+		messages:    newRateLimit(opts.MessageRate, opts.MessageBurst),
+	}
 	s.http = &http.Server{
 		Handler:           h.routes(),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: opts.ReadHeaderTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ConnContext:       sfere.ConnContext, // lets the hub tell a vanished peer from a closed tab
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
 		// No ReadTimeout or WriteTimeout: streams live for hours. The
-		// hub bounds each write to a client instead.
+		// hub bounds each write to a client instead, and the handlers
+		// bound the time of each POST body (Options.BodyTimeout).
 	}
 	go func() { s.served <- s.http.Serve(s.ln) }()
 	opts.Logger.Info("lobby listening", "url", s.URL(), "store", opts.Store, "heartbeat", opts.Heartbeat,
@@ -196,9 +261,12 @@ func (s *Server) Handler() http.Handler { return s.http.Handler }
 func (s *Server) Done() <-chan error { return s.served }
 
 // Shutdown stops the lobby in the reverse order of [Start]: the heartbeat,
-// the lobby's state machine (stream ends stop being departures), every
-// stream (the hub), the HTTP server, the store's clean-up. It returns once
-// all of them stopped or ctx ended.
+// the lobby's state machine (stream ends stop being departures), the
+// listener, every stream (each is told first that the server is going
+// away, and its page reconnects a moment later: see [Server.farewell]),
+// the HTTP server (connections still busy after the streams ended, such
+// as a body trickling in or a client that stopped reading, are closed),
+// the store's clean-up. It returns once all of them stopped or ctx ended.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() { s.shutdownErr = s.stop(ctx) })
 	return s.shutdownErr
@@ -208,9 +276,31 @@ func (s *Server) stop(ctx context.Context) error {
 	s.stopBeat()
 	s.stopWatch()
 	s.lobby.close()
-	errs := []error{s.hub.Shutdown(ctx)}
+	var errs []error
+	httpDone := make(chan error, 1)
 	if s.http != nil {
-		errs = append(errs, s.http.Shutdown(ctx))
+		// Stop accepting first: the pages told to reconnect must not
+		// reach this server again.
+		go func() { httpDone <- s.http.Shutdown(ctx) }()
+		select {
+		case <-s.ln.closed:
+		case <-ctx.Done():
+		}
+		s.farewell(ctx)
+	}
+	errs = append(errs, s.hub.Shutdown(ctx))
+	if s.http != nil {
+		drain := time.NewTimer(drainTimeout)
+		select {
+		case err := <-httpDone:
+			errs = append(errs, err)
+		case <-drain.C:
+			s.log.Warn("closing connections still busy after the streams ended", "waited", drainTimeout)
+			errs = append(errs, s.http.Close(), <-httpDone)
+		case <-ctx.Done():
+			errs = append(errs, ctx.Err(), s.http.Close(), <-httpDone)
+		}
+		drain.Stop()
 		if err := <-s.served; !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)
 		}
@@ -218,8 +308,71 @@ func (s *Server) stop(ctx context.Context) error {
 	if s.ttl != nil {
 		s.ttl.Close()
 	}
+	if s.cluster != nil {
+		s.cluster.close()
+	}
 	s.log.Info("lobby stopped")
 	return errors.Join(errs...)
+}
+
+// Timing of a shutdown.
+const (
+	// farewellWait bounds the wait for the streams to write the farewell.
+	farewellWait = time.Second
+	// drainTimeout bounds the wait, once every stream has ended, for the
+	// other connections to finish their requests before they are closed.
+	drainTimeout = time.Second
+)
+
+// farewell tells every stream of this node that the server is going away,
+// then ends it normally. The page shows a notice and opens its stream again
+// after a moment: Datastar does not retry a stream that ended normally, so
+// without this the page would sit there, silently dead. The new stream
+// reaches the restarted server (or another node), which asks a session it
+// does not know to join again; until a server is back, Datastar retries
+// with backoff. It waits, at most farewellWait, until the streams have
+// written it (the hub's shutdown ends the rest).
+func (s *Server) farewell(ctx context.Context) {
+	line, err1 := s.views.systemLine("The server is restarting; reconnecting…")
+	recon, err2 := s.views.reconnect()
+	if err := errors.Join(err1, err2); err != nil {
+		s.log.Error("render farewell", "err", err)
+		return
+	}
+	if _, err := s.hub.Broadcast(everyone, nil,
+		sfere.AppendElements("#messages", line),
+		sfere.AppendElements("#lobby", recon),
+		sfere.CloseStream()); err != nil {
+		s.log.Error("farewell", "err", err)
+		return
+	}
+	wait := time.NewTimer(farewellWait)
+	defer wait.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for s.hub.Count(everyone) > 0 {
+		select {
+		case <-tick.C:
+		case <-wait.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// notifyListener tells when it is closed ([http.Server.Shutdown] closes
+// it first of all).
+type notifyListener struct {
+	net.Listener
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (l *notifyListener) Close() error {
+	err := l.Listener.Close()
+	l.once.Do(func() { close(l.closed) })
+	return err
 }
 
 // watchHeartbeat logs heartbeat failures (each is a stream found dead) once
@@ -249,4 +402,23 @@ func watchHeartbeat(hb *sfere.Heartbeat, interval time.Duration, log *slog.Logge
 		close(done)
 		<-exited
 	}
+}
+
+// opened is the hub's OnOpen hook: the lobby first (it records the arrival
+// in the shared directory), then the cluster (which announces the stream
+// to the other nodes).
+func (s *Server) opened(st *sfere.Stream) {
+	s.lobby.stored(st)
+	if s.cluster != nil {
+		s.cluster.node.Opened(st)
+	}
+}
+
+// evicted is the store's eviction callback: the cluster first (it stops
+// routing sends to the stream), then the lobby.
+func (s *Server) evicted(ev sfere.Eviction) {
+	if s.cluster != nil {
+		s.cluster.node.Evicted(ev)
+	}
+	s.lobby.onEvict(ev)
 }

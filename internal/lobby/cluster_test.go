@@ -1,0 +1,194 @@
+package lobby_test
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sfere-go/sfere/internal/lobby"
+	"github.com/sfere-go/sfere/natscluster"
+)
+
+// clusterHeartbeat is short, so lost nodes are found within a test's patience.
+const clusterHeartbeat = 400 * time.Millisecond
+
+// via returns the same browser (same cookies: cookies ignore ports) talking
+// to another node, as a load balancer might route it.
+func (b *browser) via(srv *lobby.Server) *browser {
+	u, err := url.Parse(srv.URL())
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	c := *b
+	c.base = u
+	return &c
+}
+
+func TestClusterJoinsMessagesAndDepartures(t *testing.T) {
+	ns, _ := natscluster.StartServer("127.0.0.1:0", "")
+	t.Cleanup(ns.Shutdown)
+	node := func(id string) *lobby.Server {
+		return startServer(t, lobby.Options{NATS: ns.ClientURL(), NodeID: id, Heartbeat: clusterHeartbeat, TTL: 10 * clusterHeartbeat})
+	}
+	a, b, c := node("a"), node("b"), node("c")
+	brian, phil, carol := newBrowser(t, a), newBrowser(t, b), newBrowser(t, c)
+	bs := brian.enter("brian")
+	ps := phil.enter("phil")
+	cs := carol.enter("carol")
+	for _, s := range []*stream{bs, ps} {
+		s.waitFor(joinedLine("carol"))
+	}
+	bs.waitFor(joinedLine("phil"))
+	cs.waitFor(`<li id="` + participantID("brian") + `">brian</li>`) // carol's list has brian and phil
+	cs.waitFor(`<li id="` + participantID("phil") + `">phil</li>`)
+
+	// A taken name is taken on every node.
+	if r := newBrowser(t, c).post("/join", map[string]any{"username": "brian"}); r.status != http.StatusConflict {
+		t.Fatalf("joining as brian on another node: status %d, want 409", r.status)
+	}
+
+	// Messages reach everyone, from any node; a session works on every node.
+	brian.say("hello from a")
+	phil.via(c).say("phil through c")
+	for _, s := range []*stream{bs, ps, cs} {
+		s.waitFor("<strong>brian</strong>: hello from a")
+		s.waitFor("<strong>phil</strong>: phil through c")
+	}
+
+	// Brian closes his tab: Phil and Carol each see exactly one "left".
+	bs.close()
+	ps.waitForWithin(leftLine("brian"), testGrace+time.Second)
+	cs.waitForWithin(leftLine("brian"), testGrace+time.Second)
+	time.Sleep(testGrace + 3*clusterHeartbeat)
+	for name, s := range map[string]*stream{"phil": ps, "carol": cs} {
+		if n := s.count(leftLine("brian")); n != 1 {
+			t.Errorf("%s saw %d \"brian left\" lines, want 1", name, n)
+		}
+	}
+
+	// Carol leaves through node a (her stream is on c): one line, her stream ends.
+	carol.via(a).post("/leave", nil)
+	ps.waitFor(leftLine("carol"))
+	if err := cs.waitEnd(waitLong); !errors.Is(err, io.EOF) {
+		t.Errorf("carol's stream on c: %v", err)
+	}
+	time.Sleep(2 * clusterHeartbeat)
+	if n := ps.count(leftLine("carol")); n != 1 {
+		t.Errorf("phil saw %d \"carol left\" lines, want 1", n)
+	}
+}
+
+// A reload whose new stream lands on another node within grace announces
+// nothing, and the old node lets go of the participant silently.
+func TestClusterReloadThroughAnotherNode(t *testing.T) {
+	ns, _ := natscluster.StartServer("127.0.0.1:0", "")
+	t.Cleanup(ns.Shutdown)
+	node := func(id string) *lobby.Server {
+		return startServer(t, lobby.Options{NATS: ns.ClientURL(), NodeID: id, Heartbeat: clusterHeartbeat, TTL: 10 * clusterHeartbeat, Grace: time.Second})
+	}
+	a, b := node("a"), node("b")
+	brian, phil := newBrowser(t, a), newBrowser(t, b)
+	bs := brian.enter("brian")
+	ps := phil.enter("phil")
+	bs.waitFor(joinedLine("phil"))
+
+	bs.close()
+	bs2 := brian.via(b).openStream()
+	bs2.waitFor(`id="participant-list"`)
+	time.Sleep(time.Second + 3*clusterHeartbeat) // past the grace a started
+	if n := ps.count(leftLine("brian")); n != 0 {
+		t.Fatalf("a reload through another node announced %d departures", n)
+	}
+	if n := ps.count(joinedLine("brian")); n != 0 {
+		t.Fatalf("a reload through another node announced brian joining again")
+	}
+	brian.via(a).say("still here")
+	ps.waitFor("<strong>brian</strong>: still here")
+
+	// The move the other way while the old stream is still open: the old
+	// stream is closed (replaced), still without a line.
+	bs3 := brian.via(a).openStream()
+	bs3.waitFor(`id="participant-list"`)
+	if err := bs2.waitEnd(waitLong); !errors.Is(err, io.EOF) {
+		t.Fatalf("the stream on b was not closed when brian reopened on a: %v", err)
+	}
+	time.Sleep(time.Second + 2*clusterHeartbeat)
+	if n := ps.count(leftLine("brian")) + ps.count(joinedLine("brian")); n != 0 {
+		t.Fatalf("moving the stream back announced %d lines", n)
+	}
+}
+
+// A node that dies without a word: the others announce its participants
+// as gone, once, within 3 heartbeats.
+func TestClusterLostNode(t *testing.T) {
+	ns, _ := natscluster.StartServer("127.0.0.1:0", "")
+	t.Cleanup(ns.Shutdown)
+	node := func(id string) *lobby.Server {
+		return startServer(t, lobby.Options{NATS: ns.ClientURL(), NodeID: id, Heartbeat: clusterHeartbeat, TTL: 10 * clusterHeartbeat})
+	}
+	a, b, c := node("a"), node("b"), node("c")
+	bs := newBrowser(t, a).enter("brian")
+	ps := newBrowser(t, b).enter("phil")
+	newBrowser(t, c).enter("carol")
+	bs.waitFor(joinedLine("carol"))
+	ps.waitFor(joinedLine("carol"))
+
+	killed := time.Now()
+	lobby.KillForTest(c)
+	for _, s := range []*stream{bs, ps} {
+		s.waitForWithin(leftLine("carol"), 3*clusterHeartbeat+time.Second)
+	}
+	t.Logf("lost node's participant announced gone after %v (heartbeat %v)", time.Since(killed).Round(time.Millisecond), clusterHeartbeat)
+	time.Sleep(4 * clusterHeartbeat)
+	for name, s := range map[string]*stream{"brian": bs, "phil": ps} {
+		if n := s.count(leftLine("carol")); n != 1 {
+			t.Errorf("%s saw %d \"carol left\" lines, want 1", name, n)
+		}
+	}
+	// Carol is off the list for a newcomer.
+	ds := newBrowser(t, a).enter("dora")
+	list := ds.waitFor(`id="participant-list"`)
+	if want := participantID("carol"); strings.Contains(list.data, want) {
+		t.Errorf("the lost node's participant is still listed: %s", list.data)
+	}
+}
+
+// NATS restarting (on the same storage) does not end local streams, and
+// cross-node delivery comes back.
+func TestClusterSurvivesNATSRestart(t *testing.T) {
+	dir := t.TempDir()
+	ns, err := natscluster.StartServer("127.0.0.1:0", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ns.Addr().String()
+	restarted := ns
+	t.Cleanup(func() { restarted.Shutdown() })
+	node := func(id string) *lobby.Server {
+		return startServer(t, lobby.Options{NATS: ns.ClientURL(), NodeID: id, Heartbeat: 2 * time.Second, TTL: 20 * time.Second})
+	}
+	a, b := node("a"), node("b")
+	brian, phil := newBrowser(t, a), newBrowser(t, b)
+	bs := brian.enter("brian")
+	ps := phil.enter("phil")
+	bs.waitFor(joinedLine("phil"))
+
+	ns.Shutdown()
+	brian.say("during the gap") // local delivery goes on
+	bs.waitFor("<strong>brian</strong>: during the gap")
+	restarted, err = natscluster.StartServer(addr, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "cross-node delivery back", func() bool {
+		r := brian.post("/message", map[string]any{"message": "after the restart"})
+		return r.status == http.StatusOK && ps.count("after the restart") > 0
+	})
+	if n := ps.count(leftLine("brian")) + bs.count(leftLine("phil")); n != 0 {
+		t.Fatalf("the NATS restart announced %d departures", n)
+	}
+}

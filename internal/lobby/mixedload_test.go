@@ -1,0 +1,349 @@
+package lobby_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sfere-go/sfere/internal/lobby"
+	"github.com/sfere-go/sfere/internal/netfault"
+)
+
+// mixedConfig sizes a mixed-load run.
+type mixedConfig struct {
+	healthy, churners int
+	hold, pause       [2]time.Duration // a churner's stream lives hold, then it pauses (uniform in [min, max))
+	phase             time.Duration    // length of the calm phase (churn only) and of the faulty one
+	tick              time.Duration    // interval between broadcasts
+	heartbeat, userTO time.Duration
+	grace             time.Duration
+}
+
+// Faults over real TCP on loopback, all at once: one client whose machine
+// vanishes (its packets dropped), one that stops reading, churners that
+// join, open a stream and go (closed tab, Leave, reload) in a loop, and
+// healthy clients, one of which chats. Every chat line must reach every
+// healthy client, in order, once; the delay the bad clients add (p99 of
+// the faulty phase minus p99 of the calm one) stays under 1 s; the vanished
+// and stalled clients are announced as gone, with cause closed, within
+// heartbeat + user timeout (plus the time the stalled one's buffers take to
+// fill); goroutines and heap return to their baseline.
+//
+// The normal suite runs a reduced version; SFERE_SOAK=1 runs the full one
+// (100 healthy, 1,000 churners) and logs its figures.
+func TestMixedLoad(t *testing.T) {
+	cfg := mixedConfig{
+		healthy: 20, churners: 60,
+		hold: [2]time.Duration{100 * time.Millisecond, 400 * time.Millisecond}, pause: [2]time.Duration{200 * time.Millisecond, 800 * time.Millisecond},
+		phase: 3 * time.Second, tick: 100 * time.Millisecond,
+		heartbeat: time.Second, userTO: 2 * time.Second, grace: 200 * time.Millisecond,
+	}
+	if soak() {
+		cfg = mixedConfig{
+			healthy: 100, churners: 1000,
+			hold: [2]time.Duration{500 * time.Millisecond, 2 * time.Second}, pause: [2]time.Duration{time.Second, 4 * time.Second},
+			phase: 30 * time.Second, tick: 100 * time.Millisecond,
+			heartbeat: 2 * time.Second, userTO: 3 * time.Second, grace: 500 * time.Millisecond,
+		}
+	}
+	runMixedLoad(t, cfg)
+}
+
+func runMixedLoad(t *testing.T, cfg mixedConfig) {
+	started := time.Now()
+	rec := newLogRecorder(quietLogger(t))
+	srv := startServer(t, lobby.Options{
+		Heartbeat: cfg.heartbeat, UserTimeout: cfg.userTO, Grace: cfg.grace, TTL: 10 * cfg.heartbeat, Debug: true,
+		MaxStreamsPerIP: -1, MessageRate: -1, // every client is 127.0.0.1; the sender chats fast
+		Logger: slog.New(rec),
+	})
+	base := srv.URL()
+	tr := newTransport(t)
+
+	// Healthy clients; the first one chats.
+	healthy := make([]*probe, cfg.healthy)
+	var sender *lclient
+	for i := range healthy {
+		c := newLClient(base, tr)
+		if err := c.join(fmt.Sprintf("healthy%03d", i)); err != nil {
+			t.Fatal(err)
+		}
+		p, err := c.openProbe(true, dialOpts{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.close)
+		if err := p.waitListed(waitLong); err != nil {
+			t.Fatal(err)
+		}
+		healthy[i] = p
+		if i == 0 {
+			sender = c
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	heap0, gor0 := heapAndGoroutines()
+
+	// The chatter: one tick every cfg.tick, timed from just before its POST.
+	var (
+		sentMu sync.Mutex
+		sent   = map[int]time.Time{}
+		faulty atomic.Bool
+		inB    = map[int]bool{}
+	)
+	chatCtx, stopChat := context.WithCancel(context.Background())
+	chatDone := make(chan error, 1)
+	go func() {
+		t := time.NewTicker(cfg.tick)
+		defer t.Stop()
+		for n := 0; ; n++ {
+			select {
+			case <-chatCtx.Done():
+				chatDone <- nil
+				return
+			case <-t.C:
+			}
+			sentMu.Lock()
+			sent[n] = time.Now()
+			inB[n] = faulty.Load()
+			sentMu.Unlock()
+			if status, body, err := sender.post("/message", map[string]any{"message": fmt.Sprintf("tick %d", n)}); err != nil || status != http.StatusOK {
+				chatDone <- fmt.Errorf("tick %d: status %d, %v: %s", n, status, err, body)
+				return
+			}
+		}
+	}()
+
+	// The churners.
+	var (
+		cycles, churnErrs atomic.Int64
+		firstErr          atomic.Pointer[error]
+	)
+	churnCtx, stopChurn := context.WithCancel(context.Background())
+	var churnWG sync.WaitGroup
+	for id := range cfg.churners {
+		churnWG.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(id), 42))
+			between := func(r [2]time.Duration) time.Duration {
+				return r[0] + time.Duration(rng.Int64N(int64(r[1]-r[0])))
+			}
+			fail := func(err error) {
+				churnErrs.Add(1)
+				firstErr.CompareAndSwap(nil, &err)
+			}
+			time.Sleep(between(cfg.pause))
+			for n := 0; churnCtx.Err() == nil; n++ {
+				c := newLClient(base, tr)
+				if err := c.join(fmt.Sprintf("churn%04d-%d", id, n)); err != nil {
+					fail(err)
+					time.Sleep(between(cfg.pause))
+					continue
+				}
+				p, err := c.openProbe(true, dialOpts{light: true})
+				if err != nil {
+					fail(err)
+					continue
+				}
+				if err := p.waitListed(waitLong); err != nil {
+					fail(fmt.Errorf("churner %d/%d: %w", id, n, err))
+				}
+				time.Sleep(between(cfg.hold))
+				switch n % 3 {
+				case 0: // the tab closes
+					p.close()
+				case 1: // Leave
+					if status, _, err := c.post("/leave", nil); err != nil || status != http.StatusOK {
+						fail(fmt.Errorf("leave: %d %v", status, err))
+					}
+					p.waitEnd(waitLong)
+					p.close()
+				case 2: // a reload within grace, then the tab closes
+					p.close()
+					if p2, err := c.openProbe(true, dialOpts{light: true}); err != nil {
+						fail(err)
+					} else {
+						p2.waitListed(waitLong)
+						p2.close()
+					}
+				}
+				cycles.Add(1)
+				time.Sleep(between(cfg.pause))
+			}
+		})
+	}
+
+	t.Logf("%v: started", time.Since(started).Round(time.Millisecond))
+	// Phase A: churn only.
+	time.Sleep(cfg.phase)
+
+	// Phase B: the bad clients arrive and fail.
+	faulty.Store(true)
+	var vanished, stalled *probe
+	var vanishedAt, stalledAt time.Time
+	nf := netfault.Available()
+	if nf == nil {
+		c := newLClient(base, tr)
+		if err := c.join("vanished"); err != nil {
+			t.Fatal(err)
+		}
+		if vanished, _ = c.openProbe(true, dialOpts{}); vanished == nil || vanished.waitListed(waitLong) != nil {
+			t.Fatal("the vanishing client's stream did not open")
+		}
+		t.Cleanup(vanished.close)
+		netfault.DropPort(t, vanished.localPort())
+		vanishedAt = time.Now()
+	} else {
+		t.Logf("no vanished peer in this run: %v", nf)
+	}
+	{
+		c := newLClient(base, tr)
+		if err := c.join("stalled"); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if stalled, err = c.openProbe(false, dialOpts{rcvbuf: 2048}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(stalled.close)
+		stalledAt = time.Now()
+	}
+	phaseB := max(cfg.phase, cfg.heartbeat+cfg.userTO+3*time.Second)
+	time.Sleep(phaseB)
+
+	stopChat()
+	if err := <-chatDone; err != nil {
+		t.Fatal(err)
+	}
+	stopChurn()
+	churnWG.Wait()
+	t.Logf("%v: churners stopped", time.Since(started).Round(time.Millisecond))
+	if n := churnErrs.Load(); n > 0 {
+		t.Errorf("%d churn errors; first: %v", n, *firstErr.Load())
+	}
+
+	// Every tick reached every healthy client, in order, once.
+	sentMu.Lock()
+	total := len(sent)
+	sentMu.Unlock()
+	for i, p := range healthy {
+		eventually(t, 10*time.Second, fmt.Sprintf("healthy%03d has every tick", i), func() bool {
+			n := 0
+			p.with(func(p *probe) { n = len(p.ticks) })
+			return n >= total
+		})
+	}
+	var delaysA, delaysB []time.Duration
+	for i, p := range healthy {
+		p.with(func(p *probe) {
+			if p.dupTicks > 0 || len(p.badLines) > 0 {
+				t.Errorf("healthy%03d: %d duplicate ticks, bad lines %q", i, p.dupTicks, p.badLines)
+			}
+			for j := 1; j < len(p.order); j++ {
+				if p.order[j] < p.order[j-1] {
+					t.Errorf("healthy%03d: tick %d after tick %d", i, p.order[j], p.order[j-1])
+					break
+				}
+			}
+			sentMu.Lock()
+			defer sentMu.Unlock()
+			for n, at := range p.ticks {
+				d := at.Sub(sent[n])
+				if inB[n] {
+					delaysB = append(delaysB, d)
+				} else {
+					delaysA = append(delaysA, d)
+				}
+			}
+		})
+	}
+	p99A, p99B := percentile(delaysA, 0.99), percentile(delaysB, 0.99)
+	added := p99B - p99A
+	t.Logf("%d healthy, %d churners: %d churn cycles; %d ticks every %v, %d deliveries to healthy clients",
+		cfg.healthy, cfg.churners, cycles.Load(), total, cfg.tick, len(delaysA)+len(delaysB))
+	t.Logf("delivery delay, calm phase:   p50 %v  p99 %v  max %v", percentile(delaysA, 0.5).Round(time.Microsecond), p99A.Round(time.Microsecond), percentile(delaysA, 1).Round(time.Microsecond))
+	t.Logf("delivery delay, faulty phase: p50 %v  p99 %v  max %v (added p99 %v)", percentile(delaysB, 0.5).Round(time.Microsecond), p99B.Round(time.Microsecond), percentile(delaysB, 1).Round(time.Microsecond), added.Round(time.Microsecond))
+	if added > time.Second {
+		t.Errorf("the bad clients added %v to the p99 delivery delay, want ≤ 1s", added)
+	}
+
+	// The bad clients were announced as gone, once, for a closed stream,
+	// in time.
+	check := func(name string, since time.Time, bound time.Duration) {
+		t.Helper()
+		lr, ok := rec.leftOf(name)
+		if !ok {
+			t.Errorf("%s was never announced as gone", name)
+			return
+		}
+		took := lr.at.Sub(since)
+		t.Logf("%s: announced as gone after %v (bound %v): %s", name, took.Round(time.Millisecond), bound, lr.cause)
+		if !strings.HasPrefix(lr.cause, "closed") || lr.n != 1 || took > bound {
+			t.Errorf("%s: left %d times after %v, cause %q; want once, cause closed, within %v", name, lr.n, took, lr.cause, bound)
+		}
+		p := healthy[len(healthy)-1]
+		p.with(func(p *probe) {
+			if n := p.left[name]; n != 1 {
+				t.Errorf("a healthy client saw %d \"%s left\" lines, want 1", n, name)
+			}
+		})
+	}
+	if vanished != nil {
+		// No grace for a peer TCP gave up on.
+		check("vanished", vanishedAt, cfg.heartbeat+cfg.userTO+1500*time.Millisecond)
+	}
+	// The stalled client first fills its socket buffers; how long that takes
+	// depends on the traffic, so it has a second of slack more, and grace
+	// if the write deadline (not TCP) found it.
+	check("stalled", stalledAt, cfg.heartbeat+cfg.userTO+cfg.grace+2500*time.Millisecond)
+	for _, cause := range []string{"expired", "size"} {
+		if v, err := metricValue(sender.hc, base, `lobby_stream_evictions_total{cause="`+cause+`"}`); err != nil || v != 0 {
+			t.Errorf("evictions with cause %s: %v (%v)", cause, v, err)
+		}
+	}
+
+	t.Logf("%v: checked", time.Since(started).Round(time.Millisecond))
+	// Nobody but the healthy is left, and the server is back to baseline.
+	if vanished != nil {
+		vanished.close()
+	}
+	stalled.close()
+	tr.CloseIdleConnections()
+	eventually(t, 10*time.Second, "only the healthy clients are listed", func() bool {
+		v, err := metricValue(sender.hc, base, "lobby_participants")
+		return err == nil && int(v) == cfg.healthy
+	})
+	db := newBrowser(t, srv)
+	keys := debugKeys(t, db)
+	db.client.CloseIdleConnections()
+	if len(keys) != cfg.healthy {
+		t.Errorf("%d streams stored, want %d", len(keys), cfg.healthy)
+	}
+	var heap1 uint64
+	var gor1 int
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tr.CloseIdleConnections()
+		heap1, gor1 = heapAndGoroutines()
+		if gor1 <= gor0+2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("baseline: %d goroutines, heap %.1f MiB; after: %d goroutines, heap %.1f MiB",
+		gor0, float64(heap0)/mib, gor1, float64(heap1)/mib)
+	t.Logf("%v: back to baseline", time.Since(started).Round(time.Millisecond))
+	t.Cleanup(func() { t.Logf("%v: cleaned up", time.Since(started).Round(time.Millisecond)) })
+	if gor1 > gor0+2 {
+		t.Errorf("goroutines: %d after the run, %d before", gor1, gor0)
+	}
+	if heap1 > heap0+max(16*mib, heap0/2) {
+		t.Errorf("heap: %.1f MiB after the run, %.1f MiB before", float64(heap1)/mib, float64(heap0)/mib)
+	}
+}
