@@ -79,6 +79,10 @@ func startCluster(ctx context.Context, opts Options, l *Lobby, hub *sfere.Hub) (
 	l.mu.Lock()
 	l.dir, l.cluster = c.dir, c.node
 	l.mu.Unlock()
+	// A node restarted under the same id finds its old participants in
+	// the directory: their pages retry on their own, so each gets a while
+	// to come back before its departure is announced.
+	l.resume(c.dir.held(), max(opts.Grace, 3*opts.Heartbeat))
 	go c.run(l)
 	c.log.Info("joined the lobby cluster", "node", c.node.ID(), "nats", url)
 	return c, nil
@@ -143,6 +147,27 @@ func (c *cluster) close() {
 	}
 	if c.embedded != nil {
 		c.embedded.Shutdown()
+	}
+}
+
+// resume takes back the participants a previous run of this node left in
+// the directory: each waits up to wait for its stream, then departs (and,
+// if it was announced, is announced gone). mu must NOT be held.
+func (l *Lobby) resume(entries []dirEntry, wait time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range entries {
+		if l.sessions[e.SID] != nil || l.names[e.Name] != nil {
+			continue
+		}
+		p := &participant{name: e.Name, sid: e.SID, key: keyFor(e.Name), state: stateJoining}
+		if e.State == dirPresent {
+			p.state, p.announced, p.ended = stateGrace, true, "node restarted"
+		}
+		l.sessions[p.sid] = p
+		l.names[p.name] = p
+		l.setTimer(p, wait)
+		l.log.Info("waiting for a participant of this node's previous run", "name", p.name, "wait", wait)
 	}
 }
 

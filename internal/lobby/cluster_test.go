@@ -192,3 +192,38 @@ func TestClusterSurvivesNATSRestart(t *testing.T) {
 		t.Fatalf("the NATS restart announced %d departures", n)
 	}
 }
+
+// A node that crashes and comes back under the same id leaves no ghosts:
+// the participants it held get a while to reconnect, and those who do not
+// are announced gone once.
+func TestClusterRestartedNodeLeavesNoGhosts(t *testing.T) {
+	ns, _ := natscluster.StartServer("127.0.0.1:0", "")
+	t.Cleanup(ns.Shutdown)
+	node := func(id string) *lobby.Server {
+		return startServer(t, lobby.Options{NATS: ns.ClientURL(), NodeID: id, Heartbeat: clusterHeartbeat, TTL: 10 * clusterHeartbeat})
+	}
+	a, c := node("a"), node("c")
+	ps := newBrowser(t, a).enter("phil")
+	newBrowser(t, c).enter("carol")
+	cody := newBrowser(t, c)
+	cody.enter("cody")
+	ps.waitFor(joinedLine("cody"))
+
+	lobby.KillForTest(c)
+	c2 := node("c") // back at once: the others never saw it lost
+	// Cody's page retries and reaches the new run; Carol's does not.
+	cs := cody.via(c2).openStream()
+	cs.waitFor(`id="participant-list"`)
+	ps.waitForWithin(leftLine("carol"), 3*clusterHeartbeat+2*time.Second)
+	time.Sleep(4 * clusterHeartbeat)
+	if n := ps.count(leftLine("carol")); n != 1 {
+		t.Fatalf("phil saw %d \"carol left\" lines, want 1", n)
+	}
+	if n := ps.count(leftLine("cody")) + ps.count(joinedLine("cody")); n != 1 {
+		t.Fatalf("cody's reconnect to the restarted node announced %d extra lines", n-1)
+	}
+	ds := newBrowser(t, a).enter("dora")
+	if list := ds.waitFor(`id="participant-list"`); strings.Contains(list.data, participantID("carol")) {
+		t.Fatalf("carol is a ghost on the list: %s", list.data)
+	}
+}

@@ -309,6 +309,20 @@ func (d *directory) orphans(live map[string]bool, minAge time.Duration) []string
 	return gone
 }
 
+// held returns the entries that name this node as their holder: at
+// start, what a previous run under the same node id left behind.
+func (d *directory) held() []dirEntry {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []dirEntry
+	for _, v := range d.mirror {
+		if !v.gone && v.Node == d.node {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // list returns the announced participants, in order of arrival.
 func (d *directory) list() []string {
 	d.mu.Lock()
