@@ -75,7 +75,29 @@ func (h *handlers) routes() http.Handler {
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, http.StatusForbidden, "cross_site", errCrossSite)
 	}))
-	return cop.Handler(mux)
+	return h.timeBodies(cop.Handler(mux))
+}
+
+// timeBodies bounds the time the body of any request may take to arrive:
+// a handler that reads it, or net/http, which drains up to 256 KiB of an
+// unread body after the handler (before the next request on the
+// connection), get a read error once the body timeout has passed. A
+// handler that has read its body clears the deadline (see
+// [handlers.readBody]): a stream must never inherit it. Requests without a
+// body are not timed, so their handlers never race a deadline (net/http's
+// background read, which notices a closed connection, would fail on it).
+func (h *handlers) timeBodies(next http.Handler) http.Handler {
+	if h.bodyTimeout <= 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 { // -1: chunked
+			// An error means a writer without deadlines (not a real
+			// connection): nothing to time.
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.bodyTimeout))
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // page serves the whole page: the lobby itself for a session that is still
@@ -295,8 +317,14 @@ func (h *handlers) fail(w http.ResponseWriter, r *http.Request, status int, err 
 }
 
 // refuse is fail for a request a limit or check turned away; it counts it.
+// A refused request's connection is closed after the answer: its body may
+// be unread (or still trickling in), and net/http would otherwise read up
+// to 256 KiB of it before the next request.
 func (h *handlers) refuse(w http.ResponseWriter, r *http.Request, status int, reason string, err error) {
 	h.metrics.refused.WithLabelValues(reason).Inc()
+	if r.ContentLength != 0 {
+		w.Header().Set("Connection", "close")
+	}
 	h.fail(w, r, status, err)
 }
 
@@ -342,16 +370,11 @@ func (h *handlers) readBody(w http.ResponseWriter, r *http.Request, v any) (stat
 			return http.StatusUnsupportedMediaType, "content_type", errContentType
 		}
 	}
-	if h.bodyTimeout > 0 {
-		// Only this request's body is timed: the deadline goes when it
-		// has been read. (A deadline left on the connection would also
-		// end a stream: net/http's background read would fail on it.)
-		// A writer without deadlines (not a real connection) is not timed.
-		rc := http.NewResponseController(w)
-		if rc.SetReadDeadline(time.Now().Add(h.bodyTimeout)) == nil {
-			defer rc.SetReadDeadline(time.Time{})
-		}
-	}
+	// The body arrives under the deadline [handlers.timeBodies] set. Once
+	// it is read, the deadline goes: a deadline left on the connection
+	// would end a stream (net/http's background read would fail on it),
+	// or a slow handler's request context. On error it stays, and the
+	// connection is closed after the answer (see [handlers.refuse]).
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 	if v == nil {
 		_, err = io.Copy(io.Discard, r.Body)
@@ -359,6 +382,9 @@ func (h *handlers) readBody(w http.ResponseWriter, r *http.Request, v any) (stat
 		err = datastar.ReadSignals(r, v)
 	}
 	if err == nil {
+		if h.bodyTimeout > 0 && r.ContentLength != 0 {
+			_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+		}
 		return 0, "", nil
 	}
 	if tooBig := new(http.MaxBytesError); errors.As(err, &tooBig) {

@@ -174,4 +174,3 @@ func (v *views) reconnect() (string, error) {
 func (v *views) chatLine(name, text string) (string, error) {
 	return v.exec("chat", struct{ Name, Text string }{name, text})
 }
-

@@ -218,7 +218,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 
 	// Listener with TCP_USER_TIMEOUT, so a vanished client's stream ends
 	// within heartbeat + user timeout.
-	ln, err := sfere.Listen(ctx, "tcp", opts.Addr, sfere.ListenOptions{UserTimeout: opts.UserTimeout})
+	ln, err := listen(ctx, "tcp", opts.Addr, sfere.ListenOptions{UserTimeout: opts.UserTimeout})
 	if err != nil {
 		s.stop(context.Background())
 		return nil, fmt.Errorf("lobby: %w", err)
@@ -314,6 +314,10 @@ func (s *Server) stop(ctx context.Context) error {
 	s.log.Info("lobby stopped")
 	return errors.Join(errs...)
 }
+
+// listen opens the server's listener. Tests replace it with an in-memory
+// listener, to run a whole server under testing/synctest's fake clock.
+var listen = sfere.Listen
 
 // Timing of a shutdown.
 const (

@@ -1,0 +1,145 @@
+package lobby_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+
+	"github.com/sfere-go/sfere/internal/lobby"
+)
+
+// In a real browser with the Datastar v1 client and the page's Content
+// Security Policy: hostile names render as text and leave only their own
+// list item; nothing violates the CSP; and when the server restarts
+// gracefully, the page is told, reconnects by itself once the new server
+// is up, and shows the join form for its unknown session. Needs DATASTAR_JS
+// and chromium, like TestBrowserTwoTabs.
+func TestBrowserHostileNamesAndRestart(t *testing.T) {
+	js := os.Getenv("DATASTAR_JS")
+	if js == "" {
+		t.Skip("DATASTAR_JS is not set: set it to a local copy of the Datastar v1 client bundle (datastar.js, v1.0.2 or newer) to run the browser test")
+	}
+	if _, err := os.Stat(js); err != nil {
+		t.Skipf("DATASTAR_JS=%s: %v", js, err)
+	}
+	chromium := findChromium()
+	if chromium == "" {
+		t.Skip("no chromium on PATH (apt-get install -y chromium) to run the browser test")
+	}
+	opts := lobby.Options{Addr: "127.0.0.1:0", DatastarJS: js, Heartbeat: 300 * time.Millisecond, Grace: testGrace, Logger: testLogger(t)}
+	a, err := lobby.Start(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Shutdown(context.Background())
+
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true), chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-background-timer-throttling", true), chromedp.Flag("disable-renderer-backgrounding", true),
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1000, 760),
+	)
+	defer cancelAlloc()
+	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
+	defer cancelBrowser()
+	if err := chromedp.Do(browserCtx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	// Every tab records CSP violations and dialogs (an alert would mean a
+	// script ran) from before its first script.
+	const watch = `window.__violations = []; window.alert = (m) => window.__violations.push('alert ' + m);
+document.addEventListener('securitypolicyviolation', e => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));`
+	newTab := func() (context.Context, context.CancelFunc) {
+		tab, cancel := chromedp.NewContext(browserCtx, chromedp.WithNewBrowserContext())
+		if err := chromedp.Do(tab, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: watch})
+			return err
+		})); err != nil {
+			t.Fatal(err)
+		}
+		return tab, cancel
+	}
+	waitJS := func(tab context.Context, what, expr string, d time.Duration) {
+		t.Helper()
+		if _, err := chromedp.Run(tab, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(d))); err != nil {
+			html, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.body.outerHTML`))
+			t.Fatalf("%s: %v\npage:\n%s", what, err, html)
+		}
+	}
+	join := func(tab context.Context, url, name string) {
+		t.Helper()
+		if err := chromedp.Do(tab,
+			chromedp.Navigate(url),
+			chromedp.WaitVisible(chromedp.CSS("#username")),
+			chromedp.SendKeys(chromedp.CSS("#username"), name),
+			chromedp.Click(chromedp.CSS("#join button")),
+			chromedp.WaitVisible(chromedp.CSS("#participant-list")),
+		); err != nil {
+			t.Fatalf("%s joins: %v", name, err)
+		}
+	}
+	violations := func(tab context.Context) []string {
+		v, err := chromedp.Run(tab, chromedp.Evaluate[[]string](`window.__violations || []`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+
+	brian, closeBrian := newTab()
+	defer closeBrian()
+	join(brian, a.URL(), "brian")
+	evilNames := []string{`<img src=x onerror=alert(1)>`, "list", `x"], #messages, [id="`}
+	for _, name := range evilNames {
+		tab, closeTab := newTab()
+		join(tab, a.URL(), name)
+		waitJS(brian, "the hostile name shows as text", fmt.Sprintf(`[...document.querySelectorAll('#participant-list li')].some(li => li.textContent === %q)`, name), waitLong)
+		if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS("#leave"))); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(brian, "only its own item goes", fmt.Sprintf(`document.getElementById('participant-list') !== null && `+
+			`document.getElementById('messages') !== null && document.getElementById(%q) === null && `+
+			`document.getElementById(%q) !== null`, participantID(name), participantID("brian")), waitLong)
+		if v := violations(tab); len(v) > 0 {
+			t.Errorf("%q's tab: %q", name, v)
+		}
+		closeTab()
+	}
+	waitJS(brian, "no markup from names", `document.querySelector('#app img') === null`, time.Second)
+
+	// A graceful restart on the same address.
+	if err := a.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	waitJS(brian, "the page is told the server restarts", `document.getElementById('messages').textContent.includes('restarting')`, waitLong)
+	time.Sleep(time.Second)
+	opts.Addr = a.Addr().String()
+	b, err := lobby.Start(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Shutdown(context.Background())
+	waitJS(brian, "the page reconnects by itself and is asked to join again",
+		`document.getElementById('join') !== null && document.getElementById('join-notice') !== null && document.getElementById('join-notice').textContent.includes('join again')`, 20*time.Second)
+	t.Logf("graceful restart: the page showed the join form %v after the shutdown", time.Since(down).Round(time.Millisecond))
+	// The form keeps the name (the username signal survives): one click.
+	waitJS(brian, "the join form still holds the name", `document.getElementById('username').value === 'brian'`, time.Second)
+	if err := chromedp.Do(brian,
+		chromedp.Click(chromedp.CSS("#join button")),
+		chromedp.WaitVisible(chromedp.CSS("#participant-list")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(brian, "brian is back, once", fmt.Sprintf(`document.querySelectorAll('#participant-list li').length === 1 && document.getElementById(%q) !== null`, participantID("brian")), waitLong)
+	if v := violations(brian); len(v) > 0 {
+		t.Errorf("CSP violations or dialogs: %q", v)
+	}
+}
