@@ -115,7 +115,7 @@ func BenchmarkFanout(b *testing.B) {
 			spare := make([][]*message, n)
 			b.ReportAllocs()
 			for b.Loop() {
-				if res := hub.publish(InCategory("lobby"), nil, m); res.Delivered != n {
+				if res, _ := hub.publish(InCategory("lobby"), nil, m, 0); res.Delivered != n {
 					b.Fatalf("delivered %d", res.Delivered)
 				}
 				// Play the writers: empty each queue, as Serve does.

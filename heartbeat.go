@@ -18,6 +18,13 @@ const DefaultHeartbeatInterval = 10 * time.Second
 //
 // Each stream writes the heartbeat on its own goroutine under the hub's
 // write timeout, so one slow client never holds up a sweep of the others.
+//
+// On its interval (Run, Start) a stream that began a successful write of
+// the app's own traffic (a broadcast or send) within the last half
+// interval gets no beat: that write already proved the client, and
+// beating busy streams would only queue work ahead of the app's next
+// broadcast. Every stream still gets a write at least every 1.5 intervals.
+// An explicit Beat reaches every stream.
 type Heartbeat struct {
 	hub      *Hub
 	pattern  Pattern
@@ -25,6 +32,7 @@ type Heartbeat struct {
 	payload  []byte
 
 	sweeps    atomic.Uint64
+	skipped   atomic.Uint64
 	writes    atomic.Uint64
 	failures  atomic.Uint64
 	lastSweep atomic.Int64 // nanoseconds
@@ -36,6 +44,9 @@ type Heartbeat struct {
 type HeartbeatStats struct {
 	// Sweeps counts completed sweeps: every stream wrote the beat or failed.
 	Sweeps uint64
+	// Skipped counts periodic beats not sent because the stream had
+	// written app traffic within the last half interval.
+	Skipped uint64
 	// Writes counts heartbeat writes that reached a client's socket.
 	Writes uint64
 	// Failures counts streams that could not take or write a heartbeat
@@ -69,7 +80,7 @@ func (b *Heartbeat) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
-			b.Beat()
+			b.beat(time.Now().Add(-b.interval / 2))
 		}
 	}
 }
@@ -97,15 +108,24 @@ func (b *Heartbeat) Start() (stop func()) {
 
 // Beat queues one heartbeat to every matching stream now, without waiting
 // for the writes, and returns how many streams took it.
-func (b *Heartbeat) Beat() Result {
+func (b *Heartbeat) Beat() Result { return b.beat(time.Time{}) }
+
+// beat queues a heartbeat to the matching streams that have not begun a
+// successful write of app traffic since idleSince (zero: to all of them).
+func (b *Heartbeat) beat(idleSince time.Time) Result {
 	start := time.Now()
+	var wroteSince int64
+	if !idleSince.IsZero() {
+		wroteSince = idleSince.UnixNano()
+	}
 	track := newTracker(func(written, failed int64) {
 		b.writes.Add(uint64(written))
 		b.failures.Add(uint64(failed))
 		b.lastSweep.Store(int64(time.Since(start)))
 		b.sweeps.Add(1)
 	})
-	res := b.hub.publish(b.pattern, nil, &message{data: b.payload, track: track})
+	res, skipped := b.hub.publish(b.pattern, nil, &message{data: b.payload, track: track}, wroteSince)
+	b.skipped.Add(uint64(skipped))
 	b.failures.Add(uint64(res.Failed))
 	track.release()
 	return res
@@ -115,6 +135,7 @@ func (b *Heartbeat) Beat() Result {
 func (b *Heartbeat) Stats() HeartbeatStats {
 	return HeartbeatStats{
 		Sweeps:    b.sweeps.Load(),
+		Skipped:   b.skipped.Load(),
 		Writes:    b.writes.Load(),
 		Failures:  b.failures.Load(),
 		LastSweep: time.Duration(b.lastSweep.Load()),

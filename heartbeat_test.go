@@ -48,7 +48,9 @@ func TestHeartbeatPatternSelectsStreams(t *testing.T) {
 // A heartbeat write that cannot complete (the client stopped reading and
 // its socket is full) fails on the write deadline and closes the stream.
 func TestHeartbeatClosesStalledStream(t *testing.T) {
-	hub, ev := newMemoryHub(t, HubOptions{WriteTimeout: 2 * time.Second, MaxQueueBytes: -1})
+	// A write may run for WriteTimeout/2 to WriteTimeout (the deadline is
+	// moved lazily): 4 s leaves the sends below at least 2 s to queue.
+	hub, ev := newMemoryHub(t, HubOptions{WriteTimeout: 4 * time.Second, MaxQueueBytes: -1})
 	srv := testServer(t, hub)
 	dial(t, srv, "stalled", false, withRecvBuffer(4096))
 	waitFor(t, time.Second, "stream", func() bool { return hub.Count(All) == 1 })
@@ -61,7 +63,7 @@ func TestHeartbeatClosesStalledStream(t *testing.T) {
 	if res := hb.Beat(); res.Delivered != 1 {
 		t.Fatalf("Beat = %+v: the stream was gone before the heartbeat", res)
 	}
-	got := ev.next(t, 5*time.Second)
+	got := ev.next(t, 8*time.Second)
 	if got.Cause != CauseClosed || !errors.Is(got.Err, ErrWrite) {
 		t.Fatalf("eviction = %+v, want closed by a failed write", got)
 	}
@@ -101,4 +103,31 @@ func TestHeartbeatFindsVanishedPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	phil.waitLine(": still here", time.Second)
+}
+
+// On its interval the heartbeat leaves alone a stream that app traffic
+// keeps busy, and still beats an idle one.
+func TestHeartbeatSkipsBusyStreams(t *testing.T) {
+	hub, _ := newMemoryHub(t, HubOptions{})
+	srv := testServer(t, hub)
+	busy, idle := dial(t, srv, "busy", true), dial(t, srv, "idle", true)
+	waitFor(t, time.Second, "streams", func() bool { return hub.Count(All) == 2 })
+	hb := NewHeartbeat(hub, All, 100*time.Millisecond)
+	stop := hb.Start()
+	defer stop()
+	deadline := time.Now().Add(2 * time.Second)
+	for hb.Stats().Sweeps < 5 && time.Now().Before(deadline) {
+		if _, err := hub.Send(lobbyKey("busy"), PatchElements(`<div id="tick"></div>`)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	st := hb.Stats()
+	if st.Sweeps < 5 || st.Skipped < 4 || st.Writes < 4 {
+		t.Fatalf("stats = %+v: want the busy stream skipped and the idle one beaten on every sweep", st)
+	}
+	idle.waitLine(": heartbeat", time.Second)
+	if line, err := busy.nextLine(": heartbeat", 50*time.Millisecond); err == nil {
+		t.Fatalf("busy stream got %q", line)
+	}
 }

@@ -121,15 +121,21 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, key Key, initial ...
 	}
 
 	var (
-		ctx   = r.Context()
-		batch = []*message{first}
-		spare []*message
-		why   error // why the stream ends itself; nil if it was evicted
+		ctx      = r.Context()
+		batch    = []*message{first}
+		spare    []*message
+		deadline time.Time // the write deadline in force; see Hub.write
+		why      error     // why the stream ends itself; nil if it was evicted
 	)
-serve:
-	for {
+	// Everything that can end the stream also wakes it, so the loop waits
+	// on one channel: the request context (here), an eviction (Stream.end)
+	// and Shutdown (which wakes every stored stream).
+	stopWake := context.AfterFunc(ctx, s.signal)
+	defer stopWake()
+	for initial := true; ; initial = false {
 		if len(batch) > 0 {
-			closeNow, err := h.write(w, rc, batch)
+			now := time.Now()
+			closeNow, err := h.write(w, rc, batch, &deadline, now)
 			settleAll(batch, err == nil)
 			if err != nil {
 				why = err
@@ -139,6 +145,9 @@ serve:
 				why = ErrClosedByApp
 				break
 			}
+			if !initial && carriesApp(batch) {
+				s.lastAppWrite.Store(now.UnixNano())
+			}
 			h.store.Touch(s)
 		}
 		// The written batch becomes the spare the queue fills next; the
@@ -146,20 +155,16 @@ serve:
 		// turns, so steady traffic allocates nothing.
 		clear(batch)
 		spare, batch = batch[:0], nil
-		select {
-		case <-s.wake:
-			if batch, why = s.take(spare); why != nil {
-				settleAll(batch, false)
-				break serve
-			}
-		case <-s.done:
-			break serve
-		case <-ctx.Done():
-			why = clientGone(ctx)
-			break serve
-		case <-h.closing:
-			why = ErrHubClosed
-			break serve
+		if why = h.ended(ctx); why != nil || s.evicted() {
+			break
+		}
+		<-s.wake
+		if why = h.ended(ctx); why != nil || s.evicted() {
+			break
+		}
+		if batch, why = s.take(spare); why != nil {
+			settleAll(batch, false)
+			break
 		}
 	}
 	if why != nil {
@@ -174,11 +179,18 @@ serve:
 
 // write writes a batch of messages to the client under one deadline and
 // one flush, stopping after a close-stream message.
-func (h *Hub) write(w http.ResponseWriter, rc *http.ResponseController, batch []*message) (closeNow bool, err error) {
+//
+// Moving a deadline costs a timer update, so it is moved only once less
+// than half the write timeout is left on it: a write may run for at least
+// WriteTimeout/2 and at most WriteTimeout.
+func (h *Hub) write(w http.ResponseWriter, rc *http.ResponseController, batch []*message, deadline *time.Time, now time.Time) (closeNow bool, err error) {
 	if h.writeTimeout > 0 {
-		// An error means the writer has no deadlines (not a real
-		// connection); writes then go on without one.
-		_ = rc.SetWriteDeadline(time.Now().Add(h.writeTimeout))
+		if deadline.Sub(now) < h.writeTimeout/2 {
+			*deadline = now.Add(h.writeTimeout)
+			// An error means the writer has no deadlines (not a real
+			// connection); writes then go on without one.
+			_ = rc.SetWriteDeadline(*deadline)
+		}
 	}
 	for _, m := range batch {
 		if _, err := w.Write(m.data); err != nil {
@@ -193,6 +205,30 @@ func (h *Hub) write(w http.ResponseWriter, rc *http.ResponseController, batch []
 		return false, writeError(err)
 	}
 	return closeNow, nil
+}
+
+// carriesApp reports whether batch holds a message the app sent (a
+// heartbeat's is tracked; the app's are not).
+func carriesApp(batch []*message) bool {
+	for _, m := range batch {
+		if m.track == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// ended says why Serve must stop for its client or the hub, if it must.
+func (h *Hub) ended(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return clientGone(ctx)
+	}
+	select {
+	case <-h.closing:
+		return ErrHubClosed
+	default:
+		return nil
+	}
 }
 
 func (h *Hub) enter() bool {
@@ -224,15 +260,22 @@ func (h *Hub) Broadcast(p Pattern, exclude Matcher, effects ...Effect) (Result, 
 	if err != nil {
 		return Result{}, err
 	}
-	return h.publish(p, exclude, m), nil
+	res, _ := h.publish(p, exclude, m, 0)
+	return res, nil
 }
 
-func (h *Hub) publish(p Pattern, exclude Matcher, m *message) Result {
+// publish queues m to the streams matching p and not exclude. If
+// wroteSince is set, streams that began a successful write of app
+// traffic after it are skipped (and counted in skipped).
+func (h *Hub) publish(p Pattern, exclude Matcher, m *message, wroteSince int64) (res Result, skipped int) {
 	buf := h.buffers.Get().(*[]*Stream)
 	streams := h.store.AppendStreams((*buf)[:0], p)
-	var res Result
 	for _, s := range streams {
 		if exclude != nil && exclude.Match(s.key) {
+			continue
+		}
+		if wroteSince != 0 && s.lastAppWrite.Load() > wroteSince {
+			skipped++
 			continue
 		}
 		if s.enqueue(m) == nil {
@@ -244,7 +287,7 @@ func (h *Hub) publish(p Pattern, exclude Matcher, m *message) Result {
 	clear(streams)
 	*buf = streams[:0]
 	h.buffers.Put(buf)
-	return res
+	return res, skipped
 }
 
 // Send queues effects to the stream stored under key. It returns an error
@@ -280,6 +323,11 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		close(h.closing)
 	}
 	h.mu.Unlock()
+	// Wake every stream so that its Serve sees the hub closing. A Serve
+	// that stores its stream after this scan sees closing before it waits.
+	for _, s := range h.store.AppendStreams(nil, NewPattern(Any, Any, Any)) {
+		s.signal()
+	}
 	done := make(chan struct{})
 	go func() {
 		h.active.Wait()

@@ -23,6 +23,8 @@ type Stream struct {
 	ended    bool  // set by end: the queue takes nothing more
 	abortErr error // set when the queue overflowed; the writer ends the stream
 
+	lastAppWrite atomic.Int64 // unix nanos: start of the last successful write of app traffic
+
 	wake     chan struct{} // buffered(1): the queue has news for the writer
 	done     chan struct{} // closed by end: the stream was evicted
 	finished chan struct{} // closed by finish: the eviction callback returned
@@ -104,6 +106,17 @@ func (s *Stream) end(cause Cause, err error) {
 	s.cause, s.err = cause, err
 	s.mu.Unlock()
 	close(s.done)
+	s.signal() // Serve waits on wake alone
+}
+
+// evicted reports whether end was called.
+func (s *Stream) evicted() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // finish releases the stream's Serve once the eviction callback returned.
