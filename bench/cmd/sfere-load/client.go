@@ -1,0 +1,289 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sfere-go/sfere/bench/internal/wire"
+)
+
+// fleet is the load tool's side of N streams: one lean reader goroutine
+// per connection, a fixed read buffer each, and a byte scanner that
+// decodes HTTP chunking and finds the ^seq:ts^ stamps without allocating.
+type fleet struct {
+	conns []*stream
+	lat   hist
+
+	// The window of sequence numbers the current phase counts.
+	seqLo, seqHi atomic.Uint64
+
+	delivered atomic.Int64 // stamps in the window, all streams
+	stray     atomic.Int64 // stamps outside the window (late or early)
+	reorder   atomic.Int64 // a stamp not above the stream's previous one
+	closed    atomic.Int64 // streams the server ended (or that broke)
+	closing   atomic.Bool  // set when the tool itself closes the streams
+	wg        sync.WaitGroup
+}
+
+// stream is one client connection. Its fields are written by its reader
+// goroutine; the counters main reads are atomic.
+type stream struct {
+	id    int
+	c     net.Conn
+	ready chan struct{} // closed once response headers arrived (or failed)
+	ok    bool          // response was 200; set before ready is closed
+
+	gone     bool          // the server ended the response (last chunk)
+	got      atomic.Uint32 // stamps in the window
+	lastRecv atomic.Int64  // unix nanos of the last stamp in the window
+	lastSeq  uint64
+
+	// HTTP response parsing.
+	http    bool
+	inHead  bool
+	head    []byte
+	chunked bool
+	cstate  uint8
+	csize   uint64
+
+	// stamp scanner
+	sstate uint8
+	seq    uint64
+	ts     int64
+}
+
+// chunk decoder states
+const (
+	csSize uint8 = iota
+	csSizeLine
+	csData
+	csDataEnd
+	csEnd
+)
+
+// stamp scanner states
+const (
+	ssOut uint8 = iota
+	ssSeq
+	ssTS
+)
+
+func newStream(id int, c net.Conn, http bool) *stream {
+	return &stream{id: id, c: c, http: http, inHead: http, ready: make(chan struct{})}
+}
+
+// read is the stream's reader goroutine.
+func (f *fleet) read(s *stream, bufSize int) {
+	defer f.wg.Done()
+	if !s.http {
+		s.ok = true
+		close(s.ready)
+	}
+	buf := make([]byte, bufSize)
+	for {
+		n, err := s.c.Read(buf)
+		if n > 0 {
+			f.feed(s, buf[:n], time.Now().UnixNano())
+		}
+		if err != nil {
+			if s.inHead {
+				s.inHead = false
+				close(s.ready)
+			}
+			if !f.closing.Load() && !s.gone {
+				f.closed.Add(1)
+			}
+			return
+		}
+	}
+}
+
+func (f *fleet) feed(s *stream, p []byte, now int64) {
+	if s.inHead {
+		s.head = append(s.head, p...)
+		end := bytes.Index(s.head, []byte("\r\n\r\n"))
+		if end < 0 {
+			if len(s.head) > 16<<10 {
+				s.inHead = false
+				close(s.ready)
+			}
+			return
+		}
+		h := s.head[:end]
+		s.ok = bytes.HasPrefix(h, []byte("HTTP/1.1 200")) || bytes.HasPrefix(h, []byte("HTTP/1.0 200"))
+		s.chunked = bytes.Contains(bytes.ToLower(h), []byte("transfer-encoding: chunked"))
+		p = s.head[end+4:]
+		s.head = nil
+		s.inHead = false
+		close(s.ready)
+	}
+	if !s.chunked {
+		f.scan(s, p, now)
+		return
+	}
+	for len(p) > 0 {
+		switch s.cstate {
+		case csSize:
+			c := p[0]
+			p = p[1:]
+			switch {
+			case c >= '0' && c <= '9':
+				s.csize = s.csize<<4 | uint64(c-'0')
+			case c >= 'a' && c <= 'f':
+				s.csize = s.csize<<4 | uint64(c-'a'+10)
+			case c >= 'A' && c <= 'F':
+				s.csize = s.csize<<4 | uint64(c-'A'+10)
+			case c == '\n':
+				f.endSizeLine(s)
+			default:
+				s.cstate = csSizeLine
+			}
+		case csSizeLine:
+			i := bytes.IndexByte(p, '\n')
+			if i < 0 {
+				return
+			}
+			p = p[i+1:]
+			f.endSizeLine(s)
+		case csData:
+			k := min(uint64(len(p)), s.csize)
+			f.scan(s, p[:k], now)
+			p = p[k:]
+			s.csize -= k
+			if s.csize == 0 {
+				s.cstate = csDataEnd
+			}
+		case csDataEnd:
+			i := bytes.IndexByte(p, '\n')
+			if i < 0 {
+				return
+			}
+			p = p[i+1:]
+			s.cstate = csSize
+		case csEnd:
+			return
+		}
+	}
+}
+
+func (f *fleet) endSizeLine(s *stream) {
+	if s.csize > 0 {
+		s.cstate = csData
+		return
+	}
+	// The last chunk: the server ended the stream (and may keep the
+	// connection open for another request). Count it and hang up.
+	s.cstate = csEnd
+	if !f.closing.Load() && !s.gone {
+		f.closed.Add(1)
+	}
+	s.gone = true
+	_ = s.c.Close()
+}
+
+// scan finds ^seq:ts^ stamps in body bytes, across read boundaries.
+func (f *fleet) scan(s *stream, p []byte, now int64) {
+	var n int64
+	for len(p) > 0 {
+		if s.sstate == ssOut {
+			i := bytes.IndexByte(p, wire.Marker)
+			if i < 0 {
+				break
+			}
+			p = p[i+1:]
+			s.sstate, s.seq = ssSeq, 0
+			continue
+		}
+		c := p[0]
+		p = p[1:]
+		switch {
+		case c >= '0' && c <= '9':
+			if s.sstate == ssSeq {
+				s.seq = s.seq*10 + uint64(c-'0')
+			} else {
+				s.ts = s.ts*10 + int64(c-'0')
+			}
+		case c == ':' && s.sstate == ssSeq:
+			s.sstate, s.ts = ssTS, 0
+		case c == wire.Marker && s.sstate == ssTS:
+			s.sstate = ssOut
+			if f.stamp(s, s.seq, s.ts, now) {
+				n++
+			}
+		case c == wire.Marker:
+			s.sstate, s.seq = ssSeq, 0
+		default:
+			s.sstate = ssOut
+		}
+	}
+	if n > 0 {
+		f.delivered.Add(n)
+	}
+}
+
+func (f *fleet) stamp(s *stream, seq uint64, ts, now int64) bool {
+	if seq < f.seqLo.Load() || seq >= f.seqHi.Load() {
+		f.stray.Add(1)
+		return false
+	}
+	if seq <= s.lastSeq && s.got.Load() > 0 {
+		f.reorder.Add(1)
+	}
+	s.lastSeq = seq
+	s.got.Add(1)
+	s.lastRecv.Store(now)
+	f.lat.record(s.id, now-ts)
+	return true
+}
+
+// window starts a phase counting stamps seq0 <= seq < seq0+count.
+func (f *fleet) window(seq0, count uint64) {
+	f.seqHi.Store(0) // nothing counts while resetting
+	f.lat.reset()
+	f.delivered.Store(0)
+	f.stray.Store(0)
+	f.reorder.Store(0)
+	for _, s := range f.conns {
+		s.got.Store(0)
+		s.lastRecv.Store(0)
+	}
+	f.seqLo.Store(seq0)
+	f.seqHi.Store(seq0 + count)
+}
+
+// lastReceive is the latest stamp receipt in the window, over all streams.
+func (f *fleet) lastReceive() int64 {
+	var last int64
+	for _, s := range f.conns {
+		last = max(last, s.lastRecv.Load())
+	}
+	return last
+}
+
+// short counts the streams that got fewer than want stamps in the window,
+// and the stamps missing in all.
+func (f *fleet) short(want uint32) (streams int, missing int64) {
+	for _, s := range f.conns {
+		if g := s.got.Load(); g < want {
+			streams++
+			missing += int64(want - g)
+		}
+	}
+	return streams, missing
+}
+
+func (f *fleet) closeAll() {
+	f.closing.Store(true)
+	for _, s := range f.conns {
+		_ = s.c.Close()
+	}
+	done := make(chan struct{})
+	go func() { f.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+	}
+}

@@ -1,0 +1,372 @@
+// Command sfere-load measures SSE fan-out: it starts sfere-bench-server
+// in each mode (sfere, raw, centrifuge, naive), opens N real streams to it
+// over loopback from this process, and reports streams held, connect time,
+// send-to-receive latency of one broadcast and of sustained broadcasts,
+// deliveries per second, missing deliveries, server RSS per stream and the
+// heartbeat sweep time, with every mode's ratio to raw TCP in the same run.
+//
+//	go build -o bin/ ./cmd/... && bin/sfere-load -n 10000 -runs 3 -plot fanout.svg
+//
+// All traffic goes to 127.0.0.1; every phase is bounded in time; the tool
+// stops the servers it started and exits by itself.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sfere-go/sfere/bench/internal/wire"
+)
+
+// variant is a mode served by another server binary (e.g. one built
+// against a patched library).
+type variant struct{ bin, mode string }
+
+// Results is the JSON file the tool writes.
+type Results struct {
+	Started   time.Time  `json:"started"`
+	Machine   Machine    `json:"machine"`
+	Args      []string   `json:"args"`
+	Trials    []Trial    `json:"trials"`
+	Summaries []*Summary `json:"summaries"`
+}
+
+// Machine describes where the numbers come from.
+type Machine struct {
+	CPUs      int    `json:"cpus"`
+	Go        string `json:"go"`
+	Kernel    string `json:"kernel"`
+	CPU       string `json:"cpu"`
+	MemTotal  string `json:"mem_total"`
+	FileLimit uint64 `json:"file_limit"`
+	LoadAvg   string `json:"loadavg_at_start"`
+	// NetdevMaxBacklog is net.core.netdev_max_backlog: loopback packets
+	// beyond it in one softirq burst are dropped (see Phase.Net).
+	NetdevMaxBacklog int `json:"netdev_max_backlog"`
+}
+
+func main() {
+	var (
+		modesFlag   = flag.String("modes", strings.Join(wire.Modes, ","), "modes to run side by side")
+		nFlag       = flag.String("n", "1000,2000,5000,10000", "stream counts")
+		runs        = flag.Int("runs", 1, "runs of every mode and N; figures are medians over runs")
+		size        = flag.Int("size", 200, "payload size in bytes (the HTML element carrying the stamp)")
+		singles     = flag.Int("singles", 5, "single-broadcast repetitions per trial")
+		sweeps      = flag.Int("sweeps", 5, "heartbeat sweeps per trial")
+		duration    = flag.Duration("duration", 30*time.Second, "sustained phase: how long broadcasts are issued (0: skip)")
+		rate        = flag.Float64("rate", 0, "sustained phase: broadcasts per second (0: -offered / N)")
+		offered     = flag.Float64("offered", 120_000, "sustained phase: offered deliveries per second when -rate is 0")
+		conc        = flag.Int("conc", 64, "connections opened at a time")
+		srcPort     = flag.Int("src-port", 12000, "bind stream i to local port src-port+i, below the ephemeral range (0: kernel's choice)")
+		readBuf     = flag.Int("readbuf", 8192, "read buffer per client connection, bytes")
+		settle      = flag.Duration("settle", 2*time.Second, "idle time before reading idle RSS")
+		serverBin   = flag.String("server", "", "sfere-bench-server binary (default: next to this tool, on PATH, or go build)")
+		serverArgs  = flag.String("server-args", "", "extra server flags, space separated (e.g. \"-gogc 200\")")
+		jsonOut     = flag.String("json", "sfere-load.json", "results file")
+		plotOut     = flag.String("plot", "", "write an SVG of latency and throughput against N")
+		profileDir  = flag.String("profile", "", "save a CPU profile of the server's sustained phase into this directory")
+		profileMode = flag.String("profile-modes", "sfere", "modes to profile with -profile")
+		hbImpact    = flag.Bool("hb-impact", true, "measure broadcast p99 with and without heartbeat sweeps running")
+		quiet       = flag.Bool("quiet", false, "no progress lines")
+		maxTime     = flag.Duration("max-time", 3*time.Hour, "exit after this long, whatever happens")
+		variants    = flag.String("variants", "", "extra modes run by other server binaries: label=path[:mode],... (mode defaults to sfere), e.g. to compare library patches side by side")
+		replot      = flag.String("replot", "", "run nothing: merge the trials of these result files (comma separated), print the table, write -json and -plot")
+	)
+	flag.Parse()
+	if *replot != "" {
+		replotFiles(strings.Split(*replot, ","), *jsonOut, *plotOut)
+		return
+	}
+	modes := strings.Split(*modesFlag, ",")
+	vars := map[string]variant{}
+	if *variants != "" {
+		for _, spec := range strings.Split(*variants, ",") {
+			label, rest, ok := strings.Cut(spec, "=")
+			path, mode, _ := strings.Cut(rest, ":")
+			if mode == "" {
+				mode = wire.ModeSfere
+			}
+			if !ok || label == "" || path == "" || !slices.Contains(wire.KnownModes, mode) || slices.Contains(wire.KnownModes, label) {
+				fatalf("bad -variants entry %q (want label=path[:mode], label not a mode name)", spec)
+			}
+			vars[label] = variant{bin: path, mode: mode}
+		}
+	}
+	for _, m := range modes {
+		if _, ok := vars[m]; ok {
+			continue
+		}
+		if !slices.Contains(wire.KnownModes, m) {
+			fatalf("unknown mode %q (want some of %s)", m, strings.Join(wire.KnownModes, ","))
+		}
+	}
+	var ns []int
+	for _, s := range strings.Split(*nFlag, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || v < 1 {
+			fatalf("bad -n %q", s)
+		}
+		if *srcPort > 0 && *srcPort+v > 65535 {
+			fatalf("-src-port %d + N %d passes port 65535", *srcPort, v)
+		}
+		ns = append(ns, v)
+	}
+	time.AfterFunc(*maxTime, func() { fatalf("still running after -max-time %v; giving up", *maxTime) })
+
+	cur, hard, err := raiseFileLimit()
+	if err != nil {
+		logf("cannot raise the open-file limit: %v", err)
+	}
+	logf("open-file limit: %d (hard %d); net.core.netdev_max_backlog: %d", cur, hard, netdevMaxBacklog())
+	if maxN := slices.Max(ns); uint64(maxN)+64 > cur {
+		logf("warning: N=%d needs more than the %d open files this process may have; the OS will refuse streams past about %d", maxN, cur, cur-64)
+	}
+	bin, err := findServer(*serverBin)
+	if err != nil {
+		fatalf("%v", err)
+	}
+	cfg := trialConfig{
+		size: *size, singles: *singles, sweeps: *sweeps, duration: *duration, rate: *rate, offered: *offered,
+		conc: *conc, readBuf: *readBuf, srcPort: *srcPort, settle: *settle, serverArgs: strings.Fields(*serverArgs),
+		profileDir: *profileDir, profileModes: strings.Split(*profileMode, ","), hbImpact: *hbImpact, progress: !*quiet,
+	}
+	if *profileDir != "" {
+		if err := os.MkdirAll(*profileDir, 0o755); err != nil {
+			fatalf("%v", err)
+		}
+	}
+
+	res := Results{Started: time.Now().UTC(), Machine: machine(), Args: os.Args[1:]}
+	for run := 1; run <= *runs; run++ {
+		for _, n := range ns {
+			for _, mode := range modes {
+				logf("run %d/%d, N=%d, mode %s", run, *runs, n, mode)
+				v, ok := vars[mode]
+				if !ok {
+					v = variant{bin: bin, mode: mode}
+				}
+				res.Trials = append(res.Trials, runTrial(cfg, v.bin, mode, v.mode, n, run))
+				if *jsonOut != "" {
+					writeJSON(*jsonOut, &res) // partial results survive a crash
+				}
+			}
+		}
+	}
+	res.Summaries = summarize(res.Trials, modes, ns)
+	if *jsonOut != "" {
+		writeJSON(*jsonOut, &res)
+		logf("results: %s", *jsonOut)
+	}
+	printTable(os.Stdout, res.Summaries, cfg)
+	if *plotOut != "" {
+		if err := plotResults(*plotOut, res.Summaries, modes, *size); err != nil {
+			logf("plot: %v", err)
+		} else {
+			logf("plot: %s", *plotOut)
+		}
+	}
+}
+
+// replotFiles summarizes the trials of earlier runs, as if one run had made them.
+func replotFiles(files []string, jsonOut, plotOut string) {
+	var res Results
+	var modes []string
+	var ns []int
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			fatalf("%v", err)
+		}
+		var r Results
+		if err := json.Unmarshal(b, &r); err != nil {
+			fatalf("%s: %v", f, err)
+		}
+		if res.Started.IsZero() {
+			res.Started, res.Machine = r.Started, r.Machine
+		}
+		res.Args = append(res.Args, "replot of "+f+": "+strings.Join(r.Args, " "))
+		res.Trials = append(res.Trials, r.Trials...)
+	}
+	for _, t := range res.Trials {
+		if !slices.Contains(modes, t.Mode) {
+			modes = append(modes, t.Mode)
+		}
+		if !slices.Contains(ns, t.N) {
+			ns = append(ns, t.N)
+		}
+	}
+	slices.Sort(ns)
+	res.Summaries = summarize(res.Trials, modes, ns)
+	if jsonOut != "" {
+		writeJSON(jsonOut, &res)
+	}
+	printTable(os.Stdout, res.Summaries, trialConfig{})
+	if plotOut != "" {
+		// The payload size is not in the trials; the title assumes the default.
+		if err := plotResults(plotOut, res.Summaries, modes, 200); err != nil {
+			fatalf("plot: %v", err)
+		}
+	}
+}
+
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "sfere-load: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func writeJSON(path string, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		logf("json: %v", err)
+		return
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		logf("json: %v", err)
+	}
+}
+
+func machine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), FileLimit: fileLimit(), NetdevMaxBacklog: netdevMaxBacklog()}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m.LoadAvg = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				m.CPU = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		m.MemTotal = strings.Join(strings.Fields(strings.TrimPrefix(line, "MemTotal:")), " ")
+	}
+	return m
+}
+
+// Summary is the median over runs of one mode at one N, with its ratios
+// to raw (each the median of the per-run ratios, raw from the same run).
+type Summary struct {
+	Mode string `json:"mode"`
+	N    int    `json:"n"`
+	Runs int    `json:"runs"`
+
+	Held            int     `json:"held_min"`
+	ConnectSec      float64 `json:"connect_s"`
+	RSSPerStreamKiB float64 `json:"rss_per_stream_kib"`
+	GCPerStreamKiB  float64 `json:"rss_per_stream_gc_kib"`
+	SingleP50       float64 `json:"single_p50_ms"`
+	SingleP99       float64 `json:"single_p99_ms"`
+	SingleMax       float64 `json:"single_max_ms"`
+	SweepMs         float64 `json:"sweep_ms,omitempty"`
+	PerSec          float64 `json:"sustained_deliveries_per_s"`
+	SustP50         float64 `json:"sustained_p50_ms"`
+	SustP99         float64 `json:"sustained_p99_ms"`
+	SustMax         float64 `json:"sustained_max_ms"`
+	Missing         int64   `json:"missing_total"`
+	Closed          int64   `json:"closed_by_server_total"`
+	HBDeltaMs       float64 `json:"hb_p99_delta_ms,omitempty"`
+
+	SingleMaxVsRaw float64 `json:"single_max_vs_raw,omitempty"`
+	PerSecVsRaw    float64 `json:"deliveries_per_s_vs_raw,omitempty"`
+	SweepVsRaw     float64 `json:"sweep_vs_raw_fanout,omitempty"`
+}
+
+func summarize(trials []Trial, modes []string, ns []int) []*Summary {
+	find := func(mode string, n, run int) *Trial {
+		for i := range trials {
+			if t := &trials[i]; t.Mode == mode && t.N == n && t.Run == run {
+				return t
+			}
+		}
+		return nil
+	}
+	var out []*Summary
+	for _, n := range ns {
+		for _, mode := range modes {
+			var ts []Trial
+			for _, t := range trials {
+				if t.Mode == mode && t.N == n {
+					ts = append(ts, t)
+				}
+			}
+			if len(ts) == 0 {
+				continue
+			}
+			med := func(fn func(Trial) float64) float64 {
+				v := make([]float64, 0, len(ts))
+				for _, t := range ts {
+					v = append(v, fn(t))
+				}
+				return median(v)
+			}
+			// ratio is the median over runs of fn(this)/fn(raw of that run).
+			ratio := func(fn func(Trial) float64) float64 {
+				var v []float64
+				for _, t := range ts {
+					if r := find(wire.ModeRaw, n, t.Run); r != nil && fn(*r) > 0 && fn(t) > 0 {
+						v = append(v, fn(t)/fn(*r))
+					}
+				}
+				r := median(v)
+				if math.IsNaN(r) {
+					return 0
+				}
+				return r
+			}
+			nan0 := func(x float64) float64 {
+				if math.IsNaN(x) {
+					return 0
+				}
+				return x
+			}
+			s := &Summary{Mode: mode, N: n, Runs: len(ts), Held: ts[0].Held}
+			for _, t := range ts {
+				s.Held = min(s.Held, t.Held)
+				s.Missing += t.Single.Missing + t.Sustained.Missing
+				s.Closed += t.Closed
+			}
+			s.ConnectSec = med(func(t Trial) float64 { return t.ConnectSec })
+			s.RSSPerStreamKiB = med(func(t Trial) float64 { return t.RSSPerStreamKiB })
+			s.GCPerStreamKiB = med(func(t Trial) float64 { return t.GCPerStreamKiB })
+			s.SingleP50 = med(func(t Trial) float64 { return t.Single.P50ms })
+			s.SingleP99 = med(func(t Trial) float64 { return t.Single.P99ms })
+			s.SingleMax = med(func(t Trial) float64 { return t.Single.Maxms })
+			s.SweepMs = nan0(med(func(t Trial) float64 {
+				if t.SweepMs == 0 {
+					return math.NaN()
+				}
+				return t.SweepMs
+			}))
+			s.PerSec = med(func(t Trial) float64 { return t.Sustained.PerSec })
+			s.SustP50 = med(func(t Trial) float64 { return t.Sustained.P50ms })
+			s.SustP99 = med(func(t Trial) float64 { return t.Sustained.P99ms })
+			s.SustMax = med(func(t Trial) float64 { return t.Sustained.Maxms })
+			s.HBDeltaMs = nan0(med(func(t Trial) float64 {
+				if t.HBImpact == nil {
+					return math.NaN()
+				}
+				return t.HBImpact.DeltaMs
+			}))
+			s.SingleMaxVsRaw = ratio(func(t Trial) float64 { return t.Single.Maxms })
+			s.PerSecVsRaw = ratio(func(t Trial) float64 { return t.Sustained.PerSec })
+			// Both sweeps are timed by the server from the first write queued
+			// (sfere) or started (raw) to the last one done.
+			s.SweepVsRaw = ratio(func(t Trial) float64 { return t.SweepMs })
+			out = append(out, s)
+		}
+	}
+	return out
+}

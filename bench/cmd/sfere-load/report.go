@@ -1,0 +1,66 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/sfere-go/sfere/bench/internal/wire"
+)
+
+func printTable(w io.Writer, sums []*Summary, cfg trialConfig) {
+	if cfg.size > 0 {
+		fmt.Fprintf(w, "\nPayload %d B; one broadcast x%d; sustained %v at %s; medians over runs; ratios to raw in the same run.\n\n",
+			cfg.size, cfg.singles, cfg.duration, rateText(cfg))
+	} else {
+		fmt.Fprintf(w, "\nMedians over runs; ratios to raw in the same run (settings: see the results file's args).\n\n")
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "mode\tN\theld\tconnect s\tRSS/stream KiB\t1x p50 ms\t1x p99 ms\t1x max ms\tvs raw\tsweep ms\tvs raw\tsust deliv/s\tvs raw\tsust p99 ms\tmissing\tclosed\thb +p99 ms\t")
+	for _, s := range sums {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%s\t%s\t%.0f\t%s\t%.0f\t%d\t%d\t%s\t\n",
+			s.Mode, s.N, s.Held, s.ConnectSec, s.RSSPerStreamKiB, s.SingleP50, s.SingleP99, s.SingleMax,
+			ratioText(s.Mode, s.SingleMaxVsRaw), msText(s.SweepMs), ratioText(s.Mode, s.SweepVsRaw),
+			s.PerSec, ratioText(s.Mode, s.PerSecVsRaw), s.SustP99, s.Missing, s.Closed, msText(s.HBDeltaMs))
+	}
+	_ = tw.Flush()
+
+	// sfere against the peers at each N.
+	fmt.Fprintln(w)
+	for _, s := range sums {
+		if s.Mode != wire.ModeSfere {
+			continue
+		}
+		for _, p := range sums {
+			if p.N != s.N || p.Mode == wire.ModeSfere || p.Mode == wire.ModeRaw || p.PerSec == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "N=%d: sfere/%s deliveries/s %.2fx (sustained p99 %.0f ms vs %.0f ms); one broadcast max %.2fx\n",
+				s.N, p.Mode, s.PerSec/p.PerSec, s.SustP99, p.SustP99, s.SingleMax/p.SingleMax)
+		}
+	}
+}
+
+func ratioText(mode string, r float64) string {
+	if mode == wire.ModeRaw {
+		return "1"
+	}
+	if r == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", r)
+}
+
+func msText(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+func rateText(cfg trialConfig) string {
+	if cfg.rate > 0 {
+		return fmt.Sprintf("%.0f broadcasts/s", cfg.rate)
+	}
+	return fmt.Sprintf("%.0f offered deliveries/s (rate = offered/N)", cfg.offered)
+}

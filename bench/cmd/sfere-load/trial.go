@@ -1,0 +1,554 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/sfere-go/sfere/bench/internal/wire"
+)
+
+// Trial is everything measured for one mode at one N in one run.
+type Trial struct {
+	Mode string `json:"mode"`
+	N    int    `json:"n"`
+	Run  int    `json:"run"`
+
+	Held       int     `json:"held"`              // streams open and known to the server
+	Refused    string  `json:"refused,omitempty"` // why fewer than N: the OS's words
+	ConnectSec float64 `json:"connect_s"`
+
+	RSSBase         int64   `json:"rss_base"`    // server RSS before any stream
+	RSSIdle         int64   `json:"rss_idle"`    // with Held idle streams
+	RSSIdleGC       int64   `json:"rss_idle_gc"` // same, after a forced GC and FreeOSMemory
+	RSSAfter        int64   `json:"rss_after"`   // after the sustained phase
+	RSSPerStreamKiB float64 `json:"rss_per_stream_kib"`
+	GCPerStreamKiB  float64 `json:"rss_per_stream_gc_kib"`
+	Goroutines      int     `json:"goroutines_idle"`
+	StackInuse      uint64  `json:"stack_inuse_idle"`
+	HeapInuse       uint64  `json:"heap_inuse_idle"`
+
+	Single    Phase     `json:"single"`              // one broadcast to all, median over reps
+	SingleAll []Phase   `json:"single_reps"`         // every rep
+	SweepMs   float64   `json:"sweep_ms,omitempty"`  // heartbeat sweep, median over reps (0: the mode has none)
+	SweepAll  []float64 `json:"sweep_reps_ms"`       // every rep
+	Sustained Phase     `json:"sustained"`           // M broadcasts at a rate
+	HBImpact  *HBImpact `json:"hb_impact,omitempty"` // broadcasts with and without sweeps running
+
+	Closed  int64            `json:"closed_by_server"` // streams that ended while the tool held them
+	Ended   map[string]int64 `json:"ended_at_server,omitempty"`
+	LoadAvg string           `json:"loadavg_at_start"` // other work on the machine
+	Errors  []string         `json:"errors,omitempty"`
+}
+
+// Phase is one measured burst of broadcasts.
+type Phase struct {
+	Broadcasts int     `json:"broadcasts"`
+	Rate       float64 `json:"rate"` // offered broadcasts per second (0: as fast as possible)
+	Expected   int64   `json:"expected"`
+	Delivered  int64   `json:"delivered"`
+	Missing    int64   `json:"missing"`
+	Short      int     `json:"short_streams"` // streams that missed at least one
+	Reordered  int64   `json:"reordered"`
+	Failed     int64   `json:"failed_at_server"`
+	P50ms      float64 `json:"p50_ms"`
+	P99ms      float64 `json:"p99_ms"`
+	Maxms      float64 `json:"max_ms"`
+	PerSec     float64 `json:"deliveries_per_s"` // delivered / (last receipt - first send)
+	IssueSec   float64 `json:"issue_s"`          // first send to the last broadcast issued
+	TotalSec   float64 `json:"total_s"`          // first send to last receipt
+
+	Net netCounters `json:"net"` // kernel drops and retransmissions during the phase
+}
+
+// HBImpact compares broadcast latency at a light rate without and with
+// heartbeat sweeps running at the same time.
+type HBImpact struct {
+	Without Phase   `json:"without"`
+	With    Phase   `json:"with"`
+	Sweeps  int     `json:"sweeps"`
+	DeltaMs float64 `json:"p99_delta_ms"`
+}
+
+type trialConfig struct {
+	size, singles, sweeps  int
+	duration               time.Duration
+	rate, offered          float64
+	conc, readBuf, srcPort int
+	settle                 time.Duration
+	serverArgs             []string
+	profileDir             string
+	profileModes           []string
+	hbImpact               bool
+	progress               bool
+}
+
+func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+
+// runTrial measures one server mode (shown as label) at N streams.
+func runTrial(cfg trialConfig, bin, label, serverMode string, n, run int) (t Trial) {
+	mode := label
+	t = Trial{Mode: label, N: n, Run: run}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		t.LoadAvg = strings.TrimSpace(string(b))
+	}
+	fail := func(err error) { t.Errors = append(t.Errors, err.Error()); logf("  %s N=%d: %v", mode, n, err) }
+
+	srv, err := startServer(bin, serverMode, cfg.serverArgs)
+	if err != nil {
+		fail(err)
+		return t
+	}
+	defer srv.stop()
+	time.Sleep(300 * time.Millisecond)
+	if st, err := srv.stats(); err == nil {
+		t.RSSBase = st.RSSBytes
+	}
+
+	// Connect.
+	start := time.Now()
+	f, refused := connect(srv.ready.Streams, serverMode, n, cfg.conc, cfg.readBuf, cfg.srcPort, cfg.progress)
+	defer f.closeAll()
+	t.Held, t.Refused = len(f.conns), refused
+	if refused != "" {
+		logf("  %s: %s", mode, refused)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, err := srv.stats()
+		if err == nil && st.Streams >= t.Held {
+			break
+		}
+		if time.Now().After(deadline) {
+			fail(fmt.Errorf("server holds %d of %d streams after 20s", st.Streams, t.Held))
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.ConnectSec = time.Since(start).Seconds()
+	logf("  %s N=%d: %d streams held, connected in %.2fs", mode, n, t.Held, t.ConnectSec)
+	if t.Held == 0 {
+		return t
+	}
+
+	time.Sleep(cfg.settle)
+	if st, err := srv.stats(); err == nil {
+		t.RSSIdle, t.Goroutines, t.StackInuse, t.HeapInuse = st.RSSBytes, st.Goroutines, st.StackInuse, st.HeapInuse
+		t.RSSPerStreamKiB = float64(st.RSSBytes-t.RSSBase) / float64(t.Held) / 1024
+	}
+	if st, err := srv.gc(); err == nil {
+		t.RSSIdleGC = st.RSSBytes
+		t.GCPerStreamKiB = float64(st.RSSBytes-t.RSSBase) / float64(t.Held) / 1024
+	}
+	if cfg.profileDir != "" && slices.Contains(cfg.profileModes, mode) {
+		path := filepath.Join(cfg.profileDir, fmt.Sprintf("heap-idle-%s-%d-run%d.pprof", mode, t.Held, run))
+		if err := srv.heapProfile(path); err != nil {
+			logf("  heap profile: %v", err)
+		}
+	}
+
+	seq := uint64(1)
+	want := int64(t.Held)
+
+	// One broadcast to every stream, several times.
+	for range cfg.singles {
+		ph := measure(srv, f, wire.BroadcastRequest{Count: 1, Size: cfg.size, Seq0: seq}, want, false, nil)
+		seq++
+		t.SingleAll = append(t.SingleAll, ph)
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Single = medianPhase(t.SingleAll)
+	logf("  %s N=%d: one broadcast: p50 %.1fms p99 %.1fms max %.1fms (median of %d), missing %d, kernel drops %d, retransmits %d",
+		mode, n, t.Single.P50ms, t.Single.P99ms, t.Single.Maxms, len(t.SingleAll), t.Single.Missing, t.Single.Net.SoftnetDrops, t.Single.Net.RetransSegs)
+
+	// Heartbeat sweeps.
+	for range cfg.sweeps {
+		res, err := srv.sweep()
+		if errors.Is(err, errNotImplemented) {
+			break
+		}
+		if err != nil {
+			fail(err)
+			break
+		}
+		t.SweepAll = append(t.SweepAll, float64(res.SweepNS)/1e6)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(t.SweepAll) > 0 {
+		t.SweepMs = median(t.SweepAll)
+		logf("  %s N=%d: heartbeat sweep %.1fms (median of %d)", mode, n, t.SweepMs, len(t.SweepAll))
+	}
+
+	// Sustained broadcasts.
+	if cfg.duration > 0 {
+		rate := cfg.rate
+		if rate <= 0 {
+			rate = math.Max(1, math.Round(cfg.offered/float64(t.Held)))
+		}
+		count := max(1, int(math.Round(rate*cfg.duration.Seconds())))
+		req := wire.BroadcastRequest{Count: count, Size: cfg.size, Rate: rate, Seq0: seq}
+		seq += uint64(count)
+		var prof func() error
+		if cfg.profileDir != "" && slices.Contains(cfg.profileModes, mode) {
+			path := filepath.Join(cfg.profileDir, fmt.Sprintf("cpu-%s-%d-run%d.pprof", mode, t.Held, run))
+			prof = func() error { return srv.profile(path, cfg.duration) }
+		}
+		t.Sustained = measure(srv, f, req, want*int64(count), cfg.progress, prof)
+		logf("  %s N=%d: sustained %d x %.0f/s: %.0f deliveries/s, p50 %.1fms p99 %.1fms max %.1fms, missing %d, kernel drops %d, retransmits %d",
+			mode, n, count, rate, t.Sustained.PerSec, t.Sustained.P50ms, t.Sustained.P99ms, t.Sustained.Maxms, t.Sustained.Missing, t.Sustained.Net.SoftnetDrops, t.Sustained.Net.RetransSegs)
+	}
+
+	// Heartbeat impact: a light broadcast rate (a fifth of the offered
+	// load), without and then with a sweep every 500 ms.
+	if cfg.hbImpact && len(t.SweepAll) > 0 {
+		rate := math.Max(1, math.Round(cfg.offered/5/float64(t.Held)))
+		count := max(1, int(math.Round(rate*10)))
+		imp := &HBImpact{}
+		req := wire.BroadcastRequest{Count: count, Size: cfg.size, Rate: rate, Seq0: seq}
+		seq += uint64(count)
+		imp.Without = measure(srv, f, req, want*int64(count), false, nil)
+		req.Seq0 = seq
+		seq += uint64(count)
+		stop := make(chan struct{})
+		var sweeps atomic.Int64
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			tick := time.NewTicker(500 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					if _, err := srv.sweep(); err == nil {
+						sweeps.Add(1)
+					}
+				}
+			}
+		})
+		imp.With = measure(srv, f, req, want*int64(count), false, nil)
+		close(stop)
+		wg.Wait()
+		imp.Sweeps = int(sweeps.Load())
+		imp.DeltaMs = imp.With.P99ms - imp.Without.P99ms
+		t.HBImpact = imp
+		logf("  %s N=%d: heartbeat impact at %.0f/s: p99 %.1fms without, %.1fms with %d sweeps (+%.1fms)",
+			mode, n, rate, imp.Without.P99ms, imp.With.P99ms, imp.Sweeps, imp.DeltaMs)
+	}
+
+	if st, err := srv.stats(); err == nil {
+		t.RSSAfter = st.RSSBytes
+		t.Ended = st.Ended
+		if len(st.Ended) > 0 {
+			logf("  %s N=%d: streams ended at the server: %v", mode, n, st.Ended)
+		}
+	}
+	t.Closed = f.closed.Load()
+	if t.Closed > 0 {
+		fail(fmt.Errorf("%d streams were closed by the server", t.Closed))
+	}
+	return t
+}
+
+// measure runs one broadcast request and waits until every expected stamp
+// arrived, or none arrived for 10 s, or a hard bound passed.
+func measure(srv *server, f *fleet, req wire.BroadcastRequest, expected int64, progress bool, prof func() error) Phase {
+	ph := Phase{Broadcasts: req.Count, Rate: req.Rate, Expected: expected}
+	f.window(req.Seq0, uint64(req.Count))
+	net0 := readNetCounters()
+	issueBound := 10*time.Minute + time.Duration(float64(req.Count)/math.Max(req.Rate, 1)*10*float64(time.Second))
+	type answer struct {
+		res wire.BroadcastResult
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		res, err := srv.broadcast(req, issueBound)
+		done <- answer{res, err}
+	}()
+	profDone := make(chan error, 1)
+	if prof != nil {
+		go func() { profDone <- prof() }()
+	}
+	var (
+		res      wire.BroadcastResult
+		issued   bool
+		last     = f.delivered.Load()
+		lastMove = time.Now()
+		lastLog  = time.Now()
+		hard     = time.Now().Add(issueBound)
+	)
+	for {
+		time.Sleep(5 * time.Millisecond)
+		got := f.delivered.Load()
+		if got != last {
+			last, lastMove = got, time.Now()
+		}
+		if !issued {
+			select {
+			case a := <-done:
+				issued = true
+				res = a.res
+				if a.err != nil {
+					logf("  broadcast: %v", a.err)
+				}
+			default:
+			}
+		}
+		if issued && got >= expected {
+			break
+		}
+		if time.Since(lastMove) > 10*time.Second && (issued || got > 0) {
+			logf("  no delivery for 10s: %d of %d delivered", got, expected)
+			break
+		}
+		if time.Now().After(hard) {
+			logf("  gave up after %v: %d of %d delivered", issueBound, got, expected)
+			break
+		}
+		if progress && time.Since(lastLog) >= 2*time.Second {
+			lastLog = time.Now()
+			logf("    ... %d/%d deliveries (%.0f%%)", got, expected, 100*float64(got)/float64(expected))
+		}
+	}
+	if prof != nil {
+		if err := <-profDone; err != nil {
+			logf("  profile: %v", err)
+		}
+	}
+	ph.Net = readNetCounters().sub(net0)
+	ph.Delivered = f.delivered.Load()
+	ph.Short, ph.Missing = f.short(uint32(req.Count))
+	ph.Reordered = f.reorder.Load()
+	ph.Failed = res.Failed
+	_, q, mx := f.lat.summary(0.5, 0.99)
+	ph.P50ms, ph.P99ms, ph.Maxms = float64(q[0])/1e6, float64(q[1])/1e6, float64(mx)/1e6
+	if res.FirstSend > 0 {
+		ph.IssueSec = float64(res.LastSend-res.FirstSend) / 1e9
+		if lr := f.lastReceive(); lr > res.FirstSend {
+			ph.TotalSec = float64(lr-res.FirstSend) / 1e9
+			ph.PerSec = float64(ph.Delivered) / ph.TotalSec
+		}
+	}
+	return ph
+}
+
+// connect opens n streams with conc dialers at a time. It stops early, and
+// says why, when the OS refuses more sockets.
+//
+// With srcPort > 0 stream i binds local port srcPort+i: below the kernel's
+// ephemeral range, so that fault-injection rules other programs put on
+// ephemeral loopback ports (nftables drops by port) cannot hit our streams.
+func connect(addr, mode string, n, conc, readBuf, srcPort int, progress bool) (*fleet, string) {
+	f := &fleet{}
+	slots := make([]*stream, n)
+	jobs := make(chan int)
+	var (
+		refusedMu sync.Mutex
+		refused   string
+		stop      atomic.Bool
+		errs      atomic.Int64
+		done      atomic.Int64
+	)
+	refuse := func(msg string) {
+		refusedMu.Lock()
+		if refused == "" {
+			refused = msg
+		}
+		refusedMu.Unlock()
+		stop.Store(true)
+	}
+	dial := func(i int) (net.Conn, error) {
+		d := net.Dialer{Timeout: 10 * time.Second}
+		if srcPort > 0 {
+			d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: srcPort + i}
+			d.Control = reuseAddr
+		}
+		return d.Dial("tcp", addr)
+	}
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Go(func() {
+			for i := range jobs {
+				if stop.Load() {
+					continue
+				}
+				c, err := dial(i)
+				if err != nil {
+					switch {
+					case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+						refuse(fmt.Sprintf("the OS refused more streams after %d: %v (open-file limit %d per process)", done.Load(), err, fileLimit()))
+					case errors.Is(err, syscall.EADDRNOTAVAIL):
+						refuse(fmt.Sprintf("the OS refused more streams after %d: %v (out of ephemeral ports)", done.Load(), err))
+					default:
+						if errs.Add(1) > 100 {
+							refuse(fmt.Sprintf("gave up after %d failed connects; last: %v", errs.Load(), err))
+						}
+					}
+					continue
+				}
+				s := newStream(i, c, mode != wire.ModeRaw)
+				f.wg.Add(1)
+				go f.read(s, readBuf)
+				if s.http {
+					_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+					if _, err := c.Write(requestFor(mode, i)); err != nil {
+						_ = c.Close()
+						errs.Add(1)
+						continue
+					}
+					select {
+					case <-s.ready:
+					case <-time.After(10 * time.Second):
+					}
+					if !s.ok {
+						_ = c.Close()
+						if errs.Add(1) > 100 {
+							refuse("gave up after 100 failed stream requests")
+						}
+						continue
+					}
+				}
+				slots[i] = s
+				done.Add(1)
+			}
+		})
+	}
+	stopProgress := make(chan struct{})
+	var pwg sync.WaitGroup
+	if progress {
+		pwg.Go(func() {
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stopProgress:
+					return
+				case <-tick.C:
+					logf("    ... %d/%d streams", done.Load(), n)
+				}
+			}
+		})
+	}
+	for i := range n {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	close(stopProgress)
+	pwg.Wait()
+	for _, s := range slots {
+		if s != nil {
+			f.conns = append(f.conns, s)
+		}
+	}
+	if refused == "" && len(f.conns) < n {
+		refused = fmt.Sprintf("%d of %d streams failed to open (%d errors)", n-len(f.conns), n, errs.Load())
+	}
+	return f, refused
+}
+
+// requestFor is the HTTP request that opens stream i in mode.
+func requestFor(mode string, i int) []byte {
+	path := fmt.Sprintf("/sse?id=%d", i)
+	if mode == wire.ModeCentrifuge {
+		// {"id":1,"connect":{}} — a connect command in centrifuge's JSON protocol.
+		path = "/sse?cf_connect=%7B%22id%22%3A1%2C%22connect%22%3A%7B%7D%7D"
+	}
+	return []byte("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n")
+}
+
+// reuseAddr sets SO_REUSEADDR, so that a fixed local port still in
+// TIME_WAIT from an earlier trial can be bound again.
+func reuseAddr(network, address string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+func fileLimit() uint64 {
+	var lim syscall.Rlimit
+	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+	return lim.Cur
+}
+
+// raiseFileLimit lifts the soft open-file limit to the hard one.
+func raiseFileLimit() (cur, hard uint64, err error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, 0, err
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		err = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+	return lim.Cur, lim.Max, err
+}
+
+func median(v []float64) float64 {
+	var ok []float64
+	for _, x := range v {
+		if !math.IsNaN(x) {
+			ok = append(ok, x)
+		}
+	}
+	if len(ok) == 0 {
+		return math.NaN()
+	}
+	slices.Sort(ok)
+	m := len(ok) / 2
+	if len(ok)%2 == 1 {
+		return ok[m]
+	}
+	return (ok[m-1] + ok[m]) / 2
+}
+
+// medianPhase takes the median of each figure over phases; counts of
+// missing deliveries are summed (any loss must show).
+func medianPhase(ps []Phase) Phase {
+	if len(ps) == 0 {
+		return Phase{}
+	}
+	pick := func(fn func(Phase) float64) float64 {
+		v := make([]float64, len(ps))
+		for i, p := range ps {
+			v[i] = fn(p)
+		}
+		return median(v)
+	}
+	out := ps[0]
+	out.P50ms = pick(func(p Phase) float64 { return p.P50ms })
+	out.P99ms = pick(func(p Phase) float64 { return p.P99ms })
+	out.Maxms = pick(func(p Phase) float64 { return p.Maxms })
+	out.PerSec = pick(func(p Phase) float64 { return p.PerSec })
+	out.TotalSec = pick(func(p Phase) float64 { return p.TotalSec })
+	out.IssueSec = pick(func(p Phase) float64 { return p.IssueSec })
+	out.Expected, out.Delivered, out.Missing, out.Short, out.Reordered, out.Failed = 0, 0, 0, 0, 0, 0
+	out.Net = netCounters{}
+	for _, p := range ps {
+		out.Net.SoftnetDrops += p.Net.SoftnetDrops
+		out.Net.RetransSegs += p.Net.RetransSegs
+		out.Expected += p.Expected
+		out.Delivered += p.Delivered
+		out.Missing += p.Missing
+		out.Short += p.Short
+		out.Reordered += p.Reordered
+		out.Failed += p.Failed
+	}
+	return out
+}

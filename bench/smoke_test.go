@@ -1,0 +1,83 @@
+package bench
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// TestSmokeAllModes builds the server and the load tool and runs the tool
+// end to end at N=50 in every mode (and the proto prototype): every stream
+// opens, every broadcast arrives, nothing is lost.
+func TestSmokeAllModes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs two binaries")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("the load tool reads /proc")
+	}
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+string(filepath.Separator), "./cmd/sfere-bench-server", "./cmd/sfere-load")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out := filepath.Join(t.TempDir(), "smoke.json")
+	svg := filepath.Join(t.TempDir(), "smoke.svg")
+	run := exec.Command(filepath.Join(bin, "sfere-load"),
+		"-n", "50", "-modes", "sfere,raw,centrifuge,naive,proto",
+		"-singles", "2", "-sweeps", "2", "-duration", "1s", "-rate", "50",
+		"-settle", "100ms", "-quiet", "-hb-impact=false", "-json", out, "-plot", svg, "-max-time", "2m")
+	log, err := run.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sfere-load: %v\n%s", err, log)
+	}
+	t.Logf("%s", log)
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Trials []struct {
+			Mode      string   `json:"mode"`
+			Held      int      `json:"held"`
+			Closed    int64    `json:"closed_by_server"`
+			Errors    []string `json:"errors"`
+			SweepMs   float64  `json:"sweep_ms"`
+			Single    phase    `json:"single"`
+			Sustained phase    `json:"sustained"`
+		} `json:"trials"`
+		Summaries []json.RawMessage `json:"summaries"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Trials) != 5 || len(res.Summaries) != 5 {
+		t.Fatalf("want 5 trials and 5 summaries, got %d and %d", len(res.Trials), len(res.Summaries))
+	}
+	for _, tr := range res.Trials {
+		if tr.Held != 50 || tr.Closed != 0 || len(tr.Errors) > 0 {
+			t.Errorf("%s: held %d, closed %d, errors %v", tr.Mode, tr.Held, tr.Closed, tr.Errors)
+		}
+		for name, ph := range map[string]phase{"single": tr.Single, "sustained": tr.Sustained} {
+			if ph.Expected == 0 || ph.Delivered != ph.Expected || ph.Missing != 0 || ph.PerSec <= 0 {
+				t.Errorf("%s %s: delivered %d of %d, missing %d, %.0f/s", tr.Mode, name, ph.Delivered, ph.Expected, ph.Missing, ph.PerSec)
+			}
+		}
+		if hasSweep := tr.Mode != "centrifuge" && tr.Mode != "proto"; hasSweep != (tr.SweepMs > 0) {
+			t.Errorf("%s: sweep %.2f ms", tr.Mode, tr.SweepMs)
+		}
+	}
+	if fi, err := os.Stat(svg); err != nil || fi.Size() == 0 {
+		t.Errorf("plot not written: %v", err)
+	}
+}
+
+type phase struct {
+	Expected  int64   `json:"expected"`
+	Delivered int64   `json:"delivered"`
+	Missing   int64   `json:"missing"`
+	PerSec    float64 `json:"deliveries_per_s"`
+}
