@@ -75,6 +75,93 @@ func TestSmokeAllModes(t *testing.T) {
 	}
 }
 
+// TestSmokeNodes runs the load tool with -nodes 2 at N=40: an embedded
+// NATS server, two sfere nodes in a natscluster, streams spread over both,
+// broadcasts triggered on node 0 reach every stream on both nodes.
+func TestSmokeNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs two binaries")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("the load tool reads /proc")
+	}
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+string(filepath.Separator), "./cmd/sfere-bench-server", "./cmd/sfere-load")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out := filepath.Join(t.TempDir(), "nodes.json")
+	run := exec.Command(filepath.Join(bin, "sfere-load"),
+		"-n", "40", "-modes", "sfere", "-nodes", "2", "-src-port", "13000",
+		"-singles", "2", "-duration", "1s", "-rate", "50",
+		"-settle", "100ms", "-quiet", "-hb-impact=false", "-json", out, "-max-time", "2m")
+	log, err := run.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sfere-load: %v\n%s", err, log)
+	}
+	t.Logf("%s", log)
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Trials []struct {
+			Mode      string    `json:"mode"`
+			Nodes     int       `json:"nodes"`
+			Held      int       `json:"held"`
+			Closed    int64     `json:"closed_by_server"`
+			Errors    []string  `json:"errors"`
+			Single    nodePhase `json:"single"`
+			Sustained nodePhase `json:"sustained"`
+		} `json:"trials"`
+		Summaries []struct {
+			Nodes       int     `json:"nodes"`
+			SingleCross float64 `json:"single_cross_p99_ratio"`
+		} `json:"summaries"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Trials) != 1 || len(res.Summaries) != 1 {
+		t.Fatalf("want 1 trial and 1 summary, got %d and %d", len(res.Trials), len(res.Summaries))
+	}
+	tr := res.Trials[0]
+	if tr.Mode != "sfere/2n" || tr.Nodes != 2 || tr.Held != 40 || tr.Closed != 0 || len(tr.Errors) > 0 {
+		t.Errorf("%s on %d nodes: held %d, closed %d, errors %v", tr.Mode, tr.Nodes, tr.Held, tr.Closed, tr.Errors)
+	}
+	for name, ph := range map[string]nodePhase{"single": tr.Single, "sustained": tr.Sustained} {
+		if ph.Expected == 0 || ph.Delivered != ph.Expected || ph.Missing != 0 || ph.PerSec <= 0 {
+			t.Errorf("%s: delivered %d of %d, missing %d, %.0f/s", name, ph.Delivered, ph.Expected, ph.Missing, ph.PerSec)
+		}
+		// Round-robin: 20 streams on each node, every one reached.
+		if ph.Local == nil || ph.Remote == nil || len(ph.PerNode) != 2 {
+			t.Fatalf("%s: no per-node breakdown", name)
+		}
+		for what, l := range map[string]*nodeLat{"local": ph.Local, "remote": ph.Remote} {
+			if l.Streams != 20 || l.Missing != 0 || l.Delivered == 0 || l.P99ms <= 0 {
+				t.Errorf("%s %s: %d streams, delivered %d, missing %d, p99 %.2f ms", name, what, l.Streams, l.Delivered, l.Missing, l.P99ms)
+			}
+		}
+	}
+	if s := res.Summaries[0]; s.Nodes != 2 || s.SingleCross <= 0 {
+		t.Errorf("summary: %d nodes, cross-node ratio %.2f", s.Nodes, s.SingleCross)
+	}
+}
+
+type nodePhase struct {
+	phase
+	Local   *nodeLat  `json:"local"`
+	Remote  *nodeLat  `json:"remote"`
+	PerNode []nodeLat `json:"per_node"`
+}
+
+type nodeLat struct {
+	Streams   int     `json:"streams"`
+	Delivered int64   `json:"delivered"`
+	Missing   int64   `json:"missing"`
+	P99ms     float64 `json:"p99_ms"`
+}
+
 type phase struct {
 	Expected  int64   `json:"expected"`
 	Delivered int64   `json:"delivered"`

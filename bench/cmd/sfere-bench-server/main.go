@@ -12,6 +12,10 @@
 // broadcasts and heartbeat sweeps and read the server's memory. The server
 // prints one line, "READY {json}", once both listeners are up, and exits on
 // SIGINT/SIGTERM or POST /quit. Everything listens on 127.0.0.1 only.
+//
+// With -nats (mode sfere only) the hub joins a natscluster on that NATS
+// server, and a broadcast on this node reaches the streams of every node;
+// without it nothing changes.
 package main
 
 import (
@@ -24,6 +28,7 @@ import (
 	"net"
 	"net/http"
 	_ "net/http/pprof" // profiles on the control port
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime"
@@ -66,6 +71,8 @@ func main() {
 		memLimit   = flag.String("memlimit", "", "GOMEMLIMIT, e.g. 512MiB (empty: leave the runtime's setting)")
 		maxLife    = flag.Duration("max-life", 30*time.Minute, "exit after this long whatever happens")
 		userTO     = flag.Duration("user-timeout", 0, "sfere mode: ListenOptions.UserTimeout (TCP_USER_TIMEOUT; 0: sfere's default, negative: none)")
+		natsURL    = flag.String("nats", "", "sfere mode: join a natscluster on this NATS server (nats://127.0.0.1:port); broadcasts then reach every node's streams")
+		nodeID     = flag.String("node", "", "sfere mode with -nats: this node's id (empty: random)")
 	)
 	flag.Parse()
 	log.SetFlags(0)
@@ -85,13 +92,22 @@ func main() {
 		}
 		debug.SetMemoryLimit(n)
 	}
+	if *natsURL != "" {
+		if *modeName != wire.ModeSfere {
+			log.Fatalf("-nats: only mode %s can join a cluster, not %s", wire.ModeSfere, *modeName)
+		}
+		u, err := url.Parse(*natsURL)
+		if err != nil || !loopback(u.Host) {
+			log.Fatalf("-nats %s: want nats://<loopback address>:port", *natsURL)
+		}
+	}
 	raiseFileLimit()
 
 	var m mode
 	var err error
 	switch *modeName {
 	case wire.ModeSfere:
-		m = newSfereMode()
+		m, err = newSfereMode(*natsURL, *nodeID)
 	case wire.ModeCentrifuge:
 		m, err = newCentrifugeMode()
 	case wire.ModeNaive:
@@ -226,7 +242,16 @@ func stats(name string, m mode) wire.Stats {
 		Sys:        ms.Sys,
 		NumGC:      ms.NumGC,
 		Ended:      m.ended(),
+		Cluster:    cluster(m),
 	}
+}
+
+// cluster is the mode's cluster view, if it is a cluster node.
+func cluster(m mode) *wire.Cluster {
+	if c, ok := m.(interface{ cluster() *wire.Cluster }); ok {
+		return c.cluster()
+	}
+	return nil
 }
 
 // rss reads VmRSS from /proc/self/status, in bytes (-1 if unavailable).

@@ -3,24 +3,32 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/sfere-go/sfere"
+	"github.com/sfere-go/sfere/natscluster"
 
 	"github.com/sfere-go/sfere/bench/internal/wire"
 )
 
 // sfereMode serves every stream with Hub.Serve, keyed default/bench/<id>;
-// a broadcast is one Hub.Broadcast to the category.
+// a broadcast is one Hub.Broadcast to the category. With -nats the hub is
+// one node of a natscluster, and a broadcast is one Node.Broadcast: this
+// node's streams directly, every other node's through NATS.
 type sfereMode struct {
 	store *sfere.MemoryStore
 	hub   *sfere.Hub
 	beat  *sfere.Heartbeat // beaten on request only (POST /heartbeat)
 	srv   *http.Server
+	nc    *nats.Conn        // nil on a single node
+	node  *natscluster.Node // nil on a single node
 
 	mu      sync.Mutex
 	endedBy map[string]int64
@@ -34,9 +42,14 @@ func (m *sfereMode) ended() map[string]int64 {
 
 const sfereCategory = "bench"
 
-func newSfereMode() *sfereMode {
+// newSfereMode builds the mode; with natsURL set it also joins the hub to
+// the cluster on that NATS server as node nodeID (random if empty).
+func newSfereMode(natsURL, nodeID string) (*sfereMode, error) {
 	m := &sfereMode{endedBy: make(map[string]int64)}
 	m.store = sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: func(ev sfere.Eviction) {
+		if m.node != nil {
+			m.node.Evicted(ev) // set before any stream opens: Serve starts after New
+		}
 		why := ev.Cause.String()
 		if ev.Err != nil {
 			why += ": " + ev.Err.Error()
@@ -45,7 +58,23 @@ func newSfereMode() *sfereMode {
 		m.endedBy[why]++
 		m.mu.Unlock()
 	}})
-	m.hub = sfere.NewHub(m.store, sfere.HubOptions{})
+	var hopts sfere.HubOptions
+	if natsURL != "" {
+		hopts.OnOpen = func(s *sfere.Stream) { m.node.Opened(s) }
+	}
+	m.hub = sfere.NewHub(m.store, hopts)
+	if natsURL != "" {
+		nc, err := nats.Connect(natsURL, nats.Name("sfere-bench-server "+nodeID))
+		if err != nil {
+			return nil, fmt.Errorf("nats %s: %w", natsURL, err)
+		}
+		node, err := natscluster.New(nc, m.hub, natscluster.Options{NodeID: nodeID})
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+		m.nc, m.node = nc, node
+	}
 	m.beat = sfere.NewHeartbeat(m.hub, sfere.InCategory(sfereCategory), time.Hour)
 	hub := m.hub
 	mux := http.NewServeMux()
@@ -54,7 +83,7 @@ func newSfereMode() *sfereMode {
 		_ = hub.Serve(w, r, key)
 	})
 	m.srv = newHTTPServer(mux)
-	return m
+	return m, nil
 }
 
 func sfereListen(ctx context.Context, addr string, userTimeout time.Duration) (net.Listener, error) {
@@ -66,6 +95,14 @@ func (m *sfereMode) serve(ln net.Listener) error { return m.srv.Serve(ln) }
 func (m *sfereMode) streams() int { return m.hub.Count(sfere.InCategory(sfereCategory)) }
 
 func (m *sfereMode) broadcast(html string) (int, int) {
+	if m.node != nil {
+		// Result counts this node's streams only; the others count theirs.
+		res, err := m.node.Broadcast(sfere.InCategory(sfereCategory), nil, sfere.AppendElements(wire.Selector, html))
+		if err != nil && res.Delivered == 0 {
+			return 0, m.streams()
+		}
+		return res.Delivered, res.Failed
+	}
 	res, err := m.hub.Broadcast(sfere.InCategory(sfereCategory), nil, sfere.AppendElements(wire.Selector, html))
 	if err != nil {
 		return 0, m.streams()
@@ -92,4 +129,20 @@ func (m *sfereMode) close() {
 	defer cancel()
 	_ = m.hub.Shutdown(ctx)
 	_ = m.srv.Close()
+	if m.node != nil {
+		m.node.Close() // after the hub, so the streams' closes are announced
+		m.nc.Close()
+	}
+}
+
+// cluster reports the node's view of the cluster (nil on a single node).
+func (m *sfereMode) cluster() *wire.Cluster {
+	if m.node == nil {
+		return nil
+	}
+	st := m.node.Stats()
+	return &wire.Cluster{
+		Node: m.node.ID(), Peers: m.node.Peers(),
+		BroadcastsSent: st.BroadcastsSent, BroadcastsReceived: st.BroadcastsReceived,
+	}
 }

@@ -16,6 +16,8 @@ import (
 type fleet struct {
 	conns []*stream
 	lat   hist
+	// nodeLat is the latency per server node (-nodes > 1 only; else nil).
+	nodeLat []*hist
 
 	// The window of sequence numbers the current phase counts.
 	seqLo, seqHi atomic.Uint64
@@ -32,6 +34,7 @@ type fleet struct {
 // goroutine; the counters main reads are atomic.
 type stream struct {
 	id    int
+	node  int // index of the server node it is connected to
 	c     net.Conn
 	ready chan struct{} // closed once response headers arrived (or failed)
 	ok    bool          // response was 200; set before ready is closed
@@ -71,8 +74,8 @@ const (
 	ssTS
 )
 
-func newStream(id int, c net.Conn, http bool) *stream {
-	return &stream{id: id, c: c, http: http, inHead: http, ready: make(chan struct{})}
+func newStream(id, node int, c net.Conn, http bool) *stream {
+	return &stream{id: id, node: node, c: c, http: http, inHead: http, ready: make(chan struct{})}
 }
 
 // read is the stream's reader goroutine.
@@ -236,6 +239,9 @@ func (f *fleet) stamp(s *stream, seq uint64, ts, now int64) bool {
 	s.got.Add(1)
 	s.lastRecv.Store(now)
 	f.lat.record(s.id, now-ts)
+	if f.nodeLat != nil {
+		f.nodeLat[s.node].record(s.id, now-ts)
+	}
 	return true
 }
 
@@ -243,6 +249,9 @@ func (f *fleet) stamp(s *stream, seq uint64, ts, now int64) bool {
 func (f *fleet) window(seq0, count uint64) {
 	f.seqHi.Store(0) // nothing counts while resetting
 	f.lat.reset()
+	for _, h := range f.nodeLat {
+		h.reset()
+	}
 	f.delivered.Store(0)
 	f.stray.Store(0)
 	f.reorder.Store(0)
@@ -266,7 +275,15 @@ func (f *fleet) lastReceive() int64 {
 // short counts the streams that got fewer than want stamps in the window,
 // and the stamps missing in all.
 func (f *fleet) short(want uint32) (streams int, missing int64) {
+	return f.shortOn(want, -1)
+}
+
+// shortOn is short for the streams on one node (all nodes if node < 0).
+func (f *fleet) shortOn(want uint32, node int) (streams int, missing int64) {
 	for _, s := range f.conns {
+		if node >= 0 && s.node != node {
+			continue
+		}
 		if g := s.got.Load(); g < want {
 			streams++
 			missing += int64(want - g)

@@ -69,16 +69,23 @@ func (h *hist) reset() {
 
 // summary returns the count, the given quantiles (0..1) and the exact max.
 func (h *hist) summary(qs ...float64) (n uint64, out []int64, max int64) {
+	return mergedSummary([]*hist{h}, qs...)
+}
+
+// mergedSummary is summary over several histograms at once.
+func mergedSummary(hs []*hist, qs ...float64) (n uint64, out []int64, max int64) {
 	var merged [histBuckets]uint64
-	for i := range h.shards {
-		s := &h.shards[i]
-		for j := range s.counts {
-			c := s.counts[j].Load()
-			merged[j] += c
-			n += c
-		}
-		if m := s.max.Load(); m > max {
-			max = m
+	for _, h := range hs {
+		for i := range h.shards {
+			s := &h.shards[i]
+			for j := range s.counts {
+				c := s.counts[j].Load()
+				merged[j] += c
+				n += c
+			}
+			if m := s.max.Load(); m > max {
+				max = m
+			}
 		}
 	}
 	out = make([]int64, len(qs))

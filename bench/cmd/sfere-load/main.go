@@ -7,6 +7,14 @@
 //
 //	go build -o bin/ ./cmd/... && bin/sfere-load -n 10000 -runs 3 -plot fanout.svg
 //
+// With -nodes k > 1 (mode sfere only) the tool also starts a NATS server in
+// its own process and k sfere servers joined in a natscluster over it,
+// spreads the streams round-robin over them, triggers every broadcast on
+// node 0, and reports latency on node 0 (local) against the other nodes
+// (remote, one NATS hop away):
+//
+//	bin/sfere-load -n 2000,6000 -modes sfere -nodes 1,3 -hb-impact=false
+//
 // All traffic goes to 127.0.0.1; every phase is bounded in time; the tool
 // stops the servers it started and exits by itself.
 package main
@@ -78,6 +86,7 @@ func main() {
 		quiet       = flag.Bool("quiet", false, "no progress lines")
 		maxTime     = flag.Duration("max-time", 3*time.Hour, "exit after this long, whatever happens")
 		variants    = flag.String("variants", "", "extra modes run by other server binaries: label=path[:mode],... (mode defaults to sfere), e.g. to compare library patches side by side")
+		nodesFlag   = flag.String("nodes", "1", "server processes holding the streams; k > 1 runs k sfere nodes joined by natscluster over a NATS server embedded in this tool, broadcasts triggered on node 0 (mode sfere only); a list (1,3) runs each")
 		replot      = flag.String("replot", "", "run nothing: merge the trials of these result files (comma separated), print the table, write -json and -plot")
 	)
 	flag.Parse()
@@ -119,6 +128,39 @@ func main() {
 		}
 		ns = append(ns, v)
 	}
+	var nodeCounts []int
+	for _, s := range strings.Split(*nodesFlag, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || v < 1 || v > 16 {
+			fatalf("bad -nodes %q (want 1 to 16)", s)
+		}
+		nodeCounts = append(nodeCounts, v)
+	}
+	serverMode := func(m string) string {
+		if v, ok := vars[m]; ok {
+			return v.mode
+		}
+		return m
+	}
+	if slices.Max(nodeCounts) > 1 {
+		var others []string
+		for _, m := range modes {
+			if serverMode(m) != wire.ModeSfere {
+				others = append(others, m)
+			}
+		}
+		modesSet := false
+		flag.Visit(func(f *flag.Flag) { modesSet = modesSet || f.Name == "modes" })
+		switch {
+		case !modesSet && slices.Min(nodeCounts) > 1:
+			modes = []string{wire.ModeSfere} // the default list: keep what can run
+			logf("-nodes %s: running mode sfere only; only sfere has a multi-node (natscluster) server", *nodesFlag)
+		case len(others) > 0 && slices.Min(nodeCounts) > 1:
+			fatalf("-nodes %s: only mode sfere runs on several nodes (natscluster); %s cannot. Use -modes sfere", *nodesFlag, strings.Join(others, ","))
+		case len(others) > 0:
+			logf("-nodes %s: %s run on one node only; only mode sfere runs on several (natscluster)", *nodesFlag, strings.Join(others, ","))
+		}
+	}
 	time.AfterFunc(*maxTime, func() { fatalf("still running after -max-time %v; giving up", *maxTime) })
 
 	cur, hard, err := raiseFileLimit()
@@ -145,22 +187,32 @@ func main() {
 	}
 
 	res := Results{Started: time.Now().UTC(), Machine: machine(), Args: os.Args[1:]}
+	var labels []string // mode, or mode/kn for k nodes
 	for run := 1; run <= *runs; run++ {
 		for _, n := range ns {
-			for _, mode := range modes {
-				logf("run %d/%d, N=%d, mode %s", run, *runs, n, mode)
-				v, ok := vars[mode]
-				if !ok {
-					v = variant{bin: bin, mode: mode}
-				}
-				res.Trials = append(res.Trials, runTrial(cfg, v.bin, mode, v.mode, n, run))
-				if *jsonOut != "" {
-					writeJSON(*jsonOut, &res) // partial results survive a crash
+			for _, k := range nodeCounts {
+				for _, mode := range modes {
+					v, ok := vars[mode]
+					if !ok {
+						v = variant{bin: bin, mode: mode}
+					}
+					if k > 1 && v.mode != wire.ModeSfere {
+						continue // said so above
+					}
+					label := nodesLabel(mode, k)
+					if !slices.Contains(labels, label) {
+						labels = append(labels, label)
+					}
+					logf("run %d/%d, N=%d, mode %s, %d node(s)", run, *runs, n, mode, k)
+					res.Trials = append(res.Trials, runTrial(cfg, v.bin, label, v.mode, n, k, run))
+					if *jsonOut != "" {
+						writeJSON(*jsonOut, &res) // partial results survive a crash
+					}
 				}
 			}
 		}
 	}
-	res.Summaries = summarize(res.Trials, modes, ns)
+	res.Summaries = summarize(res.Trials, labels, ns)
 	if *jsonOut != "" {
 		writeJSON(*jsonOut, &res)
 		logf("results: %s", *jsonOut)
@@ -217,6 +269,15 @@ func replotFiles(files []string, jsonOut, plotOut string) {
 	}
 }
 
+// nodesLabel names a mode run on k nodes in results: mode itself for one
+// node, "mode/kn" for more.
+func nodesLabel(mode string, k int) string {
+	if k <= 1 {
+		return mode
+	}
+	return fmt.Sprintf("%s/%dn", mode, k)
+}
+
 func fatalf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "sfere-load: "+format+"\n", args...)
 	os.Exit(1)
@@ -259,9 +320,10 @@ func machine() Machine {
 // Summary is the median over runs of one mode at one N, with its ratios
 // to raw (each the median of the per-run ratios, raw from the same run).
 type Summary struct {
-	Mode string `json:"mode"`
-	N    int    `json:"n"`
-	Runs int    `json:"runs"`
+	Mode  string `json:"mode"`
+	N     int    `json:"n"`
+	Runs  int    `json:"runs"`
+	Nodes int    `json:"nodes,omitempty"`
 
 	Held            int     `json:"held_min"`
 	ConnectSec      float64 `json:"connect_s"`
@@ -278,6 +340,18 @@ type Summary struct {
 	Missing         int64   `json:"missing_total"`
 	Closed          int64   `json:"closed_by_server_total"`
 	HBDeltaMs       float64 `json:"hb_p99_delta_ms,omitempty"`
+	RSSIdleMiB      float64 `json:"rss_idle_mib"` // summed over the nodes
+
+	// With several nodes: node 0 (local) against the others (remote);
+	// Cross is the median over runs of remote p99 / local p99.
+	SingleLocalP99  float64 `json:"single_local_p99_ms,omitempty"`
+	SingleRemoteP99 float64 `json:"single_remote_p99_ms,omitempty"`
+	SingleLocalMax  float64 `json:"single_local_max_ms,omitempty"`
+	SingleRemoteMax float64 `json:"single_remote_max_ms,omitempty"`
+	SingleCross     float64 `json:"single_cross_p99_ratio,omitempty"`
+	SustLocalP99    float64 `json:"sustained_local_p99_ms,omitempty"`
+	SustRemoteP99   float64 `json:"sustained_remote_p99_ms,omitempty"`
+	SustCross       float64 `json:"sustained_cross_p99_ratio,omitempty"`
 
 	SingleMaxVsRaw float64 `json:"single_max_vs_raw,omitempty"`
 	PerSecVsRaw    float64 `json:"deliveries_per_s_vs_raw,omitempty"`
@@ -332,7 +406,7 @@ func summarize(trials []Trial, modes []string, ns []int) []*Summary {
 				}
 				return x
 			}
-			s := &Summary{Mode: mode, N: n, Runs: len(ts), Held: ts[0].Held}
+			s := &Summary{Mode: mode, N: n, Runs: len(ts), Held: ts[0].Held, Nodes: max(1, ts[0].Nodes)}
 			for _, t := range ts {
 				s.Held = min(s.Held, t.Held)
 				s.Missing += t.Single.Missing + t.Sustained.Missing
@@ -360,6 +434,40 @@ func summarize(trials []Trial, modes []string, ns []int) []*Summary {
 				}
 				return t.HBImpact.DeltaMs
 			}))
+			s.RSSIdleMiB = med(func(t Trial) float64 { return float64(t.RSSIdle) / (1 << 20) })
+			if ts[0].Single.Local != nil {
+				lat := func(ph func(Trial) Phase, remote bool, fn func(NodeLat) float64) float64 {
+					return nan0(med(func(t Trial) float64 {
+						p := ph(t)
+						l := p.Local
+						if remote {
+							l = p.Remote
+						}
+						if l == nil {
+							return math.NaN()
+						}
+						return fn(*l)
+					}))
+				}
+				single := func(t Trial) Phase { return t.Single }
+				sust := func(t Trial) Phase { return t.Sustained }
+				p99 := func(l NodeLat) float64 { return l.P99ms }
+				maxL := func(l NodeLat) float64 { return l.Maxms }
+				cross := func(ph func(Trial) Phase) float64 {
+					return nan0(med(func(t Trial) float64 {
+						p := ph(t)
+						if p.Local == nil || p.Remote == nil || p.Local.P99ms <= 0 {
+							return math.NaN()
+						}
+						return p.Remote.P99ms / p.Local.P99ms
+					}))
+				}
+				s.SingleLocalP99, s.SingleRemoteP99 = lat(single, false, p99), lat(single, true, p99)
+				s.SingleLocalMax, s.SingleRemoteMax = lat(single, false, maxL), lat(single, true, maxL)
+				s.SingleCross = cross(single)
+				s.SustLocalP99, s.SustRemoteP99 = lat(sust, false, p99), lat(sust, true, p99)
+				s.SustCross = cross(sust)
+			}
 			s.SingleMaxVsRaw = ratio(func(t Trial) float64 { return t.Single.Maxms })
 			s.PerSecVsRaw = ratio(func(t Trial) float64 { return t.Sustained.PerSec })
 			// Both sweeps are timed by the server from the first write queued

@@ -64,7 +64,12 @@ func plotResults(path string, sums []*Summary, modes []string, size int) error {
 			if err != nil {
 				return err
 			}
-			c := modeColors[mode]
+			c, ok := modeColors[mode]
+			if !ok { // e.g. sfere/3n: a darker shade of its base mode
+				base, _, _ := strings.Cut(mode, "/")
+				c = modeColors[base]
+				c.R, c.G, c.B, c.A = c.R/2, c.G/2, c.B/2+0x40, 0xff
+			}
 			line.Color, points.Color = c, c
 			line.Width = vg.Points(1.5)
 			p.Add(line, points)

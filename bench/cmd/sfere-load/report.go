@@ -24,6 +24,7 @@ func printTable(w io.Writer, sums []*Summary, cfg trialConfig) {
 			s.PerSec, ratioText(s.Mode, s.PerSecVsRaw), s.SustP99, s.Missing, s.Closed, msText(s.HBDeltaMs))
 	}
 	_ = tw.Flush()
+	printNodes(w, sums)
 
 	// sfere against the peers at each N.
 	fmt.Fprintln(w)
@@ -32,7 +33,7 @@ func printTable(w io.Writer, sums []*Summary, cfg trialConfig) {
 			continue
 		}
 		for _, p := range sums {
-			if p.N != s.N || p.Mode == wire.ModeSfere || p.Mode == wire.ModeRaw || p.PerSec == 0 {
+			if p.N != s.N || p.Mode == wire.ModeSfere || p.Mode == wire.ModeRaw || p.PerSec == 0 || p.Nodes > 1 {
 				continue
 			}
 			fmt.Fprintf(w, "N=%d: sfere/%s deliveries/s %.2fx (sustained p99 %.0f ms vs %.0f ms); one broadcast max %.2fx\n",
@@ -63,4 +64,27 @@ func rateText(cfg trialConfig) string {
 		return fmt.Sprintf("%.0f broadcasts/s", cfg.rate)
 	}
 	return fmt.Sprintf("%.0f offered deliveries/s (rate = offered/N)", cfg.offered)
+}
+
+// printNodes prints the cross-node figures of multi-node summaries: the
+// streams on node 0, where broadcasts are issued, against the others.
+func printNodes(w io.Writer, sums []*Summary) {
+	var multi []*Summary
+	for _, s := range sums {
+		if s.Nodes > 1 {
+			multi = append(multi, s)
+		}
+	}
+	if len(multi) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nAcross nodes (broadcasts triggered on node 0; remote = the other nodes, one NATS hop away; RSS summed over nodes):\n\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "mode\tN\tnodes\tRSS MiB\t1x local p99\t1x remote p99\tremote/local\t1x local max\t1x remote max\tsust local p99\tsust remote p99\tremote/local\t")
+	for _, s := range multi {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.1f\t%.1f\t%.2fx\t%.1f\t%.1f\t%.1f\t%.1f\t%.2fx\t\n",
+			s.Mode, s.N, s.Nodes, s.RSSIdleMiB, s.SingleLocalP99, s.SingleRemoteP99, s.SingleCross,
+			s.SingleLocalMax, s.SingleRemoteMax, s.SustLocalP99, s.SustRemoteP99, s.SustCross)
+	}
+	_ = tw.Flush()
 }

@@ -12,9 +12,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sfere-go/sfere/natscluster"
 
 	"github.com/sfere-go/sfere/bench/internal/wire"
 )
@@ -211,4 +215,110 @@ func (s *server) save(path, urlPath string, timeout time.Duration) error {
 		return err
 	}
 	return f.Close()
+}
+
+// nodes is the server processes of one trial: one, or with -nodes k > 1,
+// k sfere nodes joined in a natscluster over a NATS server embedded in
+// this process. Broadcasts are triggered on nodes[0] only.
+type nodes struct {
+	srvs []*server
+	nats *natscluster.Server // nil with one node
+}
+
+// startNodes starts k servers in mode (k > 1: with -nats, ids n0..n{k-1}).
+func startNodes(bin, mode string, extra []string, k int) (*nodes, error) {
+	if k <= 1 {
+		s, err := startServer(bin, mode, extra)
+		if err != nil {
+			return nil, err
+		}
+		return &nodes{srvs: []*server{s}}, nil
+	}
+	ns, err := natscluster.StartServer("127.0.0.1:0", "")
+	if err != nil {
+		return nil, err
+	}
+	c := &nodes{nats: ns}
+	for i := range k {
+		args := append(slices.Clip(extra), "-nats", ns.ClientURL(), "-node", fmt.Sprintf("n%d", i))
+		s, err := startServer(bin, mode, args)
+		if err != nil {
+			c.stop()
+			return nil, fmt.Errorf("node %d: %w", i, err)
+		}
+		c.srvs = append(c.srvs, s)
+	}
+	// Every node subscribed to the broadcast subject before it printed
+	// READY; the presence view (peers) forms within one snapshot interval.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		formed := true
+		for _, s := range c.srvs {
+			st, err := s.stats()
+			if err != nil || st.Cluster == nil || len(st.Cluster.Peers) < k-1 {
+				formed = false
+				break
+			}
+		}
+		if formed {
+			return c, nil
+		}
+		if time.Now().After(deadline) {
+			c.stop()
+			return nil, fmt.Errorf("the %d nodes do not all see each other after 10s", k)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop ends every server, then the NATS server.
+func (c *nodes) stop() {
+	var wg sync.WaitGroup
+	for _, s := range c.srvs {
+		wg.Go(s.stop)
+	}
+	wg.Wait()
+	if c.nats != nil {
+		c.nats.Shutdown()
+	}
+}
+
+// streamAddrs lists the nodes' stream listeners, in node order.
+func (c *nodes) streamAddrs() []string {
+	out := make([]string, len(c.srvs))
+	for i, s := range c.srvs {
+		out[i] = s.ready.Streams
+	}
+	return out
+}
+
+// stats sums the nodes' figures (streams, RSS, goroutines, memory, ended).
+func (c *nodes) stats() (wire.Stats, error) { return c.sum((*server).stats) }
+
+// gc forces a GC on every node and sums their figures afterwards.
+func (c *nodes) gc() (wire.Stats, error) { return c.sum((*server).gc) }
+
+func (c *nodes) sum(get func(*server) (wire.Stats, error)) (wire.Stats, error) {
+	var out wire.Stats
+	for _, s := range c.srvs {
+		st, err := get(s)
+		if err != nil {
+			return out, err
+		}
+		out.Mode = st.Mode
+		out.Streams += st.Streams
+		out.RSSBytes += st.RSSBytes
+		out.Goroutines += st.Goroutines
+		out.HeapInuse += st.HeapInuse
+		out.StackInuse += st.StackInuse
+		out.Sys += st.Sys
+		out.NumGC += st.NumGC
+		for k, v := range st.Ended {
+			if out.Ended == nil {
+				out.Ended = map[string]int64{}
+			}
+			out.Ended[k] += v
+		}
+	}
+	return out, nil
 }

@@ -22,6 +22,10 @@ type Trial struct {
 	Mode string `json:"mode"`
 	N    int    `json:"n"`
 	Run  int    `json:"run"`
+	// Nodes is how many server processes held the N streams (natscluster
+	// nodes when > 1; every broadcast is triggered on node 0). Memory and
+	// goroutine figures are sums over the nodes.
+	Nodes int `json:"nodes,omitempty"`
 
 	Held       int     `json:"held"`              // streams open and known to the server
 	Refused    string  `json:"refused,omitempty"` // why fewer than N: the OS's words
@@ -68,6 +72,24 @@ type Phase struct {
 	TotalSec   float64 `json:"total_s"`          // first send to last receipt
 
 	Net netCounters `json:"net"` // kernel drops and retransmissions during the phase
+
+	// With -nodes > 1: latency of the streams on node 0, where the
+	// broadcasts are issued (Local), on every other node together
+	// (Remote, reached through NATS), and on each node.
+	Local   *NodeLat  `json:"local,omitempty"`
+	Remote  *NodeLat  `json:"remote,omitempty"`
+	PerNode []NodeLat `json:"per_node,omitempty"`
+}
+
+// NodeLat is the latency of one phase on some of the nodes' streams.
+type NodeLat struct {
+	Nodes     []int   `json:"nodes"`
+	Streams   int     `json:"streams"`
+	Delivered int64   `json:"delivered"`
+	Missing   int64   `json:"missing"`
+	P50ms     float64 `json:"p50_ms"`
+	P99ms     float64 `json:"p99_ms"`
+	Maxms     float64 `json:"max_ms"`
 }
 
 // HBImpact compares broadcast latency at a light rate without and with
@@ -94,29 +116,31 @@ type trialConfig struct {
 
 func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 
-// runTrial measures one server mode (shown as label) at N streams.
-func runTrial(cfg trialConfig, bin, label, serverMode string, n, run int) (t Trial) {
+// runTrial measures one server mode (shown as label) at N streams spread
+// over k server processes (k > 1: natscluster nodes, mode sfere).
+func runTrial(cfg trialConfig, bin, label, serverMode string, n, k, run int) (t Trial) {
 	mode := label
-	t = Trial{Mode: label, N: n, Run: run}
+	t = Trial{Mode: label, N: n, Run: run, Nodes: k}
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		t.LoadAvg = strings.TrimSpace(string(b))
 	}
 	fail := func(err error) { t.Errors = append(t.Errors, err.Error()); logf("  %s N=%d: %v", mode, n, err) }
 
-	srv, err := startServer(bin, serverMode, cfg.serverArgs)
+	cl, err := startNodes(bin, serverMode, cfg.serverArgs, k)
 	if err != nil {
 		fail(err)
 		return t
 	}
-	defer srv.stop()
+	defer cl.stop()
+	srv := cl.srvs[0] // broadcasts, sweeps and profiles go to node 0
 	time.Sleep(300 * time.Millisecond)
-	if st, err := srv.stats(); err == nil {
+	if st, err := cl.stats(); err == nil {
 		t.RSSBase = st.RSSBytes
 	}
 
-	// Connect.
+	// Connect: stream i to node i mod k.
 	start := time.Now()
-	f, refused := connect(srv.ready.Streams, serverMode, n, cfg.conc, cfg.readBuf, cfg.srcPort, cfg.progress)
+	f, refused := connect(cl.streamAddrs(), serverMode, n, cfg.conc, cfg.readBuf, cfg.srcPort, cfg.progress)
 	defer f.closeAll()
 	t.Held, t.Refused = len(f.conns), refused
 	if refused != "" {
@@ -124,7 +148,7 @@ func runTrial(cfg trialConfig, bin, label, serverMode string, n, run int) (t Tri
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		st, err := srv.stats()
+		st, err := cl.stats()
 		if err == nil && st.Streams >= t.Held {
 			break
 		}
@@ -141,11 +165,11 @@ func runTrial(cfg trialConfig, bin, label, serverMode string, n, run int) (t Tri
 	}
 
 	time.Sleep(cfg.settle)
-	if st, err := srv.stats(); err == nil {
+	if st, err := cl.stats(); err == nil {
 		t.RSSIdle, t.Goroutines, t.StackInuse, t.HeapInuse = st.RSSBytes, st.Goroutines, st.StackInuse, st.HeapInuse
 		t.RSSPerStreamKiB = float64(st.RSSBytes-t.RSSBase) / float64(t.Held) / 1024
 	}
-	if st, err := srv.gc(); err == nil {
+	if st, err := cl.gc(); err == nil {
 		t.RSSIdleGC = st.RSSBytes
 		t.GCPerStreamKiB = float64(st.RSSBytes-t.RSSBase) / float64(t.Held) / 1024
 	}
@@ -167,11 +191,17 @@ func runTrial(cfg trialConfig, bin, label, serverMode string, n, run int) (t Tri
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Single = medianPhase(t.SingleAll)
+	logNodes(mode, n, "one broadcast", t.Single)
 	logf("  %s N=%d: one broadcast: p50 %.1fms p99 %.1fms max %.1fms (median of %d), missing %d, kernel drops %d, retransmits %d",
 		mode, n, t.Single.P50ms, t.Single.P99ms, t.Single.Maxms, len(t.SingleAll), t.Single.Missing, t.Single.Net.SoftnetDrops, t.Single.Net.RetransSegs)
 
-	// Heartbeat sweeps.
-	for range cfg.sweeps {
+	// Heartbeat sweeps (one node: a sweep is a node's own business, and
+	// the cross-node figures are about broadcasts).
+	sweeps := cfg.sweeps
+	if k > 1 {
+		sweeps = 0
+	}
+	for range sweeps {
 		res, err := srv.sweep()
 		if errors.Is(err, errNotImplemented) {
 			break
@@ -205,6 +235,7 @@ func runTrial(cfg trialConfig, bin, label, serverMode string, n, run int) (t Tri
 		t.Sustained = measure(srv, f, req, want*int64(count), cfg.progress, prof)
 		logf("  %s N=%d: sustained %d x %.0f/s: %.0f deliveries/s, p50 %.1fms p99 %.1fms max %.1fms, missing %d, kernel drops %d, retransmits %d",
 			mode, n, count, rate, t.Sustained.PerSec, t.Sustained.P50ms, t.Sustained.P99ms, t.Sustained.Maxms, t.Sustained.Missing, t.Sustained.Net.SoftnetDrops, t.Sustained.Net.RetransSegs)
+		logNodes(mode, n, "sustained", t.Sustained)
 	}
 
 	// Heartbeat impact: a light broadcast rate (a fifth of the offered
@@ -245,7 +276,7 @@ func runTrial(cfg trialConfig, bin, label, serverMode string, n, run int) (t Tri
 			mode, n, rate, imp.Without.P99ms, imp.With.P99ms, imp.Sweeps, imp.DeltaMs)
 	}
 
-	if st, err := srv.stats(); err == nil {
+	if st, err := cl.stats(); err == nil {
 		t.RSSAfter = st.RSSBytes
 		t.Ended = st.Ended
 		if len(st.Ended) > 0 {
@@ -332,6 +363,15 @@ func measure(srv *server, f *fleet, req wire.BroadcastRequest, expected int64, p
 	ph.Failed = res.Failed
 	_, q, mx := f.lat.summary(0.5, 0.99)
 	ph.P50ms, ph.P99ms, ph.Maxms = float64(q[0])/1e6, float64(q[1])/1e6, float64(mx)/1e6
+	if k := len(f.nodeLat); k > 1 {
+		for i := range k {
+			ph.PerNode = append(ph.PerNode, f.nodeLatency(uint32(req.Count), i))
+		}
+		local := f.nodeLatency(uint32(req.Count), 0)
+		ph.Local = &local
+		remote := f.nodeLatency(uint32(req.Count), span(1, k)...)
+		ph.Remote = &remote
+	}
 	if res.FirstSend > 0 {
 		ph.IssueSec = float64(res.LastSend-res.FirstSend) / 1e9
 		if lr := f.lastReceive(); lr > res.FirstSend {
@@ -348,8 +388,15 @@ func measure(srv *server, f *fleet, req wire.BroadcastRequest, expected int64, p
 // With srcPort > 0 stream i binds local port srcPort+i: below the kernel's
 // ephemeral range, so that fault-injection rules other programs put on
 // ephemeral loopback ports (nftables drops by port) cannot hit our streams.
-func connect(addr, mode string, n, conc, readBuf, srcPort int, progress bool) (*fleet, string) {
+//
+// Stream i goes to addrs[i mod len(addrs)]: round-robin over the nodes.
+func connect(addrs []string, mode string, n, conc, readBuf, srcPort int, progress bool) (*fleet, string) {
 	f := &fleet{}
+	if len(addrs) > 1 {
+		for range addrs {
+			f.nodeLat = append(f.nodeLat, &hist{})
+		}
+	}
 	slots := make([]*stream, n)
 	jobs := make(chan int)
 	var (
@@ -373,7 +420,7 @@ func connect(addr, mode string, n, conc, readBuf, srcPort int, progress bool) (*
 			d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: srcPort + i}
 			d.Control = reuseAddr
 		}
-		return d.Dial("tcp", addr)
+		return d.Dial("tcp", addrs[i%len(addrs)])
 	}
 	var wg sync.WaitGroup
 	for range conc {
@@ -396,7 +443,7 @@ func connect(addr, mode string, n, conc, readBuf, srcPort int, progress bool) (*
 					}
 					continue
 				}
-				s := newStream(i, c, mode != wire.ModeRaw)
+				s := newStream(i, i%len(addrs), c, mode != wire.ModeRaw)
 				f.wg.Add(1)
 				go f.read(s, readBuf)
 				if s.http {
@@ -539,6 +586,29 @@ func medianPhase(ps []Phase) Phase {
 	out.TotalSec = pick(func(p Phase) float64 { return p.TotalSec })
 	out.IssueSec = pick(func(p Phase) float64 { return p.IssueSec })
 	out.Expected, out.Delivered, out.Missing, out.Short, out.Reordered, out.Failed = 0, 0, 0, 0, 0, 0
+	if ps[0].Local != nil {
+		lats := func(fn func(Phase) *NodeLat) *NodeLat {
+			var ls []NodeLat
+			for _, p := range ps {
+				if l := fn(p); l != nil {
+					ls = append(ls, *l)
+				}
+			}
+			m := medianLat(ls)
+			return &m
+		}
+		out.Local = lats(func(p Phase) *NodeLat { return p.Local })
+		out.Remote = lats(func(p Phase) *NodeLat { return p.Remote })
+		out.PerNode = nil
+		for i := range ps[0].PerNode {
+			out.PerNode = append(out.PerNode, *lats(func(p Phase) *NodeLat {
+				if i < len(p.PerNode) {
+					return &p.PerNode[i]
+				}
+				return nil
+			}))
+		}
+	}
 	out.Net = netCounters{}
 	for _, p := range ps {
 		out.Net.SoftnetDrops += p.Net.SoftnetDrops
@@ -551,4 +621,68 @@ func medianPhase(ps []Phase) Phase {
 		out.Failed += p.Failed
 	}
 	return out
+}
+
+// medianLat takes the median of each latency over phases and sums the
+// delivered and missing counts.
+func medianLat(ls []NodeLat) NodeLat {
+	if len(ls) == 0 {
+		return NodeLat{}
+	}
+	pick := func(fn func(NodeLat) float64) float64 {
+		v := make([]float64, len(ls))
+		for i, l := range ls {
+			v[i] = fn(l)
+		}
+		return median(v)
+	}
+	out := NodeLat{Nodes: ls[0].Nodes, Streams: ls[0].Streams}
+	out.P50ms = pick(func(l NodeLat) float64 { return l.P50ms })
+	out.P99ms = pick(func(l NodeLat) float64 { return l.P99ms })
+	out.Maxms = pick(func(l NodeLat) float64 { return l.Maxms })
+	for _, l := range ls {
+		out.Delivered += l.Delivered
+		out.Missing += l.Missing
+	}
+	return out
+}
+
+// nodeLatency summarizes the window's latency on the streams of the given
+// nodes; want is the stamps each stream should have got.
+func (f *fleet) nodeLatency(want uint32, nodes ...int) NodeLat {
+	l := NodeLat{Nodes: nodes}
+	hs := make([]*hist, 0, len(nodes))
+	for _, i := range nodes {
+		hs = append(hs, f.nodeLat[i])
+		_, missing := f.shortOn(want, i)
+		l.Missing += missing
+	}
+	for _, s := range f.conns {
+		if slices.Contains(nodes, s.node) {
+			l.Streams++
+			l.Delivered += int64(s.got.Load())
+		}
+	}
+	_, q, mx := mergedSummary(hs, 0.5, 0.99)
+	l.P50ms, l.P99ms, l.Maxms = float64(q[0])/1e6, float64(q[1])/1e6, float64(mx)/1e6
+	return l
+}
+
+// span returns lo, lo+1, ..., hi-1.
+func span(lo, hi int) []int {
+	out := make([]int, 0, max(0, hi-lo))
+	for i := lo; i < hi; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+// logNodes logs a multi-node phase's local and remote latency.
+func logNodes(mode string, n int, what string, ph Phase) {
+	if ph.Local == nil || ph.Remote == nil {
+		return
+	}
+	logf("  %s N=%d: %s, node 0 (local, %d streams): p50 %.1fms p99 %.1fms max %.1fms; other nodes (remote, %d streams): p50 %.1fms p99 %.1fms max %.1fms, missing %d",
+		mode, n, what, ph.Local.Streams, ph.Local.P50ms, ph.Local.P99ms, ph.Local.Maxms,
+		ph.Remote.Streams, ph.Remote.P50ms, ph.Remote.P99ms, ph.Remote.Maxms, ph.Remote.Missing)
 }

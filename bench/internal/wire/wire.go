@@ -74,6 +74,16 @@ type Stats struct {
 	// Ended counts streams that ended, by reason (sfere: eviction cause
 	// and error), since the server started.
 	Ended map[string]int64 `json:"ended,omitempty"`
+	// Cluster is set when the server is a natscluster node (-nats).
+	Cluster *Cluster `json:"cluster,omitempty"`
+}
+
+// Cluster is a natscluster node's view of the cluster.
+type Cluster struct {
+	Node               string   `json:"node"`
+	Peers              []string `json:"peers"` // the other nodes this one sees
+	BroadcastsSent     uint64   `json:"broadcasts_sent"`
+	BroadcastsReceived uint64   `json:"broadcasts_received"`
 }
 
 // BroadcastRequest is the body of POST /broadcast: Count broadcasts of a
