@@ -16,6 +16,25 @@ import (
 // clusterHeartbeat is short, so lost nodes are found within a test's patience.
 const clusterHeartbeat = 400 * time.Millisecond
 
+// newCluster starts an embedded NATS server and returns a function that
+// starts lobby nodes on it under the given ids.
+func newCluster(t *testing.T, opts lobby.Options) func(id string) *lobby.Server {
+	t.Helper()
+	ns, err := natscluster.StartServer("127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	if opts.Heartbeat == 0 {
+		opts.Heartbeat, opts.TTL = clusterHeartbeat, 10*clusterHeartbeat
+	}
+	return func(id string) *lobby.Server {
+		o := opts
+		o.NATS, o.NodeID = ns.ClientURL(), id
+		return startServer(t, o)
+	}
+}
+
 // via returns the same browser (same cookies: cookies ignore ports) talking
 // to another node, as a load balancer might route it.
 func (b *browser) via(srv *lobby.Server) *browser {
@@ -29,11 +48,7 @@ func (b *browser) via(srv *lobby.Server) *browser {
 }
 
 func TestClusterJoinsMessagesAndDepartures(t *testing.T) {
-	ns, _ := natscluster.StartServer("127.0.0.1:0", "")
-	t.Cleanup(ns.Shutdown)
-	node := func(id string) *lobby.Server {
-		return startServer(t, lobby.Options{NATS: ns.ClientURL(), NodeID: id, Heartbeat: clusterHeartbeat, TTL: 10 * clusterHeartbeat})
-	}
+	node := newCluster(t, lobby.Options{})
 	a, b, c := node("a"), node("b"), node("c")
 	brian, phil, carol := newBrowser(t, a), newBrowser(t, b), newBrowser(t, c)
 	bs := brian.enter("brian")
@@ -85,11 +100,7 @@ func TestClusterJoinsMessagesAndDepartures(t *testing.T) {
 // A reload whose new stream lands on another node within grace announces
 // nothing, and the old node lets go of the participant silently.
 func TestClusterReloadThroughAnotherNode(t *testing.T) {
-	ns, _ := natscluster.StartServer("127.0.0.1:0", "")
-	t.Cleanup(ns.Shutdown)
-	node := func(id string) *lobby.Server {
-		return startServer(t, lobby.Options{NATS: ns.ClientURL(), NodeID: id, Heartbeat: clusterHeartbeat, TTL: 10 * clusterHeartbeat, Grace: time.Second})
-	}
+	node := newCluster(t, lobby.Options{Grace: time.Second})
 	a, b := node("a"), node("b")
 	brian, phil := newBrowser(t, a), newBrowser(t, b)
 	bs := brian.enter("brian")
@@ -125,11 +136,7 @@ func TestClusterReloadThroughAnotherNode(t *testing.T) {
 // A node that dies without a word: the others announce its participants
 // as gone, once, within 3 heartbeats.
 func TestClusterLostNode(t *testing.T) {
-	ns, _ := natscluster.StartServer("127.0.0.1:0", "")
-	t.Cleanup(ns.Shutdown)
-	node := func(id string) *lobby.Server {
-		return startServer(t, lobby.Options{NATS: ns.ClientURL(), NodeID: id, Heartbeat: clusterHeartbeat, TTL: 10 * clusterHeartbeat})
-	}
+	node := newCluster(t, lobby.Options{})
 	a, b, c := node("a"), node("b"), node("c")
 	bs := newBrowser(t, a).enter("brian")
 	ps := newBrowser(t, b).enter("phil")
@@ -197,11 +204,7 @@ func TestClusterSurvivesNATSRestart(t *testing.T) {
 // the participants it held get a while to reconnect, and those who do not
 // are announced gone once.
 func TestClusterRestartedNodeLeavesNoGhosts(t *testing.T) {
-	ns, _ := natscluster.StartServer("127.0.0.1:0", "")
-	t.Cleanup(ns.Shutdown)
-	node := func(id string) *lobby.Server {
-		return startServer(t, lobby.Options{NATS: ns.ClientURL(), NodeID: id, Heartbeat: clusterHeartbeat, TTL: 10 * clusterHeartbeat})
-	}
+	node := newCluster(t, lobby.Options{})
 	a, c := node("a"), node("c")
 	ps := newBrowser(t, a).enter("phil")
 	newBrowser(t, c).enter("carol")
