@@ -138,7 +138,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, key Key, initial ...
 			closeNow, err := h.write(w, rc, batch, &deadline, now)
 			settleAll(batch, err == nil)
 			if err != nil {
-				why = err
+				why = vanishedWrite(ctx, err)
 				break
 			}
 			if closeNow {

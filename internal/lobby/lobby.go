@@ -476,6 +476,10 @@ func (l *Lobby) depart(p *participant, why string, anywhere bool) *sfere.Stream 
 // announceLeft tells everyone but name that name left: one "left" line
 // and one list removal. mu must be held.
 func (l *Lobby) announceLeft(name, why string) {
+	// Counted before it is sent: whoever sees the "left" line and then
+	// reads /metrics must find it counted.
+	l.metrics.departures.WithLabelValues(reasonLabel(why)).Inc()
+	l.log.Info("left", "name", name, "cause", why)
 	line, err := l.views.systemLine(name + " left the lobby")
 	if err != nil {
 		l.log.Error("render departure", "err", err)
@@ -484,8 +488,6 @@ func (l *Lobby) announceLeft(name, why string) {
 			sfere.RemoveElements("#"+participantID(name)),
 			sfere.AppendElements("#messages", line))
 	}
-	l.metrics.departures.WithLabelValues(reasonLabel(why)).Inc()
-	l.log.Info("left", "name", name, "cause", why)
 }
 
 // release frees a gone participant's name once no stream of it is opening.

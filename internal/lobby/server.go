@@ -298,7 +298,8 @@ func (s *Server) stop(ctx context.Context) error {
 			s.log.Warn("closing connections still busy after the streams ended", "waited", drainTimeout)
 			errs = append(errs, s.http.Close(), <-httpDone)
 		case <-ctx.Done():
-			errs = append(errs, ctx.Err(), s.http.Close(), <-httpDone)
+			s.http.Close()
+			errs = append(errs, <-httpDone) // ctx's error
 		}
 		drain.Stop()
 		if err := <-s.served; !errors.Is(err, http.ErrServerClosed) {

@@ -1,0 +1,46 @@
+package sfere
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/sfere-go/sfere/internal/netfault"
+)
+
+// A vanished peer found while the server keeps writing to it (a busy
+// stream, not an idle one) is still reported as vanished: after TCP's user
+// timeout aborts the connection, the kernel says ETIMEDOUT once, usually
+// to net/http's background read, and EPIPE to every write after, so the
+// write error alone does not tell.
+func TestVanishedPeerUnderWritesIsVanished(t *testing.T) {
+	if err := netfault.Available(); err != nil {
+		t.Skip(err)
+	}
+	const userTimeout = time.Second
+	hub, ev := newMemoryHub(t, HubOptions{})
+	ln, err := Listen(t.Context(), "tcp", "127.0.0.1:0", ListenOptions{UserTimeout: userTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := testServerOn(t, ln, hub, Comment("hello"))
+	brian := dial(t, srv, "brian", true)
+	brian.waitLine(": hello", time.Second)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+				hub.Send(lobbyKey("brian"), Comment("busy"))
+			}
+		}
+	}()
+	netfault.DropPort(t, brian.localPort())
+	got := ev.next(t, userTimeout+3*time.Second)
+	if got.Cause != CauseClosed || !errors.Is(got.Err, ErrPeerVanished) {
+		t.Fatalf("eviction = %v (%v), want closed, vanished", got.Cause, got.Err)
+	}
+}
