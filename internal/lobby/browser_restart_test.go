@@ -3,7 +3,6 @@ package lobby_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -21,17 +20,7 @@ import (
 // is up, and shows the join form for its unknown session. Needs DATASTAR_JS
 // and chromium, like TestBrowserTwoTabs.
 func TestBrowserHostileNamesAndRestart(t *testing.T) {
-	js := os.Getenv("DATASTAR_JS")
-	if js == "" {
-		t.Skip("DATASTAR_JS is not set: set it to a local copy of the Datastar v1 client bundle (datastar.js, v1.0.2 or newer) to run the browser test")
-	}
-	if _, err := os.Stat(js); err != nil {
-		t.Skipf("DATASTAR_JS=%s: %v", js, err)
-	}
-	chromium := findChromium()
-	if chromium == "" {
-		t.Skip("no chromium on PATH (apt-get install -y chromium) to run the browser test")
-	}
+	js, chromium := browserPrerequisites(t)
 	opts := lobby.Options{Addr: "127.0.0.1:0", DatastarJS: js, Heartbeat: 300 * time.Millisecond, Grace: testGrace, Logger: testLogger(t)}
 	a, err := lobby.Start(t.Context(), opts)
 	if err != nil {

@@ -24,17 +24,7 @@ import (
 // (no registry here ships it, and it is never committed) and Debian's
 // chromium; without either it skips.
 func TestBrowserTwoTabs(t *testing.T) {
-	js := os.Getenv("DATASTAR_JS")
-	if js == "" {
-		t.Skip("DATASTAR_JS is not set: set it to a local copy of the Datastar v1 client bundle (datastar.js, v1.0.2 or newer) to run the browser test")
-	}
-	if _, err := os.Stat(js); err != nil {
-		t.Skipf("DATASTAR_JS=%s: %v", js, err)
-	}
-	chromium := findChromium()
-	if chromium == "" {
-		t.Skip("no chromium on PATH (apt-get install -y chromium) to run the browser test")
-	}
+	js, chromium := browserPrerequisites(t)
 
 	const heartbeat = 300 * time.Millisecond
 	srv := startServer(t, lobby.Options{DatastarJS: js, Heartbeat: heartbeat, Grace: testGrace, Debug: true})
@@ -228,4 +218,22 @@ func heartbeatWrites(t *testing.T, srv *lobby.Server) int {
 	}
 	n, _ := strconv.Atoi(m[1])
 	return n
+}
+
+// browserPrerequisites returns the Datastar client bundle named by
+// DATASTAR_JS and the chromium binary, or skips the test saying which is
+// missing.
+func browserPrerequisites(t *testing.T) (js, chromium string) {
+	t.Helper()
+	js = os.Getenv("DATASTAR_JS")
+	if js == "" {
+		t.Skip("DATASTAR_JS is not set: set it to a local copy of the Datastar v1 client bundle (datastar.js, v1.0.2 or newer) to run the browser test")
+	}
+	if _, err := os.Stat(js); err != nil {
+		t.Skipf("DATASTAR_JS=%s: %v", js, err)
+	}
+	if chromium = findChromium(); chromium == "" {
+		t.Skip("no chromium on PATH (apt-get install -y chromium) to run the browser test")
+	}
+	return js, chromium
 }
