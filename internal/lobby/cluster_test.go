@@ -201,6 +201,9 @@ func TestClusterSurvivesNATSRestart(t *testing.T) {
 	if n := ps.count(leftLine("brian")) + bs.count(leftLine("phil")); n != 0 {
 		t.Fatalf("the NATS restart announced %d departures", n)
 	}
+	eventually(t, 5*time.Second, "the gap counted in /metrics", func() bool {
+		return strings.Contains(brian.get("/metrics").body, "lobby_cluster_nats_gaps_total 1")
+	})
 }
 
 // A node that crashes and comes back under the same id leaves no ghosts:

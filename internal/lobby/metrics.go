@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sfere-go/sfere"
+	"github.com/sfere-go/sfere/natscluster"
 )
 
 // metrics are the lobby's Prometheus metrics, in a registry of its own (no
@@ -94,6 +95,29 @@ func (m *metrics) watch(hub *sfere.Hub, hb *sfere.Heartbeat, l *Lobby) {
 			Name: "lobby_heartbeat_last_sweep_seconds",
 			Help: "How long the last heartbeat sweep took.",
 		}, func() float64 { return hb.Stats().LastSweep.Seconds() }),
+	)
+}
+
+// watchCluster exports a cluster node's counters: NATS gaps (cross-node
+// delivery paused) and lost nodes.
+func (m *metrics) watchCluster(node *natscluster.Node) {
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "lobby_cluster_nats_gaps_total",
+			Help: "Times this node lost its NATS connection (local streams went on; cross-node delivery paused).",
+		}, func() float64 { return float64(node.Stats().Gaps) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "lobby_cluster_nats_gap_seconds_total",
+			Help: "Total time without a NATS connection.",
+		}, func() float64 { return node.Stats().GapTime.Seconds() }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "lobby_cluster_nodes_lost_total",
+			Help: "Other nodes found silent for 3 presence intervals.",
+		}, func() float64 { return float64(node.Stats().NodesLost) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "lobby_cluster_peers",
+			Help: "Other nodes this node sees.",
+		}, func() float64 { return float64(len(node.Peers())) }),
 	)
 }
 

@@ -208,6 +208,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			}
 			return nil, fmt.Errorf("lobby: cluster: %w", err)
 		}
+		m.watchCluster(s.cluster.node)
 	}
 
 	// Heartbeat over the lobby's streams.
