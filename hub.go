@@ -132,7 +132,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, key Key, initial ...
 	// and Shutdown (which wakes every stored stream).
 	stopWake := context.AfterFunc(ctx, s.signal)
 	defer stopWake()
-	for initial := true; ; initial = false {
+	for opening := true; ; opening = false {
 		if len(batch) > 0 {
 			now := time.Now()
 			closeNow, err := h.write(w, rc, batch, &deadline, now)
@@ -145,7 +145,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, key Key, initial ...
 				why = ErrClosedByApp
 				break
 			}
-			if !initial && carriesApp(batch) {
+			if !opening && carriesApp(batch) {
 				s.lastAppWrite.Store(now.UnixNano())
 			}
 			h.store.Touch(s)
