@@ -433,3 +433,17 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// brianAndPhil starts a server (debug on) with Brian and Phil in the lobby
+// and quiet, and returns how many events Phil's stream holds by then, so a
+// test can check that what it does next changes nothing.
+func brianAndPhil(t *testing.T) (srv *lobby.Server, brian, phil *browser, bs, ps *stream, before int) {
+	t.Helper()
+	srv = startServer(t, lobby.Options{Debug: true})
+	brian, phil = newBrowser(t, srv), newBrowser(t, srv)
+	bs = brian.enter("brian")
+	ps = phil.enter("phil")
+	bs.waitFor(joinedLine("phil"))
+	time.Sleep(50 * time.Millisecond)
+	return srv, brian, phil, bs, ps, ps.len()
+}

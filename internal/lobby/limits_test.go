@@ -34,13 +34,7 @@ func asClient(b *browser, header http.Header) *lclient {
 // header (curl, other tools) pass. The page itself works from a real
 // browser (TestBrowserTwoTabs), whose requests carry these headers.
 func TestCrossSitePostsRefused(t *testing.T) {
-	srv := startServer(t, lobby.Options{Debug: true})
-	brian, phil := newBrowser(t, srv), newBrowser(t, srv)
-	bs := brian.enter("brian")
-	ps := phil.enter("phil")
-	bs.waitFor(joinedLine("phil"))
-	time.Sleep(50 * time.Millisecond)
-	before := ps.len()
+	srv, brian, phil, _, ps, before := brianAndPhil(t)
 
 	host := srv.Addr().String()
 	bad := []http.Header{
@@ -95,13 +89,7 @@ func TestCrossSitePostsRefused(t *testing.T) {
 // cookie gets a fresh session id (no session fixation); a huge cookie
 // header is refused by the header limit.
 func TestMissingAndForgedCookies(t *testing.T) {
-	srv := startServer(t, lobby.Options{Debug: true})
-	brian, phil := newBrowser(t, srv), newBrowser(t, srv)
-	bs := brian.enter("brian")
-	ps := phil.enter("phil")
-	bs.waitFor(joinedLine("phil"))
-	time.Sleep(50 * time.Millisecond)
-	before := ps.len()
+	srv, brian, _, _, ps, before := brianAndPhil(t)
 	real := sessionOf(brian)
 	hc := &http.Client{Transport: newTransport(t)}
 

@@ -300,13 +300,7 @@ func TestUserTextIsEscaped(t *testing.T) {
 // Oversized bodies (413) and malformed signals (400) are refused with a
 // clear message and change nothing.
 func TestBadRequestsChangeNothing(t *testing.T) {
-	srv := startServer(t, lobby.Options{Debug: true})
-	brian, phil := newBrowser(t, srv), newBrowser(t, srv)
-	bs := brian.enter("brian")
-	ps := phil.enter("phil")
-	bs.waitFor(joinedLine("phil"))
-	time.Sleep(50 * time.Millisecond)
-	before := ps.len()
+	srv, brian, phil, _, ps, before := brianAndPhil(t)
 
 	big := []byte(`{"username":"` + strings.Repeat("a", 70<<10) + `","message":"x"}`)
 	for _, path := range []string{"/join", "/message", "/leave", "/sse"} {
