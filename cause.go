@@ -84,8 +84,8 @@ type EvictFunc func(Eviction)
 
 // Errors carried by [Eviction.Err] when a stream ends by itself.
 var (
-	// ErrClientGone: the request's context ended (the client closed the
-	// connection, or the server canceled the request).
+	// ErrClientGone: the client closed the connection (or, on a stream
+	// [Hub.Serve] holds, the server canceled the request's context).
 	ErrClientGone = errors.New("sfere: client gone")
 	// ErrSlowClient: the stream's queue exceeded its limit because the
 	// client did not read fast enough.

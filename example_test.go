@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sfere-go/sfere"
@@ -50,6 +51,41 @@ func ExampleHub_Serve() {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		}
 	})
+}
+
+func ExampleHub_Detach() {
+	hub := sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), sfere.HubOptions{})
+	var open atomic.Int64 // what the app holds per stream: here, a count
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := sfere.NewKey(sfere.DefaultScope, "lobby", r.URL.Query().Get("name"))
+		open.Add(1)
+		s, err := hub.Detach(w, r, key, sfere.Comment("welcome"))
+		if err != nil {
+			open.Add(-1)
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		s.AfterEnd(func() { open.Add(-1) })
+		// The handler returns; the stream lives on until it ends.
+	}))
+	defer srv.Close()
+	defer hub.Shutdown(context.Background())
+
+	resp, err := http.Get(srv.URL + "?name=brian")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	line, _ := bufio.NewReader(resp.Body).ReadString('\n')
+	fmt.Printf("brian reads %q; streams open: %d\n", line, open.Load())
+	resp.Body.Close() // brian closes the tab
+	for open.Load() > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	fmt.Println("streams open:", open.Load(), "stored:", hub.Count(sfere.All))
+	// Output:
+	// brian reads ": welcome\n"; streams open: 1
+	// streams open: 0 stored: 0
 }
 
 func ExampleHub_Broadcast() {

@@ -16,8 +16,9 @@ const DefaultHeartbeatInterval = 10 * time.Second
 // stream (cause closed), so its eviction callback fires. The comment is
 // ignored by the Datastar client and never changes the page.
 //
-// Each stream writes the heartbeat on its own goroutine under the hub's
-// write timeout, so one slow client never holds up a sweep of the others.
+// A beat is queued to each stream like any message and written under the
+// hub's write timeout, so one slow client never holds up a sweep of the
+// others.
 //
 // On its interval (Run, Start) a stream that began a successful write of
 // the app's own traffic (a broadcast or send) within the last half

@@ -10,27 +10,29 @@ import (
 )
 
 func TestHeartbeatWritesCommentsAndStops(t *testing.T) {
-	hub, ev := newMemoryHub(t, HubOptions{})
-	srv := testServer(t, hub)
-	brian, phil := dial(t, srv, "brian", true), dial(t, srv, "phil", true)
-	dial(t, srv, "carol", true)
-	waitFor(t, time.Second, "streams", func() bool { return hub.Count(All) == 3 })
-	hb := NewHeartbeat(hub, InCategory("lobby"), 20*time.Millisecond)
-	stop := hb.Start()
-	brian.waitLine(": heartbeat", time.Second)
-	phil.waitLine(": heartbeat", time.Second)
-	waitFor(t, 2*time.Second, "three sweeps", func() bool { return hb.Stats().Sweeps >= 3 })
-	stop()
-	st := hb.Stats()
-	if st.Writes < 9 || st.Failures != 0 || st.LastSweep <= 0 {
-		t.Fatalf("stats after 3+ sweeps of 3 streams = %+v", st)
-	}
-	// Stopped means stopped: no more sweeps.
-	time.Sleep(60 * time.Millisecond)
-	if hb.Stats().Sweeps != st.Sweeps {
-		t.Fatal("heartbeat kept beating after stop")
-	}
-	ev.none(t, 50*time.Millisecond)
+	bothPaths(t, func(t *testing.T, noHijack bool) {
+		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack})
+		srv := testServer(t, hub)
+		brian, phil := dial(t, srv, "brian", true), dial(t, srv, "phil", true)
+		dial(t, srv, "carol", true)
+		waitFor(t, time.Second, "streams", func() bool { return hub.Count(All) == 3 })
+		hb := NewHeartbeat(hub, InCategory("lobby"), 20*time.Millisecond)
+		stop := hb.Start()
+		brian.waitLine(": heartbeat", time.Second)
+		phil.waitLine(": heartbeat", time.Second)
+		waitFor(t, 2*time.Second, "three sweeps", func() bool { return hb.Stats().Sweeps >= 3 })
+		stop()
+		st := hb.Stats()
+		if st.Writes < 9 || st.Failures != 0 || st.LastSweep <= 0 {
+			t.Fatalf("stats after 3+ sweeps of 3 streams = %+v", st)
+		}
+		// Stopped means stopped: no more sweeps.
+		time.Sleep(60 * time.Millisecond)
+		if hb.Stats().Sweeps != st.Sweeps {
+			t.Fatal("heartbeat kept beating after stop")
+		}
+		ev.none(t, 50*time.Millisecond)
+	})
 }
 
 func TestHeartbeatPatternSelectsStreams(t *testing.T) {
@@ -48,26 +50,28 @@ func TestHeartbeatPatternSelectsStreams(t *testing.T) {
 // A heartbeat write that cannot complete (the client stopped reading and
 // its socket is full) fails on the write deadline and closes the stream.
 func TestHeartbeatClosesStalledStream(t *testing.T) {
-	// A write may run for WriteTimeout/2 to WriteTimeout (the deadline is
-	// moved lazily): 4 s leaves the sends below at least 2 s to queue.
-	hub, ev := newMemoryHub(t, HubOptions{WriteTimeout: 4 * time.Second, MaxQueueBytes: -1})
-	srv := testServer(t, hub)
-	dial(t, srv, "stalled", false, withRecvBuffer(4096))
-	waitFor(t, time.Second, "stream", func() bool { return hub.Count(All) == 1 })
-	// Fill the socket so the next write blocks.
-	big := PatchElements(strings.Repeat("x", 1<<20))
-	for range 16 {
-		hub.Send(lobbyKey("stalled"), big)
-	}
-	hb := NewHeartbeat(hub, All, time.Hour)
-	if res := hb.Beat(); res.Delivered != 1 {
-		t.Fatalf("Beat = %+v: the stream was gone before the heartbeat", res)
-	}
-	got := ev.next(t, 8*time.Second)
-	if got.Cause != CauseClosed || !errors.Is(got.Err, ErrWrite) {
-		t.Fatalf("eviction = %+v, want closed by a failed write", got)
-	}
-	waitFor(t, time.Second, "the failed beat counted", func() bool { return hb.Stats().Failures == 1 })
+	bothPaths(t, func(t *testing.T, noHijack bool) {
+		// A write may run for WriteTimeout/2 to WriteTimeout (the deadline is
+		// moved lazily): 4 s leaves the sends below at least 2 s to queue.
+		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack, WriteTimeout: 4 * time.Second, MaxQueueBytes: -1})
+		srv := testServer(t, hub)
+		dial(t, srv, "stalled", false, withRecvBuffer(4096))
+		waitFor(t, time.Second, "stream", func() bool { return hub.Count(All) == 1 })
+		// Fill the socket so the next write blocks.
+		big := PatchElements(strings.Repeat("x", 1<<20))
+		for range 16 {
+			hub.Send(lobbyKey("stalled"), big)
+		}
+		hb := NewHeartbeat(hub, All, time.Hour)
+		if res := hb.Beat(); res.Delivered != 1 {
+			t.Fatalf("Beat = %+v: the stream was gone before the heartbeat", res)
+		}
+		got := ev.next(t, 8*time.Second)
+		if got.Cause != CauseClosed || !errors.Is(got.Err, ErrWrite) {
+			t.Fatalf("eviction = %+v, want closed by a failed write", got)
+		}
+		waitFor(t, time.Second, "the failed beat counted", func() bool { return hb.Stats().Failures == 1 })
+	})
 }
 
 // A client whose machine vanished (no FIN, packets dropped) is found by
@@ -76,58 +80,62 @@ func TestHeartbeatFindsVanishedPeer(t *testing.T) {
 	if err := netfault.Available(); err != nil {
 		t.Skip(err)
 	}
-	const interval, userTimeout = 500 * time.Millisecond, time.Second
-	hub, ev := newMemoryHub(t, HubOptions{})
-	ln, err := Listen(t.Context(), "tcp", "127.0.0.1:0", ListenOptions{UserTimeout: userTimeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := testServerOn(t, ln, hub, Comment("hello"))
+	bothPaths(t, func(t *testing.T, noHijack bool) {
+		const interval, userTimeout = 500 * time.Millisecond, time.Second
+		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack})
+		ln, err := Listen(t.Context(), "tcp", "127.0.0.1:0", ListenOptions{UserTimeout: userTimeout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := testServerOn(t, ln, hub, Comment("hello"))
 
-	brian, phil := dial(t, srv, "brian", true), dial(t, srv, "phil", true)
-	brian.waitLine(": hello", time.Second)
-	phil.waitLine(": hello", time.Second)
-	stop := NewHeartbeat(hub, All, interval).Start()
-	defer stop()
+		brian, phil := dial(t, srv, "brian", true), dial(t, srv, "phil", true)
+		brian.waitLine(": hello", time.Second)
+		phil.waitLine(": hello", time.Second)
+		stop := NewHeartbeat(hub, All, interval).Start()
+		defer stop()
 
-	netfault.DropPort(t, brian.localPort())
-	vanished := time.Now()
-	got := ev.next(t, interval+userTimeout+2*time.Second)
-	took := time.Since(vanished)
-	t.Logf("vanished peer evicted after %v (%v)", took, got.Err)
-	if got.Key != lobbyKey("brian") || got.Cause != CauseClosed || !errors.Is(got.Err, ErrPeerVanished) {
-		t.Fatalf("eviction = %+v, want brian closed, vanished", got)
-	}
-	// Phil's stream stays up.
-	if _, err := hub.Send(lobbyKey("phil"), Comment("still here")); err != nil {
-		t.Fatal(err)
-	}
-	phil.waitLine(": still here", time.Second)
+		netfault.DropPort(t, brian.localPort())
+		vanished := time.Now()
+		got := ev.next(t, interval+userTimeout+2*time.Second)
+		took := time.Since(vanished)
+		t.Logf("vanished peer evicted after %v (%v)", took, got.Err)
+		if got.Key != lobbyKey("brian") || got.Cause != CauseClosed || !errors.Is(got.Err, ErrPeerVanished) {
+			t.Fatalf("eviction = %+v, want brian closed, vanished", got)
+		}
+		// Phil's stream stays up.
+		if _, err := hub.Send(lobbyKey("phil"), Comment("still here")); err != nil {
+			t.Fatal(err)
+		}
+		phil.waitLine(": still here", time.Second)
+	})
 }
 
 // On its interval the heartbeat leaves alone a stream that app traffic
 // keeps busy, and still beats an idle one.
 func TestHeartbeatSkipsBusyStreams(t *testing.T) {
-	hub, _ := newMemoryHub(t, HubOptions{})
-	srv := testServer(t, hub)
-	busy, idle := dial(t, srv, "busy", true), dial(t, srv, "idle", true)
-	waitFor(t, time.Second, "streams", func() bool { return hub.Count(All) == 2 })
-	hb := NewHeartbeat(hub, All, 100*time.Millisecond)
-	stop := hb.Start()
-	defer stop()
-	deadline := time.Now().Add(2 * time.Second)
-	for hb.Stats().Sweeps < 5 && time.Now().Before(deadline) {
-		if _, err := hub.Send(lobbyKey("busy"), PatchElements(`<div id="tick"></div>`)); err != nil {
-			t.Fatal(err)
+	bothPaths(t, func(t *testing.T, noHijack bool) {
+		hub, _ := newMemoryHub(t, HubOptions{NoHijack: noHijack})
+		srv := testServer(t, hub)
+		busy, idle := dial(t, srv, "busy", true), dial(t, srv, "idle", true)
+		waitFor(t, time.Second, "streams", func() bool { return hub.Count(All) == 2 })
+		hb := NewHeartbeat(hub, All, 100*time.Millisecond)
+		stop := hb.Start()
+		defer stop()
+		deadline := time.Now().Add(2 * time.Second)
+		for hb.Stats().Sweeps < 5 && time.Now().Before(deadline) {
+			if _, err := hub.Send(lobbyKey("busy"), PatchElements(`<div id="tick"></div>`)); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	st := hb.Stats()
-	if st.Sweeps < 5 || st.Skipped < 4 || st.Writes < 4 {
-		t.Fatalf("stats = %+v: want the busy stream skipped and the idle one beaten on every sweep", st)
-	}
-	idle.waitLine(": heartbeat", time.Second)
-	if line, err := busy.nextLine(": heartbeat", 50*time.Millisecond); err == nil {
-		t.Fatalf("busy stream got %q", line)
-	}
+		st := hb.Stats()
+		if st.Sweeps < 5 || st.Skipped < 4 || st.Writes < 4 {
+			t.Fatalf("stats = %+v: want the busy stream skipped and the idle one beaten on every sweep", st)
+		}
+		idle.waitLine(": heartbeat", time.Second)
+		if line, err := busy.nextLine(": heartbeat", 50*time.Millisecond); err == nil {
+			t.Fatalf("busy stream got %q", line)
+		}
+	})
 }

@@ -71,3 +71,11 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 	c.mu.Unlock()
 }
+
+// bothPaths runs test over both ways a hub writes a stream: a connection
+// it took over (the default for HTTP/1.1) and net/http's response writer
+// (HubOptions.NoHijack, as over HTTP/2).
+func bothPaths(t *testing.T, test func(t *testing.T, noHijack bool)) {
+	t.Run("held", func(t *testing.T) { test(t, false) })
+	t.Run("net-http", func(t *testing.T) { test(t, true) })
+}

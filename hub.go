@@ -34,6 +34,11 @@ type HubOptions struct {
 	// announces the stream here). It must not block. Its counterpart is
 	// the store's [EvictFunc], called once when the stream leaves.
 	OnOpen func(*Stream)
+	// NoHijack keeps every stream on net/http's response writer, as
+	// streams over HTTP/2 and TLS always are, instead of taking HTTP/1.1
+	// connections over (see [Hub.Serve]). Each stream then keeps a
+	// goroutine and net/http's buffers for its whole life.
+	NoHijack bool
 }
 
 // Hub binds a [Store] to live Datastar SSE streams: [Hub.Serve] opens and
@@ -44,7 +49,9 @@ type Hub struct {
 	writeTimeout time.Duration
 	maxQueue     int
 	onOpen       func(*Stream)
+	noHijack     bool
 	buffers      sync.Pool // *[]*Stream for broadcasts
+	writers      writers   // write held streams (held.go)
 
 	mu      sync.Mutex
 	closed  bool
@@ -59,8 +66,10 @@ func NewHub(store Store, opts HubOptions) *Hub {
 		writeTimeout: opts.WriteTimeout,
 		maxQueue:     opts.MaxQueueBytes,
 		onOpen:       opts.OnOpen,
+		noHijack:     opts.NoHijack,
 		closing:      make(chan struct{}),
 	}
+	h.writers.init(h)
 	if h.writeTimeout == 0 {
 		h.writeTimeout = DefaultWriteTimeout
 	}
@@ -86,32 +95,92 @@ func (h *Hub) Store() Store { return h.store }
 // When Serve returns, the stream is out of the store and its eviction
 // callback has returned. It returns nil once the stream was served; an
 // error only if it could not start: bad initial effects, a response that
-// cannot stream, or [ErrHubClosed].
+// cannot stream, or [ErrHubClosed]. Call it before writing anything to w;
+// headers already set on w are sent.
 //
 // The request's body should be read (or be empty) before Serve is called:
-// then net/http notices a closed connection at once (the request context
-// ends), without waiting for a write to fail.
+// then a closed connection is noticed at once, without waiting for a write
+// to fail.
+//
+// Over HTTP/1.1 without TLS, Serve takes the connection over from
+// net/http (it hijacks it) once the request is parsed: the hub writes the
+// response itself (chunked, as net/http would; the connection closes when
+// the stream ends), and its writers write everything queued for the
+// stream in one write that never waits. net/http's per-connection goroutine and buffers are freed (a
+// stream costs a few KiB rather than about 25) and
+// [net/http.Server.Shutdown] no longer waits for the connection:
+// [Hub.Shutdown] ends it. Over HTTP/2, HTTP/1.0 or TLS, when a middleware
+// set a Content-Encoding, when w cannot hijack, or with
+// [HubOptions.NoHijack], the stream stays on w and Serve's goroutine
+// writes it.
 func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, key Key, initial ...Effect) error {
+	_, err := h.open(w, r, key, initial, false)
+	return err
+}
+
+// Detach is [Hub.Serve] without the wait: once the stream is stored and
+// its initial effects are queued, it returns the stream, and the handler
+// may return while the stream lives on. Only a taken-over connection can
+// outlive its handler, so where Serve keeps the stream on net/http (see
+// there), Detach serves it to its end before it returns.
+//
+// Detach holds no goroutine per idle stream beyond the one that notices
+// the client closing. To release what the caller holds for the stream
+// when it ends, use [Stream.AfterEnd] or the store's [EvictFunc].
+func (h *Hub) Detach(w http.ResponseWriter, r *http.Request, key Key, initial ...Effect) (*Stream, error) {
+	return h.open(w, r, key, initial, true)
+}
+
+// open is Serve (detach false) and Detach (detach true).
+func (h *Hub) open(w http.ResponseWriter, r *http.Request, key Key, initial []Effect, detach bool) (*Stream, error) {
 	first, err := render(initial)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !h.enter() {
-		return ErrHubClosed
+		return nil, ErrHubClosed
 	}
-	defer h.active.Done()
-
-	rc := http.NewResponseController(w)
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
+	hj, ok := h.canHold(w, r)
+	if !ok {
+		defer h.active.Done()
+		return h.serveHTTP(w, r, key, first)
+	}
+	c, err := h.takeOver(hj, w)
+	if err != nil {
+		h.active.Done()
+		return nil, err
+	}
+	s := newHeldStream(key, h.maxQueue, c, first)
+	h.store.Put(s)
+	if h.onOpen != nil {
+		h.onOpen(s)
+	}
+	h.writers.schedule(s)
+	if detach {
+		go h.hold(nil, s)
+		return s, nil
+	}
+	ctx := r.Context()
+	stop := context.AfterFunc(ctx, c.interrupt)
+	defer stop()
+	h.hold(ctx, s)
+	return s, nil
+}
+
+// serveHTTP is a stream's life on net/http's response writer: this
+// goroutine is its only writer, and waits on the stream's wake channel.
+func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, key Key, first *message) (*Stream, error) {
+	rc := http.NewResponseController(w)
 	if r.ProtoMajor == 1 {
-		hdr.Set("Connection", "keep-alive")
+		w.Header().Set("Connection", "keep-alive")
 	}
 	w.WriteHeader(http.StatusOK)
 	if err := rc.Flush(); err != nil {
-		return fmt.Errorf("sfere: response cannot stream: %w", err)
+		return nil, fmt.Errorf("sfere: response cannot stream: %w", err)
 	}
 
 	s := newStream(key, h.maxQueue)
@@ -174,7 +243,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, key Key, initial ...
 	// Nothing is queued after the eviction; whatever was is never written.
 	leftover, _ := s.take(nil)
 	settleAll(leftover, false)
-	return nil
+	return s, nil
 }
 
 // write writes a batch of messages to the client under one deadline and
@@ -218,9 +287,10 @@ func carriesApp(batch []*message) bool {
 	return false
 }
 
-// ended says why Serve must stop for its client or the hub, if it must.
+// ended says why Serve must stop for its client or the hub, if it must;
+// ctx is nil for a detached stream.
 func (h *Hub) ended(ctx context.Context) error {
-	if ctx.Err() != nil {
+	if ctx != nil && ctx.Err() != nil {
 		return clientGone(ctx)
 	}
 	select {
@@ -270,6 +340,10 @@ func (h *Hub) Broadcast(p Pattern, exclude Matcher, effects ...Effect) (Result, 
 func (h *Hub) publish(p Pattern, exclude Matcher, m *message, wroteSince int64) (res Result, skipped int) {
 	buf := h.buffers.Get().(*[]*Stream)
 	streams := h.store.AppendStreams((*buf)[:0], p)
+	// Held streams to hand to the writers, a few at a time: one lock of
+	// their queue per chunk, and the first writes start early.
+	var chunk [64]*Stream
+	pending := chunk[:0]
 	for _, s := range streams {
 		if exclude != nil && exclude.Match(s.key) {
 			continue
@@ -278,11 +352,26 @@ func (h *Hub) publish(p Pattern, exclude Matcher, m *message, wroteSince int64) 
 			skipped++
 			continue
 		}
-		if s.enqueue(m) == nil {
+		kick, err := s.put(m)
+		if err == nil {
 			res.Delivered++
 		} else {
 			res.Failed++
 		}
+		switch {
+		case !kick:
+		case s.held == nil:
+			s.signal()
+		default:
+			pending = append(pending, s)
+			if len(pending) == len(chunk) {
+				h.writers.schedule(pending...)
+				pending = pending[:0]
+			}
+		}
+	}
+	if len(pending) > 0 {
+		h.writers.schedule(pending...)
 	}
 	clear(streams)
 	*buf = streams[:0]

@@ -62,10 +62,12 @@ func ListenConfig(opts ListenOptions) *net.ListenConfig {
 }
 
 // Listen announces on a TCP address with [ListenConfig] of opts, for an
-// [net/http.Server] to Serve on. Its connections also remember whether TCP
-// gave up on the peer (the user timeout), so that, with
-// [net/http.Server.ConnContext] set to [ConnContext], a stream whose client
-// vanished ends with [ErrPeerVanished] rather than a plain [ErrClientGone].
+// [net/http.Server] to Serve on. A stream whose client vanished ends with
+// [ErrPeerVanished] beside [ErrClientGone] or [ErrWrite]. A connection the
+// hub takes over (see [Hub.Serve]) tells so by itself; for streams that
+// stay on net/http (HTTP/2, TLS, [HubOptions.NoHijack]) the listener's
+// connections remember whether TCP gave up on the peer, and
+// [net/http.Server.ConnContext] set to [ConnContext] passes that on.
 func Listen(ctx context.Context, network, address string, opts ListenOptions) (net.Listener, error) {
 	ln, err := ListenConfig(opts).Listen(ctx, network, address)
 	if err != nil {

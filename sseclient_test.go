@@ -23,9 +23,18 @@ func testServer(t *testing.T, hub *Hub, initial ...Effect) *httptest.Server {
 // testServerOn is testServer on the given listener (nil: httptest's own).
 func testServerOn(t *testing.T, ln net.Listener, hub *Hub, initial ...Effect) *httptest.Server {
 	t.Helper()
+	return serveWith(t, ln, hub, func(w http.ResponseWriter, r *http.Request, key Key) error {
+		return hub.Serve(w, r, key, initial...)
+	})
+}
+
+// serveWith serves streams at /sse?id=ID with open (Serve, Detach, ...)
+// on ln (nil: httptest's own); its cleanup shuts the hub down first.
+func serveWith(t *testing.T, ln net.Listener, hub *Hub, open func(w http.ResponseWriter, r *http.Request, key Key) error) *httptest.Server {
+	t.Helper()
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := NewKey(DefaultScope, "lobby", r.URL.Query().Get("id"))
-		if err := hub.Serve(w, r, key, initial...); err != nil {
+		if err := open(w, r, key); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		}
 	}))
@@ -61,15 +70,20 @@ type dialOpt func(*net.Dialer)
 func withRecvBuffer(n int) dialOpt {
 	return func(d *net.Dialer) {
 		d.Control = func(network, address string, c syscall.RawConn) error {
-			var serr error
-			if err := c.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, n)
-			}); err != nil {
-				return err
-			}
-			return serr
+			return setBuffer(c, syscall.SO_RCVBUF, n)
 		}
 	}
+}
+
+// setBuffer sets a socket buffer size option (SO_RCVBUF, SO_SNDBUF).
+func setBuffer(c syscall.RawConn, opt, n int) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, n)
+	}); err != nil {
+		return err
+	}
+	return serr
 }
 
 // dial opens /sse?id=id on srv. With read false nothing is ever read from
@@ -113,7 +127,14 @@ func (c *sseClient) readLoop() {
 	for sc.Scan() {
 		c.lines <- sc.Text()
 	}
+	if err := sc.Err(); err != nil {
+		c.lines <- brokenPrefix + err.Error()
+	}
 }
+
+// brokenPrefix starts the last line of a client whose response did not
+// end properly (no last chunk: the connection broke).
+const brokenPrefix = "\x00broken: "
 
 // waitLine waits for a line containing want and returns it.
 func (c *sseClient) waitLine(want string, within time.Duration) string {
@@ -143,15 +164,18 @@ func (c *sseClient) nextLine(want string, within time.Duration) (string, error) 
 	}
 }
 
-// waitEOF waits for the server to end the response.
+// waitEOF waits for the server to end the response properly.
 func (c *sseClient) waitEOF(within time.Duration) {
 	c.t.Helper()
 	deadline := time.After(within)
 	for {
 		select {
-		case _, ok := <-c.lines:
+		case line, ok := <-c.lines:
 			if !ok {
 				return
+			}
+			if strings.HasPrefix(line, brokenPrefix) {
+				c.t.Fatalf("the response did not end properly: %s", line[len(brokenPrefix):])
 			}
 		case <-deadline:
 			c.t.Fatalf("stream still open after %v", within)

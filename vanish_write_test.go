@@ -17,30 +17,32 @@ func TestVanishedPeerUnderWritesIsVanished(t *testing.T) {
 	if err := netfault.Available(); err != nil {
 		t.Skip(err)
 	}
-	const userTimeout = time.Second
-	hub, ev := newMemoryHub(t, HubOptions{})
-	ln, err := Listen(t.Context(), "tcp", "127.0.0.1:0", ListenOptions{UserTimeout: userTimeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := testServerOn(t, ln, hub, Comment("hello"))
-	brian := dial(t, srv, "brian", true)
-	brian.waitLine(": hello", time.Second)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Millisecond):
-				hub.Send(lobbyKey("brian"), Comment("busy"))
-			}
+	bothPaths(t, func(t *testing.T, noHijack bool) {
+		const userTimeout = time.Second
+		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack})
+		ln, err := Listen(t.Context(), "tcp", "127.0.0.1:0", ListenOptions{UserTimeout: userTimeout})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}()
-	netfault.DropPort(t, brian.localPort())
-	got := ev.next(t, userTimeout+3*time.Second)
-	if got.Cause != CauseClosed || !errors.Is(got.Err, ErrPeerVanished) {
-		t.Fatalf("eviction = %v (%v), want closed, vanished", got.Cause, got.Err)
-	}
+		srv := testServerOn(t, ln, hub, Comment("hello"))
+		brian := dial(t, srv, "brian", true)
+		brian.waitLine(": hello", time.Second)
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Millisecond):
+					hub.Send(lobbyKey("brian"), Comment("busy"))
+				}
+			}
+		}()
+		netfault.DropPort(t, brian.localPort())
+		got := ev.next(t, userTimeout+3*time.Second)
+		if got.Cause != CauseClosed || !errors.Is(got.Err, ErrPeerVanished) {
+			t.Fatalf("eviction = %v (%v), want closed, vanished", got.Cause, got.Err)
+		}
+	})
 }

@@ -10,14 +10,14 @@ import (
 )
 
 // TestSmokeAllModes builds the server and the load tool and runs the tool
-// end to end at N=50 in every mode (and the proto prototype): every stream
+// end to end at N=50 in every mode (and both other sfere paths): every stream
 // opens, every broadcast arrives, nothing is lost.
 func TestSmokeAllModes(t *testing.T) {
 	bin := buildTools(t)
 	out := filepath.Join(t.TempDir(), "smoke.json")
 	svg := filepath.Join(t.TempDir(), "smoke.svg")
 	run := exec.Command(filepath.Join(bin, "sfere-load"),
-		"-n", "50", "-modes", "sfere,raw,centrifuge,naive,proto",
+		"-n", "50", "-modes", "sfere,raw,centrifuge,naive,sfere-serve,sfere-nethttp",
 		"-singles", "2", "-sweeps", "2", "-duration", "1s", "-rate", "50",
 		"-settle", "100ms", "-quiet", "-hb-impact=false", "-json", out, "-plot", svg, "-max-time", "2m")
 	log, err := run.CombinedOutput()
@@ -44,8 +44,8 @@ func TestSmokeAllModes(t *testing.T) {
 	if err := json.Unmarshal(b, &res); err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Trials) != 5 || len(res.Summaries) != 5 {
-		t.Fatalf("want 5 trials and 5 summaries, got %d and %d", len(res.Trials), len(res.Summaries))
+	if len(res.Trials) != 6 || len(res.Summaries) != 6 {
+		t.Fatalf("want 6 trials and 6 summaries, got %d and %d", len(res.Trials), len(res.Summaries))
 	}
 	for _, tr := range res.Trials {
 		if tr.Held != 50 || tr.Closed != 0 || len(tr.Errors) > 0 {
@@ -56,7 +56,7 @@ func TestSmokeAllModes(t *testing.T) {
 				t.Errorf("%s %s: delivered %d of %d, missing %d, %.0f/s", tr.Mode, name, ph.Delivered, ph.Expected, ph.Missing, ph.PerSec)
 			}
 		}
-		if hasSweep := tr.Mode != "centrifuge" && tr.Mode != "proto"; hasSweep != (tr.SweepMs > 0) {
+		if hasSweep := tr.Mode != "centrifuge"; hasSweep != (tr.SweepMs > 0) {
 			t.Errorf("%s: sweep %.2f ms", tr.Mode, tr.SweepMs)
 		}
 	}

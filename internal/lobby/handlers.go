@@ -194,9 +194,9 @@ func (h *handlers) sse(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, http.StatusTooManyRequests, "too_many_streams", errTooManyStreams)
 		return
 	}
-	defer h.streams.release(addr)
 	p := h.lobby.open(sessionID(r))
 	if p == nil {
+		h.streams.release(addr)
 		form, err := h.views.joinApp("The lobby does not know you any more (it may have restarted): please join again.")
 		if err != nil {
 			h.log.Error("render join form", "err", err)
@@ -206,14 +206,20 @@ func (h *handlers) sse(w http.ResponseWriter, r *http.Request) {
 		h.respond(w, sfere.PatchElements(form))
 		return
 	}
-	if err := h.lobby.hub.Serve(w, r, p.key); err != nil {
+	// The stream outlives this handler (the hub took its connection
+	// over); its slot is released when it ends.
+	s, err := h.lobby.hub.Detach(w, r, p.key)
+	if err != nil {
+		h.streams.release(addr)
 		h.lobby.openFailed(p)
 		if errors.Is(err, sfere.ErrHubClosed) {
 			h.fail(w, r, http.StatusServiceUnavailable, ErrShutdown)
 			return
 		}
 		h.log.Warn("stream could not start", "name", p.name, "err", err)
+		return
 	}
+	s.AfterEnd(func() { h.streams.release(addr) })
 }
 
 // message broadcasts a chat line from the session's participant (never

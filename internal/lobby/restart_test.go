@@ -186,7 +186,11 @@ func testRestart(t *testing.T, how string) {
 	const n = 20
 	opts := lobby.Options{Addr: "127.0.0.1:0", Heartbeat: 500 * time.Millisecond, Grace: testGrace, Debug: true,
 		MaxStreamsPerIP: -1, MessageRate: -1, Logger: quietSlog(t)}
-	a, err := lobby.Start(t.Context(), opts)
+	start := lobby.Start
+	if how == "crash" {
+		start = lobby.StartCrashable
+	}
+	a, err := start(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

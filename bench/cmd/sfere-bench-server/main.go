@@ -63,7 +63,7 @@ var errNoSweep = errors.New("this mode has no heartbeat sweep")
 
 func main() {
 	var (
-		modeName   = flag.String("mode", wire.ModeSfere, "sfere, centrifuge, naive, raw (or proto: a prototype of a proposed sfere change)")
+		modeName   = flag.String("mode", wire.ModeSfere, "sfere (Hub.Detach), centrifuge, naive, raw, or sfere-serve (Hub.Serve) or sfere-nethttp (HubOptions.NoHijack)")
 		streamAddr = flag.String("addr", "127.0.0.1:0", "stream listener address (loopback only)")
 		ctlAddr    = flag.String("ctl", "127.0.0.1:0", "control API address (loopback only)")
 		rawWriters = flag.Int("raw-writers", 4, "raw mode: writer goroutines, each owning a shard of the sockets")
@@ -107,15 +107,17 @@ func main() {
 	var err error
 	switch *modeName {
 	case wire.ModeSfere:
-		m, err = newSfereMode(*natsURL, *nodeID)
+		m, err = newSfereMode(*natsURL, *nodeID, pathDetach)
+	case wire.ModeSfereServe:
+		m, err = newSfereMode("", "", pathServe)
+	case wire.ModeSfereNetHTTP:
+		m, err = newSfereMode("", "", pathNetHTTP)
 	case wire.ModeCentrifuge:
 		m, err = newCentrifugeMode()
 	case wire.ModeNaive:
 		m = newNaiveMode()
 	case wire.ModeRaw:
 		m = newRawMode(*rawWriters)
-	case wire.ModeProto:
-		m = newProtoMode()
 	default:
 		err = fmt.Errorf("unknown mode %q", *modeName)
 	}

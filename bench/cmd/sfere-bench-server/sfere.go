@@ -18,8 +18,9 @@ import (
 	"github.com/sfere-go/sfere/bench/internal/wire"
 )
 
-// sfereMode serves every stream with Hub.Serve, keyed default/bench/<id>;
-// a broadcast is one Hub.Broadcast to the category. With -nats the hub is
+// sfereMode serves every stream, keyed default/bench/<id>, with Hub.Detach
+// (or Hub.Serve, or on net/http: see streamPath); a broadcast is one
+// Hub.Broadcast to the category. With -nats the hub is
 // one node of a natscluster, and a broadcast is one Node.Broadcast: this
 // node's streams directly, every other node's through NATS.
 type sfereMode struct {
@@ -42,9 +43,18 @@ func (m *sfereMode) ended() map[string]int64 {
 
 const sfereCategory = "bench"
 
+// streamPath is how sfereMode opens a stream.
+type streamPath int
+
+const (
+	pathDetach  streamPath = iota // Hub.Detach: the handler returns; what a big server uses
+	pathServe                     // Hub.Serve: the handler's goroutine waits for the end
+	pathNetHTTP                   // Hub.Serve with HubOptions.NoHijack: net/http writes
+)
+
 // newSfereMode builds the mode; with natsURL set it also joins the hub to
 // the cluster on that NATS server as node nodeID (random if empty).
-func newSfereMode(natsURL, nodeID string) (*sfereMode, error) {
+func newSfereMode(natsURL, nodeID string, path streamPath) (*sfereMode, error) {
 	m := &sfereMode{endedBy: make(map[string]int64)}
 	m.store = sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: func(ev sfere.Eviction) {
 		if m.node != nil {
@@ -58,7 +68,7 @@ func newSfereMode(natsURL, nodeID string) (*sfereMode, error) {
 		m.endedBy[why]++
 		m.mu.Unlock()
 	}})
-	var hopts sfere.HubOptions
+	hopts := sfere.HubOptions{NoHijack: path == pathNetHTTP}
 	if natsURL != "" {
 		hopts.OnOpen = func(s *sfere.Stream) { m.node.Opened(s) }
 	}
@@ -80,6 +90,10 @@ func newSfereMode(natsURL, nodeID string) (*sfereMode, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /sse", func(w http.ResponseWriter, r *http.Request) {
 		key := sfere.NewKey(sfere.DefaultScope, sfereCategory, r.URL.Query().Get("id"))
+		if path == pathDetach {
+			_, _ = hub.Detach(w, r, key)
+			return
+		}
 		_ = hub.Serve(w, r, key)
 	})
 	m.srv = newHTTPServer(mux)

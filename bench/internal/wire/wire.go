@@ -18,16 +18,20 @@ const (
 	ModeCentrifuge = "centrifuge"
 	ModeNaive      = "naive"
 	ModeRaw        = "raw"
-	// ModeProto is a prototype of a change proposed for sfere (see the
-	// server's proto.go); it is not run unless asked for.
-	ModeProto = "proto"
+	// ModeSfereServe holds each stream with the blocking Hub.Serve (the
+	// connection still taken over from net/http); ModeSfereNetHTTP keeps
+	// every stream on net/http (HubOptions.NoHijack), as HTTP/2 and TLS
+	// streams are. Both are run only when asked for, to compare with
+	// ModeSfere, which uses Hub.Detach.
+	ModeSfereServe   = "sfere-serve"
+	ModeSfereNetHTTP = "sfere-nethttp"
 )
 
 // Modes lists every mode, in the order reports show them.
 var Modes = []string{ModeSfere, ModeRaw, ModeCentrifuge, ModeNaive}
 
 // KnownModes are the modes the server accepts.
-var KnownModes = []string{ModeSfere, ModeRaw, ModeCentrifuge, ModeNaive, ModeProto}
+var KnownModes = []string{ModeSfere, ModeRaw, ModeCentrifuge, ModeNaive, ModeSfereServe, ModeSfereNetHTTP}
 
 // HTML returns a size-byte HTML element (at least the stamp's length)
 // whose text carries ^seq:ts^, padded with dots.
