@@ -1,0 +1,85 @@
+//go:build unix
+
+package sfere
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+)
+
+// Fan-out of one rendered message to N held streams over real sockets
+// (Unix socket pairs): queuing, the writers, and one write per stream,
+// until every stream has written it. The peers are drained between
+// rounds, off the clock.
+func BenchmarkHeldFanout(b *testing.B) {
+	for _, n := range []int{100, 1_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			st := NewMemoryStore(MemoryOptions{})
+			hub := NewHub(st, HubOptions{})
+			peers := make([]int, n)
+			for i := range n {
+				s, peer := heldPair(b, hub, lobbyKey(fmt.Sprint(i)))
+				st.Put(s)
+				peers[i] = peer
+			}
+			m, err := render([]Effect{AppendElements("#messages", "<div>200 bytes of chat..........................................................................................................................................................</div>")})
+			if err != nil {
+				b.Fatal(err)
+			}
+			sink := make([]byte, 64<<10)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				written := make(chan int64, 1)
+				m.track = newTracker(func(w, _ int64) { written <- w })
+				hub.publish(All, nil, m, 0)
+				m.track.release()
+				if w := <-written; w != int64(n) {
+					b.Fatalf("%d of %d streams wrote", w, n)
+				}
+				b.StopTimer()
+				for _, fd := range peers {
+					for {
+						if k, _ := syscall.Read(fd, sink); k < len(sink) {
+							break
+						}
+					}
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/delivery")
+		})
+	}
+}
+
+// heldPair returns a held stream (not stored) over one end of a Unix
+// socket pair, and the other end's descriptor, non-blocking, for reading.
+// Both close when b ends.
+func heldPair(b *testing.B, hub *Hub, key Key) (*Stream, int) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fds[0]), "held")
+	nc, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := syscall.SetNonblock(fds[1], true); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		nc.Close()
+		syscall.Close(fds[1])
+	})
+	raw, err := nc.(syscall.Conn).SyscallConn()
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := &heldConn{nc: nc, raw: raw, writers: &hub.writers}
+	return &Stream{key: key, held: c, done: make(chan struct{}), finished: make(chan struct{})}, fds[1]
+}
