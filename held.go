@@ -186,7 +186,7 @@ func (h *Hub) closeHeld(c *heldConn) {
 	switch {
 	case c.broken:
 	case c.raw != nil:
-		_, _ = tryWrite(c.raw, lastChunk)
+		_, _ = newRawWriter().try(c.raw, lastChunk)
 	default:
 		_ = c.nc.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
 		_, _ = c.nc.Write(lastChunk)

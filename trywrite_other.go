@@ -4,9 +4,13 @@ package sfere
 
 import "syscall"
 
-// canTryWrite says whether tryWrite can write without waiting here: not
+// canTryWrite says whether a rawWriter can write without waiting here: not
 // on this system, so every write of a held stream goes slow (Hub.writeSlow).
 const canTryWrite = false
 
-// tryWrite writes nothing here.
-func tryWrite(syscall.RawConn, []byte) (int, error) { return 0, nil }
+// rawWriter writes nothing here.
+type rawWriter struct{}
+
+func newRawWriter() *rawWriter { return &rawWriter{} }
+
+func (*rawWriter) try(syscall.RawConn, []byte) (int, error) { return 0, nil }

@@ -28,13 +28,19 @@ type writers struct {
 	next    int // index in queue of the next stream to write
 	running int
 
-	buffers sync.Pool // *[]byte: a writer's join buffer
+	states sync.Pool // *writerState
+}
+
+// writerState is what one writer goroutine reuses from write to write.
+type writerState struct {
+	buf []byte // the chunk being written
+	raw *rawWriter
 }
 
 func (w *writers) init(h *Hub) {
 	w.hub = h
 	w.max = 2 * max(1, runtime.GOMAXPROCS(0))
-	w.buffers.New = func() any { return new([]byte) }
+	w.states.New = func() any { return &writerState{raw: newRawWriter()} }
 }
 
 // schedule queues streams for writing and starts writers for them, up to
@@ -74,19 +80,19 @@ func (w *writers) pop() *Stream {
 }
 
 func (w *writers) run() {
-	buf := w.buffers.Get().(*[]byte)
+	ws := w.states.Get().(*writerState)
 	for s := w.pop(); s != nil; s = w.pop() {
-		w.hub.drain(s, buf)
+		w.hub.drain(s, ws)
 	}
-	if cap(*buf) > 1<<20 {
-		*buf = nil // one huge batch does not pin its buffer
+	if cap(ws.buf) > 1<<20 {
+		ws.buf = nil // one huge batch does not pin its buffer
 	}
-	w.buffers.Put(buf)
+	w.states.Put(ws)
 }
 
 // drain writes what is queued for s in one write that does not wait. What
 // the socket does not take now goes on in writeSlow.
-func (h *Hub) drain(s *Stream, buf *[]byte) {
+func (h *Hub) drain(s *Stream, ws *writerState) {
 	c := s.held
 	s.mu.Lock()
 	if s.ended {
@@ -110,10 +116,10 @@ func (h *Hub) drain(s *Stream, buf *[]byte) {
 		h.release(s)
 		return
 	}
-	data, n := join((*buf)[:0], batch)
-	*buf = data
+	data, n := join(ws.buf[:0], batch)
+	ws.buf = data
 	start := time.Now()
-	k, err := tryWrite(c.raw, data)
+	k, err := ws.raw.try(c.raw, data)
 	switch {
 	case err != nil:
 		settleAll(batch, false)
