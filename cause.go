@@ -97,4 +97,7 @@ var (
 	ErrHubClosed = errors.New("sfere: hub closed")
 	// ErrWrite wraps a failed or timed-out write to the client.
 	ErrWrite = errors.New("sfere: write to client failed")
+	// ErrClientData: the client of a stream whose connection the hub took
+	// over sent more than [MaxClientData] bytes after its request.
+	ErrClientData = errors.New("sfere: client sent data on its stream")
 )

@@ -49,6 +49,11 @@ type heldConn struct {
 	writeErr atomic.Pointer[error]
 }
 
+// MaxClientData is how many bytes the client of a held stream may send
+// after its request (a body the handler did not read, say) before the
+// stream is closed with [ErrClientData]; they are read and dropped.
+const MaxClientData = 64 << 10
+
 // aLongTimeAgo is a deadline in the past: setting it interrupts a read.
 var aLongTimeAgo = time.Unix(1, 0)
 
@@ -132,8 +137,9 @@ func (h *Hub) hold(ctx context.Context, s *Stream) {
 	defer h.active.Done()
 	c := s.held
 	var (
-		buf [64]byte
-		why error // why the stream ends itself; nil if it was evicted
+		buf  [64]byte
+		sent int   // bytes the client sent after its request
+		why  error // why the stream ends itself; nil if it was evicted
 	)
 	for {
 		if s.evicted() {
@@ -142,11 +148,14 @@ func (h *Hub) hold(ctx context.Context, s *Stream) {
 		if why = h.heldEnded(ctx, c); why != nil {
 			break
 		}
-		_, err := c.nc.Read(buf[:])
+		k, err := c.nc.Read(buf[:])
+		sent += k
 		switch {
+		case err == nil && sent > MaxClientData:
+			why = fmt.Errorf("%w: more than %d bytes", ErrClientData, MaxClientData)
 		case err == nil:
 			// A client of a stream has nothing to say; what it sends
-			// anyway (a request body it was not asked for) is dropped.
+			// anyway (a request body nobody read) is dropped.
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			// Interrupted: the checks above say why.
 		default:

@@ -146,13 +146,15 @@ func TestHeldResponseHead(t *testing.T) {
 }
 
 // Bytes a client sends after its request (a body nobody read, or
-// nonsense) are dropped; the stream goes on.
+// nonsense) are dropped and the stream goes on, up to MaxClientData; a
+// client that keeps sending is closed.
 func TestHeldStreamIgnoresClientBytes(t *testing.T) {
 	hub, ev := newMemoryHub(t, HubOptions{})
 	srv := testServer(t, hub, Comment("hello"))
 	c := dial(t, srv, "brian", true)
 	c.waitLine(": hello", time.Second)
-	if _, err := c.conn.Write([]byte(strings.Repeat("GET / HTTP/1.1\r\n\r\n", 100))); err != nil {
+	junk := []byte(strings.Repeat("GET / HTTP/1.1\r\n\r\n", 100))
+	if _, err := c.conn.Write(junk); err != nil {
 		t.Fatal(err)
 	}
 	ev.none(t, 100*time.Millisecond)
@@ -160,6 +162,16 @@ func TestHeldStreamIgnoresClientBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.waitLine(": still here", time.Second)
+
+	for sent := len(junk); sent <= MaxClientData; sent += len(junk) {
+		if _, err := c.conn.Write(junk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := ev.next(t, 2*time.Second)
+	if got.Cause != CauseClosed || !errors.Is(got.Err, ErrClientData) {
+		t.Fatalf("eviction = %+v, want closed for sending data", got)
+	}
 }
 
 // A client that reads slowly through a small socket buffer makes writes
