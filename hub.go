@@ -106,13 +106,13 @@ func (h *Hub) Store() Store { return h.store }
 // net/http (it hijacks it) once the request is parsed: the hub writes the
 // response itself (chunked, as net/http would; the connection closes when
 // the stream ends), and its writers write everything queued for the
-// stream in one write that never waits. net/http's per-connection goroutine and buffers are freed (a
-// stream costs a few KiB rather than about 25) and
-// [net/http.Server.Shutdown] no longer waits for the connection:
-// [Hub.Shutdown] ends it. Over HTTP/2, HTTP/1.0 or TLS, when a middleware
-// set a Content-Encoding, when w cannot hijack, or with
-// [HubOptions.NoHijack], the stream stays on w and Serve's goroutine
-// writes it.
+// stream in one write that never waits. net/http's background reader
+// ends, and [net/http.Server.Shutdown] no longer waits for the
+// connection: [Hub.Shutdown] ends it. Serve's own goroutine (with the
+// request and net/http's state for the connection) stays until the
+// stream ends; [Hub.Detach] frees those too. Over HTTP/2, HTTP/1.0 or TLS, when a middleware set a
+// Content-Encoding, when w cannot hijack, or with [HubOptions.NoHijack],
+// the stream stays on w and Serve's goroutine writes it.
 func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, key Key, initial ...Effect) error {
 	_, err := h.open(w, r, key, initial, false)
 	return err
