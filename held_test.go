@@ -339,3 +339,59 @@ func TestResetUnderWritesEndsOnce(t *testing.T) {
 		ev.none(t, 100*time.Millisecond)
 	})
 }
+
+// Only plain HTTP/1.1 is taken over: over TLS and for HTTP/1.0 clients
+// the stream stays on net/http (which keeps TLS connections alive and
+// does not chunk for HTTP/1.0), and works the same.
+func TestTakeOverOnlyPlainHTTP11(t *testing.T) {
+	hub, _ := newMemoryHub(t, HubOptions{})
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hub.Serve(w, r, lobbyKey(r.URL.Query().Get("id")), Comment("hello"))
+	})
+	tlsSrv := httptest.NewTLSServer(handler)
+	defer tlsSrv.Close()
+	defer hub.Shutdown(context.Background())
+
+	resp, err := tlsSrv.Client().Get(tlsSrv.URL + "/sse?id=tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if line, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil || line != ": hello\n" {
+		t.Fatalf("TLS: first line %q, %v", line, err)
+	}
+	if resp.ProtoMajor != 1 || resp.Close {
+		t.Fatalf("TLS: %s, close %v: want HTTP/1.1 on net/http (kept alive)", resp.Proto, resp.Close)
+	}
+
+	srv := testServer(t, hub)
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("GET /sse?id=old HTTP/1.0\r\nHost: test\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	old, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(old.TransferEncoding) != 0 {
+		t.Fatalf("HTTP/1.0: transfer encoding %v, want none (net/http's path)", old.TransferEncoding)
+	}
+	waitFor(t, time.Second, "both streams", func() bool { return hub.Count(All) == 2 })
+	if _, err := hub.Send(lobbyKey("old"), Comment("to an old client")); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line == ": to an old client\n" {
+			break
+		}
+	}
+}
