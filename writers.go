@@ -12,13 +12,14 @@ import (
 // writers drain the queues of held streams (held.go). A stream with news
 // is put on one FIFO queue (once: see Stream.claim); up to two goroutines
 // per CPU take streams off it and write everything queued for each in
-// one write that never waits. Two per CPU, because a write to a socket
-// is a system call that the OS may suspend: another writer then keeps the
+// one write that never waits. Two per CPU, because a write to a socket is
+// a system call that the OS may suspend: another writer then keeps the
 // CPU busy (measured at 10k streams on 2 CPUs: one broadcast 1.31x raw
-// TCP with one writer per CPU, 1.16x with two). A socket whose buffer is full is handed to
-// a goroutine of its own that waits, under the write timeout, until the
-// client takes the rest: a slow client never holds up the others. The
-// goroutines exist only while there is work: none is left idle.
+// TCP with one writer per CPU, 1.16x with two). A socket whose buffer is
+// full is handed to a goroutine of its own that waits, under the write
+// timeout, until the client takes the rest: a slow client never holds up
+// the others. The goroutines exist only while there is work: none is
+// left idle.
 type writers struct {
 	hub *Hub
 	max int
