@@ -165,12 +165,7 @@ func (h *Hub) hold(ctx context.Context, s *Stream) {
 			break
 		}
 	}
-	if why != nil {
-		h.store.PurgeStream(s, CauseClosed, why)
-	}
-	<-s.finished
-	leftover, _ := s.take(nil)
-	settleAll(leftover, false)
+	h.endStream(s, why)
 	// Close the connection, or have its writer close it once its write
 	// returns; a writer waiting for a slow client is cut short.
 	s.mu.Lock()
@@ -182,16 +177,17 @@ func (h *Hub) hold(ctx context.Context, s *Stream) {
 	}
 	s.mu.Unlock()
 	if mine {
-		h.closeHeld(c)
+		c.close()
 	}
 }
 
 // lastChunk ends a chunked response.
 var lastChunk = []byte("0\r\n\r\n")
 
-// closeHeld ends the response with its last chunk, if the socket takes it
-// now and the chunks before it were whole, and closes the connection.
-func (h *Hub) closeHeld(c *heldConn) {
+// close ends the response with its last chunk, if the socket takes it now
+// and the chunks before it were whole, and closes the connection. Only
+// the goroutine holding scheduled calls it, once.
+func (c *heldConn) close() {
 	switch {
 	case c.broken:
 	case c.raw != nil:
@@ -223,11 +219,11 @@ func readEnded(c *heldConn, err error) error {
 	vanished := errors.Is(err, syscall.ETIMEDOUT)
 	switch werr := c.writeErr.Load(); {
 	case werr != nil && vanished:
-		return fmt.Errorf("%w: %w: %w: %w", ErrWrite, *werr, ErrPeerVanished, err)
+		return peerVanished(writeError(*werr), err)
 	case werr != nil:
 		return writeError(*werr)
 	case vanished:
-		return fmt.Errorf("%w: %w: %w", ErrClientGone, ErrPeerVanished, err)
+		return peerVanished(ErrClientGone, err)
 	default:
 		return ErrClientGone
 	}

@@ -279,15 +279,7 @@ func TestDetachOverHTTP2ServesUntilEnd(t *testing.T) {
 	if _, err := hub.Send(lobbyKey("brian"), Comment("more")); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatal(err)
-		}
-		if line == ": more\n" {
-			break
-		}
-	}
+	readUntil(t, br, ": more\n")
 	select {
 	case <-got:
 		t.Fatal("Detach returned while its HTTP/2 stream was live")
@@ -315,19 +307,7 @@ func TestResetUnderWritesEndsOnce(t *testing.T) {
 		srv := testServer(t, hub, Comment("hello"))
 		c := dial(t, srv, "brian", true)
 		c.waitLine(": hello", time.Second)
-		stop := make(chan struct{})
-		defer close(stop)
-		go func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-					hub.Send(lobbyKey("brian"), Comment(strings.Repeat("busy", 256)))
-					time.Sleep(50 * time.Microsecond)
-				}
-			}
-		}()
+		defer keepSending(hub, lobbyKey("brian"), Comment(strings.Repeat("busy", 256)), 50*time.Microsecond)()
 		time.Sleep(20 * time.Millisecond)
 		_ = c.conn.(*net.TCPConn).SetLinger(0) // close with RST
 		c.conn.Close()
@@ -385,13 +365,19 @@ func TestTakeOverOnlyPlainHTTP11(t *testing.T) {
 	if _, err := hub.Send(lobbyKey("old"), Comment("to an old client")); err != nil {
 		t.Fatal(err)
 	}
+	readUntil(t, br, ": to an old client\n")
+}
+
+// readUntil reads lines from br until one is want.
+func readUntil(t *testing.T, br *bufio.Reader, want string) {
+	t.Helper()
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("no line %q: %v", want, err)
 		}
-		if line == ": to an old client\n" {
-			break
+		if line == want {
+			return
 		}
 	}
 }

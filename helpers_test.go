@@ -72,6 +72,27 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// keepSending sends effect to key every interval (after sending) until
+// the returned stop is called; stop waits for the sender to return.
+func keepSending(hub *Hub, key Key, effect Effect, every time.Duration) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			hub.Send(key, effect)
+			select {
+			case <-quit:
+				return
+			case <-time.After(every):
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
+}
+
 // bothPaths runs test over both ways a hub writes a stream: a connection
 // it took over (the default for HTTP/1.1) and net/http's response writer
 // (HubOptions.NoHijack, as over HTTP/2).

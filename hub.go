@@ -236,14 +236,21 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, key Key, first *
 			break
 		}
 	}
+	h.endStream(s, why)
+	return s, nil
+}
+
+// endStream is how a stream's life ends, on either path: the stream ends
+// itself if why is set (cause closed), the eviction callback returns, and
+// whatever was still queued fails: nothing queued after an eviction is
+// written.
+func (h *Hub) endStream(s *Stream, why error) {
 	if why != nil {
 		h.store.PurgeStream(s, CauseClosed, why)
 	}
 	<-s.finished
-	// Nothing is queued after the eviction; whatever was is never written.
 	leftover, _ := s.take(nil)
 	settleAll(leftover, false)
-	return s, nil
 }
 
 // write writes a batch of messages to the client under one deadline and

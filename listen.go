@@ -101,7 +101,7 @@ type connKey struct{}
 func clientGone(ctx context.Context) error {
 	if c, _ := ctx.Value(connKey{}).(*conn); c != nil {
 		if err := c.vanished.Load(); err != nil {
-			return fmt.Errorf("%w: %w: %w", ErrClientGone, ErrPeerVanished, *err)
+			return peerVanished(ErrClientGone, *err)
 		}
 	}
 	return ErrClientGone
@@ -131,15 +131,21 @@ func vanishedWrite(ctx context.Context, err error) error {
 		t.Stop()
 	}
 	if v := c.vanished.Load(); v != nil {
-		return fmt.Errorf("%w: %w: %w", err, ErrPeerVanished, *v)
+		return peerVanished(err, *v)
 	}
 	return err
+}
+
+// peerVanished adds [ErrPeerVanished] to what ended a stream (base),
+// with the system's error that said so (cause: ETIMEDOUT).
+func peerVanished(base, cause error) error {
+	return fmt.Errorf("%w: %w: %w", base, ErrPeerVanished, cause)
 }
 
 // writeError wraps a failed write, marking a peer TCP gave up on.
 func writeError(err error) error {
 	if errors.Is(err, syscall.ETIMEDOUT) {
-		return fmt.Errorf("%w: %w: %w", ErrWrite, ErrPeerVanished, err)
+		return peerVanished(ErrWrite, err)
 	}
 	return fmt.Errorf("%w: %w", ErrWrite, err)
 }

@@ -27,18 +27,7 @@ func TestVanishedPeerUnderWritesIsVanished(t *testing.T) {
 		srv := testServerOn(t, ln, hub, Comment("hello"))
 		brian := dial(t, srv, "brian", true)
 		brian.waitLine(": hello", time.Second)
-		stop := make(chan struct{})
-		defer close(stop)
-		go func() {
-			for {
-				select {
-				case <-stop:
-					return
-				case <-time.After(time.Millisecond):
-					hub.Send(lobbyKey("brian"), Comment("busy"))
-				}
-			}
-		}()
+		defer keepSending(hub, lobbyKey("brian"), Comment("busy"), time.Millisecond)()
 		netfault.DropPort(t, brian.localPort())
 		got := ev.next(t, userTimeout+3*time.Second)
 		if got.Cause != CauseClosed || !errors.Is(got.Err, ErrPeerVanished) {

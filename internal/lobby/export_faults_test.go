@@ -8,14 +8,18 @@ import (
 	"github.com/sfere-go/sfere"
 )
 
-// StartCrashable is Start on a listener that remembers its connections,
-// so that CrashForTest can break them all.
+// StartCrashable is Start with its listener wrapped in one that remembers
+// its connections, so that CrashForTest can break them all.
 func StartCrashable(ctx context.Context, opts Options) (*Server, error) {
-	ln, err := sfere.Listen(ctx, "tcp", opts.Addr, sfere.ListenOptions{UserTimeout: opts.UserTimeout})
-	if err != nil {
-		return nil, err
+	old := listen
+	defer func() { listen = old }()
+	listen = func(ctx context.Context, network, address string, lo sfere.ListenOptions) (net.Listener, error) {
+		ln, err := old(ctx, network, address, lo)
+		if err != nil {
+			return nil, err
+		}
+		return &crashListener{Listener: ln}, nil
 	}
-	defer swapListen(&crashListener{Listener: ln})()
 	return Start(ctx, opts)
 }
 
