@@ -80,6 +80,8 @@ func heldPair(b *testing.B, hub *Hub, key Key) (*Stream, int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := &heldConn{nc: nc, raw: raw, writers: &hub.writers}
-	return &Stream{key: key, held: c, done: make(chan struct{}), finished: make(chan struct{})}, fds[1]
+	s := newStream(key, 0)
+	c := &connSink{s: s, nc: nc, raw: raw, writers: &hub.writers}
+	s.sink = c
+	return s, fds[1]
 }

@@ -114,9 +114,10 @@ var ErrBadEffect = errors.New("sfere: bad effect")
 // message is a rendered batch of effects: immutable bytes shared by every
 // stream it is queued to.
 type message struct {
-	data  []byte
-	close bool
-	track *tracker // nil unless someone waits for the writes (the heartbeat)
+	data      []byte
+	close     bool     // ends with a close-stream effect
+	heartbeat bool     // a heartbeat's beat, not the app's traffic
+	track     *tracker // nil unless someone waits for the writes (the heartbeat)
 }
 
 // Render returns the Datastar SSE bytes of effects, in order, as the

@@ -2,6 +2,7 @@ package sfere
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -111,31 +112,37 @@ func TestHeartbeatFindsVanishedPeer(t *testing.T) {
 	})
 }
 
-// On its interval the heartbeat leaves alone a stream that app traffic
-// keeps busy, and still beats an idle one.
+// On its interval the heartbeat leaves alone a stream whose app traffic
+// was written since the last half interval (beat's idleSince), and still
+// beats an idle one.
 func TestHeartbeatSkipsBusyStreams(t *testing.T) {
 	bothPaths(t, func(t *testing.T, noHijack bool) {
 		hub, _ := newMemoryHub(t, HubOptions{NoHijack: noHijack})
 		srv := testServer(t, hub)
 		busy, idle := dial(t, srv, "busy", true), dial(t, srv, "idle", true)
 		waitFor(t, time.Second, "streams", func() bool { return hub.Count(All) == 2 })
-		hb := NewHeartbeat(hub, All, 100*time.Millisecond)
-		stop := hb.Start()
-		defer stop()
-		deadline := time.Now().Add(2 * time.Second)
-		for hb.Stats().Sweeps < 5 && time.Now().Before(deadline) {
-			if _, err := hub.Send(lobbyKey("busy"), PatchElements(`<div id="tick"></div>`)); err != nil {
+		s, _ := hub.Store().Get(lobbyKey("busy"))
+		hb := NewHeartbeat(hub, All, time.Hour)
+		for i := range 3 {
+			since := time.Now()
+			tick := fmt.Sprintf(`<div id="tick">%d</div>`, i)
+			if _, err := hub.Send(lobbyKey("busy"), PatchElements(tick)); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(10 * time.Millisecond)
+			busy.waitLine(tick, 2*time.Second)
+			waitFor(t, 2*time.Second, "the write recorded", func() bool { return s.lastAppWrite.Load() >= since.UnixNano() })
+			if res := hb.beat(since); res.Delivered != 1 {
+				t.Fatalf("sweep %d reached %+v, want the idle stream only", i, res)
+			}
+			idle.waitLine(": heartbeat", 2*time.Second)
 		}
-		st := hb.Stats()
-		if st.Sweeps < 5 || st.Skipped < 4 || st.Writes < 4 {
-			t.Fatalf("stats = %+v: want the busy stream skipped and the idle one beaten on every sweep", st)
+		if st := hb.Stats(); st.Skipped != 3 {
+			t.Fatalf("stats = %+v: want the busy stream skipped on every sweep", st)
 		}
-		idle.waitLine(": heartbeat", time.Second)
-		if line, err := busy.nextLine(": heartbeat", 50*time.Millisecond); err == nil {
-			t.Fatalf("busy stream got %q", line)
+		// An explicit Beat reaches every stream.
+		if res := hb.Beat(); res.Delivered != 2 {
+			t.Fatalf("Beat reached %+v, want both streams", res)
 		}
+		busy.waitLine(": heartbeat", 2*time.Second)
 	})
 }

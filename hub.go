@@ -51,7 +51,7 @@ type Hub struct {
 	onOpen       func(*Stream)
 	noHijack     bool
 	buffers      sync.Pool // *[]*Stream for broadcasts
-	writers      writers   // write held streams (held.go)
+	writers      writers   // write streams on taken-over connections (writers.go)
 
 	mu      sync.Mutex
 	closed  bool
@@ -110,9 +110,10 @@ func (h *Hub) Store() Store { return h.store }
 // ends, and [net/http.Server.Shutdown] no longer waits for the
 // connection: [Hub.Shutdown] ends it. Serve's own goroutine (with the
 // request and net/http's state for the connection) stays until the
-// stream ends; [Hub.Detach] frees those too. Over HTTP/2, HTTP/1.0 or TLS, when a middleware set a
-// Content-Encoding, when w cannot hijack, or with [HubOptions.NoHijack],
-// the stream stays on w and Serve's goroutine writes it.
+// stream ends; [Hub.Detach] frees those too. Over HTTP/2, HTTP/1.0 or
+// TLS, when a middleware set a Content-Encoding, when w cannot hijack, or
+// with [HubOptions.NoHijack], the stream stays on w and Serve's goroutine
+// writes it.
 func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, key Key, initial ...Effect) error {
 	_, err := h.open(w, r, key, initial, false)
 	return err
@@ -144,7 +145,7 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, key Key, initial []Ef
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
-	hj, ok := h.canHold(w, r)
+	hj, ok := h.canTakeOver(w, r)
 	if !ok {
 		defer h.active.Done()
 		return h.serveHTTP(w, r, key, first)
@@ -154,149 +155,40 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, key Key, initial []Ef
 		h.active.Done()
 		return nil, err
 	}
-	s := newHeldStream(key, h.maxQueue, c, first)
+	s := newStream(key, h.maxQueue)
+	s.sink, c.s = c, s
+	s.queue = append(s.queue, first)
 	h.store.Put(s)
 	if h.onOpen != nil {
 		h.onOpen(s)
 	}
-	h.writers.schedule(s)
+	c.wake(nil)
 	if detach {
-		go h.hold(nil, s)
+		go h.watch(nil, c)
 		return s, nil
 	}
 	ctx := r.Context()
 	stop := context.AfterFunc(ctx, c.interrupt)
 	defer stop()
-	h.hold(ctx, s)
+	h.watch(ctx, c)
 	return s, nil
 }
 
-// serveHTTP is a stream's life on net/http's response writer: this
-// goroutine is its only writer, and waits on the stream's wake channel.
-func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, key Key, first *message) (*Stream, error) {
-	rc := http.NewResponseController(w)
-	if r.ProtoMajor == 1 {
-		w.Header().Set("Connection", "keep-alive")
-	}
-	w.WriteHeader(http.StatusOK)
-	if err := rc.Flush(); err != nil {
-		return nil, fmt.Errorf("sfere: response cannot stream: %w", err)
-	}
-
-	s := newStream(key, h.maxQueue)
-	h.store.Put(s)
-	if h.onOpen != nil {
-		h.onOpen(s)
-	}
-
-	var (
-		ctx      = r.Context()
-		batch    = []*message{first}
-		spare    []*message
-		deadline time.Time // the write deadline in force; see Hub.write
-		why      error     // why the stream ends itself; nil if it was evicted
-	)
-	// Everything that can end the stream also wakes it, so the loop waits
-	// on one channel: the request context (here), an eviction (Stream.end)
-	// and Shutdown (which wakes every stored stream).
-	stopWake := context.AfterFunc(ctx, s.signal)
-	defer stopWake()
-	for opening := true; ; opening = false {
-		if len(batch) > 0 {
-			now := time.Now()
-			closeNow, err := h.write(w, rc, batch, &deadline, now)
-			settleAll(batch, err == nil)
-			if err != nil {
-				why = vanishedWrite(ctx, err)
-				break
-			}
-			if closeNow {
-				why = ErrClosedByApp
-				break
-			}
-			if !opening && carriesApp(batch) {
-				s.lastAppWrite.Store(now.UnixNano())
-			}
-			h.store.Touch(s)
-		}
-		// The written batch becomes the spare the queue fills next; the
-		// queue's slice comes back as the next batch. Two slices take
-		// turns, so steady traffic allocates nothing.
-		clear(batch)
-		spare, batch = batch[:0], nil
-		if why = h.ended(ctx); why != nil || s.evicted() {
-			break
-		}
-		<-s.wake
-		if why = h.ended(ctx); why != nil || s.evicted() {
-			break
-		}
-		if batch, why = s.take(spare); why != nil {
-			settleAll(batch, false)
-			break
-		}
-	}
-	h.endStream(s, why)
-	return s, nil
-}
-
-// endStream is how a stream's life ends, on either path: the stream ends
-// itself if why is set (cause closed), the eviction callback returns, and
-// whatever was still queued fails: nothing queued after an eviction is
-// written.
-func (h *Hub) endStream(s *Stream, why error) {
+// retire is how a stream's life ends, whichever sink wrote it: the stream
+// ends itself if why is set (cause closed), the eviction callback returns,
+// and whatever was still queued fails: nothing queued after an eviction
+// is written.
+func (h *Hub) retire(s *Stream, why error) {
 	if why != nil {
 		h.store.PurgeStream(s, CauseClosed, why)
 	}
 	<-s.finished
-	leftover, _ := s.take(nil)
-	settleAll(leftover, false)
+	settleAll(s.leftovers(), false)
 }
 
-// write writes a batch of messages to the client under one deadline and
-// one flush, stopping after a close-stream message.
-//
-// Moving a deadline costs a timer update, so it is moved only once less
-// than half the write timeout is left on it: a write may run for at least
-// WriteTimeout/2 and at most WriteTimeout.
-func (h *Hub) write(w http.ResponseWriter, rc *http.ResponseController, batch []*message, deadline *time.Time, now time.Time) (closeNow bool, err error) {
-	if h.writeTimeout > 0 {
-		if deadline.Sub(now) < h.writeTimeout/2 {
-			*deadline = now.Add(h.writeTimeout)
-			// An error means the writer has no deadlines (not a real
-			// connection); writes then go on without one.
-			_ = rc.SetWriteDeadline(*deadline)
-		}
-	}
-	for _, m := range batch {
-		if _, err := w.Write(m.data); err != nil {
-			return false, writeError(err)
-		}
-		if m.close {
-			closeNow = true
-			break
-		}
-	}
-	if err := rc.Flush(); err != nil {
-		return false, writeError(err)
-	}
-	return closeNow, nil
-}
-
-// carriesApp reports whether batch holds a message the app sent (a
-// heartbeat's is tracked; the app's are not).
-func carriesApp(batch []*message) bool {
-	for _, m := range batch {
-		if m.track == nil {
-			return true
-		}
-	}
-	return false
-}
-
-// ended says why Serve must stop for its client or the hub, if it must;
-// ctx is nil for a detached stream.
-func (h *Hub) ended(ctx context.Context) error {
+// stopReason says why a stream must stop for its client or the hub, if it
+// must; ctx is the request's context, nil for a detached stream.
+func (h *Hub) stopReason(ctx context.Context) error {
 	if ctx != nil && ctx.Err() != nil {
 		return clientGone(ctx)
 	}
@@ -321,7 +213,7 @@ func (h *Hub) enter() bool {
 // Result says what became of one [Hub.Broadcast] or [Hub.Send].
 type Result struct {
 	// Delivered counts the streams that took the message into their
-	// queue; their Serve goroutines write it to the clients.
+	// queue; each stream's writer writes it to its client soon after.
 	Delivered int
 	// Failed counts the streams that refused it because they had ended
 	// or their client had fallen too far behind (that stream is closed).
@@ -347,10 +239,7 @@ func (h *Hub) Broadcast(p Pattern, exclude Matcher, effects ...Effect) (Result, 
 func (h *Hub) publish(p Pattern, exclude Matcher, m *message, wroteSince int64) (res Result, skipped int) {
 	buf := h.buffers.Get().(*[]*Stream)
 	streams := h.store.AppendStreams((*buf)[:0], p)
-	// Held streams to hand to the writers, a few at a time: one lock of
-	// their queue per chunk, and the first writes start early.
-	var chunk [64]*Stream
-	pending := chunk[:0]
+	wakes := wakeBatch{w: &h.writers}
 	for _, s := range streams {
 		if exclude != nil && exclude.Match(s.key) {
 			continue
@@ -359,27 +248,13 @@ func (h *Hub) publish(p Pattern, exclude Matcher, m *message, wroteSince int64) 
 			skipped++
 			continue
 		}
-		kick, err := s.put(m)
-		if err == nil {
+		if err := s.enqueue(m, &wakes); err == nil {
 			res.Delivered++
 		} else {
 			res.Failed++
 		}
-		switch {
-		case !kick:
-		case s.held == nil:
-			s.signal()
-		default:
-			pending = append(pending, s)
-			if len(pending) == len(chunk) {
-				h.writers.schedule(pending...)
-				pending = pending[:0]
-			}
-		}
 	}
-	if len(pending) > 0 {
-		h.writers.schedule(pending...)
-	}
+	wakes.flush()
 	clear(streams)
 	*buf = streams[:0]
 	h.buffers.Put(buf)
@@ -398,7 +273,7 @@ func (h *Hub) Send(key Key, effects ...Effect) (Result, error) {
 	if !ok {
 		return Result{}, fmt.Errorf("%w: %v", ErrNoStream, key)
 	}
-	if err := s.enqueue(m); err != nil {
+	if err := s.enqueue(m, nil); err != nil {
 		return Result{Failed: 1}, fmt.Errorf("sfere: send to %v: %w", key, err)
 	}
 	return Result{Delivered: 1}, nil
@@ -419,10 +294,12 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		close(h.closing)
 	}
 	h.mu.Unlock()
-	// Wake every stream so that its Serve sees the hub closing. A Serve
-	// that stores its stream after this scan sees closing before it waits.
+	// Interrupt every stream so that whatever serves it sees the hub
+	// closing. One stored after this scan sees closing before it waits.
 	for _, s := range h.store.AppendStreams(nil, NewPattern(Any, Any, Any)) {
-		s.signal()
+		if s.sink != nil {
+			s.sink.interrupt()
+		}
 	}
 	done := make(chan struct{})
 	go func() {

@@ -107,35 +107,6 @@ func clientGone(ctx context.Context) error {
 	return ErrClientGone
 }
 
-// vanishedWrite adds [ErrPeerVanished] to a failed write's error when TCP
-// had given up on the peer: once the user timeout aborts a connection, the
-// kernel reports ETIMEDOUT to one call only, often net/http's background
-// read (which records it, see [conn.Read]), and EPIPE to every write after,
-// so a write under way then fails with a plain broken pipe. Such a write
-// waits (at most 50 ms) for the background read to cancel the request,
-// which it does right after recording the error.
-func vanishedWrite(ctx context.Context, err error) error {
-	if errors.Is(err, ErrPeerVanished) {
-		return err
-	}
-	c, _ := ctx.Value(connKey{}).(*conn)
-	if c == nil {
-		return err
-	}
-	if c.vanished.Load() == nil && (errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) {
-		t := time.NewTimer(50 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
-	}
-	if v := c.vanished.Load(); v != nil {
-		return peerVanished(err, *v)
-	}
-	return err
-}
-
 // peerVanished adds [ErrPeerVanished] to what ended a stream (base),
 // with the system's error that said so (cause: ETIMEDOUT).
 func peerVanished(base, cause error) error {

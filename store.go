@@ -39,7 +39,7 @@ type Store interface {
 // waiting for the eviction to be complete (the stream's Serve). Stores call
 // it exactly once per eviction, with no lock held.
 func deliver(fn EvictFunc, ev Eviction) {
-	ev.Stream.end(ev.Cause, ev.Err)
+	ev.Stream.evict(ev.Cause, ev.Err)
 	defer ev.Stream.finish()
 	if fn != nil {
 		fn(ev)

@@ -12,40 +12,58 @@ var ErrStreamEnded = errors.New("sfere: stream ended")
 
 // Stream is one live SSE response, held in a [Store] under its key.
 // Senders put rendered messages in its bounded queue and never wait for
-// the client. One writer at a time drains the queue: the stream's
-// [Hub.Serve] goroutine on net/http's path, or the hub's writers for a
-// connection the hub took over (see held.go).
+// the client; the stream's sink writes the queue to the client, one
+// writer at a time.
+//
+// A stream's life has three phases, each reached once:
+//
+//	open --evict--> evicted --finish--> finished
+//
+// evict is the store's doing (see deliver): the stream left the store, its
+// queue takes nothing more, and Done is closed. finish follows once the
+// eviction callback returned: the goroutine serving the stream may then
+// let go of it, and the functions given to AfterEnd run.
 type Stream struct {
 	key      Key
-	maxQueue int // bytes; 0 means unbounded
+	maxQueue int  // bytes; 0 means unbounded
+	sink     sink // how the queue reaches the client; set before the stream is stored (nil: nobody writes it)
 
-	mu       sync.Mutex
-	queue    []*message
-	queued   int   // bytes in queue
-	ended    bool  // set by end: the queue takes nothing more
-	abortErr error // set when the queue overflowed; the writer ends the stream
+	mu        sync.Mutex
+	queue     []*message
+	queued    int   // bytes in queue
+	isEvicted bool  // evict ran: the queue takes nothing more
+	overflow  error // set when the queue would pass maxQueue; the writer ends the stream
+	afterEnd  []func()
+	fired     bool // finish ran
 
 	lastAppWrite atomic.Int64 // unix nanos: start of the last successful write of app traffic
 
-	held *heldConn // the taken-over connection; nil on net/http's path
-
-	afterEnd []func() // run by finish; guarded by mu
-	fired    bool     // finish ran; guarded by mu
-
-	wake     chan struct{} // buffered(1): the queue has news for Serve (net/http's path only)
-	done     chan struct{} // closed by end: the stream was evicted
-	finished chan struct{} // closed by finish: the eviction callback returned
-	cause    Cause         // set by end, read after done
-	err      error         // set by end, read after done
+	done     chan struct{} // closed by evict
+	finished chan struct{} // closed by finish
+	cause    Cause         // set by evict, read after done
+	err      error         // set by evict, read after done
 }
 
-// newStream returns a stream for net/http's path: its Serve goroutine
-// waits on wake.
+// sink is how a stream's queue reaches its client. There are two: a
+// net/http response writer (sink_http.go) and a connection the hub took
+// over from net/http (sink_conn.go). The stream never asks which.
+type sink interface {
+	// wake tells the sink's writer that the stream's queue has news. A
+	// sink that schedules shared writers may add the stream to b (a
+	// broadcast's batch, nil for a single send) instead of scheduling it
+	// alone.
+	wake(b *wakeBatch)
+	// interrupt makes whatever serves the stream look at why it should
+	// end: an eviction, the hub shutting down.
+	interrupt()
+}
+
+// newStream returns an open stream under key; the caller sets its sink
+// before storing it.
 func newStream(key Key, maxQueue int) *Stream {
 	return &Stream{
 		key:      key,
 		maxQueue: maxQueue,
-		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		finished: make(chan struct{}),
 	}
@@ -57,103 +75,89 @@ func (s *Stream) Key() Key { return s.key }
 // Done is closed when the stream has been evicted from its store.
 func (s *Stream) Done() <-chan struct{} { return s.done }
 
-// enqueue hands m to the stream's writer. It never blocks on the client:
-// a stream whose queue would pass its limit is marked for closing instead
-// (cause closed, [ErrSlowClient]).
-func (s *Stream) enqueue(m *message) error {
-	kick, err := s.put(m)
-	if kick {
-		s.kick()
+// enqueue queues m and wakes the stream's writer. It never blocks on the
+// client: a stream whose queue would pass its limit is marked for closing
+// instead (cause closed, [ErrSlowClient]).
+func (s *Stream) enqueue(m *message, b *wakeBatch) error {
+	err := s.put(m)
+	if (err == nil || err == ErrSlowClient) && s.sink != nil {
+		// An overflow wakes the writer too: it ends the stream.
+		s.sink.wake(b)
 	}
 	return err
 }
 
-// put queues m and reports whether the writer must be kicked (see kick);
-// [Hub.publish] gathers the kicks of a broadcast.
-func (s *Stream) put(m *message) (kick bool, err error) {
+// put queues m, unless the stream was evicted or overflowed.
+func (s *Stream) put(m *message) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
-	case s.ended:
-		return false, ErrStreamEnded
-	case s.abortErr != nil:
-		return false, s.abortErr
+	case s.isEvicted:
+		return ErrStreamEnded
+	case s.overflow != nil:
+		return s.overflow
 	case s.maxQueue > 0 && s.queued > 0 && s.queued+len(m.data) > s.maxQueue:
-		// The writer ends the stream when it sees abortErr.
-		s.abortErr = ErrSlowClient
-		return s.claim(), ErrSlowClient
+		s.overflow = ErrSlowClient
+		return ErrSlowClient
 	}
 	s.queue = append(s.queue, m)
 	s.queued += len(m.data)
 	if m.track != nil {
 		m.track.add()
 	}
-	return s.claim(), nil
-}
-
-// claim reports whether the caller must kick the writer. A held stream is
-// kicked only when it is not already on the writers' queue or being
-// written; Serve's wake channel takes any number of signals. s.mu is held.
-func (s *Stream) claim() bool {
-	if s.held == nil {
-		return true
-	}
-	if s.held.scheduled {
-		return false
-	}
-	s.held.scheduled = true
-	return true
-}
-
-// kick tells the stream's writer that its queue has news.
-func (s *Stream) kick() {
-	if s.held != nil {
-		s.held.writers.schedule(s)
-		return
-	}
-	s.signal()
-}
-
-// signal wakes Serve on net/http's path, or interrupts the read that
-// holds a taken-over connection, so that it looks at why it should end.
-func (s *Stream) signal() {
-	if s.held != nil {
-		s.held.interrupt()
-		return
-	}
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	return nil
 }
 
 // take swaps the queue for spare (emptied) and returns what was queued,
-// with the overflow error if the stream must end.
+// with the overflow error if the stream must end. An evicted stream gives
+// nothing and [ErrStreamEnded]: nothing queued is written after an
+// eviction (see leftovers).
 func (s *Stream) take(spare []*message) ([]*message, error) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.isEvicted {
+		return nil, ErrStreamEnded
+	}
 	batch := s.queue
 	s.queue = spare[:0]
 	s.queued = 0
-	err := s.abortErr
-	s.mu.Unlock()
-	return batch, err
+	return batch, s.overflow
 }
 
-// end marks the stream evicted; only a store's deliver calls it.
-func (s *Stream) end(cause Cause, err error) {
+// leftovers empties the queue and returns what it held.
+func (s *Stream) leftovers() []*message {
 	s.mu.Lock()
-	if s.ended {
+	defer s.mu.Unlock()
+	batch := s.queue
+	s.queue, s.queued = nil, 0
+	return batch
+}
+
+// pending reports whether the writer has work: something queued, or an
+// overflow to act on.
+func (s *Stream) pending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.isEvicted && (len(s.queue) > 0 || s.overflow != nil)
+}
+
+// evict marks the stream evicted; only a store's deliver calls it.
+func (s *Stream) evict(cause Cause, err error) {
+	s.mu.Lock()
+	if s.isEvicted {
 		s.mu.Unlock()
 		return
 	}
-	s.ended = true
+	s.isEvicted = true
 	s.cause, s.err = cause, err
 	s.mu.Unlock()
 	close(s.done)
-	s.signal() // Serve waits on wake alone; a held stream's reader is interrupted
+	if s.sink != nil {
+		s.sink.interrupt()
+	}
 }
 
-// evicted reports whether end was called.
+// evicted reports whether evict ran.
 func (s *Stream) evicted() bool {
 	select {
 	case <-s.done:
@@ -163,8 +167,8 @@ func (s *Stream) evicted() bool {
 	}
 }
 
-// finish releases the stream's Serve once the eviction callback returned,
-// then runs the functions given to AfterEnd.
+// finish runs once the eviction callback returned: it releases the
+// stream's server, then runs the functions given to AfterEnd.
 func (s *Stream) finish() {
 	s.mu.Lock()
 	if s.fired {

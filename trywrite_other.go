@@ -5,7 +5,7 @@ package sfere
 import "syscall"
 
 // canTryWrite says whether a rawWriter can write without waiting here: not
-// on this system, so every write of a held stream goes slow (Hub.writeSlow).
+// on this system, so every write to a taken-over connection waits (Hub.writeSlow).
 const canTryWrite = false
 
 // rawWriter writes nothing here.

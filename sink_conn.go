@@ -1,0 +1,286 @@
+package sfere
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// A taken-over connection is one the hub took from net/http once the
+// request was parsed (HTTP/1.1 without TLS; net/http calls this
+// hijacking). net/http's per-connection goroutines and buffers are then
+// gone: what is left is the socket, the stream's queue, and one goroutine
+// blocked in a read that notices the client closing (Hub.watch). The
+// hub's writers (writers.go) drain the queues of streams with news, each
+// queue in one write that never waits.
+//
+// The response is chunked, as net/http would send it, so that a client
+// can tell a stream the server ended (the last chunk arrives) from a
+// broken connection (it does not): the Datastar client reconnects after
+// the latter only.
+
+// connState is where a taken-over connection is in its life: who may
+// write to the socket, and who closes it. Every change goes through
+// [connSink.step].
+//
+//	        wake                   the socket is full
+//	idle ---------> busy -------------------------------> waiting
+//	 ^               |                                       |
+//	 +---- done -----+<------------------ done --------------+
+//
+//	end, from idle:            -> closed   (the one who ended closes the socket)
+//	end, from busy or waiting: -> ending   (a waiting write is cut short)
+//	done, from ending:         -> closed   (the writer closes the socket)
+//	full socket, from ending:  the writer drops its batch, then done
+//
+// One writer at a time holds a busy or waiting connection; after done the
+// writer looks at the queue again and wakes the connection if more came.
+// closed is final.
+type connState uint8
+
+const (
+	connIdle    connState = iota // no writer holds it
+	connBusy                     // on the writers' queue, or a writer writes without waiting
+	connWaiting                  // a writer waits for the client to take the rest (Hub.writeSlow)
+	connEnding                   // the stream ended while a writer held it; that writer closes
+	connClosed                   // the socket is closed
+)
+
+// connEvent is what happens to a taken-over connection.
+type connEvent uint8
+
+const (
+	evWake connEvent = iota // the queue has news
+	evFull                  // the writer's write must wait for the socket
+	evDone                  // the writer lets go: its batch is written or failed
+	evEnd                   // the stream is over: close once no writer holds the socket
+)
+
+// connAction is what the caller of [connSink.step] must do next.
+type connAction uint8
+
+const (
+	doNothing  connAction = iota
+	doSchedule            // hand the connection to the writers
+	doWait                // wait for the socket (the write deadline is set)
+	doDrop                // the stream ended: fail the batch, then done
+	doCut                 // cut the waiting write short
+	doClose               // close the socket: the caller is its last user
+)
+
+// connSink writes a stream over a taken-over connection.
+type connSink struct {
+	s       *Stream
+	nc      net.Conn        // the connection, unwrapped from Listen's
+	raw     syscall.RawConn // for writes that never wait; nil: every write waits (writeSlow)
+	writers *writers
+
+	mu    sync.Mutex
+	state connState
+
+	// Owned by the writer that holds the connection, then by whoever
+	// closes it (the state machine hands it over under mu).
+	broken bool       // a write failed or left part of a chunk: no last chunk
+	spare  []*message // the writer's second batch slice (see Hub.drain)
+
+	// writeErr is a failed write's error left for the reader to report,
+	// when the reader may know more (see readerVerdictWait).
+	writeErr atomic.Pointer[error]
+}
+
+// step applies ev to the connection's state and says what the caller
+// must do. It is the only place the state changes.
+func (c *connSink) step(ev connEvent) connAction {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch st := c.state; {
+	case ev == evWake && st == connIdle:
+		c.state = connBusy
+		return doSchedule
+	case ev == evFull && st == connBusy:
+		c.state = connWaiting
+		return doWait
+	case ev == evFull && st == connEnding:
+		return doDrop
+	case ev == evDone && (st == connBusy || st == connWaiting):
+		c.state = connIdle
+		return doNothing
+	case ev == evDone && st == connEnding:
+		c.state = connClosed
+		return doClose
+	case ev == evEnd && st == connIdle:
+		c.state = connClosed
+		return doClose
+	case ev == evEnd && st == connBusy:
+		c.state = connEnding
+		return doNothing
+	case ev == evEnd && st == connWaiting:
+		c.state = connEnding
+		return doCut
+	}
+	return doNothing // a wake while held or closed
+}
+
+func (c *connSink) wake(b *wakeBatch) {
+	if c.step(evWake) != doSchedule {
+		return
+	}
+	if b != nil {
+		b.add(c)
+		return
+	}
+	c.writers.schedule(c)
+}
+
+// aLongTimeAgo is a deadline in the past: setting it interrupts a read
+// or a write.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// interrupt wakes the stream's reader so that it looks at why to end.
+func (c *connSink) interrupt() { _ = c.nc.SetReadDeadline(aLongTimeAgo) }
+
+// MaxClientData is how many bytes the client of a stream on a taken-over
+// connection may send after its request (a body the handler did not read,
+// say) before the stream is closed with [ErrClientData]; they are read
+// and dropped.
+const MaxClientData = 64 << 10
+
+// canTakeOver reports whether the hub may take the response's connection
+// over. It may only over HTTP/1.1 (HTTP/1.0 has no chunking; HTTP/2
+// cannot be hijacked) without TLS, and not when a middleware has set a
+// content coding (its writer would have encoded the body) or the writer
+// cannot be hijacked.
+func (h *Hub) canTakeOver(w http.ResponseWriter, r *http.Request) (http.Hijacker, bool) {
+	if h.noHijack || r.ProtoMajor != 1 || r.ProtoMinor < 1 || r.TLS != nil || w.Header().Get("Content-Encoding") != "" {
+		return nil, false
+	}
+	hj, ok := w.(http.Hijacker)
+	return hj, ok
+}
+
+// takeOver hijacks the connection and writes the response head (status,
+// the headers set on w, Connection: close) under the write timeout. On
+// error the connection is closed.
+func (h *Hub) takeOver(hj http.Hijacker, w http.ResponseWriter) (*connSink, error) {
+	nc, _, err := hj.Hijack()
+	if err != nil {
+		return nil, fmt.Errorf("sfere: response cannot stream: %w", err)
+	}
+	// Bytes net/http read ahead (a pipelined request) are dropped with its
+	// reader: the response ends the connection.
+	if c, ok := nc.(*conn); ok {
+		nc = c.Conn
+	}
+	var head bytes.Buffer
+	head.WriteString("HTTP/1.1 200 OK\r\nDate: ")
+	head.WriteString(time.Now().UTC().Format(http.TimeFormat))
+	head.WriteString("\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n")
+	_ = w.Header().WriteSubset(&head, map[string]bool{"Connection": true, "Content-Length": true, "Transfer-Encoding": true, "Date": true})
+	head.WriteString("\r\n")
+	if h.writeTimeout > 0 {
+		_ = nc.SetWriteDeadline(time.Now().Add(h.writeTimeout))
+	}
+	if _, err := nc.Write(head.Bytes()); err != nil {
+		_ = nc.Close()
+		return nil, fmt.Errorf("sfere: response cannot stream: %w", writeError(err))
+	}
+	// The writers' writes never wait, and a deadline left here would fail
+	// them once it passed.
+	_ = nc.SetWriteDeadline(time.Time{})
+	c := &connSink{nc: nc, writers: &h.writers}
+	if sc, ok := nc.(syscall.Conn); ok && canTryWrite {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+		}
+	}
+	return c, nil
+}
+
+// watch is a taken-over stream's life after it was stored: it reads the
+// connection until the client closes it or something interrupts the read
+// (an eviction, Shutdown, the request's context if ctx is not nil, a
+// failed write), ends the stream if it was not evicted, and closes the
+// connection or leaves that to the writer holding it.
+func (h *Hub) watch(ctx context.Context, c *connSink) {
+	defer h.active.Done()
+	var (
+		buf  [64]byte
+		sent int   // bytes the client sent after its request
+		why  error // why the stream ends itself; nil if it was evicted
+	)
+	for !c.s.evicted() {
+		if why = h.stopReason(ctx); why != nil {
+			break
+		}
+		if werr := c.writeErr.Load(); werr != nil {
+			why = *werr
+			break
+		}
+		k, err := c.nc.Read(buf[:])
+		sent += k
+		switch {
+		case err == nil && sent > MaxClientData:
+			why = fmt.Errorf("%w: more than %d bytes", ErrClientData, MaxClientData)
+		case err == nil:
+			// A client of a stream has nothing to say; what it sends
+			// anyway (a request body nobody read) is dropped.
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// Interrupted: the checks above say why.
+		default:
+			why = c.readFailure(err)
+		}
+		if why != nil {
+			break
+		}
+	}
+	h.retire(c.s, why)
+	switch c.step(evEnd) {
+	case doClose:
+		c.close()
+	case doCut:
+		_ = c.nc.SetWriteDeadline(aLongTimeAgo)
+	}
+}
+
+// readFailure says why the client's side of the connection ended: TCP
+// gave up on the peer (ETIMEDOUT: the user timeout), or the client closed
+// it. A write that failed meanwhile is reported with it.
+func (c *connSink) readFailure(err error) error {
+	vanished := errors.Is(err, syscall.ETIMEDOUT)
+	switch werr := c.writeErr.Load(); {
+	case werr != nil && vanished:
+		return peerVanished(*werr, err)
+	case werr != nil:
+		return *werr
+	case vanished:
+		return peerVanished(ErrClientGone, err)
+	default:
+		return ErrClientGone
+	}
+}
+
+// lastChunk ends a chunked response.
+var lastChunk = []byte("0\r\n\r\n")
+
+// close ends the response with its last chunk, if the chunks before it
+// were whole and the socket takes it now, and closes the connection. Only
+// the caller that [connSink.step] told to (doClose) calls it.
+func (c *connSink) close() {
+	switch {
+	case c.broken:
+	case c.raw != nil:
+		_, _ = newRawWriter().try(c.raw, lastChunk)
+	default:
+		_ = c.nc.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
+		_, _ = c.nc.Write(lastChunk)
+	}
+	_ = c.nc.Close()
+}

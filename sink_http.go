@@ -1,0 +1,143 @@
+package sfere
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// httpSink writes a stream through net/http's response writer: over
+// HTTP/2, HTTP/1.0 and TLS, behind a middleware that encodes the body,
+// and with [HubOptions.NoHijack]. The stream's [Hub.Serve] goroutine is
+// its only writer and waits on wakeup for news.
+type httpSink struct {
+	wakeup chan struct{} // buffered(1)
+}
+
+func newHTTPSink() *httpSink { return &httpSink{wakeup: make(chan struct{}, 1)} }
+
+func (k *httpSink) wake(*wakeBatch) { k.interrupt() }
+
+func (k *httpSink) interrupt() {
+	select {
+	case k.wakeup <- struct{}{}:
+	default:
+	}
+}
+
+// serveHTTP is a stream's life on net/http's response writer: store it,
+// write what is queued whenever woken, end when something says so.
+func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, key Key, first *message) (*Stream, error) {
+	rc := http.NewResponseController(w)
+	if r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "keep-alive")
+	}
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		return nil, fmt.Errorf("sfere: response cannot stream: %w", err)
+	}
+
+	k := newHTTPSink()
+	s := newStream(key, h.maxQueue)
+	s.sink = k
+	s.queue = append(s.queue, first)
+	h.store.Put(s)
+	if h.onOpen != nil {
+		h.onOpen(s)
+	}
+
+	var (
+		ctx      = r.Context()
+		spare    []*message
+		deadline time.Time // the write deadline in force; see writeHTTP
+		why      error     // why the stream ends itself; nil if it was evicted
+	)
+	// Everything that can end the stream also wakes it, so the loop waits
+	// on one channel: the request context (here), an eviction (its sink's
+	// interrupt) and Shutdown (which interrupts every stored stream).
+	stopWake := context.AfterFunc(ctx, k.interrupt)
+	defer stopWake()
+	for {
+		if why = h.stopReason(ctx); why != nil || s.evicted() {
+			break
+		}
+		batch, err := s.take(spare)
+		if err != nil {
+			settleAll(batch, false)
+			if !errors.Is(err, ErrStreamEnded) {
+				why = err
+			}
+			break
+		}
+		if len(batch) > 0 {
+			start := time.Now()
+			n, err := h.writeHTTP(w, rc, batch, &deadline, start)
+			if why = h.afterWrite(s, batch, n, start, err); why != nil {
+				if err != nil {
+					why = vanishedWrite(ctx, why)
+				}
+				break
+			}
+		}
+		// The written batch becomes the spare the queue fills next; the
+		// queue's slice comes back as the next batch. Two slices take
+		// turns, so steady traffic allocates nothing.
+		clear(batch)
+		spare = batch[:0]
+		if len(batch) == 0 {
+			<-k.wakeup
+		}
+	}
+	h.retire(s, why)
+	return s, nil
+}
+
+// writeHTTP writes a batch (up to a close-stream message) under one
+// deadline and one flush, and returns how many messages it wrote.
+//
+// Moving a deadline costs a timer update, so it is moved only once less
+// than half the write timeout is left on it: a write may run for at least
+// WriteTimeout/2 and at most WriteTimeout.
+func (h *Hub) writeHTTP(w http.ResponseWriter, rc *http.ResponseController, batch []*message, deadline *time.Time, now time.Time) (int, error) {
+	if h.writeTimeout > 0 && deadline.Sub(now) < h.writeTimeout/2 {
+		*deadline = now.Add(h.writeTimeout)
+		// An error means the writer has no deadlines (not a real
+		// connection); writes then go on without one.
+		_ = rc.SetWriteDeadline(*deadline)
+	}
+	n := upToClose(batch)
+	for _, m := range batch[:n] {
+		if _, err := w.Write(m.data); err != nil {
+			return 0, err
+		}
+	}
+	if err := rc.Flush(); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// vanishedWrite adds [ErrPeerVanished] to a failed write's error (see
+// readerVerdictWait) when net/http's background read learnt that TCP gave
+// up on the peer: it waits for the request's context, which that read
+// cancels right after recording the error, at most readerVerdictWait.
+func vanishedWrite(ctx context.Context, err error) error {
+	c, _ := ctx.Value(connKey{}).(*conn)
+	if c == nil || errors.Is(err, ErrPeerVanished) {
+		return err
+	}
+	if c.vanished.Load() == nil && awaitsReader(err) {
+		t := time.NewTimer(readerVerdictWait)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	if v := c.vanished.Load(); v != nil {
+		return peerVanished(err, *v)
+	}
+	return err
+}

@@ -1,0 +1,73 @@
+package sfere
+
+import (
+	"errors"
+	"syscall"
+	"time"
+)
+
+// The rules every write to a client follows, whichever sink writes it.
+
+// upToClose returns how many messages of batch are written: all of them,
+// or up to and including the first close-stream message (nothing after it
+// reaches the client).
+func upToClose(batch []*message) int {
+	for i, m := range batch {
+		if m.close {
+			return i + 1
+		}
+	}
+	return len(batch)
+}
+
+// carriesApp reports whether batch holds bytes of the app's own traffic
+// (anything but a heartbeat). The opening batch of initial effects
+// counts, like any other.
+func carriesApp(batch []*message) bool {
+	for _, m := range batch {
+		if !m.heartbeat && len(m.data) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// afterWrite is what follows a write of batch to s's client, on either
+// sink: the first n messages were written, starting at start, or the
+// write failed with err (n is then 0). It settles the messages' trackers,
+// records a write of app traffic (the heartbeat skips streams that just
+// proved their client), touches the store (a sliding expiry restarts),
+// and returns why the stream must end: the write's error (see
+// writeError), [ErrClosedByApp] after a close-stream message, or nil.
+func (h *Hub) afterWrite(s *Stream, batch []*message, n int, start time.Time, err error) error {
+	settleAll(batch[:n], err == nil)
+	settleAll(batch[n:], false)
+	if err != nil {
+		return writeError(err)
+	}
+	if carriesApp(batch[:n]) {
+		s.lastAppWrite.Store(start.UnixNano())
+	}
+	h.store.Touch(s)
+	if n > 0 && batch[n-1].close {
+		return ErrClosedByApp
+	}
+	return nil
+}
+
+// readerVerdictWait is how long a failed write waits for the connection's
+// reader before it reports a plain write error. Once TCP gives up on a
+// peer (the user timeout), the kernel reports ETIMEDOUT to one call only,
+// often the read, and EPIPE to the others: a write that fails with a dead
+// connection's error leaves the verdict to the reader, which wakes by
+// itself on a dead connection and may know that the peer vanished. Both
+// sinks have such a reader (net/http's background read, recorded by
+// [Listen]'s connections; the taken-over connection's own).
+const readerVerdictWait = 50 * time.Millisecond
+
+// awaitsReader reports whether a write's error should wait for the
+// reader's verdict (see readerVerdictWait).
+func awaitsReader(err error) bool {
+	return !errors.Is(err, ErrPeerVanished) &&
+		(errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET))
+}
