@@ -115,6 +115,8 @@ var ErrBadEffect = errors.New("sfere: bad effect")
 // stream it is queued to.
 type message struct {
 	data      []byte
+	idAt      int      // where in data the last event starts, for its id; -1: no event (comments only)
+	hasID     bool     // data carries a position as the last event's id
 	close     bool     // ends with a close-stream effect
 	heartbeat bool     // a heartbeat's beat, not the app's traffic
 	track     *tracker // nil unless someone waits for the writes (the heartbeat)
@@ -133,10 +135,13 @@ func Render(effects ...Effect) ([]byte, error) {
 func render(effects []Effect) (*message, error) {
 	var buf renderBuffer
 	sse := datastar.NewSSE(&buf, renderRequest())
-	m := &message{}
+	m := &message{idAt: -1}
 	for i, e := range effects {
 		if m.close {
 			return nil, fmt.Errorf("%w: effect %d (%s) follows close-stream", ErrBadEffect, i, e.Kind)
+		}
+		if e.Kind != KindComment && e.Kind != KindCloseStream {
+			m.idAt = buf.Len()
 		}
 		if err := renderOne(sse, &buf, e, m); err != nil {
 			return nil, fmt.Errorf("%w: effect %d (%s): %v", ErrBadEffect, i, e.Kind, err)
@@ -144,6 +149,23 @@ func render(effects []Effect) (*message, error) {
 	}
 	m.data = buf.Bytes()
 	return m, nil
+}
+
+// withID returns a copy of m whose last event carries id (m itself if it
+// has no event).
+func (m *message) withID(id string) *message {
+	if m.idAt < 0 {
+		return m
+	}
+	data := make([]byte, 0, len(m.data)+len(id)+5)
+	data = append(data, m.data[:m.idAt]...)
+	data = append(data, "id: "...)
+	data = append(data, id...)
+	data = append(data, '\n')
+	data = append(data, m.data[m.idAt:]...)
+	c := *m
+	c.data, c.hasID = data, true
+	return &c
 }
 
 func renderOne(sse *datastar.ServerSentEventGenerator, buf *renderBuffer, e Effect, m *message) error {

@@ -58,10 +58,16 @@ func TestHeartbeatClosesStalledStream(t *testing.T) {
 		srv := testServer(t, hub)
 		dial(t, srv, "stalled", false, withRecvBuffer(4096))
 		waitFor(t, time.Second, "stream", func() bool { return hub.Count(All) == 1 })
-		// Fill the socket so the next write blocks.
-		big := PatchElements(strings.Repeat("x", 1<<20))
+		// Fill the socket so the next write blocks. Rendered once: the
+		// beat must be queued well within the write timeout, even on a
+		// busy machine under the race detector.
+		big, err := render([]Effect{PatchElements(strings.Repeat("x", 1<<20))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _ := hub.Store().Get(lobbyKey("stalled"))
 		for range 16 {
-			hub.Send(lobbyKey("stalled"), big)
+			s.enqueue(big, nil)
 		}
 		hb := NewHeartbeat(hub, All, time.Hour)
 		if res := hb.Beat(); res.Delivered != 1 {

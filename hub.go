@@ -34,6 +34,10 @@ type HubOptions struct {
 	// announces the stream here). It must not block. Its counterpart is
 	// the store's [EvictFunc], called once when the stream leaves.
 	OnOpen func(*Stream)
+	// History keeps what the hub sent, so that a client that reconnects
+	// with the position of the last event it got is sent what it missed
+	// (see [Hub.Serve]). The zero value keeps nothing.
+	History HistoryOptions
 	// NoHijack keeps every stream on net/http's response writer, as
 	// streams over HTTP/2 and TLS always are, instead of taking HTTP/1.1
 	// connections over (see [Hub.Serve]). Each stream then keeps a
@@ -50,6 +54,7 @@ type Hub struct {
 	maxQueue     int
 	onOpen       func(*Stream)
 	noHijack     bool
+	hist         *history  // nil: no history
 	buffers      sync.Pool // *[]*Stream for broadcasts
 	writers      writers   // write streams on taken-over connections (writers.go)
 
@@ -67,6 +72,7 @@ func NewHub(store Store, opts HubOptions) *Hub {
 		maxQueue:     opts.MaxQueueBytes,
 		onOpen:       opts.OnOpen,
 		noHijack:     opts.NoHijack,
+		hist:         newHistory(opts.History),
 		closing:      make(chan struct{}),
 	}
 	h.writers.init(h)
@@ -97,6 +103,17 @@ func (h *Hub) Store() Store { return h.store }
 // error only if it could not start: bad initial effects, a response that
 // cannot stream, or [ErrHubClosed]. Call it before writing anything to w;
 // headers already set on w are sent.
+//
+// With a history ([HubOptions.History]) every event written from a
+// broadcast or send carries its [Position] as its SSE id, and a request
+// that carries a position (the Last-Event-ID header a reconnecting client
+// sends, or a lastEventID query parameter) resumes: if the history still
+// holds every event after it, the stream is sent exactly those of them it
+// would have received, in order, before any live event, and the initial
+// effects are not sent. Otherwise nothing of the history is sent and the
+// initial effects are: so pass the page's full state as the initial
+// effects, and a client that could not resume is brought up to date by
+// them, never left with a gap. [Stream.Recovery] says which happened.
 //
 // The request's body should be read (or be empty) before Serve is called:
 // then a closed connection is noticed at once, without waiting for a write
@@ -157,11 +174,7 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, key Key, initial []Ef
 	}
 	s := newStream(key, h.maxQueue)
 	s.sink, c.s = c, s
-	s.queue = append(s.queue, first)
-	h.store.Put(s)
-	if h.onOpen != nil {
-		h.onOpen(s)
-	}
+	h.admit(s, r, first)
 	c.wake(nil)
 	if detach {
 		go h.watch(nil, c)
@@ -172,6 +185,60 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, key Key, initial []Ef
 	defer stop()
 	h.watch(ctx, c)
 	return s, nil
+}
+
+// admit stores s and gives it its opening: the events its client missed,
+// if the request carries a position the history can serve, or else the
+// initial effects (first), which carry the position they were rendered
+// at. Either comes before any live event.
+func (h *Hub) admit(s *Stream, r *http.Request, first *message) {
+	if h.hist == nil {
+		s.queue = append(s.queue, first)
+		h.store.Put(s)
+		if h.onOpen != nil {
+			h.onOpen(s)
+		}
+		return
+	}
+	from, asked, err := requestPosition(r.Header.Get("Last-Event-ID"), r.URL.Query().Get("lastEventID"))
+	h.hist.mu.Lock()
+	first = first.withID(h.hist.positionLocked().String())
+	h.hist.mu.Unlock()
+	// Stored before its opening is in place, so that no live event is
+	// missed; its writer waits (paused) until then.
+	s.paused = true
+	h.store.Put(s)
+	if h.onOpen != nil {
+		h.onOpen(s)
+	}
+	rec := Recovery{From: from}
+	var replay []*message
+	h.hist.mu.Lock()
+	defer h.hist.mu.Unlock()
+	switch {
+	case !asked:
+	case err != nil:
+		rec.Err = ErrPositionUnknown
+	default:
+		replay, rec.Err = h.hist.replayLocked(nil, from, s.key, time.Now())
+		rec.Recovered, rec.Replayed = rec.Err == nil, len(replay)
+	}
+	if !rec.Recovered {
+		replay = append(replay, first)
+	}
+	s.open(replay, rec)
+}
+
+// Position returns the position of the newest event in the hub's
+// history (the zero Position if it keeps none): a page rendered now can
+// carry it, so that its first stream request resumes from there.
+func (h *Hub) Position() Position {
+	if h.hist == nil {
+		return Position{}
+	}
+	h.hist.mu.Lock()
+	defer h.hist.mu.Unlock()
+	return h.hist.positionLocked()
 }
 
 // retire is how a stream's life ends, whichever sink wrote it: the stream
@@ -237,6 +304,13 @@ func (h *Hub) Broadcast(p Pattern, exclude Matcher, effects ...Effect) (Result, 
 // wroteSince is set, streams that began a successful write of app
 // traffic after it are skipped (and counted in skipped).
 func (h *Hub) publish(p Pattern, exclude Matcher, m *message, wroteSince int64) (res Result, skipped int) {
+	if h.hist != nil && m.idAt >= 0 {
+		// Appended and queued under the history's lock, so that every
+		// stream gets events in position order.
+		h.hist.mu.Lock()
+		defer h.hist.mu.Unlock()
+		m = h.hist.appendLocked(m, p, exclude, time.Now())
+	}
 	buf := h.buffers.Get().(*[]*Stream)
 	streams := h.store.AppendStreams((*buf)[:0], p)
 	wakes := wakeBatch{w: &h.writers}
@@ -270,6 +344,13 @@ func (h *Hub) Send(key Key, effects ...Effect) (Result, error) {
 		return Result{}, err
 	}
 	s, ok := h.store.Get(key)
+	if h.hist != nil && m.idAt >= 0 {
+		// Kept even if no stream is stored now: the key's client may be
+		// reconnecting, and then it gets the event from the history.
+		h.hist.mu.Lock()
+		defer h.hist.mu.Unlock()
+		m = h.hist.appendLocked(m, key.Pattern(), nil, time.Now())
+	}
 	if !ok {
 		return Result{}, fmt.Errorf("%w: %v", ErrNoStream, key)
 	}

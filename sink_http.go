@@ -42,11 +42,7 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, key Key, first *
 	k := newHTTPSink()
 	s := newStream(key, h.maxQueue)
 	s.sink = k
-	s.queue = append(s.queue, first)
-	h.store.Put(s)
-	if h.onOpen != nil {
-		h.onOpen(s)
-	}
+	h.admit(s, r, first)
 
 	var (
 		ctx      = r.Context()

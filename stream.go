@@ -2,6 +2,7 @@ package sfere
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -33,6 +34,8 @@ type Stream struct {
 	queued    int   // bytes in queue
 	isEvicted bool  // evict ran: the queue takes nothing more
 	overflow  error // set when the queue would pass maxQueue; the writer ends the stream
+	paused    bool  // the opening is not in place yet: take gives nothing (see open)
+	recovery  Recovery
 	afterEnd  []func()
 	fired     bool // finish ran
 
@@ -118,10 +121,40 @@ func (s *Stream) take(spare []*message) ([]*message, error) {
 	if s.isEvicted {
 		return nil, ErrStreamEnded
 	}
+	if s.paused {
+		return spare[:0], nil
+	}
 	batch := s.queue
 	s.queue = spare[:0]
 	s.queued = 0
 	return batch, s.overflow
+}
+
+// open puts the stream's opening (initial effects, or the replay of
+// what its client missed) ahead of whatever was queued since it was
+// stored, and lets its writer go. A recovered stream drops the events
+// with positions queued meanwhile: the replay holds them.
+func (s *Stream) open(opening []*message, rec Recovery) {
+	s.mu.Lock()
+	live := s.queue
+	if rec.Recovered {
+		live = slices.DeleteFunc(live, func(m *message) bool { return m.hasID })
+	}
+	s.queue = append(opening, live...)
+	s.queued = 0
+	for _, m := range s.queue {
+		s.queued += len(m.data)
+	}
+	s.paused, s.recovery = false, rec
+	s.mu.Unlock()
+}
+
+// Recovery says what became of the position the stream's request
+// carried; see [Hub.Serve].
+func (s *Stream) Recovery() Recovery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.recovery
 }
 
 // leftovers empties the queue and returns what it held.

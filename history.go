@@ -1,0 +1,208 @@
+package sfere
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// HistoryOptions configures the history a [Hub] keeps of what it sent, so
+// that a client that reconnects gets what it missed (see [Hub.Serve]).
+// The zero value keeps none, and events carry no ids.
+type HistoryOptions struct {
+	// Size is how many events the history keeps (broadcasts and sends
+	// that carry events; heartbeats and comments are not kept). Zero
+	// keeps none.
+	Size int
+	// MaxAge drops events older than this from replay; zero keeps them
+	// until Size pushes them out.
+	MaxAge time.Duration
+	// MaxReplay is the most events one reconnect may replay; a client
+	// further behind is not recovered ([ErrReplayLimit]) and gets the
+	// page's full state instead. Zero means Size.
+	MaxReplay int
+}
+
+// Position is a place in a hub's history: the history's epoch and the
+// offset of an event in it. Every event the hub writes from a broadcast
+// or send carries its position as the SSE id, which the client sends
+// back as Last-Event-ID when it reconnects.
+//
+// Offsets are contiguous within an epoch. The epoch changes whenever the
+// history may have lost events (a new hub: a restart), so a position of
+// another epoch is never taken for one of this.
+type Position struct {
+	Epoch  string
+	Offset uint64
+}
+
+// String returns the position's text form, epoch-offset, as sent in ids.
+func (p Position) String() string {
+	return p.Epoch + "-" + strconv.FormatUint(p.Offset, 10)
+}
+
+// ParsePosition parses the text form of a position.
+func ParsePosition(s string) (Position, error) {
+	i := strings.LastIndexByte(s, '-')
+	if i <= 0 {
+		return Position{}, fmt.Errorf("sfere: position %q: want epoch-offset", s)
+	}
+	off, err := strconv.ParseUint(s[i+1:], 10, 64)
+	if err != nil {
+		return Position{}, fmt.Errorf("sfere: position %q: %w", s, err)
+	}
+	return Position{Epoch: s[:i], Offset: off}, nil
+}
+
+// Reasons a stream could not be recovered ([Recovery.Err]).
+var (
+	// ErrPositionUnknown: the position is of another epoch (the history
+	// was lost since, e.g. by a restart), malformed, or the hub keeps no
+	// history.
+	ErrPositionUnknown = errors.New("sfere: position unknown")
+	// ErrPositionGone: events after the position were dropped from the
+	// history (its size or age limit).
+	ErrPositionGone = errors.New("sfere: position no longer in history")
+	// ErrPositionAhead: the position is past the newest event.
+	ErrPositionAhead = errors.New("sfere: position ahead of history")
+	// ErrReplayLimit: more events were missed than
+	// [HistoryOptions.MaxReplay].
+	ErrReplayLimit = errors.New("sfere: too many missed events")
+)
+
+// Recovery says what became of the position a stream's request carried
+// (the Last-Event-ID header, or the lastEventID query parameter).
+type Recovery struct {
+	// From is the position asked for; zero if the request carried none.
+	From Position
+	// Recovered is true if every event after From that the stream would
+	// have received was replayed, in order and before any live event, in
+	// place of the initial effects.
+	Recovered bool
+	// Replayed counts the replayed events.
+	Replayed int
+	// Err says why a position could not be recovered (nil if none was
+	// asked for): [ErrPositionUnknown], [ErrPositionGone],
+	// [ErrPositionAhead] or [ErrReplayLimit].
+	Err error
+}
+
+// entry is one event in the history: the message as written, and whom it
+// was for (a broadcast's pattern and exclusions, or a send's key).
+type entry struct {
+	at      int64 // unix nanos
+	msg     *message
+	pattern Pattern
+	exclude Matcher // nil: none
+}
+
+// history is a bounded ring of the events a hub sent. Its lock is held
+// while an event is appended and queued to its streams, so every stream
+// receives events in offset order, and while a reconnecting stream's
+// queue is rebuilt, so a replay never crosses a live event.
+type history struct {
+	epoch     string
+	maxAge    time.Duration
+	maxReplay int
+
+	mu   sync.Mutex
+	ring []entry // offset o lives at ring[o % len(ring)]
+	top  uint64  // offset of the newest event; 0: none yet
+}
+
+func newHistory(opts HistoryOptions) *history {
+	if opts.Size <= 0 {
+		return nil
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	h := &history{
+		epoch:     hex.EncodeToString(b[:]),
+		maxAge:    opts.MaxAge,
+		maxReplay: opts.MaxReplay,
+		ring:      make([]entry, opts.Size),
+	}
+	if h.maxReplay <= 0 || h.maxReplay > opts.Size {
+		h.maxReplay = opts.Size
+	}
+	return h
+}
+
+// appendLocked adds m (for p, less exclude) as the next event and returns
+// it as written: with its position as the id.
+func (h *history) appendLocked(m *message, p Pattern, exclude Matcher, now time.Time) *message {
+	h.top++
+	m = m.withID(Position{h.epoch, h.top}.String())
+	h.ring[h.top%uint64(len(h.ring))] = entry{at: now.UnixNano(), msg: m, pattern: p, exclude: exclude}
+	return m
+}
+
+// oldestLocked returns the offset of the oldest event still in the
+// history at now (top+1 if none).
+func (h *history) oldestLocked(now time.Time) uint64 {
+	n := uint64(len(h.ring))
+	oldest := uint64(1)
+	if h.top >= n {
+		oldest = h.top - n + 1
+	}
+	if h.maxAge > 0 {
+		// Events are appended in time order: the first young one is found
+		// by binary search.
+		cutoff := now.Add(-h.maxAge).UnixNano()
+		oldest += uint64(sort.Search(int(h.top+1-oldest), func(i int) bool {
+			return h.ring[(oldest+uint64(i))%n].at >= cutoff
+		}))
+	}
+	return oldest
+}
+
+// replayLocked appends to dst the events after from that key would have
+// received, and says why it cannot if it cannot (dst is then returned
+// as it was).
+func (h *history) replayLocked(dst []*message, from Position, key Key, now time.Time) ([]*message, error) {
+	switch {
+	case from.Epoch != h.epoch:
+		return dst, ErrPositionUnknown
+	case from.Offset > h.top:
+		return dst, ErrPositionAhead
+	case from.Offset+1 < h.oldestLocked(now):
+		return dst, ErrPositionGone
+	}
+	start, n := len(dst), uint64(len(h.ring))
+	for o := from.Offset + 1; o <= h.top; o++ {
+		e := &h.ring[o%n]
+		if !e.pattern.Match(key) || (e.exclude != nil && e.exclude.Match(key)) {
+			continue
+		}
+		if len(dst)-start == h.maxReplay {
+			clear(dst[start:])
+			return dst[:start], ErrReplayLimit
+		}
+		dst = append(dst, e.msg)
+	}
+	return dst, nil
+}
+
+// requestPosition returns the position a request carries: the
+// Last-Event-ID header, or the lastEventID query parameter for clients
+// that cannot set headers (a page's first request).
+func requestPosition(header, query string) (Position, bool, error) {
+	text := header
+	if text == "" {
+		text = query
+	}
+	if text == "" {
+		return Position{}, false, nil
+	}
+	p, err := ParsePosition(text)
+	return p, true, err
+}
+
+// positionLocked returns the position of the newest event.
+func (h *history) positionLocked() Position { return Position{h.epoch, h.top} }

@@ -1,0 +1,311 @@
+package sfere
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// line numbers broadcast in recovery tests: <p>N</p>.
+func numbered(n int) Effect { return AppendElements("#m", fmt.Sprintf("<p>%d</p>", n)) }
+
+// elementsUntil reads c's lines up to the one containing end and returns
+// the elements payloads seen before it, in order.
+func elementsUntil(t *testing.T, c *sseClient, end string) []string {
+	t.Helper()
+	var got []string
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case line, ok := <-c.lines:
+			if !ok {
+				t.Fatalf("stream ended before %q; saw %q", end, got)
+			}
+			if strings.Contains(line, end) {
+				return got
+			}
+			if p, ok := strings.CutPrefix(line, "data: elements "); ok {
+				got = append(got, p)
+			}
+		case <-deadline:
+			t.Fatalf("no %q within 5s; saw %q", end, got)
+		}
+	}
+}
+
+// The recovery table: what a stream that opens with a position gets, on
+// both sinks. A recovered stream gets exactly the events it missed, in
+// order, instead of the initial effects; one that cannot be recovered
+// gets the initial effects and nothing of the history.
+func TestRecovery(t *testing.T) {
+	type setup func(t *testing.T, hub *Hub) (from string)
+	mark := func(t *testing.T, hub *Hub) string { return hub.Position().String() }
+	broadcast := func(t *testing.T, hub *Hub, ns ...int) {
+		for _, n := range ns {
+			if _, err := hub.Broadcast(All, nil, numbered(n)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name      string
+		history   HistoryOptions
+		setup     setup
+		want      []string // elements before the live marker
+		recovered bool
+		err       error
+	}{
+		{"no position", HistoryOptions{Size: 8}, func(t *testing.T, hub *Hub) string {
+			broadcast(t, hub, 1)
+			return ""
+		}, []string{"<p>initial</p>"}, false, nil},
+		{"empty history", HistoryOptions{Size: 8}, mark, nil, true, nil},
+		{"missed events in order", HistoryOptions{Size: 8}, func(t *testing.T, hub *Hub) string {
+			broadcast(t, hub, 1)
+			from := mark(t, hub)
+			broadcast(t, hub, 2, 3, 4)
+			return from
+		}, []string{"<p>2</p>", "<p>3</p>", "<p>4</p>"}, true, nil},
+		{"position evicted by size", HistoryOptions{Size: 4}, func(t *testing.T, hub *Hub) string {
+			from := mark(t, hub)
+			broadcast(t, hub, 1, 2, 3, 4, 5)
+			return from
+		}, []string{"<p>initial</p>"}, false, ErrPositionGone},
+		{"position evicted by age", HistoryOptions{Size: 8, MaxAge: 50 * time.Millisecond}, func(t *testing.T, hub *Hub) string {
+			from := mark(t, hub)
+			broadcast(t, hub, 1)
+			time.Sleep(100 * time.Millisecond) // only ever longer than MaxAge
+			return from
+		}, []string{"<p>initial</p>"}, false, ErrPositionGone},
+		{"position ahead of the top", HistoryOptions{Size: 8}, func(t *testing.T, hub *Hub) string {
+			broadcast(t, hub, 1)
+			p := hub.Position()
+			p.Offset += 5
+			return p.String()
+		}, []string{"<p>initial</p>"}, false, ErrPositionAhead},
+		{"wrong epoch", HistoryOptions{Size: 8}, func(t *testing.T, hub *Hub) string {
+			broadcast(t, hub, 1)
+			return "0123456789abcdef-0"
+		}, []string{"<p>initial</p>"}, false, ErrPositionUnknown},
+		{"malformed position", HistoryOptions{Size: 8}, func(*testing.T, *Hub) string { return "nonsense" },
+			[]string{"<p>initial</p>"}, false, ErrPositionUnknown},
+		{"replay limit exceeded", HistoryOptions{Size: 8, MaxReplay: 3}, func(t *testing.T, hub *Hub) string {
+			from := mark(t, hub)
+			broadcast(t, hub, 1, 2, 3, 4)
+			return from
+		}, []string{"<p>initial</p>"}, false, ErrReplayLimit},
+		{"replay at the limit", HistoryOptions{Size: 8, MaxReplay: 3}, func(t *testing.T, hub *Hub) string {
+			from := mark(t, hub)
+			broadcast(t, hub, 1, 2, 3)
+			return from
+		}, []string{"<p>1</p>", "<p>2</p>", "<p>3</p>"}, true, nil},
+		{"excluded key", HistoryOptions{Size: 8}, func(t *testing.T, hub *Hub) string {
+			from := mark(t, hub)
+			hub.Broadcast(All, Keys(lobbyKey("brian")), numbered(1))
+			hub.Broadcast(All, InCategory("lobby"), numbered(2)) // a pattern excluding all of lobby
+			broadcast(t, hub, 3)
+			return from
+		}, []string{"<p>3</p>"}, true, nil},
+		{"pattern that does not match", HistoryOptions{Size: 8}, func(t *testing.T, hub *Hub) string {
+			from := mark(t, hub)
+			hub.Broadcast(lobbyKey("phil").Pattern(), nil, numbered(1))
+			hub.Broadcast(InCategory("game"), nil, numbered(2))
+			hub.Broadcast(lobbyKey("brian").Pattern(), nil, numbered(3))
+			return from
+		}, []string{"<p>3</p>"}, true, nil},
+		{"targeted sends", HistoryOptions{Size: 8}, func(t *testing.T, hub *Hub) string {
+			from := mark(t, hub)
+			if _, err := hub.Send(lobbyKey("brian"), numbered(1)); !errors.Is(err, ErrNoStream) {
+				t.Fatalf("send to a key with no stream: %v", err)
+			}
+			hub.Send(lobbyKey("phil"), numbered(2))
+			broadcast(t, hub, 3)
+			return from
+		}, []string{"<p>1</p>", "<p>3</p>"}, true, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bothPaths(t, func(t *testing.T, noHijack bool) {
+				hub, _ := newMemoryHub(t, HubOptions{NoHijack: noHijack, History: tc.history})
+				srv := testServer(t, hub, AppendElements("#m", "<p>initial</p>"))
+				from := tc.setup(t, hub)
+				id := "brian"
+				if from != "" {
+					id += "&lastEventID=" + url.QueryEscape(from)
+				}
+				c := dial(t, srv, id, true)
+				waitFor(t, 2*time.Second, "stream", func() bool { return hub.Count(lobbyKey("brian").Pattern()) == 1 })
+				if _, err := hub.Broadcast(All, nil, AppendElements("#m", "<p>live</p>")); err != nil {
+					t.Fatal(err)
+				}
+				got := elementsUntil(t, c, "<p>live</p>")
+				if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+					t.Fatalf("before the live event got %q, want %q", got, tc.want)
+				}
+				s, _ := hub.Store().Get(lobbyKey("brian"))
+				rec := s.Recovery()
+				if rec.Recovered != tc.recovered || !errors.Is(rec.Err, tc.err) || (tc.err == nil) != (rec.Err == nil) {
+					t.Fatalf("recovery = %+v, want recovered %v, err %v", rec, tc.recovered, tc.err)
+				}
+				if rec.Recovered && rec.Replayed != len(tc.want) {
+					t.Fatalf("recovery = %+v, want %d replayed", rec, len(tc.want))
+				}
+			})
+		})
+	}
+}
+
+// The Last-Event-ID header, as a reconnecting EventSource or Datastar
+// client sends it, resumes like the query parameter.
+func TestRecoveryFromHeader(t *testing.T) {
+	hub, _ := newMemoryHub(t, HubOptions{History: HistoryOptions{Size: 8}})
+	srv := testServer(t, hub, AppendElements("#m", "<p>initial</p>"))
+	from := hub.Position()
+	hub.Broadcast(All, nil, numbered(1))
+	req, _ := http.NewRequest("POST", srv.URL+"/sse?id=brian", nil)
+	req.Header.Set("Last-Event-ID", from.String())
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	var lines []string
+	for sc.Scan() && !strings.Contains(sc.Text(), "<p>1</p>") {
+		lines = append(lines, sc.Text())
+	}
+	want := "id: " + Position{from.Epoch, from.Offset + 1}.String()
+	if len(lines) == 0 || lines[0] != want || strings.Contains(strings.Join(lines, "\n"), "initial") {
+		t.Fatalf("lines before the replayed event = %q, want its id %q first and no initial effects", lines, want)
+	}
+}
+
+// Every event carries its position; broadcasts racing a reconnect reach
+// the stream exactly once and in order across its two connections.
+func TestReplayRacingBroadcasts(t *testing.T) {
+	bothPaths(t, func(t *testing.T, noHijack bool) {
+		hub, _ := newMemoryHub(t, HubOptions{NoHijack: noHijack, History: HistoryOptions{Size: 4096}})
+		srv := testServer(t, hub)
+		const total = 600
+		var wg sync.WaitGroup
+		wg.Add(1)
+		started := make(chan struct{})
+		go func() {
+			defer wg.Done()
+			for n := 1; n <= total; n++ {
+				hub.Broadcast(All, nil, numbered(n))
+				if n == 50 {
+					close(started)
+				}
+				if n%50 == 0 {
+					time.Sleep(time.Millisecond) // let the streams read
+				}
+			}
+		}()
+		defer wg.Wait()
+
+		// The first connection reads a while, keeping the last id it saw.
+		first := dial(t, srv, "brian", true)
+		<-started
+		var seen []int
+		lastID := ""
+		for len(seen) < 100 {
+			select {
+			case line, ok := <-first.lines:
+				if !ok {
+					t.Fatalf("first stream ended after %d events", len(seen))
+				}
+				if id, ok := strings.CutPrefix(line, "id: "); ok {
+					lastID = id
+				}
+				if p, ok := strings.CutPrefix(line, "data: elements <p>"); ok {
+					n, _ := strconv.Atoi(strings.TrimSuffix(p, "</p>"))
+					seen = append(seen, n)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("first stream stalled after %d events", len(seen))
+			}
+		}
+		first.conn.Close()
+		// Each event here is one message whose id follows its data, so
+		// everything seen is covered by lastID. Reconnect mid-storm.
+		second := dial(t, srv, "brian&lastEventID="+url.QueryEscape(lastID), true)
+		wg.Wait()
+		hub.Broadcast(All, nil, AppendElements("#m", "<p>end</p>"))
+		for _, p := range elementsUntil(t, second, "<p>end</p>") {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(p, "<p>"), "</p>"))
+			seen = append(seen, n)
+		}
+		for i, n := range seen {
+			if n != seen[0]+i {
+				t.Fatalf("event %d is %d: want contiguous, exactly once, in order (from %d)", i, n, seen[0])
+			}
+		}
+		if seen[len(seen)-1] != total {
+			t.Fatalf("last event %d, want %d", seen[len(seen)-1], total)
+		}
+	})
+}
+
+// Replaying k missed events from a full 10,000-event history: the cost
+// grows with k, not with the history's size, and allocates nothing per
+// event (dst is reused, as a stream's queue is).
+func BenchmarkReplay(b *testing.B) {
+	hub := NewHub(NewMemoryStore(MemoryOptions{}), HubOptions{History: HistoryOptions{Size: 10_000}})
+	for n := range 10_000 {
+		hub.Broadcast(All, nil, numbered(n))
+	}
+	top := hub.Position()
+	for _, k := range []int{5, 100, 1_000} {
+		b.Run(fmt.Sprint(k), func(b *testing.B) {
+			from := Position{top.Epoch, top.Offset - uint64(k)}
+			var dst []*message
+			b.ReportAllocs()
+			for b.Loop() {
+				hub.hist.mu.Lock()
+				var err error
+				dst, err = hub.hist.replayLocked(dst[:0], from, lobbyKey("brian"), time.Now())
+				hub.hist.mu.Unlock()
+				if err != nil || len(dst) != k {
+					b.Fatalf("replayed %d: %v", len(dst), err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*k), "ns/event")
+		})
+	}
+}
+
+// BenchmarkFanout with a history: each broadcast also takes a position
+// (one copy of the message with its id) and is kept.
+func BenchmarkFanoutWithHistory(b *testing.B) {
+	for _, n := range []int{1_000, 10_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			st := NewMemoryStore(MemoryOptions{})
+			hub := NewHub(st, HubOptions{History: HistoryOptions{Size: 1_000}})
+			streams := fillStore(b, st, n, n)
+			m, err := render([]Effect{AppendElements("#messages", "<div>200 bytes of chat..........................................................................................................................................................</div>")})
+			if err != nil {
+				b.Fatal(err)
+			}
+			spare := make([][]*message, n)
+			b.ReportAllocs()
+			for b.Loop() {
+				if res, _ := hub.publish(InCategory("lobby"), nil, m, 0); res.Delivered != n {
+					b.Fatalf("delivered %d", res.Delivered)
+				}
+				for i, s := range streams {
+					batch, _ := s.take(spare[i])
+					clear(batch)
+					spare[i] = batch[:0]
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/delivery")
+		})
+	}
+}
