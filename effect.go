@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/starfederation/datastar-go/datastar"
 )
@@ -149,6 +150,11 @@ func render(effects []Effect) (*message, error) {
 	}
 	m.data = buf.Bytes()
 	return m, nil
+}
+
+// retryField is an SSE block that sets the client's reconnection delay.
+func retryField(d time.Duration) []byte {
+	return fmt.Appendf(nil, "retry: %d\n\n", d.Milliseconds())
 }
 
 // withID returns a copy of m whose last event carries id (m itself if it

@@ -309,3 +309,31 @@ func BenchmarkFanoutWithHistory(b *testing.B) {
 		})
 	}
 }
+
+// With HubOptions.Retry each stream's opening tells its client to wait
+// Retry plus a random share of it before reconnecting: clients of one
+// restart spread out.
+func TestOpeningSendsJitteredRetry(t *testing.T) {
+	bothPaths(t, func(t *testing.T, noHijack bool) {
+		const base = time.Second
+		hub, _ := newMemoryHub(t, HubOptions{NoHijack: noHijack, Retry: base, History: HistoryOptions{Size: 8}})
+		srv := testServer(t, hub, AppendElements("#m", "<p>initial</p>"))
+		seen := map[int]bool{}
+		for i := range 12 {
+			c := dial(t, srv, fmt.Sprint("p", i), true)
+			line := c.waitLine("retry: ", 2*time.Second)
+			ms, err := strconv.Atoi(strings.TrimPrefix(line, "retry: "))
+			if err != nil || ms < int(base.Milliseconds()) || ms >= 2*int(base.Milliseconds()) {
+				t.Fatalf("retry field %q, want %v plus less than %v", line, base, base)
+			}
+			c.waitLine("<p>initial</p>", 2*time.Second)
+			seen[ms] = true
+		}
+		if len(seen) < 2 {
+			t.Fatalf("12 streams were all told %v: no jitter", seen)
+		}
+		// A stream that resumes is told too.
+		c := dial(t, srv, "resumed&lastEventID="+url.QueryEscape(hub.Position().String()), true)
+		c.waitLine("retry: ", 2*time.Second)
+	})
+}

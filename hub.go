@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"sync"
 	"time"
@@ -38,6 +39,12 @@ type HubOptions struct {
 	// with the position of the last event it got is sent what it missed
 	// (see [Hub.Serve]). The zero value keeps nothing.
 	History HistoryOptions
+	// Retry, if positive, tells each client how long to wait before it
+	// reconnects a broken stream: Retry plus a random share of Retry, sent
+	// as the SSE retry field with the stream's opening. Browsers (and the
+	// Datastar client, whose backoff starts from it) then spread their
+	// reconnects after a restart instead of all coming back at once.
+	Retry time.Duration
 	// NoHijack keeps every stream on net/http's response writer, as
 	// streams over HTTP/2 and TLS always are, instead of taking HTTP/1.1
 	// connections over (see [Hub.Serve]). Each stream then keeps a
@@ -54,7 +61,8 @@ type Hub struct {
 	maxQueue     int
 	onOpen       func(*Stream)
 	noHijack     bool
-	hist         *history  // nil: no history
+	hist         *history // nil: no history
+	retry        time.Duration
 	buffers      sync.Pool // *[]*Stream for broadcasts
 	writers      writers   // write streams on taken-over connections (writers.go)
 
@@ -73,6 +81,7 @@ func NewHub(store Store, opts HubOptions) *Hub {
 		onOpen:       opts.OnOpen,
 		noHijack:     opts.NoHijack,
 		hist:         newHistory(opts.History),
+		retry:        opts.Retry,
 		closing:      make(chan struct{}),
 	}
 	h.writers.init(h)
@@ -192,8 +201,12 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, key Key, initial []Ef
 // initial effects (first), which carry the position they were rendered
 // at. Either comes before any live event.
 func (h *Hub) admit(s *Stream, r *http.Request, first *message) {
+	var opening []*message
+	if h.retry > 0 {
+		opening = append(opening, &message{data: retryField(h.retry + rand.N(h.retry)), idAt: -1})
+	}
 	if h.hist == nil {
-		s.queue = append(s.queue, first)
+		s.queue = append(opening, first)
 		h.store.Put(s)
 		if h.onOpen != nil {
 			h.onOpen(s)
@@ -212,7 +225,6 @@ func (h *Hub) admit(s *Stream, r *http.Request, first *message) {
 		h.onOpen(s)
 	}
 	rec := Recovery{From: from}
-	var replay []*message
 	h.hist.mu.Lock()
 	defer h.hist.mu.Unlock()
 	switch {
@@ -220,13 +232,14 @@ func (h *Hub) admit(s *Stream, r *http.Request, first *message) {
 	case err != nil:
 		rec.Err = ErrPositionUnknown
 	default:
-		replay, rec.Err = h.hist.replayLocked(nil, from, s.key, time.Now())
-		rec.Recovered, rec.Replayed = rec.Err == nil, len(replay)
+		n := len(opening)
+		opening, rec.Err = h.hist.replayLocked(opening, from, s.key, time.Now())
+		rec.Recovered, rec.Replayed = rec.Err == nil, len(opening)-n
 	}
 	if !rec.Recovered {
-		replay = append(replay, first)
+		opening = append(opening, first)
 	}
-	s.open(replay, rec)
+	s.open(opening, rec)
 }
 
 // Position returns the position of the newest event in the hub's
