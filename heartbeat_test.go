@@ -7,20 +7,21 @@ import (
 	"time"
 
 	"github.com/sfere-go/sfere/internal/netfault"
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 func TestHeartbeatWritesCommentsAndStops(t *testing.T) {
 	bothPaths(t, func(t *testing.T, noHijack bool) {
 		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack})
 		srv := testServer(t, hub)
-		brian, phil := dial(t, srv, "brian", true), dial(t, srv, "phil", true)
-		dial(t, srv, "carol", true)
-		waitFor(t, time.Second, "streams", func() bool { return hub.Count(All) == 3 })
+		brian, phil := dial(t, srv, "brian"), dial(t, srv, "phil")
+		dial(t, srv, "carol")
+		ssetest.Eventually(t, time.Second, "streams", func() bool { return hub.Count(All) == 3 })
 		hb := NewHeartbeat(hub, InCategory("lobby"), 20*time.Millisecond)
 		stop := hb.Start()
-		brian.waitLine(": heartbeat", time.Second)
-		phil.waitLine(": heartbeat", time.Second)
-		waitFor(t, 2*time.Second, "three sweeps", func() bool { return hb.Stats().Sweeps >= 3 })
+		brian.Wait(time.Second, ssetest.Containing(": heartbeat"))
+		phil.Wait(time.Second, ssetest.Containing(": heartbeat"))
+		ssetest.Eventually(t, 2*time.Second, "three sweeps", func() bool { return hb.Stats().Sweeps >= 3 })
 		stop()
 		st := hb.Stats()
 		if st.Writes < 9 || st.Failures != 0 || st.LastSweep <= 0 {
@@ -38,9 +39,9 @@ func TestHeartbeatWritesCommentsAndStops(t *testing.T) {
 func TestHeartbeatPatternSelectsStreams(t *testing.T) {
 	hub, _ := newMemoryHub(t, HubOptions{})
 	srv := testServer(t, hub)
-	dial(t, srv, "brian", true)
-	dial(t, srv, "phil", true)
-	waitFor(t, time.Second, "streams", func() bool { return hub.Count(All) == 2 })
+	dial(t, srv, "brian")
+	dial(t, srv, "phil")
+	ssetest.Eventually(t, time.Second, "streams", func() bool { return hub.Count(All) == 2 })
 	hb := NewHeartbeat(hub, lobbyKey("brian").Pattern(), time.Hour)
 	if res := hb.Beat(); res.Delivered != 1 {
 		t.Fatalf("Beat to one key reached %+v", res)
@@ -55,8 +56,8 @@ func TestHeartbeatClosesStalledStream(t *testing.T) {
 		// moved lazily): 4 s leaves the sends below at least 2 s to queue.
 		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack, WriteTimeout: 4 * time.Second, MaxQueueBytes: -1})
 		srv := testServer(t, hub)
-		dial(t, srv, "stalled", false, withRecvBuffer(4096))
-		waitFor(t, time.Second, "stream", func() bool { return hub.Count(All) == 1 })
+		dial(t, srv, "stalled", ssetest.NoRead(), ssetest.RecvBuffer(4096))
+		ssetest.Eventually(t, time.Second, "stream", func() bool { return hub.Count(All) == 1 })
 		// Fill the socket so the next write blocks.
 		big := PatchElements(strings.Repeat("x", 1<<20))
 		for range 16 {
@@ -70,7 +71,7 @@ func TestHeartbeatClosesStalledStream(t *testing.T) {
 		if got.Cause != CauseClosed || !errors.Is(got.Err, ErrWrite) {
 			t.Fatalf("eviction = %+v, want closed by a failed write", got)
 		}
-		waitFor(t, time.Second, "the failed beat counted", func() bool { return hb.Stats().Failures == 1 })
+		ssetest.Eventually(t, time.Second, "the failed beat counted", func() bool { return hb.Stats().Failures == 1 })
 	})
 }
 
@@ -89,13 +90,13 @@ func TestHeartbeatFindsVanishedPeer(t *testing.T) {
 		}
 		srv := testServerOn(t, ln, hub, Comment("hello"))
 
-		brian, phil := dial(t, srv, "brian", true), dial(t, srv, "phil", true)
-		brian.waitLine(": hello", time.Second)
-		phil.waitLine(": hello", time.Second)
+		brian, phil := dial(t, srv, "brian"), dial(t, srv, "phil")
+		brian.Wait(time.Second, ssetest.Containing(": hello"))
+		phil.Wait(time.Second, ssetest.Containing(": hello"))
 		stop := NewHeartbeat(hub, All, interval).Start()
 		defer stop()
 
-		netfault.DropPort(t, brian.localPort())
+		netfault.DropPort(t, brian.LocalPort())
 		vanished := time.Now()
 		got := ev.next(t, interval+userTimeout+2*time.Second)
 		took := time.Since(vanished)
@@ -107,7 +108,7 @@ func TestHeartbeatFindsVanishedPeer(t *testing.T) {
 		if _, err := hub.Send(lobbyKey("phil"), Comment("still here")); err != nil {
 			t.Fatal(err)
 		}
-		phil.waitLine(": still here", time.Second)
+		phil.Wait(time.Second, ssetest.Containing(": still here"))
 	})
 }
 
@@ -117,8 +118,8 @@ func TestHeartbeatSkipsBusyStreams(t *testing.T) {
 	bothPaths(t, func(t *testing.T, noHijack bool) {
 		hub, _ := newMemoryHub(t, HubOptions{NoHijack: noHijack})
 		srv := testServer(t, hub)
-		busy, idle := dial(t, srv, "busy", true), dial(t, srv, "idle", true)
-		waitFor(t, time.Second, "streams", func() bool { return hub.Count(All) == 2 })
+		busy, idle := dial(t, srv, "busy"), dial(t, srv, "idle")
+		ssetest.Eventually(t, time.Second, "streams", func() bool { return hub.Count(All) == 2 })
 		hb := NewHeartbeat(hub, All, 100*time.Millisecond)
 		stop := hb.Start()
 		defer stop()
@@ -133,8 +134,8 @@ func TestHeartbeatSkipsBusyStreams(t *testing.T) {
 		if st.Sweeps < 5 || st.Skipped < 4 || st.Writes < 4 {
 			t.Fatalf("stats = %+v: want the busy stream skipped and the idle one beaten on every sweep", st)
 		}
-		idle.waitLine(": heartbeat", time.Second)
-		if line, err := busy.nextLine(": heartbeat", 50*time.Millisecond); err == nil {
+		idle.Wait(time.Second, ssetest.Containing(": heartbeat"))
+		if line, err := busy.Next(50*time.Millisecond, ssetest.Containing(": heartbeat")); err == nil {
 			t.Fatalf("busy stream got %q", line)
 		}
 	})
