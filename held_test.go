@@ -227,16 +227,18 @@ func setBuffer(c syscall.RawConn, opt, n int) error {
 	return serr
 }
 
-// Over HTTP/2 (TLS) the connection cannot be taken over: Detach serves
-// the stream on net/http to its end before it returns, and the stream
-// works as any other.
-func TestDetachOverHTTP2ServesUntilEnd(t *testing.T) {
-	hub, ev := newMemoryHub(t, HubOptions{})
-	type detached struct {
-		s     *Stream
-		ended bool // the stream had ended when Detach returned
-	}
-	got := make(chan detached, 1)
+// detachedOverH2 says what Detach returned over HTTP/2.
+type detachedOverH2 struct {
+	s     *Stream
+	ended bool // the stream had ended when Detach returned
+}
+
+// serveDetachedH2 serves Brian's stream with Detach over HTTP/2 (TLS),
+// and opens it with a client whose request ends with ctx. What Detach
+// returns arrives on the channel.
+func serveDetachedH2(t *testing.T, ctx context.Context, hub *Hub) (*ssetest.Client, <-chan detachedOverH2) {
+	t.Helper()
+	got := make(chan detachedOverH2, 1)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s, err := hub.Detach(w, r, lobbyKey("brian"), Comment("hello"))
 		if err != nil {
@@ -245,18 +247,15 @@ func TestDetachOverHTTP2ServesUntilEnd(t *testing.T) {
 		}
 		select {
 		case <-s.Done():
-			got <- detached{s, true}
+			got <- detachedOverH2{s, true}
 		default:
-			got <- detached{s, false}
+			got <- detachedOverH2{s, false}
 		}
 	}))
 	srv.EnableHTTP2 = true
 	srv.StartTLS()
-	defer srv.Close()
-	defer hub.Shutdown(context.Background())
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { hub.Shutdown(context.Background()) })
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/sse", nil)
 	resp, err := srv.Client().Do(req)
 	if err != nil {
@@ -265,7 +264,17 @@ func TestDetachOverHTTP2ServesUntilEnd(t *testing.T) {
 	if resp.ProtoMajor != 2 {
 		t.Fatalf("served over %s, want HTTP/2", resp.Proto)
 	}
-	c := ssetest.FromResponse(t, resp)
+	return ssetest.FromResponse(t, resp), got
+}
+
+// Over HTTP/2 (TLS) the connection cannot be taken over: Detach serves
+// the stream on net/http to its end before it returns, and the stream
+// works as any other.
+func TestDetachOverHTTP2ServesUntilEnd(t *testing.T) {
+	hub, ev := newMemoryHub(t, HubOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, got := serveDetachedH2(t, ctx, hub)
 	if e := c.Wait(time.Second, ssetest.Any); e.String() != ": hello" {
 		t.Fatalf("first event %q, want the initial comment", e)
 	}

@@ -337,6 +337,29 @@ func TestShutdownEndsEveryStream(t *testing.T) {
 	})
 }
 
+// churn broadcasts to the lobby and purges one of the keys w0-0 ..
+// w0-(keys-1) every millisecond until stop is called; stop waits for it.
+func churn(hub *Hub, keys int) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			hub.Broadcast(InCategory("lobby"), nil, Comment("tick"))
+			hub.Store().Purge(lobbyKey(fmt.Sprint("w0-", time.Now().UnixNano()%int64(keys))))
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
+}
+
 // Many goroutines open, close, purge and broadcast at once: every stream
 // is evicted exactly once, and nothing is left behind.
 func TestConcurrentServeBroadcastPurge(t *testing.T) {
@@ -344,21 +367,8 @@ func TestConcurrentServeBroadcastPurge(t *testing.T) {
 		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack})
 		srv := testServer(t, hub, Comment("hello"))
 		const workers, rounds = 6, 20
+		stop := churn(hub, rounds)
 		var wg sync.WaitGroup
-		stop := make(chan struct{})
-		var bg sync.WaitGroup
-		bg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				hub.Broadcast(InCategory("lobby"), nil, Comment("tick"))
-				hub.Store().Purge(lobbyKey(fmt.Sprint("w0-", time.Now().UnixNano()%rounds)))
-				time.Sleep(time.Millisecond)
-			}
-		})
 		for w := range workers {
 			wg.Go(func() {
 				for i := range rounds {
@@ -373,8 +383,7 @@ func TestConcurrentServeBroadcastPurge(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		close(stop)
-		bg.Wait()
+		stop()
 		ssetest.Eventually(t, 2*time.Second, "every stream gone", func() bool { return hub.Count(All) == 0 })
 		seen := map[*Stream]int{}
 		for _, e := range ev.snapshot() {

@@ -385,23 +385,38 @@ func TestKillAndRestartReconnects(t *testing.T) {
 		if rejoins != 1 {
 			t.Errorf("user%02d was told to join again %d times, want 1", i, rejoins)
 		}
-		for id, count := range items {
-			if count != 1 {
-				t.Errorf("user%02d's list shows %s %d times", i, id, count)
-			}
-		}
-		if len(items) != n {
-			t.Errorf("user%02d's list has %d items, want %d", i, len(items), n)
+		checkListedOnce(t, fmt.Sprintf("user%02d", i), items, n)
+	}
+	if keys := debugConnections(t, hc, b.url); len(keys) != n {
+		t.Errorf("%d streams on the new process, want %d: %q", len(keys), n, keys)
+	}
+}
+
+// checkListedOnce checks that who's participant list has n items, each
+// shown once.
+func checkListedOnce(t *testing.T, who string, items map[string]int, n int) {
+	t.Helper()
+	for id, count := range items {
+		if count != 1 {
+			t.Errorf("%s's list shows %s %d times", who, id, count)
 		}
 	}
-	resp, err := hc.Get(b.url + "/debug/connections")
+	if len(items) != n {
+		t.Errorf("%s's list has %d items, want %d", who, len(items), n)
+	}
+}
+
+// debugConnections returns the keys of the streams the lobby at url holds.
+func debugConnections(t *testing.T, hc *http.Client, url string) []string {
+	t.Helper()
+	resp, err := hc.Get(url + "/debug/connections")
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer resp.Body.Close()
 	var keys []string
-	json.NewDecoder(resp.Body).Decode(&keys)
-	resp.Body.Close()
-	if len(keys) != n {
-		t.Errorf("%d streams on the new process, want %d: %q", len(keys), n, keys)
+	if err := json.NewDecoder(resp.Body).Decode(&keys); err != nil {
+		t.Fatalf("debug connections: %v", err)
 	}
+	return keys
 }
