@@ -75,10 +75,10 @@ func SlowReads(chunk int, pause time.Duration) Option {
 //
 // Next and Wait share one cursor: each returns the first matching event
 // after the one the previous call returned, skipping the rest, so a
-// sequence of waits checks order. [Client.Events] and [Client.Find] see
-// the whole record.
+// sequence of waits checks order. [Client.Seen], [Client.Find] and
+// [Client.Events] see the whole record, wherever the cursor is.
 type Client struct {
-	t    testing.TB // set by Open and FromResponse; Wait and WaitEnd fail it
+	t    testing.TB // set by Open, OpenConn and FromResponse; the Wait methods fail it
 	conn net.Conn   // nil for FromResponse
 	body io.Closer  // FromResponse's body
 
@@ -115,8 +115,40 @@ func Dial(addr string, req Request, opts ...Option) (*Client, error) {
 	if req.Host == "" {
 		req.Host = addr
 	}
-	if _, err := io.WriteString(conn, req.wire()); err != nil {
+	c, err := start(conn, req, cfg)
+	if err != nil {
 		conn.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// OpenConn is [Open] over a connection the test made itself: one end of
+// a net.Pipe (in a testing/synctest bubble, where event times are the
+// bubble's), a TLS connection, a socket with options of its own. The
+// client owns conn from then on. [RecvBuffer] does not apply.
+func OpenConn(t testing.TB, conn net.Conn, req Request, opts ...Option) *Client {
+	t.Helper()
+	var cfg config
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if req.Host == "" {
+		req.Host = "test"
+	}
+	c, err := start(conn, req, cfg)
+	if err != nil {
+		conn.Close()
+		t.Fatal(err)
+	}
+	c.t = t
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// start sends req on conn and starts reading the response.
+func start(conn net.Conn, req Request, cfg config) (*Client, error) {
+	if _, err := io.WriteString(conn, req.wire()); err != nil {
 		return nil, fmt.Errorf("ssetest: send request: %w", err)
 	}
 	c := newClient(conn)
@@ -322,17 +354,37 @@ func (c *Client) Find(m Match) (Event, bool) {
 // are passed for good). It fails with [ErrTimeout], or [ErrEnded] if the
 // stream ends first. It is safe to call from any goroutine.
 func (c *Client) Next(within time.Duration, m Match) (Event, error) {
+	return c.await(within, m, true)
+}
+
+// Seen returns the first event m matches in the whole record, waiting up
+// to within for one to arrive; unlike Next it neither reads from nor
+// moves the cursor. It fails as Next does.
+func (c *Client) Seen(within time.Duration, m Match) (Event, error) {
+	return c.await(within, m, false)
+}
+
+// await is Next (cursor true) and Seen.
+func (c *Client) await(within time.Duration, m Match, cursor bool) (Event, error) {
 	timer := time.NewTimer(within)
 	defer timer.Stop()
+	from := 0
 	for {
 		c.mu.Lock()
-		for c.next < len(c.events) {
-			e := c.events[c.next]
-			c.next++
-			if m.Test(e) {
+		if cursor {
+			from = c.next
+		}
+		for ; from < len(c.events); from++ {
+			if e := c.events[from]; m.Test(e) {
+				if cursor {
+					c.next = from + 1
+				}
 				c.mu.Unlock()
 				return e, nil
 			}
+		}
+		if cursor {
+			c.next = from
 		}
 		changed, stopped, why := c.changed, c.stoppedLocked(), c.err
 		c.mu.Unlock()
@@ -387,6 +439,16 @@ func (c *Client) Wait(within time.Duration, m Match) Event {
 	return e
 }
 
+// WaitSeen is [Client.Seen] that fails the test.
+func (c *Client) WaitSeen(within time.Duration, m Match) Event {
+	c.tb().Helper()
+	e, err := c.Seen(within, m)
+	if err != nil {
+		c.tb().Fatal(err)
+	}
+	return e
+}
+
 // Done is closed when the client has stopped reading: the response ended
 // or broke, or the client was closed.
 func (c *Client) Done() <-chan struct{} { return c.done }
@@ -424,7 +486,7 @@ func (c *Client) WaitEnd(within time.Duration) {
 
 func (c *Client) tb() testing.TB {
 	if c.t == nil {
-		panic("ssetest: Wait, WaitHead and WaitEnd need a client from Open or FromResponse; use Next, Head or End")
+		panic("ssetest: the Wait methods need a client from Open, OpenConn or FromResponse; use Next, Seen, Head or End")
 	}
 	return c.t
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -326,4 +327,51 @@ func TestFromResponseOverHTTP2(t *testing.T) {
 		t.Fatalf("event %+v over %s", e, resp.Proto)
 	}
 	c.Close()
+}
+
+// Seen looks at the whole record and waits for what has not come yet,
+// without touching the cursor.
+func TestSeenLooksAtTheWholeRecord(t *testing.T) {
+	srv, out := sseServer(t)
+	c := Open(t, srv.Listener.Addr().String(), Request{})
+	out <- "data: a\n\ndata: b\n\n"
+	c.Wait(5*time.Second, Containing("data: b"))
+	if e := c.WaitSeen(time.Second, Containing("data: a")); e.Seq != 0 {
+		t.Fatalf("Seen(a) = %v", e)
+	}
+	go func() {
+		time.Sleep(10 * time.Millisecond)
+		out <- "data: c\n\n"
+	}()
+	if e := c.WaitSeen(5*time.Second, Containing("data: c")); e.Seq != 2 {
+		t.Fatalf("Seen(c) = %v", e)
+	}
+	if e := c.Wait(time.Second, Any); e.Seq != 2 {
+		t.Fatalf("after Seen, Next returned #%d, want #2: Seen moved the cursor", e.Seq)
+	}
+}
+
+// OpenConn reads over a connection the test made: here a pipe in a
+// synctest bubble, where arrival times are the bubble's fake time.
+func TestOpenConnOverPipeInASynctestBubble(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		client, server := net.Pipe()
+		go func() {
+			defer server.Close()
+			if _, err := http.ReadRequest(bufio.NewReader(server)); err != nil {
+				t.Error(err)
+				return
+			}
+			io.WriteString(server, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: now\n\n")
+			time.Sleep(time.Hour)
+			io.WriteString(server, "data: an hour later\n\n")
+		}()
+		c := OpenConn(t, client, DatastarPost("/sse", "{}"))
+		first := c.Wait(2*time.Hour, Any)
+		second := c.Wait(2*time.Hour, Any)
+		if d := second.At.Sub(first.At); d != time.Hour || second.Text() != "an hour later" {
+			t.Fatalf("second event %v arrived %v after the first, want an hour", second, d)
+		}
+		c.WaitEnd(time.Second)
+	})
 }

@@ -1,7 +1,9 @@
 // Package ssetest holds what the tests of an SSE server need, once for the
 // whole module:
 //
-//   - [Client]: one SSE client over raw TCP. It sends a request as written
+//   - [Client]: one SSE client over raw TCP ([Open]; [OpenConn] takes a
+//     connection the test made, [FromResponse] a body got over HTTP/2).
+//     It sends a request as written
 //     (method, target, headers, body), reads the HTTP/1.1 response head,
 //     reads a chunked or close-delimited body, parses it into [Event]s
 //     (type, data lines, id, retry, comments) stamped with their arrival
