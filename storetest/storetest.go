@@ -1,6 +1,6 @@
 // Package storetest checks that a [sfere.Store] keeps the Store contract,
-// as testing/slogtest does for slog handlers. [MemoryStore] and [TTLStore]
-// pass it; so must a store written elsewhere (on Redis, say):
+// as testing/slogtest does for slog handlers. [sfere.MemoryStore] and
+// [sfere.TTLStore] pass it; so must a store written elsewhere (on Redis, say):
 //
 //	func TestMyStore(t *testing.T) {
 //		storetest.Run(t, func(t *testing.T, onEvict sfere.EvictFunc) sfere.Store {
@@ -22,9 +22,6 @@
 // the eviction callback runs with no store lock held (it may read and
 // write the store); and under concurrent opens, closes, purges and counts
 // every stream is evicted exactly once and its eviction completes.
-//
-// [MemoryStore]: https://pkg.go.dev/github.com/sfere-go/sfere#MemoryStore
-// [TTLStore]: https://pkg.go.dev/github.com/sfere-go/sfere#TTLStore
 package storetest
 
 import (
