@@ -54,12 +54,15 @@ func TestHeartbeatClosesStalledStream(t *testing.T) {
 	bothPaths(t, func(t *testing.T, noHijack bool) {
 		// A write may run for WriteTimeout/2 to WriteTimeout (the deadline is
 		// moved lazily): 4 s leaves the sends below at least 2 s to queue.
+		// They take milliseconds: small socket buffers on both ends fill
+		// with 1 MiB (rendering 16 MiB took 2 s under -race, and the
+		// stream was gone before the heartbeat on a busy machine).
 		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack, WriteTimeout: 4 * time.Second, MaxQueueBytes: -1})
-		srv := testServer(t, hub)
+		srv := testServerOn(t, listenSmallSendBuffer(t), hub)
 		dial(t, srv, "stalled", ssetest.NoRead(), ssetest.RecvBuffer(4096))
 		ssetest.Eventually(t, time.Second, "stream", func() bool { return hub.Count(All) == 1 })
 		// Fill the socket so the next write blocks.
-		big := PatchElements(strings.Repeat("x", 1<<20))
+		big := PatchElements(strings.Repeat("x", 64<<10))
 		for range 16 {
 			hub.Send(lobbyKey("stalled"), big)
 		}

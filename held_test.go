@@ -176,14 +176,7 @@ func TestSlowReaderGetsEverythingInOrder(t *testing.T) {
 	bothPaths(t, func(t *testing.T, noHijack bool) {
 		const messages = 150
 		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack, MaxQueueBytes: -1})
-		lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
-			return setBuffer(c, syscall.SO_SNDBUF, 4096) // accepted sockets inherit it
-		}}
-		ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := testServerOn(t, ln, hub)
+		srv := testServerOn(t, listenSmallSendBuffer(t), hub)
 		c := dial(t, srv, "slow", ssetest.RecvBuffer(4096), ssetest.SlowReads(1<<10, 100*time.Microsecond))
 		ssetest.Eventually(t, time.Second, "stream", func() bool { return hub.Count(All) == 1 })
 		// Half at once, half while the client reads.
@@ -216,15 +209,25 @@ func TestSlowReaderGetsEverythingInOrder(t *testing.T) {
 	})
 }
 
-// setBuffer sets a socket buffer size option (SO_RCVBUF, SO_SNDBUF).
-func setBuffer(c syscall.RawConn, opt, n int) error {
-	var serr error
-	if err := c.Control(func(fd uintptr) {
-		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, n)
-	}); err != nil {
-		return err
+// listenSmallSendBuffer listens on loopback with a 4 KiB send buffer,
+// which accepted sockets inherit: a client that stops reading fills it
+// (and blocks the server's writes) after a few KiB, not megabytes.
+func listenSmallSendBuffer(t *testing.T) net.Listener {
+	t.Helper()
+	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return serr
+	return ln
 }
 
 // detachedOverH2 says what Detach returned over HTTP/2.
