@@ -208,7 +208,7 @@ func TestTTLStoreExpiresRealTime(t *testing.T) {
 	srv := testServer(t, hub)
 	start := time.Now()
 	dial(t, srv, "beaten")
-	ssetest.Eventually(t, time.Second, "the stream", func() bool { return hub.Count(All) == 1 })
+	ssetest.Eventually(t, waitLong, "the stream", func() bool { return hub.Count(All) == 1 })
 	stop := NewHeartbeat(hub, lobbyKey("beaten").Pattern(), ttl/3).Start()
 	defer stop()
 	dial(t, srv, "quiet") // the heartbeat does not reach it

@@ -16,11 +16,11 @@ func TestHeartbeatWritesCommentsAndStops(t *testing.T) {
 		srv := testServer(t, hub)
 		brian, phil := dial(t, srv, "brian"), dial(t, srv, "phil")
 		dial(t, srv, "carol")
-		ssetest.Eventually(t, time.Second, "streams", func() bool { return hub.Count(All) == 3 })
+		ssetest.Eventually(t, waitLong, "streams", func() bool { return hub.Count(All) == 3 })
 		hb := NewHeartbeat(hub, InCategory("lobby"), 20*time.Millisecond)
 		stop := hb.Start()
-		brian.Wait(time.Second, ssetest.Containing(": heartbeat"))
-		phil.Wait(time.Second, ssetest.Containing(": heartbeat"))
+		brian.Wait(waitLong, ssetest.Containing(": heartbeat"))
+		phil.Wait(waitLong, ssetest.Containing(": heartbeat"))
 		ssetest.Eventually(t, 2*time.Second, "three sweeps", func() bool { return hb.Stats().Sweeps >= 3 })
 		stop()
 		st := hb.Stats()
@@ -41,7 +41,7 @@ func TestHeartbeatPatternSelectsStreams(t *testing.T) {
 	srv := testServer(t, hub)
 	dial(t, srv, "brian")
 	dial(t, srv, "phil")
-	ssetest.Eventually(t, time.Second, "streams", func() bool { return hub.Count(All) == 2 })
+	ssetest.Eventually(t, waitLong, "streams", func() bool { return hub.Count(All) == 2 })
 	hb := NewHeartbeat(hub, lobbyKey("brian").Pattern(), time.Hour)
 	if res := hb.Beat(); res.Delivered != 1 {
 		t.Fatalf("Beat to one key reached %+v", res)
@@ -60,7 +60,7 @@ func TestHeartbeatClosesStalledStream(t *testing.T) {
 		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack, WriteTimeout: 4 * time.Second, MaxQueueBytes: -1})
 		srv := testServerOn(t, listenSmallSendBuffer(t), hub)
 		dial(t, srv, "stalled", ssetest.NoRead(), ssetest.RecvBuffer(4096))
-		ssetest.Eventually(t, time.Second, "stream", func() bool { return hub.Count(All) == 1 })
+		ssetest.Eventually(t, waitLong, "stream", func() bool { return hub.Count(All) == 1 })
 		// Fill the socket so the next write blocks.
 		big := PatchElements(strings.Repeat("x", 64<<10))
 		for range 16 {
@@ -74,7 +74,7 @@ func TestHeartbeatClosesStalledStream(t *testing.T) {
 		if got.Cause != CauseClosed || !errors.Is(got.Err, ErrWrite) {
 			t.Fatalf("eviction = %+v, want closed by a failed write", got)
 		}
-		ssetest.Eventually(t, time.Second, "the failed beat counted", func() bool { return hb.Stats().Failures == 1 })
+		ssetest.Eventually(t, waitLong, "the failed beat counted", func() bool { return hb.Stats().Failures == 1 })
 	})
 }
 
@@ -94,8 +94,8 @@ func TestHeartbeatFindsVanishedPeer(t *testing.T) {
 		srv := testServerOn(t, ln, hub, Comment("hello"))
 
 		brian, phil := dial(t, srv, "brian"), dial(t, srv, "phil")
-		brian.Wait(time.Second, ssetest.Containing(": hello"))
-		phil.Wait(time.Second, ssetest.Containing(": hello"))
+		brian.Wait(waitLong, ssetest.Containing(": hello"))
+		phil.Wait(waitLong, ssetest.Containing(": hello"))
 		stop := NewHeartbeat(hub, All, interval).Start()
 		defer stop()
 
@@ -111,7 +111,7 @@ func TestHeartbeatFindsVanishedPeer(t *testing.T) {
 		if _, err := hub.Send(lobbyKey("phil"), Comment("still here")); err != nil {
 			t.Fatal(err)
 		}
-		phil.Wait(time.Second, ssetest.Containing(": still here"))
+		phil.Wait(waitLong, ssetest.Containing(": still here"))
 	})
 }
 
@@ -122,7 +122,7 @@ func TestHeartbeatSkipsBusyStreams(t *testing.T) {
 		hub, _ := newMemoryHub(t, HubOptions{NoHijack: noHijack})
 		srv := testServer(t, hub)
 		busy, idle := dial(t, srv, "busy"), dial(t, srv, "idle")
-		ssetest.Eventually(t, time.Second, "streams", func() bool { return hub.Count(All) == 2 })
+		ssetest.Eventually(t, waitLong, "streams", func() bool { return hub.Count(All) == 2 })
 		hb := NewHeartbeat(hub, All, 100*time.Millisecond)
 		stop := hb.Start()
 		defer stop()
@@ -137,7 +137,7 @@ func TestHeartbeatSkipsBusyStreams(t *testing.T) {
 		if st.Sweeps < 5 || st.Skipped < 4 || st.Writes < 4 {
 			t.Fatalf("stats = %+v: want the busy stream skipped and the idle one beaten on every sweep", st)
 		}
-		idle.Wait(time.Second, ssetest.Containing(": heartbeat"))
+		idle.Wait(waitLong, ssetest.Containing(": heartbeat"))
 		if line, err := busy.Next(50*time.Millisecond, ssetest.Containing(": heartbeat")); err == nil {
 			t.Fatalf("busy stream got %q", line)
 		}

@@ -48,22 +48,22 @@ func TestDetachOutlivesHandler(t *testing.T) {
 		})
 	}, Comment("hello"))
 	brian, phil := dial(t, srv, "brian"), dial(t, srv, "phil")
-	brian.Wait(time.Second, ssetest.Containing(": hello"))
-	phil.Wait(time.Second, ssetest.Containing(": hello"))
-	ssetest.Eventually(t, time.Second, "both handlers returned", func() bool { return returned.Load() == 2 })
+	brian.Wait(waitLong, ssetest.Containing(": hello"))
+	phil.Wait(waitLong, ssetest.Containing(": hello"))
+	ssetest.Eventually(t, waitLong, "both handlers returned", func() bool { return returned.Load() == 2 })
 
 	if res, err := hub.Broadcast(All, nil, PatchElements(`<p id="after">after</p>`)); err != nil || res.Delivered != 2 {
 		t.Fatalf("Broadcast = %+v, %v", res, err)
 	}
-	brian.Wait(time.Second, ssetest.Containing(`<p id="after">after</p>`))
-	phil.Wait(time.Second, ssetest.Containing(`<p id="after">after</p>`))
+	brian.Wait(waitLong, ssetest.Containing(`<p id="after">after</p>`))
+	phil.Wait(waitLong, ssetest.Containing(`<p id="after">after</p>`))
 
 	brian.Close()
 	got := ev.next(t, time.Second)
 	if got.Key != lobbyKey("brian") || got.Cause != CauseClosed || !errors.Is(got.Err, ErrClientGone) {
 		t.Fatalf("eviction = %+v, want brian closed (client gone)", got)
 	}
-	ssetest.Eventually(t, time.Second, "AfterEnd", func() bool { return ended.Load() == 1 })
+	ssetest.Eventually(t, waitLong, "AfterEnd", func() bool { return ended.Load() == 1 })
 	// AfterEnd on a stream that has ended runs at once.
 	var late atomic.Bool
 	got.Stream.AfterEnd(func() { late.Store(true) })
@@ -73,7 +73,7 @@ func TestDetachOutlivesHandler(t *testing.T) {
 	if _, err := hub.Send(lobbyKey("phil"), Comment("still here")); err != nil {
 		t.Fatal(err)
 	}
-	phil.Wait(time.Second, ssetest.Containing(": still here"))
+	phil.Wait(waitLong, ssetest.Containing(": still here"))
 	ev.none(t, 50*time.Millisecond)
 	if ended.Load() != 1 {
 		t.Fatalf("AfterEnd ran %d times", ended.Load())
@@ -88,9 +88,9 @@ func TestDetachedStreamHoldsOneGoroutine(t *testing.T) {
 	srv, returned := detachServer(t, hub, nil, Comment("hello"))
 	before := runtime.NumGoroutine()
 	for i := range n {
-		dial(t, srv, fmt.Sprint(i)).Wait(time.Second, ssetest.Containing(": hello"))
+		dial(t, srv, fmt.Sprint(i)).Wait(waitLong, ssetest.Containing(": hello"))
 	}
-	ssetest.Eventually(t, time.Second, "handlers returned", func() bool { return returned.Load() == n })
+	ssetest.Eventually(t, waitLong, "handlers returned", func() bool { return returned.Load() == n })
 	// Each test client has a reading goroutine of its own.
 	var extra int
 	ssetest.Eventually(t, 2*time.Second, "idle goroutines", func() bool {
@@ -121,10 +121,10 @@ func TestHeldResponseHead(t *testing.T) {
 		held  bool
 	}{{"", true}, {"&coding=1", false}} {
 		c := ssetest.Open(t, srv.Listener.Addr().String(), ssetest.Request{Target: "/sse?id=brian" + tc.query})
-		if e := c.Wait(time.Second, ssetest.Any); e.String() != ": hello" {
+		if e := c.Wait(waitLong, ssetest.Any); e.String() != ": hello" {
 			t.Fatalf("first event %q, want the initial comment", e)
 		}
-		resp := c.WaitHead(time.Second)
+		resp := c.WaitHead(waitLong)
 		if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Frame-Options") != "DENY" ||
 			resp.Header.Get("Content-Type") != "text/event-stream" || resp.ContentLength != -1 ||
 			resp.Close != tc.held || fmt.Sprint(resp.TransferEncoding) != "[chunked]" {
@@ -133,10 +133,10 @@ func TestHeldResponseHead(t *testing.T) {
 		if _, err := hub.Send(lobbyKey("brian"), Comment("bye"), CloseStream()); err != nil {
 			t.Fatal(err)
 		}
-		c.Wait(time.Second, ssetest.CommentIs("bye"))
-		c.WaitEnd(time.Second) // a clean end: the last chunk, not a broken stream
+		c.Wait(waitLong, ssetest.CommentIs("bye"))
+		c.WaitEnd(waitLong) // a clean end: the last chunk, not a broken stream
 		c.Close()
-		ssetest.Eventually(t, time.Second, "stream gone", func() bool { return hub.Count(All) == 0 })
+		ssetest.Eventually(t, waitLong, "stream gone", func() bool { return hub.Count(All) == 0 })
 	}
 }
 
@@ -147,7 +147,7 @@ func TestHeldStreamIgnoresClientBytes(t *testing.T) {
 	hub, ev := newMemoryHub(t, HubOptions{})
 	srv := testServer(t, hub, Comment("hello"))
 	c := dial(t, srv, "brian")
-	c.Wait(time.Second, ssetest.Containing(": hello"))
+	c.Wait(waitLong, ssetest.Containing(": hello"))
 	junk := []byte(strings.Repeat("GET / HTTP/1.1\r\n\r\n", 100))
 	if _, err := c.Conn().Write(junk); err != nil {
 		t.Fatal(err)
@@ -156,7 +156,7 @@ func TestHeldStreamIgnoresClientBytes(t *testing.T) {
 	if _, err := hub.Send(lobbyKey("brian"), Comment("still here")); err != nil {
 		t.Fatal(err)
 	}
-	c.Wait(time.Second, ssetest.Containing(": still here"))
+	c.Wait(waitLong, ssetest.Containing(": still here"))
 
 	for sent := len(junk); sent <= MaxClientData; sent += len(junk) {
 		if _, err := c.Conn().Write(junk); err != nil {
@@ -178,7 +178,7 @@ func TestSlowReaderGetsEverythingInOrder(t *testing.T) {
 		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack, MaxQueueBytes: -1})
 		srv := testServerOn(t, listenSmallSendBuffer(t), hub)
 		c := dial(t, srv, "slow", ssetest.RecvBuffer(4096), ssetest.SlowReads(1<<10, 100*time.Microsecond))
-		ssetest.Eventually(t, time.Second, "stream", func() bool { return hub.Count(All) == 1 })
+		ssetest.Eventually(t, waitLong, "stream", func() bool { return hub.Count(All) == 1 })
 		// Half at once, half while the client reads.
 		pad := strings.Repeat("x", 8<<10)
 		send := func(i int) {
@@ -278,13 +278,13 @@ func TestDetachOverHTTP2ServesUntilEnd(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c, got := serveDetachedH2(t, ctx, hub)
-	if e := c.Wait(time.Second, ssetest.Any); e.String() != ": hello" {
+	if e := c.Wait(waitLong, ssetest.Any); e.String() != ": hello" {
 		t.Fatalf("first event %q, want the initial comment", e)
 	}
 	if _, err := hub.Send(lobbyKey("brian"), Comment("more")); err != nil {
 		t.Fatal(err)
 	}
-	c.Wait(time.Second, ssetest.CommentIs("more"))
+	c.Wait(waitLong, ssetest.CommentIs("more"))
 	select {
 	case <-got:
 		t.Fatal("Detach returned while its HTTP/2 stream was live")
@@ -311,7 +311,7 @@ func TestResetUnderWritesEndsOnce(t *testing.T) {
 		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack})
 		srv := testServer(t, hub, Comment("hello"))
 		c := dial(t, srv, "brian")
-		c.Wait(time.Second, ssetest.Containing(": hello"))
+		c.Wait(waitLong, ssetest.Containing(": hello"))
 		defer keepSending(hub, lobbyKey("brian"), Comment(strings.Repeat("busy", 256)), 50*time.Microsecond)()
 		time.Sleep(20 * time.Millisecond)
 		if err := c.Reset(); err != nil { // close with RST
@@ -341,7 +341,7 @@ func TestTLSStreamStaysOnNetHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := ssetest.FromResponse(t, resp)
-	if e := c.Wait(time.Second, ssetest.Any); e.String() != ": hello" {
+	if e := c.Wait(waitLong, ssetest.Any); e.String() != ": hello" {
 		t.Fatalf("TLS: first event %q, want the initial comment", e)
 	}
 	if resp.ProtoMajor != 1 || resp.Close {
@@ -350,7 +350,7 @@ func TestTLSStreamStaysOnNetHTTP(t *testing.T) {
 	if _, err := hub.Send(lobbyKey("tls"), Comment("to a TLS client")); err != nil {
 		t.Fatal(err)
 	}
-	c.Wait(time.Second, ssetest.CommentIs("to a TLS client"))
+	c.Wait(waitLong, ssetest.CommentIs("to a TLS client"))
 }
 
 // An HTTP/1.0 client's stream stays on net/http too (which does not chunk
@@ -359,12 +359,12 @@ func TestHTTP10StreamStaysOnNetHTTP(t *testing.T) {
 	hub, _ := newMemoryHub(t, HubOptions{})
 	srv := testServer(t, hub)
 	old := ssetest.Open(t, srv.Listener.Addr().String(), ssetest.Request{Target: "/sse?id=old", Proto: "HTTP/1.0", Host: "test"})
-	if head := old.WaitHead(time.Second); head.ProtoMinor != 0 || len(head.TransferEncoding) != 0 {
+	if head := old.WaitHead(waitLong); head.ProtoMinor != 0 || len(head.TransferEncoding) != 0 {
 		t.Fatalf("HTTP/1.0: %s, transfer encoding %v, want none (net/http's path)", head.Proto, head.TransferEncoding)
 	}
-	ssetest.Eventually(t, time.Second, "the stream", func() bool { return hub.Count(All) == 1 })
+	ssetest.Eventually(t, waitLong, "the stream", func() bool { return hub.Count(All) == 1 })
 	if _, err := hub.Send(lobbyKey("old"), Comment("to an old client")); err != nil {
 		t.Fatal(err)
 	}
-	old.Wait(time.Second, ssetest.CommentIs("to an old client"))
+	old.Wait(waitLong, ssetest.CommentIs("to an old client"))
 }

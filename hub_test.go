@@ -27,7 +27,7 @@ func servePair(t *testing.T, noHijack bool, initial ...Effect) (hub *Hub, brian,
 	hub, _ = newMemoryHub(t, HubOptions{NoHijack: noHijack})
 	srv := testServer(t, hub, initial...)
 	brian, phil = dial(t, srv, "brian"), dial(t, srv, "phil")
-	ssetest.Eventually(t, time.Second, "two streams", func() bool { return hub.Count(InCategory("lobby")) == 2 })
+	ssetest.Eventually(t, waitLong, "two streams", func() bool { return hub.Count(InCategory("lobby")) == 2 })
 	return hub, brian, phil
 }
 
@@ -35,7 +35,7 @@ func TestServeWritesInitialEffects(t *testing.T) {
 	bothPaths(t, func(t *testing.T, noHijack bool) {
 		hub, brian, phil := servePair(t, noHijack, PatchElements(`<p id="hello">hello</p>`))
 		for _, c := range []*ssetest.Client{brian, phil} {
-			e := c.Wait(time.Second, ssetest.Containing(`elements <p id="hello">hello</p>`))
+			e := c.Wait(waitLong, ssetest.Containing(`elements <p id="hello">hello</p>`))
 			if e.Type != "datastar-patch-elements" || e.Seq != 0 {
 				t.Fatalf("first event = %v, want the initial patch", e)
 			}
@@ -55,12 +55,12 @@ func TestBroadcastSkipsExcludedStream(t *testing.T) {
 		if err != nil || res != (Result{Delivered: 1}) {
 			t.Fatalf("Broadcast = %+v, %v; want 1 delivered", res, err)
 		}
-		phil.Wait(time.Second, ssetest.Containing("elements <li>one</li>"))
+		phil.Wait(waitLong, ssetest.Containing("elements <li>one</li>"))
 		// Brian was excluded: the next thing he sees is what is sent to him alone.
 		if _, err := hub.Send(lobbyKey("brian"), AppendElements("#messages", "<li>two</li>")); err != nil {
 			t.Fatal(err)
 		}
-		if e := brian.Wait(time.Second, ssetest.Containing("elements <li>")); !strings.Contains(e.String(), "two") {
+		if e := brian.Wait(waitLong, ssetest.Containing("elements <li>")); !strings.Contains(e.String(), "two") {
 			t.Fatalf("excluded stream got %q", e)
 		}
 	})
@@ -74,9 +74,9 @@ func TestEffectsOfOneCallArriveTogetherInOrder(t *testing.T) {
 			t.Fatalf("Broadcast = %+v, %v", res, err)
 		}
 		for _, c := range []*ssetest.Client{brian, phil} {
-			a := c.Wait(time.Second, ssetest.Containing(`<p id="a">a</p>`))
-			between := c.Wait(time.Second, ssetest.Containing(": between"))
-			b := c.Wait(time.Second, ssetest.Containing(`<p id="b">b</p>`))
+			a := c.Wait(waitLong, ssetest.Containing(`<p id="a">a</p>`))
+			between := c.Wait(waitLong, ssetest.Containing(": between"))
+			b := c.Wait(waitLong, ssetest.Containing(`<p id="b">b</p>`))
 			if between.Seq != a.Seq+1 || b.Seq != a.Seq+2 {
 				t.Fatalf("events #%d, #%d, #%d: want three in a row", a.Seq, between.Seq, b.Seq)
 			}
@@ -93,7 +93,7 @@ func TestClosedTabEvictsWithinASecond(t *testing.T) {
 		}
 		srv := testServerOn(t, ln, hub)
 		brian, phil := dial(t, srv, "brian"), dial(t, srv, "phil")
-		ssetest.Eventually(t, time.Second, "two streams", func() bool { return hub.Count(All) == 2 })
+		ssetest.Eventually(t, waitLong, "two streams", func() bool { return hub.Count(All) == 2 })
 
 		closed := time.Now()
 		brian.Close()
@@ -109,7 +109,7 @@ func TestClosedTabEvictsWithinASecond(t *testing.T) {
 		if _, err := hub.Send(lobbyKey("phil"), Comment("still here")); err != nil {
 			t.Fatal(err)
 		}
-		phil.Wait(time.Second, ssetest.Containing(": still here"))
+		phil.Wait(waitLong, ssetest.Containing(": still here"))
 		ev.none(t, 100*time.Millisecond)
 	})
 }
@@ -119,7 +119,7 @@ func TestReplacedStreamIsClosed(t *testing.T) {
 		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack})
 		srv := testServer(t, hub)
 		first := dial(t, srv, "brian")
-		ssetest.Eventually(t, time.Second, "first stream", func() bool { return hub.Count(All) == 1 })
+		ssetest.Eventually(t, waitLong, "first stream", func() bool { return hub.Count(All) == 1 })
 		old, _ := hub.Store().Get(lobbyKey("brian"))
 
 		second := dial(t, srv, "brian")
@@ -127,11 +127,11 @@ func TestReplacedStreamIsClosed(t *testing.T) {
 		if got.Cause != CauseReplaced || got.Stream != old {
 			t.Fatalf("eviction = %+v, want the first stream replaced", got)
 		}
-		first.WaitEnd(time.Second) // really closed: its response ended
+		first.WaitEnd(waitLong) // really closed: its response ended
 		if _, err := hub.Send(lobbyKey("brian"), Comment("to the new one")); err != nil {
 			t.Fatal(err)
 		}
-		second.Wait(time.Second, ssetest.Containing(": to the new one"))
+		second.Wait(waitLong, ssetest.Containing(": to the new one"))
 		ev.none(t, 100*time.Millisecond)
 	})
 }
@@ -141,14 +141,14 @@ func TestPurgeClosesStream(t *testing.T) {
 		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack})
 		srv := testServer(t, hub)
 		c := dial(t, srv, "brian")
-		ssetest.Eventually(t, time.Second, "stream", func() bool { return hub.Count(All) == 1 })
+		ssetest.Eventually(t, waitLong, "stream", func() bool { return hub.Count(All) == 1 })
 		if !hub.Store().Purge(lobbyKey("brian")) {
 			t.Fatal("Purge found nothing")
 		}
 		if got := ev.next(t, time.Second); got.Cause != CauseExplicit {
 			t.Fatalf("eviction = %+v, want explicit", got)
 		}
-		c.WaitEnd(time.Second)
+		c.WaitEnd(waitLong)
 		ev.none(t, 100*time.Millisecond)
 	})
 }
@@ -168,14 +168,14 @@ func TestTTLEvictionsCloseStreams(t *testing.T) {
 		clients := map[Key]*ssetest.Client{}
 		for _, id := range []string{"a", "b", "c"} {
 			clients[lobbyKey(id)] = dial(t, srv, id)
-			clients[lobbyKey(id)].Wait(time.Second, ssetest.Containing(": hello")) // connected and written to
+			clients[lobbyKey(id)].Wait(waitLong, ssetest.Containing(": hello")) // connected and written to
 		}
 		store.cleanUp()
 		got := ev.next(t, 2*time.Second)
 		if got.Cause != CauseSize {
 			t.Fatalf("eviction = %+v, want size", got)
 		}
-		clients[got.Key].WaitEnd(time.Second)
+		clients[got.Key].WaitEnd(waitLong)
 		delete(clients, got.Key)
 
 		clock.Advance(2 * time.Minute)
@@ -185,7 +185,7 @@ func TestTTLEvictionsCloseStreams(t *testing.T) {
 			if got.Cause != CauseExpired {
 				t.Fatalf("eviction = %+v, want expired", got)
 			}
-			clients[got.Key].WaitEnd(time.Second)
+			clients[got.Key].WaitEnd(waitLong)
 		}
 		ev.none(t, 100*time.Millisecond)
 	})
@@ -196,12 +196,12 @@ func TestCloseStreamEffect(t *testing.T) {
 		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack})
 		srv := testServer(t, hub)
 		c := dial(t, srv, "brian")
-		ssetest.Eventually(t, time.Second, "stream", func() bool { return hub.Count(All) == 1 })
+		ssetest.Eventually(t, waitLong, "stream", func() bool { return hub.Count(All) == 1 })
 		if _, err := hub.Send(lobbyKey("brian"), PatchElements(`<p id="bye">bye</p>`), CloseStream()); err != nil {
 			t.Fatal(err)
 		}
-		c.Wait(time.Second, ssetest.Containing(`<p id="bye">bye</p>`))
-		c.WaitEnd(time.Second)
+		c.Wait(waitLong, ssetest.Containing(`<p id="bye">bye</p>`))
+		c.WaitEnd(waitLong)
 		if got := ev.next(t, time.Second); got.Cause != CauseClosed || !errors.Is(got.Err, ErrClosedByApp) {
 			t.Fatalf("eviction = %+v, want closed by app", got)
 		}
@@ -224,7 +224,7 @@ func TestFailedWriteEvictsClosed(t *testing.T) {
 		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack, WriteTimeout: 300 * time.Millisecond, MaxQueueBytes: -1})
 		srv := testServer(t, hub)
 		dial(t, srv, "stalled", ssetest.NoRead(), ssetest.RecvBuffer(4096))
-		ssetest.Eventually(t, time.Second, "stream", func() bool { return hub.Count(All) == 1 })
+		ssetest.Eventually(t, waitLong, "stream", func() bool { return hub.Count(All) == 1 })
 		chunk := PatchElements(strings.Repeat("x", 64<<10))
 		// More than the loopback socket buffers can hold: a write must block
 		// until the deadline fails it.
@@ -314,14 +314,14 @@ func TestShutdownEndsEveryStream(t *testing.T) {
 		for i := range 5 {
 			clients = append(clients, dial(t, srv, fmt.Sprint(i)))
 		}
-		ssetest.Eventually(t, time.Second, "streams", func() bool { return hub.Count(All) == 5 })
+		ssetest.Eventually(t, waitLong, "streams", func() bool { return hub.Count(All) == 5 })
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := hub.Shutdown(ctx); err != nil {
 			t.Fatal(err)
 		}
 		for _, c := range clients {
-			c.WaitEnd(time.Second)
+			c.WaitEnd(waitLong)
 		}
 		for range 5 {
 			if got := ev.next(t, time.Second); got.Cause != CauseClosed || !errors.Is(got.Err, ErrHubClosed) {
@@ -331,7 +331,7 @@ func TestShutdownEndsEveryStream(t *testing.T) {
 		if n := hub.Count(All); n != 0 {
 			t.Fatalf("%d streams left after shutdown", n)
 		}
-		if head := dial(t, srv, "late").WaitHead(time.Second); head.StatusCode != http.StatusServiceUnavailable {
+		if head := dial(t, srv, "late").WaitHead(waitLong); head.StatusCode != http.StatusServiceUnavailable {
 			t.Fatalf("a stream opened after shutdown: status %d, want 503", head.StatusCode)
 		}
 	})
@@ -412,8 +412,8 @@ func TestOnOpenRunsOncePerStreamAfterPut(t *testing.T) {
 			mu.Unlock()
 		}})
 		srv := testServer(t, hub, Comment("hello"))
-		dial(t, srv, "brian").Wait(time.Second, ssetest.Containing(": hello"))
-		dial(t, srv, "phil").Wait(time.Second, ssetest.Containing(": hello"))
+		dial(t, srv, "brian").Wait(waitLong, ssetest.Containing(": hello"))
+		dial(t, srv, "phil").Wait(waitLong, ssetest.Containing(": hello"))
 		mu.Lock()
 		defer mu.Unlock()
 		sortKeys(opened)

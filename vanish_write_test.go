@@ -27,7 +27,7 @@ func TestVanishedPeerUnderWritesIsVanished(t *testing.T) {
 		}
 		srv := testServerOn(t, ln, hub, Comment("hello"))
 		brian := dial(t, srv, "brian")
-		brian.Wait(time.Second, ssetest.Containing(": hello"))
+		brian.Wait(waitLong, ssetest.Containing(": hello"))
 		defer keepSending(hub, lobbyKey("brian"), Comment("busy"), time.Millisecond)()
 		netfault.DropPort(t, brian.LocalPort())
 		got := ev.next(t, userTimeout+3*time.Second)
