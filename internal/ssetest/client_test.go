@@ -375,3 +375,15 @@ func TestOpenConnOverPipeInASynctestBubble(t *testing.T) {
 		c.WaitEnd(time.Second)
 	})
 }
+
+// A server that closes without answering: no head, and the client says so.
+func TestNoResponse(t *testing.T) {
+	addr := rawServer(t, func(c net.Conn, br *bufio.Reader) { http.ReadRequest(br) })
+	c := Open(t, addr, Request{})
+	if _, err := c.Head(5 * time.Second); err == nil || errors.Is(err, ErrTimeout) {
+		t.Fatalf("Head = %v, want the error that there was no response", err)
+	}
+	if err := c.End(time.Second); err == nil || errors.Is(err, ErrTimeout) {
+		t.Fatalf("End = %v, want a broken stream", err)
+	}
+}
