@@ -11,6 +11,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 // Timers under a fake clock (testing/synctest): heartbeat intervals, the
@@ -205,11 +207,11 @@ func TestTTLStoreExpiresRealTime(t *testing.T) {
 	hub := NewHub(store, HubOptions{})
 	srv := testServer(t, hub)
 	start := time.Now()
-	dial(t, srv, "beaten", true)
-	waitFor(t, time.Second, "the stream", func() bool { return hub.Count(All) == 1 })
+	dial(t, srv, "beaten")
+	ssetest.Eventually(t, waitLong, "the stream", func() bool { return hub.Count(All) == 1 })
 	stop := NewHeartbeat(hub, lobbyKey("beaten").Pattern(), ttl/3).Start()
 	defer stop()
-	dial(t, srv, "quiet", true) // the heartbeat does not reach it
+	dial(t, srv, "quiet") // the heartbeat does not reach it
 	got := ev.next(t, ttl+3*time.Second)
 	took := time.Since(start)
 	t.Logf("idle stream expired after %v (TTL %v)", took.Round(time.Millisecond), ttl)

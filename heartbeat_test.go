@@ -8,20 +8,21 @@ import (
 	"time"
 
 	"github.com/sfere-go/sfere/internal/netfault"
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 func TestHeartbeatWritesCommentsAndStops(t *testing.T) {
 	bothPaths(t, func(t *testing.T, noHijack bool) {
 		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack})
 		srv := testServer(t, hub)
-		brian, phil := dial(t, srv, "brian", true), dial(t, srv, "phil", true)
-		dial(t, srv, "carol", true)
-		waitFor(t, time.Second, "streams", func() bool { return hub.Count(All) == 3 })
+		brian, phil := dial(t, srv, "brian"), dial(t, srv, "phil")
+		dial(t, srv, "carol")
+		ssetest.Eventually(t, waitLong, "streams", func() bool { return hub.Count(All) == 3 })
 		hb := NewHeartbeat(hub, InCategory("lobby"), 20*time.Millisecond)
 		stop := hb.Start()
-		brian.waitLine(": heartbeat", time.Second)
-		phil.waitLine(": heartbeat", time.Second)
-		waitFor(t, 2*time.Second, "three sweeps", func() bool { return hb.Stats().Sweeps >= 3 })
+		brian.Wait(waitLong, ssetest.Containing(": heartbeat"))
+		phil.Wait(waitLong, ssetest.Containing(": heartbeat"))
+		ssetest.Eventually(t, 2*time.Second, "three sweeps", func() bool { return hb.Stats().Sweeps >= 3 })
 		stop()
 		st := hb.Stats()
 		if st.Writes < 9 || st.Failures != 0 || st.LastSweep <= 0 {
@@ -39,9 +40,9 @@ func TestHeartbeatWritesCommentsAndStops(t *testing.T) {
 func TestHeartbeatPatternSelectsStreams(t *testing.T) {
 	hub, _ := newMemoryHub(t, HubOptions{})
 	srv := testServer(t, hub)
-	dial(t, srv, "brian", true)
-	dial(t, srv, "phil", true)
-	waitFor(t, time.Second, "streams", func() bool { return hub.Count(All) == 2 })
+	dial(t, srv, "brian")
+	dial(t, srv, "phil")
+	ssetest.Eventually(t, waitLong, "streams", func() bool { return hub.Count(All) == 2 })
 	hb := NewHeartbeat(hub, lobbyKey("brian").Pattern(), time.Hour)
 	if res := hb.Beat(); res.Delivered != 1 {
 		t.Fatalf("Beat to one key reached %+v", res)
@@ -54,20 +55,17 @@ func TestHeartbeatClosesStalledStream(t *testing.T) {
 	bothPaths(t, func(t *testing.T, noHijack bool) {
 		// A write may run for WriteTimeout/2 to WriteTimeout (the deadline is
 		// moved lazily): 4 s leaves the sends below at least 2 s to queue.
+		// They take milliseconds: small socket buffers on both ends fill
+		// with 1 MiB (rendering 16 MiB took 2 s under -race, and the
+		// stream was gone before the heartbeat on a busy machine).
 		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack, WriteTimeout: 4 * time.Second, MaxQueueBytes: -1})
-		srv := testServer(t, hub)
-		dial(t, srv, "stalled", false, withRecvBuffer(4096))
-		waitFor(t, time.Second, "stream", func() bool { return hub.Count(All) == 1 })
-		// Fill the socket so the next write blocks. Rendered once: the
-		// beat must be queued well within the write timeout, even on a
-		// busy machine under the race detector.
-		big, err := render([]Effect{PatchElements(strings.Repeat("x", 1<<20))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, _ := hub.Store().Get(lobbyKey("stalled"))
+		srv := testServerOn(t, listenSmallSendBuffer(t), hub)
+		dial(t, srv, "stalled", ssetest.NoRead(), ssetest.RecvBuffer(4096))
+		ssetest.Eventually(t, waitLong, "stream", func() bool { return hub.Count(All) == 1 })
+		// Fill the socket so the next write blocks.
+		big := PatchElements(strings.Repeat("x", 64<<10))
 		for range 16 {
-			s.enqueue(big, nil)
+			hub.Send(lobbyKey("stalled"), big)
 		}
 		hb := NewHeartbeat(hub, All, time.Hour)
 		if res := hb.Beat(); res.Delivered != 1 {
@@ -77,7 +75,7 @@ func TestHeartbeatClosesStalledStream(t *testing.T) {
 		if got.Cause != CauseClosed || !errors.Is(got.Err, ErrWrite) {
 			t.Fatalf("eviction = %+v, want closed by a failed write", got)
 		}
-		waitFor(t, time.Second, "the failed beat counted", func() bool { return hb.Stats().Failures == 1 })
+		ssetest.Eventually(t, waitLong, "the failed beat counted", func() bool { return hb.Stats().Failures == 1 })
 	})
 }
 
@@ -96,13 +94,13 @@ func TestHeartbeatFindsVanishedPeer(t *testing.T) {
 		}
 		srv := testServerOn(t, ln, hub, Comment("hello"))
 
-		brian, phil := dial(t, srv, "brian", true), dial(t, srv, "phil", true)
-		brian.waitLine(": hello", time.Second)
-		phil.waitLine(": hello", time.Second)
+		brian, phil := dial(t, srv, "brian"), dial(t, srv, "phil")
+		brian.Wait(waitLong, ssetest.Containing(": hello"))
+		phil.Wait(waitLong, ssetest.Containing(": hello"))
 		stop := NewHeartbeat(hub, All, interval).Start()
 		defer stop()
 
-		netfault.DropPort(t, brian.localPort())
+		netfault.DropPort(t, brian.LocalPort())
 		vanished := time.Now()
 		got := ev.next(t, interval+userTimeout+2*time.Second)
 		took := time.Since(vanished)
@@ -114,7 +112,7 @@ func TestHeartbeatFindsVanishedPeer(t *testing.T) {
 		if _, err := hub.Send(lobbyKey("phil"), Comment("still here")); err != nil {
 			t.Fatal(err)
 		}
-		phil.waitLine(": still here", time.Second)
+		phil.Wait(waitLong, ssetest.Containing(": still here"))
 	})
 }
 
@@ -125,8 +123,8 @@ func TestHeartbeatSkipsBusyStreams(t *testing.T) {
 	bothPaths(t, func(t *testing.T, noHijack bool) {
 		hub, _ := newMemoryHub(t, HubOptions{NoHijack: noHijack})
 		srv := testServer(t, hub)
-		busy, idle := dial(t, srv, "busy", true), dial(t, srv, "idle", true)
-		waitFor(t, time.Second, "streams", func() bool { return hub.Count(All) == 2 })
+		busy, idle := dial(t, srv, "busy"), dial(t, srv, "idle")
+		ssetest.Eventually(t, waitLong, "streams", func() bool { return hub.Count(All) == 2 })
 		s, _ := hub.Store().Get(lobbyKey("busy"))
 		hb := NewHeartbeat(hub, All, time.Hour)
 		for i := range 3 {
@@ -135,20 +133,29 @@ func TestHeartbeatSkipsBusyStreams(t *testing.T) {
 			if _, err := hub.Send(lobbyKey("busy"), PatchElements(tick)); err != nil {
 				t.Fatal(err)
 			}
-			busy.waitLine(tick, 2*time.Second)
-			waitFor(t, 2*time.Second, "the write recorded", func() bool { return s.lastAppWrite.Load() >= since.UnixNano() })
+			busy.Wait(waitLong, ssetest.Containing(tick))
+			ssetest.Eventually(t, waitLong, "the write recorded", func() bool { return s.lastAppWrite.Load() >= since.UnixNano() })
 			if res := hb.beat(since); res.Delivered != 1 {
 				t.Fatalf("sweep %d reached %+v, want the idle stream only", i, res)
 			}
-			idle.waitLine(": heartbeat", 2*time.Second)
+			idle.Wait(waitLong, ssetest.CommentIs("heartbeat"))
 		}
 		if st := hb.Stats(); st.Skipped != 3 {
 			t.Fatalf("stats = %+v: want the busy stream skipped on every sweep", st)
 		}
-		// An explicit Beat reaches every stream.
+		// An explicit Beat reaches every stream; the busy one had none before.
 		if res := hb.Beat(); res.Delivered != 2 {
 			t.Fatalf("Beat reached %+v, want both streams", res)
 		}
-		busy.waitLine(": heartbeat", 2*time.Second)
+		busy.Wait(waitLong, ssetest.CommentIs("heartbeat"))
+		n := 0
+		for _, e := range busy.Events() {
+			if e.IsComment && e.Comment == "heartbeat" {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("busy stream got %d heartbeats, want only the explicit one", n)
+		}
 	})
 }

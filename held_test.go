@@ -1,11 +1,9 @@
 package sfere
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 // detachServer serves streams with Detach; each handler's return is
@@ -47,23 +47,23 @@ func TestDetachOutlivesHandler(t *testing.T) {
 			ended.Add(1)
 		})
 	}, Comment("hello"))
-	brian, phil := dial(t, srv, "brian", true), dial(t, srv, "phil", true)
-	brian.waitLine(": hello", time.Second)
-	phil.waitLine(": hello", time.Second)
-	waitFor(t, time.Second, "both handlers returned", func() bool { return returned.Load() == 2 })
+	brian, phil := dial(t, srv, "brian"), dial(t, srv, "phil")
+	brian.Wait(waitLong, ssetest.Containing(": hello"))
+	phil.Wait(waitLong, ssetest.Containing(": hello"))
+	ssetest.Eventually(t, waitLong, "both handlers returned", func() bool { return returned.Load() == 2 })
 
 	if res, err := hub.Broadcast(All, nil, PatchElements(`<p id="after">after</p>`)); err != nil || res.Delivered != 2 {
 		t.Fatalf("Broadcast = %+v, %v", res, err)
 	}
-	brian.waitLine(`<p id="after">after</p>`, time.Second)
-	phil.waitLine(`<p id="after">after</p>`, time.Second)
+	brian.Wait(waitLong, ssetest.Containing(`<p id="after">after</p>`))
+	phil.Wait(waitLong, ssetest.Containing(`<p id="after">after</p>`))
 
-	brian.conn.Close()
+	brian.Close()
 	got := ev.next(t, time.Second)
 	if got.Key != lobbyKey("brian") || got.Cause != CauseClosed || !errors.Is(got.Err, ErrClientGone) {
 		t.Fatalf("eviction = %+v, want brian closed (client gone)", got)
 	}
-	waitFor(t, time.Second, "AfterEnd", func() bool { return ended.Load() == 1 })
+	ssetest.Eventually(t, waitLong, "AfterEnd", func() bool { return ended.Load() == 1 })
 	// AfterEnd on a stream that has ended runs at once.
 	var late atomic.Bool
 	got.Stream.AfterEnd(func() { late.Store(true) })
@@ -73,7 +73,7 @@ func TestDetachOutlivesHandler(t *testing.T) {
 	if _, err := hub.Send(lobbyKey("phil"), Comment("still here")); err != nil {
 		t.Fatal(err)
 	}
-	phil.waitLine(": still here", time.Second)
+	phil.Wait(waitLong, ssetest.Containing(": still here"))
 	ev.none(t, 50*time.Millisecond)
 	if ended.Load() != 1 {
 		t.Fatalf("AfterEnd ran %d times", ended.Load())
@@ -88,12 +88,12 @@ func TestDetachedStreamHoldsOneGoroutine(t *testing.T) {
 	srv, returned := detachServer(t, hub, nil, Comment("hello"))
 	before := runtime.NumGoroutine()
 	for i := range n {
-		dial(t, srv, fmt.Sprint(i), true).waitLine(": hello", time.Second)
+		dial(t, srv, fmt.Sprint(i)).Wait(waitLong, ssetest.Containing(": hello"))
 	}
-	waitFor(t, time.Second, "handlers returned", func() bool { return returned.Load() == n })
+	ssetest.Eventually(t, waitLong, "handlers returned", func() bool { return returned.Load() == n })
 	// Each test client has a reading goroutine of its own.
 	var extra int
-	waitFor(t, 2*time.Second, "idle goroutines", func() bool {
+	ssetest.Eventually(t, 2*time.Second, "idle goroutines", func() bool {
 		extra = runtime.NumGoroutine() - before - n
 		return extra <= n+5
 	})
@@ -120,15 +120,11 @@ func TestHeldResponseHead(t *testing.T) {
 		query string
 		held  bool
 	}{{"", true}, {"&coding=1", false}} {
-		resp, err := http.Get(srv.URL + "/sse?id=brian" + tc.query)
-		if err != nil {
-			t.Fatal(err)
+		c := ssetest.Open(t, srv.Listener.Addr().String(), ssetest.Request{Target: "/sse?id=brian" + tc.query})
+		if e := c.Wait(waitLong, ssetest.Any); e.String() != ": hello" {
+			t.Fatalf("first event %q, want the initial comment", e)
 		}
-		br := bufio.NewReader(resp.Body)
-		line, err := br.ReadString('\n')
-		if err != nil || line != ": hello\n" {
-			t.Fatalf("first line %q, %v", line, err)
-		}
+		resp := c.WaitHead(waitLong)
 		if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Frame-Options") != "DENY" ||
 			resp.Header.Get("Content-Type") != "text/event-stream" || resp.ContentLength != -1 ||
 			resp.Close != tc.held || fmt.Sprint(resp.TransferEncoding) != "[chunked]" {
@@ -137,11 +133,10 @@ func TestHeldResponseHead(t *testing.T) {
 		if _, err := hub.Send(lobbyKey("brian"), Comment("bye"), CloseStream()); err != nil {
 			t.Fatal(err)
 		}
-		if rest, err := io.ReadAll(br); err != nil || !strings.Contains(string(rest), ": bye") {
-			t.Fatalf("%q: after close-stream read %q, %v; want the last line and a clean end", tc.query, rest, err)
-		}
-		resp.Body.Close()
-		waitFor(t, time.Second, "stream gone", func() bool { return hub.Count(All) == 0 })
+		c.Wait(waitLong, ssetest.CommentIs("bye"))
+		c.WaitEnd(waitLong) // a clean end: the last chunk, not a broken stream
+		c.Close()
+		ssetest.Eventually(t, waitLong, "stream gone", func() bool { return hub.Count(All) == 0 })
 	}
 }
 
@@ -151,20 +146,20 @@ func TestHeldResponseHead(t *testing.T) {
 func TestHeldStreamIgnoresClientBytes(t *testing.T) {
 	hub, ev := newMemoryHub(t, HubOptions{})
 	srv := testServer(t, hub, Comment("hello"))
-	c := dial(t, srv, "brian", true)
-	c.waitLine(": hello", time.Second)
+	c := dial(t, srv, "brian")
+	c.Wait(waitLong, ssetest.Containing(": hello"))
 	junk := []byte(strings.Repeat("GET / HTTP/1.1\r\n\r\n", 100))
-	if _, err := c.conn.Write(junk); err != nil {
+	if _, err := c.Conn().Write(junk); err != nil {
 		t.Fatal(err)
 	}
 	ev.none(t, 100*time.Millisecond)
 	if _, err := hub.Send(lobbyKey("brian"), Comment("still here")); err != nil {
 		t.Fatal(err)
 	}
-	c.waitLine(": still here", time.Second)
+	c.Wait(waitLong, ssetest.Containing(": still here"))
 
 	for sent := len(junk); sent <= MaxClientData; sent += len(junk) {
-		if _, err := c.conn.Write(junk); err != nil {
+		if _, err := c.Conn().Write(junk); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -181,16 +176,9 @@ func TestSlowReaderGetsEverythingInOrder(t *testing.T) {
 	bothPaths(t, func(t *testing.T, noHijack bool) {
 		const messages = 150
 		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack, MaxQueueBytes: -1})
-		lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
-			return setBuffer(c, syscall.SO_SNDBUF, 4096) // accepted sockets inherit it
-		}}
-		ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := testServerOn(t, ln, hub)
-		c := dial(t, srv, "slow", false, withRecvBuffer(4096))
-		waitFor(t, time.Second, "stream", func() bool { return hub.Count(All) == 1 })
+		srv := testServerOn(t, listenSmallSendBuffer(t), hub)
+		c := dial(t, srv, "slow", ssetest.RecvBuffer(4096), ssetest.SlowReads(1<<10, 100*time.Microsecond))
+		ssetest.Eventually(t, waitLong, "stream", func() bool { return hub.Count(All) == 1 })
 		// Half at once, half while the client reads.
 		pad := strings.Repeat("x", 8<<10)
 		send := func(i int) {
@@ -207,35 +195,79 @@ func TestSlowReaderGetsEverythingInOrder(t *testing.T) {
 				time.Sleep(time.Millisecond)
 			}
 		}()
-		resp, err := http.ReadResponse(bufio.NewReader(slowReader{c.conn}), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 1<<16), 1<<16)
-		for want := 0; want < messages; {
-			if !sc.Scan() {
-				t.Fatalf("stream ended before message %d: %v", want, sc.Err())
-			}
+		for want := range messages {
+			e := c.Wait(10*time.Second, ssetest.Containing(`elements <p id="m">`))
 			var got int
-			if _, err := fmt.Sscanf(sc.Text(), `data: elements <p id="m">%d `, &got); err != nil {
-				continue
+			if _, err := fmt.Sscanf(e.Text(), `elements <p id="m">%d `, &got); err != nil {
+				t.Fatalf("message %d: %v in %.60q", want, err, e.Text())
 			}
 			if got != want {
 				t.Fatalf("message %d arrived where %d was due", got, want)
 			}
-			want++
 		}
 		ev.none(t, 10*time.Millisecond)
 	})
 }
 
-// slowReader reads at most 1 KiB at a time with a pause before each read.
-type slowReader struct{ r io.Reader }
+// listenSmallSendBuffer listens on loopback with a 4 KiB send buffer,
+// which accepted sockets inherit: a client that stops reading fills it
+// (and blocks the server's writes) after a few KiB, not megabytes.
+func listenSmallSendBuffer(t *testing.T) net.Listener {
+	t.Helper()
+	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
 
-func (s slowReader) Read(p []byte) (int, error) {
-	time.Sleep(100 * time.Microsecond)
-	return s.r.Read(p[:min(len(p), 1<<10)])
+// detachedOverH2 says what Detach returned over HTTP/2.
+type detachedOverH2 struct {
+	s     *Stream
+	ended bool // the stream had ended when Detach returned
+}
+
+// serveDetachedH2 serves Brian's stream with Detach over HTTP/2 (TLS),
+// and opens it with a client whose request ends with ctx. What Detach
+// returns arrives on the channel.
+func serveDetachedH2(t *testing.T, ctx context.Context, hub *Hub) (*ssetest.Client, <-chan detachedOverH2) {
+	t.Helper()
+	got := make(chan detachedOverH2, 1)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s, err := hub.Detach(w, r, lobbyKey("brian"), Comment("hello"))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		select {
+		case <-s.Done():
+			got <- detachedOverH2{s, true}
+		default:
+			got <- detachedOverH2{s, false}
+		}
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { hub.Shutdown(context.Background()) })
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/sse", nil)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("served over %s, want HTTP/2", resp.Proto)
+	}
+	return ssetest.FromResponse(t, resp), got
 }
 
 // Over HTTP/2 (TLS) the connection cannot be taken over: Detach serves
@@ -243,43 +275,16 @@ func (s slowReader) Read(p []byte) (int, error) {
 // works as any other.
 func TestDetachOverHTTP2ServesUntilEnd(t *testing.T) {
 	hub, ev := newMemoryHub(t, HubOptions{})
-	type detached struct {
-		s     *Stream
-		ended bool // the stream had ended when Detach returned
-	}
-	got := make(chan detached, 1)
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s, err := hub.Detach(w, r, lobbyKey("brian"), Comment("hello"))
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		got <- detached{s, s.evicted()}
-	}))
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	defer srv.Close()
-	defer hub.Shutdown(context.Background())
-
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/sse", nil)
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.ProtoMajor != 2 {
-		t.Fatalf("served over %s, want HTTP/2", resp.Proto)
-	}
-	br := bufio.NewReader(resp.Body)
-	if line, err := br.ReadString('\n'); err != nil || line != ": hello\n" {
-		t.Fatalf("first line %q, %v", line, err)
+	c, got := serveDetachedH2(t, ctx, hub)
+	if e := c.Wait(waitLong, ssetest.Any); e.String() != ": hello" {
+		t.Fatalf("first event %q, want the initial comment", e)
 	}
 	if _, err := hub.Send(lobbyKey("brian"), Comment("more")); err != nil {
 		t.Fatal(err)
 	}
-	readUntil(t, br, ": more\n")
+	c.Wait(waitLong, ssetest.CommentIs("more"))
 	select {
 	case <-got:
 		t.Fatal("Detach returned while its HTTP/2 stream was live")
@@ -305,12 +310,13 @@ func TestResetUnderWritesEndsOnce(t *testing.T) {
 	bothPaths(t, func(t *testing.T, noHijack bool) {
 		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack})
 		srv := testServer(t, hub, Comment("hello"))
-		c := dial(t, srv, "brian", true)
-		c.waitLine(": hello", time.Second)
+		c := dial(t, srv, "brian")
+		c.Wait(waitLong, ssetest.Containing(": hello"))
 		defer keepSending(hub, lobbyKey("brian"), Comment(strings.Repeat("busy", 256)), 50*time.Microsecond)()
 		time.Sleep(20 * time.Millisecond)
-		_ = c.conn.(*net.TCPConn).SetLinger(0) // close with RST
-		c.conn.Close()
+		if err := c.Reset(); err != nil { // close with RST
+			t.Fatal(err)
+		}
 		got := ev.next(t, 2*time.Second)
 		t.Logf("ended with: %v", got.Err)
 		if got.Cause != CauseClosed || errors.Is(got.Err, ErrPeerVanished) || !(errors.Is(got.Err, ErrWrite) || errors.Is(got.Err, ErrClientGone)) {
@@ -320,15 +326,13 @@ func TestResetUnderWritesEndsOnce(t *testing.T) {
 	})
 }
 
-// Only plain HTTP/1.1 is taken over: over TLS and for HTTP/1.0 clients
-// the stream stays on net/http (which keeps TLS connections alive and
-// does not chunk for HTTP/1.0), and works the same.
-func TestTakeOverOnlyPlainHTTP11(t *testing.T) {
+// Only plain HTTP/1.1 is taken over: over TLS the stream stays on
+// net/http (which keeps TLS connections alive), and works the same.
+func TestTLSStreamStaysOnNetHTTP(t *testing.T) {
 	hub, _ := newMemoryHub(t, HubOptions{})
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hub.Serve(w, r, lobbyKey(r.URL.Query().Get("id")), Comment("hello"))
-	})
-	tlsSrv := httptest.NewTLSServer(handler)
+	}))
 	defer tlsSrv.Close()
 	defer hub.Shutdown(context.Background())
 
@@ -336,48 +340,31 @@ func TestTakeOverOnlyPlainHTTP11(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	if line, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil || line != ": hello\n" {
-		t.Fatalf("TLS: first line %q, %v", line, err)
+	c := ssetest.FromResponse(t, resp)
+	if e := c.Wait(waitLong, ssetest.Any); e.String() != ": hello" {
+		t.Fatalf("TLS: first event %q, want the initial comment", e)
 	}
 	if resp.ProtoMajor != 1 || resp.Close {
 		t.Fatalf("TLS: %s, close %v: want HTTP/1.1 on net/http (kept alive)", resp.Proto, resp.Close)
 	}
+	if _, err := hub.Send(lobbyKey("tls"), Comment("to a TLS client")); err != nil {
+		t.Fatal(err)
+	}
+	c.Wait(waitLong, ssetest.CommentIs("to a TLS client"))
+}
 
+// An HTTP/1.0 client's stream stays on net/http too (which does not chunk
+// for HTTP/1.0: the body ends with the connection), and works the same.
+func TestHTTP10StreamStaysOnNetHTTP(t *testing.T) {
+	hub, _ := newMemoryHub(t, HubOptions{})
 	srv := testServer(t, hub)
-	c, err := net.Dial("tcp", srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
+	old := ssetest.Open(t, srv.Listener.Addr().String(), ssetest.Request{Target: "/sse?id=old", Proto: "HTTP/1.0", Host: "test"})
+	if head := old.WaitHead(waitLong); head.ProtoMinor != 0 || len(head.TransferEncoding) != 0 {
+		t.Fatalf("HTTP/1.0: %s, transfer encoding %v, want none (net/http's path)", head.Proto, head.TransferEncoding)
 	}
-	defer c.Close()
-	if _, err := c.Write([]byte("GET /sse?id=old HTTP/1.0\r\nHost: test\r\n\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	old, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(old.TransferEncoding) != 0 {
-		t.Fatalf("HTTP/1.0: transfer encoding %v, want none (net/http's path)", old.TransferEncoding)
-	}
-	waitFor(t, time.Second, "both streams", func() bool { return hub.Count(All) == 2 })
+	ssetest.Eventually(t, waitLong, "the stream", func() bool { return hub.Count(All) == 1 })
 	if _, err := hub.Send(lobbyKey("old"), Comment("to an old client")); err != nil {
 		t.Fatal(err)
 	}
-	readUntil(t, br, ": to an old client\n")
-}
-
-// readUntil reads lines from br until one is want.
-func readUntil(t *testing.T, br *bufio.Reader, want string) {
-	t.Helper()
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("no line %q: %v", want, err)
-		}
-		if line == want {
-			return
-		}
-	}
+	old.Wait(waitLong, ssetest.CommentIs("to an old client"))
 }

@@ -6,6 +6,11 @@ import (
 	"time"
 )
 
+// waitLong bounds a wait for what must happen (a stream opens, an event
+// arrives, a response ends). It is no timing claim: generous, so that a
+// busy machine does not fail the test, and free when things go well.
+const waitLong = 5 * time.Second
+
 // evictions records every eviction callback, for exactly-once checks.
 type evictions struct {
 	mu   sync.Mutex

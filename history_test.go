@@ -1,7 +1,6 @@
 package sfere
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,33 +10,27 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 // line numbers broadcast in recovery tests: <p>N</p>.
 func numbered(n int) Effect { return AppendElements("#m", fmt.Sprintf("<p>%d</p>", n)) }
 
-// elementsUntil reads c's lines up to the one containing end and returns
-// the elements payloads seen before it, in order.
-func elementsUntil(t *testing.T, c *sseClient, end string) []string {
+// elementsUntil waits for the event containing end on c and returns the
+// elements patched before it, in order.
+func elementsUntil(t *testing.T, c *ssetest.Client, end string) []string {
 	t.Helper()
+	last := c.Wait(waitLong, ssetest.Containing(end))
 	var got []string
-	deadline := time.After(5 * time.Second)
-	for {
-		select {
-		case line, ok := <-c.lines:
-			if !ok {
-				t.Fatalf("stream ended before %q; saw %q", end, got)
-			}
-			if strings.Contains(line, end) {
-				return got
-			}
-			if p, ok := strings.CutPrefix(line, "data: elements "); ok {
+	for _, e := range c.Events()[:last.Seq] {
+		for _, d := range e.Data {
+			if p, ok := strings.CutPrefix(d, "elements "); ok {
 				got = append(got, p)
 			}
-		case <-deadline:
-			t.Fatalf("no %q within 5s; saw %q", end, got)
 		}
 	}
+	return got
 }
 
 // The recovery table: what a stream that opens with a position gets, on
@@ -139,8 +132,8 @@ func TestRecovery(t *testing.T) {
 				if from != "" {
 					id += "&lastEventID=" + url.QueryEscape(from)
 				}
-				c := dial(t, srv, id, true)
-				waitFor(t, 2*time.Second, "stream", func() bool { return hub.Count(lobbyKey("brian").Pattern()) == 1 })
+				c := dial(t, srv, id)
+				ssetest.Eventually(t, waitLong, "stream", func() bool { return hub.Count(lobbyKey("brian").Pattern()) == 1 })
 				if _, err := hub.Broadcast(All, nil, AppendElements("#m", "<p>live</p>")); err != nil {
 					t.Fatal(err)
 				}
@@ -174,15 +167,11 @@ func TestRecoveryFromHeader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	var lines []string
-	for sc.Scan() && !strings.Contains(sc.Text(), "<p>1</p>") {
-		lines = append(lines, sc.Text())
-	}
-	want := "id: " + Position{from.Epoch, from.Offset + 1}.String()
-	if len(lines) == 0 || lines[0] != want || strings.Contains(strings.Join(lines, "\n"), "initial") {
-		t.Fatalf("lines before the replayed event = %q, want its id %q first and no initial effects", lines, want)
+	c := ssetest.FromResponse(t, resp)
+	e := c.Wait(waitLong, ssetest.Containing("<p>1</p>"))
+	want := Position{from.Epoch, from.Offset + 1}.String()
+	if e.Seq != 0 || e.ID != want {
+		t.Fatalf("first event %v (#%d), want the replayed event with id %q and no initial effects", e, e.Seq, want)
 	}
 }
 
@@ -210,32 +199,31 @@ func TestReplayRacingBroadcasts(t *testing.T) {
 		}()
 		defer wg.Wait()
 
-		// The first connection reads a while, keeping the last id it saw.
-		first := dial(t, srv, "brian", true)
+		// The first connection reads a while, then breaks; what it got
+		// ends with the last id it saw.
+		first := dial(t, srv, "brian")
 		<-started
-		var seen []int
-		lastID := ""
-		for len(seen) < 100 {
-			select {
-			case line, ok := <-first.lines:
-				if !ok {
-					t.Fatalf("first stream ended after %d events", len(seen))
+		numbers := func(c *ssetest.Client) (ns []int, lastID string) {
+			for _, e := range c.Events() {
+				for _, d := range e.Data {
+					if p, ok := strings.CutPrefix(d, "elements <p>"); ok {
+						n, _ := strconv.Atoi(strings.TrimSuffix(p, "</p>"))
+						ns = append(ns, n)
+					}
 				}
-				if id, ok := strings.CutPrefix(line, "id: "); ok {
-					lastID = id
+				if e.HasID {
+					lastID = e.ID
 				}
-				if p, ok := strings.CutPrefix(line, "data: elements <p>"); ok {
-					n, _ := strconv.Atoi(strings.TrimSuffix(p, "</p>"))
-					seen = append(seen, n)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatalf("first stream stalled after %d events", len(seen))
 			}
+			return ns, lastID
 		}
-		first.conn.Close()
-		// Each event here is one message whose id follows its data, so
+		ssetest.Eventually(t, waitLong, "100 events", func() bool { ns, _ := numbers(first); return len(ns) >= 100 })
+		first.Close()
+		<-first.Done()
+		seen, lastID := numbers(first)
+		// Each event here is one message whose id comes with its data, so
 		// everything seen is covered by lastID. Reconnect mid-storm.
-		second := dial(t, srv, "brian&lastEventID="+url.QueryEscape(lastID), true)
+		second := dial(t, srv, "brian&lastEventID="+url.QueryEscape(lastID))
 		wg.Wait()
 		hub.Broadcast(All, nil, AppendElements("#m", "<p>end</p>"))
 		for _, p := range elementsUntil(t, second, "<p>end</p>") {
@@ -318,22 +306,22 @@ func TestOpeningSendsJitteredRetry(t *testing.T) {
 		const base = time.Second
 		hub, _ := newMemoryHub(t, HubOptions{NoHijack: noHijack, Retry: base, History: HistoryOptions{Size: 8}})
 		srv := testServer(t, hub, AppendElements("#m", "<p>initial</p>"))
+		hasRetry := ssetest.Where("with a retry field", func(e ssetest.Event) bool { return e.HasRetry })
 		seen := map[int]bool{}
 		for i := range 12 {
-			c := dial(t, srv, fmt.Sprint("p", i), true)
-			line := c.waitLine("retry: ", 2*time.Second)
-			ms, err := strconv.Atoi(strings.TrimPrefix(line, "retry: "))
-			if err != nil || ms < int(base.Milliseconds()) || ms >= 2*int(base.Milliseconds()) {
-				t.Fatalf("retry field %q, want %v plus less than %v", line, base, base)
+			c := dial(t, srv, fmt.Sprint("p", i))
+			e := c.Wait(waitLong, hasRetry)
+			if e.Retry < base || e.Retry >= 2*base {
+				t.Fatalf("retry %v, want %v plus less than %v", e.Retry, base, base)
 			}
-			c.waitLine("<p>initial</p>", 2*time.Second)
-			seen[ms] = true
+			c.Wait(waitLong, ssetest.Containing("<p>initial</p>"))
+			seen[int(e.Retry.Milliseconds())] = true
 		}
 		if len(seen) < 2 {
 			t.Fatalf("12 streams were all told %v: no jitter", seen)
 		}
 		// A stream that resumes is told too.
-		c := dial(t, srv, "resumed&lastEventID="+url.QueryEscape(hub.Position().String()), true)
-		c.waitLine("retry: ", 2*time.Second)
+		c := dial(t, srv, "resumed&lastEventID="+url.QueryEscape(hub.Position().String()))
+		c.Wait(waitLong, hasRetry)
 	})
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 func lobbyKey(id string) Key { return NewKey(DefaultScope, "lobby", id) }
@@ -18,41 +21,65 @@ func newMemoryHub(t *testing.T, opts HubOptions) (*Hub, *evictions) {
 	return NewHub(NewMemoryStore(MemoryOptions{OnEvict: ev.record}), opts), ev
 }
 
-func TestServeWritesInitialEffectsThenBroadcasts(t *testing.T) {
+// servePair serves Brian and Phil a stream each, opened with initial.
+func servePair(t *testing.T, noHijack bool, initial ...Effect) (hub *Hub, brian, phil *ssetest.Client) {
+	t.Helper()
+	hub, _ = newMemoryHub(t, HubOptions{NoHijack: noHijack})
+	srv := testServer(t, hub, initial...)
+	brian, phil = dial(t, srv, "brian"), dial(t, srv, "phil")
+	ssetest.Eventually(t, waitLong, "two streams", func() bool { return hub.Count(InCategory("lobby")) == 2 })
+	return hub, brian, phil
+}
+
+func TestServeWritesInitialEffects(t *testing.T) {
 	bothPaths(t, func(t *testing.T, noHijack bool) {
-		hub, _ := newMemoryHub(t, HubOptions{NoHijack: noHijack})
-		srv := testServer(t, hub, PatchElements(`<p id="hello">hello</p>`))
-		brian, phil := dial(t, srv, "brian", true), dial(t, srv, "phil", true)
-		brian.waitLine("event: datastar-patch-elements", time.Second)
-		brian.waitLine(`elements <p id="hello">hello</p>`, time.Second)
-		phil.waitLine(`elements <p id="hello">hello</p>`, time.Second)
-		waitFor(t, time.Second, "two streams", func() bool { return hub.Count(InCategory("lobby")) == 2 })
-
-		res, err := hub.Broadcast(InCategory("lobby"), lobbyKey("brian"), AppendElements("#messages", "<li>one</li>"))
-		if err != nil || res != (Result{Delivered: 1}) {
-			t.Fatalf("Broadcast = %+v, %v; want 1 delivered", res, err)
+		hub, brian, phil := servePair(t, noHijack, PatchElements(`<p id="hello">hello</p>`))
+		for _, c := range []*ssetest.Client{brian, phil} {
+			e := c.Wait(waitLong, ssetest.Containing(`elements <p id="hello">hello</p>`))
+			if e.Type != "datastar-patch-elements" || e.Seq != 0 {
+				t.Fatalf("first event = %v, want the initial patch", e)
+			}
 		}
-		phil.waitLine("elements <li>one</li>", time.Second)
-		// Brian was excluded: the next thing he sees is what is sent to him alone.
-		if _, err := hub.Send(lobbyKey("brian"), AppendElements("#messages", "<li>two</li>")); err != nil {
-			t.Fatal(err)
-		}
-		if line := brian.waitLine("elements <li>", time.Second); !strings.Contains(line, "two") {
-			t.Fatalf("excluded stream got %q", line)
-		}
-
-		// All effects of one call arrive together and in order.
-		res, err = hub.Broadcast(All, nil, PatchElements(`<p id="a">a</p>`), Comment("between"), PatchElements(`<p id="b">b</p>`))
-		if err != nil || res.Delivered != 2 {
-			t.Fatalf("Broadcast = %+v, %v", res, err)
-		}
-		phil.waitLine(`<p id="a">a</p>`, time.Second)
-		phil.waitLine(": between", time.Second)
-		phil.waitLine(`<p id="b">b</p>`, time.Second)
 		keys := hub.List(InCategory("lobby"))
 		sortKeys(keys)
 		if fmt.Sprint(keys) != "[default/lobby/brian default/lobby/phil]" {
 			t.Fatalf("List = %v", keys)
+		}
+	})
+}
+
+func TestBroadcastSkipsExcludedStream(t *testing.T) {
+	bothPaths(t, func(t *testing.T, noHijack bool) {
+		hub, brian, phil := servePair(t, noHijack)
+		res, err := hub.Broadcast(InCategory("lobby"), lobbyKey("brian"), AppendElements("#messages", "<li>one</li>"))
+		if err != nil || res != (Result{Delivered: 1}) {
+			t.Fatalf("Broadcast = %+v, %v; want 1 delivered", res, err)
+		}
+		phil.Wait(waitLong, ssetest.Containing("elements <li>one</li>"))
+		// Brian was excluded: the next thing he sees is what is sent to him alone.
+		if _, err := hub.Send(lobbyKey("brian"), AppendElements("#messages", "<li>two</li>")); err != nil {
+			t.Fatal(err)
+		}
+		if e := brian.Wait(waitLong, ssetest.Containing("elements <li>")); !strings.Contains(e.String(), "two") {
+			t.Fatalf("excluded stream got %q", e)
+		}
+	})
+}
+
+func TestEffectsOfOneCallArriveTogetherInOrder(t *testing.T) {
+	bothPaths(t, func(t *testing.T, noHijack bool) {
+		hub, brian, phil := servePair(t, noHijack)
+		res, err := hub.Broadcast(All, nil, PatchElements(`<p id="a">a</p>`), Comment("between"), PatchElements(`<p id="b">b</p>`))
+		if err != nil || res.Delivered != 2 {
+			t.Fatalf("Broadcast = %+v, %v", res, err)
+		}
+		for _, c := range []*ssetest.Client{brian, phil} {
+			a := c.Wait(waitLong, ssetest.Containing(`<p id="a">a</p>`))
+			between := c.Wait(waitLong, ssetest.Containing(": between"))
+			b := c.Wait(waitLong, ssetest.Containing(`<p id="b">b</p>`))
+			if between.Seq != a.Seq+1 || b.Seq != a.Seq+2 {
+				t.Fatalf("events #%d, #%d, #%d: want three in a row", a.Seq, between.Seq, b.Seq)
+			}
 		}
 	})
 }
@@ -65,11 +92,11 @@ func TestClosedTabEvictsWithinASecond(t *testing.T) {
 			t.Fatal(err)
 		}
 		srv := testServerOn(t, ln, hub)
-		brian, phil := dial(t, srv, "brian", true), dial(t, srv, "phil", true)
-		waitFor(t, time.Second, "two streams", func() bool { return hub.Count(All) == 2 })
+		brian, phil := dial(t, srv, "brian"), dial(t, srv, "phil")
+		ssetest.Eventually(t, waitLong, "two streams", func() bool { return hub.Count(All) == 2 })
 
 		closed := time.Now()
-		brian.conn.Close()
+		brian.Close()
 		got := ev.next(t, time.Second)
 		t.Logf("closed tab evicted after %v", time.Since(closed))
 		if got.Key != lobbyKey("brian") || got.Cause != CauseClosed || !errors.Is(got.Err, ErrClientGone) || errors.Is(got.Err, ErrPeerVanished) {
@@ -82,7 +109,7 @@ func TestClosedTabEvictsWithinASecond(t *testing.T) {
 		if _, err := hub.Send(lobbyKey("phil"), Comment("still here")); err != nil {
 			t.Fatal(err)
 		}
-		phil.waitLine(": still here", time.Second)
+		phil.Wait(waitLong, ssetest.Containing(": still here"))
 		ev.none(t, 100*time.Millisecond)
 	})
 }
@@ -91,20 +118,20 @@ func TestReplacedStreamIsClosed(t *testing.T) {
 	bothPaths(t, func(t *testing.T, noHijack bool) {
 		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack})
 		srv := testServer(t, hub)
-		first := dial(t, srv, "brian", true)
-		waitFor(t, time.Second, "first stream", func() bool { return hub.Count(All) == 1 })
+		first := dial(t, srv, "brian")
+		ssetest.Eventually(t, waitLong, "first stream", func() bool { return hub.Count(All) == 1 })
 		old, _ := hub.Store().Get(lobbyKey("brian"))
 
-		second := dial(t, srv, "brian", true)
+		second := dial(t, srv, "brian")
 		got := ev.next(t, time.Second)
 		if got.Cause != CauseReplaced || got.Stream != old {
 			t.Fatalf("eviction = %+v, want the first stream replaced", got)
 		}
-		first.waitEOF(time.Second) // really closed: its response ended
+		first.WaitEnd(waitLong) // really closed: its response ended
 		if _, err := hub.Send(lobbyKey("brian"), Comment("to the new one")); err != nil {
 			t.Fatal(err)
 		}
-		second.waitLine(": to the new one", time.Second)
+		second.Wait(waitLong, ssetest.Containing(": to the new one"))
 		ev.none(t, 100*time.Millisecond)
 	})
 }
@@ -113,15 +140,15 @@ func TestPurgeClosesStream(t *testing.T) {
 	bothPaths(t, func(t *testing.T, noHijack bool) {
 		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack})
 		srv := testServer(t, hub)
-		c := dial(t, srv, "brian", true)
-		waitFor(t, time.Second, "stream", func() bool { return hub.Count(All) == 1 })
+		c := dial(t, srv, "brian")
+		ssetest.Eventually(t, waitLong, "stream", func() bool { return hub.Count(All) == 1 })
 		if !hub.Store().Purge(lobbyKey("brian")) {
 			t.Fatal("Purge found nothing")
 		}
 		if got := ev.next(t, time.Second); got.Cause != CauseExplicit {
 			t.Fatalf("eviction = %+v, want explicit", got)
 		}
-		c.waitEOF(time.Second)
+		c.WaitEnd(waitLong)
 		ev.none(t, 100*time.Millisecond)
 	})
 }
@@ -138,17 +165,17 @@ func TestTTLEvictionsCloseStreams(t *testing.T) {
 		hub := NewHub(store, HubOptions{NoHijack: noHijack})
 		srv := testServer(t, hub, Comment("hello"))
 
-		clients := map[Key]*sseClient{}
+		clients := map[Key]*ssetest.Client{}
 		for _, id := range []string{"a", "b", "c"} {
-			clients[lobbyKey(id)] = dial(t, srv, id, true)
-			clients[lobbyKey(id)].waitLine(": hello", time.Second) // connected and written to
+			clients[lobbyKey(id)] = dial(t, srv, id)
+			clients[lobbyKey(id)].Wait(waitLong, ssetest.Containing(": hello")) // connected and written to
 		}
 		store.cleanUp()
 		got := ev.next(t, 2*time.Second)
 		if got.Cause != CauseSize {
 			t.Fatalf("eviction = %+v, want size", got)
 		}
-		clients[got.Key].waitEOF(time.Second)
+		clients[got.Key].WaitEnd(waitLong)
 		delete(clients, got.Key)
 
 		clock.Advance(2 * time.Minute)
@@ -158,7 +185,7 @@ func TestTTLEvictionsCloseStreams(t *testing.T) {
 			if got.Cause != CauseExpired {
 				t.Fatalf("eviction = %+v, want expired", got)
 			}
-			clients[got.Key].waitEOF(time.Second)
+			clients[got.Key].WaitEnd(waitLong)
 		}
 		ev.none(t, 100*time.Millisecond)
 	})
@@ -168,13 +195,13 @@ func TestCloseStreamEffect(t *testing.T) {
 	bothPaths(t, func(t *testing.T, noHijack bool) {
 		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack})
 		srv := testServer(t, hub)
-		c := dial(t, srv, "brian", true)
-		waitFor(t, time.Second, "stream", func() bool { return hub.Count(All) == 1 })
+		c := dial(t, srv, "brian")
+		ssetest.Eventually(t, waitLong, "stream", func() bool { return hub.Count(All) == 1 })
 		if _, err := hub.Send(lobbyKey("brian"), PatchElements(`<p id="bye">bye</p>`), CloseStream()); err != nil {
 			t.Fatal(err)
 		}
-		c.waitLine(`<p id="bye">bye</p>`, time.Second)
-		c.waitEOF(time.Second)
+		c.Wait(waitLong, ssetest.Containing(`<p id="bye">bye</p>`))
+		c.WaitEnd(waitLong)
 		if got := ev.next(t, time.Second); got.Cause != CauseClosed || !errors.Is(got.Err, ErrClosedByApp) {
 			t.Fatalf("eviction = %+v, want closed by app", got)
 		}
@@ -196,8 +223,8 @@ func TestFailedWriteEvictsClosed(t *testing.T) {
 	bothPaths(t, func(t *testing.T, noHijack bool) {
 		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack, WriteTimeout: 300 * time.Millisecond, MaxQueueBytes: -1})
 		srv := testServer(t, hub)
-		dial(t, srv, "stalled", false, withRecvBuffer(4096))
-		waitFor(t, time.Second, "stream", func() bool { return hub.Count(All) == 1 })
+		dial(t, srv, "stalled", ssetest.NoRead(), ssetest.RecvBuffer(4096))
+		ssetest.Eventually(t, waitLong, "stream", func() bool { return hub.Count(All) == 1 })
 		chunk := PatchElements(strings.Repeat("x", 64<<10))
 		// More than the loopback socket buffers can hold: a write must block
 		// until the deadline fails it.
@@ -213,6 +240,20 @@ func TestFailedWriteEvictsClosed(t *testing.T) {
 	})
 }
 
+// stall feeds key's stream until its queue overflows, which happens only
+// once its client's socket is full and the stream's write is blocked.
+func stall(t *testing.T, hub *Hub, key Key) {
+	t.Helper()
+	chunk := PatchElements(strings.Repeat("x", 64<<10))
+	for range 1024 {
+		if _, err := hub.Send(key, chunk); errors.Is(err, ErrSlowClient) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("the queue of %v never filled", key)
+}
+
 // A client that never reads must not delay a broadcast to 100 healthy
 // clients by more than a second; it is closed on its own.
 func TestStalledClientDoesNotDelayOthers(t *testing.T) {
@@ -220,27 +261,13 @@ func TestStalledClientDoesNotDelayOthers(t *testing.T) {
 		const healthy = 100
 		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack, WriteTimeout: 2 * time.Second})
 		srv := testServer(t, hub)
-		clients := make([]*sseClient, healthy)
+		clients := make([]*ssetest.Client, healthy)
 		for i := range clients {
-			clients[i] = dial(t, srv, fmt.Sprint("h", i), true)
+			clients[i] = dial(t, srv, fmt.Sprint("h", i))
 		}
-		dial(t, srv, "stalled", false, withRecvBuffer(4096))
-		waitFor(t, 5*time.Second, "all streams", func() bool { return hub.Count(All) == healthy+1 })
-
-		// Stall the bad client's writer: feed it until its queue overflows,
-		// which happens only once its socket is full and its write is blocked.
-		chunk := PatchElements(strings.Repeat("x", 64<<10))
-		stalled := false
-		for range 1024 {
-			if _, err := hub.Send(lobbyKey("stalled"), chunk); errors.Is(err, ErrSlowClient) {
-				stalled = true
-				break
-			}
-			time.Sleep(time.Millisecond)
-		}
-		if !stalled {
-			t.Fatal("the stalled client's queue never filled")
-		}
+		dial(t, srv, "stalled", ssetest.NoRead(), ssetest.RecvBuffer(4096))
+		ssetest.Eventually(t, 5*time.Second, "all streams", func() bool { return hub.Count(All) == healthy+1 })
+		stall(t, hub, lobbyKey("stalled"))
 
 		// Broadcasts now reach every healthy client promptly, while the
 		// stalled one is still blocked in its write.
@@ -256,7 +283,7 @@ func TestStalledClientDoesNotDelayOthers(t *testing.T) {
 			var wg sync.WaitGroup
 			for _, c := range clients {
 				wg.Go(func() {
-					if _, err := c.nextLine(fmt.Sprintf("round %d", round), 5*time.Second); err != nil {
+					if _, err := c.Next(5*time.Second, ssetest.Containing(fmt.Sprintf("round %d", round))); err != nil {
 						t.Error(err)
 					}
 				})
@@ -283,18 +310,18 @@ func TestShutdownEndsEveryStream(t *testing.T) {
 	bothPaths(t, func(t *testing.T, noHijack bool) {
 		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack})
 		srv := testServer(t, hub)
-		var clients []*sseClient
+		var clients []*ssetest.Client
 		for i := range 5 {
-			clients = append(clients, dial(t, srv, fmt.Sprint(i), true))
+			clients = append(clients, dial(t, srv, fmt.Sprint(i)))
 		}
-		waitFor(t, time.Second, "streams", func() bool { return hub.Count(All) == 5 })
+		ssetest.Eventually(t, waitLong, "streams", func() bool { return hub.Count(All) == 5 })
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := hub.Shutdown(ctx); err != nil {
 			t.Fatal(err)
 		}
 		for _, c := range clients {
-			c.waitEOF(time.Second)
+			c.WaitEnd(waitLong)
 		}
 		for range 5 {
 			if got := ev.next(t, time.Second); got.Cause != CauseClosed || !errors.Is(got.Err, ErrHubClosed) {
@@ -304,9 +331,33 @@ func TestShutdownEndsEveryStream(t *testing.T) {
 		if n := hub.Count(All); n != 0 {
 			t.Fatalf("%d streams left after shutdown", n)
 		}
-		late := dial(t, srv, "late", true)
-		late.waitLine("status 503", time.Second)
+		if head := dial(t, srv, "late").WaitHead(waitLong); head.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("a stream opened after shutdown: status %d, want 503", head.StatusCode)
+		}
 	})
+}
+
+// churn broadcasts to the lobby and purges one of the keys w0-0 ..
+// w0-(keys-1) every millisecond until stop is called; stop waits for it.
+func churn(hub *Hub, keys int) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			hub.Broadcast(InCategory("lobby"), nil, Comment("tick"))
+			hub.Store().Purge(lobbyKey(fmt.Sprint("w0-", time.Now().UnixNano()%int64(keys))))
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
 }
 
 // Many goroutines open, close, purge and broadcast at once: every stream
@@ -316,40 +367,24 @@ func TestConcurrentServeBroadcastPurge(t *testing.T) {
 		hub, ev := newMemoryHub(t, HubOptions{NoHijack: noHijack})
 		srv := testServer(t, hub, Comment("hello"))
 		const workers, rounds = 6, 20
+		stop := churn(hub, rounds)
 		var wg sync.WaitGroup
-		stop := make(chan struct{})
-		var bg sync.WaitGroup
-		bg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				hub.Broadcast(InCategory("lobby"), nil, Comment("tick"))
-				hub.Store().Purge(lobbyKey(fmt.Sprint("w0-", time.Now().UnixNano()%rounds)))
-				time.Sleep(time.Millisecond)
-			}
-		})
 		for w := range workers {
 			wg.Go(func() {
 				for i := range rounds {
-					c := dial(t, srv, fmt.Sprintf("w%d-%d", w%3, i), true)
-					// The first line, or the end of a stream that a purge or
+					c := dial(t, srv, fmt.Sprintf("w%d-%d", w%3, i))
+					// The first event, or the end of a stream that a purge or
 					// a newer stream under the same key closed first.
-					select {
-					case <-c.lines:
-					case <-time.After(2 * time.Second):
+					if _, err := c.Next(2*time.Second, ssetest.Any); errors.Is(err, ssetest.ErrTimeout) {
 						t.Error("stream neither wrote nor ended")
 					}
-					c.conn.Close()
+					c.Close()
 				}
 			})
 		}
 		wg.Wait()
-		close(stop)
-		bg.Wait()
-		waitFor(t, 2*time.Second, "every stream gone", func() bool { return hub.Count(All) == 0 })
+		stop()
+		ssetest.Eventually(t, 2*time.Second, "every stream gone", func() bool { return hub.Count(All) == 0 })
 		seen := map[*Stream]int{}
 		for _, e := range ev.snapshot() {
 			seen[e.Stream]++
@@ -377,8 +412,8 @@ func TestOnOpenRunsOncePerStreamAfterPut(t *testing.T) {
 			mu.Unlock()
 		}})
 		srv := testServer(t, hub, Comment("hello"))
-		dial(t, srv, "brian", true).waitLine(": hello", time.Second)
-		dial(t, srv, "phil", true).waitLine(": hello", time.Second)
+		dial(t, srv, "brian").Wait(waitLong, ssetest.Containing(": hello"))
+		dial(t, srv, "phil").Wait(waitLong, ssetest.Containing(": hello"))
 		mu.Lock()
 		defer mu.Unlock()
 		sortKeys(opened)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sfere-go/sfere/internal/netfault"
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 // A vanished peer found while the server keeps writing to it (a busy
@@ -25,10 +26,10 @@ func TestVanishedPeerUnderWritesIsVanished(t *testing.T) {
 			t.Fatal(err)
 		}
 		srv := testServerOn(t, ln, hub, Comment("hello"))
-		brian := dial(t, srv, "brian", true)
-		brian.waitLine(": hello", time.Second)
+		brian := dial(t, srv, "brian")
+		brian.Wait(waitLong, ssetest.Containing(": hello"))
 		defer keepSending(hub, lobbyKey("brian"), Comment("busy"), time.Millisecond)()
-		netfault.DropPort(t, brian.localPort())
+		netfault.DropPort(t, brian.LocalPort())
 		got := ev.next(t, userTimeout+3*time.Second)
 		if got.Cause != CauseClosed || !errors.Is(got.Err, ErrPeerVanished) {
 			t.Fatalf("eviction = %v (%v), want closed, vanished", got.Cause, got.Err)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 // The opening batch (the initial effects) is app traffic like any other
@@ -23,14 +25,14 @@ func TestOpeningBatchCountsAsAppTraffic(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) {
 				hub, _ := newMemoryHub(t, HubOptions{NoHijack: noHijack})
 				srv := testServer(t, hub, tc.initial...)
-				c := dial(t, srv, "brian", true)
-				waitFor(t, time.Second, "stream", func() bool { return hub.Count(All) == 1 })
+				c := dial(t, srv, "brian")
+				ssetest.Eventually(t, waitLong, "stream", func() bool { return hub.Count(All) == 1 })
 				s, _ := hub.Store().Get(lobbyKey("brian"))
 				// An explicit beat queues behind the opening batch: once the
 				// client has it, the opening batch's write is recorded.
 				hb := NewHeartbeat(hub, All, time.Hour)
 				hb.Beat()
-				c.waitLine(": heartbeat", 2*time.Second)
+				c.Wait(waitLong, ssetest.CommentIs("heartbeat"))
 				if got := s.lastAppWrite.Load() != 0; got != tc.skipped {
 					t.Fatalf("app write recorded = %v, want %v", got, tc.skipped)
 				}

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 // TestMain lets the tests run the command itself as a child process (the
@@ -127,92 +129,81 @@ func (c *client) join() error {
 	return err
 }
 
-// sse is one stream: its lines as they come, and how it ended.
-type sse struct {
-	conn  net.Conn
-	mu    sync.Mutex
-	lines []string
-	err   error
-	done  chan struct{}
-	list  chan struct{}
-	once  sync.Once
+// request is the client's stream request: POST /sse with its session.
+func (c *client) request() ssetest.Request {
+	req := ssetest.DatastarPost("/sse", "{}")
+	req.Host = "x"
+	req.Header.Set("Cookie", "lobby_session="+c.cookie)
+	return req
 }
 
-func (c *client) open(rcvbuf int, read bool) (*sse, error) {
-	d := net.Dialer{Timeout: 5 * time.Second}
-	if rcvbuf > 0 {
-		d.Control = func(_, _ string, rc syscall.RawConn) error {
-			return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf) })
-		}
-	}
-	conn, err := d.Dial("tcp", strings.TrimPrefix(c.base, "http://"))
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(conn, "POST /sse HTTP/1.1\r\nHost: x\r\nDatastar-Request: true\r\nContent-Type: application/json\r\n"+
-		"Cookie: lobby_session=%s\r\nContent-Length: 2\r\n\r\n{}", c.cookie)
-	s := &sse{conn: conn, done: make(chan struct{}), list: make(chan struct{})}
-	if !read {
-		close(s.done)
-		return s, nil
-	}
-	go func() {
-		defer close(s.done)
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil {
-			s.err = err
-			return
-		}
-		br := bufio.NewReader(resp.Body)
-		for {
-			line, err := br.ReadString('\n')
-			s.mu.Lock()
-			if err != nil {
-				s.err = err
-				s.mu.Unlock()
-				return
-			}
-			s.lines = append(s.lines, line)
-			s.mu.Unlock()
-			if strings.Contains(line, `<ul id="participant-list">`) {
-				s.once.Do(func() { close(s.list) })
-			}
-		}
-	}()
-	return s, nil
-}
+func (c *client) addr() string { return strings.TrimPrefix(c.base, "http://") }
 
-func (s *sse) has(text string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, l := range s.lines {
-		if strings.Contains(l, text) {
-			return true
-		}
-	}
-	return false
-}
+// participantList matches the event that sends the whole participant list.
+var participantList = ssetest.Containing(`<ul id="participant-list">`)
 
 // items returns the participant list's item ids as the page would show them.
-func (s *sse) items() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func items(s *ssetest.Client) map[string]int {
 	items := map[string]int{}
 	idRE := regexp.MustCompile(`id="(participant-[0-9a-f]+)"`)
-	for _, l := range s.lines {
-		switch {
-		case strings.Contains(l, `<ul id="participant-list">`):
-			clear(items)
-			fallthrough
-		case strings.HasPrefix(l, "data: elements <li id="):
-			for _, m := range idRE.FindAllStringSubmatch(l, -1) {
-				items[m[1]]++
+	for _, e := range s.Events() {
+		for _, l := range e.Data {
+			switch {
+			case strings.Contains(l, `<ul id="participant-list">`):
+				clear(items)
+				fallthrough
+			case strings.HasPrefix(l, "elements <li id="):
+				for _, m := range idRE.FindAllStringSubmatch(l, -1) {
+					items[m[1]]++
+				}
+			case strings.HasPrefix(l, "selector #participant-") && !strings.Contains(l, "participant-list"):
+				delete(items, strings.TrimSpace(strings.TrimPrefix(l, "selector #")))
 			}
-		case strings.HasPrefix(l, "data: selector #participant-") && !strings.Contains(l, "participant-list"):
-			delete(items, strings.TrimSpace(strings.TrimPrefix(l, "data: selector #")))
 		}
 	}
 	return items
+}
+
+// seat joins n users to the lobby at url, each with a stream that has
+// received the participant list, and returns the streams and the last
+// user (to chat with).
+func seat(t *testing.T, url string, hc *http.Client, n int) ([]*ssetest.Client, *client) {
+	t.Helper()
+	var streams []*ssetest.Client
+	var last *client
+	for i := range n {
+		cl := &client{base: url, name: fmt.Sprintf("user%03d", i), hc: hc}
+		if err := cl.join(); err != nil {
+			t.Fatal(err)
+		}
+		s := ssetest.Open(t, cl.addr(), cl.request())
+		s.Wait(5*time.Second, participantList)
+		streams = append(streams, s)
+		last = cl
+	}
+	return streams, last
+}
+
+// chat has c post a 500-byte message every 5 ms until stop is called;
+// stop waits for the chatter to return.
+func chat(c *client) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			c.post("/message", map[string]any{"message": fmt.Sprintf("tick %d %s", i, strings.Repeat("x", 500))})
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
 }
 
 // SIGTERM under load: the process tells every stream to reconnect, ends
@@ -226,49 +217,13 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	defer hc.CloseIdleConnections()
 	const n = 100
-	var streams []*sse
-	var chatter *client
-	for i := range n {
-		cl := &client{base: c.url, name: fmt.Sprintf("user%03d", i), hc: hc}
-		if err := cl.join(); err != nil {
-			t.Fatal(err)
-		}
-		s, err := cl.open(0, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.conn.Close()
-		select {
-		case <-s.list:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("%s: no participant list", cl.name)
-		}
-		streams = append(streams, s)
-		chatter = cl
-	}
+	streams, chatter := seat(t, c.url, hc, n)
 	stalledClient := &client{base: c.url, name: "stalled", hc: hc}
 	if err := stalledClient.join(); err != nil {
 		t.Fatal(err)
 	}
-	stalled, err := stalledClient.open(2048, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stalled.conn.Close()
-	stop := make(chan struct{})
-	chatDone := make(chan struct{})
-	go func() {
-		defer close(chatDone)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			chatter.post("/message", map[string]any{"message": fmt.Sprintf("tick %d %s", i, strings.Repeat("x", 500))})
-			time.Sleep(5 * time.Millisecond)
-		}
-	}()
+	stalled := ssetest.Open(t, stalledClient.addr(), stalledClient.request(), ssetest.NoRead(), ssetest.RecvBuffer(2048))
+	stopChat := chat(chatter)
 	time.Sleep(time.Second)
 
 	start := time.Now()
@@ -278,13 +233,14 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	var last time.Duration
 	for i, s := range streams {
 		select {
-		case <-s.done:
+		case <-s.Done():
 			last = max(last, time.Since(start))
 		case <-time.After(5*time.Second - time.Since(start)):
 			t.Fatalf("user%03d: stream still open 5 s after SIGTERM", i)
 		}
-		if !errors.Is(s.err, io.EOF) || !s.has("data-init__delay") {
-			t.Errorf("user%03d: stream ended with %v, told to reconnect: %v", i, s.err, s.has("data-init__delay"))
+		_, told := s.Find(ssetest.Containing("data-init__delay"))
+		if !errors.Is(s.Err(), io.EOF) || !told {
+			t.Errorf("user%03d: stream ended with %v, told to reconnect: %v", i, s.Err(), told)
 		}
 	}
 	select {
@@ -293,13 +249,12 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		t.Fatalf("the process still runs %v after SIGTERM", time.Since(start))
 	}
 	exited := time.Since(start)
-	close(stop)
-	<-chatDone
+	stopChat()
 	if c.err != nil {
 		t.Errorf("exit: %v", c.err)
 	}
-	stalled.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-	if _, err := io.Copy(io.Discard, stalled.conn); err != nil {
+	stalled.Conn().SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.Copy(io.Discard, stalled.Conn()); err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			t.Errorf("the stalled client's connection is still open")
@@ -310,6 +265,70 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	if strings.Contains(c.log(), "left the lobby") || strings.Contains(c.log(), `msg=left`) {
 		t.Errorf("the shutdown announced departures")
 	}
+}
+
+// rejoiner is a lobby user who behaves as a Datastar page does when its
+// server dies: it retries its stream with backoff while the server is
+// down or the stream broke, joins again when told to, and stops at a
+// clean end.
+type rejoiner struct {
+	cl *client
+
+	mu      sync.Mutex
+	cur     *ssetest.Client // the latest stream
+	opened  time.Time       // when cur was opened
+	rejoins int
+}
+
+// run keeps the user connected until stop is closed.
+func (r *rejoiner) run(stop <-chan struct{}) {
+	backoff := 50 * time.Millisecond
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		s, err := ssetest.Dial(r.cl.addr(), r.cl.request())
+		if err != nil { // refused: the server is down
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		r.mu.Lock()
+		r.cur, r.opened = s, time.Now()
+		r.mu.Unlock()
+		select {
+		case <-s.Done():
+		case <-stop:
+			s.Close()
+			return
+		}
+		s.Close()
+		_, toldToJoin := s.Find(ssetest.Containing(`<form id="join"`))
+		switch {
+		case toldToJoin:
+			r.mu.Lock()
+			r.rejoins++
+			r.mu.Unlock()
+			for r.cl.join() != nil {
+				time.Sleep(backoff)
+			}
+		case errors.Is(s.Err(), io.EOF):
+			return
+		default: // broken: retry with backoff
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+		}
+	}
+}
+
+// seesAll reports whether the user's stream, opened after since, lists n
+// participants.
+func (r *rejoiner) seesAll(since time.Time, n int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cur != nil && r.opened.After(since) && len(items(r.cur)) == n
 }
 
 // kill -9, then a new process on the same address: clients whose streams
@@ -325,122 +344,79 @@ func TestKillAndRestartReconnects(t *testing.T) {
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	defer hc.CloseIdleConnections()
 	const n = 10
-	type state struct {
-		mu      sync.Mutex
-		cur     *sse
-		opened  time.Time
-		rejoins int
-	}
-	states := make([]*state, n)
+	users := make([]*rejoiner, n)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for i := range n {
-		st := &state{}
-		states[i] = st
-		cl := &client{base: a.url, name: fmt.Sprintf("user%02d", i), hc: hc}
-		if err := cl.join(); err != nil {
+	for i := range users {
+		users[i] = &rejoiner{cl: &client{base: a.url, name: fmt.Sprintf("user%02d", i), hc: hc}}
+		if err := users[i].cl.join(); err != nil {
 			t.Fatal(err)
 		}
-		wg.Go(func() {
-			backoff := 50 * time.Millisecond
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				s, err := cl.open(0, true)
-				if err != nil { // refused: the server is down
-					time.Sleep(backoff)
-					backoff = min(2*backoff, time.Second)
-					continue
-				}
-				st.mu.Lock()
-				st.cur, st.opened = s, time.Now()
-				st.mu.Unlock()
-				select {
-				case <-s.done:
-				case <-stop:
-					s.conn.Close()
-					<-s.done
-					return
-				}
-				switch {
-				case s.has(`<form id="join"`):
-					st.mu.Lock()
-					st.rejoins++
-					st.mu.Unlock()
-					for cl.join() != nil {
-						time.Sleep(backoff)
-					}
-				case errors.Is(s.err, io.EOF):
-					return
-				default: // broken: retry with backoff
-					time.Sleep(backoff)
-					backoff = min(2*backoff, time.Second)
-				}
-			}
-		})
+		wg.Go(func() { users[i].run(stop) })
 	}
 	defer func() {
 		close(stop)
 		wg.Wait()
 	}()
-	waitAll := func(what string, since time.Time) {
-		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			ok := 0
-			for _, st := range states {
-				st.mu.Lock()
-				if s := st.cur; s != nil && st.opened.After(since) && len(s.items()) == n {
-					ok++
+	everyoneSeesEveryone := func(since time.Time) func() bool {
+		return func() bool {
+			for _, u := range users {
+				if !u.seesAll(since, n) {
+					return false
 				}
-				st.mu.Unlock()
 			}
-			if ok == n {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: %d of %d clients see everyone", what, ok, n)
-			}
-			time.Sleep(20 * time.Millisecond)
+			return true
 		}
 	}
-	waitAll("before the kill", time.Time{})
+	ssetest.Eventually(t, 15*time.Second, "every client to see everyone before the kill", everyoneSeesEveryone(time.Time{}))
 
 	killed := time.Now()
 	a.cmd.Process.Kill()
 	<-a.exited
 	time.Sleep(300 * time.Millisecond)
 	b := startChild(t, "-addr", addr, "-heartbeat", "1s", "-grace", "200ms", "-debug", "-max-streams-per-ip", "0")
-	waitAll("after the restart", killed)
+	ssetest.Eventually(t, 15*time.Second, "every client to see everyone after the restart", everyoneSeesEveryone(killed))
 	t.Logf("kill -9 and restart: all %d clients back after %v", n, time.Since(killed).Round(time.Millisecond))
 	time.Sleep(300 * time.Millisecond)
-	for i, st := range states {
-		st.mu.Lock()
-		items, rejoins := st.cur.items(), st.rejoins
-		st.mu.Unlock()
+	for i, u := range users {
+		u.mu.Lock()
+		items, rejoins := items(u.cur), u.rejoins
+		u.mu.Unlock()
 		if rejoins != 1 {
 			t.Errorf("user%02d was told to join again %d times, want 1", i, rejoins)
 		}
-		for id, count := range items {
-			if count != 1 {
-				t.Errorf("user%02d's list shows %s %d times", i, id, count)
-			}
-		}
-		if len(items) != n {
-			t.Errorf("user%02d's list has %d items, want %d", i, len(items), n)
+		checkListedOnce(t, fmt.Sprintf("user%02d", i), items, n)
+	}
+	if keys := debugConnections(t, hc, b.url); len(keys) != n {
+		t.Errorf("%d streams on the new process, want %d: %q", len(keys), n, keys)
+	}
+}
+
+// checkListedOnce checks that who's participant list has n items, each
+// shown once.
+func checkListedOnce(t *testing.T, who string, items map[string]int, n int) {
+	t.Helper()
+	for id, count := range items {
+		if count != 1 {
+			t.Errorf("%s's list shows %s %d times", who, id, count)
 		}
 	}
-	resp, err := hc.Get(b.url + "/debug/connections")
+	if len(items) != n {
+		t.Errorf("%s's list has %d items, want %d", who, len(items), n)
+	}
+}
+
+// debugConnections returns the keys of the streams the lobby at url holds.
+func debugConnections(t *testing.T, hc *http.Client, url string) []string {
+	t.Helper()
+	resp, err := hc.Get(url + "/debug/connections")
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer resp.Body.Close()
 	var keys []string
-	json.NewDecoder(resp.Body).Decode(&keys)
-	resp.Body.Close()
-	if len(keys) != n {
-		t.Errorf("%d streams on the new process, want %d: %q", len(keys), n, keys)
+	if err := json.NewDecoder(resp.Body).Decode(&keys); err != nil {
+		t.Fatalf("debug connections: %v", err)
 	}
+	return keys
 }
