@@ -185,30 +185,32 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	var store sfere.Store
 	switch opts.Store {
 	case "ttl":
-		s.ttl, err = sfere.NewTTLStore(sfere.TTLOptions{Duration: opts.TTL, Expiry: sfere.Sliding, OnEvict: s.evicted})
+		s.ttl, err = sfere.NewTTLStore(sfere.TTLOptions{Duration: opts.TTL, Expiry: sfere.Sliding, OnEvict: s.lobby.onEvict})
 		if err != nil {
 			return nil, fmt.Errorf("lobby: %w", err)
 		}
 		store = s.ttl
 	case "memory":
-		store = sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: s.evicted})
+		store = sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: s.lobby.onEvict})
 	default:
 		return nil, fmt.Errorf("lobby: unknown store %q (want ttl or memory)", opts.Store)
 	}
 
-	// Hub over the store; it tells the lobby of each stream it stores.
-	s.hub = sfere.NewHub(store, sfere.HubOptions{OnOpen: s.opened})
-	s.lobby.hub = s.hub
-
-	// Cluster, if asked for: every node on one NATS serves one lobby.
+	// Hub over the store; it tells the lobby of each stream it stores. In
+	// a cluster the node builds it, to announce the streams to the others.
+	hubOpts := sfere.HubOptions{OnOpen: s.lobby.stored}
 	if opts.NATS != "" || opts.NATSEmbed != "" {
-		if s.cluster, err = startCluster(ctx, opts, s.lobby, s.hub); err != nil {
+		if s.cluster, err = startCluster(ctx, opts, s.lobby, store, hubOpts); err != nil {
 			if s.ttl != nil {
 				s.ttl.Close()
 			}
 			return nil, fmt.Errorf("lobby: cluster: %w", err)
 		}
+		s.hub = s.cluster.node.Hub()
 		m.watchCluster(s.cluster.node)
+	} else {
+		s.hub = sfere.NewHub(store, hubOpts)
+		s.lobby.hub = s.hub
 	}
 
 	// Heartbeat over the lobby's streams.
@@ -408,23 +410,4 @@ func watchHeartbeat(hb *sfere.Heartbeat, interval time.Duration, log *slog.Logge
 		close(done)
 		<-exited
 	}
-}
-
-// opened is the hub's OnOpen hook: the lobby first (it records the arrival
-// in the shared directory), then the cluster (which announces the stream
-// to the other nodes).
-func (s *Server) opened(st *sfere.Stream) {
-	s.lobby.stored(st)
-	if s.cluster != nil {
-		s.cluster.node.Opened(st)
-	}
-}
-
-// evicted is the store's eviction callback: the cluster first (it stops
-// routing sends to the stream), then the lobby.
-func (s *Server) evicted(ev sfere.Eviction) {
-	if s.cluster != nil {
-		s.cluster.node.Evicted(ev)
-	}
-	s.lobby.onEvict(ev)
 }
