@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"html"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -183,4 +184,36 @@ func ExamplePattern() {
 	// Output:
 	// */lobby/* true false
 	// */lobby/%2A false
+}
+
+// announce is app code that runs on one hub or, given a natscluster.Node,
+// on a whole cluster.
+func announce(p sfere.Publisher, name string) (int, error) {
+	res, err := p.Broadcast(sfere.InCategory("lobby"), sfere.NewKey(sfere.DefaultScope, "lobby", name),
+		sfere.AppendElements("#messages", `<div class="system-message">`+html.EscapeString(name)+` joined the lobby</div>`))
+	return res.Delivered, err
+}
+
+func ExamplePublisher() {
+	hub := sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), sfere.HubOptions{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hub.Serve(w, r, sfere.NewKey(sfere.DefaultScope, "lobby", r.URL.Query().Get("name")))
+	}))
+	defer srv.Close()
+	defer hub.Shutdown(context.Background())
+	for _, name := range []string{"phil", "brian"} {
+		resp, err := http.Get(srv.URL + "?name=" + name)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		defer resp.Body.Close()
+	}
+	for hub.Count(sfere.All) < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	delivered, err := announce(hub, "brian") // phil's stream only
+	fmt.Println(delivered, err)
+	// Output:
+	// 1 <nil>
 }

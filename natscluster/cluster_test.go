@@ -21,7 +21,14 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-const interval = 100 * time.Millisecond
+// interval is the test nodes' presence interval: a node silent for three
+// of them is lost, so it is long enough that a loaded machine does not
+// lose a live node.
+const interval = 250 * time.Millisecond
+
+// ceiling bounds every wait for an event: generous, since a wait ends as
+// soon as its event happens and only a bug lets it run out.
+const ceiling = 20 * time.Second
 
 // testNode is one lobby node: hub, HTTP server and cluster membership.
 type testNode struct {
@@ -49,23 +56,32 @@ func startNATS(t *testing.T) *Server {
 
 func newTestNode(t *testing.T, ns *Server, name string) *testNode {
 	t.Helper()
+	return newTestNodeWith(t, ns, name, Options{Interval: interval})
+}
+
+// newTestNodeWith starts a node with opts, whose NodeID, OnNodeLost and
+// store it sets.
+func newTestNodeWith(t *testing.T, ns *Server, name string, opts Options) *testNode {
+	t.Helper()
 	tn := &testNode{t: t, name: name, lost: make(chan Lost, 16)}
 	store := sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: func(ev sfere.Eviction) {
-		tn.node.Evicted(ev)
 		tn.evMu.Lock()
 		tn.evs = append(tn.evs, ev)
 		tn.evMu.Unlock()
 	}})
-	tn.hub = sfere.NewHub(store, sfere.HubOptions{OnOpen: func(s *sfere.Stream) { tn.node.Opened(s) }})
 	nc, err := nats.Connect(ns.ClientURL(), nats.ReconnectWait(50*time.Millisecond), nats.MaxReconnects(-1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	tn.nc = nc
-	tn.node, err = New(nc, tn.hub, Options{NodeID: name, Interval: interval, OnNodeLost: func(l Lost) { tn.lost <- l }})
+	opts.NodeID = name
+	opts.OnNodeLost = func(l Lost) { tn.lost <- l }
+	tn.node, err = New(nc, store, opts)
 	if err != nil {
+		nc.Close()
 		t.Fatal(err)
 	}
+	tn.hub = tn.node.Hub()
 	tn.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tn.hub.Serve(w, r, sfere.NewKey(sfere.DefaultScope, "lobby", r.URL.Query().Get("id")), sfere.Comment("hello "+name))
 	}))
@@ -76,7 +92,7 @@ func newTestNode(t *testing.T, ns *Server, name string) *testNode {
 // stop shuts the node down in reverse order of its start.
 func (tn *testNode) stop() {
 	tn.close.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), ceiling)
 		defer cancel()
 		tn.hub.Shutdown(ctx)
 		tn.srv.Close()
@@ -90,7 +106,7 @@ func (tn *testNode) kill() {
 	tn.close.Do(func() {
 		tn.node.stopRunning()
 		tn.nc.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), ceiling)
 		defer cancel()
 		tn.srv.CloseClientConnections()
 		tn.hub.Shutdown(ctx)
@@ -110,7 +126,16 @@ type client struct {
 	cancel context.CancelFunc
 }
 
+// connect opens a stream and waits for its greeting.
 func (tn *testNode) connect(t *testing.T, id string) *client {
+	t.Helper()
+	c := tn.open(t, id)
+	c.wait(t, "hello "+tn.name)
+	return c
+}
+
+// open opens a stream.
+func (tn *testNode) open(t *testing.T, id string) *client {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, tn.srv.URL+"?id="+url.QueryEscape(id), nil)
@@ -128,13 +153,12 @@ func (tn *testNode) connect(t *testing.T, id string) *client {
 		}
 	}()
 	t.Cleanup(cancel)
-	c.wait(t, "hello "+tn.name)
 	return c
 }
 
 func (c *client) wait(t *testing.T, want string) {
 	t.Helper()
-	deadline := time.After(3 * time.Second)
+	deadline := time.After(ceiling)
 	for {
 		select {
 		case line, ok := <-c.lines:
@@ -145,14 +169,14 @@ func (c *client) wait(t *testing.T, want string) {
 				return
 			}
 		case <-deadline:
-			t.Fatalf("no %q within 3s", want)
+			t.Fatalf("no %q within %v", want, ceiling)
 		}
 	}
 }
 
 func (c *client) waitEnd(t *testing.T) {
 	t.Helper()
-	deadline := time.After(3 * time.Second)
+	deadline := time.After(ceiling)
 	for {
 		select {
 		case _, ok := <-c.lines:
@@ -167,7 +191,7 @@ func (c *client) waitEnd(t *testing.T) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(ceiling)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -233,7 +257,7 @@ func (f matcherFunc) Match(k sfere.Key) bool { return f(k) }
 // waitCollect gathers comment lines until one equals last.
 func (c *client) waitCollect(t *testing.T, last string, got *[]string) {
 	t.Helper()
-	deadline := time.After(3 * time.Second)
+	deadline := time.After(ceiling)
 	for {
 		select {
 		case line, ok := <-c.lines:
@@ -247,7 +271,7 @@ func (c *client) waitCollect(t *testing.T, last string, got *[]string) {
 				return
 			}
 		case <-deadline:
-			t.Fatalf("no %q within 3s (got %q)", last, *got)
+			t.Fatalf("no %q within %v (got %q)", last, ceiling, *got)
 		}
 	}
 }
@@ -256,12 +280,12 @@ func TestSendFindsTheStreamOnAnyNode(t *testing.T) {
 	a, _, c := threeNodes(t)
 	carol := c.connect(t, "carol")
 	waitFor(t, "a sees carol", func() bool { return a.node.Count(lobbyKey("carol").Pattern()) == 1 })
-	res, err := a.node.Send(context.Background(), lobbyKey("carol"), sfere.Comment("for carol"))
+	res, err := a.node.Send(lobbyKey("carol"), sfere.Comment("for carol"))
 	if err != nil || res.Delivered != 1 {
 		t.Fatalf("Send = %+v, %v", res, err)
 	}
 	carol.wait(t, ": for carol")
-	if _, err := a.node.Send(context.Background(), lobbyKey("nobody"), sfere.Comment("?")); !errors.Is(err, sfere.ErrNoStream) {
+	if _, err := a.node.Send(lobbyKey("nobody"), sfere.Comment("?")); !errors.Is(err, sfere.ErrNoStream) {
 		t.Fatalf("Send to nobody: %v, want ErrNoStream", err)
 	}
 	// Any key maps to its own valid subject: dots, NATS wildcards, spaces, non-ASCII.
@@ -272,14 +296,14 @@ func TestSendFindsTheStreamOnAnyNode(t *testing.T) {
 	}
 	waitFor(t, "a sees the odd keys", func() bool { return a.node.Count(sfere.All) == 1+len(odd) })
 	for _, id := range odd {
-		if _, err := a.node.Send(context.Background(), lobbyKey(id), sfere.Comment("for "+id)); err != nil {
+		if _, err := a.node.Send(lobbyKey(id), sfere.Comment("for "+id)); err != nil {
 			t.Fatalf("Send to %q: %v", id, err)
 		}
 	}
 	for _, id := range odd {
 		clients[id].wait(t, ": for "+id)
 	}
-	if _, err := a.node.Send(context.Background(), lobbyKey("a"), sfere.Comment("?")); !errors.Is(err, sfere.ErrNoStream) {
+	if _, err := a.node.Send(lobbyKey("a"), sfere.Comment("?")); !errors.Is(err, sfere.ErrNoStream) {
 		t.Fatalf("Send to a (a prefix of a.b): %v, want ErrNoStream", err)
 	}
 }
@@ -298,7 +322,7 @@ func TestKeyOpenedElsewhereReplacesTheOldStream(t *testing.T) {
 	waitFor(t, "brian only on b", func() bool {
 		return a.hub.Count(sfere.All) == 0 && b.hub.Count(sfere.All) == 1 && a.node.Count(sfere.All) == 1
 	})
-	if _, err := a.node.Send(context.Background(), lobbyKey("brian"), sfere.Comment("moved")); err != nil {
+	if _, err := a.node.Send(lobbyKey("brian"), sfere.Comment("moved")); err != nil {
 		t.Fatal(err)
 	}
 	second.wait(t, ": moved")
@@ -323,7 +347,7 @@ func TestLostNodeIsReportedOnce(t *testing.T) {
 		select {
 		case l := <-n.lost:
 			got = append(got, l)
-		case <-time.After(3*interval + 2*time.Second):
+		case <-time.After(ceiling):
 			t.Fatalf("%s never reported c lost", n.name)
 		}
 	}
@@ -368,6 +392,12 @@ func TestDeliveryResumesAfterNATSRestart(t *testing.T) {
 	}
 	t.Cleanup(ns2.Shutdown)
 	waitFor(t, "both reconnected", func() bool { return a.nc.IsConnected() && b.nc.IsConnected() })
+	// A reconnected client sends its subscriptions again, but the new
+	// server may not have read them yet: a round trip on b's connection
+	// makes sure b takes broadcasts again before a sends one.
+	if err := b.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, "a sees phil again", func() bool { return a.node.Count(sfere.All) == 1 })
 	if _, err := a.node.Broadcast(sfere.All, nil, sfere.Comment("after restart")); err != nil {
 		t.Fatal(err)

@@ -11,13 +11,37 @@
 // by the NATS delivery time (milliseconds) and heal any divergence within
 // one Interval. A node silent for 3 Intervals is lost.
 //
-// Wiring, in dependency order:
+// # Wiring
 //
-//	var node *natscluster.Node
-//	store := sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: func(ev sfere.Eviction) {
-//		node.Evicted(ev) // before the app's own handling
-//		app.Evicted(ev)
-//	}})
-//	hub := sfere.NewHub(store, sfere.HubOptions{OnOpen: func(s *sfere.Stream) { node.Opened(s) }})
-//	node, err = natscluster.New(nc, hub, natscluster.Options{OnNodeLost: app.NodeLost})
+// [New] builds the node's hub over your store, so the node sees every
+// stream open and end; the store's eviction callback and the hub's OnOpen
+// stay the app's own:
+//
+//	nc, err := nats.Connect("nats://127.0.0.1:4222", nats.MaxReconnects(-1))
+//	if err != nil {
+//		return err
+//	}
+//	defer nc.Close()
+//	store := sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: app.Evicted})
+//	node, err := natscluster.New(nc, store, natscluster.Options{
+//		Hub:        sfere.HubOptions{OnOpen: app.Opened}, // optional
+//		OnNodeLost: app.NodeLost,
+//	})
+//	if err != nil {
+//		return err
+//	}
+//	defer node.Close() // runs after the hub's Shutdown, deferred below
+//	hub := node.Hub()  // serve streams with it: hub.Serve(w, r, key)
+//	defer hub.Shutdown(context.Background())
+//	node.Broadcast(sfere.All, nil, effect) // reach streams through the node
+//
+// [Example] runs this on two nodes with an embedded NATS server.
+//
+// A [Node] and an [sfere.Hub] both satisfy [sfere.Publisher] (Broadcast,
+// Send, List, Count with the same signatures), so code that takes a
+// Publisher runs on one node or a cluster unchanged. Where the two differ:
+// a node's Broadcast takes only a [sfere.Key], [sfere.KeySet] or
+// [sfere.Pattern] as exclusion, its Result counts local streams only, and
+// its Send waits up to [Options.SendTimeout] for a remote node
+// ([Node.SendContext] takes a context instead).
 package natscluster

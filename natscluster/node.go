@@ -46,6 +46,13 @@ type Options struct {
 	OnNodeLost func(Lost)
 	// Logger receives NATS connection gaps and lost nodes. Nil means slog.Default().
 	Logger *slog.Logger
+	// SendTimeout bounds how long [Node.Send] waits for the node that
+	// holds a remote stream to answer. Zero means [DefaultSendTimeout].
+	SendTimeout time.Duration
+	// Hub configures the local hub that [New] builds. Its OnOpen, if
+	// set, runs before the node announces the stream (the node may end
+	// the stream at once, if another node opened the same key later).
+	Hub sfere.HubOptions
 }
 
 // Lost reports a node that stopped answering and the streams it held.
@@ -76,6 +83,7 @@ type Node struct {
 	id       string
 	prefix   string
 	interval time.Duration
+	timeout  time.Duration // of a remote Send
 	onLost   func(Lost)
 	log      *slog.Logger
 	nc       *nats.Conn
@@ -109,22 +117,35 @@ type peer struct {
 	lastSeen time.Time
 }
 
-// New joins hub to the cluster on nc. The caller keeps nc (connected with
-// reconnects enabled, the nats.go default) and closes it after [Node.Close].
-func New(nc *nats.Conn, hub *sfere.Hub, opts Options) (*Node, error) {
+// New builds a hub over store and joins it to the cluster on nc: the hub
+// (see [Node.Hub]) tells the node of every stream it stores, and the node
+// learns of each stream's end from [sfere.Stream.AfterEnd], so neither the
+// store's eviction callback nor opts.Hub.OnOpen has to know about the node.
+// The caller keeps nc (connected with reconnects enabled, the nats.go
+// default) and closes it after [Node.Close].
+func New(nc *nats.Conn, store sfere.Store, opts Options) (*Node, error) {
 	n := &Node{
 		id:       opts.NodeID,
 		prefix:   opts.Prefix,
 		interval: opts.Interval,
+		timeout:  opts.SendTimeout,
 		onLost:   opts.OnNodeLost,
 		log:      opts.Logger,
 		nc:       nc,
-		hub:      hub,
 		local:    make(map[*sfere.Stream]*localStream),
 		peers:    make(map[string]*peer),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	hubOpts := opts.Hub
+	appOpened := hubOpts.OnOpen
+	hubOpts.OnOpen = func(s *sfere.Stream) {
+		if appOpened != nil {
+			appOpened(s)
+		}
+		n.opened(s)
+	}
+	n.hub = sfere.NewHub(store, hubOpts)
 	if n.id == "" {
 		n.id = nuid.Next()
 	}
@@ -133,6 +154,9 @@ func New(nc *nats.Conn, hub *sfere.Hub, opts Options) (*Node, error) {
 	}
 	if n.interval <= 0 {
 		n.interval = DefaultInterval
+	}
+	if n.timeout <= 0 {
+		n.timeout = DefaultSendTimeout
 	}
 	if n.log == nil {
 		n.log = slog.Default()
@@ -159,6 +183,12 @@ func New(nc *nats.Conn, hub *sfere.Hub, opts Options) (*Node, error) {
 
 // ID returns the node's id.
 func (n *Node) ID() string { return n.id }
+
+// Hub returns the node's local hub: serve streams with it ([sfere.Hub.Serve],
+// [sfere.Hub.Detach]) and run the heartbeat over it. Reach streams through
+// the node instead ([Node.Broadcast], [Node.Send], [Node.List]), so other
+// nodes' streams are reached too.
+func (n *Node) Hub() *sfere.Hub { return n.hub }
 
 // Close leaves the cluster: peers forget this node's streams without
 // reporting them lost. Shut the hub down first, so the streams' closes
@@ -195,9 +225,9 @@ func (n *Node) unsubscribe() {
 	n.subs = nil
 }
 
-// Opened announces a stream the local hub stored: pass it as
-// [sfere.HubOptions.OnOpen].
-func (n *Node) Opened(s *sfere.Stream) {
+// opened announces a stream the local hub stored (the hub's OnOpen) and
+// arranges for its end to be announced too.
+func (n *Node) opened(s *sfere.Stream) {
 	key := s.Key()
 	st := stamp{At: time.Now().UnixNano(), Node: n.id}
 	n.mu.Lock()
@@ -209,29 +239,30 @@ func (n *Node) Opened(s *sfere.Stream) {
 	n.publish(presence{Node: n.id, Op: opOpen, Keys: []presenceKey{{Key: key, Stamp: st}}})
 	newer := n.newerRemote(key, st)
 	n.mu.Unlock()
+	// Registered after the stream is in n.local: a stream that already
+	// ended (replaced on this node meanwhile) runs closed now, so no
+	// entry outlives its stream.
+	s.AfterEnd(func() { n.closed(s) })
 	if newer {
 		// Another node opened the key after us: it wins.
 		n.hub.Store().PurgeStream(s, sfere.CauseReplaced, ErrMoved)
 	}
 }
 
-// Evicted announces a stream that left the local store: call it from the
-// store's [sfere.EvictFunc].
-func (n *Node) Evicted(ev sfere.Eviction) {
-	if ev.Stream == nil {
-		return
-	}
+// closed announces a stream that left the local store and stops taking
+// sends for it. It runs once the store's eviction callback has returned.
+func (n *Node) closed(s *sfere.Stream) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	ls := n.local[ev.Stream]
+	ls := n.local[s]
 	if ls == nil {
-		return
+		return // the node was closed first
 	}
-	delete(n.local, ev.Stream)
+	delete(n.local, s)
 	if ls.sub != nil {
 		ls.sub.Unsubscribe()
 	}
-	n.publish(presence{Node: n.id, Op: opClose, Keys: []presenceKey{{Key: ev.Key, Stamp: ls.stamp}}})
+	n.publish(presence{Node: n.id, Op: opClose, Keys: []presenceKey{{Key: s.Key(), Stamp: ls.stamp}}})
 }
 
 // newerRemote reports whether a peer holds key under a later stamp than st.
@@ -467,8 +498,18 @@ func (n *Node) onBroadcast(msg *nats.Msg) {
 }
 
 // Send queues effects to the stream under key, on whichever node holds
-// it. It returns an error wrapping [sfere.ErrNoStream] if no node does.
-func (n *Node) Send(ctx context.Context, key sfere.Key, effects ...sfere.Effect) (sfere.Result, error) {
+// it, waiting at most [Options.SendTimeout] for a remote node's answer. It
+// returns an error wrapping [sfere.ErrNoStream] if no node holds the key.
+// It has [sfere.Hub.Send]'s signature, so code that takes an
+// [sfere.Publisher] works on one node or a cluster.
+func (n *Node) Send(key sfere.Key, effects ...sfere.Effect) (sfere.Result, error) {
+	return n.SendContext(context.Background(), key, effects...)
+}
+
+// SendContext is [Node.Send] with a context: the wait for a remote node
+// ends when ctx does, or after [Options.SendTimeout] if ctx has no
+// deadline.
+func (n *Node) SendContext(ctx context.Context, key sfere.Key, effects ...sfere.Effect) (sfere.Result, error) {
 	if _, ok := n.hub.Store().Get(key); ok {
 		return n.hub.Send(key, effects...)
 	}
@@ -481,7 +522,7 @@ func (n *Node) Send(ctx context.Context, key sfere.Key, effects ...sfere.Effect)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultSendTimeout)
+		ctx, cancel = context.WithTimeout(ctx, n.timeout)
 		defer cancel()
 	}
 	msg, err := n.nc.RequestWithContext(ctx, n.sendSubject(key), req)
@@ -574,3 +615,5 @@ func (n *Node) Stats() Stats {
 		GapTime:            time.Duration(n.gapTime.Load()),
 	}
 }
+
+var _ sfere.Publisher = (*Node)(nil)

@@ -4,6 +4,7 @@
 //
 //	go run ./cmd/lobby            # http://127.0.0.1:8080
 //	go run ./cmd/lobby -h         # flags
+//	go run ./cmd/lobby -tls-cert cert.pem -tls-key key.pem  # https://127.0.0.1:8080, HTTP/2
 package main
 
 import (
@@ -91,11 +92,16 @@ func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
 	fs.StringVar(&opts.NATS, "nats", "", "join the lobby cluster on this NATS server (JetStream enabled), e.g. nats://127.0.0.1:4222")
 	fs.StringVar(&opts.NATSEmbed, "nats-embed", "", "also run a NATS server (with JetStream) in this process on this address, e.g. 127.0.0.1:4222, for a local multi-node demo")
 	fs.StringVar(&opts.NodeID, "node", "", "this node's id in the cluster (default: random)")
+	fs.StringVar(&opts.TLSCert, "tls-cert", "", "serve HTTPS (and HTTP/2) with this PEM certificate file; needs -tls-key")
+	fs.StringVar(&opts.TLSKey, "tls-key", "", "the PEM private key file of -tls-cert")
 	if err := fs.Parse(args); err != nil {
 		return opts, err
 	}
 	if fs.NArg() > 0 {
 		return opts, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if (opts.TLSCert == "") != (opts.TLSKey == "") {
+		return opts, errors.New("-tls-cert and -tls-key go together")
 	}
 	if opts.Store != "ttl" && opts.Store != "memory" {
 		return opts, fmt.Errorf("-store must be ttl or memory, not %q", opts.Store)

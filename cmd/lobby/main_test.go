@@ -14,7 +14,8 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		t.Fatalf("-h exit code %d", code)
 	}
 	for _, flag := range []string{"-addr", "-heartbeat", "-user-timeout", "-grace", "-store", "-ttl", "-datastar-js", "-debug",
-		"-max-streams-per-ip", "-message-rate", "-message-burst", "-read-header-timeout", "-body-timeout"} {
+		"-max-streams-per-ip", "-message-rate", "-message-burst", "-read-header-timeout", "-body-timeout",
+		"-nats", "-nats-embed", "-node", "-tls-cert", "-tls-key"} {
 		if !strings.Contains(out.String(), flag+" ") && !strings.Contains(out.String(), flag+"\n") {
 			t.Errorf("-h does not list %s:\n%s", flag, out.String())
 		}
@@ -34,13 +35,15 @@ func TestFlagDefaults(t *testing.T) {
 	}
 	opts, err = parseFlags([]string{"-addr", "127.0.0.1:0", "-heartbeat", "1s", "-user-timeout", "2s", "-grace", "200ms",
 		"-store", "memory", "-ttl", "1m", "-datastar-js", "/x/datastar.js", "-debug",
-		"-max-streams-per-ip", "4", "-message-rate", "0.5", "-message-burst", "3", "-read-header-timeout", "2s", "-body-timeout", "3s"}, new(strings.Builder))
+		"-max-streams-per-ip", "4", "-message-rate", "0.5", "-message-burst", "3", "-read-header-timeout", "2s", "-body-timeout", "3s",
+		"-tls-cert", "/x/cert.pem", "-tls-key", "/x/key.pem"}, new(strings.Builder))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want = lobby.Options{Addr: "127.0.0.1:0", Heartbeat: time.Second, UserTimeout: 2 * time.Second, Grace: 200 * time.Millisecond,
 		Store: "memory", TTL: time.Minute, DatastarJS: "/x/datastar.js", Debug: true, JoinTimeout: lobby.DefaultOptions.JoinTimeout,
-		MaxStreamsPerIP: 4, MessageRate: 0.5, MessageBurst: 3, ReadHeaderTimeout: 2 * time.Second, BodyTimeout: 3 * time.Second}
+		MaxStreamsPerIP: 4, MessageRate: 0.5, MessageBurst: 3, ReadHeaderTimeout: 2 * time.Second, BodyTimeout: 3 * time.Second,
+		TLSCert: "/x/cert.pem", TLSKey: "/x/key.pem"}
 	if opts != want {
 		t.Errorf("parsed = %+v, want %+v", opts, want)
 	}
@@ -48,7 +51,8 @@ func TestFlagDefaults(t *testing.T) {
 
 func TestBadFlagsRefused(t *testing.T) {
 	for _, args := range [][]string{{"-store", "redis"}, {"-heartbeat", "0s"}, {"-grace", "-1s"}, {"extra"}, {"-nope"},
-		{"-max-streams-per-ip", "-1"}, {"-message-rate", "-2"}, {"-message-burst", "0"}, {"-body-timeout", "0s"}, {"-read-header-timeout", "-1s"}} {
+		{"-max-streams-per-ip", "-1"}, {"-message-rate", "-2"}, {"-message-burst", "0"}, {"-body-timeout", "0s"}, {"-read-header-timeout", "-1s"},
+		{"-tls-cert", "cert.pem"}, {"-tls-key", "key.pem"}} {
 		var out strings.Builder
 		if code := run(args, &out); code != 2 {
 			t.Errorf("%q: exit code %d, want 2 (%s)", args, code, out.String())

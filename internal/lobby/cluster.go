@@ -27,11 +27,12 @@ type cluster struct {
 	done     chan struct{}
 }
 
-// startCluster joins the lobby l, served by hub, to the cluster that
-// opts.NATS (or an embedded server on opts.NATSEmbed) carries. The presence
+// startCluster joins the lobby l to the cluster that opts.NATS (or an
+// embedded server on opts.NATSEmbed) carries; the node builds the lobby's
+// hub over store with hubOpts (c.node.Hub()). The presence
 // interval is half the heartbeat, so a lost node is noticed within 2 to 3
 // intervals: well inside 3 heartbeats.
-func startCluster(ctx context.Context, opts Options, l *Lobby, hub *sfere.Hub) (*cluster, error) {
+func startCluster(ctx context.Context, opts Options, l *Lobby, store sfere.Store, hubOpts sfere.HubOptions) (*cluster, error) {
 	c := &cluster{
 		log:      opts.Logger,
 		interval: max(opts.Heartbeat/2, 50*time.Millisecond),
@@ -56,7 +57,8 @@ func startCluster(ctx context.Context, opts Options, l *Lobby, hub *sfere.Hub) (
 		c.close()
 		return nil, fmt.Errorf("lobby: connect to NATS at %s: %w", url, err)
 	}
-	c.node, err = natscluster.New(c.nc, hub, natscluster.Options{
+	c.node, err = natscluster.New(c.nc, store, natscluster.Options{
+		Hub:      hubOpts,
 		NodeID:   opts.NodeID,
 		Prefix:   "sfere_lobby",
 		Interval: c.interval,
@@ -71,6 +73,7 @@ func startCluster(ctx context.Context, opts Options, l *Lobby, hub *sfere.Hub) (
 		c.close()
 		return nil, err
 	}
+	l.hub = c.node.Hub()
 	c.dir, err = newDirectory(ctx, c.nc, "sfere_lobby", c.node.ID(), opts.Logger)
 	if err != nil {
 		c.close()
@@ -192,9 +195,7 @@ func (l *Lobby) closeElsewhere(keys ...sfere.Key) {
 		return
 	}
 	for _, k := range keys {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := l.cluster.Send(ctx, k, sfere.CloseStream())
-		cancel()
+		_, err := l.cluster.Send(k, sfere.CloseStream()) // waits at most natscluster.DefaultSendTimeout
 		if err != nil && !errors.Is(err, sfere.ErrNoStream) {
 			l.log.Warn("close a stream on another node", "key", k, "err", err)
 		}

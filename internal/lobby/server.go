@@ -2,6 +2,7 @@ package lobby
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,6 +66,9 @@ type Options struct {
 	NATSEmbed string
 	// NodeID names this node in the cluster; empty means a random id.
 	NodeID string
+	// TLSCert and TLSKey name PEM files of a certificate (chain) and its
+	// key: with both, the lobby serves HTTPS, with HTTP/2 (see tls.go).
+	TLSCert, TLSKey string
 	// Logger receives the lobby's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -145,6 +149,7 @@ type Server struct {
 	ln        *notifyListener
 	views     *views
 	http      *http.Server
+	tls       *tls.Config // nil: plain HTTP
 	served    chan error
 
 	shutdownOnce sync.Once
@@ -177,38 +182,44 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lobby: templates: %w", err)
 	}
+	tlsConf, err := opts.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
 	m := newMetrics()
-	s := &Server{log: opts.Logger, views: v, served: make(chan error, 1)}
+	s := &Server{log: opts.Logger, views: v, tls: tlsConf, served: make(chan error, 1)}
 	s.lobby = newLobby(opts.Grace, opts.JoinTimeout, opts.Logger, m, v)
 
 	// Store: every eviction goes to the lobby.
 	var store sfere.Store
 	switch opts.Store {
 	case "ttl":
-		s.ttl, err = sfere.NewTTLStore(sfere.TTLOptions{Duration: opts.TTL, Expiry: sfere.Sliding, OnEvict: s.evicted})
+		s.ttl, err = sfere.NewTTLStore(sfere.TTLOptions{Duration: opts.TTL, Expiry: sfere.Sliding, OnEvict: s.lobby.onEvict})
 		if err != nil {
 			return nil, fmt.Errorf("lobby: %w", err)
 		}
 		store = s.ttl
 	case "memory":
-		store = sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: s.evicted})
+		store = sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: s.lobby.onEvict})
 	default:
 		return nil, fmt.Errorf("lobby: unknown store %q (want ttl or memory)", opts.Store)
 	}
 
-	// Hub over the store; it tells the lobby of each stream it stores.
-	s.hub = sfere.NewHub(store, sfere.HubOptions{OnOpen: s.opened})
-	s.lobby.hub = s.hub
-
-	// Cluster, if asked for: every node on one NATS serves one lobby.
+	// Hub over the store; it tells the lobby of each stream it stores. In
+	// a cluster the node builds it, to announce the streams to the others.
+	hubOpts := sfere.HubOptions{OnOpen: s.lobby.stored}
 	if opts.NATS != "" || opts.NATSEmbed != "" {
-		if s.cluster, err = startCluster(ctx, opts, s.lobby, s.hub); err != nil {
+		if s.cluster, err = startCluster(ctx, opts, s.lobby, store, hubOpts); err != nil {
 			if s.ttl != nil {
 				s.ttl.Close()
 			}
 			return nil, fmt.Errorf("lobby: cluster: %w", err)
 		}
+		s.hub = s.cluster.node.Hub()
 		m.watchCluster(s.cluster.node)
+	} else {
+		s.hub = sfere.NewHub(store, hubOpts)
+		s.lobby.hub = s.hub
 	}
 
 	// Heartbeat over the lobby's streams.
@@ -243,17 +254,28 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		// hub bounds each write to a client instead, and the handlers
 		// bound the time of each POST body (Options.BodyTimeout).
 	}
-	go func() { s.served <- s.http.Serve(s.ln) }()
+	if s.tls != nil {
+		s.http.TLSConfig = s.tls
+		go func() { s.served <- s.http.ServeTLS(s.ln, "", "") }() // HTTP/2 on, as net/http does by default
+	} else {
+		go func() { s.served <- s.http.Serve(s.ln) }()
+	}
 	opts.Logger.Info("lobby listening", "url", s.URL(), "store", opts.Store, "heartbeat", opts.Heartbeat,
-		"user_timeout", opts.UserTimeout, "grace", opts.Grace, "ttl", opts.TTL, "debug", opts.Debug)
+		"user_timeout", opts.UserTimeout, "grace", opts.Grace, "ttl", opts.TTL, "debug", opts.Debug, "tls", s.tls != nil)
 	return s, nil
 }
 
 // Addr returns the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
-// URL returns the server's base URL, e.g. http://127.0.0.1:8080.
-func (s *Server) URL() string { return "http://" + s.ln.Addr().String() }
+// URL returns the server's base URL, e.g. http://127.0.0.1:8080 (https
+// with TLS).
+func (s *Server) URL() string {
+	if s.tls != nil {
+		return "https://" + s.ln.Addr().String()
+	}
+	return "http://" + s.ln.Addr().String()
+}
 
 // Handler returns the server's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.http.Handler }
@@ -408,23 +430,4 @@ func watchHeartbeat(hb *sfere.Heartbeat, interval time.Duration, log *slog.Logge
 		close(done)
 		<-exited
 	}
-}
-
-// opened is the hub's OnOpen hook: the lobby first (it records the arrival
-// in the shared directory), then the cluster (which announces the stream
-// to the other nodes).
-func (s *Server) opened(st *sfere.Stream) {
-	s.lobby.stored(st)
-	if s.cluster != nil {
-		s.cluster.node.Opened(st)
-	}
-}
-
-// evicted is the store's eviction callback: the cluster first (it stops
-// routing sends to the stream), then the lobby.
-func (s *Server) evicted(ev sfere.Eviction) {
-	if s.cluster != nil {
-		s.cluster.node.Evicted(ev)
-	}
-	s.lobby.onEvict(ev)
 }

@@ -57,9 +57,6 @@ const (
 func newSfereMode(natsURL, nodeID string, path streamPath) (*sfereMode, error) {
 	m := &sfereMode{endedBy: make(map[string]int64)}
 	m.store = sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: func(ev sfere.Eviction) {
-		if m.node != nil {
-			m.node.Evicted(ev) // set before any stream opens: Serve starts after New
-		}
 		why := ev.Cause.String()
 		if ev.Err != nil {
 			why += ": " + ev.Err.Error()
@@ -70,20 +67,18 @@ func newSfereMode(natsURL, nodeID string, path streamPath) (*sfereMode, error) {
 	}})
 	hopts := sfere.HubOptions{NoHijack: path == pathNetHTTP}
 	if natsURL != "" {
-		hopts.OnOpen = func(s *sfere.Stream) { m.node.Opened(s) }
-	}
-	m.hub = sfere.NewHub(m.store, hopts)
-	if natsURL != "" {
 		nc, err := nats.Connect(natsURL, nats.Name("sfere-bench-server "+nodeID))
 		if err != nil {
 			return nil, fmt.Errorf("nats %s: %w", natsURL, err)
 		}
-		node, err := natscluster.New(nc, m.hub, natscluster.Options{NodeID: nodeID})
+		node, err := natscluster.New(nc, m.store, natscluster.Options{NodeID: nodeID, Hub: hopts})
 		if err != nil {
 			nc.Close()
 			return nil, err
 		}
-		m.nc, m.node = nc, node
+		m.nc, m.node, m.hub = nc, node, node.Hub()
+	} else {
+		m.hub = sfere.NewHub(m.store, hopts)
 	}
 	m.beat = sfere.NewHeartbeat(m.hub, sfere.InCategory(sfereCategory), time.Hour)
 	hub := m.hub
