@@ -27,6 +27,13 @@ type HistoryOptions struct {
 	// further behind is not recovered ([ErrReplayLimit]) and gets the
 	// page's full state instead. Zero means Size.
 	MaxReplay int
+	// Epoch, if set, makes the history a copy of a log kept elsewhere (a
+	// cluster's: see natscluster): events enter it only through
+	// [Hub.BroadcastAt], at the positions the log gave them, and the
+	// hub's own Broadcast and Send write events without ids that are not
+	// kept. Empty: the hub numbers its events itself, in an epoch of its
+	// own (random: a restart starts a new one).
+	Epoch string
 }
 
 // Position is a place in a hub's history: the history's epoch and the
@@ -107,26 +114,32 @@ type entry struct {
 // receives events in offset order, and while a reconnecting stream's
 // queue is rebuilt, so a replay never crosses a live event.
 type history struct {
-	epoch     string
+	shared    bool // positions come from a log elsewhere (BroadcastAt)
 	maxAge    time.Duration
 	maxReplay int
 
-	mu   sync.Mutex
-	ring []entry // offset o lives at ring[o % len(ring)]
-	top  uint64  // offset of the newest event; 0: none yet
+	mu    sync.Mutex
+	epoch string
+	ring  []entry // offset o lives at ring[o % len(ring)]
+	top   uint64  // offset of the newest event; 0: none yet
+	floor uint64  // no event before this offset is known (a gap in a shared log)
 }
 
 func newHistory(opts HistoryOptions) *history {
 	if opts.Size <= 0 {
 		return nil
 	}
-	var b [8]byte
-	_, _ = rand.Read(b[:])
 	h := &history{
-		epoch:     hex.EncodeToString(b[:]),
+		epoch:     opts.Epoch,
+		shared:    opts.Epoch != "",
 		maxAge:    opts.MaxAge,
 		maxReplay: opts.MaxReplay,
 		ring:      make([]entry, opts.Size),
+	}
+	if !h.shared {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		h.epoch = hex.EncodeToString(b[:])
 	}
 	if h.maxReplay <= 0 || h.maxReplay > opts.Size {
 		h.maxReplay = opts.Size
@@ -143,13 +156,31 @@ func (h *history) appendLocked(m *message, p Pattern, exclude Matcher, now time.
 	return m
 }
 
+// appendAtLocked adds m at pos, a position a shared log gave it, and
+// returns it as written; ok is false if pos is not past the newest event
+// (it was applied already). A position of a new epoch starts the history
+// anew; one past the next offset leaves a gap before which nothing is
+// served.
+func (h *history) appendAtLocked(m *message, p Pattern, exclude Matcher, pos Position, now time.Time) (_ *message, ok bool) {
+	switch {
+	case pos.Epoch != h.epoch:
+		h.epoch, h.top, h.floor = pos.Epoch, pos.Offset-1, pos.Offset
+		clear(h.ring)
+	case pos.Offset <= h.top:
+		return nil, false
+	case pos.Offset > h.top+1:
+		h.top, h.floor = pos.Offset-1, pos.Offset
+	}
+	return h.appendLocked(m, p, exclude, now), true
+}
+
 // oldestLocked returns the offset of the oldest event still in the
 // history at now (top+1 if none).
 func (h *history) oldestLocked(now time.Time) uint64 {
 	n := uint64(len(h.ring))
-	oldest := uint64(1)
+	oldest := max(1, h.floor)
 	if h.top >= n {
-		oldest = h.top - n + 1
+		oldest = max(oldest, h.top-n+1)
 	}
 	if h.maxAge > 0 {
 		// Events are appended in time order: the first young one is found

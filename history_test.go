@@ -325,3 +325,61 @@ func TestOpeningSendsJitteredRetry(t *testing.T) {
 		c.Wait(waitLong, hasRetry)
 	})
 }
+
+// A hub whose history copies a shared log applies the log's positions:
+// duplicates are ignored, a gap makes earlier positions unservable, and a
+// new epoch makes the old one's unknown.
+func TestBroadcastAtFollowsTheLog(t *testing.T) {
+	hub, _ := newMemoryHub(t, HubOptions{History: HistoryOptions{Size: 8, Epoch: "e1"}})
+	srv := testServer(t, hub, AppendElements("#m", "<p>initial</p>"))
+	at := func(epoch string, off uint64, n int) {
+		t.Helper()
+		if _, err := hub.BroadcastAt(Position{epoch, off}, All, nil, numbered(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resume := func(name, from string) (*ssetest.Client, Recovery) {
+		t.Helper()
+		c := dial(t, srv, name+"&lastEventID="+url.QueryEscape(from))
+		ssetest.Eventually(t, waitLong, "stream", func() bool { return hub.Count(lobbyKey(name).Pattern()) == 1 })
+		s, _ := hub.Store().Get(lobbyKey(name))
+		return c, s.Recovery()
+	}
+	at("e1", 1, 1)
+	at("e1", 2, 2)
+	at("e1", 2, 99) // applied already: ignored
+	at("e1", 5, 5)  // 3 and 4 never came: a gap
+	if _, rec := resume("gap", "e1-2"); !errors.Is(rec.Err, ErrPositionGone) {
+		t.Fatalf("resume across the gap: %+v, want ErrPositionGone", rec)
+	}
+	c, rec := resume("after", "e1-4")
+	if !rec.Recovered || rec.Replayed != 1 {
+		t.Fatalf("resume after the gap: %+v, want 1 replayed", rec)
+	}
+	at("e2", 1, 6) // the log was made anew
+	if got := elementsUntil(t, c, "<p>6</p>"); strings.Join(got, " ") != "<p>5</p>" {
+		t.Fatalf("resumed stream got %q before 6, want 5 only (never 99)", got)
+	}
+	if _, rec := resume("old", "e1-5"); !errors.Is(rec.Err, ErrPositionUnknown) {
+		t.Fatalf("resume in the old epoch: %+v, want ErrPositionUnknown", rec)
+	}
+	if hub.Position() != (Position{"e2", 1}) {
+		t.Fatalf("position %v, want e2-1", hub.Position())
+	}
+	// A log made anew before its first event: the hub forgets at once.
+	if err := hub.ResetHistory("e3"); err != nil {
+		t.Fatal(err)
+	}
+	if _, rec := resume("reset", "e2-1"); !errors.Is(rec.Err, ErrPositionUnknown) {
+		t.Fatalf("resume after a reset: %+v, want ErrPositionUnknown", rec)
+	}
+	if _, rec := resume("fresh", "e3-0"); !rec.Recovered {
+		t.Fatalf("resume at the new log's start: %+v, want recovered", rec)
+	}
+	if _, err := hub.Broadcast(All, nil, numbered(7)); err != nil {
+		t.Fatal(err)
+	}
+	if hub.Position() != (Position{"e3", 0}) {
+		t.Fatalf("a local broadcast moved the shared position to %v", hub.Position())
+	}
+}

@@ -313,17 +313,72 @@ func (h *Hub) Broadcast(p Pattern, exclude Matcher, effects ...Effect) (Result, 
 	return res, nil
 }
 
+// ErrNoHistory is returned by [Hub.BroadcastAt] on a hub without a
+// shared history ([HistoryOptions.Epoch]).
+var ErrNoHistory = errors.New("sfere: hub keeps no shared history")
+
+// BroadcastAt is [Hub.Broadcast] for an event that a log shared by several
+// hubs (a cluster's) placed at pos: the hub keeps it at pos in its history
+// and writes it with pos as its id, so a client may resume on any hub
+// that reads the log. Events must be applied in the log's order; one at
+// or before the newest position is ignored (Result is zero), a gap in
+// the offsets means the events before it are no longer served, and a new
+// epoch starts the history anew.
+func (h *Hub) BroadcastAt(pos Position, p Pattern, exclude Matcher, effects ...Effect) (Result, error) {
+	if h.hist == nil || !h.hist.shared {
+		return Result{}, ErrNoHistory
+	}
+	m, err := render(effects)
+	if err != nil {
+		return Result{}, err
+	}
+	if m.idAt < 0 {
+		res, _ := h.publish(p, exclude, m, 0)
+		return res, nil
+	}
+	h.hist.mu.Lock()
+	defer h.hist.mu.Unlock()
+	m, ok := h.hist.appendAtLocked(m, p, exclude, pos, time.Now())
+	if !ok {
+		return Result{}, nil
+	}
+	res, _ := h.publishLocked(p, exclude, m, 0)
+	return res, nil
+}
+
+// ResetHistory tells a hub with a shared history that the log it copies
+// was made anew, in epoch, numbered from 1: what the hub kept is
+// forgotten, and positions of any other epoch are no longer served. A
+// cluster calls it as soon as it finds its log lost, before the new log's
+// first event, so no client resumes from a history that no longer exists.
+func (h *Hub) ResetHistory(epoch string) error {
+	if h.hist == nil || !h.hist.shared {
+		return ErrNoHistory
+	}
+	h.hist.mu.Lock()
+	defer h.hist.mu.Unlock()
+	h.hist.epoch, h.hist.top, h.hist.floor = epoch, 0, 1
+	clear(h.hist.ring)
+	return nil
+}
+
 // publish queues m to the streams matching p and not exclude. If
 // wroteSince is set, streams that began a successful write of app
 // traffic after it are skipped (and counted in skipped).
 func (h *Hub) publish(p Pattern, exclude Matcher, m *message, wroteSince int64) (res Result, skipped int) {
-	if h.hist != nil && m.idAt >= 0 {
+	if h.hist != nil && !h.hist.shared && m.idAt >= 0 {
 		// Appended and queued under the history's lock, so that every
 		// stream gets events in position order.
 		h.hist.mu.Lock()
 		defer h.hist.mu.Unlock()
 		m = h.hist.appendLocked(m, p, exclude, time.Now())
 	}
+	return h.publishLocked(p, exclude, m, wroteSince)
+}
+
+// publishLocked is publish once m has its position, if it takes one (the
+// history's lock is then held).
+func (h *Hub) publishLocked(p Pattern, exclude Matcher, m *message, wroteSince int64) (res Result, skipped int) {
 	buf := h.buffers.Get().(*[]*Stream)
 	streams := h.store.AppendStreams((*buf)[:0], p)
 	wakes := wakeBatch{w: &h.writers}
@@ -357,7 +412,7 @@ func (h *Hub) Send(key Key, effects ...Effect) (Result, error) {
 		return Result{}, err
 	}
 	s, ok := h.store.Get(key)
-	if h.hist != nil && m.idAt >= 0 {
+	if h.hist != nil && !h.hist.shared && m.idAt >= 0 {
 		// Kept even if no stream is stored now: the key's client may be
 		// reconnecting, and then it gets the event from the history.
 		h.hist.mu.Lock()

@@ -44,4 +44,21 @@
 // [sfere.Pattern] as exclusion, its Result counts local streams only, and
 // its Send waits up to [Options.SendTimeout] for a remote node
 // ([Node.SendContext] takes a context instead).
+//
+// # Resuming on any node
+//
+// With a history (Options.Hub.History.Size > 0) the cluster keeps one
+// event log in a JetStream stream (MaxMsgs = Size, MaxAge = the history's
+// MaxAge): every broadcast and send is appended to it, JetStream numbers
+// it, and every node applies the log in order ([sfere.Hub.BroadcastAt]),
+// so each node's history is a copy of the log and a position is valid on
+// every node. A client whose stream broke resumes on whichever node it
+// reaches (see [sfere.Hub.Serve]). The log's epoch is the stream's
+// creation time: a log lost and made anew (a NATS server without storage
+// restarted) starts a new epoch, each node resets its history within one
+// Interval ([sfere.Hub.ResetHistory]), and positions of the old epoch get
+// the full state instead of a replay. A node that finds the log moved on
+// past what it applied (JetStream starts a consumer at the oldest message
+// it still has, without an error) keeps the gap: positions before it are
+// not served.
 package natscluster

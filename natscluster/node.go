@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
 	"github.com/sfere-go/sfere"
@@ -88,6 +89,7 @@ type Node struct {
 	log      *slog.Logger
 	nc       *nats.Conn
 	hub      *sfere.Hub
+	events   *eventLog // the cluster's event log; nil without a history
 
 	// mu guards the maps and orders every presence publish with them, so
 	// peers see opens, closes and snapshots in the order they happened.
@@ -137,15 +139,6 @@ func New(nc *nats.Conn, store sfere.Store, opts Options) (*Node, error) {
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-	hubOpts := opts.Hub
-	appOpened := hubOpts.OnOpen
-	hubOpts.OnOpen = func(s *sfere.Stream) {
-		if appOpened != nil {
-			appOpened(s)
-		}
-		n.opened(s)
-	}
-	n.hub = sfere.NewHub(store, hubOpts)
 	if n.id == "" {
 		n.id = nuid.Next()
 	}
@@ -162,6 +155,32 @@ func New(nc *nats.Conn, store sfere.Store, opts Options) (*Node, error) {
 		n.log = slog.Default()
 	}
 	n.log = n.log.With("node", n.id)
+	hubOpts := opts.Hub
+	appOpened := hubOpts.OnOpen
+	hubOpts.OnOpen = func(s *sfere.Stream) {
+		if appOpened != nil {
+			appOpened(s)
+		}
+		n.opened(s)
+	}
+	var (
+		epoch string
+		last  uint64
+	)
+	if hubOpts.History.Size > 0 {
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return nil, fmt.Errorf("natscluster: %w", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), n.timeout)
+		n.events, epoch, last, err = openLog(ctx, n, js, hubOpts.History)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		hubOpts.History.Epoch = epoch
+	}
+	n.hub = sfere.NewHub(store, hubOpts)
 	for subject, handler := range map[string]nats.MsgHandler{
 		n.prefix + subjectPresence:  n.onPresence,
 		n.prefix + subjectBroadcast: n.onBroadcast,
@@ -176,6 +195,17 @@ func New(nc *nats.Conn, store sfere.Store, opts Options) (*Node, error) {
 	if err := nc.Flush(); err != nil {
 		n.unsubscribe()
 		return nil, fmt.Errorf("natscluster: %w", err)
+	}
+	if n.events != nil {
+		// What the log holds is applied before any stream is served.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*n.timeout)
+		err := n.events.start(ctx, epoch, 1, last)
+		cancel()
+		if err != nil {
+			n.unsubscribe()
+			n.events.stop()
+			return nil, err
+		}
 	}
 	go n.run()
 	return n, nil
@@ -195,6 +225,9 @@ func (n *Node) Hub() *sfere.Hub { return n.hub }
 // are announced.
 func (n *Node) Close() {
 	n.stopRunning()
+	if n.events != nil {
+		n.events.stop()
+	}
 	n.mu.Lock()
 	n.publish(presence{Node: n.id, Op: opBye})
 	for s, ls := range n.local {
@@ -384,11 +417,21 @@ func (n *Node) run() {
 				n.gapTime.Add(int64(gap))
 				n.log.Info("cluster: NATS connection back; cross-node delivery resumed", "gap", gap)
 				n.snapshot() // peers may have dropped this node meanwhile
+				n.checkLog()
 			}
 		case <-t.C:
 			n.snapshot()
 			n.reap()
+			n.checkLog()
 		}
+	}
+}
+
+// checkLog has the event log checked (see eventLog.check) without
+// holding up the node's loop.
+func (n *Node) checkLog() {
+	if n.events != nil {
+		go n.events.check()
 	}
 }
 
@@ -460,9 +503,22 @@ func (n *Node) heldElsewhere(k sfere.Key) bool {
 
 // Broadcast renders effects, queues them to the matching local streams and
 // publishes them to every other node, which does the same. The Result
-// counts local streams only. exclude must be nil, a [sfere.Key], a
+// counts local streams only.
+//
+// With a history (Options.Hub.History), Broadcast and Send go through the
+// cluster's event log instead (see the package doc): they return once
+// JetStream has the event, and every node, this one included, delivers it
+// as it applies the log, with the log's position as its id; Broadcast's
+// Result is then zero. exclude must be nil, a [sfere.Key], a
 // [sfere.KeySet] or a [sfere.Pattern].
 func (n *Node) Broadcast(p sfere.Pattern, exclude sfere.Matcher, effects ...sfere.Effect) (sfere.Result, error) {
+	if n.events != nil {
+		if err := n.events.publish(p, exclude, effects); err != nil {
+			return sfere.Result{}, err
+		}
+		n.broadcastsSent.Add(1)
+		return sfere.Result{}, nil
+	}
 	wm, err := encodeMatcher(exclude)
 	if err != nil {
 		return sfere.Result{}, err
@@ -510,6 +566,19 @@ func (n *Node) Send(key sfere.Key, effects ...sfere.Effect) (sfere.Result, error
 // ends when ctx does, or after [Options.SendTimeout] if ctx has no
 // deadline.
 func (n *Node) SendContext(ctx context.Context, key sfere.Key, effects ...sfere.Effect) (sfere.Result, error) {
+	if n.events != nil {
+		_, here := n.hub.Store().Get(key)
+		held := here || n.heldElsewhere(key)
+		// Kept in the log even if no node holds the key now: its client
+		// may be reconnecting.
+		if err := n.events.publish(key.Pattern(), nil, effects); err != nil {
+			return sfere.Result{}, err
+		}
+		if !held {
+			return sfere.Result{}, fmt.Errorf("%w: %v", sfere.ErrNoStream, key)
+		}
+		return sfere.Result{Delivered: 1}, nil
+	}
 	if _, ok := n.hub.Store().Get(key); ok {
 		return n.hub.Send(key, effects...)
 	}

@@ -1,0 +1,251 @@
+package natscluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sfere-go/sfere"
+)
+
+// The cluster's event log. With a history (Options.Hub.History.Size > 0)
+// every broadcast and send goes into one JetStream stream, which numbers
+// it, and every node applies the stream in order with
+// [sfere.Hub.BroadcastAt]: each node's history is a copy of the log, so a
+// position is valid on every node and a client resumes wherever it
+// reconnects. The log is bounded like a hub's history (MaxMsgs = Size,
+// MaxAge). Its epoch is the stream's creation time: a stream lost and
+// made anew (a NATS server restarted without storage) starts a new epoch,
+// and positions of the old one are not recovered. A consumer that finds
+// the log moved past what it applied (JetStream starts a consumer at the
+// first message it still has, silently) leaves a gap in the hubs'
+// histories, which they report as positions no longer served.
+
+const subjectEvents = ".events"
+
+// event is one entry of the cluster's event log.
+type event struct {
+	Pattern sfere.Pattern  `json:"pattern"`
+	Exclude *wireMatcher   `json:"exclude,omitempty"`
+	Effects []sfere.Effect `json:"effects"`
+}
+
+// eventLog is a node's end of the cluster's event log.
+type eventLog struct {
+	n       *Node
+	js      jetstream.JetStream
+	config  jetstream.StreamConfig
+	timeout time.Duration
+
+	checking sync.Mutex // one check at a time
+
+	mu       sync.Mutex
+	epoch    string
+	applied  uint64 // the last sequence applied in epoch
+	cons     jetstream.Consumer
+	consumer jetstream.ConsumeContext
+}
+
+// streamName is the JetStream stream of a cluster's event log: its
+// prefix upper-cased, with what a stream name may not hold replaced.
+func streamName(prefix string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '.' || r == '*' || r == '>' || r == ' ' || r == '/' || r == '\\' {
+			return '_'
+		}
+		return r
+	}, strings.ToUpper(prefix)) + "_EVENTS"
+}
+
+// openLog finds or makes the log's stream and returns the log, its epoch
+// and its last sequence; start begins applying it.
+func openLog(ctx context.Context, n *Node, js jetstream.JetStream, h sfere.HistoryOptions) (*eventLog, string, uint64, error) {
+	l := &eventLog{n: n, js: js, timeout: n.timeout, config: jetstream.StreamConfig{
+		Name:      streamName(n.prefix),
+		Subjects:  []string{n.prefix + subjectEvents},
+		MaxMsgs:   int64(h.Size),
+		MaxAge:    h.MaxAge,
+		Discard:   jetstream.DiscardOld,
+		Retention: jetstream.LimitsPolicy,
+	}}
+	epoch, last, err := l.ensure(ctx)
+	return l, epoch, last, err
+}
+
+// ensure makes the stream if it is missing and returns its epoch and last
+// sequence.
+func (l *eventLog) ensure(ctx context.Context) (epoch string, last uint64, err error) {
+	s, err := l.js.CreateOrUpdateStream(ctx, l.config)
+	if err != nil {
+		return "", 0, fmt.Errorf("natscluster: event log: %w", err)
+	}
+	info := s.CachedInfo()
+	return strconv.FormatInt(info.Created.UnixNano(), 36), info.State.LastSeq, nil
+}
+
+// start applies the log in epoch from sequence next on (1: from its
+// first message), and returns once what the log held up to last is
+// applied (or ctx ends). It replaces the consumer it had.
+func (l *eventLog) start(ctx context.Context, epoch string, next, last uint64) error {
+	cfg := jetstream.ConsumerConfig{
+		FilterSubjects:    l.config.Subjects,
+		AckPolicy:         jetstream.AckNonePolicy,
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		InactiveThreshold: time.Minute,
+		MemoryStorage:     true,
+	}
+	if next > 1 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, next
+	}
+	cons, err := l.js.CreateConsumer(ctx, l.config.Name, cfg)
+	if err != nil {
+		return fmt.Errorf("natscluster: event log consumer: %w", err)
+	}
+	caughtUp := make(chan struct{})
+	var once sync.Once
+	if last < next {
+		once.Do(func() { close(caughtUp) })
+	}
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		meta, err := msg.Metadata()
+		if err != nil {
+			return
+		}
+		l.apply(epoch, meta.Sequence.Stream, msg.Data())
+		if meta.Sequence.Stream >= last {
+			once.Do(func() { close(caughtUp) })
+		}
+	}, jetstream.ConsumeErrHandler(func(jetstream.ConsumeContext, error) {
+		// Missed heartbeats and a consumer lost with its server are
+		// repaired by check.
+	}))
+	if err != nil {
+		return fmt.Errorf("natscluster: event log consumer: %w", err)
+	}
+	l.mu.Lock()
+	old := l.consumer
+	if epoch != l.epoch {
+		l.applied = next - 1
+	}
+	l.epoch, l.cons, l.consumer = epoch, cons, cc
+	l.mu.Unlock()
+	if old != nil {
+		old.Stop()
+	}
+	select {
+	case <-caughtUp:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("natscluster: event log: catching up to %d: %w", last, ctx.Err())
+	}
+}
+
+// apply writes one event of the log to the local hub.
+func (l *eventLog) apply(epoch string, seq uint64, data []byte) {
+	var e event
+	if err := json.Unmarshal(data, &e); err != nil {
+		l.n.log.Warn("cluster: bad event in the log", "seq", seq, "err", err)
+		return
+	}
+	pos := sfere.Position{Epoch: epoch, Offset: seq}
+	if _, err := l.n.hub.BroadcastAt(pos, e.Pattern, e.Exclude.matcher(), e.Effects...); err != nil {
+		l.n.log.Warn("cluster: event not delivered", "seq", seq, "err", err)
+	}
+	l.mu.Lock()
+	if epoch == l.epoch && seq > l.applied {
+		l.applied = seq
+	}
+	l.mu.Unlock()
+}
+
+// check makes sure the log's stream still exists and is the one being
+// applied; a stream made anew (new epoch) is applied from its start. The
+// node calls it every interval and after reconnecting to NATS.
+func (l *eventLog) check() {
+	if !l.checking.TryLock() {
+		return
+	}
+	defer l.checking.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	defer cancel()
+	var (
+		epoch string
+		last  uint64
+	)
+	s, err := l.js.Stream(ctx, l.config.Name)
+	if err == nil {
+		info := s.CachedInfo()
+		epoch, last = strconv.FormatInt(info.Created.UnixNano(), 36), info.State.LastSeq
+	} else if errors.Is(err, jetstream.ErrStreamNotFound) {
+		epoch, last, err = l.ensure(ctx)
+	}
+	if err != nil {
+		l.n.log.Warn("cluster: event log unavailable", "err", err)
+		return
+	}
+	l.mu.Lock()
+	same, cons, next := epoch == l.epoch, l.cons, l.applied+1
+	l.mu.Unlock()
+	if same {
+		// The consumer lives on the server: one restarted with its
+		// storage keeps the log but not the consumer.
+		if _, err := cons.Info(ctx); errors.Is(err, jetstream.ErrConsumerNotFound) {
+			if err := l.start(ctx, epoch, next, last); err != nil {
+				l.n.log.Warn("cluster: event log", "err", err)
+			}
+		}
+		return
+	}
+	l.n.log.Warn("cluster: event log is new: positions of the old one are not resumed", "epoch", epoch)
+	if err := l.n.hub.ResetHistory(epoch); err != nil {
+		l.n.log.Warn("cluster: event log", "err", err)
+		return
+	}
+	if err := l.start(ctx, epoch, 1, last); err != nil {
+		l.n.log.Warn("cluster: event log", "err", err)
+	}
+}
+
+// publish appends an event to the log; the nodes deliver it as they
+// apply the log.
+func (l *eventLog) publish(p sfere.Pattern, exclude sfere.Matcher, effects []sfere.Effect) error {
+	wm, err := encodeMatcher(exclude)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(event{Pattern: p, Exclude: wm, Effects: effects})
+	if err != nil {
+		return fmt.Errorf("natscluster: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	defer cancel()
+	if _, err := l.js.Publish(ctx, l.config.Subjects[0], b); err != nil {
+		return fmt.Errorf("natscluster: event log: %w", err)
+	}
+	return nil
+}
+
+// currentEpoch returns the epoch of the log being applied.
+func (l *eventLog) currentEpoch() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.epoch
+}
+
+// stop stops applying the log.
+func (l *eventLog) stop() {
+	l.mu.Lock()
+	cc := l.consumer
+	l.consumer = nil
+	l.mu.Unlock()
+	if cc != nil {
+		cc.Stop()
+	}
+}

@@ -1,0 +1,134 @@
+package natscluster
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/sfere-go/sfere"
+	"github.com/sfere-go/sfere/internal/ssetest"
+)
+
+// historyNode starts a node whose hub keeps the cluster's history.
+func historyNode(t *testing.T, ns *Server, name string) *testNode {
+	t.Helper()
+	return newTestNodeWith(t, ns, name, Options{Interval: interval, Hub: sfere.HubOptions{
+		History: sfere.HistoryOptions{Size: 64},
+	}})
+}
+
+// resume opens brian's stream on tn from the position from (none if empty).
+func (tn *testNode) resume(t *testing.T, from string) *ssetest.Client {
+	t.Helper()
+	target := "/?id=brian"
+	if from != "" {
+		target += "&lastEventID=" + url.QueryEscape(from)
+	}
+	c := ssetest.Open(t, tn.srv.Listener.Addr().String(), ssetest.DatastarPost(target, "{}"))
+	waitFor(t, "brian's stream", func() bool { return tn.hub.Count(lobbyKey("brian").Pattern()) == 1 })
+	return c
+}
+
+// elements returns the elements c was sent, with the id of the last
+// event that carried one.
+func elements(c *ssetest.Client) (got []string, lastID string) {
+	for _, e := range c.Events() {
+		for _, d := range e.Data {
+			if p, ok := strings.CutPrefix(d, "elements "); ok {
+				got = append(got, p)
+			}
+		}
+		if e.HasID {
+			lastID = e.ID
+		}
+	}
+	return got, lastID
+}
+
+func numbered(n int) sfere.Effect { return sfere.AppendElements("#m", fmt.Sprintf("<p>%d</p>", n)) }
+
+// A client that reconnects to another node resumes there: positions are
+// the log's, valid on every node, and the missed broadcasts and sends
+// come exactly once, in order.
+func TestResumeOnAnotherNode(t *testing.T) {
+	ns := startNATS(t)
+	a, b, c := historyNode(t, ns, "a"), historyNode(t, ns, "b"), historyNode(t, ns, "c")
+	first := a.resume(t, "")
+	waitFor(t, "every node sees brian", func() bool { return b.node.Count(sfere.All) == 1 && c.node.Count(sfere.All) == 1 })
+	for n := 1; n <= 2; n++ {
+		if _, err := c.node.Broadcast(sfere.All, nil, numbered(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first.Wait(ceiling, ssetest.Containing("<p>2</p>"))
+	first.Close()
+	<-first.Done()
+	waitFor(t, "brian gone everywhere", func() bool { return c.node.Count(sfere.All) == 0 })
+	got, lastID := elements(first)
+	if strings.Join(got, " ") != "<p>1</p> <p>2</p>" {
+		t.Fatalf("first connection got %q", got)
+	}
+	// Missed: two broadcasts from b and a send to brian's key.
+	b.node.Broadcast(sfere.All, nil, numbered(3))
+	b.node.Broadcast(sfere.All, sfere.Keys(lobbyKey("brian")), numbered(99))
+	if _, err := a.node.Send(lobbyKey("brian"), numbered(4)); !errors.Is(err, sfere.ErrNoStream) {
+		t.Fatalf("send while brian is away: %v, want ErrNoStream (kept in the log all the same)", err)
+	}
+	b.node.Broadcast(sfere.All, nil, numbered(5))
+	waitFor(t, "c applied the log", func() bool { return c.hub.Position().Offset == b.hub.Position().Offset && b.hub.Position().Offset >= 6 })
+	second := c.resume(t, lastID)
+	c.node.Broadcast(sfere.All, nil, numbered(6))
+	second.Wait(ceiling, ssetest.Containing("<p>6</p>"))
+	got, _ = elements(second)
+	if strings.Join(got, " ") != "<p>3</p> <p>4</p> <p>5</p> <p>6</p>" {
+		t.Fatalf("resumed on another node, got %q, want 3 4 5 then live 6", got)
+	}
+	s, _ := c.hub.Store().Get(lobbyKey("brian"))
+	if rec := s.Recovery(); !rec.Recovered || rec.Replayed != 3 {
+		t.Fatalf("recovery = %+v", rec)
+	}
+	waitFor(t, "every node at the same position", func() bool {
+		return a.hub.Position() == c.hub.Position() && b.hub.Position() == c.hub.Position()
+	})
+}
+
+// When JetStream loses the log (a NATS server without storage restarted),
+// the log is made anew in a new epoch: positions of the old one are not
+// recovered (the client gets the full state), and new events flow.
+func TestResumeAfterJetStreamRestart(t *testing.T) {
+	ns := startNATS(t)
+	addr := ns.Addr().String()
+	a, b := historyNode(t, ns, "a"), historyNode(t, ns, "b")
+	first := a.resume(t, "")
+	waitFor(t, "b sees brian", func() bool { return b.node.Count(sfere.All) == 1 })
+	b.node.Broadcast(sfere.All, nil, numbered(1))
+	first.Wait(ceiling, ssetest.Containing("<p>1</p>"))
+	_, lastID := elements(first)
+	old := a.hub.Position().Epoch
+	ns.Shutdown()
+	ns2, err := StartServer(addr, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns2.Shutdown)
+	waitFor(t, "both nodes on the new log", func() bool {
+		return a.node.events.currentEpoch() != old && b.node.events.currentEpoch() == a.node.events.currentEpoch()
+	})
+	first.Close()
+	<-first.Done()
+	second := b.resume(t, lastID)
+	second.Wait(ceiling, ssetest.Containing("hello b"))
+	s, _ := b.hub.Store().Get(lobbyKey("brian"))
+	if rec := s.Recovery(); rec.Recovered || !errors.Is(rec.Err, sfere.ErrPositionUnknown) {
+		t.Fatalf("recovery across a lost log = %+v, want ErrPositionUnknown", rec)
+	}
+	if _, err := a.node.Broadcast(sfere.All, nil, numbered(2)); err != nil {
+		t.Fatal(err)
+	}
+	e := second.Wait(ceiling, ssetest.Containing("<p>2</p>"))
+	if !strings.HasPrefix(e.ID, a.node.events.currentEpoch()+"-") {
+		t.Fatalf("event id %q, want the new epoch %q", e.ID, a.node.events.currentEpoch())
+	}
+}
