@@ -1,9 +1,11 @@
 package sfere
 
 // Store keeps live streams under their keys. Two implementations ship:
-// [MemoryStore] (a map) and [TTLStore] (expiry and a size cap). Both pass one
-// conformance suite and fire [EvictFunc] exactly once for every stream that
-// leaves them, whatever the reason, after releasing their locks.
+// [MemoryStore] (a map) and [TTLStore] (expiry and a size cap). Both pass
+// the conformance suite in package storetest, and call [Evict] (which
+// fires the [EvictFunc]) exactly once for every stream that leaves them,
+// whatever the reason, after releasing their locks; a Store written
+// elsewhere must do the same.
 //
 // A Store is safe for concurrent use. Applications rarely call Put or
 // PurgeStream themselves: [Hub.Serve] does, for the stream it serves.
@@ -33,15 +35,4 @@ type Store interface {
 	// AppendStreams appends the streams whose keys match p to dst and
 	// returns the extended slice, so a broadcast can reuse one buffer.
 	AppendStreams(dst []*Stream, p Pattern) []*Stream
-}
-
-// deliver ends the evicted stream, runs the callback, then releases anyone
-// waiting for the eviction to be complete (the stream's Serve). Stores call
-// it exactly once per eviction, with no lock held.
-func deliver(fn EvictFunc, ev Eviction) {
-	ev.Stream.evict(ev.Cause, ev.Err)
-	defer ev.Stream.finish()
-	if fn != nil {
-		fn(ev)
-	}
 }

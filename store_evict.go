@@ -12,4 +12,10 @@ package sfere
 // the same. A stream that leaves a store without Evict is never ended, and
 // its Serve never returns. The storetest package checks a Store for this
 // and the rest of the contract.
-func Evict(fn EvictFunc, ev Eviction) { deliver(fn, ev) }
+func Evict(fn EvictFunc, ev Eviction) {
+	ev.Stream.evict(ev.Cause, ev.Err)
+	defer ev.Stream.finish()
+	if fn != nil {
+		fn(ev)
+	}
+}

@@ -28,7 +28,7 @@ func (m *MemoryStore) Put(s *Stream) {
 	old := m.idx.put(s)
 	m.mu.Unlock()
 	if old != nil && old != s {
-		deliver(m.onEvict, Eviction{Key: old.key, Stream: old, Cause: CauseReplaced})
+		Evict(m.onEvict, Eviction{Key: old.key, Stream: old, Cause: CauseReplaced})
 	}
 }
 
@@ -51,7 +51,7 @@ func (m *MemoryStore) Purge(k Key) bool {
 	if s == nil {
 		return false
 	}
-	deliver(m.onEvict, Eviction{Key: k, Stream: s, Cause: CauseExplicit})
+	Evict(m.onEvict, Eviction{Key: k, Stream: s, Cause: CauseExplicit})
 	return true
 }
 
@@ -61,7 +61,7 @@ func (m *MemoryStore) PurgeStream(s *Stream, cause Cause, err error) bool {
 	ok := m.idx.removeStream(s)
 	m.mu.Unlock()
 	if ok {
-		deliver(m.onEvict, Eviction{Key: s.key, Stream: s, Cause: cause, Err: err})
+		Evict(m.onEvict, Eviction{Key: s.key, Stream: s, Cause: cause, Err: err})
 	}
 	return ok
 }

@@ -139,7 +139,7 @@ func (t *TTLStore) onDeletion(e otter.DeletionEvent[Key, *Stream]) {
 	ok := t.idx.removeStream(e.Value)
 	t.mu.Unlock()
 	if ok {
-		deliver(t.onEvict, Eviction{Key: e.Key, Stream: e.Value, Cause: cause})
+		Evict(t.onEvict, Eviction{Key: e.Key, Stream: e.Value, Cause: cause})
 	}
 }
 
@@ -150,7 +150,7 @@ func (t *TTLStore) Put(s *Stream) {
 	t.cache.Set(s.key, s)
 	t.mu.Unlock()
 	if old != nil && old != s {
-		deliver(t.onEvict, Eviction{Key: old.key, Stream: old, Cause: CauseReplaced})
+		Evict(t.onEvict, Eviction{Key: old.key, Stream: old, Cause: CauseReplaced})
 	}
 }
 
@@ -184,7 +184,7 @@ func (t *TTLStore) Purge(k Key) bool {
 	if s == nil {
 		return false
 	}
-	deliver(t.onEvict, Eviction{Key: k, Stream: s, Cause: CauseExplicit})
+	Evict(t.onEvict, Eviction{Key: k, Stream: s, Cause: CauseExplicit})
 	return true
 }
 
@@ -197,7 +197,7 @@ func (t *TTLStore) PurgeStream(s *Stream, cause Cause, err error) bool {
 	}
 	t.mu.Unlock()
 	if ok {
-		deliver(t.onEvict, Eviction{Key: s.key, Stream: s, Cause: cause, Err: err})
+		Evict(t.onEvict, Eviction{Key: s.key, Stream: s, Cause: cause, Err: err})
 	}
 	return ok
 }

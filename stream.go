@@ -20,7 +20,7 @@ var ErrStreamEnded = errors.New("sfere: stream ended")
 //
 //	open --evict--> evicted --finish--> finished
 //
-// evict is the store's doing (see deliver): the stream left the store, its
+// evict is the store's doing (see Evict): the stream left the store, its
 // queue takes nothing more, and Done is closed. finish follows once the
 // eviction callback returned: the goroutine serving the stream may then
 // let go of it, and the functions given to AfterEnd run.
@@ -174,7 +174,7 @@ func (s *Stream) pending() bool {
 	return !s.isEvicted && (len(s.queue) > 0 || s.overflow != nil)
 }
 
-// evict marks the stream evicted; only a store's deliver calls it.
+// evict marks the stream evicted; only Evict calls it.
 func (s *Stream) evict(cause Cause, err error) {
 	s.mu.Lock()
 	if s.isEvicted {

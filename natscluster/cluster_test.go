@@ -1,7 +1,6 @@
 package natscluster
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sfere-go/sfere"
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -120,11 +120,8 @@ func (tn *testNode) evictions() []sfere.Eviction {
 	return append([]sfere.Eviction(nil), tn.evs...)
 }
 
-// client is a browser's stream on one node.
-type client struct {
-	lines  chan string
-	cancel context.CancelFunc
-}
+// client is a browser's stream on one node, read by the test kit.
+type client struct{ *ssetest.Client }
 
 // connect opens a stream and waits for its greeting.
 func (tn *testNode) connect(t *testing.T, id string) *client {
@@ -137,67 +134,24 @@ func (tn *testNode) connect(t *testing.T, id string) *client {
 // open opens a stream.
 func (tn *testNode) open(t *testing.T, id string) *client {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, tn.srv.URL+"?id="+url.QueryEscape(id), nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &client{lines: make(chan string, 1024), cancel: cancel}
-	go func() {
-		defer close(c.lines)
-		defer resp.Body.Close()
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			c.lines <- sc.Text()
-		}
-	}()
-	t.Cleanup(cancel)
-	return c
+	return &client{ssetest.Open(t, tn.srv.Listener.Addr().String(), ssetest.DatastarPost("/?id="+url.QueryEscape(id), "{}"))}
 }
 
+// wait waits for an event containing want.
 func (c *client) wait(t *testing.T, want string) {
 	t.Helper()
-	deadline := time.After(ceiling)
-	for {
-		select {
-		case line, ok := <-c.lines:
-			if !ok {
-				t.Fatalf("stream ended before %q", want)
-			}
-			if strings.Contains(line, want) {
-				return
-			}
-		case <-deadline:
-			t.Fatalf("no %q within %v", want, ceiling)
-		}
-	}
+	c.Wait(ceiling, ssetest.Containing(want))
 }
 
+// waitEnd waits for the server to end the stream.
 func (c *client) waitEnd(t *testing.T) {
 	t.Helper()
-	deadline := time.After(ceiling)
-	for {
-		select {
-		case _, ok := <-c.lines:
-			if !ok {
-				return
-			}
-		case <-deadline:
-			t.Fatal("stream still open")
-		}
-	}
+	c.WaitEnd(ceiling)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(ceiling)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	ssetest.Eventually(t, ceiling, what, cond)
 }
 
 func lobbyKey(id string) sfere.Key { return sfere.NewKey(sfere.DefaultScope, "lobby", id) }
@@ -254,24 +208,13 @@ type matcherFunc func(sfere.Key) bool
 
 func (f matcherFunc) Match(k sfere.Key) bool { return f(k) }
 
-// waitCollect gathers comment lines until one equals last.
+// waitCollect gathers the comments "msg…" and "end" until one is last.
 func (c *client) waitCollect(t *testing.T, last string, got *[]string) {
 	t.Helper()
-	deadline := time.After(ceiling)
-	for {
-		select {
-		case line, ok := <-c.lines:
-			if !ok {
-				t.Fatalf("stream ended before %q", last)
-			}
-			if strings.HasPrefix(line, ": msg") || line == ": end" {
-				*got = append(*got, line)
-			}
-			if line == last {
-				return
-			}
-		case <-deadline:
-			t.Fatalf("no %q within %v (got %q)", last, ceiling, *got)
+	end := c.Wait(ceiling, ssetest.CommentIs(strings.TrimPrefix(last, ": ")))
+	for _, e := range c.Events()[:end.Seq+1] {
+		if e.IsComment && (strings.HasPrefix(e.Comment, "msg") || e.Comment == "end") {
+			*got = append(*got, ": "+e.Comment)
 		}
 	}
 }

@@ -20,8 +20,8 @@ func TestStreamEndIsAnnounced(t *testing.T) {
 	b := newTestNodeWith(t, ns, "b", Options{Interval: time.Hour})
 	brian := a.connect(t, "brian")
 	waitFor(t, "b sees brian open", func() bool { return b.node.Count(sfere.All) == 1 })
-	brian.cancel()
-	brian.waitEnd(t)
+	brian.Close() // the tab closes
+	<-brian.Done()
 	waitFor(t, "a's stream evicted", func() bool { return len(a.evictions()) == 1 })
 	waitFor(t, "b sees brian closed", func() bool { return b.node.Count(sfere.All) == 0 })
 	if ev := a.evictions()[0]; ev.Cause != sfere.CauseClosed || ev.Key != lobbyKey("brian") {
