@@ -205,25 +205,27 @@ func (h *Hub) admit(s *Stream, r *http.Request, first *message) {
 	if h.retry > 0 {
 		opening = append(opening, &message{data: retryField(h.retry + rand.N(h.retry)), idAt: -1})
 	}
-	if h.hist == nil {
-		s.queue = append(opening, first)
+	store := func() {
 		h.store.Put(s)
 		if h.onOpen != nil {
 			h.onOpen(s)
 		}
+	}
+	if h.hist == nil {
+		s.queue = append(opening, first)
+		store()
 		return
 	}
 	from, asked, err := requestPosition(r.Header.Get("Last-Event-ID"), r.URL.Query().Get("lastEventID"))
+	// The initial effects carry the position before the stream is stored:
+	// every live event queued to it from then on comes after.
 	h.hist.mu.Lock()
 	first = first.withID(h.hist.positionLocked().String())
 	h.hist.mu.Unlock()
 	// Stored before its opening is in place, so that no live event is
 	// missed; its writer waits (paused) until then.
 	s.paused = true
-	h.store.Put(s)
-	if h.onOpen != nil {
-		h.onOpen(s)
-	}
+	store()
 	rec := Recovery{From: from}
 	h.hist.mu.Lock()
 	defer h.hist.mu.Unlock()

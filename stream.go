@@ -167,11 +167,11 @@ func (s *Stream) leftovers() []*message {
 }
 
 // pending reports whether the writer has work: something queued, or an
-// overflow to act on.
+// overflow to act on, and the opening in place.
 func (s *Stream) pending() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return !s.isEvicted && (len(s.queue) > 0 || s.overflow != nil)
+	return !s.isEvicted && !s.paused && (len(s.queue) > 0 || s.overflow != nil)
 }
 
 // evict marks the stream evicted; only Evict calls it.
