@@ -25,7 +25,10 @@ type HistoryOptions struct {
 	MaxAge time.Duration
 	// MaxReplay is the most events one reconnect may replay; a client
 	// further behind is not recovered ([ErrReplayLimit]) and gets the
-	// page's full state instead. Zero means Size.
+	// page's full state instead. Zero means Size. A replay is queued like
+	// live events: keep MaxReplay times a typical event's size well under
+	// [HubOptions.MaxQueueBytes], or a client that resumes from far behind
+	// while live events keep coming may be closed as slow.
 	MaxReplay int
 	// Epoch, if set, makes the history a copy of a log kept elsewhere (a
 	// cluster's: see natscluster): events enter it only through
