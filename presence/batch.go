@@ -41,7 +41,8 @@ func (t *Tracker) flushTimer() {
 // since the last batch. Both only queue bytes (the hub never waits for a
 // client), so they run under the lock that orders every change: a stream
 // is either fresh (gets the snapshot, which includes this batch) or not
-// (gets the batch), never both and never neither.
+// (gets the batch), never both and never neither; a stream not yet
+// recorded gets neither, and its snapshot with the next batch.
 func (t *Tracker) flushLocked() {
 	t.lastFlush = time.Now()
 	d := t.diffLocked()
@@ -49,7 +50,10 @@ func (t *Tracker) flushLocked() {
 		if t.onDiff != nil {
 			t.onDiff(d)
 		}
-		if _, err := t.hub.Broadcast(t.everyone, t.fresh, t.diff(d)...); err != nil {
+		// Only to streams that hold a snapshot: a stream stored but not
+		// yet recorded (its Opened waits for the lock) gets its snapshot
+		// at the next batch, and nothing before it.
+		if _, err := t.hub.Broadcast(t.everyone, excluding(t.settled), t.diff(d)...); err != nil {
 			t.log.Error("presence: diff", "err", err)
 		}
 	}
@@ -57,7 +61,10 @@ func (t *Tracker) flushLocked() {
 		if _, err := t.hub.Broadcast(t.everyone, excluding(t.fresh), t.snapshot(t.membersLocked(), d)...); err != nil {
 			t.log.Error("presence: snapshot", "err", err)
 		}
-		t.fresh = make(sfere.KeySet)
+		for k := range t.fresh {
+			t.settled[k] = struct{}{}
+		}
+		clear(t.fresh)
 	}
 }
 

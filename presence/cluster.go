@@ -14,9 +14,11 @@ type Cluster interface {
 	// Start begins delivering the other nodes' news to n. The tracker
 	// calls it once, from [New].
 	Start(n Notify) error
-	// Claim reserves person for owner in the whole cluster. It returns an
-	// error wrapping [ErrTaken] if another owner holds it.
-	Claim(ctx context.Context, c Claim) error
+	// Claim reserves c.Person for c.Owner in the whole cluster and returns
+	// the claim in force: c, or the claim the owner already held (with
+	// its Ref). It returns an error wrapping [ErrTaken] if another owner
+	// holds the person.
+	Claim(ctx context.Context, c Claim) (Claim, error)
 	// Lookup returns the claim owner holds anywhere in the cluster.
 	Lookup(ctx context.Context, owner string) (Claim, bool)
 	// Release frees owner's claim of person, if owner still holds it.
@@ -37,6 +39,9 @@ type Claim struct {
 	Person string
 	Owner  string
 	Meta   string
+	// Ref names this claim: a person who departs and claims its id
+	// again gets a new one, so late news of the old claim is ignored.
+	Ref string
 }
 
 // Hold is what one node holds of one person.

@@ -205,6 +205,7 @@ func (r *rig) open(owner string) *tab {
 	tb := &tab{t: r.t, conn: c, changed: make(chan struct{})}
 	go tb.read(bufio.NewReader(resp.Body))
 	r.t.Cleanup(tb.close)
+	tb.waitFor(`id="snapshot"`) // every stream starts with one; changes after it come as diffs
 	return tb
 }
 

@@ -17,6 +17,7 @@ import (
 // guarded by Tracker.mu.
 type person struct {
 	id, owner, meta string
+	ref             string    // the claim's Ref
 	since           time.Time // arrival
 	epoch           uint64    // the arrival's number; 0 until it arrived
 
@@ -31,8 +32,9 @@ type person struct {
 	gen   uint64      // bumped whenever the timer changes; a stale timer does nothing
 }
 
-func (t *Tracker) newPersonLocked(id, owner, meta string) *person {
-	p := &person{id: id, owner: owner, meta: meta}
+func (t *Tracker) newPersonLocked(c Claim) *person {
+	p := &person{id: c.Person, owner: c.Owner, meta: c.Meta, ref: c.Ref}
+	id, owner := c.Person, c.Owner
 	t.people[id] = p
 	t.owners[owner] = p
 	return p
@@ -55,7 +57,7 @@ func (p *person) member() Member {
 	return Member{ID: p.id, Meta: p.meta, Since: p.since, Present: p.epoch != 0}
 }
 
-func (p *person) claim() Claim { return Claim{Person: p.id, Owner: p.owner, Meta: p.meta} }
+func (p *person) claim() Claim { return Claim{Person: p.id, Owner: p.owner, Meta: p.meta, Ref: p.ref} }
 
 // setTimerLocked runs fire(p, gen) after d unless the timer is stopped or
 // replaced first.

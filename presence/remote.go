@@ -21,6 +21,9 @@ func (t *Tracker) heldLocked(node string, h Hold) {
 	if t.closed {
 		return
 	}
+	if t.departedRef(h.Ref) {
+		return // late news of a claim that departed
+	}
 	p := t.people[h.Person]
 	if p == nil {
 		if h.Streams == 0 {
@@ -30,7 +33,7 @@ func (t *Tracker) heldLocked(node string, h Hold) {
 			// The owner moved to another id through that node.
 			t.departLocked(old, Departure{Reason: ReasonRenamed}, false)
 		}
-		p = t.newPersonLocked(h.Person, h.Owner, h.Meta)
+		p = t.newPersonLocked(h.Claim)
 	}
 	if p.owner != h.Owner {
 		t.log.Warn("presence: a person is held by two owners; keeping this node's", "person", h.Person, "node", node)

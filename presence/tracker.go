@@ -166,6 +166,8 @@ type Tracker struct {
 	dirty     map[string]struct{}       // ids changed since the last batch
 	departed  map[string]Departure      // this batch's departures by id
 	fresh     sfere.KeySet              // streams opened since the last batch
+	settled   sfere.KeySet              // streams that received their snapshot
+	gone      map[string]time.Time      // Refs of departed claims, and when
 	lastFlush time.Time                 // when the last batch went out
 	flushing  *time.Timer               // the pending batch's timer, if any
 }
@@ -201,6 +203,8 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 		dirty:        make(map[string]struct{}),
 		departed:     make(map[string]Departure),
 		fresh:        make(sfere.KeySet),
+		settled:      make(sfere.KeySet),
+		gone:         make(map[string]time.Time),
 	}
 	if t.cluster != nil {
 		if err := t.cluster.Start(notify{t}); err != nil {
@@ -234,8 +238,9 @@ func (t *Tracker) Claim(ctx context.Context, person, owner, meta string) (rename
 	}
 	t.mu.Unlock()
 
+	c := Claim{Person: person, Owner: owner, Meta: meta, Ref: newConnID()}
 	if t.cluster != nil {
-		if err := t.cluster.Claim(ctx, Claim{Person: person, Owner: owner, Meta: meta}); err != nil {
+		if c, err = t.cluster.Claim(ctx, c); err != nil {
 			return "", err
 		}
 	}
@@ -249,6 +254,9 @@ func (t *Tracker) Claim(ctx context.Context, person, owner, meta string) (rename
 		// Claimed here (or seen held elsewhere) while the cluster answered.
 		defer t.mu.Unlock()
 		if p.owner != owner {
+			if t.cluster != nil {
+				t.cluster.Release(person, owner)
+			}
 			return "", fmt.Errorf("%w: %q", ErrTaken, person)
 		}
 		return "", nil
@@ -258,7 +266,7 @@ func (t *Tracker) Claim(ctx context.Context, person, owner, meta string) (rename
 		renamed = old.id
 		closing = t.departLocked(old, Departure{Reason: ReasonRenamed}, true)
 	}
-	p := t.newPersonLocked(person, owner, meta)
+	p := t.newPersonLocked(c)
 	t.setTimerLocked(p, t.claimTimeout, t.claimLapsed)
 	t.mu.Unlock()
 	t.end(closing, ErrLeft)
@@ -303,10 +311,10 @@ func (t *Tracker) holder(ctx context.Context, owner string) (*person, error) {
 	if p := t.owners[owner]; p != nil {
 		return p, nil
 	}
-	if t.people[c.Person] != nil {
-		return nil, ErrNotClaimed // held here by another owner
+	if t.people[c.Person] != nil || t.departedRef(c.Ref) {
+		return nil, ErrNotClaimed // held here by another owner, or gone
 	}
-	p = t.newPersonLocked(c.Person, c.Owner, c.Meta)
+	p = t.newPersonLocked(c)
 	t.setTimerLocked(p, t.claimTimeout, t.claimLapsed)
 	return p, nil
 }
@@ -406,6 +414,7 @@ func (t *Tracker) endedLocked(s *sfere.Stream, cause sfere.Cause, err error) {
 	}
 	delete(t.streams, s)
 	delete(t.fresh, s.Key())
+	delete(t.settled, s.Key())
 	p.local--
 	if t.closed {
 		return
@@ -486,6 +495,7 @@ func (t *Tracker) Leave(ctx context.Context, owner string) (string, error) {
 // closeStreams.
 func (t *Tracker) departLocked(p *person, d Departure, closeStreams bool) []*sfere.Stream {
 	p.stopTimerLocked()
+	t.rememberGoneLocked(p.ref)
 	delete(t.people, p.id)
 	if t.owners[p.owner] == p {
 		delete(t.owners, p.owner)
@@ -495,6 +505,7 @@ func (t *Tracker) departLocked(p *person, d Departure, closeStreams bool) []*sfe
 		if q == p {
 			delete(t.streams, s)
 			delete(t.fresh, s.Key())
+			delete(t.settled, s.Key())
 			if closeStreams {
 				closing = append(closing, s)
 			}
@@ -515,6 +526,33 @@ func (t *Tracker) departLocked(p *person, d Departure, closeStreams bool) []*sfe
 		t.changedLocked()
 	}
 	return closing
+}
+
+// goneFor is how long the Ref of a departed claim is remembered: late news
+// from other nodes about it is ignored meanwhile.
+const goneFor = time.Minute
+
+// rememberGoneLocked records a departed claim's Ref.
+func (t *Tracker) rememberGoneLocked(ref string) {
+	if ref == "" {
+		return
+	}
+	now := time.Now()
+	if len(t.gone) >= 1024 && len(t.gone)%1024 == 0 {
+		for r, at := range t.gone {
+			if now.Sub(at) > goneFor {
+				delete(t.gone, r)
+			}
+		}
+	}
+	t.gone[ref] = now
+}
+
+// departedRef reports whether ref is a claim that departed lately. t.mu
+// must be held.
+func (t *Tracker) departedRef(ref string) bool {
+	at, ok := t.gone[ref]
+	return ok && time.Since(at) <= goneFor
 }
 
 // arriveLocked announces p's arrival in the next batch.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sfere-go/sfere"
+	"github.com/sfere-go/sfere/presence"
 )
 
 // Options configure a lobby server. The zero value of a field means its
@@ -65,6 +66,10 @@ type Options struct {
 	NATSEmbed string
 	// NodeID names this node in the cluster; empty means a random id.
 	NodeID string
+	// PresenceWindow batches presence changes: arrivals and departures
+	// within it reach each stream as one event. Zero means
+	// presence.DefaultWindow.
+	PresenceWindow time.Duration
 	// Logger receives the lobby's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -179,7 +184,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	m := newMetrics()
 	s := &Server{log: opts.Logger, views: v, served: make(chan error, 1)}
-	s.lobby = newLobby(opts.Grace, opts.JoinTimeout, opts.Logger, m, v)
+	s.lobby = newLobby(opts.Logger, m, v)
 
 	// Store: every eviction goes to the lobby.
 	var store sfere.Store
@@ -196,19 +201,33 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("lobby: unknown store %q (want ttl or memory)", opts.Store)
 	}
 
-	// Hub over the store; it tells the lobby of each stream it stores.
+	// Hub over the store; it tells the tracker of each stream it stores.
 	s.hub = sfere.NewHub(store, sfere.HubOptions{OnOpen: s.opened})
 	s.lobby.hub = s.hub
 
 	// Cluster, if asked for: every node on one NATS serves one lobby.
+	popts := s.lobby.presenceOptions(opts)
 	if opts.NATS != "" || opts.NATSEmbed != "" {
-		if s.cluster, err = startCluster(ctx, opts, s.lobby, s.hub); err != nil {
+		if s.cluster, err = startCluster(ctx, opts, s.hub); err != nil {
 			if s.ttl != nil {
 				s.ttl.Close()
 			}
 			return nil, fmt.Errorf("lobby: cluster: %w", err)
 		}
 		m.watchCluster(s.cluster.node)
+		s.lobby.cluster = s.cluster.node
+		popts.Cluster = s.cluster.presence
+	}
+
+	// The presence tracker: who is in the lobby, over their streams.
+	if s.lobby.tracker, err = presence.New(s.hub, popts); err != nil {
+		if s.cluster != nil {
+			s.cluster.close()
+		}
+		if s.ttl != nil {
+			s.ttl.Close()
+		}
+		return nil, fmt.Errorf("lobby: %w", err)
 	}
 
 	// Heartbeat over the lobby's streams.
@@ -276,7 +295,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) stop(ctx context.Context) error {
 	s.stopBeat()
 	s.stopWatch()
-	s.lobby.close()
+	s.lobby.tracker.Close()
 	var errs []error
 	httpDone := make(chan error, 1)
 	if s.http != nil {
@@ -410,21 +429,22 @@ func watchHeartbeat(hb *sfere.Heartbeat, interval time.Duration, log *slog.Logge
 	}
 }
 
-// opened is the hub's OnOpen hook: the lobby first (it records the arrival
-// in the shared directory), then the cluster (which announces the stream
-// to the other nodes).
+// opened is the hub's OnOpen hook: the tracker first (the stream's person
+// arrives, or the stream gets the join form back), then the cluster
+// (which announces the stream to the other nodes).
 func (s *Server) opened(st *sfere.Stream) {
-	s.lobby.stored(st)
+	s.lobby.tracker.Opened(st)
 	if s.cluster != nil {
-		s.cluster.node.Opened(st)
+		s.cluster.opened(st)
 	}
 }
 
 // evicted is the store's eviction callback: the cluster first (it stops
-// routing sends to the stream), then the lobby.
+// routing sends to the stream), then the tracker.
 func (s *Server) evicted(ev sfere.Eviction) {
+	s.lobby.metrics.evictions.WithLabelValues(ev.Cause.String()).Inc()
 	if s.cluster != nil {
-		s.cluster.node.Evicted(ev)
+		s.cluster.evicted(ev)
 	}
-	s.lobby.onEvict(ev)
+	s.lobby.tracker.Evicted(ev)
 }
