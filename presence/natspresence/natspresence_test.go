@@ -376,3 +376,80 @@ func names(ms []presence.Member) string {
 	}
 	return strings.Join(ids, ",")
 }
+
+var (
+	snapshotIDs = regexp.MustCompile(`data-ids="([^"]*)"`)
+	eventID     = regexp.MustCompile(`id="(join|leave)" data-id="([^"]*)"`)
+)
+
+// replay is what a stream shows after its snapshot and diffs; it fails
+// the test if a diff joins someone already shown or drops someone not
+// shown.
+func (tb *tab) replay(t *testing.T, strict bool) map[string]bool {
+	tb.mu.Lock()
+	events := append([]string(nil), tb.events...)
+	tb.mu.Unlock()
+	shown := map[string]bool{}
+	for _, e := range events {
+		if m := snapshotIDs.FindStringSubmatch(e); m != nil {
+			for _, id := range strings.Split(m[1], ",") {
+				if id != "" {
+					shown[id] = true
+				}
+			}
+			continue
+		}
+		m := eventID.FindStringSubmatch(e)
+		if m == nil {
+			continue
+		}
+		switch id := m[2]; {
+		case m[1] == "join" && shown[id], m[1] == "leave" && !shown[id]:
+			if strict {
+				t.Errorf("%s of %s does not fit the stream's view", m[1], id)
+			}
+		case m[1] == "join":
+			shown[id] = true
+		default:
+			delete(shown, id)
+		}
+	}
+	return shown
+}
+
+// People arriving at once on three nodes: every stream, on every node,
+// shows each of them exactly once, its snapshot never crossing a diff.
+func TestConcurrentArrivalsAcrossNodesConsistent(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	defer ns.Shutdown()
+	nodes := []*node{startNode(t, ns.ClientURL(), "a"), startNode(t, ns.ClientURL(), "b"), startNode(t, ns.ClientURL(), "c")}
+	const n = 30
+	tabs := make([]*tab, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			nd := nodes[i%len(nodes)]
+			id := string(rune('A'+i/10)) + string(rune('a'+i%10))
+			if err := nd.claim(id, "s"+id); err != nil {
+				t.Error(err)
+				return
+			}
+			tabs[i] = nd.open("s" + id)
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for i, tb := range tabs {
+		eventually(t, waitLong, "every stream shows everyone", func() bool { return len(tb.replay(t, false)) == n })
+		if got := tb.replay(t, true); len(got) != n {
+			t.Errorf("stream %d shows %d people, want %d", i, len(got), n)
+		}
+	}
+	for _, nd := range nodes {
+		if got := len(nd.tracker.Members()); got != n {
+			t.Errorf("a node's members: %d, want %d", got, n)
+		}
+	}
+}
