@@ -37,7 +37,7 @@ func TestTwoTabsOfOneSession(t *testing.T) {
 	}
 	brian.say("one of my tabs")
 	ps.waitFor("<strong>brian</strong>: one of my tabs")
-	if n := ps.count(joinedLine("brian")) + ps.count(`<li id="` + participantID("brian")); n != 1 {
+	if n := ps.count(joinedLine("brian")) + ps.count(`<li id="`+participantID("brian")); n != 1 {
 		t.Errorf("phil's stream shows brian %d times (list items and joined lines), want 1 (his snapshot)", n)
 	}
 
