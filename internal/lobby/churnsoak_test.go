@@ -159,7 +159,7 @@ func TestChurnCyclesLeaveNothing(t *testing.T) {
 		return err == nil && v == 1
 	})
 	db := newBrowser(t, srv)
-	if keys := debugKeys(t, db); len(keys) != 1 || keys[0] != "default/lobby/observer" {
+	if keys := debugPeople(t, db); len(keys) != 1 || keys[0] != "observer" {
 		t.Errorf("streams left: %q", keys)
 	}
 	db.client.CloseIdleConnections()

@@ -98,7 +98,7 @@ func TestClusterJoinsMessagesAndDepartures(t *testing.T) {
 }
 
 // A reload whose new stream lands on another node within grace announces
-// nothing, and the old node lets go of the participant silently.
+// nothing, and tabs of one person on two nodes are one person.
 func TestClusterReloadThroughAnotherNode(t *testing.T) {
 	// A generous grace: on a loaded machine the new stream must still
 	// arrive within it, as a reload does.
@@ -123,16 +123,26 @@ func TestClusterReloadThroughAnotherNode(t *testing.T) {
 	brian.via(a).say("still here")
 	ps.waitFor("<strong>brian</strong>: still here")
 
-	// The move the other way while the old stream is still open: the old
-	// stream is closed (replaced), still without a line.
+	// A second tab on the other node while the first is still open: one
+	// person with tabs on two nodes. Both tabs stay open and receive, and
+	// closing one of them says nothing.
 	bs3 := brian.via(a).openStream()
 	bs3.waitFor(`id="participant-list"`)
-	if err := bs2.waitEnd(waitLong); !errors.Is(err, io.EOF) {
-		t.Fatalf("the stream on b was not closed when brian reopened on a: %v", err)
+	phil.say("to both tabs")
+	for _, s := range []*stream{bs2, bs3} {
+		s.waitFor("<strong>phil</strong>: to both tabs")
 	}
+	bs2.close()
 	time.Sleep(grace + 2*clusterHeartbeat)
 	if n := ps.count(leftLine("brian")) + ps.count(joinedLine("brian")); n != 0 {
-		t.Fatalf("moving the stream back announced %d lines", n)
+		t.Fatalf("a second tab on another node, then closing one, announced %d lines", n)
+	}
+	// Closing the last tab is one departure, seen once.
+	bs3.close()
+	ps.waitForWithin(leftLine("brian"), grace+2*time.Second)
+	time.Sleep(2 * clusterHeartbeat)
+	if n := ps.count(leftLine("brian")); n != 1 {
+		t.Fatalf("phil saw %d \"brian left\" lines, want 1", n)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sfere-go/sfere"
+	"github.com/sfere-go/sfere/presence"
 	"github.com/starfederation/datastar-go/datastar"
 )
 
@@ -104,7 +105,7 @@ func (h *handlers) timeBodies(next http.Handler) http.Handler {
 // in it (or within grace), whose data-init reopens the stream, so a reload
 // needs no new join; the join form otherwise.
 func (h *handlers) page(w http.ResponseWriter, r *http.Request) {
-	name, list, in := h.lobby.pageState(sessionID(r))
+	name, list, in := h.lobby.pageState(r.Context(), sessionID(r))
 	html, err := h.views.page(name, list, in)
 	if err != nil {
 		h.log.Error("render page", "err", err)
@@ -149,11 +150,11 @@ func (h *handlers) join(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sid := sessionID(r)
-	fresh := sid == "" || !h.lobby.knows(sid)
+	fresh := sid == "" || !h.lobby.knows(r.Context(), sid)
 	if fresh {
 		sid = newSessionID()
 	}
-	res, err := h.lobby.join(sid, name)
+	res, err := h.lobby.join(r.Context(), sid, name)
 	switch {
 	case errors.Is(err, ErrShutdown):
 		h.fail(w, r, http.StatusServiceUnavailable, err)
@@ -168,7 +169,7 @@ func (h *handlers) join(w http.ResponseWriter, r *http.Request) {
 	if res.renamed != "" {
 		h.log.Info("session changed name", "from", res.renamed, "to", name)
 	}
-	_, list, _ := h.lobby.pageState(sid)
+	list := h.lobby.present()
 	app, err := h.views.lobbyApp(name, list)
 	if err != nil {
 		h.log.Error("render lobby", "err", err)
@@ -194,29 +195,26 @@ func (h *handlers) sse(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, http.StatusTooManyRequests, "too_many_streams", errTooManyStreams)
 		return
 	}
-	p := h.lobby.open(sessionID(r))
-	if p == nil {
-		h.streams.release(addr)
-		form, err := h.views.joinApp("The lobby does not know you any more (it may have restarted): please join again.")
-		if err != nil {
-			h.log.Error("render join form", "err", err)
-			http.Error(w, "internal error", http.StatusInternalServerError)
-			return
-		}
-		h.respond(w, sfere.PatchElements(form))
-		return
-	}
-	// The stream outlives this handler (the hub took its connection
-	// over); its slot is released when it ends.
-	s, err := h.lobby.hub.Detach(w, r, p.key)
+	// Each tab is a stream of its own; the stream outlives this handler
+	// (the hub took its connection over) and its slot is released when
+	// it ends.
+	s, err := h.lobby.tracker.Detach(w, r, sessionID(r))
 	if err != nil {
 		h.streams.release(addr)
-		h.lobby.openFailed(p)
-		if errors.Is(err, sfere.ErrHubClosed) {
+		switch {
+		case errors.Is(err, presence.ErrNotClaimed):
+			form, err := h.views.joinApp("The lobby does not know you any more (it may have restarted): please join again.")
+			if err != nil {
+				h.log.Error("render join form", "err", err)
+				http.Error(w, "internal error", http.StatusInternalServerError)
+				return
+			}
+			h.respond(w, sfere.PatchElements(form))
+		case errors.Is(err, sfere.ErrHubClosed), errors.Is(err, presence.ErrClosed):
 			h.fail(w, r, http.StatusServiceUnavailable, ErrShutdown)
-			return
+		default:
+			h.log.Warn("stream could not start", "err", err)
 		}
-		h.log.Warn("stream could not start", "name", p.name, "err", err)
 		return
 	}
 	s.AfterEnd(func() { h.streams.release(addr) })
@@ -237,7 +235,7 @@ func (h *handlers) message(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sid := sessionID(r)
-	if !h.lobby.knows(sid) {
+	if !h.lobby.knows(r.Context(), sid) {
 		h.fail(w, r, http.StatusForbidden, ErrNotJoined)
 		return
 	}
@@ -246,7 +244,7 @@ func (h *handlers) message(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, http.StatusTooManyRequests, "rate_limited", errTooFast)
 		return
 	}
-	if _, err := h.lobby.say(sid, text); err != nil {
+	if _, err := h.lobby.say(r.Context(), sid, text); err != nil {
 		if errors.Is(err, ErrNotJoined) {
 			h.fail(w, r, http.StatusForbidden, err)
 		} else {
@@ -263,7 +261,7 @@ func (h *handlers) leave(w http.ResponseWriter, r *http.Request) {
 	if !h.readSignals(w, r, nil) {
 		return
 	}
-	if _, err := h.lobby.leave(sessionID(r)); err != nil {
+	if _, err := h.lobby.leave(r.Context(), sessionID(r)); err != nil {
 		h.fail(w, r, http.StatusForbidden, err)
 		return
 	}

@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -420,6 +422,31 @@ func debugKeys(t testing.TB, b *browser) []string {
 		t.Fatalf("debug connections: %v: %s", err, r.body)
 	}
 	return keys
+}
+
+// streamKeyText is the text of a lobby stream key: the person (the name,
+// percent-encoded), the room, and the connection's own id.
+var streamKeyText = regexp.MustCompile(`^([A-Za-z0-9_~%-]*)/lobby/[0-9a-f]{16}$`)
+
+// debugPeople reads GET /debug/connections and returns the person of each
+// stream, sorted (a person with two tabs is there twice). It fails the
+// test on a key that is not a lobby stream key.
+func debugPeople(t testing.TB, b *browser) []string {
+	t.Helper()
+	var people []string
+	for _, k := range debugKeys(t, b) {
+		m := streamKeyText.FindStringSubmatch(k)
+		if m == nil {
+			t.Fatalf("debug key %q is not a lobby stream key", k)
+		}
+		name, err := url.PathUnescape(m[1])
+		if err != nil {
+			t.Fatalf("debug key %q: %v", k, err)
+		}
+		people = append(people, name)
+	}
+	slices.Sort(people)
+	return people
 }
 
 // eventually polls cond until it holds or d passes.

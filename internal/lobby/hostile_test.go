@@ -463,6 +463,7 @@ func TestWrongContentTypesRefused(t *testing.T) {
 	brian.enter("brian")
 	ps := phil.enter("phil")
 	ps.waitFor(`id="participant-list"`)
+	ps.waitFor(joinedLine("phil")) // the last event of the stream's start
 	before := ps.len()
 	for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/html", "application/jsonp", "json", ";;", ""} {
 		for path, body := range map[string]string{"/join": `{"username":"zed"}`, "/message": `{"message":"hi"}`, "/leave": `{}`, "/sse": `{}`} {

@@ -1,131 +1,73 @@
 // Package lobby is the demo application of sfere: a chat lobby whose
 // participant list stays true when people leave without saying so.
 //
-// Every participant is bound to a browser session. Its life is a small state
-// machine (see [Lobby]) driven by four kinds of events: the session joins
-// (POST /join), a stream of the session is stored (POST /sse; the hub's
-// OnOpen hook calls [Lobby.stored]), a stream leaves the store
-// ([Lobby.onEvict]: the tab closed, the heartbeat found the peer dead, the
-// TTL expired, the server evicted it, or a newer stream replaced it), and
-// the session leaves (POST /leave). Every departure is announced exactly
-// once, whatever the path.
+// The lobby is a thin application over package presence: a participant is
+// a person whose id is its name, held by its browser session (the owner).
+// Each tab of a session is one stream under its own key (see
+// [presence.StreamKey]); the tracker announces, exactly once, the first
+// tab's arrival and the departure once the last tab has been gone for the
+// grace period (at once for a vanished peer or an explicit leave). The
+// lobby renders those announcements, the participant list and the chat.
 //
-// [Start] wires the server in dependency order (store, hub, heartbeat,
-// listener, HTTP server) and [Server.Shutdown] stops it in reverse; the
-// lobby command and the tests both run it.
+// [Start] wires the server in dependency order (store, hub, tracker,
+// heartbeat, listener, HTTP server) and [Server.Shutdown] stops it in
+// reverse; the lobby command and the tests both run it.
 package lobby
 
 import (
-	"cmp"
+	"context"
 	"errors"
 	"log/slog"
-	"slices"
-	"sync"
-	"time"
+	"strings"
 
 	"github.com/sfere-go/sfere"
 	"github.com/sfere-go/sfere/natscluster"
+	"github.com/sfere-go/sfere/presence"
 )
 
-// Category is the key category of every lobby stream.
+// Category is the key category of every lobby stream: the presence room.
 const Category = "lobby"
 
 // everyone matches every lobby stream.
-var everyone = sfere.InCategory(Category)
-
-// keyFor returns the stream key of a participant name.
-func keyFor(name string) sfere.Key { return sfere.NewKey(sfere.DefaultScope, Category, name) }
-
-// state is where a participant is in its life.
-//
-//	joining --stream stored--> present --stream ended--> grace --timer--> gone ("left")
-//	   |                          ^                        |
-//	   |                          +----stream stored-------+  (refresh: silent)
-//	   +--timer (no stream came)--> gone (silent: it was never announced)
-//
-// Leave moves any state to gone at once. A stream evicted because a newer one
-// of the same session replaced it changes nothing.
-type state uint8
-
-const (
-	// stateJoining: /join reserved the name; no stream was stored yet and
-	// nobody was told. A timer drops it silently if no stream comes.
-	stateJoining state = iota + 1
-	// statePresent: announced; its current stream is stored (or a newer
-	// stream of the same session is being stored).
-	statePresent
-	// stateGrace: announced, but its stream ended; the grace timer runs.
-	// A new stream of the same session within grace is a refresh.
-	stateGrace
-	// stateGone: departed. Terminal. It keeps its name reserved only while
-	// a stream it was opening is still on its way into the store.
-	stateGone
-)
-
-// participant is one name in the lobby, bound to one browser session.
-// All fields are guarded by Lobby.mu.
-type participant struct {
-	name string
-	sid  string
-	key  sfere.Key
-	seq  uint64 // order of arrival, for the participant list
-
-	state     state
-	announced bool          // "joined" was broadcast: a departure must say "left"
-	stream    *sfere.Stream // the current stream, nil if none
-	opening   int           // /sse handlers that passed the session check and have not yet stored their stream
-	ended     string        // why the last stream ended, for the departure log
-
-	timer *time.Timer // join timeout (joining) or grace (grace)
-	gen   uint64      // bumped whenever the timer changes; a stale timer does nothing
-}
+var everyone = presence.Everyone(Category)
 
 // Errors of the lobby's operations; the handlers map them to statuses.
 var (
-	ErrNameTaken  = errors.New("that name is already taken; please choose another")
-	ErrNotJoined  = errors.New("you have not joined the lobby")
-	ErrShutdown   = errors.New("the lobby is shutting down")
-	errNameMoving = errors.New("that name is still leaving the lobby; try again in a moment")
+	ErrNameTaken = errors.New("that name is already taken; please choose another")
+	ErrNotJoined = errors.New("you have not joined the lobby")
+	ErrShutdown  = errors.New("the lobby is shutting down")
 )
 
-// Lobby holds the participants and drives their state machine. Its mutex
-// guards all participant state, and every broadcast about the lobby is made
-// while holding it, so every stream receives lobby events in one order and a
-// newcomer's participant list can never cross an arrival or departure.
-//
-// Holding mu while broadcasting is safe: [sfere.Hub.Broadcast] only queues
-// bytes and never calls back into the lobby. Operations that may call back
-// (a purge fires the eviction callback synchronously) run after mu is
-// released.
+// Lobby joins sessions to the presence tracker and renders what it
+// announces. It holds no participant state of its own.
 type Lobby struct {
-	hub         *sfere.Hub
-	grace       time.Duration
-	joinTimeout time.Duration
-	log         *slog.Logger
-	metrics     *metrics
-	views       *views
+	hub     *sfere.Hub
+	tracker *presence.Tracker
+	log     *slog.Logger
+	metrics *metrics
+	views   *views
 
-	mu       sync.Mutex
-	closed   bool
-	seq      uint64
-	sessions map[string]*participant // session id -> its participant (never gone)
-	names    map[string]*participant // name -> holder (gone only while a stream is opening)
-
-	// Cluster mode (see cluster.go); both nil for a single node, whose
-	// maps above are then the whole truth.
-	dir     *directory        // the shared registry of names and sessions
-	cluster *natscluster.Node // cluster-wide broadcast and send
+	// cluster carries chat to every node; nil on a single node.
+	cluster *natscluster.Node
 }
 
-func newLobby(grace, joinTimeout time.Duration, log *slog.Logger, m *metrics, v *views) *Lobby {
-	return &Lobby{
-		grace:       grace,
-		joinTimeout: joinTimeout,
-		log:         log,
-		metrics:     m,
-		views:       v,
-		sessions:    make(map[string]*participant),
-		names:       make(map[string]*participant),
+func newLobby(log *slog.Logger, m *metrics, v *views) *Lobby {
+	return &Lobby{log: log, metrics: m, views: v}
+}
+
+// presenceOptions are the tracker's options for the lobby: its rendering
+// of the participant list and of the joined/left lines, and its metrics.
+func (l *Lobby) presenceOptions(opts Options) presence.Options {
+	return presence.Options{
+		Room:         Category,
+		Grace:        opts.Grace,
+		Window:       opts.PresenceWindow,
+		ClaimTimeout: opts.JoinTimeout,
+		Snapshot:     l.renderSnapshot,
+		Diff:         l.renderDiff,
+		Goodbye:      l.goodbye,
+		OnDiff:       l.counted,
+		Logger:       opts.Logger,
 	}
 }
 
@@ -136,456 +78,82 @@ type joinResult struct {
 }
 
 // join binds name to session sid. The same session joining again under its
-// own name changes nothing (its next stream quietly replaces the old one).
-// A session that held another name leaves under that name first.
-func (l *Lobby) join(sid, name string) (joinResult, error) {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
+// own name changes nothing; a session that held another name leaves under
+// that name first.
+func (l *Lobby) join(ctx context.Context, sid, name string) (joinResult, error) {
+	renamed, err := l.tracker.Claim(ctx, name, sid, name)
+	switch {
+	case errors.Is(err, presence.ErrTaken):
+		return joinResult{}, ErrNameTaken
+	case errors.Is(err, presence.ErrClosed):
 		return joinResult{}, ErrShutdown
+	case err != nil:
+		return joinResult{}, err
 	}
-	if q := l.names[name]; q != nil {
-		defer l.mu.Unlock()
-		switch {
-		case q.sid != sid:
-			return joinResult{}, ErrNameTaken
-		case q.state == stateGone:
-			return joinResult{}, errNameMoving
-		}
-		return joinResult{name: name}, nil
-	}
-	if l.dir != nil {
-		if err := l.dir.claim(name, sid); err != nil {
-			l.mu.Unlock()
-			return joinResult{}, err
-		}
-	}
-	res := joinResult{name: name}
-	var purge *sfere.Stream
-	var elsewhere []sfere.Key // streams to close on other nodes
-	if old := l.sessions[sid]; old != nil {
-		res.renamed = old.name
-		if purge = l.depart(old, "renamed", true); purge == nil && l.dir != nil {
-			elsewhere = append(elsewhere, old.key)
-		}
-	} else if l.dir != nil {
-		if oldName, ok := l.dir.session(sid); ok && oldName != name {
-			res.renamed = oldName
-			if l.dir.leave(oldName, sid, "") {
-				l.announceLeft(oldName, "renamed")
-			}
-			elsewhere = append(elsewhere, keyFor(oldName))
-		}
-	}
-	p := &participant{name: name, sid: sid, key: keyFor(name), state: stateJoining}
-	if l.dir != nil {
-		// The same session may be back through another node: then it was
-		// announced already, and its arrival here is not news.
-		p.announced = l.dir.announced(name, sid)
-	}
-	l.sessions[sid] = p
-	l.names[name] = p
-	l.setTimer(p, l.joinTimeout)
-	l.mu.Unlock()
-	l.purge(purge)
-	l.closeElsewhere(elsewhere...)
-	return res, nil
+	return joinResult{name: name, renamed: renamed}, nil
 }
 
-// leave makes the session's participant depart now and closes its stream.
-func (l *Lobby) leave(sid string) (string, error) {
-	l.mu.Lock()
-	p := l.sessions[sid]
-	if p == nil {
-		// In a cluster the session may have joined through another node.
-		name, ok := "", false
-		if l.dir != nil {
-			name, ok = l.dir.session(sid)
-		}
-		if !ok {
-			l.mu.Unlock()
-			return "", ErrNotJoined
-		}
-		if l.dir.leave(name, sid, "") {
-			l.announceLeft(name, "leave")
-		}
-		l.mu.Unlock()
-		l.closeElsewhere(keyFor(name))
-		return name, nil
-	}
-	stream := l.depart(p, "leave", true)
-	l.mu.Unlock()
-	l.purge(stream)
-	if stream == nil && l.cluster != nil {
-		l.closeElsewhere(p.key)
-	}
-	return p.name, nil
-}
-
-// say broadcasts a chat line from the session's participant to everyone.
-func (l *Lobby) say(sid, text string) (string, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	name := ""
-	if p := l.sessions[sid]; p != nil && p.announced {
-		name = p.name
-	} else if l.dir != nil {
-		if n, ok := l.dir.session(sid); ok && l.dir.announced(n, sid) {
-			name = n // joined through another node
-		}
-	}
-	if name == "" {
+// leave makes the session's participant depart now and ends its streams,
+// on every node.
+func (l *Lobby) leave(ctx context.Context, sid string) (string, error) {
+	name, err := l.tracker.Leave(ctx, sid)
+	if err != nil {
 		return "", ErrNotJoined
 	}
-	line, err := l.views.chatLine(name, text)
-	if err != nil {
-		return "", err
-	}
-	l.broadcast(everyone, nil, sfere.AppendElements("#messages", line))
 	return name, nil
 }
 
-// open is the /sse handler's session check: it returns the session's
-// participant and counts a stream on its way into the store, or nil if the
-// session is unknown. The handler must then either serve the stream (the
-// store's Put reaches [Lobby.stored]) or call [Lobby.openFailed].
-func (l *Lobby) open(sid string) *participant {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return nil
+// say broadcasts a chat line from the session's participant to everyone.
+func (l *Lobby) say(ctx context.Context, sid, text string) (string, error) {
+	m, ok := l.tracker.Lookup(ctx, sid)
+	if !ok || !m.Present {
+		return "", ErrNotJoined
 	}
-	p := l.sessions[sid]
-	if p == nil && l.dir != nil {
-		p = l.adopt(sid)
+	line, err := l.views.chatLine(m.ID, text)
+	if err != nil {
+		return "", err
 	}
-	if p == nil {
-		return nil
-	}
-	p.opening++
-	return p
+	l.broadcast(sfere.AppendElements("#messages", line))
+	return m.ID, nil
 }
 
-// adopt makes a local participant for a session that joined through
-// another node (cluster mode), or returns nil if the directory does not
-// know the session. mu must be held.
-func (l *Lobby) adopt(sid string) *participant {
-	name, ok := l.dir.session(sid)
+// pageState is what GET / shows a session: its name if the session is still
+// in the lobby (or within grace), and the list.
+func (l *Lobby) pageState(ctx context.Context, sid string) (name string, list []string, ok bool) {
+	m, ok := l.tracker.Lookup(ctx, sid)
 	if !ok {
-		return nil
+		return "", nil, false
 	}
-	if q := l.names[name]; q != nil {
-		return nil // a local participant of another session still holds the name here
-	}
-	p := &participant{name: name, sid: sid, key: keyFor(name), state: stateJoining, announced: l.dir.announced(name, sid)}
-	l.sessions[sid] = p
-	l.names[name] = p
-	l.setTimer(p, l.joinTimeout)
-	return p
+	return m.ID, l.present(), true
 }
 
-// openFailed undoes [Lobby.open] for a stream that was never stored.
-func (l *Lobby) openFailed(p *participant) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	p.opening--
-	l.release(p)
-}
-
-// stored is the hub's OnOpen hook: it runs right after the store took s,
-// in the goroutine of s's Serve, with no store lock held, before anything
-// is written to s. (The store's Put may already have fired the eviction
-// callback, cause replaced, for the stream s displaced.) It makes s the
-// participant's current stream, announces an arrival, and sends s the
-// participant list. Because it holds mu and s already receives broadcasts,
-// no lobby event can fall between the list and s.
-func (l *Lobby) stored(s *sfere.Stream) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	p := l.names[s.Key().ID]
-	if p == nil || p.key != s.Key() || p.opening == 0 {
-		// Not a stream the lobby opened; it has no participant.
-		l.tell(s, l.rejoinEffects("Please join again.")...)
-		if p != nil && p.state == statePresent && p.stream == nil {
-			l.startGrace(p, "stream replaced by a stranger")
-		}
-		return
-	}
-	p.opening--
-	if l.closed || p.state == stateGone {
-		// It left while this stream was on its way: tell the tab.
-		l.release(p)
-		l.tell(s, l.rejoinEffects("You have left the lobby. Join again to come back.")...)
-		return
-	}
-	if l.dir != nil {
-		first, err := l.dir.arrive(p.name, p.sid)
-		if err != nil {
-			// The name went to someone else meanwhile, or NATS is out of
-			// reach: this stream cannot join the shared lobby.
-			l.log.Warn("arrival refused by the directory", "name", p.name, "err", err)
-			l.depart(p, "refused", false)
-			l.tell(s, l.rejoinEffects("Please join again.")...)
-			return
-		}
-		p.announced = !first
-	}
-	l.stopTimer(p)
-	p.stream = s
-	p.state = statePresent
-	first := !p.announced
-	if first {
-		p.announced = true
-		l.seq++
-		p.seq = l.seq
-		item, err1 := l.views.participantItem(p.name)
-		line, err2 := l.views.systemLine(p.name + " joined the lobby")
-		if err := errors.Join(err1, err2); err != nil {
-			l.log.Error("render arrival", "err", err)
-		} else {
-			l.broadcast(everyone, p.key,
-				sfere.AppendElements("#participant-list", item),
-				sfere.AppendElements("#messages", line))
-		}
-		l.metrics.joins.Inc()
-		l.log.Info("joined", "name", p.name)
-	} else {
-		l.log.Debug("stream reopened", "name", p.name)
-	}
-	list, err := l.views.participantList(l.present())
-	if err != nil {
-		l.log.Error("render participant list", "err", err)
-		return
-	}
-	effects := []sfere.Effect{sfere.PatchElements(list)}
-	if first {
-		if line, err := l.views.systemLine(p.name + " joined the lobby"); err == nil {
-			effects = append(effects, sfere.AppendElements("#messages", line))
-		}
-	}
-	l.tell(s, effects...)
-}
-
-// tell sends effects to the one stream s, on this node.
-func (l *Lobby) tell(s *sfere.Stream, effects ...sfere.Effect) {
-	if _, err := l.hub.Broadcast(s.Key().Pattern(), nil, effects...); err != nil {
-		l.log.Error("send to stream", "key", s.Key(), "err", err)
-	}
-}
-
-// onEvict is the store's eviction callback. It runs on arbitrary goroutines
-// (often the stream's own Serve, or the goroutine of a purge) with no store
-// lock held; it never blocks beyond mu.
-func (l *Lobby) onEvict(ev sfere.Eviction) {
-	l.metrics.evictions.WithLabelValues(ev.Cause.String()).Inc()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	p := l.names[ev.Key.ID]
-	if l.closed || p == nil || p.state == stateGone || p.stream != ev.Stream {
-		// A stale stream: already replaced, already departed (Leave
-		// purges after announcing), or the lobby is shutting down.
-		return
-	}
-	p.stream = nil
-	if ev.Cause == sfere.CauseReplaced {
-		if errors.Is(ev.Err, natscluster.ErrMoved) {
-			// The same key opened on another node, which now holds the
-			// participant: leave this node silently (the directory
-			// names the new node, so nothing is announced).
-			l.depart(p, "moved", false)
-		}
-		// Otherwise the same session stored a newer stream here;
-		// [Lobby.stored] for it runs next. Nothing to announce.
-		return
-	}
-	why := ev.Cause.String()
-	if ev.Err != nil {
-		why += ": " + ev.Err.Error()
-	}
-	l.log.Debug("stream ended", "name", p.name, "cause", ev.Cause, "err", ev.Err)
-	if errors.Is(ev.Err, sfere.ErrPeerVanished) {
-		// TCP heard nothing from the peer for the user timeout: it is not
-		// reloading a page, so waiting out a grace period would only make
-		// the others learn later.
-		l.depart(p, why, false)
-		return
-	}
-	l.startGrace(p, why)
-}
-
-// startGrace moves a present participant without a stream into grace.
-func (l *Lobby) startGrace(p *participant, why string) {
-	p.state = stateGrace
-	p.ended = why
-	if l.grace <= 0 {
-		l.depart(p, why, false)
-		return
-	}
-	l.setTimer(p, l.grace)
-}
-
-// timerFired ends a participant's join window or grace period, unless the
-// timer was stopped or replaced since.
-func (l *Lobby) timerFired(p *participant, gen uint64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed || p.gen != gen {
-		return
-	}
-	p.timer = nil
-	switch p.state {
-	case stateJoining:
-		l.log.Info("join expired: no stream came", "name", p.name)
-		l.depart(p, "no stream", false)
-	case stateGrace:
-		l.depart(p, p.ended, false)
-	}
-}
-
-// depart is the one place a participant leaves: it marks p gone, frees its
-// session and (unless a stream is still opening) its name, and, if p was
-// announced, broadcasts one "left" line and one list removal to everyone
-// else. In a cluster the directory decides whether this node announces:
-// a participant whose stream moved to another node has not left (unless
-// anywhere: the person asked to leave), and of two nodes seeing one
-// departure only one wins the directory's delete. It returns p's current
-// stream, which the caller must purge after releasing mu. mu must be held.
-func (l *Lobby) depart(p *participant, why string, anywhere bool) *sfere.Stream {
-	l.stopTimer(p)
-	p.state = stateGone
-	stream := p.stream
-	p.stream = nil
-	if l.sessions[p.sid] == p {
-		delete(l.sessions, p.sid)
-	}
-	l.release(p)
-	announce := p.announced
-	if l.dir != nil {
-		holder := l.cluster.ID()
-		if anywhere {
-			holder = ""
-		}
-		announce = l.dir.leave(p.name, p.sid, holder)
-	}
-	if announce {
-		l.announceLeft(p.name, why)
-	}
-	return stream
-}
-
-// announceLeft tells everyone but name that name left: one "left" line
-// and one list removal. mu must be held.
-func (l *Lobby) announceLeft(name, why string) {
-	// Counted before it is sent: whoever sees the "left" line and then
-	// reads /metrics must find it counted.
-	l.metrics.departures.WithLabelValues(reasonLabel(why)).Inc()
-	l.log.Info("left", "name", name, "cause", why)
-	line, err := l.views.systemLine(name + " left the lobby")
-	if err != nil {
-		l.log.Error("render departure", "err", err)
-	} else {
-		l.broadcast(everyone, keyFor(name),
-			sfere.RemoveElements("#"+participantID(name)),
-			sfere.AppendElements("#messages", line))
-	}
-}
-
-// release frees a gone participant's name once no stream of it is opening.
-func (l *Lobby) release(p *participant) {
-	if p.state == stateGone && p.opening == 0 && l.names[p.name] == p {
-		delete(l.names, p.name)
-	}
-}
-
-// purge closes a departed participant's stream. Its eviction callback finds
-// the participant gone and announces nothing. mu must NOT be held: the store
-// runs the callback in this goroutine.
-func (l *Lobby) purge(s *sfere.Stream) {
-	if s != nil {
-		l.hub.Store().PurgeStream(s, sfere.CauseExplicit, nil)
-	}
-}
-
-func (l *Lobby) setTimer(p *participant, d time.Duration) {
-	l.stopTimer(p)
-	gen := p.gen
-	p.timer = time.AfterFunc(d, func() { l.timerFired(p, gen) })
-}
-
-func (l *Lobby) stopTimer(p *participant) {
-	p.gen++
-	if p.timer != nil {
-		p.timer.Stop()
-		p.timer = nil
-	}
+// knows reports whether sid is the session of a participant.
+func (l *Lobby) knows(ctx context.Context, sid string) bool {
+	_, ok := l.tracker.Lookup(ctx, sid)
+	return ok
 }
 
 // present returns the names on the participant list, in order of arrival.
-// mu must be held.
 func (l *Lobby) present() []string {
-	if l.dir != nil {
-		return l.dir.list()
-	}
-	ps := make([]*participant, 0, len(l.sessions))
-	for _, p := range l.sessions {
-		if p.announced && p.state != stateGone {
-			ps = append(ps, p)
-		}
-	}
-	slices.SortFunc(ps, func(a, b *participant) int { return cmp.Compare(a.seq, b.seq) })
-	names := make([]string, len(ps))
-	for i, p := range ps {
-		names[i] = p.name
+	ms := l.tracker.Members()
+	names := make([]string, len(ms))
+	for i, m := range ms {
+		names[i] = m.ID
 	}
 	return names
 }
 
 // count returns how many participants are on the list.
-func (l *Lobby) count() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.present())
-}
+func (l *Lobby) count() int { return l.tracker.Count() }
 
-// pageState is what GET / shows a session: its name if the session is still
-// in the lobby (or within grace), and the list.
-func (l *Lobby) pageState(sid string) (name string, list []string, ok bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if p := l.sessions[sid]; p != nil {
-		return p.name, l.present(), true
-	}
-	if l.dir != nil {
-		if name, ok := l.dir.session(sid); ok {
-			return name, l.present(), true
-		}
-	}
-	return "", nil, false
-}
-
-// knows reports whether sid is the session of a participant.
-func (l *Lobby) knows(sid string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.sessions[sid] != nil {
-		return true
-	}
-	if l.dir != nil {
-		_, ok := l.dir.session(sid)
-		return ok
-	}
-	return false
-}
-
-// broadcast sends effects to the streams matching p and not exclude, and
-// counts the deliveries. It never calls back into the lobby, so it may run
-// under mu.
-func (l *Lobby) broadcast(p sfere.Pattern, exclude sfere.Matcher, effects ...sfere.Effect) {
+// broadcast sends effects to every lobby stream (on every node) and counts
+// the deliveries.
+func (l *Lobby) broadcast(effects ...sfere.Effect) {
 	broadcast := l.hub.Broadcast
 	if l.cluster != nil {
 		broadcast = l.cluster.Broadcast // every node's streams; Result counts this node's
 	}
-	res, err := broadcast(p, exclude, effects...)
+	res, err := broadcast(everyone, nil, effects...)
 	if err != nil {
 		l.log.Error("broadcast", "err", err)
 		return
@@ -594,45 +162,111 @@ func (l *Lobby) broadcast(p sfere.Pattern, exclude sfere.Matcher, effects ...sfe
 	l.metrics.deliveryFailures.Add(float64(res.Failed))
 }
 
-// rejoinEffects put the join form back with a notice and end the stream.
-func (l *Lobby) rejoinEffects(notice string) []sfere.Effect {
+// renderSnapshot is what a new stream receives: the whole list, and the
+// "joined" lines of the batch it arrived with (its own, for a newcomer).
+func (l *Lobby) renderSnapshot(ms []presence.Member, d presence.Diff) []sfere.Effect {
+	names := make([]string, len(ms))
+	for i, m := range ms {
+		names[i] = m.ID
+	}
+	list, err := l.views.participantList(names)
+	if err != nil {
+		l.log.Error("render participant list", "err", err)
+		return nil
+	}
+	effects := []sfere.Effect{sfere.PatchElements(list)}
+	var lines strings.Builder
+	for _, j := range d.Joins {
+		line, err := l.views.systemLine(j.ID + " joined the lobby")
+		if err != nil {
+			l.log.Error("render arrival", "err", err)
+			continue
+		}
+		lines.WriteString(line)
+	}
+	if lines.Len() > 0 {
+		effects = append(effects, sfere.AppendElements("#messages", lines.String()))
+	}
+	return effects
+}
+
+// renderDiff is what every other stream receives for a batch: one removal
+// per departure, the arrivals' items appended to the list in one patch,
+// and every "left" and "joined" line in one patch.
+func (l *Lobby) renderDiff(d presence.Diff) []sfere.Effect {
+	var effects []sfere.Effect
+	var items, lines strings.Builder
+	for _, dep := range d.Leaves {
+		effects = append(effects, sfere.RemoveElements("#"+participantID(dep.ID)))
+		line, err := l.views.systemLine(dep.ID + " left the lobby")
+		if err != nil {
+			l.log.Error("render departure", "err", err)
+			continue
+		}
+		lines.WriteString(line)
+	}
+	for _, j := range d.Joins {
+		item, err1 := l.views.participantItem(j.ID)
+		line, err2 := l.views.systemLine(j.ID + " joined the lobby")
+		if err := errors.Join(err1, err2); err != nil {
+			l.log.Error("render arrival", "err", err)
+			continue
+		}
+		items.WriteString(item)
+		lines.WriteString(line)
+	}
+	if items.Len() > 0 {
+		effects = append(effects, sfere.AppendElements("#participant-list", items.String()))
+	}
+	if lines.Len() > 0 {
+		effects = append(effects, sfere.AppendElements("#messages", lines.String()))
+	}
+	return effects
+}
+
+// goodbye is what a stream the tracker ends receives: the join form back.
+func (l *Lobby) goodbye(why error) []sfere.Effect {
+	notice := "Please join again."
+	if errors.Is(why, presence.ErrLeft) {
+		notice = "You have left the lobby. Join again to come back."
+	}
 	form, err := l.views.joinApp(notice)
 	if err != nil {
 		l.log.Error("render join form", "err", err)
-		return []sfere.Effect{sfere.CloseStream()}
+		return nil
 	}
-	return []sfere.Effect{sfere.PatchElements(form), sfere.CloseStream()}
+	return []sfere.Effect{sfere.PatchElements(form)}
 }
 
-// close stops the state machine for shutdown: timers stop and stream ends
-// are no longer departures (the hub is about to end every stream). In a
-// cluster, this node's participants leave with it, announced to the other
-// nodes: their streams end normally, so their pages will not reconnect.
-func (l *Lobby) close() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.dir != nil {
-		for _, p := range l.sessions {
-			l.depart(p, "shutdown", false)
-		}
+// counted logs and counts a batch before it is sent: whoever sees a
+// "left" line and then reads /metrics must find it counted.
+func (l *Lobby) counted(d presence.Diff) {
+	for _, dep := range d.Leaves {
+		label := departureLabel(dep)
+		l.metrics.departures.WithLabelValues(label).Inc()
+		l.log.Info("left", "name", dep.ID, "cause", label, "err", dep.Err)
 	}
-	l.closed = true
-	for _, p := range l.names {
-		l.stopTimer(p)
+	for _, j := range d.Joins {
+		l.metrics.joins.Inc()
+		l.log.Info("joined", "name", j.ID)
 	}
 }
 
-// reasonLabel maps a departure's cause text to a small label set for metrics.
-func reasonLabel(why string) string {
-	for _, c := range []sfere.Cause{sfere.CauseClosed, sfere.CauseExplicit, sfere.CauseExpired, sfere.CauseSize, sfere.CauseReplaced} {
-		name := c.String()
-		if len(why) >= len(name) && why[:len(name)] == name {
-			return name
+// departureLabel maps a departure to a small label set for metrics: the
+// last stream's eviction cause for a closed tab, else the reason.
+func departureLabel(d presence.Departure) string {
+	switch d.Reason {
+	case presence.ReasonClosed:
+		if d.Cause != 0 {
+			return d.Cause.String()
 		}
-	}
-	switch why {
-	case "leave", "renamed", "no stream", "node-lost", "refused", "shutdown":
-		return why
+		return "closed"
+	case presence.ReasonLeft:
+		return "leave"
+	case presence.ReasonRenamed:
+		return "renamed"
+	case presence.ReasonNodeLost:
+		return "node-lost"
 	}
 	return "other"
 }

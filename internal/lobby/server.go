@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sfere-go/sfere"
+	"github.com/sfere-go/sfere/presence"
 )
 
 // Options configure a lobby server. The zero value of a field means its
@@ -69,6 +70,10 @@ type Options struct {
 	// TLSCert and TLSKey name PEM files of a certificate (chain) and its
 	// key: with both, the lobby serves HTTPS, with HTTP/2 (see tls.go).
 	TLSCert, TLSKey string
+	// PresenceWindow batches presence changes: arrivals and departures
+	// within it reach each stream as one event. Zero means
+	// presence.DefaultWindow.
+	PresenceWindow time.Duration
 	// Logger receives the lobby's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -188,28 +193,30 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	m := newMetrics()
 	s := &Server{log: opts.Logger, views: v, tls: tlsConf, served: make(chan error, 1)}
-	s.lobby = newLobby(opts.Grace, opts.JoinTimeout, opts.Logger, m, v)
+	s.lobby = newLobby(opts.Logger, m, v)
 
 	// Store: every eviction goes to the lobby.
 	var store sfere.Store
 	switch opts.Store {
 	case "ttl":
-		s.ttl, err = sfere.NewTTLStore(sfere.TTLOptions{Duration: opts.TTL, Expiry: sfere.Sliding, OnEvict: s.lobby.onEvict})
+		s.ttl, err = sfere.NewTTLStore(sfere.TTLOptions{Duration: opts.TTL, Expiry: sfere.Sliding, OnEvict: s.evicted})
 		if err != nil {
 			return nil, fmt.Errorf("lobby: %w", err)
 		}
 		store = s.ttl
 	case "memory":
-		store = sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: s.lobby.onEvict})
+		store = sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: s.evicted})
 	default:
 		return nil, fmt.Errorf("lobby: unknown store %q (want ttl or memory)", opts.Store)
 	}
 
-	// Hub over the store; it tells the lobby of each stream it stores. In
-	// a cluster the node builds it, to announce the streams to the others.
-	hubOpts := sfere.HubOptions{OnOpen: s.lobby.stored}
+	// Hub over the store; it tells the tracker of each stream it stores.
+	// In a cluster the node builds it, to announce the streams to the
+	// others.
+	hubOpts := sfere.HubOptions{OnOpen: s.opened}
+	popts := s.lobby.presenceOptions(opts)
 	if opts.NATS != "" || opts.NATSEmbed != "" {
-		if s.cluster, err = startCluster(ctx, opts, s.lobby, store, hubOpts); err != nil {
+		if s.cluster, err = startCluster(ctx, opts, store, hubOpts); err != nil {
 			if s.ttl != nil {
 				s.ttl.Close()
 			}
@@ -217,9 +224,22 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		}
 		s.hub = s.cluster.node.Hub()
 		m.watchCluster(s.cluster.node)
+		s.lobby.cluster = s.cluster.node
+		popts.Cluster = s.cluster.presence
 	} else {
 		s.hub = sfere.NewHub(store, hubOpts)
-		s.lobby.hub = s.hub
+	}
+	s.lobby.hub = s.hub
+
+	// The presence tracker: who is in the lobby, over their streams.
+	if s.lobby.tracker, err = presence.New(s.hub, popts); err != nil {
+		if s.cluster != nil {
+			s.cluster.close()
+		}
+		if s.ttl != nil {
+			s.ttl.Close()
+		}
+		return nil, fmt.Errorf("lobby: %w", err)
 	}
 
 	// Heartbeat over the lobby's streams.
@@ -298,7 +318,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) stop(ctx context.Context) error {
 	s.stopBeat()
 	s.stopWatch()
-	s.lobby.close()
+	s.lobby.tracker.Close()
 	var errs []error
 	httpDone := make(chan error, 1)
 	if s.http != nil {
@@ -430,4 +450,15 @@ func watchHeartbeat(hb *sfere.Heartbeat, interval time.Duration, log *slog.Logge
 		close(done)
 		<-exited
 	}
+}
+
+// opened is the hub's OnOpen hook: the tracker learns of the stream (its
+// person arrives, or the stream gets the join form back). In a cluster the
+// node announces the stream to the others after this.
+func (s *Server) opened(st *sfere.Stream) { s.lobby.tracker.Opened(st) }
+
+// evicted is the store's eviction callback.
+func (s *Server) evicted(ev sfere.Eviction) {
+	s.lobby.metrics.evictions.WithLabelValues(ev.Cause.String()).Inc()
+	s.lobby.tracker.Evicted(ev)
 }

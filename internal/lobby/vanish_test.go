@@ -60,7 +60,7 @@ func testVanishedPeer(t *testing.T, heartbeat, userTimeout, grace time.Duration)
 	}
 	phil.say("brian vanished")
 	ps.waitFor("<strong>phil</strong>: brian vanished")
-	if keys := debugKeys(t, phil); len(keys) != 1 || keys[0] != "default/lobby/phil" {
+	if keys := debugPeople(t, phil); len(keys) != 1 || keys[0] != "phil" {
 		t.Errorf("debug keys = %q", keys)
 	}
 	if r := phil.get("/metrics"); !strings.Contains(r.body, `lobby_departures_total{reason="closed"} 1`) {

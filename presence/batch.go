@@ -1,0 +1,103 @@
+package presence
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/sfere-go/sfere"
+)
+
+// changedLocked is called after every change: the first change after a
+// quiet window goes out at once; later ones wait for the window's end, so
+// one batch carries them all.
+func (t *Tracker) changedLocked() {
+	if t.closed || t.flushing != nil {
+		return
+	}
+	if t.window < 0 {
+		t.flushLocked()
+		return
+	}
+	wait := t.window - time.Since(t.lastFlush)
+	if wait <= 0 {
+		t.flushLocked()
+		return
+	}
+	t.flushing = time.AfterFunc(wait, t.flushTimer)
+}
+
+func (t *Tracker) flushTimer() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.flushing = nil
+	if !t.closed {
+		t.flushLocked()
+	}
+}
+
+// flushLocked sends one batch: the diff to every stream that holds a
+// snapshot, and the snapshot after the diff to the streams that opened
+// since the last batch. Both only queue bytes (the hub never waits for a
+// client), so they run under the lock that orders every change: a stream
+// is either fresh (gets the snapshot, which includes this batch) or not
+// (gets the batch), never both and never neither; a stream not yet
+// recorded gets neither, and its snapshot with the next batch.
+func (t *Tracker) flushLocked() {
+	t.lastFlush = time.Now()
+	d := t.diffLocked()
+	if !d.Empty() {
+		if t.onDiff != nil {
+			t.onDiff(d)
+		}
+		// Only to streams that hold a snapshot: a stream stored but not
+		// yet recorded (its Opened waits for the lock) gets its snapshot
+		// at the next batch, and nothing before it.
+		if _, err := t.hub.Broadcast(t.everyone, excluding(t.settled), t.diff(d)...); err != nil {
+			t.log.Error("presence: diff", "err", err)
+		}
+	}
+	if len(t.fresh) > 0 {
+		if _, err := t.hub.Broadcast(t.everyone, excluding(t.fresh), t.snapshot(t.membersLocked(), d)...); err != nil {
+			t.log.Error("presence: snapshot", "err", err)
+		}
+		for k := range t.fresh {
+			t.settled[k] = struct{}{}
+		}
+		clear(t.fresh)
+	}
+}
+
+// diffLocked turns the changes since the last batch into a diff and makes
+// it the published state. A person who arrived and departed within one
+// batch is in neither list; one who departed and arrived again is in both.
+func (t *Tracker) diffLocked() Diff {
+	var d Diff
+	for id := range t.dirty {
+		pub, wasIn := t.published[id]
+		pubEpoch := t.epochs[id]
+		p := t.people[id]
+		isIn := p != nil && p.epoch != 0
+		if wasIn && (!isIn || p.epoch != pubEpoch) {
+			dep, ok := t.departed[id]
+			if !ok {
+				dep = Departure{Member: pub, Reason: ReasonClosed, Cause: sfere.CauseClosed}
+			}
+			dep.Member = pub
+			d.Leaves = append(d.Leaves, dep)
+			delete(t.published, id)
+			delete(t.epochs, id)
+		}
+		if isIn && (!wasIn || p.epoch != pubEpoch) {
+			m := p.member()
+			d.Joins = append(d.Joins, m)
+			t.published[id] = m
+			t.epochs[id] = p.epoch
+		}
+	}
+	clear(t.dirty)
+	clear(t.departed)
+	slices.SortFunc(d.Joins, byArrival)
+	slices.SortFunc(d.Leaves, func(a, b Departure) int { return cmp.Compare(a.ID, b.ID) })
+	return d
+}

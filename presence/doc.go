@@ -1,0 +1,54 @@
+// Package presence tells an application who is here: people, not streams.
+//
+// A person is an id the application chooses (a user id, a unique display
+// name) with optional metadata, held by an owner (a secret only the
+// application knows, such as a session id). A person has zero or more
+// streams: one per tab, window or device. A [Tracker] follows the streams
+// of one room and announces, exactly once each, a person's arrival (their
+// first stream appears) and departure (their last stream has been gone for
+// a grace period, or they left explicitly, or the node holding their
+// streams was lost). A reload or a tab switch within the grace period says
+// nothing; a peer that TCP gave up on ([sfere.ErrPeerVanished]) departs at
+// once.
+//
+// # Keys
+//
+// Every stream of a room is stored under its own key:
+//
+//	category = room, scope = person id, id = connection id
+//
+// so both questions an application asks are patterns the hub matches,
+// and the room's is the cheapest one (the store indexes by category):
+//
+//	everyone in the room:     Everyone(room)       = (*, room, *)
+//	every stream of a person: StreamsOf(room, id)  = (id, room, *)
+//
+// Two tabs of one person are two keys: neither replaces the other.
+//
+// # Snapshot and diffs
+//
+// Like Phoenix Presence, a stream first receives the room's state (a
+// snapshot, rendered by [Options.Snapshot]) and then only diffs (joins and
+// leaves, rendered by [Options.Diff]). Changes are batched: the first
+// change after a quiet period goes out at once, and changes that follow
+// within [Options.Window] go out together at the end of the window, so N
+// people arriving at once cost each stream O(N/window) events, not N. A
+// stream that opened since the last batch receives the snapshot instead of
+// the diff: the snapshot already holds that batch, so no stream ever sees
+// a change twice or misses one. Presence traffic is queued to streams like
+// any other broadcast and never holds up the application's own.
+//
+// # Wiring
+//
+// The tracker learns of streams from the hub's hooks: pass [Tracker.Opened]
+// as (or call it from) [sfere.HubOptions.OnOpen] and [Tracker.Evicted] from
+// the store's [sfere.EvictFunc]. Streams of other categories are ignored.
+//
+// # Cluster
+//
+// With [Options.Cluster] set (see package natspresence), the trackers of a
+// room on several nodes behave as one: a person with tabs on two nodes is
+// one person, a name claimed on one node is taken on all, and when a node
+// is lost its people depart once on every other node (ReasonNodeLost).
+// Each node announces changes to its own streams only.
+package presence

@@ -1,0 +1,79 @@
+package presence_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"time"
+
+	"github.com/sfere-go/sfere"
+	"github.com/sfere-go/sfere/presence"
+)
+
+// A chat room that shows who is here: each tab of a person is one stream,
+// the person arrives with the first and departs when the last has been
+// gone for the grace period.
+func Example() {
+	var tracker *presence.Tracker
+	store := sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: func(ev sfere.Eviction) { tracker.Evicted(ev) }})
+	hub := sfere.NewHub(store, sfere.HubOptions{OnOpen: func(s *sfere.Stream) { tracker.Opened(s) }})
+	tracker, _ = presence.New(hub, presence.Options{
+		Room:  "lobby",
+		Grace: 2 * time.Second,
+		Snapshot: func(ms []presence.Member, d presence.Diff) []sfere.Effect {
+			var b strings.Builder
+			for _, m := range ms {
+				fmt.Fprintf(&b, "<li>%s</li>", m.Meta) // escape it in a real app
+			}
+			return []sfere.Effect{sfere.PatchElements(`<ul id="people">` + b.String() + `</ul>`)}
+		},
+		Diff: func(d presence.Diff) []sfere.Effect {
+			var fx []sfere.Effect
+			for _, l := range d.Leaves {
+				fx = append(fx, sfere.RemoveElements("#person-"+l.ID))
+			}
+			for _, j := range d.Joins {
+				fx = append(fx, sfere.AppendElements("#people", `<li id="person-`+j.ID+`">`+j.Meta+`</li>`))
+			}
+			return fx
+		},
+	})
+	defer tracker.Close()
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /sse", func(w http.ResponseWriter, r *http.Request) {
+		owner := r.URL.Query().Get("session") // a session cookie, in a real app
+		if _, err := tracker.Detach(w, r, owner); err != nil {
+			http.Error(w, err.Error(), http.StatusForbidden)
+		}
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	defer hub.Shutdown(context.Background())
+
+	// Brian claims his id (say, at login), then opens two tabs.
+	if _, err := tracker.Claim(context.Background(), "u42", "session-of-brian", "Brian"); err != nil {
+		fmt.Println(err)
+		return
+	}
+	for range 2 {
+		resp, err := http.Post(srv.URL+"/sse?session=session-of-brian", "application/json", nil)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		defer resp.Body.Close()
+	}
+	for hub.Count(presence.StreamsOf("lobby", "u42")) < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	for _, m := range tracker.Members() {
+		fmt.Println(m.ID, m.Meta, "present:", m.Present)
+	}
+	fmt.Println("streams:", hub.Count(presence.Everyone("lobby")))
+	// Output:
+	// u42 Brian present: true
+	// streams: 2
+}

@@ -1,0 +1,308 @@
+package presence_test
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sfere-go/sfere"
+	"github.com/sfere-go/sfere/presence"
+)
+
+const (
+	room     = "room"
+	waitLong = 5 * time.Second
+)
+
+// render writes presence as two kinds of element the tests parse back:
+// a snapshot (every member) and a diff (joins and leaves).
+func renderSnapshot(ms []presence.Member, d presence.Diff) []sfere.Effect {
+	ids := make([]string, len(ms))
+	for i, m := range ms {
+		ids[i] = m.ID
+	}
+	return []sfere.Effect{sfere.PatchElements(`<p id="snapshot" data-ids="` + strings.Join(ids, ",") + `"></p>`)}
+}
+
+func renderDiff(d presence.Diff) []sfere.Effect {
+	joins := make([]string, len(d.Joins))
+	for i, m := range d.Joins {
+		joins[i] = m.ID
+	}
+	leaves := make([]string, len(d.Leaves))
+	for i, l := range d.Leaves {
+		leaves[i] = l.ID + ":" + l.Reason.String()
+	}
+	return []sfere.Effect{sfere.PatchElements(`<p id="diff" data-joins="` + strings.Join(joins, ",") +
+		`" data-leaves="` + strings.Join(leaves, ",") + `"></p>`)}
+}
+
+// rig is a hub, a tracker and an HTTP server with two routes:
+// POST /claim?owner=&id= and POST /sse?owner=.
+type rig struct {
+	t       testing.TB
+	hub     *sfere.Hub
+	tracker *presence.Tracker
+	srv     *httptest.Server
+	url     string
+
+	mu    sync.Mutex
+	diffs []presence.Diff // every batch, as OnDiff saw it
+}
+
+func newRig(t testing.TB, opts presence.Options) *rig {
+	t.Helper()
+	return newRigUserTimeout(t, opts, 0)
+}
+
+// newRigUserTimeout is newRig with TCP_USER_TIMEOUT on the listener, so
+// that a vanished client is found.
+func newRigUserTimeout(t testing.TB, opts presence.Options, userTimeout time.Duration) *rig {
+	t.Helper()
+	r := &rig{t: t}
+	var tr *presence.Tracker
+	store := sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: func(ev sfere.Eviction) { tr.Evicted(ev) }})
+	r.hub = sfere.NewHub(store, sfere.HubOptions{OnOpen: func(s *sfere.Stream) { tr.Opened(s) }})
+	opts.Room = room
+	if opts.Snapshot == nil {
+		opts.Snapshot = renderSnapshot
+	}
+	if opts.Diff == nil {
+		opts.Diff = renderDiff
+	}
+	opts.OnDiff = func(d presence.Diff) {
+		r.mu.Lock()
+		r.diffs = append(r.diffs, d)
+		r.mu.Unlock()
+	}
+	var err error
+	if tr, err = presence.New(r.hub, opts); err != nil {
+		t.Fatal(err)
+	}
+	r.tracker = tr
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /claim", func(w http.ResponseWriter, q *http.Request) {
+		if _, err := tr.Claim(q.Context(), q.URL.Query().Get("id"), q.URL.Query().Get("owner"), ""); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+		}
+	})
+	mux.HandleFunc("POST /leave", func(w http.ResponseWriter, q *http.Request) {
+		if _, err := tr.Leave(q.Context(), q.URL.Query().Get("owner")); err != nil {
+			http.Error(w, err.Error(), http.StatusForbidden)
+		}
+	})
+	mux.HandleFunc("POST /sse", func(w http.ResponseWriter, q *http.Request) {
+		if _, err := tr.Detach(w, q, q.URL.Query().Get("owner")); err != nil {
+			http.Error(w, err.Error(), http.StatusForbidden)
+		}
+	})
+	r.srv = httptest.NewUnstartedServer(mux)
+	r.srv.Config.ConnContext = sfere.ConnContext
+	if userTimeout > 0 {
+		ln, err := sfere.Listen(context.Background(), "tcp", "127.0.0.1:0", sfere.ListenOptions{UserTimeout: userTimeout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.srv.Listener.Close()
+		r.srv.Listener = ln
+	}
+	r.srv.Start()
+	r.url = r.srv.URL
+	t.Cleanup(func() {
+		tr.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := r.hub.Shutdown(ctx); err != nil {
+			t.Errorf("hub shutdown: %v", err)
+		}
+		r.srv.Close()
+	})
+	return r
+}
+
+func (r *rig) post(path string) int {
+	r.t.Helper()
+	resp, err := http.Post(r.url+path, "application/json", nil)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func (r *rig) claim(id, owner string) {
+	r.t.Helper()
+	if st := r.post("/claim?id=" + id + "&owner=" + owner); st != http.StatusOK {
+		r.t.Fatalf("claim %s for %s: status %d", id, owner, st)
+	}
+}
+
+// ping writes a comment to every stream of the room.
+func (r *rig) ping() {
+	_, _ = r.hub.Broadcast(presence.Everyone(room), nil, sfere.Comment("ping"))
+}
+
+// lastLeave returns the last departure of id in the batches.
+func (r *rig) lastLeave(id string) presence.Departure {
+	var d presence.Departure
+	for _, b := range r.batches() {
+		for _, l := range b.Leaves {
+			if l.ID == id {
+				d = l
+			}
+		}
+	}
+	return d
+}
+
+// batches returns the batches sent so far.
+func (r *rig) batches() []presence.Diff {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]presence.Diff(nil), r.diffs...)
+}
+
+// tab is one stream read over a raw TCP connection.
+type tab struct {
+	t    testing.TB
+	conn net.Conn
+
+	mu      sync.Mutex
+	events  []string // data of each event
+	changed chan struct{}
+	err     error
+	ended   bool
+}
+
+var dataLine = regexp.MustCompile(`^data: elements (.*)$`)
+
+// open opens a stream of owner's person.
+func (r *rig) open(owner string) *tab {
+	r.t.Helper()
+	c, err := net.Dial("tcp", r.srv.Listener.Addr().String())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	req := "POST /sse?owner=" + owner + " HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+	if _, err := c.Write([]byte(req)); err != nil {
+		r.t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		r.t.Fatalf("open stream of %s: status %d", owner, resp.StatusCode)
+	}
+	tb := &tab{t: r.t, conn: c, changed: make(chan struct{})}
+	go tb.read(bufio.NewReader(resp.Body))
+	r.t.Cleanup(tb.close)
+	tb.waitFor(`id="snapshot"`) // every stream starts with one; changes after it come as diffs
+	return tb
+}
+
+func (tb *tab) read(br *bufio.Reader) {
+	var data string
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			tb.update(func() { tb.err, tb.ended = err, true })
+			return
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if m := dataLine.FindStringSubmatch(line); m != nil {
+			data += m[1]
+		}
+		if line == "" && data != "" {
+			d := data
+			data = ""
+			tb.update(func() { tb.events = append(tb.events, d) })
+		}
+	}
+}
+
+func (tb *tab) update(f func()) {
+	tb.mu.Lock()
+	f()
+	close(tb.changed)
+	tb.changed = make(chan struct{})
+	tb.mu.Unlock()
+}
+
+// waitFor waits until an event containing text arrived and returns it.
+func (tb *tab) waitFor(text string) string {
+	tb.t.Helper()
+	deadline := time.After(waitLong)
+	for {
+		tb.mu.Lock()
+		for _, e := range tb.events {
+			if strings.Contains(e, text) {
+				tb.mu.Unlock()
+				return e
+			}
+		}
+		ch := tb.changed
+		tb.mu.Unlock()
+		select {
+		case <-ch:
+		case <-deadline:
+			tb.t.Fatalf("no event with %q within %v; got:\n%s", text, waitLong, strings.Join(tb.all(), "\n"))
+		}
+	}
+}
+
+func (tb *tab) all() []string {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	return append([]string(nil), tb.events...)
+}
+
+func (tb *tab) count(text string) int {
+	n := 0
+	for _, e := range tb.all() {
+		n += strings.Count(e, text)
+	}
+	return n
+}
+
+func (tb *tab) waitEnd() {
+	tb.t.Helper()
+	deadline := time.After(waitLong)
+	for {
+		tb.mu.Lock()
+		ended, ch := tb.ended, tb.changed
+		tb.mu.Unlock()
+		if ended {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			tb.t.Fatalf("stream did not end within %v", waitLong)
+		}
+	}
+}
+
+func (tb *tab) close() { tb.conn.Close() }
+
+func (tb *tab) localPort() int { return tb.conn.LocalAddr().(*net.TCPAddr).Port }
+
+// eventually polls cond until it holds or d passes.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,674 @@
+// Package natspresence shares a [presence.Tracker]'s room between nodes
+// over NATS: it implements [presence.Cluster].
+//
+// Two mechanisms, each for what it is good at:
+//
+//   - Who holds whom travels as plain NATS messages: each node publishes
+//     at once how many streams of a person it holds whenever that changes,
+//     and its whole set every Interval. The nodes hold the truth about
+//     their own streams; the others' views heal within one Interval of any
+//     loss. A node silent for 3 Intervals (while this node is connected)
+//     is lost: its people depart once on every other node, unless they
+//     still have a stream elsewhere.
+//   - Who may hold a person id is a JetStream key-value bucket, whose
+//     compare-and-set create decides two claims of one id. Every node
+//     re-asserts the claims of its people every Interval, and keys expire
+//     after 3 Intervals without it: a crashed node's claims lapse, and if
+//     the bucket is lost (a NATS server without storage restarted) it is
+//     rebuilt within one Interval. A node refuses claims until it has
+//     heard the others for a while after it starts or reconnects, so a
+//     name held on another node is never given out twice.
+//
+// No NATS round trip runs under the tracker's lock: the calls made under
+// it (Hold, Leave, Release) only publish or queue.
+package natspresence
+
+import (
+	"cmp"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/sfere-go/sfere/presence"
+)
+
+// Defaults of [Options].
+const (
+	DefaultPrefix   = "sfere_presence"
+	DefaultInterval = time.Second
+	DefaultTimeout  = 2 * time.Second
+)
+
+// Options configures a [Cluster]. The zero value is usable.
+type Options struct {
+	// NodeID names this node, uniquely among the room's nodes. Empty
+	// means random. A node restarted under the same id takes over.
+	NodeID string
+	// Prefix starts the subjects and names the bucket; nodes with the
+	// same prefix and room on one NATS share the room. Empty means
+	// [DefaultPrefix]. Letters, digits, '-' and '_' only.
+	Prefix string
+	// Interval is how often a node publishes its whole set and re-asserts
+	// its claims; a node silent for 3 Intervals is lost. Zero means
+	// [DefaultInterval].
+	Interval time.Duration
+	// Timeout bounds each key-value operation. Zero means [DefaultTimeout].
+	Timeout time.Duration
+	// Logger receives warnings. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Cluster is one node's share of a room. Create it with [New] and give it
+// to [presence.Options.Cluster]; the tracker starts and closes it.
+type Cluster struct {
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	room     string
+	node     string
+	subject  string
+	bucket   string
+	interval time.Duration
+	timeout  time.Duration
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	kv      jetstream.KeyValue
+	n       presence.Notify
+	mine    map[string]claimRev // person -> the claim this node asserts
+	peers   map[string]time.Time
+	pending map[string]*partial // snapshots being assembled, by node
+	seq     uint64              // this node's snapshots
+	warmAt  time.Time           // claims wait until then after a start or reconnect
+	sub     *nats.Subscription
+	work    chan func() // key-value work queued under the tracker's lock
+	stop    chan struct{}
+	done    sync.WaitGroup
+	stopped bool
+}
+
+// partial is a snapshot whose parts are arriving.
+type partial struct {
+	seq   uint64
+	next  int
+	holds []presence.Hold
+}
+
+type claimRev struct {
+	presence.Claim
+	rev uint64 // the key's last known revision; 0 if unknown
+}
+
+// message is what nodes publish on the room's subject.
+type message struct {
+	Node  string `json:"node"`
+	Op    string `json:"op"` // hold, snapshot, leave, bye
+	Holds []hold `json:"holds,omitempty"`
+	// A snapshot comes in Parts parts, numbered from 0, of one Seq.
+	Seq   uint64 `json:"seq,omitempty"`
+	Part  int    `json:"part,omitempty"`
+	Parts int    `json:"parts,omitempty"`
+}
+
+type hold struct {
+	Person   string `json:"p"`
+	Owner    string `json:"o"`
+	Meta     string `json:"m,omitempty"`
+	Ref      string `json:"r,omitempty"`
+	Streams  int    `json:"n"`
+	Since    int64  `json:"s,omitempty"`
+	Vanished bool   `json:"v,omitempty"`
+}
+
+const (
+	opHold     = "hold"
+	opSnapshot = "snapshot"
+	opLeave    = "leave"
+	opBye      = "bye"
+)
+
+// New returns a cluster for room on nc, creating the claims bucket if
+// need be (the NATS server must have JetStream). The caller keeps nc
+// (connected with reconnects enabled) and closes it after the tracker.
+func New(ctx context.Context, nc *nats.Conn, room string, opts Options) (*Cluster, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("natspresence: %w", err)
+	}
+	prefix := cmp.Or(opts.Prefix, DefaultPrefix)
+	c := &Cluster{
+		nc:       nc,
+		js:       js,
+		room:     room,
+		node:     cmp.Or(opts.NodeID, nuid.Next()),
+		subject:  prefix + ".presence." + hex.EncodeToString([]byte(room)),
+		bucket:   prefix + "_claims",
+		interval: cmp.Or(opts.Interval, DefaultInterval),
+		timeout:  cmp.Or(opts.Timeout, DefaultTimeout),
+		log:      cmp.Or(opts.Logger, slog.Default()),
+		mine:     make(map[string]claimRev),
+		peers:    make(map[string]time.Time),
+		pending:  make(map[string]*partial),
+		work:     make(chan func(), 1024),
+		stop:     make(chan struct{}),
+	}
+	if _, err := c.openBucket(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ID returns the node's id.
+func (c *Cluster) ID() string { return c.node }
+
+// ttl is how long a claim lives without being re-asserted.
+func (c *Cluster) ttl() time.Duration { return max(3*c.interval, time.Second) }
+
+func (c *Cluster) openBucket(ctx context.Context) (jetstream.KeyValue, error) {
+	kv, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: c.bucket, TTL: c.ttl(), History: 1, Storage: jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natspresence: bucket %s (does the NATS server have JetStream enabled?): %w", c.bucket, err)
+	}
+	c.mu.Lock()
+	c.kv = kv
+	c.mu.Unlock()
+	return kv, nil
+}
+
+func (c *Cluster) bucketKV() jetstream.KeyValue {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.kv
+}
+
+// Start implements [presence.Cluster].
+func (c *Cluster) Start(n presence.Notify) error {
+	c.mu.Lock()
+	c.n = n
+	c.warmAt = time.Now().Add(c.interval * 3 / 2)
+	c.mu.Unlock()
+	sub, err := c.nc.Subscribe(c.subject, c.receive)
+	if err != nil {
+		return fmt.Errorf("natspresence: subscribe: %w", err)
+	}
+	if err := c.nc.Flush(); err != nil {
+		sub.Unsubscribe()
+		return fmt.Errorf("natspresence: %w", err)
+	}
+	c.sub = sub
+	c.done.Add(3)
+	go c.run()
+	go c.asserting()
+	go c.worker()
+	return nil
+}
+
+// Close implements [presence.Cluster]: it says goodbye and stops.
+func (c *Cluster) Close() {
+	c.mu.Lock()
+	if c.stopped || c.sub == nil {
+		c.stopped = true
+		c.mu.Unlock()
+		return
+	}
+	c.stopped = true
+	c.mu.Unlock()
+	close(c.stop)
+	c.done.Wait()
+	c.sub.Unsubscribe()
+	c.publish(message{Node: c.node, Op: opBye})
+	if c.nc.IsConnected() {
+		_ = c.nc.FlushTimeout(time.Second) // best effort: peers also find the silence
+	}
+}
+
+func (c *Cluster) publish(m message) {
+	b, err := json.Marshal(m)
+	if err == nil {
+		err = c.nc.Publish(c.subject, b)
+	}
+	if err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		c.log.Warn("natspresence: not published", "op", m.Op, "err", err)
+	}
+}
+
+// Hold implements [presence.Cluster]: it publishes at once.
+func (c *Cluster) Hold(h presence.Hold) {
+	if h.Streams > 0 {
+		c.mu.Lock()
+		if _, ok := c.mine[h.Person]; !ok {
+			c.mine[h.Person] = claimRev{Claim: h.Claim}
+		}
+		c.mu.Unlock()
+	}
+	c.publish(message{Node: c.node, Op: opHold, Holds: []hold{toWire(h)}})
+}
+
+// Leave implements [presence.Cluster].
+func (c *Cluster) Leave(person, owner string) {
+	c.publish(message{Node: c.node, Op: opLeave, Holds: []hold{{Person: person, Owner: owner}}})
+}
+
+// Release implements [presence.Cluster]: the delete runs in the background.
+func (c *Cluster) Release(person, owner string) {
+	c.mu.Lock()
+	delete(c.mine, person)
+	c.mu.Unlock()
+	c.queue(func() { c.release(person, owner) })
+}
+
+func (c *Cluster) queue(f func()) {
+	select {
+	case c.work <- f:
+	default:
+		// A full queue (NATS far behind): do it beside the worker.
+		go f()
+	}
+}
+
+func (c *Cluster) worker() {
+	defer c.done.Done()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case f := <-c.work:
+			f()
+		}
+	}
+}
+
+func (c *Cluster) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), c.timeout)
+}
+
+func personKey(person string) string { return "p." + hex.EncodeToString([]byte(person)) }
+func ownerKey(owner string) string   { return "o." + hex.EncodeToString([]byte(owner)) }
+
+type claimValue struct {
+	Owner string `json:"owner"`
+	Meta  string `json:"meta,omitempty"`
+	Ref   string `json:"ref,omitempty"`
+}
+
+// Claim implements [presence.Cluster].
+func (c *Cluster) Claim(ctx context.Context, cl presence.Claim) (presence.Claim, error) {
+	if cl.Person == "" || cl.Owner == "" {
+		return cl, errors.New("natspresence: empty person or owner")
+	}
+	if err := c.warm(ctx); err != nil {
+		return cl, err
+	}
+	var rev uint64
+	err := c.withBucket(ctx, func(kv jetstream.KeyValue) (err error) {
+		cl, rev, err = c.create(ctx, kv, cl)
+		return err
+	})
+	if err != nil {
+		return cl, err
+	}
+	c.mu.Lock()
+	c.mine[cl.Person] = claimRev{Claim: cl, rev: rev}
+	c.mu.Unlock()
+	return cl, nil
+}
+
+// create makes cl's keys, or finds the person already cl.Owner's.
+func (c *Cluster) create(ctx context.Context, kv jetstream.KeyValue, cl presence.Claim) (presence.Claim, uint64, error) {
+	val, _ := json.Marshal(claimValue{Owner: cl.Owner, Meta: cl.Meta, Ref: cl.Ref})
+	rev, err := kv.Create(ctx, personKey(cl.Person), val)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		e, gerr := kv.Get(ctx, personKey(cl.Person))
+		if gerr != nil {
+			return cl, 0, fmt.Errorf("natspresence: claim %q: %w", cl.Person, gerr)
+		}
+		var cur claimValue
+		if json.Unmarshal(e.Value(), &cur) != nil || cur.Owner != cl.Owner {
+			return cl, 0, fmt.Errorf("%w: %q", presence.ErrTaken, cl.Person)
+		}
+		cl.Ref = cmp.Or(cur.Ref, cl.Ref)
+		rev, err = e.Revision(), nil
+	}
+	if err != nil {
+		return cl, 0, fmt.Errorf("natspresence: claim %q: %w", cl.Person, err)
+	}
+	if _, err := kv.Put(ctx, ownerKey(cl.Owner), []byte(cl.Person)); err != nil {
+		return cl, 0, fmt.Errorf("natspresence: claim %q: %w", cl.Person, err)
+	}
+	return cl, rev, nil
+}
+
+// warm waits, after a start or a reconnect, until the other nodes have
+// had time to tell what they hold.
+func (c *Cluster) warm(ctx context.Context) error {
+	c.mu.Lock()
+	wait := time.Until(c.warmAt)
+	c.mu.Unlock()
+	if wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("natspresence: claim: %w", ctx.Err())
+	}
+}
+
+// Lookup implements [presence.Cluster].
+func (c *Cluster) Lookup(ctx context.Context, owner string) (presence.Claim, bool) {
+	if owner == "" {
+		return presence.Claim{}, false
+	}
+	kv := c.bucketKV()
+	e, err := kv.Get(ctx, ownerKey(owner))
+	if err != nil {
+		return presence.Claim{}, false
+	}
+	person := string(e.Value())
+	e, err = kv.Get(ctx, personKey(person))
+	if err != nil {
+		return presence.Claim{}, false
+	}
+	var v claimValue
+	if json.Unmarshal(e.Value(), &v) != nil || v.Owner != owner {
+		return presence.Claim{}, false
+	}
+	return presence.Claim{Person: person, Owner: owner, Meta: v.Meta, Ref: v.Ref}, true
+}
+
+// release deletes owner's claim of person, if it is still owner's.
+func (c *Cluster) release(person, owner string) {
+	ctx, cancel := c.ctx()
+	defer cancel()
+	kv := c.bucketKV()
+	e, err := kv.Get(ctx, personKey(person))
+	if err != nil {
+		return
+	}
+	var v claimValue
+	if json.Unmarshal(e.Value(), &v) != nil || v.Owner != owner {
+		return
+	}
+	if err := kv.Delete(ctx, personKey(person), jetstream.LastRevision(e.Revision())); err == nil {
+		_ = kv.Delete(ctx, ownerKey(owner))
+	}
+}
+
+// receive handles another node's message.
+func (c *Cluster) receive(msg *nats.Msg) {
+	var m message
+	if err := json.Unmarshal(msg.Data, &m); err != nil || m.Node == "" {
+		c.log.Warn("natspresence: bad message", "err", err)
+		return
+	}
+	if m.Node == c.node {
+		return
+	}
+	c.mu.Lock()
+	n := c.n
+	if m.Op == opBye {
+		delete(c.peers, m.Node)
+		delete(c.pending, m.Node)
+	} else {
+		c.peers[m.Node] = time.Now()
+	}
+	c.mu.Unlock()
+	switch m.Op {
+	case opHold:
+		for _, h := range m.Holds {
+			n.Held(m.Node, fromWire(h))
+		}
+	case opSnapshot:
+		if holds, ok := c.assemble(m); ok {
+			n.Snapshot(m.Node, holds)
+		}
+	case opLeave:
+		for _, h := range m.Holds {
+			n.Left(h.Person, h.Owner)
+		}
+	case opBye:
+		n.Snapshot(m.Node, nil)
+	}
+}
+
+// assemble adds a snapshot part and returns the whole set once complete.
+func (c *Cluster) assemble(m message) ([]presence.Hold, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.pending[m.Node]
+	if m.Part == 0 || p == nil || p.seq != m.Seq || p.next != m.Part {
+		p = &partial{seq: m.Seq}
+		if m.Part != 0 {
+			delete(c.pending, m.Node) // a part went missing: wait for the next snapshot
+			return nil, false
+		}
+		c.pending[m.Node] = p
+	}
+	for _, h := range m.Holds {
+		p.holds = append(p.holds, fromWire(h))
+	}
+	p.next++
+	if p.next < max(m.Parts, 1) {
+		return nil, false
+	}
+	delete(c.pending, m.Node)
+	return p.holds, true
+}
+
+// run publishes snapshots, re-asserts claims and finds lost nodes.
+func (c *Cluster) run() {
+	defer c.done.Done()
+	t := time.NewTicker(c.interval)
+	defer t.Stop()
+	status := c.nc.StatusChanged(nats.CONNECTED)
+	defer c.nc.RemoveStatusListener(status)
+	reconnects := c.nc.Stats().Reconnects
+	c.snapshot()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-status:
+			c.mu.Lock()
+			c.warmAt = time.Now().Add(c.interval * 3 / 2)
+			c.mu.Unlock()
+			c.snapshot() // tell the others at once what this node holds
+		case <-t.C:
+			c.snapshot()
+			if !c.nc.IsConnected() {
+				continue
+			}
+			if r := c.nc.Stats().Reconnects; r != reconnects {
+				// Back from a gap in which nothing could be heard:
+				// give the peers time again before counting silence,
+				// and hold claims until they have spoken.
+				reconnects = r
+				c.mu.Lock()
+				now := time.Now()
+				for id := range c.peers {
+					c.peers[id] = now
+				}
+				c.warmAt = now.Add(c.interval * 3 / 2)
+				c.mu.Unlock()
+			} else {
+				c.reap()
+			}
+		}
+	}
+}
+
+// asserting re-asserts this node's claims every interval, apart from the
+// snapshots: key-value round trips never delay them.
+func (c *Cluster) asserting() {
+	defer c.done.Done()
+	t := time.NewTicker(c.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+			if c.nc.IsConnected() {
+				c.assert()
+			}
+		}
+	}
+}
+
+// bucketGone reports whether err says the claims bucket is missing (the
+// NATS server lost its state).
+func bucketGone(err error) bool {
+	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)
+}
+
+// withBucket runs f on the claims bucket, and once more after creating the
+// bucket again if it was missing.
+func (c *Cluster) withBucket(ctx context.Context, f func(kv jetstream.KeyValue) error) error {
+	err := f(c.bucketKV())
+	if !bucketGone(err) {
+		return err
+	}
+	kv, oerr := c.openBucket(ctx)
+	if oerr != nil {
+		return errors.Join(err, oerr)
+	}
+	return f(kv)
+}
+
+const snapshotChunk = 1000
+
+// snapshot publishes what this node holds, in parts under NATS's payload
+// limit; a peer applies the whole set once the last part arrived.
+func (c *Cluster) snapshot() {
+	c.mu.Lock()
+	n := c.n
+	c.seq++
+	seq := c.seq
+	c.mu.Unlock()
+	holds := n.Holds()
+	wire := make([]hold, len(holds))
+	for i, h := range holds {
+		wire[i] = toWire(h)
+	}
+	parts := max(1, (len(wire)+snapshotChunk-1)/snapshotChunk)
+	for i := range parts {
+		chunk := wire[i*snapshotChunk : min(len(wire), (i+1)*snapshotChunk)]
+		c.publish(message{Node: c.node, Op: opSnapshot, Seq: seq, Part: i, Parts: parts, Holds: chunk})
+	}
+}
+
+// reap reports nodes silent for 3 intervals as lost.
+func (c *Cluster) reap() {
+	cutoff := time.Now().Add(-3 * c.interval)
+	var lost []string
+	c.mu.Lock()
+	n := c.n
+	for id, seen := range c.peers {
+		if seen.Before(cutoff) {
+			delete(c.peers, id)
+			lost = append(lost, id)
+		}
+	}
+	c.mu.Unlock()
+	for _, id := range lost {
+		c.log.Warn("natspresence: node lost", "lost", id, "node", c.node)
+		n.NodeLost(id)
+	}
+}
+
+// assert re-asserts this node's claims: each is created again if it
+// lapsed (or the bucket was lost) and refreshed otherwise.
+func (c *Cluster) assert() {
+	c.mu.Lock()
+	mine := make([]claimRev, 0, len(c.mine))
+	for _, cr := range c.mine {
+		mine = append(mine, cr)
+	}
+	c.mu.Unlock()
+	for _, cr := range mine {
+		select {
+		case <-c.stop:
+			return
+		default:
+		}
+		var rev uint64
+		ctx, cancel := c.ctx()
+		err := c.withBucket(ctx, func(kv jetstream.KeyValue) (err error) {
+			rev, err = c.assertOne(ctx, kv, cr)
+			return err
+		})
+		cancel()
+		if errors.Is(err, presence.ErrTaken) {
+			c.log.Warn("natspresence: a claim of this node is held by another owner", "person", cr.Person)
+		} else if err != nil {
+			c.log.Warn("natspresence: claim not re-asserted", "person", cr.Person, "err", err)
+			continue
+		}
+		c.mu.Lock()
+		if cur, ok := c.mine[cr.Person]; ok && cur.Owner == cr.Owner {
+			cur.rev = rev
+			c.mine[cr.Person] = cur
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *Cluster) assertOne(ctx context.Context, kv jetstream.KeyValue, cr claimRev) (uint64, error) {
+	val, _ := json.Marshal(claimValue{Owner: cr.Owner, Meta: cr.Meta, Ref: cr.Ref})
+	var rev uint64
+	var err error
+	if cr.rev != 0 {
+		rev, err = kv.Update(ctx, personKey(cr.Person), val, cr.rev)
+	}
+	if cr.rev == 0 || errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) {
+		rev, err = kv.Create(ctx, personKey(cr.Person), val)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			e, gerr := kv.Get(ctx, personKey(cr.Person))
+			if gerr != nil {
+				return 0, gerr
+			}
+			var cur claimValue
+			if json.Unmarshal(e.Value(), &cur) != nil || cur.Owner != cr.Owner {
+				return 0, presence.ErrTaken
+			}
+			rev, err = kv.Update(ctx, personKey(cr.Person), val, e.Revision())
+		}
+	}
+	if err != nil {
+		return 0, err
+	}
+	if _, err := kv.Put(ctx, ownerKey(cr.Owner), []byte(cr.Person)); err != nil {
+		return 0, err
+	}
+	return rev, nil
+}
+
+func toWire(h presence.Hold) hold {
+	w := hold{Person: h.Person, Owner: h.Owner, Meta: h.Meta, Ref: h.Ref, Streams: h.Streams, Vanished: h.Vanished}
+	if !h.Since.IsZero() {
+		w.Since = h.Since.UnixNano()
+	}
+	return w
+}
+
+func fromWire(w hold) presence.Hold {
+	h := presence.Hold{Claim: presence.Claim{Person: w.Person, Owner: w.Owner, Meta: w.Meta, Ref: w.Ref}, Streams: w.Streams, Vanished: w.Vanished}
+	if w.Since != 0 {
+		h.Since = time.Unix(0, w.Since)
+	}
+	return h
+}

@@ -1,0 +1,455 @@
+package natspresence_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
+
+	"github.com/sfere-go/sfere"
+	"github.com/sfere-go/sfere/natscluster"
+	"github.com/sfere-go/sfere/presence"
+	"github.com/sfere-go/sfere/presence/natspresence"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const (
+	room     = "room"
+	interval = 100 * time.Millisecond
+	grace    = 300 * time.Millisecond
+	waitLong = 5 * time.Second
+)
+
+func renderSnapshot(ms []presence.Member, _ presence.Diff) []sfere.Effect {
+	ids := make([]string, len(ms))
+	for i, m := range ms {
+		ids[i] = m.ID
+	}
+	return []sfere.Effect{sfere.PatchElements(`<p id="snapshot" data-ids="` + strings.Join(ids, ",") + `"></p>`)}
+}
+
+func renderDiff(d presence.Diff) []sfere.Effect {
+	var fx []sfere.Effect
+	for _, l := range d.Leaves {
+		fx = append(fx, sfere.PatchElements(`<p id="leave" data-id="`+l.ID+`" data-reason="`+l.Reason.String()+`"></p>`))
+	}
+	for _, j := range d.Joins {
+		fx = append(fx, sfere.PatchElements(`<p id="join" data-id="`+j.ID+`"></p>`))
+	}
+	return fx
+}
+
+// node is one process of the cluster: its NATS connection, hub, tracker
+// and HTTP server.
+type node struct {
+	t       *testing.T
+	nc      *nats.Conn
+	hub     *sfere.Hub
+	tracker *presence.Tracker
+	srv     *httptest.Server
+}
+
+func startNATS(t *testing.T, addr string) *natscluster.Server {
+	t.Helper()
+	ns, err := natscluster.StartServer(addr, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
+func startNode(t *testing.T, url, id string) *node {
+	t.Helper()
+	n := &node{t: t}
+	var err error
+	n.nc, err = nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := natspresence.New(t.Context(), n.nc, room, natspresence.Options{NodeID: id, Interval: interval})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tr *presence.Tracker
+	store := sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: func(ev sfere.Eviction) { tr.Evicted(ev) }})
+	n.hub = sfere.NewHub(store, sfere.HubOptions{OnOpen: func(s *sfere.Stream) { tr.Opened(s) }})
+	tr, err = presence.New(n.hub, presence.Options{Room: room, Grace: grace, Window: 20 * time.Millisecond,
+		Snapshot: renderSnapshot, Diff: renderDiff, Cluster: cl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.tracker = tr
+	n.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := tr.Detach(w, r, r.URL.Query().Get("owner")); err != nil {
+			http.Error(w, err.Error(), http.StatusForbidden)
+		}
+	}))
+	t.Cleanup(n.stop)
+	return n
+}
+
+// stop shuts the node down as a process would on SIGTERM.
+func (n *node) stop() {
+	n.tracker.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n.hub.Shutdown(ctx)
+	n.srv.Close()
+	n.nc.Close()
+}
+
+// crash stops the node without a word to the others: its NATS connection
+// drops first.
+func (n *node) crash() { n.nc.Close() }
+
+func (n *node) claim(person, owner string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	_, err := n.tracker.Claim(ctx, person, owner, "")
+	return err
+}
+
+// tab is one stream read over TCP.
+type tab struct {
+	t      *testing.T
+	conn   net.Conn
+	mu     sync.Mutex
+	events []string
+	ended  bool
+}
+
+var elementsLine = regexp.MustCompile(`^data: elements (.*)$`)
+
+func (n *node) open(owner string) *tab {
+	n.t.Helper()
+	c, err := net.Dial("tcp", n.srv.Listener.Addr().String())
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	if _, err := c.Write([]byte("POST /?owner=" + owner + " HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")); err != nil {
+		n.t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		n.t.Fatalf("open stream of %s: %v %v", owner, resp, err)
+	}
+	tb := &tab{t: n.t, conn: c}
+	go func() {
+		lr := bufio.NewReader(resp.Body)
+		for {
+			line, err := lr.ReadString('\n')
+			if err != nil {
+				tb.mu.Lock()
+				tb.ended = true
+				tb.mu.Unlock()
+				return
+			}
+			if m := elementsLine.FindStringSubmatch(strings.TrimRight(line, "\r\n")); m != nil {
+				tb.mu.Lock()
+				tb.events = append(tb.events, m[1])
+				tb.mu.Unlock()
+			}
+		}
+	}()
+	n.t.Cleanup(func() { c.Close() })
+	tb.waitFor(`id="snapshot"`) // later changes come as diffs
+	return tb
+}
+
+func (tb *tab) count(text string) int {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	n := 0
+	for _, e := range tb.events {
+		n += strings.Count(e, text)
+	}
+	return n
+}
+
+func (tb *tab) waitFor(text string) {
+	tb.t.Helper()
+	deadline := time.Now().Add(waitLong)
+	for tb.count(text) == 0 {
+		if time.Now().After(deadline) {
+			tb.mu.Lock()
+			defer tb.mu.Unlock()
+			tb.t.Fatalf("no event with %s within %v; got:\n%s", text, waitLong, strings.Join(tb.events, "\n"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (tb *tab) isEnded() bool {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	return tb.ended
+}
+
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func left(id, reason string) string { return `data-id="` + id + `" data-reason="` + reason + `"` }
+func joined(id string) string       { return `id="join" data-id="` + id + `"` }
+
+// A person with tabs on two nodes is one person: one arrival, nothing when
+// one tab closes, one departure (on every node) when the last one does.
+func TestTabsOnTwoNodesAreOnePerson(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	defer ns.Shutdown()
+	a, b, c := startNode(t, ns.ClientURL(), "a"), startNode(t, ns.ClientURL(), "b"), startNode(t, ns.ClientURL(), "c")
+	if err := c.claim("phil", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	ps := c.open("s2")
+	if err := a.claim("brian", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	ta := a.open("s1")
+	ps.waitFor(joined("brian"))
+	tb := b.open("s1") // the same session through node b
+	tb.waitFor(`data-ids="phil,brian"`)
+	ta.waitFor(`data-ids="phil,brian"`)
+
+	// Taken on every node.
+	if err := b.claim("brian", "s9"); !errors.Is(err, presence.ErrTaken) {
+		t.Errorf("brian claimed through b by another owner: %v", err)
+	}
+
+	ta.conn.Close()
+	time.Sleep(grace + 3*interval)
+	if n := ps.count(left("brian", "closed")); n != 0 {
+		t.Fatalf("closing one of two tabs (on two nodes) announced a departure")
+	}
+	tb.conn.Close()
+	ps.waitFor(left("brian", "closed"))
+	time.Sleep(grace + 3*interval)
+	if n := ps.count(`data-id="brian"`); n != 2 {
+		t.Errorf("phil saw %d events about brian, want 2 (one arrival, one departure)", n)
+	}
+	if n := ps.count(joined("brian")); n != 1 {
+		t.Errorf("phil saw brian arrive %d times", n)
+	}
+	eventually(t, waitLong, "the name is free again", func() bool { return b.claim("brian", "s9") == nil })
+}
+
+// A node that stops answering: its people depart once on every other
+// node, with ReasonNodeLost, within a few intervals; a person it shared
+// with a live node stays.
+func TestLostNodesPeopleDepartOnce(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	defer ns.Shutdown()
+	a, b, c := startNode(t, ns.ClientURL(), "a"), startNode(t, ns.ClientURL(), "b"), startNode(t, ns.ClientURL(), "c")
+	if err := a.claim("phil", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	pa := a.open("s2")
+	pb := b.open("s2") // phil also has a tab on b
+	if err := c.claim("carol", "s3"); err != nil {
+		t.Fatal(err)
+	}
+	c.open("s3")
+	if err := c.claim("dora", "s4"); err != nil {
+		t.Fatal(err)
+	}
+	c.open("s4")
+	b.open("s4") // dora also has a tab on b
+	pa.waitFor(joined("carol"))
+	pb.waitFor("dora") // in its snapshot
+
+	crashed := time.Now()
+	c.crash()
+	for _, tb := range []*tab{pa, pb} {
+		tb.waitFor(left("carol", "node-lost"))
+	}
+	t.Logf("lost node's person departed after %v (interval %v)", time.Since(crashed).Round(time.Millisecond), interval)
+	time.Sleep(grace + 5*interval)
+	for _, tb := range []*tab{pa, pb} {
+		if n := tb.count(`data-id="carol" data-reason`); n != 1 {
+			t.Errorf("%d departures of carol, want 1", n)
+		}
+		if n := tb.count(`data-id="dora" data-reason`); n != 0 {
+			t.Errorf("dora, still on b, departed %d times", n)
+		}
+	}
+	if got := names(a.tracker.Members()); got != "phil,dora" {
+		t.Errorf("a's members = %s", got)
+	}
+}
+
+// Leave through one node ends the person's tabs on every node and departs
+// once everywhere.
+func TestLeaveThroughAnotherNode(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	defer ns.Shutdown()
+	a, b := startNode(t, ns.ClientURL(), "a"), startNode(t, ns.ClientURL(), "b")
+	if err := a.claim("phil", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	ps := a.open("s2")
+	if err := b.claim("carol", "s3"); err != nil {
+		t.Fatal(err)
+	}
+	cs := b.open("s3")
+	ps.waitFor(joined("carol"))
+	if _, err := a.tracker.Leave(t.Context(), "s3"); err != nil {
+		t.Fatal(err)
+	}
+	ps.waitFor(left("carol", "left"))
+	eventually(t, waitLong, "carol's tab on b ends", cs.isEnded)
+	time.Sleep(grace + 4*interval)
+	if n := ps.count(`data-id="carol"`); n != 2 {
+		t.Errorf("phil saw %d events about carol, want 2", n)
+	}
+}
+
+// The shared state is lost (the NATS server, without storage, restarts):
+// every node re-asserts its people, so no name is held twice and no one is
+// announced twice.
+func TestSharedStateLostIsRebuilt(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	addr := ns.Addr().String()
+	restarted := ns
+	defer func() { restarted.Shutdown() }()
+	a, b := startNode(t, ns.ClientURL(), "a"), startNode(t, ns.ClientURL(), "b")
+	if err := b.claim("phil", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	ps := b.open("s2")
+	if err := a.claim("brian", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	bs := a.open("s1")
+	ps.waitFor(joined("brian"))
+
+	ns.Shutdown()
+	restarted = startNATS(t, addr)
+	eventually(t, waitLong, "both nodes reconnected", func() bool { return a.nc.IsConnected() && b.nc.IsConnected() })
+	// A newcomer on a tries phil's name at once: refused.
+	if err := a.claim("phil", "s9"); !errors.Is(err, presence.ErrTaken) {
+		t.Fatalf("phil's name given to another owner after the state was lost: %v", err)
+	}
+	// Within a few intervals phil's claim is back in the new bucket:
+	// even a node that never saw phil refuses the name.
+	eventually(t, waitLong, "phil's claim re-asserted", func() bool {
+		_, ok := a.tracker.Lookup(t.Context(), "s2")
+		return ok
+	})
+	c := startNode(t, restarted.ClientURL(), "c")
+	if err := c.claim("phil", "s9"); !errors.Is(err, presence.ErrTaken) {
+		t.Errorf("a new node gave phil's name to another owner: %v", err)
+	}
+	time.Sleep(grace + 4*interval)
+	for who, tb := range map[string]*tab{"brian": bs, "phil": ps} {
+		if n := tb.count(`data-reason`); n != 0 {
+			t.Errorf("%s saw %d departures after the state was lost", who, n)
+		}
+	}
+	if n := ps.count(joined("brian")); n != 1 {
+		t.Errorf("phil saw brian arrive %d times", n)
+	}
+}
+
+func names(ms []presence.Member) string {
+	ids := make([]string, len(ms))
+	for i, m := range ms {
+		ids[i] = m.ID
+	}
+	return strings.Join(ids, ",")
+}
+
+var (
+	snapshotIDs = regexp.MustCompile(`data-ids="([^"]*)"`)
+	eventID     = regexp.MustCompile(`id="(join|leave)" data-id="([^"]*)"`)
+)
+
+// replay is what a stream shows after its snapshot and diffs; it fails
+// the test if a diff joins someone already shown or drops someone not
+// shown.
+func (tb *tab) replay(t *testing.T, strict bool) map[string]bool {
+	tb.mu.Lock()
+	events := append([]string(nil), tb.events...)
+	tb.mu.Unlock()
+	shown := map[string]bool{}
+	for _, e := range events {
+		if m := snapshotIDs.FindStringSubmatch(e); m != nil {
+			for _, id := range strings.Split(m[1], ",") {
+				if id != "" {
+					shown[id] = true
+				}
+			}
+			continue
+		}
+		m := eventID.FindStringSubmatch(e)
+		if m == nil {
+			continue
+		}
+		switch id := m[2]; {
+		case m[1] == "join" && shown[id], m[1] == "leave" && !shown[id]:
+			if strict {
+				t.Errorf("%s of %s does not fit the stream's view", m[1], id)
+			}
+		case m[1] == "join":
+			shown[id] = true
+		default:
+			delete(shown, id)
+		}
+	}
+	return shown
+}
+
+// People arriving at once on three nodes: every stream, on every node,
+// shows each of them exactly once, its snapshot never crossing a diff.
+func TestConcurrentArrivalsAcrossNodesConsistent(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	defer ns.Shutdown()
+	nodes := []*node{startNode(t, ns.ClientURL(), "a"), startNode(t, ns.ClientURL(), "b"), startNode(t, ns.ClientURL(), "c")}
+	const n = 30
+	tabs := make([]*tab, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			nd := nodes[i%len(nodes)]
+			id := string(rune('A'+i/10)) + string(rune('a'+i%10))
+			if err := nd.claim(id, "s"+id); err != nil {
+				t.Error(err)
+				return
+			}
+			tabs[i] = nd.open("s" + id)
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for i, tb := range tabs {
+		eventually(t, waitLong, "every stream shows everyone", func() bool { return len(tb.replay(t, false)) == n })
+		if got := tb.replay(t, true); len(got) != n {
+			t.Errorf("stream %d shows %d people, want %d", i, len(got), n)
+		}
+	}
+	for _, nd := range nodes {
+		if got := len(nd.tracker.Members()); got != n {
+			t.Errorf("a node's members: %d, want %d", got, n)
+		}
+	}
+}

@@ -1,0 +1,125 @@
+package presence
+
+import (
+	"github.com/sfere-go/sfere"
+)
+
+// notify is the tracker's side of a [Cluster]: what the other nodes hold.
+type notify struct{ t *Tracker }
+
+var _ Notify = notify{}
+
+func (n notify) Held(node string, h Hold) {
+	t := n.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.heldLocked(node, h)
+}
+
+// heldLocked records what node holds of h.Person.
+func (t *Tracker) heldLocked(node string, h Hold) {
+	if t.closed {
+		return
+	}
+	if t.departedRef(h.Ref) {
+		return // late news of a claim that departed
+	}
+	p := t.people[h.Person]
+	if p == nil {
+		if h.Streams == 0 {
+			return
+		}
+		if old := t.owners[h.Owner]; old != nil {
+			// The owner moved to another id through that node.
+			t.departLocked(old, Departure{Reason: ReasonRenamed}, false)
+		}
+		p = t.newPersonLocked(h.Claim)
+	}
+	if p.owner != h.Owner {
+		t.log.Warn("presence: a person is held by two owners; keeping this node's", "person", h.Person, "node", node)
+		return
+	}
+	if h.Streams > 0 {
+		if p.remote == nil {
+			p.remote = make(map[string]int)
+		}
+		p.remote[node] = h.Streams
+		p.stopTimerLocked()
+		if p.epoch == 0 {
+			if !h.Since.IsZero() {
+				p.since = h.Since
+			}
+			t.arriveLocked(p)
+			t.changedLocked()
+		}
+		return
+	}
+	if _, ok := p.remote[node]; !ok {
+		return
+	}
+	delete(p.remote, node)
+	if !p.held() {
+		p.vanished, p.lastCause, p.lastErr = h.Vanished, sfere.CauseClosed, nil
+		t.checkLocked(p)
+	}
+}
+
+func (n notify) Snapshot(node string, holds []Hold) {
+	t := n.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	in := make(map[string]bool, len(holds))
+	for _, h := range holds {
+		in[h.Person] = true
+		t.heldLocked(node, h)
+	}
+	for _, p := range t.people {
+		if _, ok := p.remote[node]; ok && !in[p.id] {
+			t.heldLocked(node, Hold{Claim: p.claim()})
+		}
+	}
+}
+
+func (n notify) NodeLost(node string) {
+	t := n.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return
+	}
+	for _, p := range t.people {
+		if _, ok := p.remote[node]; !ok {
+			continue
+		}
+		delete(p.remote, node)
+		if !p.held() && p.epoch != 0 {
+			t.departLocked(p, Departure{Reason: ReasonNodeLost, Cause: sfere.CauseNodeLost}, false)
+		}
+	}
+}
+
+func (n notify) Left(person, owner string) {
+	t := n.t
+	t.mu.Lock()
+	p := t.people[person]
+	if t.closed || p == nil || p.owner != owner {
+		t.mu.Unlock()
+		return
+	}
+	closing := t.departLocked(p, Departure{Reason: ReasonLeft}, true)
+	t.mu.Unlock()
+	t.end(closing, ErrLeft)
+}
+
+func (n notify) Holds() []Hold {
+	t := n.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []Hold
+	for _, p := range t.people {
+		if p.local > 0 {
+			out = append(out, Hold{Claim: p.claim(), Streams: p.local, Since: p.since})
+		}
+	}
+	return out
+}

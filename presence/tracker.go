@@ -1,0 +1,642 @@
+package presence
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/sfere-go/sfere"
+)
+
+// Defaults of [Options].
+const (
+	DefaultGrace        = 2 * time.Second
+	DefaultWindow       = 50 * time.Millisecond
+	DefaultClaimTimeout = 15 * time.Second
+)
+
+// Errors of the tracker's operations.
+var (
+	// ErrTaken: the person id is held by another owner.
+	ErrTaken = errors.New("presence: person held by another owner")
+	// ErrNotClaimed: the owner holds no person (it never claimed one, it
+	// left, or its claim lapsed).
+	ErrNotClaimed = errors.New("presence: owner holds no person")
+	// ErrLeft: the person left; given to [Options.Goodbye] for the
+	// streams the tracker ends because of it.
+	ErrLeft = errors.New("presence: person left")
+	// ErrClosed: the tracker is closed.
+	ErrClosed = errors.New("presence: tracker closed")
+)
+
+// Reason says why a person departed.
+type Reason uint8
+
+const (
+	// ReasonClosed: the person's last stream ended and none came back
+	// within the grace period, or its peer vanished. [Departure.Cause]
+	// and [Departure.Err] say how the last stream ended.
+	ReasonClosed Reason = iota + 1
+	// ReasonLeft: the application called [Tracker.Leave].
+	ReasonLeft
+	// ReasonRenamed: the owner claimed another person id.
+	ReasonRenamed
+	// ReasonNodeLost: the cluster node that held the person's streams
+	// stopped answering.
+	ReasonNodeLost
+)
+
+var reasonNames = [...]string{
+	ReasonClosed:   "closed",
+	ReasonLeft:     "left",
+	ReasonRenamed:  "renamed",
+	ReasonNodeLost: "node-lost",
+}
+
+// String returns the reason's lower-case name, e.g. "closed".
+func (r Reason) String() string {
+	if r >= ReasonClosed && int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("Reason(%d)", uint8(r))
+}
+
+// Member is one person as the room sees it.
+type Member struct {
+	// ID is the person's id, chosen by the application.
+	ID string
+	// Meta is the application's metadata of the person (say, a display
+	// name), as given to [Tracker.Claim].
+	Meta string
+	// Since is when the person arrived.
+	Since time.Time
+	// Present is false while the person has claimed its id but no stream
+	// came yet (only [Tracker.Lookup] returns such members).
+	Present bool
+}
+
+// Departure is one person leaving.
+type Departure struct {
+	Member
+	Reason Reason
+	// Cause and Err are the eviction cause and error of the person's
+	// last stream, for [ReasonClosed].
+	Cause sfere.Cause
+	Err   error
+}
+
+// Diff is one batch of changes: Leaves apply before Joins (a person may
+// leave and arrive again within one batch). Each list is ordered, Joins by
+// arrival, Leaves by id.
+type Diff struct {
+	Joins  []Member
+	Leaves []Departure
+}
+
+// Empty reports whether d has no change.
+func (d Diff) Empty() bool { return len(d.Joins) == 0 && len(d.Leaves) == 0 }
+
+// Options configures a [Tracker].
+type Options struct {
+	// Room is the category of the room's stream keys. Required.
+	Room string
+	// Grace is how long a person whose last stream ended may come back
+	// (a reload) before its departure. Zero means [DefaultGrace];
+	// negative means no grace.
+	Grace time.Duration
+	// Window is the batching window: changes within it reach each stream
+	// as one event. Zero means [DefaultWindow]; negative means every
+	// change goes out alone, at once.
+	Window time.Duration
+	// ClaimTimeout is how long a claim waits for the person's first
+	// stream before it lapses, silently. Zero means [DefaultClaimTimeout].
+	ClaimTimeout time.Duration
+	// Snapshot renders the state for streams that opened since the last
+	// batch: the members after the batch d (d is also given, so that the
+	// page can show its lines). Required.
+	Snapshot func(members []Member, d Diff) []sfere.Effect
+	// Diff renders a batch for every other stream of the room. Required.
+	Diff func(d Diff) []sfere.Effect
+	// Goodbye, if set, renders what a stream the tracker ends receives
+	// before it closes: why is [ErrLeft] (its person left) or
+	// [ErrNotClaimed] (the stream's owner holds no person).
+	Goodbye func(why error) []sfere.Effect
+	// OnDiff, if set, is told of every non-empty batch before it is
+	// sent (for logs and metrics). It runs with the tracker's lock held:
+	// it must not block or call the tracker.
+	OnDiff func(Diff)
+	// Cluster, if set, shares the room with other nodes.
+	Cluster Cluster
+	// Logger receives the tracker's warnings. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Tracker follows the people of one room over their streams on one hub.
+// All its methods are safe for concurrent use. It holds one lock; nothing
+// that waits on the network runs under it (broadcasts only queue bytes).
+type Tracker struct {
+	hub          *sfere.Hub
+	room         string
+	everyone     sfere.Pattern
+	grace        time.Duration
+	window       time.Duration
+	claimTimeout time.Duration
+	snapshot     func([]Member, Diff) []sfere.Effect
+	diff         func(Diff) []sfere.Effect
+	goodbye      func(error) []sfere.Effect
+	onDiff       func(Diff)
+	cluster      Cluster
+	log          *slog.Logger
+
+	mu        sync.Mutex
+	closed    bool
+	seq       uint64                    // arrival epochs
+	people    map[string]*person        // id -> person (claimed, present or in grace)
+	owners    map[string]*person        // owner -> person
+	opening   map[sfere.Key]*person     // streams on their way into the store
+	streams   map[*sfere.Stream]*person // this node's streams
+	published map[string]Member         // the state as of the last batch
+	epochs    map[string]uint64         // published arrival epoch by id
+	dirty     map[string]struct{}       // ids changed since the last batch
+	departed  map[string]Departure      // this batch's departures by id
+	fresh     sfere.KeySet              // streams opened since the last batch
+	settled   sfere.KeySet              // streams that received their snapshot
+	gone      map[string]time.Time      // Refs of departed claims, and when
+	lastFlush time.Time                 // when the last batch went out
+	flushing  *time.Timer               // the pending batch's timer, if any
+}
+
+// New returns a tracker of opts.Room on hub. Wire [Tracker.Opened] and
+// [Tracker.Evicted] to the hub's hooks (see the package doc).
+func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
+	if opts.Room == "" {
+		return nil, errors.New("presence: Options.Room is required")
+	}
+	if opts.Snapshot == nil || opts.Diff == nil {
+		return nil, errors.New("presence: Options.Snapshot and Options.Diff are required")
+	}
+	t := &Tracker{
+		hub:          hub,
+		room:         opts.Room,
+		everyone:     Everyone(opts.Room),
+		grace:        cmp.Or(opts.Grace, DefaultGrace),
+		window:       cmp.Or(opts.Window, DefaultWindow),
+		claimTimeout: cmp.Or(opts.ClaimTimeout, DefaultClaimTimeout),
+		snapshot:     opts.Snapshot,
+		diff:         opts.Diff,
+		goodbye:      opts.Goodbye,
+		onDiff:       opts.OnDiff,
+		cluster:      opts.Cluster,
+		log:          cmp.Or(opts.Logger, slog.Default()),
+		people:       make(map[string]*person),
+		owners:       make(map[string]*person),
+		opening:      make(map[sfere.Key]*person),
+		streams:      make(map[*sfere.Stream]*person),
+		published:    make(map[string]Member),
+		epochs:       make(map[string]uint64),
+		dirty:        make(map[string]struct{}),
+		departed:     make(map[string]Departure),
+		fresh:        make(sfere.KeySet),
+		settled:      make(sfere.KeySet),
+		gone:         make(map[string]time.Time),
+	}
+	if t.cluster != nil {
+		if err := t.cluster.Start(notify{t}); err != nil {
+			return nil, fmt.Errorf("presence: start cluster: %w", err)
+		}
+	}
+	return t, nil
+}
+
+// Room returns the room the tracker follows.
+func (t *Tracker) Room() string { return t.room }
+
+// Claim reserves person for owner. Claiming a person owner already holds
+// changes nothing but its metadata; a person held by another owner is
+// refused with [ErrTaken]. If owner held another person, that one departs
+// ([ReasonRenamed]) and its id is returned as renamed. A claim lapses,
+// silently, if no stream of the person opens within the claim timeout.
+func (t *Tracker) Claim(ctx context.Context, person, owner, meta string) (renamed string, err error) {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return "", ErrClosed
+	}
+	if p := t.people[person]; p != nil {
+		defer t.mu.Unlock()
+		if p.owner != owner {
+			return "", fmt.Errorf("%w: %q", ErrTaken, person)
+		}
+		p.meta = meta
+		return "", nil
+	}
+	t.mu.Unlock()
+
+	c := Claim{Person: person, Owner: owner, Meta: meta, Ref: newConnID()}
+	if t.cluster != nil {
+		if c, err = t.cluster.Claim(ctx, c); err != nil {
+			return "", err
+		}
+	}
+
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return "", ErrClosed
+	}
+	if p := t.people[person]; p != nil {
+		// Claimed here (or seen held elsewhere) while the cluster answered.
+		defer t.mu.Unlock()
+		if p.owner != owner {
+			if t.cluster != nil {
+				t.cluster.Release(person, owner)
+			}
+			return "", fmt.Errorf("%w: %q", ErrTaken, person)
+		}
+		return "", nil
+	}
+	var closing []*sfere.Stream
+	if old := t.owners[owner]; old != nil {
+		renamed = old.id
+		closing = t.departLocked(old, Departure{Reason: ReasonRenamed}, true)
+	}
+	p := t.newPersonLocked(c)
+	t.setTimerLocked(p, t.claimTimeout, t.claimLapsed)
+	t.mu.Unlock()
+	t.end(closing, ErrLeft)
+	return renamed, nil
+}
+
+// Lookup returns the person owner holds, if any: present (arrived, or
+// within grace) or only claimed (Member.Present false). In a cluster it
+// also finds a claim made through another node.
+func (t *Tracker) Lookup(ctx context.Context, owner string) (Member, bool) {
+	p, err := t.holder(ctx, owner)
+	if err != nil {
+		return Member{}, false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return p.member(), true
+}
+
+// holder returns owner's person, adopting a claim made through another
+// node.
+func (t *Tracker) holder(ctx context.Context, owner string) (*person, error) {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil, ErrClosed
+	}
+	p := t.owners[owner]
+	t.mu.Unlock()
+	if p != nil {
+		return p, nil
+	}
+	if t.cluster == nil {
+		return nil, ErrNotClaimed
+	}
+	c, ok := t.cluster.Lookup(ctx, owner)
+	if !ok {
+		return nil, ErrNotClaimed
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p := t.owners[owner]; p != nil {
+		return p, nil
+	}
+	if t.people[c.Person] != nil || t.departedRef(c.Ref) {
+		return nil, ErrNotClaimed // held here by another owner, or gone
+	}
+	p = t.newPersonLocked(c)
+	t.setTimerLocked(p, t.claimTimeout, t.claimLapsed)
+	return p, nil
+}
+
+// Serve serves a new stream of owner's person, under its own key, until
+// the stream ends (see [sfere.Hub.Serve]). It returns [ErrNotClaimed]
+// without writing anything if owner holds no person: the caller answers.
+func (t *Tracker) Serve(w http.ResponseWriter, r *http.Request, owner string, initial ...sfere.Effect) error {
+	_, err := t.open(w, r, owner, initial, false)
+	return err
+}
+
+// Detach is [Tracker.Serve] without the wait (see [sfere.Hub.Detach]).
+func (t *Tracker) Detach(w http.ResponseWriter, r *http.Request, owner string, initial ...sfere.Effect) (*sfere.Stream, error) {
+	return t.open(w, r, owner, initial, true)
+}
+
+func (t *Tracker) open(w http.ResponseWriter, r *http.Request, owner string, initial []sfere.Effect, detach bool) (*sfere.Stream, error) {
+	p, err := t.holder(r.Context(), owner)
+	if err != nil {
+		return nil, err
+	}
+	key := StreamKey(t.room, p.id, newConnID())
+	t.mu.Lock()
+	if t.people[p.id] != p {
+		t.mu.Unlock()
+		return nil, ErrNotClaimed // it left meanwhile
+	}
+	t.opening[key] = p
+	t.mu.Unlock()
+	var s *sfere.Stream
+	if detach {
+		s, err = t.hub.Detach(w, r, key, initial...)
+	} else {
+		err = t.hub.Serve(w, r, key, initial...)
+	}
+	if err != nil {
+		t.mu.Lock()
+		delete(t.opening, key)
+		t.mu.Unlock()
+	}
+	return s, err
+}
+
+// Opened records a stream the hub stored: call it from
+// [sfere.HubOptions.OnOpen]. A stream of the room that the tracker did not
+// open for a claimed person is sent [Options.Goodbye] and closed.
+func (t *Tracker) Opened(s *sfere.Stream) {
+	key := s.Key()
+	if key.Category != t.room {
+		return
+	}
+	t.mu.Lock()
+	p := t.opening[key]
+	delete(t.opening, key)
+	if t.closed || p == nil || t.people[p.id] != p {
+		t.mu.Unlock()
+		t.end([]*sfere.Stream{s}, ErrNotClaimed)
+		return
+	}
+	t.streams[s] = p
+	p.local++
+	p.stopTimerLocked()
+	p.vanished = false
+	t.fresh[key] = struct{}{}
+	if p.epoch == 0 {
+		t.arriveLocked(p)
+	}
+	t.holdLocked(p)
+	select {
+	case <-s.Done():
+		// It was evicted before it was recorded: its eviction found
+		// nothing to do, so its end is handled here.
+		t.endedLocked(s, sfere.CauseClosed, nil)
+	default:
+	}
+	t.changedLocked()
+	t.mu.Unlock()
+}
+
+// Evicted records a stream that left the store: call it from the store's
+// [sfere.EvictFunc]. Streams of other rooms are ignored.
+func (t *Tracker) Evicted(ev sfere.Eviction) {
+	if ev.Key.Category != t.room || ev.Stream == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.endedLocked(ev.Stream, ev.Cause, ev.Err)
+}
+
+// endedLocked handles the end of one of this node's streams.
+func (t *Tracker) endedLocked(s *sfere.Stream, cause sfere.Cause, err error) {
+	p := t.streams[s]
+	if p == nil {
+		return
+	}
+	delete(t.streams, s)
+	delete(t.fresh, s.Key())
+	delete(t.settled, s.Key())
+	p.local--
+	if t.closed {
+		return
+	}
+	p.lastCause, p.lastErr = cause, err
+	if p.local == 0 {
+		p.vanished = errors.Is(err, sfere.ErrPeerVanished)
+	}
+	t.holdLocked(p)
+	t.checkLocked(p)
+}
+
+// checkLocked starts the grace period of a present person held nowhere,
+// or makes it depart at once when its last stream's peer vanished (or
+// there is no grace).
+func (t *Tracker) checkLocked(p *person) {
+	if p.held() || p.epoch == 0 || p.timer != nil {
+		return
+	}
+	if p.vanished || t.grace < 0 {
+		t.departLocked(p, Departure{Reason: ReasonClosed, Cause: p.lastCause, Err: p.lastErr}, false)
+		return
+	}
+	t.setTimerLocked(p, t.grace, t.graceOver)
+}
+
+// graceOver ends a grace period: the person departs unless a stream came
+// back meanwhile.
+func (t *Tracker) graceOver(p *person, gen uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed || p.gen != gen || t.people[p.id] != p {
+		return
+	}
+	p.timer = nil
+	if !p.held() {
+		t.departLocked(p, Departure{Reason: ReasonClosed, Cause: p.lastCause, Err: p.lastErr}, false)
+	}
+}
+
+// claimLapsed drops a claim no stream came for, silently.
+func (t *Tracker) claimLapsed(p *person, gen uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed || p.gen != gen || t.people[p.id] != p {
+		return
+	}
+	p.timer = nil
+	if p.epoch == 0 && !p.held() {
+		t.departLocked(p, Departure{}, false)
+	}
+}
+
+// Leave makes owner's person depart now ([ReasonLeft]) and ends its
+// streams on every node; it returns the person's id, or [ErrNotClaimed].
+func (t *Tracker) Leave(ctx context.Context, owner string) (string, error) {
+	p, err := t.holder(ctx, owner)
+	if err != nil {
+		return "", err
+	}
+	t.mu.Lock()
+	if t.people[p.id] != p {
+		t.mu.Unlock()
+		return "", ErrNotClaimed
+	}
+	closing := t.departLocked(p, Departure{Reason: ReasonLeft}, true)
+	if t.cluster != nil {
+		t.cluster.Leave(p.id, p.owner)
+	}
+	t.mu.Unlock()
+	t.end(closing, ErrLeft)
+	return p.id, nil
+}
+
+// departLocked is the one place a person departs: it forgets p, and if p
+// had arrived, records the departure for the next batch. It returns p's
+// streams on this node, which the caller ends (after unlocking) if
+// closeStreams.
+func (t *Tracker) departLocked(p *person, d Departure, closeStreams bool) []*sfere.Stream {
+	p.stopTimerLocked()
+	t.rememberGoneLocked(p.ref)
+	delete(t.people, p.id)
+	if t.owners[p.owner] == p {
+		delete(t.owners, p.owner)
+	}
+	var closing []*sfere.Stream
+	for s, q := range t.streams {
+		if q == p {
+			delete(t.streams, s)
+			delete(t.fresh, s.Key())
+			delete(t.settled, s.Key())
+			if closeStreams {
+				closing = append(closing, s)
+			}
+		}
+	}
+	if t.cluster != nil {
+		t.cluster.Release(p.id, p.owner)
+		if p.local > 0 {
+			t.cluster.Hold(Hold{Claim: p.claim()})
+		}
+	}
+	p.local = 0
+	if p.epoch != 0 && d.Reason != 0 {
+		d.Member = p.member()
+		d.Member.Present = true
+		t.departed[p.id] = d
+		t.dirty[p.id] = struct{}{}
+		t.changedLocked()
+	}
+	return closing
+}
+
+// goneFor is how long the Ref of a departed claim is remembered: late news
+// from other nodes about it is ignored meanwhile.
+const goneFor = time.Minute
+
+// rememberGoneLocked records a departed claim's Ref.
+func (t *Tracker) rememberGoneLocked(ref string) {
+	if ref == "" {
+		return
+	}
+	now := time.Now()
+	if len(t.gone) >= 1024 && len(t.gone)%1024 == 0 {
+		for r, at := range t.gone {
+			if now.Sub(at) > goneFor {
+				delete(t.gone, r)
+			}
+		}
+	}
+	t.gone[ref] = now
+}
+
+// departedRef reports whether ref is a claim that departed lately. t.mu
+// must be held.
+func (t *Tracker) departedRef(ref string) bool {
+	at, ok := t.gone[ref]
+	return ok && time.Since(at) <= goneFor
+}
+
+// arriveLocked announces p's arrival in the next batch.
+func (t *Tracker) arriveLocked(p *person) {
+	t.seq++
+	p.epoch = t.seq
+	if p.since.IsZero() {
+		p.since = time.Now()
+	}
+	t.dirty[p.id] = struct{}{}
+}
+
+// holdLocked tells the cluster what this node holds of p.
+func (t *Tracker) holdLocked(p *person) {
+	if t.cluster != nil {
+		t.cluster.Hold(Hold{Claim: p.claim(), Streams: p.local, Since: p.since, Vanished: p.vanished})
+	}
+}
+
+// end sends why's goodbye to streams and closes them. t.mu must not be
+// held: a stream that cannot take the goodbye is purged, and its eviction
+// comes back to the tracker.
+func (t *Tracker) end(streams []*sfere.Stream, why error) {
+	var effects []sfere.Effect
+	if t.goodbye != nil {
+		effects = t.goodbye(why)
+	}
+	effects = append(effects, sfere.CloseStream())
+	for _, s := range streams {
+		// The CloseStream ends the stream once the goodbye is written.
+		if _, err := t.hub.Send(s.Key(), effects...); err != nil && !errors.Is(err, sfere.ErrNoStream) {
+			t.hub.Store().PurgeStream(s, sfere.CauseExplicit, nil)
+		}
+	}
+}
+
+// Members returns the room's people as the streams were last told, in
+// order of arrival.
+func (t *Tracker) Members() []Member {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.membersLocked()
+}
+
+// Count returns how many people the streams were last told of.
+func (t *Tracker) Count() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.published)
+}
+
+func (t *Tracker) membersLocked() []Member {
+	out := make([]Member, 0, len(t.published))
+	for _, m := range t.published {
+		out = append(out, m)
+	}
+	slices.SortFunc(out, byArrival)
+	return out
+}
+
+func byArrival(a, b Member) int {
+	return cmp.Or(a.Since.Compare(b.Since), cmp.Compare(a.ID, b.ID))
+}
+
+// Close stops the tracker: timers stop, pending changes are dropped, and
+// streams that end afterwards change nothing (the hub is about to end
+// them). In a cluster, the other nodes treat this node's people as if
+// their streams here had ended. Close does not end streams.
+func (t *Tracker) Close() {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	t.closed = true
+	for _, p := range t.people {
+		p.stopTimerLocked()
+	}
+	if t.flushing != nil {
+		t.flushing.Stop()
+		t.flushing = nil
+	}
+	t.mu.Unlock()
+	if t.cluster != nil {
+		t.cluster.Close()
+	}
+}
