@@ -252,14 +252,24 @@ func runChurn(cfg config, l *lobbyProc) ChurnResult {
 	from.Store(start.Add(cfg.warmup).UnixNano())
 	to.Store(start.Add(cfg.warmup + cfg.duration).UnixNano())
 	stopAt := start.Add(cfg.warmup + cfg.duration)
-	var pacers sync.WaitGroup
-	pacers.Go(func() {
-		t := time.NewTicker(time.Duration(float64(time.Second) / cfg.rate))
+	// Each pacer wakes every 5 ms and starts what is due since start, so a
+	// late wake-up (a busy machine) is made up for, not lost.
+	pace := func(rate float64, fire func(now time.Time)) {
+		t := time.NewTicker(5 * time.Millisecond)
 		defer t.Stop()
+		fired := 0
 		for now := range t.C {
 			if now.After(stopAt) {
 				return
 			}
+			for due := int(now.Sub(start).Seconds() * rate); fired < due; fired++ {
+				fire(now)
+			}
+		}
+	}
+	var pacers sync.WaitGroup
+	pacers.Go(func() {
+		pace(cfg.rate, func(now time.Time) {
 			select {
 			case i := <-idle:
 				active.Go(func() { cycle(i) })
@@ -268,19 +278,15 @@ func runChurn(cfg config, l *lobbyProc) ChurnResult {
 					skipped.Add(1)
 				}
 			}
-		}
+		})
 	})
 	pacers.Go(func() {
-		t := time.NewTicker(time.Duration(float64(time.Second) / cfg.chatRate))
-		defer t.Stop()
 		var seq uint64
-		for now := range t.C {
-			if now.After(stopAt) {
-				return
-			}
+		pace(cfg.chatRate, func(time.Time) {
 			seq++
-			active.Go(func() { chat(seq) })
-		}
+			s := seq
+			active.Go(func() { chat(s) })
+		})
 	})
 	for p := time.Now(); time.Now().Before(stopAt); {
 		time.Sleep(100 * time.Millisecond)
