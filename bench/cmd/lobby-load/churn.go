@@ -21,6 +21,7 @@ type ChurnResult struct {
 	DurationS   float64    `json:"measured_s"`
 	Started     time.Time  `json:"started"`
 	LoadAvg     string     `json:"loadavg_before"`
+	LoadEnd     string     `json:"loadavg_after"`
 
 	// Cycles is how many join → own arrival seen → leave cycles ended in
 	// the measured window, AchievedRate that per second; Skipped counts
@@ -298,6 +299,7 @@ func runChurn(cfg config, l *lobbyProc) ChurnResult {
 	pacers.Wait()
 	res.Server = l.server()
 	res.Server.CPUSec -= srv0.CPUSec
+	res.LoadEnd = loadAvg()
 	res.ClientCPUSec = seconds(cpuTime() - cpu0)
 
 	// Let the cycles under way end and the last lines arrive (bounded).
@@ -350,7 +352,7 @@ func printChurn(r ChurnResult) {
 	fmt.Printf("  cycles: %d in the window = %.1f/s achieved; %d failed; %d turns skipped (every churner busy)\n", r.Cycles, r.AchievedRate, r.Failed, r.Skipped)
 	fmt.Printf("  cycle: /join until own arrival shown, ms: %v\n", r.CycleArrivalMs)
 	fmt.Printf("  chat: %d lines (%d refused), %d of %d deliveries, missing %d; delivery ms: %v\n", r.Lines, r.Refused, r.Delivered, r.Expected, r.Missing, r.Delivery)
-	fmt.Printf("  lobby CPU %.1f s, peak RSS %.0f MiB; tool CPU %.1f s; load before %s\n", r.Server.CPUSec, r.Server.PeakRSSMiB, r.ClientCPUSec, r.LoadAvg)
+	fmt.Printf("  lobby CPU %.1f s, peak RSS %.0f MiB; tool CPU %.1f s; load before %s, after %s\n", r.Server.CPUSec, r.Server.PeakRSSMiB, r.ClientCPUSec, r.LoadAvg, r.LoadEnd)
 	for _, e := range r.Errors {
 		fmt.Printf("  error: %s\n", e)
 	}

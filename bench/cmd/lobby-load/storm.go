@@ -17,6 +17,7 @@ type StormResult struct {
 	Conc    int       `json:"conc"`
 	Started time.Time `json:"started"`
 	LoadAvg string    `json:"loadavg_before"`
+	LoadEnd string    `json:"loadavg_after"`
 
 	Joined  int `json:"joined"`  // /join answered 200
 	Streams int `json:"streams"` // /sse answered 200
@@ -233,6 +234,7 @@ wait:
 	}
 	res.Server = l.server()
 	res.Server.CPUSec -= srv0.CPUSec
+	res.LoadEnd = loadAvg()
 	res.ClientCPUSec = seconds(cpuTime() - cpu0)
 
 	ending.Store(true)
@@ -281,7 +283,7 @@ func printStorm(r StormResult) {
 	fmt.Printf("  arrival since the person's own /join, s:    %v\n", r.OwnWait)
 	fmt.Printf("  /join answer, ms:                           %v\n", r.JoinMs)
 	fmt.Printf("  chat line said at %.2f s to %d present: reached %d; delivery ms: %v\n", r.Chat.SaidAtSec, r.Chat.Present, r.Chat.Reached, r.Chat.Delivery)
-	fmt.Printf("  lobby CPU %.1f s, peak RSS %.0f MiB; tool CPU %.1f s; load before %s\n", r.Server.CPUSec, r.Server.PeakRSSMiB, r.ClientCPUSec, r.LoadAvg)
+	fmt.Printf("  lobby CPU %.1f s, peak RSS %.0f MiB; tool CPU %.1f s; load before %s, after %s\n", r.Server.CPUSec, r.Server.PeakRSSMiB, r.ClientCPUSec, r.LoadAvg, r.LoadEnd)
 	for _, e := range r.Errors {
 		fmt.Printf("  error: %s\n", e)
 	}
