@@ -62,7 +62,8 @@ func smokeLobbyStorm(t *testing.T, bin string) {
 
 // smokeLobbyChurn runs the churn scenario small: 5 chatters, 20 churners at
 // 20 cycles a second for 2 s. Cycles complete, every chat line reaches
-// every chatter, none is missing.
+// every chatter, none is missing, and every chatter sees each churner
+// arrival and departure exactly once.
 func smokeLobbyChurn(t *testing.T, bin string) {
 	out := filepath.Join(t.TempDir(), "churn.json")
 	run := exec.Command(filepath.Join(bin, "lobby-load"), "-scenario", "churn", "-churners", "20", "-chatters", "5",
@@ -75,15 +76,18 @@ func smokeLobbyChurn(t *testing.T, bin string) {
 	t.Logf("%s", log)
 	var res struct {
 		Churns []struct {
-			Cycles    int     `json:"cycles"`
-			Rate      float64 `json:"achieved_cycles_per_s"`
-			Failed    int     `json:"failed_cycles"`
-			Arrival   pct     `json:"cycle_arrival_ms"`
-			Lines     int     `json:"lines"`
-			Expected  int64   `json:"expected"`
-			Delivered int64   `json:"delivered"`
-			Missing   int64   `json:"missing"`
-			Delivery  pct     `json:"delivery_ms"`
+			Cycles    int      `json:"cycles"`
+			Rate      float64  `json:"achieved_cycles_per_s"`
+			Failed    int      `json:"failed_cycles"`
+			Arrival   pct      `json:"cycle_arrival_ms"`
+			Lines     int      `json:"lines"`
+			Expected  int64    `json:"expected"`
+			Delivered int64    `json:"delivered"`
+			Missing   int64    `json:"missing"`
+			Delivery  pct      `json:"delivery_ms"`
+			Announced int64    `json:"arrivals_announced"`
+			Joined    [2]int64 `json:"joined_lines_min_max"`
+			Left      [2]int64 `json:"left_lines_min_max"`
 			Errors    []string
 		} `json:"churns"`
 	}
@@ -98,6 +102,11 @@ func smokeLobbyChurn(t *testing.T, bin string) {
 	if c.Lines == 0 || c.Expected != int64(c.Lines)*5 || c.Delivered != c.Expected || c.Missing != 0 ||
 		c.Delivery.Count != int(c.Delivered) || c.Delivery.P99 <= 0 {
 		t.Errorf("chat: %d lines, %d of %d delivered, missing %d, delivery %+v", c.Lines, c.Delivered, c.Expected, c.Missing, c.Delivery)
+	}
+	// Exactly one "joined" and one "left" line per churner arrival, at
+	// every chatter.
+	if a := c.Announced; a < int64(c.Cycles) || c.Joined != [2]int64{a, a} || c.Left != [2]int64{a, a} {
+		t.Errorf("%d arrivals announced (%d cycles); chatters saw %v joined and %v left lines", a, c.Cycles, c.Joined, c.Left)
 	}
 }
 

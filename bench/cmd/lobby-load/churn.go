@@ -43,6 +43,14 @@ type ChurnResult struct {
 	Missing   int64       `json:"missing"`
 	Delivery  Percentiles `json:"delivery_ms"`
 
+	// Announced counts the churners' arrivals (each seen on the churner's
+	// own stream); every chatter must have seen exactly one "joined" and,
+	// after the churner's /leave, one "left" line for each. JoinedLines and
+	// LeftLines are the fewest and most such lines a chatter saw.
+	Announced   int64    `json:"arrivals_announced"`
+	JoinedLines [2]int64 `json:"joined_lines_min_max"`
+	LeftLines   [2]int64 `json:"left_lines_min_max"`
+
 	ClientCPUSec float64  `json:"client_cpu_s"`
 	Server       Server   `json:"server"`
 	Errors       []string `json:"errors,omitempty"`
@@ -56,6 +64,7 @@ type chatter struct {
 	arrived   chan struct{}
 	delivered atomic.Int64
 	lat       []float64 // ms; written by the reader only
+	scan      *scanner  // counts the churners' "joined" and "left" lines
 }
 
 func runChurn(cfg config, l *lobbyProc) ChurnResult {
@@ -84,6 +93,11 @@ func runChurn(cfg config, l *lobbyProc) ChurnResult {
 		sent   = map[uint64]int64{} // seq -> send time, lines of the window that the lobby took
 	)
 
+	// Churners are named NNNN-cuTAG, so that the chatters can count their
+	// system lines by a fixed pattern.
+	joinedLine := []byte("-cu" + tag + " joined the lobby<")
+	leftLine := []byte("-cu" + tag + " left the lobby<")
+
 	// The chatters join first, 64 at a time, and wait for their arrival.
 	chatters := make([]*chatter, cfg.chatters)
 	var setup sync.WaitGroup
@@ -91,6 +105,15 @@ func runChurn(cfg config, l *lobbyProc) ChurnResult {
 	for i := range chatters {
 		ch := &chatter{name: fmt.Sprintf("ch%s-%03d", tag, i), arrived: make(chan struct{})}
 		chatters[i] = ch
+		ch.scan = newScanner(16<<10, [][]byte{[]byte(">" + ch.name + " joined the lobby<")},
+			func(int, time.Time) { close(ch.arrived) },
+			func(seq uint64, ts int64, at time.Time) {
+				if inWindow(ts) {
+					ch.delivered.Add(1)
+					ch.lat = append(ch.lat, float64(at.UnixNano()-ts)/1e6)
+				}
+			})
+		ch.scan.count(joinedLine, leftLine)
 		setup.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
@@ -111,15 +134,7 @@ func runChurn(cfg config, l *lobbyProc) ChurnResult {
 			}
 			readers.Go(func() {
 				defer body.Close()
-				s := newScanner(16<<10, [][]byte{[]byte(">" + ch.name + " joined the lobby<")},
-					func(int, time.Time) { close(ch.arrived) },
-					func(seq uint64, ts int64, at time.Time) {
-						if inWindow(ts) {
-							ch.delivered.Add(1)
-							ch.lat = append(ch.lat, float64(at.UnixNano()-ts)/1e6)
-						}
-					})
-				err := s.run(body)
+				err := ch.scan.run(body)
 				if !ending.Load() {
 					errs.add("chatter stream ended before the trial did: " + errKind(err))
 				}
@@ -151,6 +166,7 @@ func runChurn(cfg config, l *lobbyProc) ChurnResult {
 	// stream.
 	var (
 		cycles, skipped, failed atomic.Int64
+		announced               atomic.Int64
 		cycleMu                 sync.Mutex
 		cycleArrival            []float64
 		active                  sync.WaitGroup
@@ -161,7 +177,7 @@ func runChurn(cfg config, l *lobbyProc) ChurnResult {
 	}
 	cycle := func(i int) {
 		defer func() { idle <- i }()
-		name := fmt.Sprintf("cu%s-%04d", tag, i)
+		name := fmt.Sprintf("%04d-cu%s", i, tag)
 		start := time.Now()
 		sid, err := c.join(ctx, name)
 		if err != nil {
@@ -189,6 +205,7 @@ func runChurn(cfg config, l *lobbyProc) ChurnResult {
 		})
 		select {
 		case at := <-arrived:
+			announced.Add(1)
 			cycleMu.Lock()
 			if inWindow(at.UnixNano()) {
 				cycleArrival = append(cycleArrival, ms(at.Sub(start)))
@@ -321,8 +338,30 @@ func runChurn(cfg config, l *lobbyProc) ChurnResult {
 		}
 		return n
 	}
-	for deadline := time.Now().Add(10 * time.Second); total() < res.Expected && time.Now().Before(deadline); {
+	// lines returns the fewest and most "joined" and "left" lines of
+	// churners a chatter saw.
+	lines := func() (joined, left [2]int64) {
+		joined, left = [2]int64{1 << 62, 0}, [2]int64{1 << 62, 0}
+		for _, ch := range chatters {
+			j, l := ch.scan.counted[0].Load(), ch.scan.counted[1].Load()
+			joined = [2]int64{min(joined[0], j), max(joined[1], j)}
+			left = [2]int64{min(left[0], l), max(left[1], l)}
+		}
+		return joined, left
+	}
+	settled := func() bool {
+		a := announced.Load()
+		j, l := lines()
+		return j == [2]int64{a, a} && l == [2]int64{a, a}
+	}
+	for deadline := time.Now().Add(10 * time.Second); (total() < res.Expected || !settled()) && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
+	}
+	res.Announced = announced.Load()
+	res.JoinedLines, res.LeftLines = lines()
+	if !settled() {
+		errs.add(fmt.Sprintf("%d churner arrivals announced, but chatters saw %d–%d joined and %d–%d left lines of churners (want exactly %d of each)",
+			res.Announced, res.JoinedLines[0], res.JoinedLines[1], res.LeftLines[0], res.LeftLines[1], res.Announced))
 	}
 	ending.Store(true)
 	cancel()
@@ -352,6 +391,8 @@ func printChurn(r ChurnResult) {
 	fmt.Printf("  cycles: %d in the window = %.1f/s achieved; %d failed; %d turns skipped (every churner busy)\n", r.Cycles, r.AchievedRate, r.Failed, r.Skipped)
 	fmt.Printf("  cycle: /join until own arrival shown, ms: %v\n", r.CycleArrivalMs)
 	fmt.Printf("  chat: %d lines (%d refused), %d of %d deliveries, missing %d; delivery ms: %v\n", r.Lines, r.Refused, r.Delivered, r.Expected, r.Missing, r.Delivery)
+	fmt.Printf("  churner arrivals announced: %d; every chatter saw %d–%d joined and %d–%d left lines of churners\n",
+		r.Announced, r.JoinedLines[0], r.JoinedLines[1], r.LeftLines[0], r.LeftLines[1])
 	fmt.Printf("  lobby CPU %.1f s, peak RSS %.0f MiB; tool CPU %.1f s; load before %s, after %s\n", r.Server.CPUSec, r.Server.PeakRSSMiB, r.ClientCPUSec, r.LoadAvg, r.LoadEnd)
 	for _, e := range r.Errors {
 		fmt.Printf("  error: %s\n", e)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"io"
+	"sync/atomic"
 	"time"
 )
 
@@ -11,7 +12,8 @@ import (
 //   - the first occurrence of each fixed mark (a person's own "joined"
 //     line, a chat text), and
 //   - with stamps on, every ^seq:unixnano^ stamp (chat lines of the churn),
-//     each once.
+//     each once;
+//   - how many times each counted pattern occurred (see [scanner.count]).
 //
 // It works on a fixed buffer and never copies more than a partial mark or
 // stamp across reads, so a mark split between two reads is still found.
@@ -21,12 +23,26 @@ type scanner struct {
 	onMark  func(i int, at time.Time)
 	onStamp func(seq uint64, ts int64, at time.Time) // nil: stamps off
 
+	// counted patterns, their counts (read by other goroutines), and
+	// where the next search for each starts
+	counts    [][]byte
+	counted   []atomic.Int64
+	countFrom []int
+
 	buf                 []byte
 	n                   int // bytes in buf
 	markFrom, stampFrom int // where the next mark and stamp searches start
 	found               []bool
 	left                int // marks not yet found
 	maxMark             int
+}
+
+// count makes s count every occurrence of each pattern; s.counted[i] is
+// the count of patterns[i]. Call it before run.
+func (s *scanner) count(patterns ...[]byte) {
+	s.counts = patterns
+	s.counted = make([]atomic.Int64, len(patterns))
+	s.countFrom = make([]int, len(patterns))
 }
 
 func newScanner(bufSize int, marks [][]byte, onMark func(int, time.Time), onStamp func(uint64, int64, time.Time)) *scanner {
@@ -41,13 +57,14 @@ func newScanner(bufSize int, marks [][]byte, onMark func(int, time.Time), onStam
 // run reads r until it ends and returns the error that ended it.
 func (s *scanner) run(r io.Reader) error {
 	for {
-		if s.left == 0 && s.onStamp == nil {
+		if s.left == 0 && s.onStamp == nil && s.counts == nil {
 			s.n, s.markFrom, s.stampFrom = 0, 0, 0 // nothing left to find
 		}
 		if s.n == len(s.buf) {
 			s.compact()
 			if s.n == len(s.buf) { // cannot happen with a sane buffer
 				s.n, s.markFrom, s.stampFrom = 0, 0, 0
+				clear(s.countFrom)
 			}
 		}
 		k, err := r.Read(s.buf[s.n:])
@@ -77,6 +94,18 @@ func (s *scanner) scan(now time.Time) {
 		s.markFrom = max(0, s.n-(s.maxMark-1))
 	} else {
 		s.markFrom = s.n
+	}
+	for i, p := range s.counts {
+		from := s.countFrom[i]
+		for {
+			j := bytes.Index(data[from:], p)
+			if j < 0 {
+				break
+			}
+			s.counted[i].Add(1)
+			from += j + len(p)
+		}
+		s.countFrom[i] = max(from, s.n-(len(p)-1))
 	}
 	if s.onStamp == nil {
 		s.stampFrom = s.n
@@ -141,11 +170,17 @@ func parseStamp(b []byte) (seq uint64, ts int64, end int, ok bool) {
 // compact moves what a later search still needs to the buffer's start.
 func (s *scanner) compact() {
 	keep := min(s.markFrom, s.stampFrom)
-	if keep == 0 {
+	for _, from := range s.countFrom {
+		keep = min(keep, from)
+	}
+	if keep <= 0 {
 		return
 	}
 	copy(s.buf, s.buf[keep:s.n])
 	s.n -= keep
 	s.markFrom -= keep
 	s.stampFrom -= keep
+	for i := range s.countFrom {
+		s.countFrom[i] -= keep
+	}
 }

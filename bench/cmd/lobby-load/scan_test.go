@@ -14,7 +14,7 @@ func TestScannerAcrossReads(t *testing.T) {
 	body := "data: elements <p>^1:100^</p>\n" +
 		strings.Repeat("x", 300) + `<p class="system-message">st-00001 joined the lobby</p>` + "\n" +
 		"data: elements <p>a^b ^12:^ ^7:700^ ^3:</p>\n" + strings.Repeat("y", 5000) +
-		"storm-chat-z ^8:800^ >st-00001 joined the lobby< ^9:900^"
+		"storm-chat-z ^8:800^ >st-00001 joined the lobby< ^9:900^ -cuq left the lobby<-cuq left the lobby<"
 	for name, r := range map[string]func() io.Reader{
 		"whole":     func() io.Reader { return strings.NewReader(body) },
 		"bytes":     func() io.Reader { return iotest.OneByteReader(strings.NewReader(body)) },
@@ -32,11 +32,15 @@ func TestScannerAcrossReads(t *testing.T) {
 					}
 					stamps[seq] = ts
 				})
+			s.count([]byte(" joined the lobby<"), []byte("-cuq left the lobby<"), []byte("absent"))
 			if err := s.run(r()); err != io.EOF {
 				t.Fatalf("run: %v", err)
 			}
 			if marks[0] != 1 || marks[1] != 1 {
 				t.Errorf("marks found %v, want each once", marks)
+			}
+			if j, l, none := s.counted[0].Load(), s.counted[1].Load(), s.counted[2].Load(); j != 2 || l != 2 || none != 0 {
+				t.Errorf("counted %d joined, %d left, %d absent; want 2, 2, 0", j, l, none)
 			}
 			want := map[uint64]int64{1: 100, 7: 700, 8: 800, 9: 900}
 			if len(stamps) != len(want) || dup != 0 {
