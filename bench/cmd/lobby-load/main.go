@@ -62,6 +62,9 @@ type Machine struct {
 	MemTotal  string `json:"mem_total"`
 	FileLimit uint64 `json:"file_limit"`
 	LoadAvg   string `json:"loadavg_at_start"`
+	// NetdevMaxBacklog is net.core.netdev_max_backlog: loopback packets
+	// beyond it in one softirq burst are dropped (see netCounters).
+	NetdevMaxBacklog int `json:"netdev_max_backlog"`
 }
 
 type config struct {
@@ -260,7 +263,7 @@ func writeJSON(path string, v any) {
 }
 
 func machine() Machine {
-	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), FileLimit: fileLimit(), LoadAvg: loadAvg()}
+	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), FileLimit: fileLimit(), LoadAvg: loadAvg(), NetdevMaxBacklog: netdevMaxBacklog()}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
 	}

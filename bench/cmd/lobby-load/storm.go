@@ -33,9 +33,10 @@ type StormResult struct {
 	JoinMs  Percentiles `json:"join_answer_ms"`
 	Chat    StormChat   `json:"chat"`
 
-	ClientCPUSec float64  `json:"client_cpu_s"`
-	Server       Server   `json:"server"`
-	Errors       []string `json:"errors,omitempty"`
+	ClientCPUSec float64     `json:"client_cpu_s"`
+	Net          netCounters `json:"net"` // over the trial, machine-wide
+	Server       Server      `json:"server"`
+	Errors       []string    `json:"errors,omitempty"`
 }
 
 // StormChat is the chat line said during the storm.
@@ -86,6 +87,7 @@ func runStorm(cfg config, l *lobbyProc, n int) StormResult {
 		readers  sync.WaitGroup
 		ending   atomic.Bool
 		cpu0     = cpuTime()
+		net0     = readNetCounters()
 		srv0     = l.server()
 		jobs     = make(chan int)
 		workers  sync.WaitGroup
@@ -235,6 +237,7 @@ wait:
 	res.Server = l.server()
 	res.Server.CPUSec -= srv0.CPUSec
 	res.LoadEnd = loadAvg()
+	res.Net = readNetCounters().sub(net0)
 	res.ClientCPUSec = seconds(cpuTime() - cpu0)
 
 	ending.Store(true)
@@ -283,7 +286,7 @@ func printStorm(r StormResult) {
 	fmt.Printf("  arrival since the person's own /join, s:    %v\n", r.OwnWait)
 	fmt.Printf("  /join answer, ms:                           %v\n", r.JoinMs)
 	fmt.Printf("  chat line said at %.2f s to %d present: reached %d; delivery ms: %v\n", r.Chat.SaidAtSec, r.Chat.Present, r.Chat.Reached, r.Chat.Delivery)
-	fmt.Printf("  lobby CPU %.1f s, peak RSS %.0f MiB; tool CPU %.1f s; load before %s, after %s\n", r.Server.CPUSec, r.Server.PeakRSSMiB, r.ClientCPUSec, r.LoadAvg, r.LoadEnd)
+	fmt.Printf("  lobby CPU %.1f s, peak RSS %.0f MiB; tool CPU %.1f s; load before %s, after %s; softnet drops %d, TCP retransmissions %d\n", r.Server.CPUSec, r.Server.PeakRSSMiB, r.ClientCPUSec, r.LoadAvg, r.LoadEnd, r.Net.SoftnetDrops, r.Net.RetransSegs)
 	for _, e := range r.Errors {
 		fmt.Printf("  error: %s\n", e)
 	}
