@@ -12,6 +12,7 @@ require (
 	github.com/starfederation/datastar-go v1.2.2
 	go.uber.org/goleak v1.3.0
 	golang.org/x/sys v0.50.0
+	golang.org/x/text v0.44.0
 )
 
 require (

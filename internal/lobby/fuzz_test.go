@@ -16,6 +16,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/text/secure/precis"
+
 	"github.com/sfere-go/sfere"
 )
 
@@ -424,10 +426,12 @@ func stripValues(attrs string) string {
 }
 
 // Any accepted name obeys the name policy, is stable (cleaning it again
-// changes nothing) and gets an id of hex only.
+// changes nothing), has a stable PRECIS identity and gets an id of hex
+// only.
 func FuzzCleanName(f *testing.F) {
 	for _, s := range []string{"brian", "  phil  ", "Zoë  O'Neil", "ana\u00a0maria", "❤\ufe0f", "محمد", "a\u202eb", "ph\u200bil",
-		"\u3164", "\u2800", "e\u0301\u0301", strings.Repeat("x", 33), "a\nb", "\xff", "<script>", `x"], #messages`} {
+		"\u3164", "\u2800", "e\u0301\u0301", strings.Repeat("x", 33), "a\nb", "\xff", "<script>", `x"], #messages`,
+		"PHIL", "ｐｈｉｌ", "ℌ𝔢𝔩𝔩𝔬", "ﷺ", "a\u0378b", "\u1100\u1161"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -440,6 +444,10 @@ func FuzzCleanName(f *testing.F) {
 		}
 		if again, err := cleanName(name); err != nil || again != name {
 			t.Fatalf("%q -> %q -> %q, %v", raw, name, again, err)
+		}
+		key, err := precis.Nickname.CompareKey(name)
+		if err != nil || nameIdentity(name) != key || nameIdentity(key) != key {
+			t.Fatalf("%q -> %q: identity %q (%v), of itself %q", raw, name, nameIdentity(name), err, nameIdentity(key))
 		}
 		if strings.TrimSpace(name) != name || strings.Contains(name, "  ") {
 			t.Fatalf("%q -> %q: untrimmed or double space", raw, name)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/secure/precis"
 )
 
 // Limits on user text, in runes (characters).
@@ -27,6 +29,7 @@ var (
 	errNameInvisible  = errors.New("names cannot contain invisible or formatting characters (zero-width, direction controls, line separators, private-use)")
 	errNameNoVisible  = errors.New("names need at least one letter, digit, punctuation mark or symbol")
 	errNameMarks      = errors.New("names cannot stack more than 8 combining marks on one character")
+	errNamePRECIS     = errors.New("names cannot contain unassigned characters or characters a nickname may not hold (RFC 8266)")
 	errMessageEmpty   = errors.New("messages cannot be empty")
 	errMessageLong    = errors.New("messages are at most 1000 characters")
 	errMessageControl = errors.New("messages cannot contain control characters")
@@ -46,11 +49,19 @@ var (
 //     "❤" are one name;
 //   - every run of spaces (any Unicode space) becomes one ASCII space;
 //   - at least one letter, digit, punctuation mark or symbol is required;
-//   - at most [MaxCombiningRun] combining marks in a row.
+//   - at most [MaxCombiningRun] combining marks in a row;
+//   - the PRECIS Nickname profile (RFC 8266, [precis.Nickname]) must accept
+//     the result: it refuses unassigned code points and the characters
+//     its FreeformClass disallows (old Hangul jamo, and the ignorable and
+//     contextual characters the rules above already refuse).
 //
-// A name is an identity: two different names must look different. The
-// policy does not catch look-alike letters of different scripts (Cyrillic
-// "а" for Latin "a"); see SECURITY.md.
+// The name it returns is the display name: the user's own spelling, with
+// only the changes above (it keeps case and is not normalized, so "PHIL"
+// stays "PHIL" and "ｐｈｉｌ" stays fullwidth). Names are compared as
+// identities by [nameIdentity], never byte for byte.
+//
+// The policy does not catch look-alike letters of different scripts
+// (Cyrillic "а" for Latin "a"); see SECURITY.md.
 func cleanName(raw string) (string, error) {
 	if !utf8.ValidString(raw) {
 		return "", errNameControl
@@ -96,7 +107,37 @@ func cleanName(raw string) (string, error) {
 	case !visible:
 		return "", errNameNoVisible
 	}
+	if _, err := precis.Nickname.CompareKey(name); err != nil {
+		return "", errNamePRECIS
+	}
 	return name, nil
+}
+
+// nameIdentity returns the identity of a display name returned by
+// [cleanName]: its comparison key under the PRECIS Nickname profile (RFC
+// 8266's comparison: non-ASCII spaces mapped, spaces collapsed and trimmed,
+// NFKC normalization, lower case). Two names
+// are the same person's name exactly when their keys are equal: "PHIL",
+// "Phil", "ｐｈｉｌ" (fullwidth) and "phil" share the key "phil", and so do
+// "Zoë" written with a precomposed ë and with e + U+0308. Reserve, look up
+// and compare names by this key; show the display name.
+//
+// Nickname rather than UsernameCaseMapped (RFC 8265): usernames are
+// identifiers for logging in and refuse spaces, symbols and most
+// punctuation ("Zoë O'Neil", "❤" would be refused), while RFC 8266 is
+// the profile for the names people pick for themselves in chat rooms,
+// which is what the lobby's names are.
+//
+// nameIdentity never fails for a name cleanName accepted (cleanName checks
+// that the key exists). For a string PRECIS refuses it returns the string
+// unchanged; that cannot equal any accepted name's key, since every key is
+// itself accepted by PRECIS (keys are stable: a key's key is itself).
+func nameIdentity(name string) string {
+	key, err := precis.Nickname.CompareKey(name)
+	if err != nil {
+		return name
+	}
+	return key
 }
 
 // invisibleInName reports whether r is a character a name may not hold

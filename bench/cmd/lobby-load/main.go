@@ -1,0 +1,311 @@
+// Command lobby-load drives a real lobby process (cmd/lobby) black-box over
+// loopback, as people would, and measures what presence costs:
+//
+//   - storm: N people join at once, -conc requests in flight. Each person
+//     posts /join, opens its stream (POST /sse with the session cookie) and
+//     waits for its own "<name> joined the lobby" line on that stream. The
+//     tool reports, per person, the time from the storm's first request
+//     until its own arrival showed (p50, p90, p99, max), and the time one
+//     chat line said during the storm (when -chat-at of the people are in)
+//     takes to reach everyone who was present when it was said.
+//   - churn: -chatters people hold streams and chat (lines stamped with
+//     their send time) while -churners clients join, see their own
+//     arrival, stay a moment and leave, paced at -rate cycles a second.
+//     The tool reports chat delivery p50/p99/max at the chatters' streams,
+//     lines missing, and the cycle rate achieved.
+//
+// By default the tool builds (or finds) the lobby binary and starts a fresh
+// lobby process for every trial, on 127.0.0.1 with -max-streams-per-ip 0 and
+// otherwise default flags, so client and server are two processes (the
+// machine's 20,000 open files per process cannot hold both ends of 5,000
+// streams plus requests in one). With -url it drives a lobby you started
+// yourself (loopback only; one trial per start, since people stay in it).
+//
+//	go build -o bin/ ./cmd/lobby-load github.com/sfere-go/sfere/cmd/lobby
+//	bin/lobby-load -scenario storm -n 1000,5000 -json storm.json
+//	bin/lobby-load -scenario churn -json churn.json
+//
+// Every phase is bounded in time and the tool stops by itself.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Results is the JSON file the tool writes.
+type Results struct {
+	Started time.Time     `json:"started"`
+	Machine Machine       `json:"machine"`
+	Args    []string      `json:"args"`
+	Lobby   string        `json:"lobby"` // the binary, or the URL of a lobby started by the user
+	Storms  []StormResult `json:"storms,omitempty"`
+	Churns  []ChurnResult `json:"churns,omitempty"`
+}
+
+// Machine describes where the numbers come from.
+type Machine struct {
+	CPUs      int    `json:"cpus"`
+	Go        string `json:"go"`
+	Kernel    string `json:"kernel"`
+	CPU       string `json:"cpu"`
+	MemTotal  string `json:"mem_total"`
+	FileLimit uint64 `json:"file_limit"`
+	LoadAvg   string `json:"loadavg_at_start"`
+	// NetdevMaxBacklog is net.core.netdev_max_backlog: loopback packets
+	// beyond it in one softirq burst are dropped (see netCounters).
+	NetdevMaxBacklog int `json:"netdev_max_backlog"`
+}
+
+type config struct {
+	conc     int
+	srcPort  int
+	timeout  time.Duration
+	progress bool
+
+	chatAt float64 // storm: fraction of people in before the chat line
+
+	churners, chatters int
+	rate               float64 // churn cycles a second, offered
+	chatRate           float64 // chat lines a second, all chatters together
+	warmup, duration   time.Duration
+	hold               [2]time.Duration
+}
+
+func main() {
+	var (
+		scenario   = flag.String("scenario", "storm,churn", "scenarios to run: storm, churn, or both (comma separated)")
+		nFlag      = flag.String("n", "1000,5000", "storm: people joining at once (a list runs each)")
+		conc       = flag.Int("conc", 64, "requests in flight while people join")
+		chatAt     = flag.Float64("chat-at", 0.5, "storm: say the chat line once this fraction of the people have seen their own arrival")
+		churners   = flag.Int("churners", 1000, "churn: clients that join and leave in a loop")
+		chatters   = flag.Int("chatters", 100, "churn: people who stay and chat; chat delivery is measured at their streams")
+		rate       = flag.Float64("rate", 200, "churn: join+leave cycles a second, offered")
+		chatRate   = flag.Float64("chat-rate", 20, "churn: chat lines a second, all chatters together (each chatter in turn; the lobby allows 5 a second per session by default)")
+		warmup     = flag.Duration("warmup", 5*time.Second, "churn: churn and chat this long before measuring")
+		duration   = flag.Duration("duration", 30*time.Second, "churn: measured time")
+		holdFlag   = flag.String("hold", "1s,3s", "churn: a churner stays this long after seeing its arrival (uniform in min,max) before it leaves")
+		srcPort    = flag.Int("src-port", 23000, "bind long-lived stream i (storm people, chatters) to local port src-port+i, below the ephemeral range (0: kernel's choice)")
+		timeout    = flag.Duration("timeout", 5*time.Minute, "storm: give up on people not in after this long")
+		lobbyBin   = flag.String("lobby", "", "lobby binary (default: next to this tool, on PATH as lobby, or go build of github.com/sfere-go/sfere/cmd/lobby)")
+		lobbyArgs  = flag.String("lobby-args", "", "extra lobby flags, space separated")
+		lobbyURL   = flag.String("url", "", "drive this running lobby (loopback only) instead of starting one per trial")
+		jsonOut    = flag.String("json", "lobby-load.json", "results file")
+		quiet      = flag.Bool("quiet", false, "no progress lines")
+		maxTime    = flag.Duration("max-time", time.Hour, "exit after this long, whatever happens")
+		scenarios  = map[string]bool{}
+		stormSizes []int
+	)
+	flag.Parse()
+	for _, s := range strings.Split(*scenario, ",") {
+		s = strings.TrimSpace(s)
+		if s != "storm" && s != "churn" {
+			fatalf("unknown scenario %q (want storm or churn)", s)
+		}
+		scenarios[s] = true
+	}
+	for _, s := range strings.Split(*nFlag, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || v < 1 {
+			fatalf("bad -n %q", s)
+		}
+		stormSizes = append(stormSizes, v)
+	}
+	lo, hi, ok := strings.Cut(*holdFlag, ",")
+	minHold, err1 := time.ParseDuration(strings.TrimSpace(lo))
+	maxHold, err2 := time.ParseDuration(strings.TrimSpace(hi))
+	if !ok || err1 != nil || err2 != nil || minHold < 0 || maxHold < minHold {
+		fatalf("bad -hold %q (want min,max, e.g. 1s,3s)", *holdFlag)
+	}
+	switch {
+	case *conc < 1:
+		fatalf("-conc must be at least 1")
+	case *chatAt <= 0 || *chatAt > 1:
+		fatalf("-chat-at must be in (0, 1]")
+	case scenarios["churn"] && (*churners < 1 || *chatters < 2 || *rate <= 0 || *chatRate <= 0 || *duration <= 0):
+		fatalf("churn needs -churners >= 1, -chatters >= 2, and positive -rate, -chat-rate and -duration")
+	}
+	long := 0 // the most long-lived streams one trial binds ports for
+	if scenarios["churn"] {
+		long = *chatters
+	}
+	if scenarios["storm"] {
+		long = max(long, slices.Max(stormSizes))
+	}
+	if *srcPort > 0 && *srcPort+long > 32768 {
+		fatalf("-src-port %d + %d streams passes 32768, into the ephemeral range", *srcPort, long)
+	}
+	if *lobbyURL != "" {
+		if err := checkLoopback(*lobbyURL); err != nil {
+			fatalf("%v", err)
+		}
+		if len(stormSizes)*boolInt(scenarios["storm"])+boolInt(scenarios["churn"]) > 1 {
+			fatalf("-url drives one lobby, which keeps its people between trials: run one trial (one -n, one scenario) per lobby start")
+		}
+	}
+	time.AfterFunc(*maxTime, func() { fatalf("still running after -max-time %v; giving up", *maxTime) })
+
+	cur, hard, err := raiseFileLimit()
+	if err != nil {
+		logf("cannot raise the open-file limit: %v", err)
+	}
+	logf("open-file limit: %d (hard %d)", cur, hard)
+	cfg := config{
+		conc: *conc, srcPort: *srcPort, timeout: *timeout, progress: !*quiet, chatAt: *chatAt,
+		churners: *churners, chatters: *chatters, rate: *rate, chatRate: *chatRate,
+		warmup: *warmup, duration: *duration, hold: [2]time.Duration{minHold, maxHold},
+	}
+
+	res := Results{Started: time.Now().UTC(), Machine: machine(), Args: os.Args[1:]}
+	var starter func() (*lobbyProc, error)
+	if *lobbyURL != "" {
+		res.Lobby = *lobbyURL
+		starter = func() (*lobbyProc, error) { return &lobbyProc{url: strings.TrimRight(*lobbyURL, "/")}, nil }
+	} else {
+		bin, err := findLobby(*lobbyBin)
+		if err != nil {
+			fatalf("%v", err)
+		}
+		res.Lobby = bin
+		args := append([]string{"-addr", "127.0.0.1:0", "-max-streams-per-ip", "0"}, strings.Fields(*lobbyArgs)...)
+		starter = func() (*lobbyProc, error) { return startLobby(bin, args) }
+	}
+	failed := false
+	if scenarios["storm"] {
+		for _, n := range stormSizes {
+			logf("storm: %d people, %d requests in flight", n, cfg.conc)
+			r := runTrial(starter, func(l *lobbyProc) StormResult { return runStorm(cfg, l, n) })
+			res.Storms = append(res.Storms, r)
+			failed = failed || len(r.Errors) > 0
+			printStorm(r)
+			writeJSON(*jsonOut, &res)
+		}
+	}
+	if scenarios["churn"] {
+		logf("churn: %d churners at %.0f cycles/s, %d chatters saying %.0f lines/s, %v warm-up, %v measured",
+			cfg.churners, cfg.rate, cfg.chatters, cfg.chatRate, cfg.warmup, cfg.duration)
+		r := runTrial(starter, func(l *lobbyProc) ChurnResult { return runChurn(cfg, l) })
+		res.Churns = append(res.Churns, r)
+		failed = failed || len(r.Errors) > 0
+		printChurn(r)
+		writeJSON(*jsonOut, &res)
+	}
+	logf("results: %s", *jsonOut)
+	if failed {
+		os.Exit(1)
+	}
+}
+
+// runTrial starts a lobby, runs one scenario against it and stops it.
+func runTrial[T any](start func() (*lobbyProc, error), run func(*lobbyProc) T) T {
+	l, err := start()
+	if err != nil {
+		fatalf("start the lobby: %v", err)
+	}
+	defer l.stop()
+	return run(l)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// checkLoopback refuses a lobby URL whose host is not a loopback address.
+func checkLoopback(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		return fmt.Errorf("-url %q: want http://127.0.0.1:PORT", raw)
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("-url %q: the load tool only talks to loopback addresses", raw)
+	}
+	return nil
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s lobby-load: "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
+}
+
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "lobby-load: "+format+"\n", args...)
+	os.Exit(2)
+}
+
+func writeJSON(path string, v any) {
+	if path == "" {
+		return
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		logf("json: %v", err)
+		return
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		logf("json: %v", err)
+	}
+}
+
+func machine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), FileLimit: fileLimit(), LoadAvg: loadAvg(), NetdevMaxBacklog: netdevMaxBacklog()}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				m.CPU = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		m.MemTotal = strings.Join(strings.Fields(strings.TrimPrefix(line, "MemTotal:")), " ")
+	}
+	return m
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func fileLimit() uint64 {
+	var lim syscall.Rlimit
+	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+	return lim.Cur
+}
+
+// raiseFileLimit lifts the soft open-file limit to the hard one.
+func raiseFileLimit() (cur, hard uint64, err error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, 0, err
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		err = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+	return lim.Cur, lim.Max, err
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"os"
+	"strconv"
+	"strings"
+)
+
+// netCounters are the kernel's counts of packets dropped on the way into
+// the network stack (softnet backlog overflow: on loopback, a burst larger
+// than net.core.netdev_max_backlog) and of TCP segments retransmitted.
+// A dropped loopback packet costs its stream a retransmission timeout
+// (200 ms and up), so these explain latency tails that no user-space code
+// causes. They are machine-wide: other programs' traffic counts too. (The
+// same counters as sfere-load's.)
+type netCounters struct {
+	SoftnetDrops int64 `json:"softnet_drops"`
+	RetransSegs  int64 `json:"tcp_retrans_segs"`
+}
+
+func readNetCounters() netCounters {
+	var c netCounters
+	if b, err := os.ReadFile("/proc/net/softnet_stat"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) > 1 {
+				v, _ := strconv.ParseInt(f[1], 16, 64)
+				c.SoftnetDrops += v
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/net/snmp"); err == nil {
+		var names []string
+		for line := range strings.SplitSeq(string(b), "\n") {
+			rest, ok := strings.CutPrefix(line, "Tcp: ")
+			if !ok {
+				continue
+			}
+			f := strings.Fields(rest)
+			if names == nil {
+				names = f
+				continue
+			}
+			for i, n := range names {
+				if n == "RetransSegs" && i < len(f) {
+					c.RetransSegs, _ = strconv.ParseInt(f[i], 10, 64)
+				}
+			}
+		}
+	}
+	return c
+}
+
+func (c netCounters) sub(d netCounters) netCounters {
+	return netCounters{SoftnetDrops: c.SoftnetDrops - d.SoftnetDrops, RetransSegs: c.RetransSegs - d.RetransSegs}
+}
+
+func netdevMaxBacklog() int {
+	b, err := os.ReadFile("/proc/sys/net/core/netdev_max_backlog")
+	if err != nil {
+		return 0
+	}
+	v, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return v
+}

@@ -1,0 +1,148 @@
+package bench
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// TestSmokeLobby builds the lobby and lobby-load once and runs both of the
+// tool's scenarios small, each against a lobby process of its own.
+func TestSmokeLobby(t *testing.T) {
+	bin := buildLobbyTools(t)
+	t.Run("storm", func(t *testing.T) { smokeLobbyStorm(t, bin) })
+	t.Run("churn", func(t *testing.T) { smokeLobbyChurn(t, bin) })
+}
+
+// smokeLobbyStorm runs a join storm of 40 people: everyone joins, opens a
+// stream and sees their own arrival on it, and the chat line said half-way
+// reaches everyone who was in by then.
+func smokeLobbyStorm(t *testing.T, bin string) {
+	out := filepath.Join(t.TempDir(), "storm.json")
+	run := exec.Command(filepath.Join(bin, "lobby-load"), "-scenario", "storm", "-n", "40", "-conc", "8",
+		"-src-port", "31000", "-timeout", "1m", "-quiet", "-json", out, "-max-time", "2m")
+	log, err := run.CombinedOutput()
+	if err != nil {
+		t.Fatalf("lobby-load: %v\n%s", err, log)
+	}
+	t.Logf("%s", log)
+	var res struct {
+		Storms []struct {
+			N, Joined, Streams, Arrived int
+			AllIn                       float64 `json:"all_in_s"`
+			Arrival                     pct     `json:"arrival_since_storm_s"`
+			Chat                        struct {
+				Present, Reached int
+				Delivery         pct `json:"delivery_ms"`
+			} `json:"chat"`
+			Server struct {
+				CPU float64 `json:"cpu_s"`
+			} `json:"server"`
+			Errors []string `json:"errors"`
+		} `json:"storms"`
+	}
+	readResults(t, out, &res)
+	if len(res.Storms) != 1 {
+		t.Fatalf("want 1 storm, got %d", len(res.Storms))
+	}
+	s := res.Storms[0]
+	if s.N != 40 || s.Joined != 40 || s.Streams != 40 || s.Arrived != 40 || len(s.Errors) > 0 {
+		t.Errorf("N %d: joined %d, streams %d, arrived %d, errors %v", s.N, s.Joined, s.Streams, s.Arrived, s.Errors)
+	}
+	if s.Arrival.Count != 40 || s.AllIn <= 0 || s.AllIn != s.Arrival.Max || s.Arrival.P50 > s.Arrival.Max {
+		t.Errorf("arrival %+v, all in after %v s", s.Arrival, s.AllIn)
+	}
+	if s.Chat.Present < 20 || s.Chat.Reached != s.Chat.Present || s.Chat.Delivery.Count != s.Chat.Present || s.Chat.Delivery.Max <= 0 {
+		t.Errorf("chat line: present %d, reached %d, delivery %+v", s.Chat.Present, s.Chat.Reached, s.Chat.Delivery)
+	}
+}
+
+// smokeLobbyChurn runs the churn scenario small: 5 chatters, 20 churners at
+// 20 cycles a second for 2 s. Cycles complete, every chat line reaches
+// every chatter, none is missing, and every chatter sees each churner
+// arrival and departure exactly once.
+func smokeLobbyChurn(t *testing.T, bin string) {
+	out := filepath.Join(t.TempDir(), "churn.json")
+	run := exec.Command(filepath.Join(bin, "lobby-load"), "-scenario", "churn", "-churners", "20", "-chatters", "5",
+		"-rate", "20", "-chat-rate", "10", "-warmup", "1s", "-duration", "2s", "-hold", "100ms,300ms",
+		"-src-port", "31100", "-quiet", "-json", out, "-max-time", "2m")
+	log, err := run.CombinedOutput()
+	if err != nil {
+		t.Fatalf("lobby-load: %v\n%s", err, log)
+	}
+	t.Logf("%s", log)
+	var res struct {
+		Churns []struct {
+			Cycles    int      `json:"cycles"`
+			Rate      float64  `json:"achieved_cycles_per_s"`
+			Failed    int      `json:"failed_cycles"`
+			Arrival   pct      `json:"cycle_arrival_ms"`
+			Lines     int      `json:"lines"`
+			Expected  int64    `json:"expected"`
+			Delivered int64    `json:"delivered"`
+			Missing   int64    `json:"missing"`
+			Delivery  pct      `json:"delivery_ms"`
+			Announced int64    `json:"arrivals_announced"`
+			Joined    [2]int64 `json:"joined_lines_min_max"`
+			Left      [2]int64 `json:"left_lines_min_max"`
+			Errors    []string
+		} `json:"churns"`
+	}
+	readResults(t, out, &res)
+	if len(res.Churns) != 1 {
+		t.Fatalf("want 1 churn, got %d", len(res.Churns))
+	}
+	c := res.Churns[0]
+	if c.Cycles == 0 || c.Rate <= 0 || c.Failed != 0 || c.Arrival.Count == 0 || len(c.Errors) > 0 {
+		t.Errorf("cycles %d (%.1f/s), failed %d, arrivals %d, errors %v", c.Cycles, c.Rate, c.Failed, c.Arrival.Count, c.Errors)
+	}
+	if c.Lines == 0 || c.Expected != int64(c.Lines)*5 || c.Delivered != c.Expected || c.Missing != 0 ||
+		c.Delivery.Count != int(c.Delivered) || c.Delivery.P99 <= 0 {
+		t.Errorf("chat: %d lines, %d of %d delivered, missing %d, delivery %+v", c.Lines, c.Delivered, c.Expected, c.Missing, c.Delivery)
+	}
+	// Exactly one "joined" and one "left" line per churner arrival, at
+	// every chatter.
+	if a := c.Announced; a < int64(c.Cycles) || c.Joined != [2]int64{a, a} || c.Left != [2]int64{a, a} {
+		t.Errorf("%d arrivals announced (%d cycles); chatters saw %v joined and %v left lines", a, c.Cycles, c.Joined, c.Left)
+	}
+}
+
+type pct struct {
+	Count int     `json:"count"`
+	P50   float64 `json:"p50"`
+	P99   float64 `json:"p99"`
+	Max   float64 `json:"max"`
+}
+
+func readResults(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// buildLobbyTools builds the lobby command (of the repository's module,
+// through the replace directive) and lobby-load into a temporary
+// directory, or skips where the smoke tests cannot run.
+func buildLobbyTools(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs two binaries")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("the load tool reads /proc")
+	}
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+string(filepath.Separator), "./cmd/lobby-load", "github.com/sfere-go/sfere/cmd/lobby")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
