@@ -95,6 +95,9 @@ func (t *Tracker) diffLocked() Diff {
 			t.epochs[id] = p.epoch
 		}
 	}
+	if !d.Empty() {
+		t.sorted = nil
+	}
 	clear(t.dirty)
 	clear(t.departed)
 	slices.SortFunc(d.Joins, byArrival)

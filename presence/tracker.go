@@ -162,6 +162,7 @@ type Tracker struct {
 	opening   map[sfere.Key]*person     // streams on their way into the store
 	streams   map[*sfere.Stream]*person // this node's streams
 	published map[string]Member         // the state as of the last batch
+	sorted    []Member                  // published in order of arrival; nil when stale
 	epochs    map[string]uint64         // published arrival epoch by id
 	dirty     map[string]struct{}       // ids changed since the last batch
 	departed  map[string]Departure      // this batch's departures by id
@@ -594,7 +595,7 @@ func (t *Tracker) end(streams []*sfere.Stream, why error) {
 func (t *Tracker) Members() []Member {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.membersLocked()
+	return slices.Clone(t.membersLocked())
 }
 
 // Count returns how many people the streams were last told of.
@@ -604,13 +605,17 @@ func (t *Tracker) Count() int {
 	return len(t.published)
 }
 
+// membersLocked returns the published members in order of arrival: a
+// slice shared until the next change, which callers must not modify.
 func (t *Tracker) membersLocked() []Member {
-	out := make([]Member, 0, len(t.published))
-	for _, m := range t.published {
-		out = append(out, m)
+	if t.sorted == nil {
+		t.sorted = make([]Member, 0, len(t.published))
+		for _, m := range t.published {
+			t.sorted = append(t.sorted, m)
+		}
+		slices.SortFunc(t.sorted, byArrival)
 	}
-	slices.SortFunc(out, byArrival)
-	return out
+	return t.sorted
 }
 
 func byArrival(a, b Member) int {

@@ -91,6 +91,7 @@ func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
 	fs.StringVar(&opts.NATS, "nats", "", "join the lobby cluster on this NATS server (JetStream enabled), e.g. nats://127.0.0.1:4222")
 	fs.StringVar(&opts.NATSEmbed, "nats-embed", "", "also run a NATS server (with JetStream) in this process on this address, e.g. 127.0.0.1:4222, for a local multi-node demo")
 	fs.StringVar(&opts.NodeID, "node", "", "this node's id in the cluster (default: random)")
+	fs.DurationVar(&opts.PresenceWindow, "presence-window", d.PresenceWindow, "arrivals and departures within this window reach each page as one update (0: each goes out alone)")
 	if err := fs.Parse(args); err != nil {
 		return opts, err
 	}
@@ -121,6 +122,12 @@ func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
 	}
 	if opts.MessageRate == 0 {
 		opts.MessageRate = -1
+	}
+	switch {
+	case opts.PresenceWindow < 0:
+		return opts, fmt.Errorf("-presence-window must not be negative, not %v", opts.PresenceWindow)
+	case opts.PresenceWindow == 0:
+		opts.PresenceWindow = -1
 	}
 	return opts, nil
 }
