@@ -18,6 +18,7 @@ import (
 const (
 	DefaultGrace        = 2 * time.Second
 	DefaultWindow       = 50 * time.Millisecond
+	DefaultMaxWindow    = 800 * time.Millisecond
 	DefaultClaimTimeout = 15 * time.Second
 )
 
@@ -114,6 +115,11 @@ type Options struct {
 	// as one event. Zero means [DefaultWindow]; negative means every
 	// change goes out alone, at once.
 	Window time.Duration
+	// MaxWindow bounds the window while changes keep coming: each window
+	// held for changes is twice the last, up to MaxWindow, until a window
+	// passes without a change. Zero means [DefaultMaxWindow]; it is never
+	// below Window.
+	MaxWindow time.Duration
 	// ClaimTimeout is how long a claim waits for the person's first
 	// stream before it lapses, silently. Zero means [DefaultClaimTimeout].
 	ClaimTimeout time.Duration
@@ -146,6 +152,7 @@ type Tracker struct {
 	everyone     sfere.Pattern
 	grace        time.Duration
 	window       time.Duration
+	maxWindow    time.Duration
 	claimTimeout time.Duration
 	snapshot     func([]Member, Diff) []sfere.Effect
 	diff         func(Diff) []sfere.Effect
@@ -170,6 +177,7 @@ type Tracker struct {
 	settled   sfere.KeySet              // streams that received their snapshot
 	gone      map[string]time.Time      // Refs of departed claims, and when
 	lastFlush time.Time                 // when the last batch went out
+	current   time.Duration             // the window in force: Window, doubled while a storm lasts
 	flushing  *time.Timer               // the pending batch's timer, if any
 }
 
@@ -188,6 +196,7 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 		everyone:     Everyone(opts.Room),
 		grace:        cmp.Or(opts.Grace, DefaultGrace),
 		window:       cmp.Or(opts.Window, DefaultWindow),
+		maxWindow:    cmp.Or(opts.MaxWindow, DefaultMaxWindow),
 		claimTimeout: cmp.Or(opts.ClaimTimeout, DefaultClaimTimeout),
 		snapshot:     opts.Snapshot,
 		diff:         opts.Diff,
@@ -207,6 +216,8 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 		settled:      make(sfere.KeySet),
 		gone:         make(map[string]time.Time),
 	}
+	t.maxWindow = max(t.maxWindow, t.window)
+	t.current = t.window
 	if t.cluster != nil {
 		if err := t.cluster.Start(notify{t}); err != nil {
 			return nil, fmt.Errorf("presence: start cluster: %w", err)
