@@ -10,7 +10,10 @@ import (
 
 // changedLocked is called after every change: the first change after a
 // quiet window goes out at once; later ones wait for the window's end, so
-// one batch carries them all.
+// one batch carries them all. While a storm lasts (each held batch carries
+// at least stormBatch changes), each window is twice the last, up to the
+// maximum, so a storm of any length costs each stream a few dozen events;
+// a smaller batch or a quiet window brings the window back to its base.
 func (t *Tracker) changedLocked() {
 	if t.closed || t.flushing != nil {
 		return
@@ -19,21 +22,36 @@ func (t *Tracker) changedLocked() {
 		t.flushLocked()
 		return
 	}
-	wait := t.window - time.Since(t.lastFlush)
-	if wait <= 0 {
+	since := time.Since(t.lastFlush)
+	if since >= t.current {
+		if since >= 2*t.current {
+			t.current = t.window // it was quiet: back to the short window
+		}
 		t.flushLocked()
 		return
 	}
-	t.flushing = time.AfterFunc(wait, t.flushTimer)
+	t.flushing = time.AfterFunc(t.current-since, t.flushTimer)
 }
 
+// stormBatch is how many changes (arrivals, departures, streams opened) a
+// held batch must carry for the next window to be longer.
+const stormBatch = 10
+
+// flushTimer sends a batch held for its window, and sets the next window:
+// longer after a big batch, the base one after a small batch.
 func (t *Tracker) flushTimer() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.flushing = nil
-	if !t.closed {
-		t.flushLocked()
+	if t.closed {
+		return
 	}
+	if len(t.dirty)+len(t.fresh) >= stormBatch {
+		t.current = min(2*t.current, t.maxWindow)
+	} else {
+		t.current = t.window
+	}
+	t.flushLocked()
 }
 
 // flushLocked sends one batch: the diff to every stream that holds a
@@ -94,6 +112,9 @@ func (t *Tracker) diffLocked() Diff {
 			t.published[id] = m
 			t.epochs[id] = p.epoch
 		}
+	}
+	if !d.Empty() {
+		t.sorted = nil
 	}
 	clear(t.dirty)
 	clear(t.departed)

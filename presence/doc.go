@@ -31,8 +31,10 @@
 // snapshot, rendered by [Options.Snapshot]) and then only diffs (joins and
 // leaves, rendered by [Options.Diff]). Changes are batched: the first
 // change after a quiet period goes out at once, and changes that follow
-// within [Options.Window] go out together at the end of the window, so N
-// people arriving at once cost each stream O(N/window) events, not N. A
+// within [Options.Window] go out together at the end of the window; while
+// changes keep coming, each window is twice the last, up to
+// [Options.MaxWindow]. N people arriving at once cost each stream a few
+// dozen events, however large N is, not N. A
 // stream that opened since the last batch receives the snapshot instead of
 // the diff: the snapshot already holds that batch, so no stream ever sees
 // a change twice or misses one. Presence traffic is queued to streams like

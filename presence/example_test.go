@@ -2,6 +2,7 @@ package presence_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -76,4 +77,35 @@ func Example() {
 	// Output:
 	// u42 Brian present: true
 	// streams: 2
+}
+
+// A person id has one owner at a time: a second owner is refused until
+// the first departs.
+func ExampleTracker_Claim() {
+	hub := sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), sfere.HubOptions{})
+	tracker, _ := presence.New(hub, presence.Options{
+		Room:     "lobby",
+		Snapshot: func([]presence.Member, presence.Diff) []sfere.Effect { return nil },
+		Diff:     func(presence.Diff) []sfere.Effect { return nil },
+	})
+	defer tracker.Close()
+	ctx := context.Background()
+
+	_, err := tracker.Claim(ctx, "phil", "session-1", "Phil")
+	fmt.Println("session-1 claims phil:", err)
+	_, err = tracker.Claim(ctx, "phil", "session-2", "Phil")
+	fmt.Println("session-2 claims phil:", errors.Is(err, presence.ErrTaken))
+	m, ok := tracker.Lookup(ctx, "session-1")
+	fmt.Println("session-1 holds:", m.ID, ok, "present:", m.Present)
+
+	left, _ := tracker.Leave(ctx, "session-1")
+	fmt.Println("left:", left)
+	_, err = tracker.Claim(ctx, "phil", "session-2", "Phil")
+	fmt.Println("session-2 claims phil:", err)
+	// Output:
+	// session-1 claims phil: <nil>
+	// session-2 claims phil: true
+	// session-1 holds: phil true present: false
+	// left: phil
+	// session-2 claims phil: <nil>
 }

@@ -183,8 +183,16 @@ type tab struct {
 
 var dataLine = regexp.MustCompile(`^data: elements (.*)$`)
 
-// open opens a stream of owner's person.
+// open opens a stream of owner's person and waits for its snapshot.
 func (r *rig) open(owner string) *tab {
+	r.t.Helper()
+	tb := r.openNoWait(owner)
+	tb.waitFor(`id="snapshot"`) // every stream starts with one; changes after it come as diffs
+	return tb
+}
+
+// openNoWait opens a stream of owner's person.
+func (r *rig) openNoWait(owner string) *tab {
 	r.t.Helper()
 	c, err := net.Dial("tcp", r.srv.Listener.Addr().String())
 	if err != nil {
@@ -205,7 +213,6 @@ func (r *rig) open(owner string) *tab {
 	tb := &tab{t: r.t, conn: c, changed: make(chan struct{})}
 	go tb.read(bufio.NewReader(resp.Body))
 	r.t.Cleanup(tb.close)
-	tb.waitFor(`id="snapshot"`) // every stream starts with one; changes after it come as diffs
 	return tb
 }
 

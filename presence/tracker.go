@@ -18,6 +18,7 @@ import (
 const (
 	DefaultGrace        = 2 * time.Second
 	DefaultWindow       = 50 * time.Millisecond
+	DefaultMaxWindow    = 800 * time.Millisecond
 	DefaultClaimTimeout = 15 * time.Second
 )
 
@@ -114,6 +115,11 @@ type Options struct {
 	// as one event. Zero means [DefaultWindow]; negative means every
 	// change goes out alone, at once.
 	Window time.Duration
+	// MaxWindow bounds the window while changes keep coming: each window
+	// held for changes is twice the last, up to MaxWindow, until a window
+	// passes without a change. Zero means [DefaultMaxWindow]; it is never
+	// below Window.
+	MaxWindow time.Duration
 	// ClaimTimeout is how long a claim waits for the person's first
 	// stream before it lapses, silently. Zero means [DefaultClaimTimeout].
 	ClaimTimeout time.Duration
@@ -146,6 +152,7 @@ type Tracker struct {
 	everyone     sfere.Pattern
 	grace        time.Duration
 	window       time.Duration
+	maxWindow    time.Duration
 	claimTimeout time.Duration
 	snapshot     func([]Member, Diff) []sfere.Effect
 	diff         func(Diff) []sfere.Effect
@@ -162,6 +169,7 @@ type Tracker struct {
 	opening   map[sfere.Key]*person     // streams on their way into the store
 	streams   map[*sfere.Stream]*person // this node's streams
 	published map[string]Member         // the state as of the last batch
+	sorted    []Member                  // published in order of arrival; nil when stale
 	epochs    map[string]uint64         // published arrival epoch by id
 	dirty     map[string]struct{}       // ids changed since the last batch
 	departed  map[string]Departure      // this batch's departures by id
@@ -169,6 +177,7 @@ type Tracker struct {
 	settled   sfere.KeySet              // streams that received their snapshot
 	gone      map[string]time.Time      // Refs of departed claims, and when
 	lastFlush time.Time                 // when the last batch went out
+	current   time.Duration             // the window in force: Window, doubled while a storm lasts
 	flushing  *time.Timer               // the pending batch's timer, if any
 }
 
@@ -187,6 +196,7 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 		everyone:     Everyone(opts.Room),
 		grace:        cmp.Or(opts.Grace, DefaultGrace),
 		window:       cmp.Or(opts.Window, DefaultWindow),
+		maxWindow:    cmp.Or(opts.MaxWindow, DefaultMaxWindow),
 		claimTimeout: cmp.Or(opts.ClaimTimeout, DefaultClaimTimeout),
 		snapshot:     opts.Snapshot,
 		diff:         opts.Diff,
@@ -206,6 +216,8 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 		settled:      make(sfere.KeySet),
 		gone:         make(map[string]time.Time),
 	}
+	t.maxWindow = max(t.maxWindow, t.window)
+	t.current = t.window
 	if t.cluster != nil {
 		if err := t.cluster.Start(notify{t}); err != nil {
 			return nil, fmt.Errorf("presence: start cluster: %w", err)
@@ -594,7 +606,7 @@ func (t *Tracker) end(streams []*sfere.Stream, why error) {
 func (t *Tracker) Members() []Member {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.membersLocked()
+	return slices.Clone(t.membersLocked())
 }
 
 // Count returns how many people the streams were last told of.
@@ -604,13 +616,17 @@ func (t *Tracker) Count() int {
 	return len(t.published)
 }
 
+// membersLocked returns the published members in order of arrival: a
+// slice shared until the next change, which callers must not modify.
 func (t *Tracker) membersLocked() []Member {
-	out := make([]Member, 0, len(t.published))
-	for _, m := range t.published {
-		out = append(out, m)
+	if t.sorted == nil {
+		t.sorted = make([]Member, 0, len(t.published))
+		for _, m := range t.published {
+			t.sorted = append(t.sorted, m)
+		}
+		slices.SortFunc(t.sorted, byArrival)
 	}
-	slices.SortFunc(out, byArrival)
-	return out
+	return t.sorted
 }
 
 func byArrival(a, b Member) int {

@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/sfere-go/sfere"
 	"github.com/sfere-go/sfere/internal/netfault"
 	"github.com/sfere-go/sfere/presence"
 )
@@ -376,4 +377,25 @@ func keys(m map[string]bool) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// The application's own traffic never waits for presence: while a batch
+// is held for its window, a broadcast reaches the streams at once.
+func TestAppTrafficNotHeldBehindBatch(t *testing.T) {
+	r := newRig(t, presence.Options{Window: time.Hour}) // only the first change goes out before the hour ends
+	r.claim("observer", "o")
+	obs := r.open("o") // its snapshot was the first change
+	r.claim("brian", "s1")
+	bs := r.openNoWait("s1") // brian's arrival waits for the window, and so does his snapshot
+	if _, err := r.hub.Broadcast(presence.Everyone(room), nil, sfere.PatchElements(`<p id="chat">hello</p>`)); err != nil {
+		t.Fatal(err)
+	}
+	obs.waitFor(`id="chat"`)
+	bs.waitFor(`id="chat"`)
+	if n := obs.count(`data-joins="brian"`) + bs.count(`id="snapshot"`); n != 0 {
+		t.Fatalf("the batch went out before its window ended (%d)", n)
+	}
+	if got := r.tracker.Members(); len(got) != 1 {
+		t.Errorf("members before the batch = %+v, want the observer alone", got)
+	}
 }

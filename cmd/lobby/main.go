@@ -94,6 +94,7 @@ func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
 	fs.StringVar(&opts.NodeID, "node", "", "this node's id in the cluster (default: random)")
 	fs.StringVar(&opts.TLSCert, "tls-cert", "", "serve HTTPS (and HTTP/2) with this PEM certificate file; needs -tls-key")
 	fs.StringVar(&opts.TLSKey, "tls-key", "", "the PEM private key file of -tls-cert")
+	fs.DurationVar(&opts.PresenceWindow, "presence-window", d.PresenceWindow, "arrivals and departures within this window reach each page as one update (0: each goes out alone)")
 	if err := fs.Parse(args); err != nil {
 		return opts, err
 	}
@@ -127,6 +128,12 @@ func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
 	}
 	if opts.MessageRate == 0 {
 		opts.MessageRate = -1
+	}
+	switch {
+	case opts.PresenceWindow < 0:
+		return opts, fmt.Errorf("-presence-window must not be negative, not %v", opts.PresenceWindow)
+	case opts.PresenceWindow == 0:
+		opts.PresenceWindow = -1
 	}
 	return opts, nil
 }

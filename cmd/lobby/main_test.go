@@ -15,7 +15,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	}
 	for _, flag := range []string{"-addr", "-heartbeat", "-user-timeout", "-grace", "-store", "-ttl", "-datastar-js", "-debug",
 		"-max-streams-per-ip", "-message-rate", "-message-burst", "-read-header-timeout", "-body-timeout",
-		"-nats", "-nats-embed", "-node", "-tls-cert", "-tls-key"} {
+		"-nats", "-nats-embed", "-node", "-tls-cert", "-tls-key", "-presence-window"} {
 		if !strings.Contains(out.String(), flag+" ") && !strings.Contains(out.String(), flag+"\n") {
 			t.Errorf("-h does not list %s:\n%s", flag, out.String())
 		}
@@ -29,21 +29,22 @@ func TestFlagDefaults(t *testing.T) {
 	}
 	want := lobby.Options{Addr: "127.0.0.1:8080", Heartbeat: 10 * time.Second, UserTimeout: 5 * time.Second,
 		Grace: 2 * time.Second, Store: "ttl", TTL: 30 * time.Second, JoinTimeout: lobby.DefaultOptions.JoinTimeout,
-		MaxStreamsPerIP: 32, MessageRate: 5, MessageBurst: 10, ReadHeaderTimeout: 10 * time.Second, BodyTimeout: 10 * time.Second}
+		MaxStreamsPerIP: 32, MessageRate: 5, MessageBurst: 10, ReadHeaderTimeout: 10 * time.Second, BodyTimeout: 10 * time.Second,
+		PresenceWindow: lobby.DefaultOptions.PresenceWindow}
 	if opts != want {
 		t.Errorf("defaults = %+v, want %+v", opts, want)
 	}
 	opts, err = parseFlags([]string{"-addr", "127.0.0.1:0", "-heartbeat", "1s", "-user-timeout", "2s", "-grace", "200ms",
 		"-store", "memory", "-ttl", "1m", "-datastar-js", "/x/datastar.js", "-debug",
 		"-max-streams-per-ip", "4", "-message-rate", "0.5", "-message-burst", "3", "-read-header-timeout", "2s", "-body-timeout", "3s",
-		"-tls-cert", "/x/cert.pem", "-tls-key", "/x/key.pem"}, new(strings.Builder))
+		"-tls-cert", "/x/cert.pem", "-tls-key", "/x/key.pem", "-presence-window", "80ms"}, new(strings.Builder))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want = lobby.Options{Addr: "127.0.0.1:0", Heartbeat: time.Second, UserTimeout: 2 * time.Second, Grace: 200 * time.Millisecond,
 		Store: "memory", TTL: time.Minute, DatastarJS: "/x/datastar.js", Debug: true, JoinTimeout: lobby.DefaultOptions.JoinTimeout,
 		MaxStreamsPerIP: 4, MessageRate: 0.5, MessageBurst: 3, ReadHeaderTimeout: 2 * time.Second, BodyTimeout: 3 * time.Second,
-		TLSCert: "/x/cert.pem", TLSKey: "/x/key.pem"}
+		TLSCert: "/x/cert.pem", TLSKey: "/x/key.pem", PresenceWindow: 80 * time.Millisecond}
 	if opts != want {
 		t.Errorf("parsed = %+v, want %+v", opts, want)
 	}

@@ -3,6 +3,7 @@ package lobby_test
 import (
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -244,5 +245,57 @@ func TestClusterRestartedNodeLeavesNoGhosts(t *testing.T) {
 	ds := newBrowser(t, a).enter("dora")
 	if list := ds.waitFor(`id="participant-list"`); strings.Contains(list.data, participantID("carol")) {
 		t.Fatalf("carol is a ghost on the list: %s", list.data)
+	}
+}
+
+// The shared state is lost, as a new user would lose it: three nodes, NATS
+// embedded in node a without a store directory, a killed and restarted.
+// Every node re-asserts its people: nobody can take a name that is still
+// present on another node, and nobody is announced twice.
+func TestClusterSharedStateLost(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	natsAddr := ln.Addr().String()
+	ln.Close()
+	opts := lobby.Options{Heartbeat: clusterHeartbeat, TTL: 10 * clusterHeartbeat}
+	withEmbedded := func() lobby.Options {
+		o := opts
+		o.NATSEmbed, o.NodeID = natsAddr, "a"
+		return o
+	}
+	a := startServer(t, withEmbedded())
+	node := func(id string) *lobby.Server {
+		o := opts
+		o.NATS, o.NodeID = "nats://"+natsAddr, id
+		return startServer(t, o)
+	}
+	b, c := node("b"), node("c")
+	phil := newBrowser(t, b)
+	ps := phil.enter("phil")
+	bs := newBrowser(t, c).enter("brian")
+	ps.waitFor(joinedLine("brian"))
+
+	lobby.KillForTest(a)
+	a2 := startServer(t, withEmbedded())
+	// A newcomer on the restarted node tries phil's name, at once and
+	// for a few presence intervals: refused every time.
+	for end := time.Now().Add(4 * clusterHeartbeat); time.Now().Before(end); time.Sleep(clusterHeartbeat / 4) {
+		if r := newBrowser(t, a2).post("/join", map[string]any{"username": "phil"}); r.status == http.StatusOK {
+			t.Fatalf("phil's name was given to another session while phil is on node b")
+		}
+	}
+	// Cross-node delivery is back, and nobody was announced again.
+	eventually(t, 10*time.Second, "chat across nodes after the restart", func() bool {
+		r := phil.post("/message", map[string]any{"message": "after the loss"})
+		return r.status == http.StatusOK && bs.count("after the loss") > 0
+	})
+	time.Sleep(testGrace + 3*clusterHeartbeat)
+	if n := ps.count(joinedLine("brian")); n != 1 {
+		t.Errorf("phil saw brian arrive %d times", n)
+	}
+	if n := ps.count(leftLine("brian")) + bs.count(leftLine("phil")); n != 0 {
+		t.Errorf("losing the shared state announced %d departures", n)
 	}
 }

@@ -169,8 +169,9 @@ func (h *handlers) join(w http.ResponseWriter, r *http.Request) {
 	if res.renamed != "" {
 		h.log.Info("session changed name", "from", res.renamed, "to", name)
 	}
-	list := h.lobby.present()
-	app, err := h.views.lobbyApp(name, list)
+	// The list comes with the stream's first event (its snapshot), a
+	// moment later: rendering it here too would cost every join O(people).
+	app, err := h.views.lobbyApp(name, nil)
 	if err != nil {
 		h.log.Error("render lobby", "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)

@@ -93,6 +93,7 @@ var DefaultOptions = Options{
 	MessageBurst:      10,
 	ReadHeaderTimeout: 10 * time.Second,
 	BodyTimeout:       10 * time.Second,
+	PresenceWindow:    presence.DefaultWindow,
 }
 
 func (o Options) withDefaults() Options {

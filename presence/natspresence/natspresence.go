@@ -89,7 +89,8 @@ type Cluster struct {
 	seq     uint64              // this node's snapshots
 	warmAt  time.Time           // claims wait until then after a start or reconnect
 	sub     *nats.Subscription
-	work    chan func() // key-value work queued under the tracker's lock
+	work    chan func()   // key-value work queued under the tracker's lock
+	kick    chan struct{} // re-assert the claims now (after a reconnect)
 	stop    chan struct{}
 	done    sync.WaitGroup
 	stopped bool
@@ -158,6 +159,7 @@ func New(ctx context.Context, nc *nats.Conn, room string, opts Options) (*Cluste
 		peers:    make(map[string]time.Time),
 		pending:  make(map[string]*partial),
 		work:     make(chan func(), 1024),
+		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
 	if _, err := c.openBucket(ctx); err != nil {
@@ -195,7 +197,7 @@ func (c *Cluster) bucketKV() jetstream.KeyValue {
 func (c *Cluster) Start(n presence.Notify) error {
 	c.mu.Lock()
 	c.n = n
-	c.warmAt = time.Now().Add(c.interval * 3 / 2)
+	c.warmAt = time.Now().Add(c.warmup())
 	c.mu.Unlock()
 	sub, err := c.nc.Subscribe(c.subject, c.receive)
 	if err != nil {
@@ -348,6 +350,14 @@ func (c *Cluster) create(ctx context.Context, kv jetstream.KeyValue, cl presence
 	return cl, rev, nil
 }
 
+// warmup is how long claims wait after a start or a reconnect: long
+// enough for the other nodes to reconnect too (as this node would, with
+// its reconnect wait and jitter) and send their snapshots, and to
+// re-assert their claims, which they do at once when they reconnect.
+func (c *Cluster) warmup() time.Duration {
+	return c.interval*3/2 + c.nc.Opts.ReconnectWait + c.nc.Opts.ReconnectJitter
+}
+
 // warm waits, after a start or a reconnect, until the other nodes have
 // had time to tell what they hold.
 func (c *Cluster) warm(ctx context.Context) error {
@@ -483,9 +493,13 @@ func (c *Cluster) run() {
 			return
 		case <-status:
 			c.mu.Lock()
-			c.warmAt = time.Now().Add(c.interval * 3 / 2)
+			c.warmAt = time.Now().Add(c.warmup())
 			c.mu.Unlock()
 			c.snapshot() // tell the others at once what this node holds
+			select {
+			case c.kick <- struct{}{}: // and re-assert its claims: the server may have lost them
+			default:
+			}
 		case <-t.C:
 			c.snapshot()
 			if !c.nc.IsConnected() {
@@ -501,7 +515,7 @@ func (c *Cluster) run() {
 				for id := range c.peers {
 					c.peers[id] = now
 				}
-				c.warmAt = now.Add(c.interval * 3 / 2)
+				c.warmAt = now.Add(c.warmup())
 				c.mu.Unlock()
 			} else {
 				c.reap()
@@ -521,9 +535,10 @@ func (c *Cluster) asserting() {
 		case <-c.stop:
 			return
 		case <-t.C:
-			if c.nc.IsConnected() {
-				c.assert()
-			}
+		case <-c.kick:
+		}
+		if c.nc.IsConnected() {
+			c.assert()
 		}
 	}
 }

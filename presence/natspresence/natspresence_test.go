@@ -240,8 +240,10 @@ func TestTabsOnTwoNodesAreOnePerson(t *testing.T) {
 	if n := ps.count(left("brian", "closed")); n != 0 {
 		t.Fatalf("closing one of two tabs (on two nodes) announced a departure")
 	}
+	closed := time.Now()
 	tb.conn.Close()
 	ps.waitFor(left("brian", "closed"))
+	t.Logf("last tab closed on node b -> departure on node c's stream after %v (grace %v)", time.Since(closed).Round(time.Millisecond), grace)
 	time.Sleep(grace + 3*interval)
 	if n := ps.count(`data-id="brian"`); n != 2 {
 		t.Errorf("phil saw %d events about brian, want 2 (one arrival, one departure)", n)
