@@ -22,7 +22,7 @@ func TestBrowserOneSessionTwoTabs(t *testing.T) {
 	js, chromium := browserPrerequisites(t)
 
 	const heartbeat = 300 * time.Millisecond
-	srv := startServer(t, lobby.Options{DatastarJS: js, Heartbeat: heartbeat, Grace: testGrace, Debug: true})
+	srv := startServer(t, lobby.Options{DatastarJS: js, Heartbeat: heartbeat, Grace: browserGrace, Debug: true})
 
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(chromium),
@@ -146,7 +146,7 @@ func TestBrowserOneSessionTwoTabs(t *testing.T) {
 	// Brian closes his first tab: nothing is announced, the second tab
 	// still receives.
 	closeBrian1()
-	time.Sleep(testGrace + 3*heartbeat)
+	time.Sleep(browserGrace + 3*heartbeat)
 	if n := lines(philTab, "brian left the lobby"); n != 0 {
 		t.Fatalf("closing one of Brian's two tabs announced %d departures", n)
 	}
@@ -158,9 +158,9 @@ func TestBrowserOneSessionTwoTabs(t *testing.T) {
 	closed := time.Now()
 	closeBrian2()
 	waitJS(philTab, "Phil sees Brian leave", `document.querySelector('#participant-list #`+participantID("brian")+`') === null && `+
-		messagesHave("brian left the lobby"), testGrace+2*time.Second)
+		messagesHave("brian left the lobby"), browserGrace+2*time.Second)
 	t.Logf("last tab closed -> Phil's page shows the departure after %v", time.Since(closed).Round(time.Millisecond))
-	time.Sleep(testGrace + 3*heartbeat)
+	time.Sleep(browserGrace + 3*heartbeat)
 	if n := lines(philTab, "brian left the lobby"); n != 1 {
 		t.Errorf("Phil's page shows %d \"brian left\" lines, want 1", n)
 	}
