@@ -167,11 +167,11 @@ func (h *handlers) join(w http.ResponseWriter, r *http.Request) {
 		setSession(w, r, sid)
 	}
 	if res.renamed != "" {
-		h.log.Info("session changed name", "from", res.renamed, "to", name)
+		h.log.Info("session changed name", "from", res.renamed, "to", res.name)
 	}
 	// The list comes with the stream's first event (its snapshot), a
 	// moment later: rendering it here too would cost every join O(people).
-	app, err := h.views.lobbyApp(name, nil)
+	app, err := h.views.lobbyApp(res.name, nil)
 	if err != nil {
 		h.log.Error("render lobby", "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)

@@ -81,7 +81,14 @@ type joinResult struct {
 // own name changes nothing; a session that held another name leaves under
 // that name first.
 func (l *Lobby) join(ctx context.Context, sid, name string) (joinResult, error) {
-	renamed, err := l.tracker.Claim(ctx, name, sid, name)
+	// The person is the name's identity (PRECIS), so "PHIL" is taken while
+	// "phil" is here; the name as typed is what everyone sees. The same
+	// person joining again keeps the spelling everyone already sees.
+	id := nameIdentity(name)
+	if m, ok := l.tracker.Lookup(ctx, sid); ok && m.ID == id {
+		return joinResult{name: displayName(m)}, nil
+	}
+	renamed, err := l.tracker.Claim(ctx, id, sid, name)
 	switch {
 	case errors.Is(err, presence.ErrTaken):
 		return joinResult{}, ErrNameTaken
@@ -109,12 +116,12 @@ func (l *Lobby) say(ctx context.Context, sid, text string) (string, error) {
 	if !ok || !m.Present {
 		return "", ErrNotJoined
 	}
-	line, err := l.views.chatLine(m.ID, text)
+	line, err := l.views.chatLine(displayName(m), text)
 	if err != nil {
 		return "", err
 	}
 	l.broadcast(sfere.AppendElements("#messages", line))
-	return m.ID, nil
+	return displayName(m), nil
 }
 
 // pageState is what GET / shows a session: its name if the session is still
@@ -124,7 +131,7 @@ func (l *Lobby) pageState(ctx context.Context, sid string) (name string, list []
 	if !ok {
 		return "", nil, false
 	}
-	return m.ID, l.present(), true
+	return displayName(m), l.present(), true
 }
 
 // knows reports whether sid is the session of a participant.
@@ -135,10 +142,22 @@ func (l *Lobby) knows(ctx context.Context, sid string) bool {
 
 // present returns the names on the participant list, in order of arrival.
 func (l *Lobby) present() []string {
-	ms := l.tracker.Members()
+	return displayNames(l.tracker.Members())
+}
+
+// displayName is a member's name as typed at /join (its id is the name's
+// identity, see nameIdentity).
+func displayName(m presence.Member) string {
+	if m.Meta != "" {
+		return m.Meta
+	}
+	return m.ID
+}
+
+func displayNames(ms []presence.Member) []string {
 	names := make([]string, len(ms))
 	for i, m := range ms {
-		names[i] = m.ID
+		names[i] = displayName(m)
 	}
 	return names
 }
@@ -165,11 +184,7 @@ func (l *Lobby) broadcast(effects ...sfere.Effect) {
 // renderSnapshot is what a new stream receives: the whole list, and the
 // "joined" lines of the batch it arrived with (its own, for a newcomer).
 func (l *Lobby) renderSnapshot(ms []presence.Member, d presence.Diff) []sfere.Effect {
-	names := make([]string, len(ms))
-	for i, m := range ms {
-		names[i] = m.ID
-	}
-	list, err := l.views.participantList(names)
+	list, err := l.views.participantList(displayNames(ms))
 	if err != nil {
 		l.log.Error("render participant list", "err", err)
 		return nil
@@ -177,7 +192,7 @@ func (l *Lobby) renderSnapshot(ms []presence.Member, d presence.Diff) []sfere.Ef
 	effects := []sfere.Effect{sfere.PatchElements(list)}
 	var lines strings.Builder
 	for _, j := range d.Joins {
-		line, err := l.views.systemLine(j.ID + " joined the lobby")
+		line, err := l.views.systemLine(displayName(j) + " joined the lobby")
 		if err != nil {
 			l.log.Error("render arrival", "err", err)
 			continue
@@ -197,8 +212,8 @@ func (l *Lobby) renderDiff(d presence.Diff) []sfere.Effect {
 	var effects []sfere.Effect
 	var items, lines strings.Builder
 	for _, dep := range d.Leaves {
-		effects = append(effects, sfere.RemoveElements("#"+participantID(dep.ID)))
-		line, err := l.views.systemLine(dep.ID + " left the lobby")
+		effects = append(effects, sfere.RemoveElements("#"+participantID(displayName(dep.Member))))
+		line, err := l.views.systemLine(displayName(dep.Member) + " left the lobby")
 		if err != nil {
 			l.log.Error("render departure", "err", err)
 			continue
@@ -206,8 +221,8 @@ func (l *Lobby) renderDiff(d presence.Diff) []sfere.Effect {
 		lines.WriteString(line)
 	}
 	for _, j := range d.Joins {
-		item, err1 := l.views.participantItem(j.ID)
-		line, err2 := l.views.systemLine(j.ID + " joined the lobby")
+		item, err1 := l.views.participantItem(displayName(j))
+		line, err2 := l.views.systemLine(displayName(j) + " joined the lobby")
 		if err := errors.Join(err1, err2); err != nil {
 			l.log.Error("render arrival", "err", err)
 			continue
@@ -244,11 +259,11 @@ func (l *Lobby) counted(d presence.Diff) {
 	for _, dep := range d.Leaves {
 		label := departureLabel(dep)
 		l.metrics.departures.WithLabelValues(label).Inc()
-		l.log.Info("left", "name", dep.ID, "cause", label, "err", dep.Err)
+		l.log.Info("left", "name", displayName(dep.Member), "cause", label, "err", dep.Err)
 	}
 	for _, j := range d.Joins {
 		l.metrics.joins.Inc()
-		l.log.Info("joined", "name", j.ID)
+		l.log.Info("joined", "name", displayName(j))
 	}
 }
 
