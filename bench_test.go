@@ -102,11 +102,14 @@ func BenchmarkRender(b *testing.B) {
 
 // Fan-out of one rendered message to N streams: the queuing cost per
 // delivery, which must not allocate.
-func BenchmarkFanout(b *testing.B) {
+func BenchmarkFanout(b *testing.B) { benchFanout(b, HubOptions{}) }
+
+// benchFanout is BenchmarkFanout on a hub with opts.
+func benchFanout(b *testing.B, opts HubOptions) {
 	for _, n := range []int{1_000, 10_000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			st := NewMemoryStore(MemoryOptions{})
-			hub := NewHub(st, HubOptions{})
+			hub := NewHub(st, opts)
 			streams := fillStore(b, st, n, n)
 			m, err := render([]Effect{AppendElements("#messages", "<div>200 bytes of chat..........................................................................................................................................................</div>")})
 			if err != nil {

@@ -272,30 +272,7 @@ func BenchmarkReplay(b *testing.B) {
 // BenchmarkFanout with a history: each broadcast also takes a position
 // (one copy of the message with its id) and is kept.
 func BenchmarkFanoutWithHistory(b *testing.B) {
-	for _, n := range []int{1_000, 10_000} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			st := NewMemoryStore(MemoryOptions{})
-			hub := NewHub(st, HubOptions{History: HistoryOptions{Size: 1_000}})
-			streams := fillStore(b, st, n, n)
-			m, err := render([]Effect{AppendElements("#messages", "<div>200 bytes of chat..........................................................................................................................................................</div>")})
-			if err != nil {
-				b.Fatal(err)
-			}
-			spare := make([][]*message, n)
-			b.ReportAllocs()
-			for b.Loop() {
-				if res, _ := hub.publish(InCategory("lobby"), nil, m, 0); res.Delivered != n {
-					b.Fatalf("delivered %d", res.Delivered)
-				}
-				for i, s := range streams {
-					batch, _ := s.take(spare[i])
-					clear(batch)
-					spare[i] = batch[:0]
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/delivery")
-		})
-	}
+	benchFanout(b, HubOptions{History: HistoryOptions{Size: 1_000}})
 }
 
 // With HubOptions.Retry each stream's opening tells its client to wait

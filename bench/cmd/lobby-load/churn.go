@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sfere-go/sfere/bench/internal/netstat"
 )
 
 // ChurnResult is one churn run.
@@ -52,10 +54,10 @@ type ChurnResult struct {
 	JoinedLines [2]int64 `json:"joined_lines_min_max"`
 	LeftLines   [2]int64 `json:"left_lines_min_max"`
 
-	ClientCPUSec float64     `json:"client_cpu_s"`
-	Net          netCounters `json:"net"` // over the trial, machine-wide
-	Server       Server      `json:"server"`
-	Errors       []string    `json:"errors,omitempty"`
+	ClientCPUSec float64          `json:"client_cpu_s"`
+	Net          netstat.Counters `json:"net"` // over the trial, machine-wide
+	Server       Server           `json:"server"`
+	Errors       []string         `json:"errors,omitempty"`
 }
 
 // chatter is a person who stays and chats; its stream's deliveries of the
@@ -159,7 +161,7 @@ func runChurn(cfg config, l *lobbyProc) ChurnResult {
 		return res
 	}
 	logf("churn: %d chatters in; churning", len(chatters))
-	cpu0, srv0, net0 := cpuTime(), l.server(), readNetCounters()
+	cpu0, srv0, net0 := cpuTime(), l.server(), netstat.Read()
 
 	// The churners: a pacer hands a cycle to an idle churner -rate times a
 	// second. A cycle is a new browser session joining under the churner's
@@ -319,7 +321,7 @@ func runChurn(cfg config, l *lobbyProc) ChurnResult {
 	res.Server = l.server()
 	res.Server.CPUSec -= srv0.CPUSec
 	res.LoadEnd = loadAvg()
-	res.Net = readNetCounters().sub(net0)
+	res.Net = netstat.Read().Sub(net0)
 	res.ClientCPUSec = seconds(cpuTime() - cpu0)
 
 	// Let the cycles under way end and the last lines arrive (bounded).

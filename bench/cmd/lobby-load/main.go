@@ -41,6 +41,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sfere-go/sfere/bench/internal/netstat"
 )
 
 // Results is the JSON file the tool writes.
@@ -63,7 +65,7 @@ type Machine struct {
 	FileLimit uint64 `json:"file_limit"`
 	LoadAvg   string `json:"loadavg_at_start"`
 	// NetdevMaxBacklog is net.core.netdev_max_backlog: loopback packets
-	// beyond it in one softirq burst are dropped (see netCounters).
+	// beyond it in one softirq burst are dropped (see netstat.Counters).
 	NetdevMaxBacklog int `json:"netdev_max_backlog"`
 }
 
@@ -263,7 +265,7 @@ func writeJSON(path string, v any) {
 }
 
 func machine() Machine {
-	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), FileLimit: fileLimit(), LoadAvg: loadAvg(), NetdevMaxBacklog: netdevMaxBacklog()}
+	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), FileLimit: fileLimit(), LoadAvg: loadAvg(), NetdevMaxBacklog: netstat.MaxBacklog()}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
 	}

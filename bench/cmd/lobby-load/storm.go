@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sfere-go/sfere/bench/internal/netstat"
 )
 
 // StormResult is one join storm.
@@ -33,10 +35,10 @@ type StormResult struct {
 	JoinMs  Percentiles `json:"join_answer_ms"`
 	Chat    StormChat   `json:"chat"`
 
-	ClientCPUSec float64     `json:"client_cpu_s"`
-	Net          netCounters `json:"net"` // over the trial, machine-wide
-	Server       Server      `json:"server"`
-	Errors       []string    `json:"errors,omitempty"`
+	ClientCPUSec float64          `json:"client_cpu_s"`
+	Net          netstat.Counters `json:"net"` // over the trial, machine-wide
+	Server       Server           `json:"server"`
+	Errors       []string         `json:"errors,omitempty"`
 }
 
 // StormChat is the chat line said during the storm.
@@ -87,7 +89,7 @@ func runStorm(cfg config, l *lobbyProc, n int) StormResult {
 		readers  sync.WaitGroup
 		ending   atomic.Bool
 		cpu0     = cpuTime()
-		net0     = readNetCounters()
+		net0     = netstat.Read()
 		srv0     = l.server()
 		jobs     = make(chan int)
 		workers  sync.WaitGroup
@@ -237,7 +239,7 @@ wait:
 	res.Server = l.server()
 	res.Server.CPUSec -= srv0.CPUSec
 	res.LoadEnd = loadAvg()
-	res.Net = readNetCounters().sub(net0)
+	res.Net = netstat.Read().Sub(net0)
 	res.ClientCPUSec = seconds(cpuTime() - cpu0)
 
 	ending.Store(true)

@@ -31,6 +31,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sfere-go/sfere/bench/internal/netstat"
 	"github.com/sfere-go/sfere/bench/internal/wire"
 )
 
@@ -167,7 +168,7 @@ func main() {
 	if err != nil {
 		logf("cannot raise the open-file limit: %v", err)
 	}
-	logf("open-file limit: %d (hard %d); net.core.netdev_max_backlog: %d", cur, hard, netdevMaxBacklog())
+	logf("open-file limit: %d (hard %d); net.core.netdev_max_backlog: %d", cur, hard, netstat.MaxBacklog())
 	if maxN := slices.Max(ns); uint64(maxN)+64 > cur {
 		logf("warning: N=%d needs more than the %d open files this process may have; the OS will refuse streams past about %d", maxN, cur, cur-64)
 	}
@@ -295,7 +296,7 @@ func writeJSON(path string, v any) {
 }
 
 func machine() Machine {
-	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), FileLimit: fileLimit(), NetdevMaxBacklog: netdevMaxBacklog()}
+	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), FileLimit: fileLimit(), NetdevMaxBacklog: netstat.MaxBacklog()}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
 	}

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sfere-go/sfere/bench/internal/netstat"
 	"github.com/sfere-go/sfere/bench/internal/wire"
 )
 
@@ -71,7 +72,7 @@ type Phase struct {
 	IssueSec   float64 `json:"issue_s"`          // first send to the last broadcast issued
 	TotalSec   float64 `json:"total_s"`          // first send to last receipt
 
-	Net netCounters `json:"net"` // kernel drops and retransmissions during the phase
+	Net netstat.Counters `json:"net"` // kernel drops and retransmissions during the phase
 
 	// With -nodes > 1: latency of the streams on node 0, where the
 	// broadcasts are issued (Local), on every other node together
@@ -295,7 +296,7 @@ func runTrial(cfg trialConfig, bin, label, serverMode string, n, k, run int) (t 
 func measure(srv *server, f *fleet, req wire.BroadcastRequest, expected int64, progress bool, prof func() error) Phase {
 	ph := Phase{Broadcasts: req.Count, Rate: req.Rate, Expected: expected}
 	f.window(req.Seq0, uint64(req.Count))
-	net0 := readNetCounters()
+	net0 := netstat.Read()
 	issueBound := 10*time.Minute + time.Duration(float64(req.Count)/math.Max(req.Rate, 1)*10*float64(time.Second))
 	type answer struct {
 		res wire.BroadcastResult
@@ -356,7 +357,7 @@ func measure(srv *server, f *fleet, req wire.BroadcastRequest, expected int64, p
 			logf("  profile: %v", err)
 		}
 	}
-	ph.Net = readNetCounters().sub(net0)
+	ph.Net = netstat.Read().Sub(net0)
 	ph.Delivered = f.delivered.Load()
 	ph.Short, ph.Missing = f.short(uint32(req.Count))
 	ph.Reordered = f.reorder.Load()
@@ -609,7 +610,7 @@ func medianPhase(ps []Phase) Phase {
 			}))
 		}
 	}
-	out.Net = netCounters{}
+	out.Net = netstat.Counters{}
 	for _, p := range ps {
 		out.Net.SoftnetDrops += p.Net.SoftnetDrops
 		out.Net.RetransSegs += p.Net.RetransSegs

@@ -1,4 +1,6 @@
-package main
+// Package netstat reads the kernel's network counters that explain latency
+// tails no user-space code causes; the load tools record them per trial.
+package netstat
 
 import (
 	"os"
@@ -6,19 +8,21 @@ import (
 	"strings"
 )
 
-// netCounters are the kernel's counts of packets dropped on the way into
+// Counters are the kernel's counts of packets dropped on the way into
 // the network stack (softnet backlog overflow: on loopback, a burst larger
 // than net.core.netdev_max_backlog) and of TCP segments retransmitted.
 // A dropped loopback packet costs its stream a retransmission timeout
 // (200 ms and up), so these explain latency tails that no user-space code
 // causes.
-type netCounters struct {
+type Counters struct {
 	SoftnetDrops int64 `json:"softnet_drops"`
 	RetransSegs  int64 `json:"tcp_retrans_segs"`
 }
 
-func readNetCounters() netCounters {
-	var c netCounters
+// Read returns the counters now. They are machine-wide: other programs'
+// traffic counts too.
+func Read() Counters {
+	var c Counters
 	if b, err := os.ReadFile("/proc/net/softnet_stat"); err == nil {
 		for line := range strings.SplitSeq(string(b), "\n") {
 			f := strings.Fields(line)
@@ -50,11 +54,13 @@ func readNetCounters() netCounters {
 	return c
 }
 
-func (c netCounters) sub(d netCounters) netCounters {
-	return netCounters{SoftnetDrops: c.SoftnetDrops - d.SoftnetDrops, RetransSegs: c.RetransSegs - d.RetransSegs}
+// Sub returns the counts from d to c.
+func (c Counters) Sub(d Counters) Counters {
+	return Counters{SoftnetDrops: c.SoftnetDrops - d.SoftnetDrops, RetransSegs: c.RetransSegs - d.RetransSegs}
 }
 
-func netdevMaxBacklog() int {
+// MaxBacklog returns net.core.netdev_max_backlog, or 0 if it cannot be read.
+func MaxBacklog() int {
 	b, err := os.ReadFile("/proc/sys/net/core/netdev_max_backlog")
 	if err != nil {
 		return 0
