@@ -28,19 +28,8 @@ func TestBrowserHostileNamesAndRestart(t *testing.T) {
 	}
 	defer a.Shutdown(context.Background())
 
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true), chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-background-timer-throttling", true), chromedp.Flag("disable-renderer-backgrounding", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1000, 760),
-	)
-	defer cancelAlloc()
-	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
-	if err := chromedp.Do(browserCtx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
+	browserCtx, stopBrowser := startChromium(t, chromium)
+	defer stopBrowser()
 	// Every tab records CSP violations and dialogs (an alert would mean a
 	// script ran) from before its first script.
 	const watch = `window.__violations = []; window.alert = (m) => window.__violations.push('alert ' + m);

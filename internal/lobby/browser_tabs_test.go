@@ -24,30 +24,8 @@ func TestBrowserOneSessionTwoTabs(t *testing.T) {
 	const heartbeat = 300 * time.Millisecond
 	srv := startServer(t, lobby.Options{DatastarJS: js, Heartbeat: heartbeat, Grace: browserGrace, Debug: true})
 
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromium),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-background-timer-throttling", true),
-		chromedp.Flag("disable-renderer-backgrounding", true),
-		chromedp.Flag("disable-backgrounding-occluded-windows", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1000, 760),
-	)
-	defer cancelAlloc()
-	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
-	if err := chromedp.Do(browserCtx); err != nil { // starts the browser
-		t.Fatalf("start chromium: %v", err)
-	}
+	browserCtx, stopBrowser := startChromium(t, chromium)
+	defer stopBrowser()
 	// Brian's browser context (his cookies) is held by a blank tab, so
 	// that closing either lobby tab closes only that tab; both lobby tabs
 	// are tabs of that context (one session).

@@ -34,30 +34,8 @@ func TestBrowserTwoTabs(t *testing.T) {
 	const heartbeat = 300 * time.Millisecond
 	srv := startServer(t, lobby.Options{DatastarJS: js, Heartbeat: heartbeat, Grace: browserGrace, Debug: true})
 
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromium),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-background-timer-throttling", true),
-		chromedp.Flag("disable-renderer-backgrounding", true),
-		chromedp.Flag("disable-backgrounding-occluded-windows", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1000, 760),
-	)
-	defer cancelAlloc()
-	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
-	if err := chromedp.Do(browserCtx); err != nil { // starts the browser
-		t.Fatalf("start chromium: %v", err)
-	}
+	browserCtx, stopBrowser := startChromium(t, chromium)
+	defer stopBrowser()
 	newTab := func() (context.Context, context.CancelFunc) {
 		return chromedp.NewContext(browserCtx, chromedp.WithNewBrowserContext()) // its own cookies
 	}
@@ -223,6 +201,42 @@ func heartbeatWrites(t *testing.T, srv *lobby.Server) int {
 	}
 	n, _ := strconv.Atoi(m[1])
 	return n
+}
+
+// startChromium starts a headless chromium as the browser tests run it
+// (opts add to the common flags) and returns the browser's context and
+// the function that closes the browser.
+func startChromium(t *testing.T, chromium string, opts ...chromedp.ExecAllocatorOption) (context.Context, func()) {
+	t.Helper()
+	all := append([]chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-background-timer-throttling", true),
+		chromedp.Flag("disable-renderer-backgrounding", true),
+		chromedp.Flag("disable-backgrounding-occluded-windows", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1000, 760),
+	}, opts...)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), all...)
+	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
+	stop := func() {
+		cancelBrowser()
+		cancelAlloc()
+	}
+	if err := chromedp.Do(browserCtx); err != nil { // starts the browser
+		stop()
+		t.Fatalf("start chromium: %v", err)
+	}
+	return browserCtx, stop
 }
 
 // browserPrerequisites returns the Datastar client bundle named by
