@@ -387,6 +387,8 @@ func TestAppTrafficNotHeldBehindBatch(t *testing.T) {
 	obs := r.open("o") // its snapshot was the first change
 	r.claim("brian", "s1")
 	bs := r.openNoWait("s1") // brian's arrival waits for the window, and so does his snapshot
+	// His stream is stored (or the broadcast below could precede it).
+	eventually(t, 5*time.Second, "brian's stream stored", func() bool { return r.hub.Count(presence.StreamsOf(room, "brian")) == 1 })
 	if _, err := r.hub.Broadcast(presence.Everyone(room), nil, sfere.PatchElements(`<p id="chat">hello</p>`)); err != nil {
 		t.Fatal(err)
 	}
