@@ -360,3 +360,24 @@ func TestBroadcastAtFollowsTheLog(t *testing.T) {
 		t.Fatalf("a local broadcast moved the shared position to %v", hub.Position())
 	}
 }
+
+// Positions come from clients (Last-Event-ID): any text either parses to a
+// position whose text form parses back to it, or is refused.
+func FuzzParsePosition(f *testing.F) {
+	for _, s := range []string{"", "-", "abc-1", "0123456789abcdef-18446744073709551615", "a-b-3", "e--1", "x-01", "x-+1", " x-1", "x-1 ", "-5"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParsePosition(s)
+		if err != nil {
+			return
+		}
+		if p.Epoch == "" {
+			t.Fatalf("%q parsed to an empty epoch", s)
+		}
+		q, err := ParsePosition(p.String())
+		if err != nil || q != p {
+			t.Fatalf("%q -> %v -> %q -> %v, %v", s, p, p.String(), q, err)
+		}
+	})
+}
