@@ -439,11 +439,6 @@ func (h *logRecorder) leftOf(name string) (leftRecord, bool) {
 	return lr, ok
 }
 
-// quietLogger drops everything below Warn (load tests log too much for -v).
-func quietLogger(t testing.TB) slog.Handler {
-	return slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})
-}
-
 // percentile returns the q-quantile (0..1) of ds, which it sorts.
 func percentile(ds []time.Duration, q float64) time.Duration {
 	if len(ds) == 0 {
