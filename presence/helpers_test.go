@@ -1,18 +1,16 @@
 package presence_test
 
 import (
-	"bufio"
 	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sfere-go/sfere"
+	"github.com/sfere-go/sfere/internal/ssetest"
 	"github.com/sfere-go/sfere/presence"
 )
 
@@ -169,19 +167,11 @@ func (r *rig) batches() []presence.Diff {
 	return append([]presence.Diff(nil), r.diffs...)
 }
 
-// tab is one stream read over a raw TCP connection.
+// tab is one stream of a person, read over raw TCP by the test kit.
 type tab struct {
-	t    testing.TB
-	conn net.Conn
-
-	mu      sync.Mutex
-	events  []string // data of each event
-	changed chan struct{}
-	err     error
-	ended   bool
+	t testing.TB
+	*ssetest.Client
 }
-
-var dataLine = regexp.MustCompile(`^data: elements (.*)$`)
 
 // open opens a stream of owner's person and waits for its snapshot.
 func (r *rig) open(owner string) *tab {
@@ -194,82 +184,42 @@ func (r *rig) open(owner string) *tab {
 // openNoWait opens a stream of owner's person.
 func (r *rig) openNoWait(owner string) *tab {
 	r.t.Helper()
-	c, err := net.Dial("tcp", r.srv.Listener.Addr().String())
-	if err != nil {
-		r.t.Fatal(err)
+	c := ssetest.Open(r.t, r.srv.Listener.Addr().String(), ssetest.Request{Method: http.MethodPost, Target: "/sse?owner=" + owner})
+	if st := c.WaitHead(waitLong).StatusCode; st != http.StatusOK {
+		r.t.Fatalf("open stream of %s: status %d", owner, st)
 	}
-	req := "POST /sse?owner=" + owner + " HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
-	if _, err := c.Write([]byte(req)); err != nil {
-		r.t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		r.t.Fatalf("open stream of %s: status %d", owner, resp.StatusCode)
-	}
-	tb := &tab{t: r.t, conn: c, changed: make(chan struct{})}
-	go tb.read(bufio.NewReader(resp.Body))
-	r.t.Cleanup(tb.close)
-	return tb
+	return &tab{t: r.t, Client: c}
 }
 
-func (tb *tab) read(br *bufio.Reader) {
-	var data string
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			tb.update(func() { tb.err, tb.ended = err, true })
-			return
-		}
-		line = strings.TrimRight(line, "\r\n")
-		if m := dataLine.FindStringSubmatch(line); m != nil {
-			data += m[1]
-		}
-		if line == "" && data != "" {
-			d := data
-			data = ""
-			tb.update(func() { tb.events = append(tb.events, d) })
-		}
-	}
-}
-
-func (tb *tab) update(f func()) {
-	tb.mu.Lock()
-	f()
-	close(tb.changed)
-	tb.changed = make(chan struct{})
-	tb.mu.Unlock()
-}
-
-// waitFor waits until an event containing text arrived and returns it.
+// waitFor waits until an event containing text arrived, anywhere in the
+// stream, and returns its elements.
 func (tb *tab) waitFor(text string) string {
 	tb.t.Helper()
-	deadline := time.After(waitLong)
-	for {
-		tb.mu.Lock()
-		for _, e := range tb.events {
-			if strings.Contains(e, text) {
-				tb.mu.Unlock()
-				return e
-			}
-		}
-		ch := tb.changed
-		tb.mu.Unlock()
-		select {
-		case <-ch:
-		case <-deadline:
-			tb.t.Fatalf("no event with %q within %v; got:\n%s", text, waitLong, strings.Join(tb.all(), "\n"))
-		}
-	}
+	e := tb.WaitSeen(waitLong, ssetest.Containing(text))
+	return elements(e)
 }
 
+// elements is what an element patch carries, its data lines without
+// "elements " run together; "" for any other event.
+func elements(e ssetest.Event) string {
+	var s string
+	for _, d := range e.Data {
+		if el, ok := strings.CutPrefix(d, "elements "); ok {
+			s += el
+		}
+	}
+	return s
+}
+
+// all returns the elements of every element patch received so far.
 func (tb *tab) all() []string {
-	tb.mu.Lock()
-	defer tb.mu.Unlock()
-	return append([]string(nil), tb.events...)
+	var out []string
+	for _, e := range tb.Events() {
+		if el := elements(e); el != "" {
+			out = append(out, el)
+		}
+	}
+	return out
 }
 
 func (tb *tab) count(text string) int {
@@ -280,36 +230,8 @@ func (tb *tab) count(text string) int {
 	return n
 }
 
+// waitEnd waits for the server to end the stream.
 func (tb *tab) waitEnd() {
 	tb.t.Helper()
-	deadline := time.After(waitLong)
-	for {
-		tb.mu.Lock()
-		ended, ch := tb.ended, tb.changed
-		tb.mu.Unlock()
-		if ended {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			tb.t.Fatalf("stream did not end within %v", waitLong)
-		}
-	}
-}
-
-func (tb *tab) close() { tb.conn.Close() }
-
-func (tb *tab) localPort() int { return tb.conn.LocalAddr().(*net.TCPAddr).Port }
-
-// eventually polls cond until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	tb.WaitEnd(waitLong)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sfere-go/sfere"
 	"github.com/sfere-go/sfere/internal/netfault"
+	"github.com/sfere-go/sfere/internal/ssetest"
 	"github.com/sfere-go/sfere/presence"
 )
 
@@ -46,13 +47,13 @@ func TestTwoTabsOnePerson(t *testing.T) {
 		t.Fatalf("members = %+v", got)
 	}
 
-	tab1.close()
+	tab1.Close()
 	time.Sleep(2 * grace)
 	if n := ps.count(leaves("brian")); n != 0 {
 		t.Fatalf("closing one of two tabs announced a departure:\n%s", strings.Join(ps.all(), "\n"))
 	}
 	closed := time.Now()
-	tab2.close()
+	tab2.Close()
 	ps.waitFor(`data-leaves="brian:closed"`)
 	if took := time.Since(closed); took < grace {
 		t.Errorf("departure after %v, before the grace period (%v)", took, grace)
@@ -79,7 +80,7 @@ func TestReloadWithinGraceSilent(t *testing.T) {
 	r.claim("brian", "s1")
 	bs := r.open("s1")
 	ps.waitFor(`data-joins="brian"`)
-	bs.close()
+	bs.Close()
 	bs2 := r.open("s1")
 	bs2.waitFor(`data-ids="phil,brian"`)
 	time.Sleep(2 * grace)
@@ -124,7 +125,7 @@ func TestClaims(t *testing.T) {
 	if st := r.post("/sse?owner=nobody"); st != http.StatusForbidden {
 		t.Errorf("stream of an unknown owner: status %d, want 403", st)
 	}
-	eventually(t, waitLong, "the unused claim lapses", func() bool {
+	ssetest.Eventually(t, waitLong, "the unused claim lapses", func() bool {
 		return r.post("/claim?id=brian&owner=s9") == http.StatusOK
 	})
 	// Renaming: s2 claims another id; phil departs (renamed).
@@ -163,7 +164,7 @@ func TestVanishedPeerSkipsGrace(t *testing.T) {
 	r.claim("brian", "s1")
 	bs := r.open("s1")
 	ps.waitFor(`data-joins="brian"`)
-	netfault.DropPort(t, bs.localPort())
+	netfault.DropPort(t, bs.LocalPort())
 	dropped := time.Now()
 	// Something must be written for TCP to notice: a broadcast every 200 ms.
 	stop := make(chan struct{})
@@ -209,7 +210,7 @@ func TestStormIsBatched(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	eventually(t, waitLong, "every arrival reaches the observer", func() bool {
+	ssetest.Eventually(t, waitLong, "every arrival reaches the observer", func() bool {
 		return len(joined(obs)) == n
 	})
 	elapsed := time.Since(start)
@@ -308,7 +309,7 @@ func TestSnapshotAndDiffsConsistent(t *testing.T) {
 			r.claim(id, "s"+id)
 			tabs[i] = r.open("s" + id)
 			if i%3 == 0 { // a third leave again at once
-				tabs[i].close()
+				tabs[i].Close()
 			}
 		})
 	}
@@ -319,13 +320,13 @@ func TestSnapshotAndDiffsConsistent(t *testing.T) {
 			want[fmt.Sprintf("p%02d", i)] = true
 		}
 	}
-	eventually(t, waitLong, "the room settles", func() bool { return len(r.tracker.Members()) == len(want) })
+	ssetest.Eventually(t, waitLong, "the room settles", func() bool { return len(r.tracker.Members()) == len(want) })
 	time.Sleep(100 * time.Millisecond) // the last batch is queued; let it be read
 	for i, tb := range tabs {
 		if i%3 == 0 {
 			continue
 		}
-		eventually(t, waitLong, "the stream catches up", func() bool {
+		ssetest.Eventually(t, waitLong, "the stream catches up", func() bool {
 			return len(viewQuiet(tb)) == len(want)
 		})
 		if got := view(t, tb); !mapsEqual(got, want) {
@@ -388,7 +389,7 @@ func TestAppTrafficNotHeldBehindBatch(t *testing.T) {
 	r.claim("brian", "s1")
 	bs := r.openNoWait("s1") // brian's arrival waits for the window, and so does his snapshot
 	// His stream is stored (or the broadcast below could precede it).
-	eventually(t, 5*time.Second, "brian's stream stored", func() bool { return r.hub.Count(presence.StreamsOf(room, "brian")) == 1 })
+	ssetest.Eventually(t, 5*time.Second, "brian's stream stored", func() bool { return r.hub.Count(presence.StreamsOf(room, "brian")) == 1 })
 	if _, err := r.hub.Broadcast(presence.Everyone(room), nil, sfere.PatchElements(`<p id="chat">hello</p>`)); err != nil {
 		t.Fatal(err)
 	}

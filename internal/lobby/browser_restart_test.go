@@ -3,6 +3,7 @@ package lobby_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/sfere-go/sfere/internal/lobby"
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 // In a real browser with the Datastar v1 client and the page's Content
@@ -21,7 +23,7 @@ import (
 // and chromium, like TestBrowserTwoTabs.
 func TestBrowserHostileNamesAndRestart(t *testing.T) {
 	js, chromium := browserPrerequisites(t)
-	opts := lobby.Options{Addr: "127.0.0.1:0", DatastarJS: js, Heartbeat: 300 * time.Millisecond, Grace: testGrace, Logger: testLogger(t)}
+	opts := lobby.Options{Addr: "127.0.0.1:0", DatastarJS: js, Heartbeat: 300 * time.Millisecond, Grace: testGrace, Logger: ssetest.Logger(t, slog.LevelDebug)}
 	a, err := lobby.Start(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)

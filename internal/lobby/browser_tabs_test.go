@@ -9,6 +9,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/sfere-go/sfere/internal/lobby"
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 // One person, two tabs, in a real browser: Brian opens the lobby in two
@@ -99,7 +100,7 @@ func TestBrowserOneSessionTwoTabs(t *testing.T) {
 		t.Fatalf("Brian's second tab: %v", err)
 	}
 	waitJS(brian2, "Brian's second tab lists both once", listedOnce("brian")+` && `+listedOnce("phil"), waitLong)
-	eventually(t, waitLong, "Brian has two streams", func() bool {
+	ssetest.Eventually(t, waitLong, "Brian has two streams", func() bool {
 		n := 0
 		for _, p := range debugPeople(t, newBrowser(t, srv)) {
 			if p == "brian" {

@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/sfere-go/sfere/internal/lobby"
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 // The page in a real browser with the Datastar v1 client: two isolated
@@ -163,7 +164,7 @@ func TestBrowserTwoTabs(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitJS(philTab, "Leave shows the join form", `document.getElementById('join') !== null && document.getElementById('lobby') === null`, waitLong)
-	eventually(t, waitLong, "no streams left", func() bool { return len(debugKeys(t, newBrowser(t, srv))) == 0 })
+	ssetest.Eventually(t, waitLong, "no streams left", func() bool { return len(debugKeys(t, newBrowser(t, srv))) == 0 })
 }
 
 // findChromium returns the path of Debian's chromium (or another Chrome) or "".

@@ -18,22 +18,20 @@ var itemIDRE = regexp.MustCompile(`id="(participant-[0-9a-f]+)"`)
 // listModel replays a stream's events onto a model of #participant-list,
 // as the browser's DOM would apply them, and returns the item ids left.
 func listModel(s *stream) map[string]bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	items := map[string]bool{}
-	for _, e := range s.events {
+	for _, e := range s.events() {
 		switch {
-		case strings.Contains(e.data, `<ul id="participant-list">`):
+		case strings.Contains(e.Text(), `<ul id="participant-list">`):
 			clear(items)
-			for _, m := range itemIDRE.FindAllStringSubmatch(e.data, -1) {
+			for _, m := range itemIDRE.FindAllStringSubmatch(e.Text(), -1) {
 				items[m[1]] = true
 			}
-		case strings.Contains(e.data, "selector #participant-list") && strings.Contains(e.data, "mode append"):
-			for _, m := range itemIDRE.FindAllStringSubmatch(e.data, -1) {
+		case strings.Contains(e.Text(), "selector #participant-list") && strings.Contains(e.Text(), "mode append"):
+			for _, m := range itemIDRE.FindAllStringSubmatch(e.Text(), -1) {
 				items[m[1]] = true
 			}
-		case strings.Contains(e.data, "mode remove"):
-			for _, line := range strings.Split(e.data, "\n") {
+		case strings.Contains(e.Text(), "mode remove"):
+			for _, line := range strings.Split(e.Text(), "\n") {
 				if id, ok := strings.CutPrefix(line, "selector #"); ok {
 					delete(items, id)
 				}

@@ -3,6 +3,7 @@ package lobby_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sfere-go/sfere/internal/lobby"
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 // Join/leave cycles by every path, many at once, names reused: afterwards no
@@ -31,7 +33,7 @@ func TestChurnCyclesLeaveNothing(t *testing.T) {
 	const grace = 250 * time.Millisecond
 	srv, err := lobby.Start(t.Context(), lobby.Options{
 		Addr: "127.0.0.1:0", Grace: grace, Heartbeat: time.Second, JoinTimeout: 2 * time.Second, Debug: true,
-		MaxStreamsPerIP: -1, MessageRate: -1, Logger: testLogger(t),
+		MaxStreamsPerIP: -1, MessageRate: -1, Logger: ssetest.Logger(t, slog.LevelDebug),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +156,7 @@ func TestChurnCyclesLeaveNothing(t *testing.T) {
 	}
 
 	// Nothing left behind: streams, participants.
-	eventually(t, 10*time.Second, "only the observer is left", func() bool {
+	ssetest.Eventually(t, 10*time.Second, "only the observer is left", func() bool {
 		v, err := metricValue(obsClient.hc, base, "lobby_participants")
 		return err == nil && v == 1
 	})

@@ -1,7 +1,6 @@
 package lobby
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sfere-go/sfere"
+	"github.com/sfere-go/sfere/internal/ssetest"
 	"github.com/sfere-go/sfere/presence"
 )
 
@@ -230,20 +230,12 @@ func pipeJoin(t *testing.T, hc *http.Client, name string) string {
 	return ""
 }
 
-// pipeSSE reads one stream over its own in-memory connection, stamping
-// each line with the (fake) time since the test's first stream opened.
+// pipeSSE is one stream over its own in-memory connection, read by the
+// test kit; its times are the (fake) time since the test's first stream
+// opened.
 type pipeSSE struct {
-	conn  net.Conn
+	*ssetest.Client
 	start time.Time
-	mu    sync.Mutex
-	lines []stamped
-	rerr  error
-	done  chan struct{}
-}
-
-type stamped struct {
-	at   time.Duration
-	line string
 }
 
 var bubbleStart sync.Map // *testing.T -> time.Time
@@ -255,37 +247,12 @@ func pipeStream(t *testing.T, pl *pipeListener, sid string) *pipeSSE {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := `{}`
-	fmt.Fprintf(conn, "POST /sse HTTP/1.1\r\nHost: pipe\r\nDatastar-Request: true\r\nContent-Type: application/json\r\n"+
-		"Cookie: %s=%s\r\nContent-Length: %d\r\n\r\n%s", sessionCookie, sid, len(body), body)
+	req := ssetest.DatastarPost("/sse", `{}`)
+	req.Host = "pipe"
+	req.Header.Set("Cookie", sessionCookie+"="+sid)
+	c := ssetest.OpenConn(t, conn, req)
 	start, _ := bubbleStart.LoadOrStore(t, time.Now())
-	s := &pipeSSE{conn: conn, start: start.(time.Time), done: make(chan struct{})}
-	go s.read()
-	return s
-}
-
-func (s *pipeSSE) read() {
-	defer close(s.done)
-	br := bufio.NewReader(s.conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		s.mu.Lock()
-		s.rerr = err
-		s.mu.Unlock()
-		return
-	}
-	lr := bufio.NewReader(resp.Body)
-	for {
-		line, err := lr.ReadString('\n')
-		s.mu.Lock()
-		if err != nil {
-			s.rerr = err
-			s.mu.Unlock()
-			return
-		}
-		s.lines = append(s.lines, stamped{time.Since(s.start), strings.TrimSuffix(line, "\n")})
-		s.mu.Unlock()
-	}
+	return &pipeSSE{Client: c, start: start.(time.Time)}
 }
 
 func (s *pipeSSE) has(text string) bool {
@@ -293,57 +260,40 @@ func (s *pipeSSE) has(text string) bool {
 	return ok
 }
 
-// at returns the time the first line holding text arrived.
+// at returns the time the first event holding text arrived.
 func (s *pipeSSE) at(text string) (time.Duration, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, l := range s.lines {
-		if strings.Contains(l.line, text) {
-			return l.at, true
-		}
-	}
-	return 0, false
+	e, ok := s.Find(ssetest.Containing(text))
+	return e.At.Sub(s.start), ok
 }
 
 // comments returns the arrival times of the heartbeat comments.
 func (s *pipeSSE) comments() []time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []time.Duration
-	for _, l := range s.lines {
-		if l.line == ": heartbeat" {
-			out = append(out, l.at)
+	for _, e := range s.Events() {
+		if ssetest.CommentIs("heartbeat").Test(e) {
+			out = append(out, e.At.Sub(s.start))
 		}
 	}
 	return out
 }
 
 func (s *pipeSSE) text() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var b strings.Builder
-	for _, l := range s.lines {
-		fmt.Fprintf(&b, "%v %s\n", l.at, l.line)
+	for _, e := range s.Events() {
+		fmt.Fprintf(&b, "%v %s\n", e.At.Sub(s.start), e)
 	}
 	return b.String()
 }
 
 func (s *pipeSSE) ended() bool {
 	select {
-	case <-s.done:
+	case <-s.Done():
 		return true
 	default:
 		return false
 	}
 }
 
-func (s *pipeSSE) err() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.rerr
-}
+func (s *pipeSSE) err() error { return s.Err() }
 
-func (s *pipeSSE) close() {
-	s.conn.Close()
-	<-s.done
-}
+func (s *pipeSSE) close() { s.Close() }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sfere-go/sfere/internal/lobby"
+	"github.com/sfere-go/sfere/internal/ssetest"
 	"github.com/sfere-go/sfere/natscluster"
 )
 
@@ -173,8 +174,8 @@ func TestClusterLostNode(t *testing.T) {
 	// Carol is off the list for a newcomer.
 	ds := newBrowser(t, a).enter("dora")
 	list := ds.waitFor(`id="participant-list"`)
-	if want := participantID("carol"); strings.Contains(list.data, want) {
-		t.Errorf("the lost node's participant is still listed: %s", list.data)
+	if want := participantID("carol"); strings.Contains(list.Text(), want) {
+		t.Errorf("the lost node's participant is still listed: %s", list.Text())
 	}
 }
 
@@ -205,14 +206,14 @@ func TestClusterSurvivesNATSRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "cross-node delivery back", func() bool {
+	ssetest.Eventually(t, 10*time.Second, "cross-node delivery back", func() bool {
 		r := brian.post("/message", map[string]any{"message": "after the restart"})
 		return r.status == http.StatusOK && ps.count("after the restart") > 0
 	})
 	if n := ps.count(leftLine("brian")) + bs.count(leftLine("phil")); n != 0 {
 		t.Fatalf("the NATS restart announced %d departures", n)
 	}
-	eventually(t, 5*time.Second, "the gap counted in /metrics", func() bool {
+	ssetest.Eventually(t, 5*time.Second, "the gap counted in /metrics", func() bool {
 		return strings.Contains(brian.get("/metrics").body, "lobby_cluster_nats_gaps_total 1")
 	})
 }
@@ -243,8 +244,8 @@ func TestClusterRestartedNodeLeavesNoGhosts(t *testing.T) {
 		t.Fatalf("cody's reconnect to the restarted node announced %d extra lines", n-1)
 	}
 	ds := newBrowser(t, a).enter("dora")
-	if list := ds.waitFor(`id="participant-list"`); strings.Contains(list.data, participantID("carol")) {
-		t.Fatalf("carol is a ghost on the list: %s", list.data)
+	if list := ds.waitFor(`id="participant-list"`); strings.Contains(list.Text(), participantID("carol")) {
+		t.Fatalf("carol is a ghost on the list: %s", list.Text())
 	}
 }
 
@@ -287,7 +288,7 @@ func TestClusterSharedStateLost(t *testing.T) {
 		}
 	}
 	// Cross-node delivery is back, and nobody was announced again.
-	eventually(t, 10*time.Second, "chat across nodes after the restart", func() bool {
+	ssetest.Eventually(t, 10*time.Second, "chat across nodes after the restart", func() bool {
 		r := phil.post("/message", map[string]any{"message": "after the loss"})
 		return r.status == http.StatusOK && bs.count("after the loss") > 0
 	})

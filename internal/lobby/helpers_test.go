@@ -1,7 +1,6 @@
 package lobby_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/hex"
@@ -9,18 +8,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sfere-go/sfere/internal/lobby"
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 // Timings of the acceptance tests: short, so the suite is fast, but with
@@ -44,7 +42,7 @@ func startServer(t testing.TB, opts lobby.Options) *lobby.Server {
 		opts.Heartbeat = time.Second
 	}
 	if opts.Logger == nil {
-		opts.Logger = testLogger(t)
+		opts.Logger = ssetest.Logger(t, slog.LevelDebug)
 	}
 	srv, err := lobby.Start(t.Context(), opts)
 	if err != nil {
@@ -58,22 +56,6 @@ func startServer(t testing.TB, opts lobby.Options) *lobby.Server {
 		}
 	})
 	return srv
-}
-
-// testLogger sends the server's logs to the test log.
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tlogWriter struct{ t testing.TB }
-
-var logMu sync.Mutex
-
-func (w tlogWriter) Write(p []byte) (int, error) {
-	logMu.Lock()
-	defer logMu.Unlock()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 // participantID is the element id the page gives a name's list item.
@@ -201,150 +183,74 @@ func (b *browser) enter(name string) *stream {
 // openStream opens POST /sse on a TCP connection of its own, as the
 // browser's data-init does, so the test can close that connection (a
 // closed tab) or drop its packets (a vanished machine).
-func (b *browser) openStream() *stream {
+func (b *browser) openStream(opts ...ssetest.Option) *stream {
 	b.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, b.base.JoinPath("/sse").String(), strings.NewReader(`{"username":"","message":""}`))
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
+	req := ssetest.DatastarPost("/sse", `{"username":"","message":""}`)
 	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("Datastar-Request", "true")
-	for _, c := range b.jar.Cookies(req.URL) {
-		req.AddCookie(c)
-	}
-	conn, err := net.DialTimeout("tcp", b.base.Host, waitLong)
+	u, err := url.Parse(b.base.JoinPath("/sse").String()) // JoinPath leaves the path without its leading slash
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	if err := req.Write(conn); err != nil {
-		conn.Close()
-		b.t.Fatal(err)
+	cookies := &http.Request{Header: http.Header{}}
+	for _, c := range b.jar.Cookies(u) {
+		cookies.AddCookie(c)
 	}
-	conn.SetReadDeadline(time.Now().Add(waitLong))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
-	if err != nil {
-		conn.Close()
-		b.t.Fatalf("open stream: %v", err)
+	if c := cookies.Header.Get("Cookie"); c != "" {
+		req.Header.Set("Cookie", c)
 	}
-	conn.SetReadDeadline(time.Time{})
+	opened := time.Now()
+	c := ssetest.Open(b.t, b.base.Host, req, opts...)
+	resp := c.WaitHead(waitLong)
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		conn.Close()
 		b.t.Fatalf("open stream: status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	s := &stream{t: b.t, conn: conn, changed: make(chan struct{}), done: make(chan struct{}), opened: time.Now()}
-	go s.read(resp.Body)
-	b.t.Cleanup(s.close)
-	return s
+	return &stream{t: b.t, Client: c, opened: opened}
 }
 
-// event is one SSE event; data holds its data lines, joined with "\n".
-type event struct {
-	typ  string
-	data string
-	at   time.Time
-}
-
-func (e event) String() string { return fmt.Sprintf("[%s] %s", e.typ, e.data) }
-
-// stream reads an SSE response, collecting its events and counting its
-// comments, and lets a test wait for an event containing some text.
+// stream is one lobby stream read by the test kit. Its helpers look at
+// events' data (a comment is a heartbeat) and search the whole record.
 type stream struct {
-	t      testing.TB
-	conn   net.Conn
+	t testing.TB
+	*ssetest.Client
 	opened time.Time
-
-	mu       sync.Mutex
-	events   []event
-	comments int
-	err      error         // why reading stopped (io.EOF for a clean end)
-	changed  chan struct{} // closed and replaced on every change
-	done     chan struct{} // closed when reading stopped
 }
 
-func (s *stream) read(body io.ReadCloser) {
-	defer close(s.done)
-	defer body.Close()
-	r := bufio.NewReaderSize(body, 64<<10)
-	var cur event
-	var data []string
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			s.update(func() { s.err = err })
-			return
-		}
-		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-		switch {
-		case line == "":
-			if cur.typ != "" || len(data) > 0 {
-				cur.data = strings.Join(data, "\n")
-				cur.at = time.Now()
-				ev := cur
-				s.update(func() { s.events = append(s.events, ev) })
-			}
-			cur, data = event{}, nil
-		case strings.HasPrefix(line, ":"):
-			s.update(func() { s.comments++ })
-		default:
-			field, value, _ := strings.Cut(line, ":")
-			value = strings.TrimPrefix(value, " ")
-			switch field {
-			case "event":
-				cur.typ = value
-			case "data":
-				data = append(data, value)
-			}
-		}
-	}
+// withData matches an event whose data (its lines joined with "\n")
+// contains text.
+func withData(text string) ssetest.Match {
+	return ssetest.Where(fmt.Sprintf("with data containing %q", text), func(e ssetest.Event) bool {
+		return !e.IsComment && strings.Contains(e.Text(), text)
+	})
 }
 
-func (s *stream) update(f func()) {
-	s.mu.Lock()
-	f()
-	close(s.changed)
-	s.changed = make(chan struct{})
-	s.mu.Unlock()
-}
-
-// waitFor waits for an event containing text and returns the first one.
-func (s *stream) waitFor(text string) event {
+// waitFor waits for an event containing text and returns the first one,
+// wherever it is in the stream.
+func (s *stream) waitFor(text string) ssetest.Event {
 	s.t.Helper()
 	return s.waitForWithin(text, waitLong)
 }
 
-func (s *stream) waitForWithin(text string, d time.Duration) event {
+func (s *stream) waitForWithin(text string, d time.Duration) ssetest.Event {
 	s.t.Helper()
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	for {
-		s.mu.Lock()
-		for _, e := range s.events {
-			if strings.Contains(e.data, text) {
-				s.mu.Unlock()
-				return e
-			}
-		}
-		ch, err := s.changed, s.err
-		s.mu.Unlock()
-		if err != nil {
-			s.t.Fatalf("stream ended (%v) before an event with %q arrived; got:\n%s", err, text, s.dump())
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			s.t.Fatalf("no event with %q within %v; got:\n%s", text, d, s.dump())
+	return s.WaitSeen(d, withData(text))
+}
+
+// events returns the events received so far, without the comments.
+func (s *stream) events() []ssetest.Event {
+	var out []ssetest.Event
+	for _, e := range s.Events() {
+		if !e.IsComment {
+			out = append(out, e)
 		}
 	}
+	return out
 }
 
 // count returns how many events contain text.
 func (s *stream) count(text string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	n := 0
-	for _, e := range s.events {
-		if strings.Contains(e.data, text) {
+	for _, e := range s.events() {
+		if strings.Contains(e.Text(), text) {
 			n++
 		}
 	}
@@ -352,48 +258,34 @@ func (s *stream) count(text string) int {
 }
 
 // len returns how many events arrived so far.
-func (s *stream) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.events)
-}
+func (s *stream) len() int { return len(s.events()) }
 
-func (s *stream) heartbeats() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.comments
-}
+// heartbeats returns how many comments arrived so far.
+func (s *stream) heartbeats() int { return len(s.Events()) - s.len() }
 
 // waitEnd waits until the server ends the stream and returns how reading
 // stopped (io.EOF for a clean end of the response).
 func (s *stream) waitEnd(d time.Duration) error {
 	s.t.Helper()
 	select {
-	case <-s.done:
+	case <-s.Done():
 	case <-time.After(d):
 		s.t.Fatalf("stream still open after %v; got:\n%s", d, s.dump())
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
+	return s.Err()
 }
 
 // close closes the stream's TCP connection, as a closed tab does.
-func (s *stream) close() {
-	s.conn.Close()
-	<-s.done
-}
+func (s *stream) close() { s.Close() }
 
-func (s *stream) localPort() int { return s.conn.LocalAddr().(*net.TCPAddr).Port }
+func (s *stream) localPort() int { return s.LocalPort() }
 
 func (s *stream) dump() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var b strings.Builder
-	for _, e := range s.events {
-		fmt.Fprintf(&b, "  +%v %v\n", e.at.Sub(s.opened).Round(time.Millisecond), e)
+	for _, e := range s.events() {
+		fmt.Fprintf(&b, "  +%v %q\n", e.At.Sub(s.opened).Round(time.Millisecond), e.String())
 	}
-	fmt.Fprintf(&b, "  (%d heartbeat comments)", s.comments)
+	fmt.Fprintf(&b, "  (%d heartbeat comments)", s.heartbeats())
 	return b.String()
 }
 
@@ -447,18 +339,6 @@ func debugPeople(t testing.TB, b *browser) []string {
 	}
 	slices.Sort(people)
 	return people
-}
-
-// eventually polls cond until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // brianAndPhil starts a server (debug on) with Brian and Phil in the lobby

@@ -9,13 +9,12 @@ import (
 	"net"
 	"net/http"
 	"regexp"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sfere-go/sfere/internal/lobby"
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 // rawRequest writes req on a new TCP connection to srv and returns the
@@ -101,15 +100,13 @@ func TestHostileNames(t *testing.T) {
 	// Every selector any stream got is one of the page's own.
 	time.Sleep(100 * time.Millisecond)
 	removalRE := regexp.MustCompile(`(?m)^selector (.*)$`)
-	ps.mu.Lock()
-	for _, e := range ps.events {
-		for _, m := range removalRE.FindAllStringSubmatch(e.data, -1) {
+	for _, e := range ps.events() {
+		for _, m := range removalRE.FindAllStringSubmatch(e.Text(), -1) {
 			if !regexp.MustCompile(`^#(participant-list|messages|participant-[0-9a-f]+)$`).MatchString(m[1]) {
 				t.Errorf("a stream got selector %q", m[1])
 			}
 		}
 	}
-	ps.mu.Unlock()
 	for _, a := range accepted {
 		if got := participantID(a.name); got != "participant-"+hex.EncodeToString([]byte(a.name)) || got == "participant-list" {
 			t.Errorf("id of %q = %q", a.name, got)
@@ -138,11 +135,9 @@ func TestNameCannotTargetAnotherElement(t *testing.T) {
 	if got := listModel(ps); len(got) != 1 || !got[participantID("phil")] {
 		t.Errorf("Phil's list after the tricky names left = %v, want %v", got, want)
 	}
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	for _, e := range ps.events {
-		if strings.Contains(e.data, "mode remove") && !regexp.MustCompile(`(?m)^selector #participant-[0-9a-f]+$`).MatchString(e.data) {
-			t.Errorf("a removal that is not of one participant's item: %s", e.data)
+	for _, e := range ps.events() {
+		if strings.Contains(e.Text(), "mode remove") && !regexp.MustCompile(`(?m)^selector #participant-[0-9a-f]+$`).MatchString(e.Text()) {
+			t.Errorf("a removal that is not of one participant's item: %s", e.Text())
 		}
 	}
 }
@@ -162,10 +157,7 @@ func TestHostileMessages(t *testing.T) {
 	bs := brian.enter("brian")
 	ps := phil.enter("phil")
 	bs.waitFor(joinedLine("phil"))
-	raw, err := brian.rawStream()
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := brian.openStream(ssetest.KeepLines()) // another stream of brian's session, keeping its lines as sent
 
 	accepted := map[string]string{
 		"markup":       `<script>alert("x")</script><style>#messages{display:none}</style>`,
@@ -197,7 +189,7 @@ func TestHostileMessages(t *testing.T) {
 	ps.waitFor("<strong>brian</strong>: the end")
 	raw.waitFor("the end")
 	raw.close()
-	for _, line := range raw.lines() {
+	for _, line := range raw.Lines() {
 		if !sseLineOK(line) {
 			t.Errorf("malformed SSE line %q", line)
 		}
@@ -207,74 +199,6 @@ func TestHostileMessages(t *testing.T) {
 			t.Errorf("markup or forged events reached a stream:\n%s", s.dump())
 		}
 	}
-}
-
-// rawSSE records every line of a stream as sent.
-type rawSSE struct {
-	conn net.Conn
-	mu   sync.Mutex
-	all  []string
-	done chan struct{}
-}
-
-// rawStream opens a second stream of b's session that keeps raw lines.
-// (It replaces b's current stream.)
-func (b *browser) rawStream() (*rawSSE, error) {
-	c := &lclient{base: b.base.String(), hc: b.client}
-	for _, ck := range b.jar.Cookies(b.base) {
-		if ck.Name == "lobby_session" {
-			c.cookie = ck.Value
-		}
-	}
-	p, err := c.openProbe(false, dialOpts{})
-	if err != nil {
-		return nil, err
-	}
-	r := &rawSSE{conn: p.conn, done: make(chan struct{})}
-	br := bufio.NewReader(p.conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		return nil, err
-	}
-	go func() {
-		defer close(r.done)
-		lr := bufio.NewReader(resp.Body)
-		for {
-			line, err := lr.ReadString('\n')
-			if err != nil {
-				return
-			}
-			r.mu.Lock()
-			r.all = append(r.all, strings.TrimSuffix(line, "\n"))
-			r.mu.Unlock()
-		}
-	}()
-	b.t.Cleanup(r.close)
-	return r, nil
-}
-
-func (r *rawSSE) waitFor(text string) {
-	deadline := time.Now().Add(waitLong)
-	for time.Now().Before(deadline) {
-		r.mu.Lock()
-		found := slices.ContainsFunc(r.all, func(l string) bool { return strings.Contains(l, text) })
-		r.mu.Unlock()
-		if found {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func (r *rawSSE) close() {
-	r.conn.Close()
-	<-r.done
-}
-
-func (r *rawSSE) lines() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.all)
 }
 
 // Bodies of 10 MB are refused without being read: with a Content-Length,
@@ -410,10 +334,8 @@ func TestSlowBodiesTimedOut(t *testing.T) {
 	time.Sleep(4 * bodyTimeout)
 	phil.say("after the body timeout")
 	ps.waitFor("<strong>phil</strong>: after the body timeout")
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	if ps.err != nil {
-		t.Errorf("Phil's stream ended: %v", ps.err)
+	if err := ps.Err(); err != nil {
+		t.Errorf("Phil's stream ended: %v", err)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sfere-go/sfere/internal/lobby"
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 // sessionOf returns a browser's session cookie value.
@@ -199,7 +200,7 @@ func TestStreamCapPerAddress(t *testing.T) {
 	}
 	// A closed tab frees its place.
 	streams[1].close()
-	eventually(t, waitLong, "a place is free again", func() bool {
+	ssetest.Eventually(t, waitLong, "a place is free again", func() bool {
 		status, _, err := c.postRaw("/join", "application/json", []byte(`{"username":"dave"}`))
 		if err != nil || status != http.StatusOK {
 			return false
@@ -276,7 +277,7 @@ func TestDebugEndpointLeaksNothing(t *testing.T) {
 		b := newBrowser(t, srv)
 		s := b.enter(name)
 		streams = append(streams, s)
-		secrets = append(secrets, sessionOf(b), s.conn.LocalAddr().String(), fmt.Sprint(s.localPort()))
+		secrets = append(secrets, sessionOf(b), s.Conn().LocalAddr().String(), fmt.Sprint(s.localPort()))
 	}
 	secrets = append(secrets, "127.0.0.1", "lobby_session")
 	b := newBrowser(t, srv)

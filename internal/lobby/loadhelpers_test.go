@@ -105,6 +105,15 @@ func (c *lclient) join(name string) error {
 // the lobby may send; chat lines "tick N" are timed by N; joined/left lines
 // and removals are counted by name; a few flags say whether the stream was
 // told to join again or to reconnect.
+//
+// It is not internal/ssetest's Client, on purpose: the load tests hold
+// thousands of probes for minutes, and a probe keeps only what it counts
+// (tick times, counters by name, the last few events), where the kit
+// keeps every event and, with KeepLines, every line for the client's
+// life; a light probe (dialOpts.light) stops parsing after the
+// participant list and only drains the socket, which the kit cannot do;
+// and the kit has no per-event callback to count with, so a probe on it
+// would have to poll and rescan its record.
 type probe struct {
 	conn   net.Conn
 	opened time.Time
@@ -437,11 +446,6 @@ func (h *logRecorder) leftOf(name string) (leftRecord, bool) {
 	defer h.mu.Unlock()
 	lr, ok := h.left[name]
 	return lr, ok
-}
-
-// quietLogger drops everything below Warn (load tests log too much for -v).
-func quietLogger(t testing.TB) slog.Handler {
-	return slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})
 }
 
 // percentile returns the q-quantile (0..1) of ds, which it sorts.

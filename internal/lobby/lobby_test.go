@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"regexp"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sfere-go/sfere/internal/lobby"
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -39,15 +41,15 @@ func TestJoinBothSeeEachOther(t *testing.T) {
 	ps := phil.enter("phil")
 	list := ps.waitFor(`id="participant-list"`)
 	for _, name := range []string{"brian", "phil"} {
-		if !strings.Contains(list.data, `<li id="`+participantID(name)+`">`+name+`</li>`) {
-			t.Errorf("Phil's list lacks %s: %s", name, list.data)
+		if !strings.Contains(list.Text(), `<li id="`+participantID(name)+`">`+name+`</li>`) {
+			t.Errorf("Phil's list lacks %s: %s", name, list.Text())
 		}
 	}
 	ps.waitFor(joinedLine("phil"))
 
 	item := bs.waitFor(`<li id="` + participantID("phil") + `">phil</li>`)
-	if !strings.Contains(item.data, "mode append") || !strings.Contains(item.data, "selector #participant-list") {
-		t.Errorf("phil's item is not appended to Brian's list: %s", item.data)
+	if !strings.Contains(item.Text(), "mode append") || !strings.Contains(item.Text(), "selector #participant-list") {
+		t.Errorf("phil's item is not appended to Brian's list: %s", item.Text())
 	}
 	bs.waitFor(joinedLine("phil"))
 
@@ -82,12 +84,12 @@ func TestTabCloseAnnouncesOneDeparture(t *testing.T) {
 			bs.close() // the tab closes: FIN, no Leave
 			left := ps.waitForWithin(leftLine("brian"), testGrace+time.Second)
 			rm := ps.waitForWithin(removal("brian"), testGrace+time.Second)
-			if !strings.Contains(rm.data, "mode remove") {
-				t.Errorf("removal event is not a remove: %s", rm.data)
+			if !strings.Contains(rm.Text(), "mode remove") {
+				t.Errorf("removal event is not a remove: %s", rm.Text())
 			}
 			t.Logf("tab close -> \"brian left the lobby\" at Phil after %v (grace %v)",
-				left.at.Sub(closed).Round(time.Millisecond), testGrace)
-			if took := left.at.Sub(closed); took < testGrace {
+				left.At.Sub(closed).Round(time.Millisecond), testGrace)
+			if took := left.At.Sub(closed); took < testGrace {
 				t.Errorf("left announced after %v, before the grace period (%v) ended", took, testGrace)
 			}
 
@@ -134,8 +136,8 @@ func TestLeaveAnnouncesOnce(t *testing.T) {
 		t.Fatalf("leave: status %d: %s", r.status, r.body)
 	}
 	left := ps.waitForWithin(leftLine("brian"), time.Second)
-	t.Logf("leave -> left line at Phil after %v", left.at.Sub(start).Round(time.Millisecond))
-	if took := left.at.Sub(start); took >= testGrace {
+	t.Logf("leave -> left line at Phil after %v", left.At.Sub(start).Round(time.Millisecond))
+	if took := left.At.Sub(start); took >= testGrace {
 		t.Errorf("leave took %v to announce; it should not wait for grace (%v)", took, testGrace)
 	}
 	ps.waitFor(removal("brian"))
@@ -187,8 +189,8 @@ func TestRefreshWithinGraceIsSilent(t *testing.T) {
 	}
 	bs2 := brian.openStream()
 	list := bs2.waitFor(`id="participant-list"`)
-	if !strings.Contains(list.data, participantID("phil")) || !strings.Contains(list.data, participantID("brian")) {
-		t.Errorf("reopened stream's list: %s", list.data)
+	if !strings.Contains(list.Text(), participantID("phil")) || !strings.Contains(list.Text(), participantID("brian")) {
+		t.Errorf("reopened stream's list: %s", list.Text())
 	}
 
 	time.Sleep(grace + 500*time.Millisecond)
@@ -279,8 +281,8 @@ func TestUserTextIsEscaped(t *testing.T) {
 	ps := phil.enter("phil")
 
 	list := ps.waitFor(`id="participant-list"`)
-	if !strings.Contains(list.data, `<li id="`+participantID(evil)+`">`+escaped+`</li>`) {
-		t.Errorf("list item of %q not escaped: %s", evil, list.data)
+	if !strings.Contains(list.Text(), `<li id="`+participantID(evil)+`">`+escaped+`</li>`) {
+		t.Errorf("list item of %q not escaped: %s", evil, list.Text())
 	}
 	xs.waitFor(joinedLine("phil"))
 	x.say(`<script>alert("hi")</script>`)
@@ -386,7 +388,7 @@ func TestRestartAsksToJoinAgain(t *testing.T) {
 // connections and leaves no goroutine behind.
 func TestGracefulShutdown(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
-	srv, err := lobby.Start(t.Context(), lobby.Options{Addr: "127.0.0.1:0", Grace: testGrace, Heartbeat: 100 * time.Millisecond, Logger: testLogger(t)})
+	srv, err := lobby.Start(t.Context(), lobby.Options{Addr: "127.0.0.1:0", Grace: testGrace, Heartbeat: 100 * time.Millisecond, Logger: ssetest.Logger(t, slog.LevelDebug)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,13 +429,13 @@ func TestJoinWithoutStreamExpiresSilently(t *testing.T) {
 	brian, phil, carol := newBrowser(t, srv), newBrowser(t, srv), newBrowser(t, srv)
 	brian.join("brian") // never opens the stream
 	ps := phil.enter("phil")
-	if list := ps.waitFor(`id="participant-list"`); strings.Contains(list.data, participantID("brian")) {
-		t.Errorf("a participant without a stream is listed: %s", list.data)
+	if list := ps.waitFor(`id="participant-list"`); strings.Contains(list.Text(), participantID("brian")) {
+		t.Errorf("a participant without a stream is listed: %s", list.Text())
 	}
 	if r := carol.post("/join", map[string]any{"username": "brian"}); r.status != http.StatusConflict {
 		t.Errorf("reserved name: status %d, want 409", r.status)
 	}
-	eventually(t, waitLong, "the unused name is released", func() bool {
+	ssetest.Eventually(t, waitLong, "the unused name is released", func() bool {
 		return carol.post("/join", map[string]any{"username": "brian"}).status == http.StatusOK
 	})
 	if n := ps.count("brian"); n != 0 {
@@ -472,7 +474,7 @@ func TestHeartbeatIsAComment(t *testing.T) {
 	bs := brian.enter("brian")
 	bs.waitFor(joinedLine("brian"))
 	n := bs.len()
-	eventually(t, waitLong, "five heartbeats", func() bool { return bs.heartbeats() >= 5 })
+	ssetest.Eventually(t, waitLong, "five heartbeats", func() bool { return bs.heartbeats() >= 5 })
 	if got := bs.len(); got != n {
 		t.Errorf("heartbeats produced %d Datastar events:\n%s", got-n, bs.dump())
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sfere-go/sfere/internal/lobby"
 	"github.com/sfere-go/sfere/internal/netfault"
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 // mixedConfig sizes a mixed-load run.
@@ -67,7 +68,7 @@ func TestMixedLoad(t *testing.T) {
 
 func runMixedLoad(t *testing.T, cfg mixedConfig) {
 	started := time.Now()
-	rec := newLogRecorder(quietLogger(t))
+	rec := newLogRecorder(ssetest.LogHandler(t, slog.LevelWarn))
 	srv := startServer(t, lobby.Options{
 		Heartbeat: cfg.heartbeat, UserTimeout: cfg.userTO, Grace: cfg.grace, TTL: 10 * cfg.heartbeat, Debug: true,
 		MaxStreamsPerIP: -1, MessageRate: -1, // every client is 127.0.0.1; the sender chats fast
@@ -249,7 +250,7 @@ func runMixedLoad(t *testing.T, cfg mixedConfig) {
 	total := len(sent)
 	sentMu.Unlock()
 	for i, p := range healthy {
-		eventually(t, 10*time.Second, fmt.Sprintf("healthy%03d has every tick", i), func() bool {
+		ssetest.Eventually(t, 10*time.Second, fmt.Sprintf("healthy%03d has every tick", i), func() bool {
 			n := 0
 			p.with(func(p *probe) { n = len(p.ticks) })
 			return n >= total
@@ -340,7 +341,7 @@ func runMixedLoad(t *testing.T, cfg mixedConfig) {
 	}
 	stalled.close()
 	tr.CloseIdleConnections()
-	eventually(t, 10*time.Second, "only the healthy clients are listed", func() bool {
+	ssetest.Eventually(t, 10*time.Second, "only the healthy clients are listed", func() bool {
 		v, err := metricValue(sender.hc, base, "lobby_participants")
 		return err == nil && int(v) == cfg.healthy
 	})

@@ -20,6 +20,7 @@ import (
 
 	"github.com/sfere-go/sfere/internal/lobby"
 	"github.com/sfere-go/sfere/internal/netfault"
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 // Shutdown (what SIGTERM does) under load: streams, a chatter, churners,
@@ -34,7 +35,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 	}
 	ignore := goleak.IgnoreCurrent()
 	srv, err := lobby.Start(t.Context(), lobby.Options{Addr: "127.0.0.1:0", Heartbeat: time.Second, UserTimeout: 2 * time.Second,
-		MaxStreamsPerIP: -1, MessageRate: -1, Logger: quietSlog(t)})
+		MaxStreamsPerIP: -1, MessageRate: -1, Logger: ssetest.Logger(t, slog.LevelWarn)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,8 +169,6 @@ func TestShutdownUnderLoad(t *testing.T) {
 }
 
 // quietSlog is the test's logger, warnings only (the load is loud).
-func quietSlog(t *testing.T) *slog.Logger { return slog.New(quietLogger(t)) }
-
 // A restart with clients that reconnect by themselves, as the Datastar
 // client does: after a graceful shutdown (the farewell tells the page to
 // reconnect) and after a crash (the connection breaks: the client retries
@@ -185,7 +184,7 @@ func TestRestartWithReconnectingClients(t *testing.T) {
 func testRestart(t *testing.T, how string) {
 	const n = 20
 	opts := lobby.Options{Addr: "127.0.0.1:0", Heartbeat: 500 * time.Millisecond, Grace: testGrace, Debug: true,
-		MaxStreamsPerIP: -1, MessageRate: -1, Logger: quietSlog(t)}
+		MaxStreamsPerIP: -1, MessageRate: -1, Logger: ssetest.Logger(t, slog.LevelWarn)}
 	start := lobby.Start
 	if how == "crash" {
 		start = lobby.StartCrashable
@@ -354,7 +353,7 @@ func (d *dsClient) run() {
 // waitPresent waits until the client's stream lists n participants.
 func (d *dsClient) waitPresent(t *testing.T, n int) {
 	t.Helper()
-	eventually(t, 10*time.Second, d.name+" is back with everyone listed", func() bool {
+	ssetest.Eventually(t, 10*time.Second, d.name+" is back with everyone listed", func() bool {
 		d.mu.Lock()
 		p, present := d.cur, d.present
 		d.mu.Unlock()

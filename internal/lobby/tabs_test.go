@@ -23,8 +23,8 @@ func TestTwoTabsOfOneSession(t *testing.T) {
 
 	tab2 := brian.openStream() // the second tab: no new join
 	list := tab2.waitFor(`id="participant-list"`)
-	if n := strings.Count(list.data, `id="`+participantID("brian")+`"`); n != 1 {
-		t.Errorf("the second tab's list shows brian %d times: %s", n, list.data)
+	if n := strings.Count(list.Text(), `id="`+participantID("brian")+`"`); n != 1 {
+		t.Errorf("the second tab's list shows brian %d times: %s", n, list.Text())
 	}
 	if keys := debugPeople(t, phil); !slices.Equal(keys, []string{"brian", "brian", "phil"}) {
 		t.Errorf("streams of = %q", keys)
@@ -54,7 +54,7 @@ func TestTwoTabsOfOneSession(t *testing.T) {
 	closed := time.Now()
 	tab2.close()
 	left := ps.waitForWithin(leftLine("brian"), testGrace+time.Second)
-	if took := left.at.Sub(closed); took < testGrace {
+	if took := left.At.Sub(closed); took < testGrace {
 		t.Errorf("departure after %v, before the grace period (%v)", took, testGrace)
 	}
 	time.Sleep(testGrace + 3*300*time.Millisecond)

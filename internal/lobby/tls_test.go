@@ -1,7 +1,6 @@
 package lobby_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	"github.com/sfere-go/sfere/internal/lobby"
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 // tlsCeiling bounds each wait of the TLS tests for an event.
@@ -125,39 +125,6 @@ func (b *h2Browser) do(path, signals string) {
 	resp.Body.Close()
 }
 
-// lines reads a stream's lines onto a channel, closed at its end.
-func lines(body io.ReadCloser) <-chan string {
-	ch := make(chan string, 256)
-	go func() {
-		defer close(ch)
-		defer body.Close()
-		sc := bufio.NewScanner(body)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			ch <- sc.Text()
-		}
-	}()
-	return ch
-}
-
-func waitLine(t *testing.T, ch <-chan string, want string) {
-	t.Helper()
-	timeout := time.After(tlsCeiling)
-	for {
-		select {
-		case line, ok := <-ch:
-			if !ok {
-				t.Fatalf("stream ended before %q", want)
-			}
-			if strings.Contains(line, want) {
-				return
-			}
-		case <-timeout:
-			t.Fatalf("no %q within %v", want, tlsCeiling)
-		}
-	}
-}
-
 // The lobby serves itself over TLS with HTTP/2: the page, the requests and
 // the long-lived streams, which stay live (a join and a message on one
 // node reach the other's stream), over real loopback TCP.
@@ -191,17 +158,17 @@ func TestLobbyServesStreamsOverTLSWithHTTP2(t *testing.T) {
 		t.Fatalf("page over %s (TLS %v), want HTTP/2 over TLS", page.Proto, page.TLS != nil)
 	}
 	brian.do("/join", `{"username":"brian"}`)
-	bs := lines(brian.post("/sse", `{}`).Body)
-	waitLine(t, bs, `id="participant-list"`)
+	bs := ssetest.FromResponse(t, brian.post("/sse", `{}`))
+	bs.Wait(tlsCeiling, ssetest.Containing(`id="participant-list"`))
 
 	phil := newH2Browser(t, srv.URL(), pool)
 	phil.do("/join", `{"username":"phil"}`)
-	ps := lines(phil.post("/sse", `{}`).Body)
-	waitLine(t, ps, `id="participant-list"`)
-	waitLine(t, bs, "phil joined the lobby")
+	ps := ssetest.FromResponse(t, phil.post("/sse", `{}`))
+	ps.Wait(tlsCeiling, ssetest.Containing(`id="participant-list"`))
+	bs.Wait(tlsCeiling, ssetest.Containing("phil joined the lobby"))
 	phil.do("/message", `{"message":"hello over h2"}`)
-	waitLine(t, bs, "hello over h2")
-	waitLine(t, ps, "hello over h2")
+	bs.Wait(tlsCeiling, ssetest.Containing("hello over h2"))
+	ps.Wait(tlsCeiling, ssetest.Containing("hello over h2"))
 }
 
 func TestLobbyRefusesHalfATLSConfig(t *testing.T) {

@@ -45,11 +45,11 @@ func testVanishedPeer(t *testing.T, heartbeat, userTimeout, grace time.Duration)
 	limit := heartbeat + userTimeout + 2*time.Second
 	left := ps.waitForWithin(leftLine("brian"), limit)
 	rm := ps.waitFor(removal("brian"))
-	if !strings.Contains(rm.data, "mode remove") {
-		t.Errorf("removal event is not a remove: %s", rm.data)
+	if !strings.Contains(rm.Text(), "mode remove") {
+		t.Errorf("removal event is not a remove: %s", rm.Text())
 	}
 	t.Logf("vanished peer -> \"brian left the lobby\" at Phil after %v (heartbeat %v, user timeout %v, grace %v; limit %v)",
-		left.at.Sub(dropped).Round(time.Millisecond), heartbeat, userTimeout, grace, limit)
+		left.At.Sub(dropped).Round(time.Millisecond), heartbeat, userTimeout, grace, limit)
 
 	time.Sleep(grace + min(2*heartbeat, 3*time.Second))
 	if n := ps.count(leftLine("brian")); n != 1 {

@@ -51,6 +51,7 @@ type config struct {
 	noRead     bool
 	slowChunk  int
 	slowPause  time.Duration
+	keepLines  bool
 }
 
 // RecvBuffer sets the client socket's receive buffer (SO_RCVBUF) before it
@@ -61,6 +62,11 @@ func RecvBuffer(bytes int) Option { return func(c *config) { c.recvBuffer = byte
 // Only the socket methods ([Client.Conn], [Client.Close], ...) are of use
 // on it; it records nothing.
 func NoRead() Option { return func(c *config) { c.noRead = true } }
+
+// KeepLines makes the client also keep every line of the body as it
+// arrived, for a test that checks the wire grammar itself (the record of
+// events drops what a browser would ignore); [Client.Lines] returns them.
+func KeepLines() Option { return func(c *config) { c.keepLines = true } }
 
 // SlowReads makes the client read at most chunk bytes at a time, pausing
 // before each read: a slow reader.
@@ -90,6 +96,7 @@ type Client struct {
 	head    *http.Response
 	headErr error
 	events  []Event
+	lines   []string      // with KeepLines
 	next    int           // the cursor of Next
 	err     error         // why reading stopped, once done
 	changed chan struct{} // closed and replaced on every change
@@ -160,7 +167,7 @@ func start(conn net.Conn, req Request, cfg config) (*Client, error) {
 		r = slowReader{conn, cfg.slowChunk, cfg.slowPause}
 	}
 	c.reading = true
-	go c.read(bufio.NewReader(r), req.Method)
+	go c.read(bufio.NewReader(r), req.Method, cfg.keepLines)
 	return c, nil
 }
 
@@ -187,7 +194,7 @@ func FromResponse(t testing.TB, resp *http.Response) *Client {
 	c.reading = true
 	go func() {
 		defer close(c.done)
-		c.stop(parse(resp.Body, c.add))
+		c.stop(parse(resp.Body, c.add, nil))
 	}()
 	t.Cleanup(func() { c.Close() })
 	return c
@@ -229,7 +236,7 @@ func cmp(s, otherwise string) string {
 }
 
 // read reads the response: its head, then its body as SSE.
-func (c *Client) read(br *bufio.Reader, method string) {
+func (c *Client) read(br *bufio.Reader, method string, keepLines bool) {
 	defer close(c.done)
 	resp, err := http.ReadResponse(br, &http.Request{Method: cmp(method, http.MethodGet)})
 	c.setHead(resp, err)
@@ -237,7 +244,11 @@ func (c *Client) read(br *bufio.Reader, method string) {
 		c.stop(err)
 		return
 	}
-	err = parse(resp.Body, c.add)
+	var line func(string)
+	if keepLines {
+		line = c.addLine
+	}
+	err = parse(resp.Body, c.add, line)
 	resp.Body.Close()
 	c.stop(err)
 }
@@ -255,6 +266,13 @@ func (c *Client) add(e Event) {
 	e.Seq = len(c.events)
 	c.events = append(c.events, e)
 	c.changedLocked()
+	c.mu.Unlock()
+}
+
+// addLine records one line of the body.
+func (c *Client) addLine(l string) {
+	c.mu.Lock()
+	c.lines = append(c.lines, l)
 	c.mu.Unlock()
 }
 
@@ -334,6 +352,15 @@ func (c *Client) Events() []Event {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.events)
+}
+
+// Lines returns every line of the body received so far, as it arrived
+// (without its LF; a CR before it is kept), blank lines included, for a
+// client opened with [KeepLines]; nil for any other.
+func (c *Client) Lines() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.lines)
 }
 
 // Find returns the first recorded event that m matches, wherever the

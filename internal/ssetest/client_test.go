@@ -351,6 +351,31 @@ func TestSeenLooksAtTheWholeRecord(t *testing.T) {
 	}
 }
 
+// KeepLines keeps the body's lines as they arrived, those the record of
+// events drops included; without it Lines is empty.
+func TestKeepLines(t *testing.T) {
+	for _, keep := range []bool{true, false} {
+		srv, out := sseServer(t)
+		var opts []Option
+		if keep {
+			opts = append(opts, KeepLines())
+		}
+		c := Open(t, srv.Listener.Addr().String(), Request{}, opts...)
+		out <- ": hi\nevent: x\r\nbogus line\nunknown: y\ndata: a\n\ndata: end\n\n"
+		c.Wait(5*time.Second, Containing("data: end"))
+		if e, ok := c.Find(OfType("x")); !ok || e.Text() != "a" || len(c.Events()) != 3 {
+			t.Errorf("keep %v: the record is %v", keep, c.Events())
+		}
+		want := []string{": hi", "event: x\r", "bogus line", "unknown: y", "data: a", "", "data: end", ""}
+		if !keep {
+			want = nil
+		}
+		if got := c.Lines(); fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
+			t.Errorf("keep %v: Lines() = %q, want %q", keep, got, want)
+		}
+	}
+}
+
 // OpenConn reads over a connection the test made: here a pipe in a
 // synctest bubble, where arrival times are the bubble's fake time.
 func TestOpenConnOverPipeInASynctestBubble(t *testing.T) {

@@ -114,11 +114,12 @@ func Where(desc string, test func(Event) bool) Match {
 	return Match{Desc: desc, Test: test}
 }
 
-// parse reads an SSE body and hands each event and comment to emit, until
+// parse reads an SSE body and hands each event and comment to emit, and
+// each line as it arrived (without its LF) to line if it is not nil, until
 // the body ends. Lines end with LF or CRLF (a lone CR, which the format
 // also allows, is not recognised: no server here writes it). It returns
 // the error that stopped the reading, io.EOF for a body that ended.
-func parse(r io.Reader, emit func(Event)) error {
+func parse(r io.Reader, emit func(Event), keep func(string)) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	var (
 		cur     Event
@@ -132,7 +133,11 @@ func parse(r io.Reader, emit func(Event)) error {
 			return err
 		}
 		now := time.Now()
-		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+		line = strings.TrimSuffix(line, "\n")
+		if keep != nil {
+			keep(line)
+		}
+		line = strings.TrimSuffix(line, "\r")
 		if line == "" {
 			if pending {
 				cur.At = now

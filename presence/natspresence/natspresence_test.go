@@ -1,10 +1,8 @@
 package natspresence_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -17,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sfere-go/sfere"
+	"github.com/sfere-go/sfere/internal/ssetest"
 	"github.com/sfere-go/sfere/natscluster"
 	"github.com/sfere-go/sfere/presence"
 	"github.com/sfere-go/sfere/presence/natspresence"
@@ -120,91 +119,58 @@ func (n *node) claim(person, owner string) error {
 	return err
 }
 
-// tab is one stream read over TCP.
+// tab is one stream read over TCP by the test kit.
 type tab struct {
-	t      *testing.T
-	conn   net.Conn
-	mu     sync.Mutex
-	events []string
-	ended  bool
+	t *testing.T
+	*ssetest.Client
 }
-
-var elementsLine = regexp.MustCompile(`^data: elements (.*)$`)
 
 func (n *node) open(owner string) *tab {
 	n.t.Helper()
-	c, err := net.Dial("tcp", n.srv.Listener.Addr().String())
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	if _, err := c.Write([]byte("POST /?owner=" + owner + " HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")); err != nil {
-		n.t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != http.StatusOK {
+	c := ssetest.Open(n.t, n.srv.Listener.Addr().String(), ssetest.Request{Method: http.MethodPost, Target: "/?owner=" + owner})
+	if resp, err := c.Head(waitLong); err != nil || resp.StatusCode != http.StatusOK {
 		n.t.Fatalf("open stream of %s: %v %v", owner, resp, err)
 	}
-	tb := &tab{t: n.t, conn: c}
-	go func() {
-		lr := bufio.NewReader(resp.Body)
-		for {
-			line, err := lr.ReadString('\n')
-			if err != nil {
-				tb.mu.Lock()
-				tb.ended = true
-				tb.mu.Unlock()
-				return
-			}
-			if m := elementsLine.FindStringSubmatch(strings.TrimRight(line, "\r\n")); m != nil {
-				tb.mu.Lock()
-				tb.events = append(tb.events, m[1])
-				tb.mu.Unlock()
-			}
-		}
-	}()
-	n.t.Cleanup(func() { c.Close() })
+	tb := &tab{t: n.t, Client: c}
 	tb.waitFor(`id="snapshot"`) // later changes come as diffs
 	return tb
 }
 
+// elements returns the elements of every element patch received so far,
+// one entry a data line.
+func (tb *tab) elements() []string {
+	var out []string
+	for _, e := range tb.Events() {
+		for _, d := range e.Data {
+			if el, ok := strings.CutPrefix(d, "elements "); ok {
+				out = append(out, el)
+			}
+		}
+	}
+	return out
+}
+
 func (tb *tab) count(text string) int {
-	tb.mu.Lock()
-	defer tb.mu.Unlock()
 	n := 0
-	for _, e := range tb.events {
+	for _, e := range tb.elements() {
 		n += strings.Count(e, text)
 	}
 	return n
 }
 
+// waitFor waits until an event containing text arrived, anywhere in the
+// stream.
 func (tb *tab) waitFor(text string) {
 	tb.t.Helper()
-	deadline := time.Now().Add(waitLong)
-	for tb.count(text) == 0 {
-		if time.Now().After(deadline) {
-			tb.mu.Lock()
-			defer tb.mu.Unlock()
-			tb.t.Fatalf("no event with %s within %v; got:\n%s", text, waitLong, strings.Join(tb.events, "\n"))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	tb.WaitSeen(waitLong, ssetest.Containing(text))
 }
 
 func (tb *tab) isEnded() bool {
-	tb.mu.Lock()
-	defer tb.mu.Unlock()
-	return tb.ended
-}
-
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case <-tb.Done():
+		return true
+	default:
+		return false
 	}
 }
 
@@ -235,13 +201,13 @@ func TestTabsOnTwoNodesAreOnePerson(t *testing.T) {
 		t.Errorf("brian claimed through b by another owner: %v", err)
 	}
 
-	ta.conn.Close()
+	ta.Close()
 	time.Sleep(grace + 3*interval)
 	if n := ps.count(left("brian", "closed")); n != 0 {
 		t.Fatalf("closing one of two tabs (on two nodes) announced a departure")
 	}
 	closed := time.Now()
-	tb.conn.Close()
+	tb.Close()
 	ps.waitFor(left("brian", "closed"))
 	t.Logf("last tab closed on node b -> departure on node c's stream after %v (grace %v)", time.Since(closed).Round(time.Millisecond), grace)
 	time.Sleep(grace + 3*interval)
@@ -251,7 +217,7 @@ func TestTabsOnTwoNodesAreOnePerson(t *testing.T) {
 	if n := ps.count(joined("brian")); n != 1 {
 		t.Errorf("phil saw brian arrive %d times", n)
 	}
-	eventually(t, waitLong, "the name is free again", func() bool { return b.claim("brian", "s9") == nil })
+	ssetest.Eventually(t, waitLong, "the name is free again", func() bool { return b.claim("brian", "s9") == nil })
 }
 
 // A node that stops answering: its people depart once on every other
@@ -317,7 +283,7 @@ func TestLeaveThroughAnotherNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	ps.waitFor(left("carol", "left"))
-	eventually(t, waitLong, "carol's tab on b ends", cs.isEnded)
+	ssetest.Eventually(t, waitLong, "carol's tab on b ends", cs.isEnded)
 	time.Sleep(grace + 4*interval)
 	if n := ps.count(`data-id="carol"`); n != 2 {
 		t.Errorf("phil saw %d events about carol, want 2", n)
@@ -345,14 +311,14 @@ func TestSharedStateLostIsRebuilt(t *testing.T) {
 
 	ns.Shutdown()
 	restarted = startNATS(t, addr)
-	eventually(t, waitLong, "both nodes reconnected", func() bool { return a.nc.IsConnected() && b.nc.IsConnected() })
+	ssetest.Eventually(t, waitLong, "both nodes reconnected", func() bool { return a.nc.IsConnected() && b.nc.IsConnected() })
 	// A newcomer on a tries phil's name at once: refused.
 	if err := a.claim("phil", "s9"); !errors.Is(err, presence.ErrTaken) {
 		t.Fatalf("phil's name given to another owner after the state was lost: %v", err)
 	}
 	// Within a few intervals phil's claim is back in the new bucket:
 	// even a node that never saw phil refuses the name.
-	eventually(t, waitLong, "phil's claim re-asserted", func() bool {
+	ssetest.Eventually(t, waitLong, "phil's claim re-asserted", func() bool {
 		_, ok := a.tracker.Lookup(t.Context(), "s2")
 		return ok
 	})
@@ -388,9 +354,7 @@ var (
 // the test if a diff joins someone already shown or drops someone not
 // shown.
 func (tb *tab) replay(t *testing.T, strict bool) map[string]bool {
-	tb.mu.Lock()
-	events := append([]string(nil), tb.events...)
-	tb.mu.Unlock()
+	events := tb.elements()
 	shown := map[string]bool{}
 	for _, e := range events {
 		if m := snapshotIDs.FindStringSubmatch(e); m != nil {
@@ -444,7 +408,7 @@ func TestConcurrentArrivalsAcrossNodesConsistent(t *testing.T) {
 		return
 	}
 	for i, tb := range tabs {
-		eventually(t, waitLong, "every stream shows everyone", func() bool { return len(tb.replay(t, false)) == n })
+		ssetest.Eventually(t, waitLong, "every stream shows everyone", func() bool { return len(tb.replay(t, false)) == n })
 		if got := tb.replay(t, true); len(got) != n {
 			t.Errorf("stream %d shows %d people, want %d", i, len(got), n)
 		}
