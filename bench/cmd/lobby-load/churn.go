@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sfere-go/sfere/bench/internal/netstat"
+	"github.com/sfere-go/sfere/bench/internal/host"
 )
 
 // ChurnResult is one churn run.
@@ -54,10 +54,10 @@ type ChurnResult struct {
 	JoinedLines [2]int64 `json:"joined_lines_min_max"`
 	LeftLines   [2]int64 `json:"left_lines_min_max"`
 
-	ClientCPUSec float64          `json:"client_cpu_s"`
-	Net          netstat.Counters `json:"net"` // over the trial, machine-wide
-	Server       Server           `json:"server"`
-	Errors       []string         `json:"errors,omitempty"`
+	ClientCPUSec float64       `json:"client_cpu_s"`
+	Net          host.Counters `json:"net"` // over the trial, machine-wide
+	Server       Server        `json:"server"`
+	Errors       []string      `json:"errors,omitempty"`
 }
 
 // chatter is a person who stays and chats; its stream's deliveries of the
@@ -75,7 +75,7 @@ func runChurn(cfg config, l *lobbyProc) ChurnResult {
 	res := ChurnResult{
 		Churners: cfg.churners, Chatters: cfg.chatters, OfferedRate: cfg.rate, ChatRate: cfg.chatRate,
 		HoldS: [2]float64{cfg.hold[0].Seconds(), cfg.hold[1].Seconds()}, WarmupS: cfg.warmup.Seconds(), DurationS: cfg.duration.Seconds(),
-		Started: time.Now().UTC(), LoadAvg: loadAvg(),
+		Started: time.Now().UTC(), LoadAvg: host.LoadAvg(),
 	}
 	// Everything below is bounded by this context; the phases end sooner.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute+cfg.warmup+cfg.duration)
@@ -161,7 +161,7 @@ func runChurn(cfg config, l *lobbyProc) ChurnResult {
 		return res
 	}
 	logf("churn: %d chatters in; churning", len(chatters))
-	cpu0, srv0, net0 := cpuTime(), l.server(), netstat.Read()
+	cpu0, srv0, net0 := cpuTime(), l.server(), host.Read()
 
 	// The churners: a pacer hands a cycle to an idle churner -rate times a
 	// second. A cycle is a new browser session joining under the churner's
@@ -320,8 +320,8 @@ func runChurn(cfg config, l *lobbyProc) ChurnResult {
 	pacers.Wait()
 	res.Server = l.server()
 	res.Server.CPUSec -= srv0.CPUSec
-	res.LoadEnd = loadAvg()
-	res.Net = netstat.Read().Sub(net0)
+	res.LoadEnd = host.LoadAvg()
+	res.Net = host.Read().Sub(net0)
 	res.ClientCPUSec = seconds(cpuTime() - cpu0)
 
 	// Let the cycles under way end and the last lines arrive (bounded).

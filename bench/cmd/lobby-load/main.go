@@ -35,38 +35,22 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/sfere-go/sfere/bench/internal/netstat"
+	"github.com/sfere-go/sfere/bench/internal/host"
 )
 
 // Results is the JSON file the tool writes.
 type Results struct {
 	Started time.Time     `json:"started"`
-	Machine Machine       `json:"machine"`
+	Machine host.Machine  `json:"machine"`
 	Args    []string      `json:"args"`
 	Lobby   string        `json:"lobby"` // the binary, or the URL of a lobby started by the user
 	Storms  []StormResult `json:"storms,omitempty"`
 	Churns  []ChurnResult `json:"churns,omitempty"`
-}
-
-// Machine describes where the numbers come from.
-type Machine struct {
-	CPUs      int    `json:"cpus"`
-	Go        string `json:"go"`
-	Kernel    string `json:"kernel"`
-	CPU       string `json:"cpu"`
-	MemTotal  string `json:"mem_total"`
-	FileLimit uint64 `json:"file_limit"`
-	LoadAvg   string `json:"loadavg_at_start"`
-	// NetdevMaxBacklog is net.core.netdev_max_backlog: loopback packets
-	// beyond it in one softirq burst are dropped (see netstat.Counters).
-	NetdevMaxBacklog int `json:"netdev_max_backlog"`
 }
 
 type config struct {
@@ -157,7 +141,7 @@ func main() {
 	}
 	time.AfterFunc(*maxTime, func() { fatalf("still running after -max-time %v; giving up", *maxTime) })
 
-	cur, hard, err := raiseFileLimit()
+	cur, hard, err := host.RaiseFileLimit()
 	if err != nil {
 		logf("cannot raise the open-file limit: %v", err)
 	}
@@ -168,7 +152,7 @@ func main() {
 		warmup: *warmup, duration: *duration, hold: [2]time.Duration{minHold, maxHold},
 	}
 
-	res := Results{Started: time.Now().UTC(), Machine: machine(), Args: os.Args[1:]}
+	res := Results{Started: time.Now().UTC(), Machine: host.Describe(), Args: os.Args[1:]}
 	var starter func() (*lobbyProc, error)
 	if *lobbyURL != "" {
 		res.Lobby = *lobbyURL
@@ -262,52 +246,4 @@ func writeJSON(path string, v any) {
 	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
 		logf("json: %v", err)
 	}
-}
-
-func machine() Machine {
-	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), FileLimit: fileLimit(), LoadAvg: loadAvg(), NetdevMaxBacklog: netstat.MaxBacklog()}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.Kernel = strings.TrimSpace(string(b))
-	}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for line := range strings.SplitSeq(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "model name"); ok {
-				m.CPU = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		line, _, _ := strings.Cut(string(b), "\n")
-		m.MemTotal = strings.Join(strings.Fields(strings.TrimPrefix(line, "MemTotal:")), " ")
-	}
-	return m
-}
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func fileLimit() uint64 {
-	var lim syscall.Rlimit
-	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
-	return lim.Cur
-}
-
-// raiseFileLimit lifts the soft open-file limit to the hard one.
-func raiseFileLimit() (cur, hard uint64, err error) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, 0, err
-	}
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		err = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
-		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
-	}
-	return lim.Cur, lim.Max, err
 }

@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sfere-go/sfere/bench/internal/netstat"
+	"github.com/sfere-go/sfere/bench/internal/host"
 )
 
 // StormResult is one join storm.
@@ -35,10 +35,10 @@ type StormResult struct {
 	JoinMs  Percentiles `json:"join_answer_ms"`
 	Chat    StormChat   `json:"chat"`
 
-	ClientCPUSec float64          `json:"client_cpu_s"`
-	Net          netstat.Counters `json:"net"` // over the trial, machine-wide
-	Server       Server           `json:"server"`
-	Errors       []string         `json:"errors,omitempty"`
+	ClientCPUSec float64       `json:"client_cpu_s"`
+	Net          host.Counters `json:"net"` // over the trial, machine-wide
+	Server       Server        `json:"server"`
+	Errors       []string      `json:"errors,omitempty"`
 }
 
 // StormChat is the chat line said during the storm.
@@ -70,7 +70,7 @@ type stormPerson struct {
 // posts /join, then opens its stream (the /sse request counts as in flight
 // until its headers arrive), then the next person's turn comes.
 func runStorm(cfg config, l *lobbyProc, n int) StormResult {
-	res := StormResult{N: n, Conc: cfg.conc, Started: time.Now().UTC(), LoadAvg: loadAvg()}
+	res := StormResult{N: n, Conc: cfg.conc, Started: time.Now().UTC(), LoadAvg: host.LoadAvg()}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
 	defer cancel()
 	c := newClient(l.url, cfg.conc, cfg.timeout)
@@ -89,7 +89,7 @@ func runStorm(cfg config, l *lobbyProc, n int) StormResult {
 		readers  sync.WaitGroup
 		ending   atomic.Bool
 		cpu0     = cpuTime()
-		net0     = netstat.Read()
+		net0     = host.Read()
 		srv0     = l.server()
 		jobs     = make(chan int)
 		workers  sync.WaitGroup
@@ -238,8 +238,8 @@ wait:
 	}
 	res.Server = l.server()
 	res.Server.CPUSec -= srv0.CPUSec
-	res.LoadEnd = loadAvg()
-	res.Net = netstat.Read().Sub(net0)
+	res.LoadEnd = host.LoadAvg()
+	res.Net = host.Read().Sub(net0)
 	res.ClientCPUSec = seconds(cpuTime() - cpu0)
 
 	ending.Store(true)

@@ -39,6 +39,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sfere-go/sfere/bench/internal/host"
 	"github.com/sfere-go/sfere/bench/internal/wire"
 )
 
@@ -311,15 +312,8 @@ func loopback(addr string) bool {
 // raiseFileLimit lifts the soft open-file limit to the hard one (Go does
 // this at start-up too; doing it here makes it explicit and logged).
 func raiseFileLimit() {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return
-	}
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-			log.Printf("cannot raise open-file limit: %v", err)
-		}
+	if _, _, err := host.RaiseFileLimit(); err != nil {
+		log.Printf("cannot raise open-file limit: %v", err)
 	}
 }
 

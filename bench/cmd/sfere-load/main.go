@@ -25,13 +25,12 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/sfere-go/sfere/bench/internal/netstat"
+	"github.com/sfere-go/sfere/bench/internal/host"
 	"github.com/sfere-go/sfere/bench/internal/wire"
 )
 
@@ -41,25 +40,11 @@ type variant struct{ bin, mode string }
 
 // Results is the JSON file the tool writes.
 type Results struct {
-	Started   time.Time  `json:"started"`
-	Machine   Machine    `json:"machine"`
-	Args      []string   `json:"args"`
-	Trials    []Trial    `json:"trials"`
-	Summaries []*Summary `json:"summaries"`
-}
-
-// Machine describes where the numbers come from.
-type Machine struct {
-	CPUs      int    `json:"cpus"`
-	Go        string `json:"go"`
-	Kernel    string `json:"kernel"`
-	CPU       string `json:"cpu"`
-	MemTotal  string `json:"mem_total"`
-	FileLimit uint64 `json:"file_limit"`
-	LoadAvg   string `json:"loadavg_at_start"`
-	// NetdevMaxBacklog is net.core.netdev_max_backlog: loopback packets
-	// beyond it in one softirq burst are dropped (see Phase.Net).
-	NetdevMaxBacklog int `json:"netdev_max_backlog"`
+	Started   time.Time    `json:"started"`
+	Machine   host.Machine `json:"machine"`
+	Args      []string     `json:"args"`
+	Trials    []Trial      `json:"trials"`
+	Summaries []*Summary   `json:"summaries"`
 }
 
 func main() {
@@ -164,11 +149,11 @@ func main() {
 	}
 	time.AfterFunc(*maxTime, func() { fatalf("still running after -max-time %v; giving up", *maxTime) })
 
-	cur, hard, err := raiseFileLimit()
+	cur, hard, err := host.RaiseFileLimit()
 	if err != nil {
 		logf("cannot raise the open-file limit: %v", err)
 	}
-	logf("open-file limit: %d (hard %d); net.core.netdev_max_backlog: %d", cur, hard, netstat.MaxBacklog())
+	logf("open-file limit: %d (hard %d); net.core.netdev_max_backlog: %d", cur, hard, host.MaxBacklog())
 	if maxN := slices.Max(ns); uint64(maxN)+64 > cur {
 		logf("warning: N=%d needs more than the %d open files this process may have; the OS will refuse streams past about %d", maxN, cur, cur-64)
 	}
@@ -187,7 +172,7 @@ func main() {
 		}
 	}
 
-	res := Results{Started: time.Now().UTC(), Machine: machine(), Args: os.Args[1:]}
+	res := Results{Started: time.Now().UTC(), Machine: host.Describe(), Args: os.Args[1:]}
 	var labels []string // mode, or mode/kn for k nodes
 	for run := 1; run <= *runs; run++ {
 		for _, n := range ns {
@@ -293,29 +278,6 @@ func writeJSON(path string, v any) {
 	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
 		logf("json: %v", err)
 	}
-}
-
-func machine() Machine {
-	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), FileLimit: fileLimit(), NetdevMaxBacklog: netstat.MaxBacklog()}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.Kernel = strings.TrimSpace(string(b))
-	}
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		m.LoadAvg = strings.TrimSpace(string(b))
-	}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for line := range strings.SplitSeq(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "model name"); ok {
-				m.CPU = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		line, _, _ := strings.Cut(string(b), "\n")
-		m.MemTotal = strings.Join(strings.Fields(strings.TrimPrefix(line, "MemTotal:")), " ")
-	}
-	return m
 }
 
 // Summary is the median over runs of one mode at one N, with its ratios

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sfere-go/sfere/bench/internal/netstat"
+	"github.com/sfere-go/sfere/bench/internal/host"
 	"github.com/sfere-go/sfere/bench/internal/wire"
 )
 
@@ -72,7 +72,7 @@ type Phase struct {
 	IssueSec   float64 `json:"issue_s"`          // first send to the last broadcast issued
 	TotalSec   float64 `json:"total_s"`          // first send to last receipt
 
-	Net netstat.Counters `json:"net"` // kernel drops and retransmissions during the phase
+	Net host.Counters `json:"net"` // kernel drops and retransmissions during the phase
 
 	// With -nodes > 1: latency of the streams on node 0, where the
 	// broadcasts are issued (Local), on every other node together
@@ -296,7 +296,7 @@ func runTrial(cfg trialConfig, bin, label, serverMode string, n, k, run int) (t 
 func measure(srv *server, f *fleet, req wire.BroadcastRequest, expected int64, progress bool, prof func() error) Phase {
 	ph := Phase{Broadcasts: req.Count, Rate: req.Rate, Expected: expected}
 	f.window(req.Seq0, uint64(req.Count))
-	net0 := netstat.Read()
+	net0 := host.Read()
 	issueBound := 10*time.Minute + time.Duration(float64(req.Count)/math.Max(req.Rate, 1)*10*float64(time.Second))
 	type answer struct {
 		res wire.BroadcastResult
@@ -357,7 +357,7 @@ func measure(srv *server, f *fleet, req wire.BroadcastRequest, expected int64, p
 			logf("  profile: %v", err)
 		}
 	}
-	ph.Net = netstat.Read().Sub(net0)
+	ph.Net = host.Read().Sub(net0)
 	ph.Delivered = f.delivered.Load()
 	ph.Short, ph.Missing = f.short(uint32(req.Count))
 	ph.Reordered = f.reorder.Load()
@@ -434,7 +434,7 @@ func connect(addrs []string, mode string, n, conc, readBuf, srcPort int, progres
 				if err != nil {
 					switch {
 					case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
-						refuse(fmt.Sprintf("the OS refused more streams after %d: %v (open-file limit %d per process)", done.Load(), err, fileLimit()))
+						refuse(fmt.Sprintf("the OS refused more streams after %d: %v (open-file limit %d per process)", done.Load(), err, host.FileLimit()))
 					case errors.Is(err, syscall.EADDRNOTAVAIL):
 						refuse(fmt.Sprintf("the OS refused more streams after %d: %v (out of ephemeral ports)", done.Load(), err))
 					default:
@@ -528,26 +528,6 @@ func reuseAddr(network, address string, c syscall.RawConn) error {
 	return serr
 }
 
-func fileLimit() uint64 {
-	var lim syscall.Rlimit
-	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
-	return lim.Cur
-}
-
-// raiseFileLimit lifts the soft open-file limit to the hard one.
-func raiseFileLimit() (cur, hard uint64, err error) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, 0, err
-	}
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		err = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
-		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
-	}
-	return lim.Cur, lim.Max, err
-}
-
 func median(v []float64) float64 {
 	var ok []float64
 	for _, x := range v {
@@ -610,7 +590,7 @@ func medianPhase(ps []Phase) Phase {
 			}))
 		}
 	}
-	out.Net = netstat.Counters{}
+	out.Net = host.Counters{}
 	for _, p := range ps {
 		out.Net.SoftnetDrops += p.Net.SoftnetDrops
 		out.Net.RetransSegs += p.Net.RetransSegs

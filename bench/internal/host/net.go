@@ -1,6 +1,4 @@
-// Package netstat reads the kernel's network counters that explain latency
-// tails no user-space code causes; the load tools record them per trial.
-package netstat
+package host
 
 import (
 	"os"
