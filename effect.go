@@ -117,7 +117,7 @@ var ErrBadEffect = errors.New("sfere: bad effect")
 type message struct {
 	data      []byte
 	idAt      int      // where in data the last event starts, for its id; -1: no event (comments only)
-	hasID     bool     // data carries a position as the last event's id
+	offset    uint64   // its offset in the hub's history, if it was kept there
 	close     bool     // ends with a close-stream effect
 	heartbeat bool     // a heartbeat's beat, not the app's traffic
 	track     *tracker // nil unless someone waits for the writes (the heartbeat)
@@ -170,7 +170,7 @@ func (m *message) withID(id string) *message {
 	data = append(data, '\n')
 	data = append(data, m.data[m.idAt:]...)
 	c := *m
-	c.data, c.hasID = data, true
+	c.data = data
 	return &c
 }
 

@@ -155,6 +155,7 @@ func newHistory(opts HistoryOptions) *history {
 func (h *history) appendLocked(m *message, p Pattern, exclude Matcher, now time.Time) *message {
 	h.top++
 	m = m.withID(Position{h.epoch, h.top}.String())
+	m.offset = h.top
 	h.ring[h.top%uint64(len(h.ring))] = entry{at: now.UnixNano(), msg: m, pattern: p, exclude: exclude}
 	return m
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -378,6 +379,44 @@ func FuzzParsePosition(f *testing.F) {
 		q, err := ParsePosition(p.String())
 		if err != nil || q != p {
 			t.Fatalf("%q -> %v -> %q -> %v, %v", s, p, p.String(), q, err)
+		}
+	})
+}
+
+// flipMatcher excludes nothing until it is flipped, then everything: an
+// app's exclusion that changes after its broadcast (a set it reuses).
+type flipMatcher struct{ flipped *atomic.Bool }
+
+func (m flipMatcher) Match(Key) bool { return m.flipped.Load() }
+
+// An event queued live to a resuming stream while it was being stored
+// (here, by an OnOpen hook) reaches it exactly once, in position order
+// with the replay, even though the broadcast's exclusion no longer lets
+// the replay see it.
+func TestRecoveryKeepsWhatWasQueuedLive(t *testing.T) {
+	bothPaths(t, func(t *testing.T, noHijack bool) {
+		var (
+			hub     *Hub
+			flipped atomic.Bool
+		)
+		hub, _ = newMemoryHub(t, HubOptions{NoHijack: noHijack, History: HistoryOptions{Size: 8}, OnOpen: func(s *Stream) {
+			if s.Key() == lobbyKey("brian") {
+				hub.Broadcast(All, flipMatcher{&flipped}, AppendElements("#m", "<p>hello</p>"))
+				flipped.Store(true)
+			}
+		}})
+		srv := testServer(t, hub, AppendElements("#m", "<p>initial</p>"))
+		from := hub.Position()
+		hub.Broadcast(All, nil, numbered(1))
+		c := dial(t, srv, "brian&lastEventID="+url.QueryEscape(from.String()))
+		ssetest.Eventually(t, waitLong, "stream", func() bool { return hub.Count(lobbyKey("brian").Pattern()) == 1 })
+		hub.Broadcast(All, nil, AppendElements("#m", "<p>live</p>"))
+		if got := elementsUntil(t, c, "<p>live</p>"); strings.Join(got, " ") != "<p>1</p> <p>hello</p>" {
+			t.Fatalf("before the live event got %q, want 1 (replayed) then hello (queued live), once each", got)
+		}
+		s, _ := hub.Store().Get(lobbyKey("brian"))
+		if rec := s.Recovery(); !rec.Recovered || rec.Replayed != 1 {
+			t.Fatalf("recovery = %+v, want recovered with 1 replayed", rec)
 		}
 	})
 }

@@ -227,6 +227,7 @@ func (h *Hub) admit(s *Stream, r *http.Request, first *message) {
 	s.paused = true
 	store()
 	rec := Recovery{From: from}
+	var replay []*message
 	h.hist.mu.Lock()
 	defer h.hist.mu.Unlock()
 	switch {
@@ -234,14 +235,10 @@ func (h *Hub) admit(s *Stream, r *http.Request, first *message) {
 	case err != nil:
 		rec.Err = ErrPositionUnknown
 	default:
-		n := len(opening)
-		opening, rec.Err = h.hist.replayLocked(opening, from, s.key, time.Now())
-		rec.Recovered, rec.Replayed = rec.Err == nil, len(opening)-n
+		replay, rec.Err = h.hist.replayLocked(nil, from, s.key, time.Now())
+		rec.Recovered = rec.Err == nil
 	}
-	if !rec.Recovered {
-		opening = append(opening, first)
-	}
-	s.open(opening, rec)
+	s.open(opening, replay, first, rec)
 }
 
 // Position returns the position of the newest event in the hub's

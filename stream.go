@@ -2,7 +2,6 @@ package sfere
 
 import (
 	"errors"
-	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -130,23 +129,43 @@ func (s *Stream) take(spare []*message) ([]*message, error) {
 	return batch, s.overflow
 }
 
-// open puts the stream's opening (initial effects, or the replay of
-// what its client missed) ahead of whatever was queued since it was
-// stored, and lets its writer go. A recovered stream drops the events
-// with positions queued meanwhile: the replay holds them.
-func (s *Stream) open(opening []*message, rec Recovery) {
+// open puts the stream's opening ahead of whatever was queued since it
+// was stored, and lets its writer go: head (a retry field), then, for a
+// recovered stream, the replay merged by offset with the events queued to
+// it live (each once: the replay may hold them too, or, if the app's
+// exclusions changed since, not; rec.Replayed counts those that came from
+// the replay alone), else the initial effects.
+func (s *Stream) open(head, replay []*message, first *message, rec Recovery) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	live := s.queue
+	queue := head
 	if rec.Recovered {
-		live = slices.DeleteFunc(live, func(m *message) bool { return m.hasID })
+		var rest []*message // queued live without a position: heartbeats, comments
+		for _, m := range live {
+			if m.offset == 0 {
+				rest = append(rest, m)
+				continue
+			}
+			for len(replay) > 0 && replay[0].offset < m.offset {
+				queue, replay = append(queue, replay[0]), replay[1:]
+				rec.Replayed++
+			}
+			if len(replay) > 0 && replay[0].offset == m.offset {
+				replay = replay[1:]
+			}
+			queue = append(queue, m)
+		}
+		rec.Replayed += len(replay)
+		queue = append(append(queue, replay...), rest...)
+	} else {
+		queue = append(append(queue, first), live...)
 	}
-	s.queue = append(opening, live...)
-	s.queued = 0
-	for _, m := range s.queue {
+	s.queue, s.queued = queue, 0
+	for _, m := range queue {
 		s.queued += len(m.data)
 	}
 	s.paused, s.recovery = false, rec
-	s.mu.Unlock()
 }
 
 // Recovery says what became of the position the stream's request
