@@ -46,25 +46,6 @@ document.addEventListener('securitypolicyviolation', e => window.__violations.pu
 		}
 		return tab, cancel
 	}
-	waitJS := func(tab context.Context, what, expr string, d time.Duration) {
-		t.Helper()
-		if _, err := chromedp.Run(tab, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(d))); err != nil {
-			html, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.body.outerHTML`))
-			t.Fatalf("%s: %v\npage:\n%s", what, err, html)
-		}
-	}
-	join := func(tab context.Context, url, name string) {
-		t.Helper()
-		if err := chromedp.Do(tab,
-			chromedp.Navigate(url),
-			chromedp.WaitVisible(chromedp.CSS("#username")),
-			chromedp.SendKeys(chromedp.CSS("#username"), name),
-			chromedp.Click(chromedp.CSS("#join button")),
-			chromedp.WaitVisible(chromedp.CSS("#participant-list")),
-		); err != nil {
-			t.Fatalf("%s joins: %v", name, err)
-		}
-	}
 	violations := func(tab context.Context) []string {
 		v, err := chromedp.Run(tab, chromedp.Evaluate[[]string](`window.__violations || []`))
 		if err != nil {
@@ -75,16 +56,16 @@ document.addEventListener('securitypolicyviolation', e => window.__violations.pu
 
 	brian, closeBrian := newTab()
 	defer closeBrian()
-	join(brian, a.URL(), "brian")
+	joinLobby(t, brian, a.URL(), "brian")
 	evilNames := []string{`<img src=x onerror=alert(1)>`, "list", `x"], #messages, [id="`}
 	for _, name := range evilNames {
 		tab, closeTab := newTab()
-		join(tab, a.URL(), name)
-		waitJS(brian, "the hostile name shows as text", fmt.Sprintf(`[...document.querySelectorAll('#participant-list li')].some(li => li.textContent === %q)`, name), waitLong)
+		joinLobby(t, tab, a.URL(), name)
+		waitPage(t, brian, "the hostile name shows as text", fmt.Sprintf(`[...document.querySelectorAll('#participant-list li')].some(li => li.textContent === %q)`, name), waitLong)
 		if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS("#leave"))); err != nil {
 			t.Fatal(err)
 		}
-		waitJS(brian, "only its own item goes", fmt.Sprintf(`document.getElementById('participant-list') !== null && `+
+		waitPage(t, brian, "only its own item goes", fmt.Sprintf(`document.getElementById('participant-list') !== null && `+
 			`document.getElementById('messages') !== null && document.getElementById(%q) === null && `+
 			`document.getElementById(%q) !== null`, participantID(name), participantID("brian")), waitLong)
 		if v := violations(tab); len(v) > 0 {
@@ -92,14 +73,14 @@ document.addEventListener('securitypolicyviolation', e => window.__violations.pu
 		}
 		closeTab()
 	}
-	waitJS(brian, "no markup from names", `document.querySelector('#app img') === null`, time.Second)
+	waitPage(t, brian, "no markup from names", `document.querySelector('#app img') === null`, time.Second)
 
 	// A graceful restart on the same address.
 	if err := a.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	down := time.Now()
-	waitJS(brian, "the page is told the server restarts", `document.getElementById('messages').textContent.includes('restarting')`, waitLong)
+	waitPage(t, brian, "the page is told the server restarts", `document.getElementById('messages').textContent.includes('restarting')`, waitLong)
 	time.Sleep(time.Second)
 	opts.Addr = a.Addr().String()
 	b, err := lobby.Start(t.Context(), opts)
@@ -107,18 +88,18 @@ document.addEventListener('securitypolicyviolation', e => window.__violations.pu
 		t.Fatal(err)
 	}
 	defer b.Shutdown(context.Background())
-	waitJS(brian, "the page reconnects by itself and is asked to join again",
+	waitPage(t, brian, "the page reconnects by itself and is asked to join again",
 		`document.getElementById('join') !== null && document.getElementById('join-notice') !== null && document.getElementById('join-notice').textContent.includes('join again')`, 20*time.Second)
 	t.Logf("graceful restart: the page showed the join form %v after the shutdown", time.Since(down).Round(time.Millisecond))
 	// The form keeps the name (the username signal survives): one click.
-	waitJS(brian, "the join form still holds the name", `document.getElementById('username').value === 'brian'`, time.Second)
+	waitPage(t, brian, "the join form still holds the name", `document.getElementById('username').value === 'brian'`, time.Second)
 	if err := chromedp.Do(brian,
 		chromedp.Click(chromedp.CSS("#join button")),
 		chromedp.WaitVisible(chromedp.CSS("#participant-list")),
 	); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(brian, "brian is back, once", fmt.Sprintf(`document.querySelectorAll('#participant-list li').length === 1 && document.getElementById(%q) !== null`, participantID("brian")), waitLong)
+	waitPage(t, brian, "brian is back, once", fmt.Sprintf(`document.querySelectorAll('#participant-list li').length === 1 && document.getElementById(%q) !== null`, participantID("brian")), waitLong)
 	if v := violations(brian); len(v) > 0 {
 		t.Errorf("CSP violations or dialogs: %q", v)
 	}

@@ -40,28 +40,6 @@ func TestBrowserOneSessionTwoTabs(t *testing.T) {
 	philTab, closePhil := chromedp.NewContext(browserCtx, chromedp.WithNewBrowserContext())
 	defer closePhil()
 
-	waitJS := func(tab context.Context, what, expr string, d time.Duration) {
-		t.Helper()
-		_, err := chromedp.Run(tab, chromedp.Poll[bool](expr,
-			chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(d)))
-		if err != nil {
-			html, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.querySelector('#app') ? document.querySelector('#app').outerHTML : document.body.outerHTML`))
-			t.Fatalf("%s: %v\npage:\n%s", what, err, html)
-		}
-	}
-	join := func(tab context.Context, name string) {
-		t.Helper()
-		err := chromedp.Do(tab,
-			chromedp.Navigate(srv.URL()),
-			chromedp.WaitVisible(chromedp.CSS("#username")),
-			chromedp.SendKeys(chromedp.CSS("#username"), name),
-			chromedp.Click(chromedp.CSS("#join button")),
-			chromedp.WaitVisible(chromedp.CSS("#participant-list")),
-		)
-		if err != nil {
-			t.Fatalf("%s joins: %v", name, err)
-		}
-	}
 	say := func(tab context.Context, text string) {
 		t.Helper()
 		if err := chromedp.Do(tab,
@@ -87,10 +65,10 @@ func TestBrowserOneSessionTwoTabs(t *testing.T) {
 		return n
 	}
 
-	join(brian1, "brian")
-	waitJS(brian1, "Brian's first tab shows him", listedOnce("brian"), waitLong)
-	join(philTab, "phil")
-	waitJS(brian1, "Brian's first tab sees Phil join", listedOnce("phil")+` && `+messagesHave("phil joined the lobby"), waitLong)
+	joinLobby(t, brian1, srv.URL(), "brian")
+	waitPage(t, brian1, "Brian's first tab shows him", listedOnce("brian"), waitLong)
+	joinLobby(t, philTab, srv.URL(), "phil")
+	waitPage(t, brian1, "Brian's first tab sees Phil join", listedOnce("phil")+` && `+messagesHave("phil joined the lobby"), waitLong)
 
 	// The second tab: same browser context, so the same session. The
 	// page is the lobby at once and opens a stream of its own.
@@ -99,7 +77,7 @@ func TestBrowserOneSessionTwoTabs(t *testing.T) {
 	if err := chromedp.Do(brian2, chromedp.Navigate(srv.URL()), chromedp.WaitVisible(chromedp.CSS("#participant-list"))); err != nil {
 		t.Fatalf("Brian's second tab: %v", err)
 	}
-	waitJS(brian2, "Brian's second tab lists both once", listedOnce("brian")+` && `+listedOnce("phil"), waitLong)
+	waitPage(t, brian2, "Brian's second tab lists both once", listedOnce("brian")+` && `+listedOnce("phil"), waitLong)
 	ssetest.Eventually(t, waitLong, "Brian has two streams", func() bool {
 		n := 0
 		for _, p := range debugPeople(t, newBrowser(t, srv)) {
@@ -113,11 +91,11 @@ func TestBrowserOneSessionTwoTabs(t *testing.T) {
 	// Both tabs receive everything; Phil's list shows Brian once.
 	say(philTab, "hello both tabs")
 	for i, tab := range []context.Context{brian1, brian2} {
-		waitJS(tab, fmt.Sprintf("Brian's tab %d gets Phil's line", i+1), messagesHave("phil: hello both tabs"), waitLong)
+		waitPage(t, tab, fmt.Sprintf("Brian's tab %d gets Phil's line", i+1), messagesHave("phil: hello both tabs"), waitLong)
 	}
 	say(brian2, "from the second tab")
-	waitJS(philTab, "Phil gets the second tab's line", messagesHave("brian: from the second tab"), waitLong)
-	waitJS(philTab, "Phil lists Brian once", listedOnce("brian"), time.Second)
+	waitPage(t, philTab, "Phil gets the second tab's line", messagesHave("brian: from the second tab"), waitLong)
+	waitPage(t, philTab, "Phil lists Brian once", listedOnce("brian"), time.Second)
 	if n := lines(philTab, "brian joined the lobby"); n != 0 {
 		t.Errorf("Phil saw %d \"brian joined\" lines (Brian was there before him)", n)
 	}
@@ -129,14 +107,14 @@ func TestBrowserOneSessionTwoTabs(t *testing.T) {
 	if n := lines(philTab, "brian left the lobby"); n != 0 {
 		t.Fatalf("closing one of Brian's two tabs announced %d departures", n)
 	}
-	waitJS(philTab, "Brian still listed", listedOnce("brian"), time.Second)
+	waitPage(t, philTab, "Brian still listed", listedOnce("brian"), time.Second)
 	say(philTab, "still with you")
-	waitJS(brian2, "Brian's second tab still receives", messagesHave("phil: still with you"), waitLong)
+	waitPage(t, brian2, "Brian's second tab still receives", messagesHave("phil: still with you"), waitLong)
 
 	// Brian closes his last tab: one departure.
 	closed := time.Now()
 	closeBrian2()
-	waitJS(philTab, "Phil sees Brian leave", `document.querySelector('#participant-list #`+participantID("brian")+`') === null && `+
+	waitPage(t, philTab, "Phil sees Brian leave", `document.querySelector('#participant-list #`+participantID("brian")+`') === null && `+
 		messagesHave("brian left the lobby"), browserGrace+2*time.Second)
 	t.Logf("last tab closed -> Phil's page shows the departure after %v", time.Since(closed).Round(time.Millisecond))
 	time.Sleep(browserGrace + 3*heartbeat)

@@ -45,28 +45,6 @@ func TestBrowserTwoTabs(t *testing.T) {
 	philTab, closePhil := newTab()
 	defer closePhil()
 
-	join := func(tab context.Context, name string) {
-		t.Helper()
-		err := chromedp.Do(tab,
-			chromedp.Navigate(srv.URL()),
-			chromedp.WaitVisible(chromedp.CSS("#username")),
-			chromedp.SendKeys(chromedp.CSS("#username"), name),
-			chromedp.Click(chromedp.CSS("#join button")),
-			chromedp.WaitVisible(chromedp.CSS("#participant-list")),
-		)
-		if err != nil {
-			t.Fatalf("%s joins: %v", name, err)
-		}
-	}
-	waitJS := func(tab context.Context, what, expr string, d time.Duration) {
-		t.Helper()
-		_, err := chromedp.Run(tab, chromedp.Poll[bool](expr,
-			chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(d)))
-		if err != nil {
-			html, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.querySelector('#app') ? document.querySelector('#app').outerHTML : document.body.outerHTML`))
-			t.Fatalf("%s: %v\npage:\n%s", what, err, html)
-		}
-	}
 	item := func(name string) string {
 		return fmt.Sprintf(`document.getElementById(%q)`, participantID(name))
 	}
@@ -74,11 +52,11 @@ func TestBrowserTwoTabs(t *testing.T) {
 		return fmt.Sprintf(`document.getElementById('messages').textContent.includes(%q)`, text)
 	}
 
-	join(brianTab, "brian")
-	waitJS(brianTab, "Brian's stream shows him", item("brian")+` !== null && `+messagesHave("brian joined the lobby"), waitLong)
-	join(philTab, "phil")
-	waitJS(philTab, "Phil sees Brian and himself", item("brian")+` !== null && `+item("phil")+` !== null`, waitLong)
-	waitJS(brianTab, "Brian sees Phil join", item("phil")+` !== null && `+messagesHave("phil joined the lobby"), waitLong)
+	joinLobby(t, brianTab, srv.URL(), "brian")
+	waitPage(t, brianTab, "Brian's stream shows him", item("brian")+` !== null && `+messagesHave("brian joined the lobby"), waitLong)
+	joinLobby(t, philTab, srv.URL(), "phil")
+	waitPage(t, philTab, "Phil sees Brian and himself", item("brian")+` !== null && `+item("phil")+` !== null`, waitLong)
+	waitPage(t, brianTab, "Brian sees Phil join", item("phil")+` !== null && `+messagesHave("phil joined the lobby"), waitLong)
 
 	// Chat: Phil's line reaches Brian and Phil's input is cleared.
 	if err := chromedp.Do(philTab,
@@ -87,9 +65,9 @@ func TestBrowserTwoTabs(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(brianTab, "Brian gets Phil's message as text",
+	waitPage(t, brianTab, "Brian gets Phil's message as text",
 		`[...document.querySelectorAll('#messages .chat-message')].some(p => p.textContent === 'phil: hello <b>brian</b>' && p.querySelector('b') === null)`, waitLong)
-	waitJS(philTab, "Phil's input is cleared", `document.getElementById('message').value === ''`, waitLong)
+	waitPage(t, philTab, "Phil's input is cleared", `document.getElementById('message').value === ''`, waitLong)
 
 	// Heartbeats arrive but do not grow the page.
 	countNodes := func(tab context.Context) int {
@@ -122,7 +100,7 @@ func TestBrowserTwoTabs(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(carolTab, "the taken name's message is shown",
+	waitPage(t, carolTab, "the taken name's message is shown",
 		`document.getElementById('join-error').textContent.includes('already taken')`, waitLong)
 	shoot(t, carolTab, "/tmp/lobby-taken-name.png")
 	closeCarol()
@@ -134,15 +112,15 @@ func TestBrowserTwoTabs(t *testing.T) {
 	if err := chromedp.Do(brianTab, chromedp.Reload()); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(brianTab, "Brian's reloaded page is the lobby with both listed", item("brian")+` !== null && `+item("phil")+` !== null`, waitLong)
+	waitPage(t, brianTab, "Brian's reloaded page is the lobby with both listed", item("brian")+` !== null && `+item("phil")+` !== null`, waitLong)
 	time.Sleep(browserGrace + 3*heartbeat)
-	waitJS(philTab, "a reload is not announced", `!document.getElementById('messages').textContent.includes('brian left') && `+
+	waitPage(t, philTab, "a reload is not announced", `!document.getElementById('messages').textContent.includes('brian left') && `+
 		`[...document.querySelectorAll('#messages .system-message')].filter(p => p.textContent === 'brian joined the lobby').length === 0 && `+item("brian")+` !== null`, time.Second)
 
 	// Brian's tab closes: Phil sees him leave, once.
 	closed := time.Now()
 	closeBrian()
-	waitJS(philTab, "Phil sees Brian leave", item("brian")+` === null && `+messagesHave("brian left the lobby"), browserGrace+2*time.Second)
+	waitPage(t, philTab, "Phil sees Brian leave", item("brian")+` === null && `+messagesHave("brian left the lobby"), browserGrace+2*time.Second)
 	t.Logf("browser tab closed -> Phil's page shows the departure after %v", time.Since(closed).Round(time.Millisecond))
 	time.Sleep(browserGrace + 3*heartbeat)
 	n, err := chromedp.Run(philTab, chromedp.Evaluate[int](
@@ -158,12 +136,12 @@ func TestBrowserTwoTabs(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(philTab, "Phil's message after Brian left", messagesHave("phil: still here"), waitLong)
+	waitPage(t, philTab, "Phil's message after Brian left", messagesHave("phil: still here"), waitLong)
 	shoot(t, philTab, "/tmp/lobby-after-close.png")
 	if err := chromedp.Do(philTab, chromedp.Click(chromedp.CSS("#leave"))); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(philTab, "Leave shows the join form", `document.getElementById('join') !== null && document.getElementById('lobby') === null`, waitLong)
+	waitPage(t, philTab, "Leave shows the join form", `document.getElementById('join') !== null && document.getElementById('lobby') === null`, waitLong)
 	ssetest.Eventually(t, waitLong, "no streams left", func() bool { return len(debugKeys(t, newBrowser(t, srv))) == 0 })
 }
 
@@ -202,6 +180,33 @@ func heartbeatWrites(t *testing.T, srv *lobby.Server) int {
 	}
 	n, _ := strconv.Atoi(m[1])
 	return n
+}
+
+// joinLobby opens the lobby at url in tab and joins as name, waiting for
+// the participant list.
+func joinLobby(t *testing.T, tab context.Context, url, name string) {
+	t.Helper()
+	if err := chromedp.Do(tab,
+		chromedp.Navigate(url),
+		chromedp.WaitVisible(chromedp.CSS("#username")),
+		chromedp.SendKeys(chromedp.CSS("#username"), name),
+		chromedp.Click(chromedp.CSS("#join button")),
+		chromedp.WaitVisible(chromedp.CSS("#participant-list")),
+	); err != nil {
+		t.Fatalf("%s joins: %v", name, err)
+	}
+}
+
+// waitPage polls expr in tab until it is true, failing the test with
+// what and the page's #app (or body) after d.
+func waitPage(t *testing.T, tab context.Context, what, expr string, d time.Duration) {
+	t.Helper()
+	_, err := chromedp.Run(tab, chromedp.Poll[bool](expr,
+		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(d)))
+	if err != nil {
+		html, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.querySelector('#app') ? document.querySelector('#app').outerHTML : document.body.outerHTML`))
+		t.Fatalf("%s: %v\npage:\n%s", what, err, html)
+	}
 }
 
 // startChromium starts a headless chromium as the browser tests run it
