@@ -125,7 +125,7 @@ func (b *Heartbeat) beat(idleSince time.Time) Result {
 		b.lastSweep.Store(int64(time.Since(start)))
 		b.sweeps.Add(1)
 	})
-	res, skipped := b.hub.publish(b.pattern, nil, &message{data: b.payload, heartbeat: true, track: track}, wroteSince)
+	res, skipped := b.hub.publish(b.pattern, nil, &message{data: b.payload, idAt: -1, heartbeat: true, track: track}, wroteSince)
 	b.skipped.Add(uint64(skipped))
 	b.failures.Add(uint64(res.Failed))
 	track.release()

@@ -420,3 +420,25 @@ func TestRecoveryKeepsWhatWasQueuedLive(t *testing.T) {
 		}
 	})
 }
+
+// Heartbeats are comments: they carry no id and take no place in the
+// history, so they never push a missed event out of it.
+func TestHeartbeatTakesNoPosition(t *testing.T) {
+	hub, _ := newMemoryHub(t, HubOptions{History: HistoryOptions{Size: 8}})
+	srv := testServer(t, hub, AppendElements("#m", "<p>initial</p>"))
+	c := dial(t, srv, "brian")
+	c.Wait(waitLong, ssetest.Containing("<p>initial</p>"))
+	hub.Broadcast(All, nil, numbered(1))
+	before := hub.Position()
+	hb := NewHeartbeat(hub, All, time.Hour)
+	for range 3 {
+		hb.Beat()
+	}
+	e := c.Wait(waitLong, ssetest.CommentIs("heartbeat"))
+	if e.HasID {
+		t.Fatalf("a heartbeat carries id %q", e.ID)
+	}
+	if after := hub.Position(); after != before {
+		t.Fatalf("three heartbeats moved the history from %v to %v", before, after)
+	}
+}
