@@ -155,9 +155,12 @@ func (l *eventLog) apply(epoch string, seq uint64, data []byte) {
 		return
 	}
 	pos := sfere.Position{Epoch: epoch, Offset: seq}
-	if _, err := l.n.hub.BroadcastAt(pos, e.Pattern, e.Exclude.matcher(), e.Effects...); err != nil {
+	res, err := l.n.hub.BroadcastAt(pos, e.Pattern, e.Exclude.matcher(), e.Effects...)
+	if err != nil {
 		l.n.log.Warn("cluster: event not delivered", "seq", seq, "err", err)
 	}
+	l.n.logDelivered.Add(uint64(res.Delivered))
+	l.n.logFailed.Add(uint64(res.Failed))
 	l.mu.Lock()
 	if epoch == l.epoch && seq > l.applied {
 		l.applied = seq

@@ -132,3 +132,19 @@ func TestResumeAfterJetStreamRestart(t *testing.T) {
 		t.Fatalf("event id %q, want the new epoch %q", e.ID, a.node.events.currentEpoch())
 	}
 }
+
+// While the log is out of reach, a broadcast still reaches this node's
+// streams (without a position) and says that it went no further.
+func TestBroadcastWithoutTheLogStaysLocal(t *testing.T) {
+	ns := startNATS(t)
+	a := historyNode(t, ns, "a")
+	c := a.resume(t, "")
+	ns.Shutdown()
+	res, err := a.node.Broadcast(sfere.All, nil, numbered(1))
+	if !errors.Is(err, ErrNoLog) || res.Delivered != 1 {
+		t.Fatalf("broadcast without NATS: %+v, %v; want 1 local delivery and ErrNoLog", res, err)
+	}
+	if e := c.Wait(ceiling, ssetest.Containing("<p>1</p>")); e.HasID {
+		t.Fatalf("an event outside the log carries id %q", e.ID)
+	}
+}

@@ -77,6 +77,12 @@ type Stats struct {
 	// Gaps counts disconnections from NATS; GapTime is their total length.
 	Gaps    uint64
 	GapTime time.Duration
+	// LogDelivered and LogFailed count, with a history, this node's
+	// streams that events of the cluster's log were queued to, and those
+	// that refused one (Broadcast's Result is zero then: delivery happens
+	// as each node applies the log).
+	LogDelivered uint64
+	LogFailed    uint64
 }
 
 // Node is one hub's membership in a cluster.
@@ -103,6 +109,7 @@ type Node struct {
 	done chan struct{}
 
 	broadcastsSent, broadcastsReceived, remoteSends, nodesLost, gaps atomic.Uint64
+	logDelivered, logFailed                                          atomic.Uint64
 	gapTime                                                          atomic.Int64
 }
 
@@ -501,6 +508,13 @@ func (n *Node) heldElsewhere(k sfere.Key) bool {
 	return false
 }
 
+// ErrNoLog is returned (wrapped) by [Node.Broadcast] with a history while
+// NATS is out of reach: the event was delivered to this node's streams
+// only, and is not in the cluster's log.
+var ErrNoLog = errors.New("natscluster: the cluster's event log is out of reach")
+
+var errNotConnected = errors.New("not connected to NATS")
+
 // Broadcast renders effects, queues them to the matching local streams and
 // publishes them to every other node, which does the same. The Result
 // counts local streams only.
@@ -509,15 +523,30 @@ func (n *Node) heldElsewhere(k sfere.Key) bool {
 // cluster's event log instead (see the package doc): they return once
 // JetStream has the event, and every node, this one included, delivers it
 // as it applies the log, with the log's position as its id; Broadcast's
-// Result is then zero. exclude must be nil, a [sfere.Key], a
+// Result is then zero. While the log is out of reach (NATS is, or its
+// publish fails), the event goes to this node's streams only, without a
+// position, and the error wraps [ErrNoLog]. (A publish that timed out
+// although JetStream kept the event brings it to this node's streams a
+// second time once the log is back.) exclude must be nil, a [sfere.Key], a
 // [sfere.KeySet] or a [sfere.Pattern].
 func (n *Node) Broadcast(p sfere.Pattern, exclude sfere.Matcher, effects ...sfere.Effect) (sfere.Result, error) {
 	if n.events != nil {
-		if err := n.events.publish(p, exclude, effects); err != nil {
-			return sfere.Result{}, err
+		err := errNotConnected
+		if n.nc.IsConnected() {
+			err = n.events.publish(p, exclude, effects)
 		}
-		n.broadcastsSent.Add(1)
-		return sfere.Result{}, nil
+		if err == nil {
+			n.broadcastsSent.Add(1)
+			return sfere.Result{}, nil
+		}
+		// The log is out of reach: this node's streams get the event
+		// now, without a position (so it is never replayed), and the
+		// other nodes never do.
+		res, berr := n.hub.Broadcast(p, exclude, effects...)
+		if berr != nil {
+			return res, berr
+		}
+		return res, fmt.Errorf("%w (%w): delivered to this node's streams only", ErrNoLog, err)
 	}
 	wm, err := encodeMatcher(exclude)
 	if err != nil {
@@ -682,6 +711,8 @@ func (n *Node) Stats() Stats {
 		NodesLost:          n.nodesLost.Load(),
 		Gaps:               n.gaps.Load(),
 		GapTime:            time.Duration(n.gapTime.Load()),
+		LogDelivered:       n.logDelivered.Load(),
+		LogFailed:          n.logFailed.Load(),
 	}
 }
 
