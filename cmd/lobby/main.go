@@ -95,6 +95,9 @@ func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
 	fs.StringVar(&opts.TLSCert, "tls-cert", "", "serve HTTPS (and HTTP/2) with this PEM certificate file; needs -tls-key")
 	fs.StringVar(&opts.TLSKey, "tls-key", "", "the PEM private key file of -tls-cert")
 	fs.DurationVar(&opts.PresenceWindow, "presence-window", d.PresenceWindow, "arrivals and departures within this window reach each page as one update (0: each goes out alone)")
+	keyFile := fs.String("session-key-file", lobby.DefaultSessionKeyFile(), "file holding the key that signs session cookies (made if missing), so that sessions survive a restart (empty: a new key each start)")
+	fs.IntVar(&opts.History, "history", d.History, "how many of the latest events are kept for pages that reconnect, which are sent what they missed (0: none)")
+	fs.DurationVar(&opts.HistoryAge, "history-age", d.HistoryAge, "how long events are kept for pages that reconnect")
 	if err := fs.Parse(args); err != nil {
 		return opts, err
 	}
@@ -128,6 +131,21 @@ func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
 	}
 	if opts.MessageRate == 0 {
 		opts.MessageRate = -1
+	}
+	if *keyFile != "" {
+		key, err := lobby.LoadSessionKey(*keyFile)
+		if err != nil {
+			return opts, err
+		}
+		opts.SessionKey = key
+	}
+	switch {
+	case opts.History < 0:
+		return opts, fmt.Errorf("-history must not be negative, not %d", opts.History)
+	case opts.History == 0:
+		opts.History = -1
+	case opts.HistoryAge <= 0:
+		return opts, fmt.Errorf("-history-age must be positive, not %v", opts.HistoryAge)
 	}
 	switch {
 	case opts.PresenceWindow < 0:

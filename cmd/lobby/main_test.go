@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +17,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	}
 	for _, flag := range []string{"-addr", "-heartbeat", "-user-timeout", "-grace", "-store", "-ttl", "-datastar-js", "-debug",
 		"-max-streams-per-ip", "-message-rate", "-message-burst", "-read-header-timeout", "-body-timeout",
-		"-nats", "-nats-embed", "-node", "-tls-cert", "-tls-key", "-presence-window"} {
+		"-nats", "-nats-embed", "-node", "-tls-cert", "-tls-key", "-presence-window", "-history", "-history-age", "-session-key-file"} {
 		if !strings.Contains(out.String(), flag+" ") && !strings.Contains(out.String(), flag+"\n") {
 			t.Errorf("-h does not list %s:\n%s", flag, out.String())
 		}
@@ -23,37 +25,51 @@ func TestHelpListsEveryFlag(t *testing.T) {
 }
 
 func TestFlagDefaults(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // where the session key is kept by default
 	opts, err := parseFlags(nil, new(strings.Builder))
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(opts.SessionKey) != 32 {
+		t.Fatalf("default session key of %d bytes, want 32", len(opts.SessionKey))
+	}
+	again, err := parseFlags(nil, new(strings.Builder))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(again.SessionKey, opts.SessionKey) {
+		t.Fatal("a second start made a new session key: sessions would not survive a restart")
+	}
 	want := lobby.Options{Addr: "127.0.0.1:8080", Heartbeat: 10 * time.Second, UserTimeout: 5 * time.Second,
 		Grace: 2 * time.Second, Store: "ttl", TTL: 30 * time.Second, JoinTimeout: lobby.DefaultOptions.JoinTimeout,
 		MaxStreamsPerIP: 32, MessageRate: 5, MessageBurst: 10, ReadHeaderTimeout: 10 * time.Second, BodyTimeout: 10 * time.Second,
-		PresenceWindow: lobby.DefaultOptions.PresenceWindow}
-	if opts != want {
+		PresenceWindow: lobby.DefaultOptions.PresenceWindow, History: 2000, HistoryAge: 2 * time.Minute, SessionKey: opts.SessionKey}
+	if !reflect.DeepEqual(opts, want) {
 		t.Errorf("defaults = %+v, want %+v", opts, want)
 	}
 	opts, err = parseFlags([]string{"-addr", "127.0.0.1:0", "-heartbeat", "1s", "-user-timeout", "2s", "-grace", "200ms",
 		"-store", "memory", "-ttl", "1m", "-datastar-js", "/x/datastar.js", "-debug",
 		"-max-streams-per-ip", "4", "-message-rate", "0.5", "-message-burst", "3", "-read-header-timeout", "2s", "-body-timeout", "3s",
-		"-tls-cert", "/x/cert.pem", "-tls-key", "/x/key.pem", "-presence-window", "80ms"}, new(strings.Builder))
+		"-tls-cert", "/x/cert.pem", "-tls-key", "/x/key.pem", "-presence-window", "80ms",
+		"-history", "50", "-history-age", "30s", "-session-key-file", ""}, new(strings.Builder))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want = lobby.Options{Addr: "127.0.0.1:0", Heartbeat: time.Second, UserTimeout: 2 * time.Second, Grace: 200 * time.Millisecond,
 		Store: "memory", TTL: time.Minute, DatastarJS: "/x/datastar.js", Debug: true, JoinTimeout: lobby.DefaultOptions.JoinTimeout,
 		MaxStreamsPerIP: 4, MessageRate: 0.5, MessageBurst: 3, ReadHeaderTimeout: 2 * time.Second, BodyTimeout: 3 * time.Second,
-		TLSCert: "/x/cert.pem", TLSKey: "/x/key.pem", PresenceWindow: 80 * time.Millisecond}
-	if opts != want {
+		TLSCert: "/x/cert.pem", TLSKey: "/x/key.pem", PresenceWindow: 80 * time.Millisecond, History: 50, HistoryAge: 30 * time.Second}
+	if !reflect.DeepEqual(opts, want) {
 		t.Errorf("parsed = %+v, want %+v", opts, want)
 	}
 }
 
 func TestBadFlagsRefused(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	for _, args := range [][]string{{"-store", "redis"}, {"-heartbeat", "0s"}, {"-grace", "-1s"}, {"extra"}, {"-nope"},
 		{"-max-streams-per-ip", "-1"}, {"-message-rate", "-2"}, {"-message-burst", "0"}, {"-body-timeout", "0s"}, {"-read-header-timeout", "-1s"},
-		{"-tls-cert", "cert.pem"}, {"-tls-key", "key.pem"}} {
+		{"-tls-cert", "cert.pem"}, {"-tls-key", "key.pem"}, {"-history", "-1"}, {"-history-age", "0s"},
+		{"-session-key-file", t.TempDir()}} { // a directory is no key file
 		var out strings.Builder
 		if code := run(args, &out); code != 2 {
 			t.Errorf("%q: exit code %d, want 2 (%s)", args, code, out.String())

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -46,7 +47,8 @@ var listeningRE = regexp.MustCompile(`msg="lobby listening" url=(http://\S+)`)
 func startChild(t *testing.T, args ...string) *child {
 	t.Helper()
 	c := &child{cmd: exec.Command(os.Args[0], args...), exited: make(chan struct{})}
-	c.cmd.Env = append(os.Environ(), "LOBBY_TEST_MAIN=1")
+	// The session key's default file goes to a directory of the test's.
+	c.cmd.Env = append(os.Environ(), "LOBBY_TEST_MAIN=1", "XDG_CACHE_HOME="+t.TempDir())
 	pipe, err := c.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -91,11 +93,12 @@ func (c *child) log() string {
 	return c.stderr.String()
 }
 
-// client is a minimal lobby client: a session cookie, and one stream read
-// line by line over its own TCP connection.
+// client is a minimal lobby client: a session cookie and its signed
+// member cookie, and one stream read line by line over its own TCP
+// connection.
 type client struct {
-	base, name, cookie string
-	hc                 *http.Client
+	base, name, cookie, member string
+	hc                         *http.Client
 }
 
 func (c *client) post(path string, signals any) (int, error) {
@@ -106,6 +109,9 @@ func (c *client) post(path string, signals any) (int, error) {
 	if c.cookie != "" {
 		req.AddCookie(&http.Cookie{Name: "lobby_session", Value: c.cookie})
 	}
+	if c.member != "" {
+		req.AddCookie(&http.Cookie{Name: "lobby_member", Value: c.member})
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return 0, err
@@ -113,15 +119,20 @@ func (c *client) post(path string, signals any) (int, error) {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	for _, ck := range resp.Cookies() {
-		if ck.Name == "lobby_session" {
+		switch {
+		case ck.Name == "lobby_session":
 			c.cookie = ck.Value
+		case ck.Name == "lobby_member" && ck.MaxAge < 0:
+			c.member = ""
+		case ck.Name == "lobby_member":
+			c.member = ck.Value
 		}
 	}
 	return resp.StatusCode, nil
 }
 
 func (c *client) join() error {
-	c.cookie = ""
+	c.cookie, c.member = "", ""
 	status, err := c.post("/join", map[string]any{"username": c.name})
 	if err == nil && status != http.StatusOK {
 		err = fmt.Errorf("join %s: status %d", c.name, status)
@@ -129,11 +140,20 @@ func (c *client) join() error {
 	return err
 }
 
-// request is the client's stream request: POST /sse with its session.
-func (c *client) request() ssetest.Request {
+// request is the client's stream request: POST /sse with its session,
+// and the id of the last event it got (if any), as a reconnecting
+// Datastar client sends it.
+func (c *client) request(lastID ...string) ssetest.Request {
 	req := ssetest.DatastarPost("/sse", "{}")
 	req.Host = "x"
-	req.Header.Set("Cookie", "lobby_session="+c.cookie)
+	cookie := "lobby_session=" + c.cookie
+	if c.member != "" {
+		cookie += "; lobby_member=" + c.member
+	}
+	req.Header.Set("Cookie", cookie)
+	if len(lastID) > 0 && lastID[0] != "" {
+		req.Header.Set("Last-Event-ID", lastID[0])
+	}
 	return req
 }
 
@@ -277,6 +297,7 @@ type rejoiner struct {
 	mu      sync.Mutex
 	cur     *ssetest.Client // the latest stream
 	opened  time.Time       // when cur was opened
+	last    string          // the last id an earlier stream got
 	rejoins int
 }
 
@@ -289,7 +310,7 @@ func (r *rejoiner) run(stop <-chan struct{}) {
 			return
 		default:
 		}
-		s, err := ssetest.Dial(r.cl.addr(), r.cl.request())
+		s, err := ssetest.Dial(r.cl.addr(), r.cl.request(r.lastID()))
 		if err != nil { // refused: the server is down
 			time.Sleep(backoff)
 			backoff = min(2*backoff, time.Second)
@@ -323,6 +344,26 @@ func (r *rejoiner) run(stop <-chan struct{}) {
 	}
 }
 
+// lastID is the id of the last event the user's streams got.
+func (r *rejoiner) lastID() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur == nil {
+		return ""
+	}
+	id := ""
+	for _, e := range r.cur.Events() {
+		if e.HasID {
+			id = e.ID
+		}
+	}
+	if id == "" {
+		return r.last
+	}
+	r.last = id
+	return id
+}
+
 // seesAll reports whether the user's stream, opened after since, lists n
 // participants.
 func (r *rejoiner) seesAll(since time.Time, n int) bool {
@@ -331,15 +372,18 @@ func (r *rejoiner) seesAll(since time.Time, n int) bool {
 	return r.cur != nil && r.opened.After(since) && len(items(r.cur)) == n
 }
 
-// kill -9, then a new process on the same address: clients whose streams
-// broke retry (as Datastar does on a network error), are told to join
-// again, join, and end up in one consistent lobby: each listed once on
-// every page, one stream each, no ghost.
+// kill -9, then a new process on the same address and session key file:
+// clients whose streams broke retry (as Datastar does on a network error,
+// with the id of the last event they got), are taken back by their signed
+// session cookies without a new join, are told that what was said
+// meanwhile is lost, and end up in one consistent lobby: each listed once
+// on every page, one stream each, no ghost.
 func TestKillAndRestartReconnects(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	a := startChild(t, "-addr", "127.0.0.1:0", "-heartbeat", "1s", "-grace", "200ms", "-debug", "-max-streams-per-ip", "0")
+	keyFile := filepath.Join(t.TempDir(), "session-key")
+	a := startChild(t, "-addr", "127.0.0.1:0", "-heartbeat", "1s", "-grace", "200ms", "-debug", "-max-streams-per-ip", "0", "-session-key-file", keyFile)
 	addr := strings.TrimPrefix(a.url, "http://")
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	defer hc.CloseIdleConnections()
@@ -374,16 +418,20 @@ func TestKillAndRestartReconnects(t *testing.T) {
 	a.cmd.Process.Kill()
 	<-a.exited
 	time.Sleep(300 * time.Millisecond)
-	b := startChild(t, "-addr", addr, "-heartbeat", "1s", "-grace", "200ms", "-debug", "-max-streams-per-ip", "0")
+	b := startChild(t, "-addr", addr, "-heartbeat", "1s", "-grace", "200ms", "-debug", "-max-streams-per-ip", "0", "-session-key-file", keyFile)
 	ssetest.Eventually(t, 15*time.Second, "every client to see everyone after the restart", everyoneSeesEveryone(killed))
 	t.Logf("kill -9 and restart: all %d clients back after %v", n, time.Since(killed).Round(time.Millisecond))
 	time.Sleep(300 * time.Millisecond)
 	for i, u := range users {
 		u.mu.Lock()
 		items, rejoins := items(u.cur), u.rejoins
+		_, told := u.cur.Find(ssetest.Containing("could not be recovered"))
 		u.mu.Unlock()
-		if rejoins != 1 {
-			t.Errorf("user%02d was told to join again %d times, want 1", i, rejoins)
+		if rejoins != 0 {
+			t.Errorf("user%02d was told to join again %d times, want 0 (its session resumed)", i, rejoins)
+		}
+		if !told {
+			t.Errorf("user%02d was not told that lines said during the restart are lost", i)
 		}
 		checkListedOnce(t, fmt.Sprintf("user%02d", i), items, n)
 	}

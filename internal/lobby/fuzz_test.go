@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -370,6 +371,14 @@ func sseProblem(data []byte) error {
 				return err
 			}
 		case strings.HasPrefix(line, ": "), line == "event: datastar-patch-elements", line == "event: datastar-patch-signals":
+		case strings.HasPrefix(line, "id: "):
+			if _, err := sfere.ParsePosition(line[len("id: "):]); err != nil {
+				return fmt.Errorf("id line %q: %w", line, err)
+			}
+		case strings.HasPrefix(line, "retry: "):
+			if ms, err := strconv.Atoi(line[len("retry: "):]); err != nil || ms <= 0 {
+				return fmt.Errorf("retry line %q", line)
+			}
 		case strings.HasPrefix(line, "data: "):
 			field, value, _ := strings.Cut(line[len("data: "):], " ")
 			switch field {

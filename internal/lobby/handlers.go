@@ -42,6 +42,7 @@ type handlers struct {
 	views      *views
 	metrics    *metrics
 	datastarJS []byte // the local Datastar client, if one was given
+	sessions   signer // signs the member cookies
 	debug      bool
 	log        *slog.Logger
 
@@ -105,8 +106,17 @@ func (h *handlers) timeBodies(next http.Handler) http.Handler {
 // in it (or within grace), whose data-init reopens the stream, so a reload
 // needs no new join; the join form otherwise.
 func (h *handlers) page(w http.ResponseWriter, r *http.Request) {
-	name, list, in := h.lobby.pageState(r.Context(), sessionID(r))
-	html, err := h.views.page(name, list, in)
+	pos := h.lobby.position() // before the state: what follows it is replayed
+	sid := sessionID(r)
+	name, list, in := h.lobby.pageState(r.Context(), sid)
+	if !in {
+		// A session the lobby lost (it restarted) gets its lobby back:
+		// its stream takes the name back (see [handlers.sse]).
+		if name, in = h.resumable(r, sid); in {
+			list = h.lobby.present()
+		}
+	}
+	html, err := h.views.page(name, list, in, pos)
 	if err != nil {
 		h.log.Error("render page", "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
@@ -149,6 +159,7 @@ func (h *handlers) join(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusBadRequest, err)
 		return
 	}
+	pos := h.lobby.position() // the stream opens from here: see [lobbyData]
 	sid := sessionID(r)
 	fresh := sid == "" || !h.lobby.knows(r.Context(), sid)
 	if fresh {
@@ -166,12 +177,13 @@ func (h *handlers) join(w http.ResponseWriter, r *http.Request) {
 	if fresh {
 		setSession(w, r, sid)
 	}
+	h.sessions.setMember(w, r, sid, res.name)
 	if res.renamed != "" {
 		h.log.Info("session changed name", "from", res.renamed, "to", res.name)
 	}
 	// The list comes with the stream's first event (its snapshot), a
 	// moment later: rendering it here too would cost every join O(people).
-	app, err := h.views.lobbyApp(res.name, nil)
+	app, err := h.views.lobbyApp(res.name, nil, pos)
 	if err != nil {
 		h.log.Error("render lobby", "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
@@ -199,12 +211,47 @@ func (h *handlers) sse(w http.ResponseWriter, r *http.Request) {
 	// Each tab is a stream of its own; the stream outlives this handler
 	// (the hub took its connection over) and its slot is released when
 	// it ends.
-	s, err := h.lobby.tracker.Detach(w, r, sessionID(r))
+	// A page that comes back with a position is sent what it missed
+	// instead of its initial effects; if the lobby no longer has it all
+	// (the server restarted, or the page was away too long), nothing of
+	// it is sent and the initial effects are: a line saying so. Either
+	// way the stream's snapshot brings the participant list up to date.
+	var initial []sfere.Effect
+	if r.Header.Get("Last-Event-ID") != "" || r.URL.Query().Get("lastEventID") != "" {
+		line, err := h.views.systemLine("Some lines said while you were away could not be recovered.")
+		if err != nil {
+			h.streams.release(addr)
+			h.log.Error("render recovery notice", "err", err)
+			http.Error(w, "internal error", http.StatusInternalServerError)
+			return
+		}
+		initial = append(initial, sfere.AppendElements("#messages", line))
+	}
+	sid := sessionID(r)
+	s, err := h.lobby.tracker.Detach(w, r, sid, initial...)
+	if errors.Is(err, presence.ErrNotClaimed) {
+		// A session the lobby does not know may still carry its signed
+		// name (the lobby restarted): it takes the name back, unless
+		// someone else took it meanwhile.
+		if name, ok := h.resumable(r, sid); ok {
+			if _, jerr := h.lobby.join(r.Context(), sid, name); jerr == nil {
+				h.log.Info("session resumed from its cookie", "name", name)
+				h.sessions.setMember(w, r, sid, name) // signed by this run
+				s, err = h.lobby.tracker.Detach(w, r, sid, initial...)
+			} else if errors.Is(jerr, ErrNameTaken) {
+				err = jerr
+			}
+		}
+	}
 	if err != nil {
 		h.streams.release(addr)
 		switch {
-		case errors.Is(err, presence.ErrNotClaimed):
-			form, err := h.views.joinApp("The lobby does not know you any more (it may have restarted): please join again.")
+		case errors.Is(err, presence.ErrNotClaimed), errors.Is(err, ErrNameTaken):
+			notice := "The lobby does not know you any more (it may have restarted): please join again."
+			if errors.Is(err, ErrNameTaken) {
+				notice = "Someone took your name while you were away: please join again."
+			}
+			form, err := h.views.joinApp(notice)
 			if err != nil {
 				h.log.Error("render join form", "err", err)
 				http.Error(w, "internal error", http.StatusInternalServerError)
@@ -219,6 +266,17 @@ func (h *handlers) sse(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.AfterEnd(func() { h.streams.release(addr) })
+}
+
+// resumable returns the name of a session that an earlier run of this
+// single-node lobby knew (its signed member cookie says so). In a cluster
+// the sessions live in NATS and outlive any node: there, a session no
+// node knows has ended.
+func (h *handlers) resumable(r *http.Request, sid string) (string, bool) {
+	if h.lobby.cluster != nil {
+		return "", false
+	}
+	return h.sessions.earlierMember(r, sid)
 }
 
 // message broadcasts a chat line from the session's participant (never
@@ -266,6 +324,7 @@ func (h *handlers) leave(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusForbidden, err)
 		return
 	}
+	clearMember(w, r)
 	form, err := h.views.joinApp("You left the lobby.")
 	if err != nil {
 		h.log.Error("render join form", "err", err)

@@ -153,7 +153,7 @@ func (b *browser) join(name string) reply {
 	if r.status != http.StatusOK {
 		b.t.Fatalf("join %q: status %d: %s", name, r.status, r.body)
 	}
-	if !strings.Contains(r.body, `data-init="@post('/sse')"`) {
+	if !strings.Contains(r.body, `data-init="@post('/sse'`) {
 		b.t.Fatalf("join %q: the answer does not open the stream:\n%s", name, r.body)
 	}
 	return r
@@ -185,8 +185,18 @@ func (b *browser) enter(name string) *stream {
 // closed tab) or drop its packets (a vanished machine).
 func (b *browser) openStream(opts ...ssetest.Option) *stream {
 	b.t.Helper()
+	return b.openStreamFrom("", opts...)
+}
+
+// openStreamFrom is openStream with a Last-Event-ID header (if lastID is
+// not empty), as a page that comes back or a reconnecting client sends.
+func (b *browser) openStreamFrom(lastID string, opts ...ssetest.Option) *stream {
+	b.t.Helper()
 	req := ssetest.DatastarPost("/sse", `{"username":"","message":""}`)
 	req.Header.Set("Accept", "text/event-stream")
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
 	u, err := url.Parse(b.base.JoinPath("/sse").String()) // JoinPath leaves the path without its leading slash
 	if err != nil {
 		b.t.Fatal(err)
@@ -234,6 +244,31 @@ func (s *stream) waitForWithin(text string, d time.Duration) ssetest.Event {
 	s.t.Helper()
 	return s.WaitSeen(d, withData(text))
 }
+
+// lastID is the id of the last event that carried one, as a browser
+// keeps it to send back when it reconnects.
+func (s *stream) lastID() string {
+	id := ""
+	for _, e := range s.Events() {
+		if e.HasID {
+			id = e.ID
+		}
+	}
+	return id
+}
+
+// renderedPosition is the position a page or /join answer renders for its
+// stream to open from (see the lobby template's data-init).
+func renderedPosition(t testing.TB, body string) string {
+	t.Helper()
+	m := renderedPositionRE.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no position in the stream's data-init:\n%s", body)
+	}
+	return m[1]
+}
+
+var renderedPositionRE = regexp.MustCompile(`data-init="@post\('/sse', \{headers: \{'Last-Event-ID': '([^']+)'\}\}\)"`)
 
 // events returns the events received so far, without the comments.
 func (s *stream) events() []ssetest.Event {

@@ -389,10 +389,7 @@ func TestWrongContentTypesRefused(t *testing.T) {
 	before := ps.len()
 	for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/html", "application/jsonp", "json", ";;", ""} {
 		for path, body := range map[string]string{"/join": `{"username":"zed"}`, "/message": `{"message":"hi"}`, "/leave": `{}`, "/sse": `{}`} {
-			c := &lclient{base: srv.URL(), hc: brian.client}
-			for _, ck := range brian.jar.Cookies(brian.base) {
-				c.cookie = ck.Value
-			}
+			c := &lclient{base: srv.URL(), hc: brian.client, cookie: sessionOf(brian)}
 			status, rbody, err := c.postRaw(path, ct, []byte(body))
 			if err != nil {
 				t.Fatal(err)
@@ -408,10 +405,7 @@ func TestWrongContentTypesRefused(t *testing.T) {
 		}
 	}
 	// curl -X POST -H 'Datastar-Request: true' with no body at all.
-	c := &lclient{base: srv.URL(), hc: brian.client}
-	for _, ck := range brian.jar.Cookies(brian.base) {
-		c.cookie = ck.Value
-	}
+	c := &lclient{base: srv.URL(), hc: brian.client, cookie: sessionOf(brian)}
 	if status, body, _ := c.postRaw("/leave", "", nil); status != http.StatusOK {
 		t.Errorf("leave without a body or type: %d %s", status, body)
 	}

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sfere-go/sfere"
 )
 
 // soak reports whether the long runs were asked for (SFERE_SOAK=1); the
@@ -151,6 +153,12 @@ func sseLineOK(line string) bool {
 	case line == "", strings.HasPrefix(line, ": "),
 		line == "event: datastar-patch-elements", line == "event: datastar-patch-signals":
 		return true
+	case strings.HasPrefix(line, "id: "):
+		_, err := sfere.ParsePosition(line[len("id: "):])
+		return err == nil
+	case strings.HasPrefix(line, "retry: "):
+		ms, err := strconv.Atoi(line[len("retry: "):])
+		return err == nil && ms > 0
 	case strings.HasPrefix(line, "data: "):
 		field, _, _ := strings.Cut(line[len("data: "):], " ")
 		switch field {

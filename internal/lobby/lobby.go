@@ -134,6 +134,15 @@ func (l *Lobby) pageState(ctx context.Context, sid string) (name string, list []
 	return displayName(m), l.present(), true
 }
 
+// position is the lobby's position in its history, as a page renders it
+// for its stream to open from; "" without a history.
+func (l *Lobby) position() string {
+	if p := l.hub.Position(); p.Epoch != "" {
+		return p.String()
+	}
+	return ""
+}
+
 // knows reports whether sid is the session of a participant.
 func (l *Lobby) knows(ctx context.Context, sid string) bool {
 	_, ok := l.tracker.Lookup(ctx, sid)
@@ -173,7 +182,10 @@ func (l *Lobby) broadcast(effects ...sfere.Effect) {
 		broadcast = l.cluster.Broadcast // every node's streams; Result counts this node's
 	}
 	res, err := broadcast(everyone, nil, effects...)
-	if err != nil {
+	switch {
+	case errors.Is(err, natscluster.ErrNoLog):
+		l.log.Warn("broadcast", "err", err) // delivered here, counted below
+	case err != nil:
 		l.log.Error("broadcast", "err", err)
 		return
 	}

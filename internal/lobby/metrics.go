@@ -43,7 +43,7 @@ func newMetrics() *metrics {
 		}),
 		deliveries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lobby_broadcast_deliveries_total",
-			Help: "Lobby messages queued to streams by broadcasts.",
+			Help: "Lobby messages queued to streams by broadcasts (in a cluster with a history: lobby_cluster_log_deliveries_total).",
 		}),
 		deliveryFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lobby_broadcast_delivery_failures_total",
@@ -114,6 +114,14 @@ func (m *metrics) watchCluster(node *natscluster.Node) {
 			Name: "lobby_cluster_nodes_lost_total",
 			Help: "Other nodes found silent for 3 presence intervals.",
 		}, func() float64 { return float64(node.Stats().NodesLost) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "lobby_cluster_log_deliveries_total",
+			Help: "Lobby messages of the cluster's event log queued to this node's streams.",
+		}, func() float64 { return float64(node.Stats().LogDelivered) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "lobby_cluster_log_delivery_failures_total",
+			Help: "This node's streams that refused an event of the cluster's log (ended, or too far behind).",
+		}, func() float64 { return float64(node.Stats().LogFailed) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "lobby_cluster_peers",
 			Help: "Other nodes this node sees.",

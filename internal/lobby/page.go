@@ -76,6 +76,10 @@ type lobbyData struct {
 	Name   string
 	List   template.HTML // the rendered participant list
 	Errors map[string]string
+	// Position is the lobby's position when the page was rendered (empty
+	// without a history): the stream opens from it, so nothing said
+	// between the render and the stream's start is lost.
+	Position string
 }
 
 type participantData struct{ ID, Name string }
@@ -96,14 +100,14 @@ func (v *views) exec(name string, data any) (string, error) {
 
 // page renders the whole page: the lobby for a session that is in it,
 // else the join form.
-func (v *views) page(name string, list []string, inLobby bool) (string, error) {
+func (v *views) page(name string, list []string, inLobby bool, pos string) (string, error) {
 	d := pageData{DatastarJS: v.datastarJS, Join: joinData{Errors: joinErrors}}
 	if inLobby {
 		l, err := v.participantList(list)
 		if err != nil {
 			return "", err
 		}
-		d.Lobby = &lobbyData{Name: name, List: template.HTML(l), Errors: messageErrors}
+		d.Lobby = &lobbyData{Name: name, List: template.HTML(l), Errors: messageErrors, Position: pos}
 	}
 	return v.exec("page", d)
 }
@@ -115,13 +119,13 @@ func (v *views) joinApp(notice string) (string, error) {
 }
 
 // lobbyApp renders the #app element holding the lobby, whose data-init
-// opens the stream.
-func (v *views) lobbyApp(name string, list []string) (string, error) {
+// opens the stream from pos.
+func (v *views) lobbyApp(name string, list []string, pos string) (string, error) {
 	l, err := v.participantList(list)
 	if err != nil {
 		return "", err
 	}
-	return v.exec("lobby", lobbyData{Name: name, List: template.HTML(l), Errors: messageErrors})
+	return v.exec("lobby", lobbyData{Name: name, List: template.HTML(l), Errors: messageErrors, Position: pos})
 }
 
 // participantList renders the list of names: what the "list" template
@@ -166,9 +170,10 @@ func (v *views) systemLine(text string) (string, error) { return v.exec("system"
 
 // reconnect renders an invisible element that opens the page's stream again
 // after a moment, once; its id is new each time, so that it is a new
-// element (Datastar runs data-init for new elements only).
-func (v *views) reconnect() (string, error) {
-	return v.exec("reconnect", "reconnect-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+// element (Datastar runs data-init for new elements only). The stream
+// opens from pos.
+func (v *views) reconnect(pos string) (string, error) {
+	return v.exec("reconnect", struct{ ID, Position string }{"reconnect-" + strconv.FormatInt(time.Now().UnixNano(), 36), pos})
 }
 
 func (v *views) chatLine(name, text string) (string, error) {

@@ -70,6 +70,18 @@ type Options struct {
 	// TLSCert and TLSKey name PEM files of a certificate (chain) and its
 	// key: with both, the lobby serves HTTPS, with HTTP/2 (see tls.go).
 	TLSCert, TLSKey string
+	// History is how many of the lobby's latest events (chat lines,
+	// arrivals, departures) are kept for pages that reconnect, and
+	// HistoryAge how long: a page that reconnects with the id of the last
+	// event it got is sent what it missed (in a cluster, from a JetStream
+	// log every node reads). Negative History keeps none.
+	History    int
+	HistoryAge time.Duration
+	// SessionKey signs the cookie that lets a restarted lobby take a
+	// session back without a new join (at least 16 bytes; keep it
+	// secret). Empty means a random key: sessions then do not survive a
+	// restart.
+	SessionKey []byte
 	// PresenceWindow batches presence changes: arrivals and departures
 	// within it reach each stream as one event. Zero means
 	// presence.DefaultWindow.
@@ -94,6 +106,8 @@ var DefaultOptions = Options{
 	ReadHeaderTimeout: 10 * time.Second,
 	BodyTimeout:       10 * time.Second,
 	PresenceWindow:    presence.DefaultWindow,
+	History:           2000,
+	HistoryAge:        2 * time.Minute,
 }
 
 func (o Options) withDefaults() Options {
@@ -134,6 +148,12 @@ func (o Options) withDefaults() Options {
 	if o.BodyTimeout == 0 {
 		o.BodyTimeout = d.BodyTimeout
 	}
+	if o.History == 0 {
+		o.History = d.History
+	}
+	if o.HistoryAge == 0 {
+		o.HistoryAge = d.HistoryAge
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -167,7 +187,7 @@ type Server struct {
 func Start(ctx context.Context, opts Options) (*Server, error) {
 	opts = opts.withDefaults()
 	if opts.Heartbeat < 0 || opts.UserTimeout < 0 || opts.Grace < 0 || opts.TTL < 0 || opts.JoinTimeout < 0 ||
-		opts.ReadHeaderTimeout < 0 || opts.BodyTimeout < 0 {
+		opts.ReadHeaderTimeout < 0 || opts.BodyTimeout < 0 || opts.HistoryAge < 0 {
 		return nil, errors.New("lobby: durations must not be negative")
 	}
 	if opts.Store == "ttl" && opts.TTL <= opts.Heartbeat {
@@ -189,6 +209,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("lobby: templates: %w", err)
 	}
 	tlsConf, err := opts.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	sessions, err := newSigner(opts.SessionKey)
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +238,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	// Hub over the store; it tells the tracker of each stream it stores.
 	// In a cluster the node builds it, to announce the streams to the
 	// others.
-	hubOpts := sfere.HubOptions{OnOpen: s.opened}
+	// With a history, every event carries its position as its SSE id, and
+	// a page that reconnects is sent what it missed. Retry spreads the
+	// pages' reconnects after a restart over one to two seconds.
+	hubOpts := sfere.HubOptions{OnOpen: s.opened, Retry: reconnectBase}
+	if opts.History > 0 {
+		hubOpts.History = sfere.HistoryOptions{Size: opts.History, MaxAge: opts.HistoryAge}
+	}
 	popts := s.lobby.presenceOptions(opts)
 	if opts.NATS != "" || opts.NATSEmbed != "" {
 		if s.cluster, err = startCluster(ctx, opts, store, hubOpts); err != nil {
@@ -259,7 +289,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 
 	s.ln = &notifyListener{Listener: ln, closed: make(chan struct{})}
 
-	h := &handlers{lobby: s.lobby, views: v, metrics: m, datastarJS: script, debug: opts.Debug, log: opts.Logger,
+	h := &handlers{lobby: s.lobby, views: v, metrics: m, datastarJS: script, sessions: sessions, debug: opts.Debug, log: opts.Logger,
 		bodyTimeout: opts.BodyTimeout,
 		streams:     newStreamLimit(opts.MaxStreamsPerIP),
 		messages:    newRateLimit(opts.MessageRate, opts.MessageBurst),
@@ -366,6 +396,9 @@ var listen = sfere.Listen
 
 // Timing of a shutdown.
 const (
+	// reconnectBase is the base of the jittered retry interval sent to
+	// every page (see [sfere.HubOptions.Retry]).
+	reconnectBase = time.Second
 	// farewellWait bounds the wait for the streams to write the farewell.
 	farewellWait = time.Second
 	// drainTimeout bounds the wait, once every stream has ended, for the
@@ -383,7 +416,7 @@ const (
 // written it (the hub's shutdown ends the rest).
 func (s *Server) farewell(ctx context.Context) {
 	line, err1 := s.views.systemLine("The server is restarting; reconnecting…")
-	recon, err2 := s.views.reconnect()
+	recon, err2 := s.views.reconnect(s.lobby.position())
 	if err := errors.Join(err1, err2); err != nil {
 		s.log.Error("render farewell", "err", err)
 		return
