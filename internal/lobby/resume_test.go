@@ -160,4 +160,3 @@ func TestForgedMemberCookieRefused(t *testing.T) {
 		t.Errorf("the name of a session signed by another key is not free: status %d", r.status)
 	}
 }
-
