@@ -104,3 +104,56 @@ document.addEventListener('securitypolicyviolation', e => window.__violations.pu
 		t.Errorf("CSP violations or dialogs: %q", v)
 	}
 }
+
+// In a real browser: when the server restarts (same address, same session
+// key), each page carries on by itself, under the same name, without a
+// new join: it reconnects, is told that what was said meanwhile is lost,
+// and both chat again. Needs DATASTAR_JS and chromium.
+func TestBrowserRestartCarriesOn(t *testing.T) {
+	js, chromium := browserPrerequisites(t)
+	opts := lobby.Options{Addr: "127.0.0.1:0", DatastarJS: js, Heartbeat: 300 * time.Millisecond, Grace: browserGrace,
+		SessionKey: []byte("a key that outlives one run......"), Logger: ssetest.Logger(t, slog.LevelDebug)}
+	a, err := lobby.Start(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Shutdown(context.Background())
+	browserCtx, stopBrowser := startChromium(t, chromium)
+	defer stopBrowser()
+	brian, closeBrian := chromedp.NewContext(browserCtx, chromedp.WithNewBrowserContext())
+	defer closeBrian()
+	phil, closePhil := chromedp.NewContext(browserCtx, chromedp.WithNewBrowserContext())
+	defer closePhil()
+	joinLobby(t, brian, a.URL(), "brian")
+	joinLobby(t, phil, a.URL(), "phil")
+	both := fmt.Sprintf(`document.getElementById(%q) !== null && document.getElementById(%q) !== null && document.querySelectorAll('#participant-list li').length === 2`,
+		participantID("brian"), participantID("phil"))
+	waitPage(t, brian, "brian sees phil", both, waitLong)
+
+	if err := a.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	opts.Addr = a.Addr().String()
+	b, err := lobby.Start(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Shutdown(context.Background())
+	for _, tab := range []struct {
+		ctx  context.Context
+		name string
+	}{{brian, "brian"}, {phil, "phil"}} {
+		waitPage(t, tab.ctx, tab.name+"'s page carries on, same name, both listed",
+			both+` && document.querySelector('.whoami strong').textContent === '`+tab.name+`' && document.getElementById('join') === null && `+
+				`document.getElementById('messages').textContent.includes('could not be recovered')`, 20*time.Second)
+	}
+	t.Logf("graceful restart: both pages carried on %v after the shutdown", time.Since(down).Round(time.Millisecond))
+	if err := chromedp.Do(phil,
+		chromedp.SendKeys(chromedp.CSS("#message"), "hello after the restart"),
+		chromedp.Click(chromedp.CSS("#message-form button")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	waitPage(t, brian, "brian sees phil's line", `document.getElementById('messages').textContent.includes('phil: hello after the restart')`, waitLong)
+}
