@@ -23,6 +23,11 @@ type Cluster interface {
 	Lookup(ctx context.Context, owner string) (Claim, bool)
 	// Release frees owner's claim of person, if owner still holds it.
 	Release(person, owner string)
+	// Reserve keeps c in force in the whole cluster, as if this node held
+	// the person, until Release: the claim of a person away within its
+	// resume window. Called again with a new Ref (a return), it asserts
+	// that one.
+	Reserve(c Claim)
 	// Hold tells the other nodes how many streams of a person this node
 	// holds now.
 	Hold(h Hold)
@@ -40,7 +45,8 @@ type Claim struct {
 	Owner  string
 	Meta   string
 	// Ref names this claim: a person who departs and claims its id
-	// again gets a new one, so late news of the old claim is ignored.
+	// again gets a new one, and so does a person who returns within its
+	// resume window, so late news of the old claim is ignored.
 	Ref string
 }
 

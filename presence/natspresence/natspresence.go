@@ -244,16 +244,32 @@ func (c *Cluster) publish(m message) {
 	}
 }
 
-// Hold implements [presence.Cluster]: it publishes at once.
+// Hold implements [presence.Cluster]: it publishes at once. The claim of
+// a person held here is re-asserted from now on, with h's Ref and Meta.
 func (c *Cluster) Hold(h presence.Hold) {
 	if h.Streams > 0 {
-		c.mu.Lock()
-		if _, ok := c.mine[h.Person]; !ok {
-			c.mine[h.Person] = claimRev{Claim: h.Claim}
-		}
-		c.mu.Unlock()
+		c.keep(h.Claim)
 	}
 	c.publish(message{Node: c.node, Op: opHold, Holds: []hold{toWire(h)}})
+}
+
+// Reserve implements [presence.Cluster]: the claim is re-asserted every
+// Interval until Release, so it neither expires nor is lost with a node
+// (every node that knew the person keeps it) while its person is away.
+func (c *Cluster) Reserve(cl presence.Claim) { c.keep(cl) }
+
+// keep makes cl one of the claims this node re-asserts.
+func (c *Cluster) keep(cl presence.Claim) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cur, ok := c.mine[cl.Person]
+	if ok && cur.Claim == cl {
+		return
+	}
+	if ok && cur.Owner != cl.Owner {
+		cur.rev = 0
+	}
+	c.mine[cl.Person] = claimRev{Claim: cl, rev: cur.rev}
 }
 
 // Leave implements [presence.Cluster].
@@ -412,8 +428,12 @@ func (c *Cluster) release(person, owner string) {
 	if json.Unmarshal(e.Value(), &v) != nil || v.Owner != owner {
 		return
 	}
-	if err := kv.Delete(ctx, personKey(person), jetstream.LastRevision(e.Revision())); err == nil {
-		_ = kv.Delete(ctx, ownerKey(owner))
+	if err := kv.Delete(ctx, personKey(person), jetstream.LastRevision(e.Revision())); err != nil {
+		return
+	}
+	// The owner's key, unless it names the person the owner moved to.
+	if e, err := kv.Get(ctx, ownerKey(owner)); err == nil && string(e.Value()) == person {
+		_ = kv.Delete(ctx, ownerKey(owner), jetstream.LastRevision(e.Revision()))
 	}
 }
 
