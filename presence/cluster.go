@@ -16,10 +16,11 @@ type Cluster interface {
 	Start(n Notify) error
 	// Claim reserves c.Person for c.Owner in the whole cluster and returns
 	// the claim in force: c, or the claim the owner already held (with
-	// its Ref). It returns an error wrapping [ErrTaken] if another owner
+	// its Ref and Away). It returns an error wrapping [ErrTaken] if another owner
 	// holds the person.
 	Claim(ctx context.Context, c Claim) (Claim, error)
-	// Lookup returns the claim owner holds anywhere in the cluster.
+	// Lookup returns the claim owner holds anywhere in the cluster, with
+	// its Away.
 	Lookup(ctx context.Context, owner string) (Claim, bool)
 	// Release frees owner's claim of person, if owner still holds it.
 	Release(person, owner string)
@@ -48,6 +49,10 @@ type Claim struct {
 	// again gets a new one, and so does a person who returns within its
 	// resume window, so late news of the old claim is ignored.
 	Ref string
+	// Away is set while the person is away within its resume window
+	// ([Options.Resume]): its owner's next stream, on any node, is a
+	// return.
+	Away bool
 }
 
 // Hold is what one node holds of one person.

@@ -65,7 +65,9 @@ func (p *person) member() Member {
 	return Member{ID: p.id, Meta: p.meta, Since: p.since, Present: p.epoch != 0}
 }
 
-func (p *person) claim() Claim { return Claim{Person: p.id, Owner: p.owner, Meta: p.meta, Ref: p.ref} }
+func (p *person) claim() Claim {
+	return Claim{Person: p.id, Owner: p.owner, Meta: p.meta, Ref: p.ref, Away: p.away}
+}
 
 // setTimerLocked runs fire(p, gen) after d unless the timer is stopped or
 // replaced first.

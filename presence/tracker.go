@@ -314,8 +314,7 @@ func (t *Tracker) Claim(ctx context.Context, person, owner, meta string) (rename
 		}
 		closing = t.departLocked(old, Departure{Reason: ReasonRenamed}, true)
 	}
-	p := t.newPersonLocked(c)
-	t.setTimerLocked(p, t.claimTimeout, t.claimLapsed)
+	t.claimedLocked(c)
 	t.mu.Unlock()
 	t.end(closing, ErrLeft)
 	return renamed, nil
@@ -363,9 +362,22 @@ func (t *Tracker) holder(ctx context.Context, owner string) (*person, error) {
 	if t.people[c.Person] != nil || t.departedRef(c.Ref) {
 		return nil, ErrNotClaimed // held here by another owner, or gone
 	}
-	p = t.newPersonLocked(c)
+	return t.claimedLocked(c), nil
+}
+
+// claimedLocked records c, a claim no stream came for yet on this node:
+// made here, or through another node. A claim the cluster keeps for a
+// person away (c.Away) waits for the resume window, and the person's
+// first stream here is a return.
+func (t *Tracker) claimedLocked(c Claim) *person {
+	p := t.newPersonLocked(c)
+	if c.Away && t.resume > 0 {
+		p.away = true
+		t.setTimerLocked(p, t.resume, t.resumeOver)
+		return p
+	}
 	t.setTimerLocked(p, t.claimTimeout, t.claimLapsed)
-	return p, nil
+	return p
 }
 
 // Serve serves a new stream of owner's person, under its own key, until

@@ -19,6 +19,13 @@
 //     heard the others for a while after it starts or reconnects, so a
 //     name held on another node is never given out twice.
 //
+// A person away within its resume window ([presence.Options.Resume]) has
+// no stream anywhere, so every node that knew it keeps re-asserting its
+// claim, marked away, until the window runs out: the name survives the
+// loss of any node, a node that starts meanwhile refuses it to another
+// owner, and the owner's return through a node that never knew the person
+// (found in the bucket) is still a return.
+//
 // No NATS round trip runs under the tracker's lock: the calls made under
 // it (Hold, Leave, Release) only publish or queue.
 package natspresence
@@ -89,8 +96,10 @@ type Cluster struct {
 	seq     uint64              // this node's snapshots
 	warmAt  time.Time           // claims wait until then after a start or reconnect
 	sub     *nats.Subscription
-	work    chan func()   // key-value work queued under the tracker's lock
-	kick    chan struct{} // re-assert the claims now (after a reconnect)
+	work    chan func()         // key-value work queued under the tracker's lock
+	kick    chan struct{}       // re-assert the claims now (after a reconnect)
+	changed map[string]struct{} // claims kept or changed since they were last asserted
+	soon    chan struct{}       // assert the changed claims now
 	stop    chan struct{}
 	done    sync.WaitGroup
 	stopped bool
@@ -160,6 +169,8 @@ func New(ctx context.Context, nc *nats.Conn, room string, opts Options) (*Cluste
 		pending:  make(map[string]*partial),
 		work:     make(chan func(), 1024),
 		kick:     make(chan struct{}, 1),
+		changed:  make(map[string]struct{}),
+		soon:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
 	if _, err := c.openBucket(ctx); err != nil {
@@ -255,10 +266,13 @@ func (c *Cluster) Hold(h presence.Hold) {
 
 // Reserve implements [presence.Cluster]: the claim is re-asserted every
 // Interval until Release, so it neither expires nor is lost with a node
-// (every node that knew the person keeps it) while its person is away.
+// (every node that knew the person keeps it) while its person is away. A
+// changed claim (the person went away, or came back) is written at once,
+// in the background, so that a node that looks it up sees it.
 func (c *Cluster) Reserve(cl presence.Claim) { c.keep(cl) }
 
-// keep makes cl one of the claims this node re-asserts.
+// keep makes cl one of the claims this node re-asserts; a new or changed
+// one is asserted soon, apart from the others.
 func (c *Cluster) keep(cl presence.Claim) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -270,6 +284,11 @@ func (c *Cluster) keep(cl presence.Claim) {
 		cur.rev = 0
 	}
 	c.mine[cl.Person] = claimRev{Claim: cl, rev: cur.rev}
+	c.changed[cl.Person] = struct{}{}
+	select {
+	case c.soon <- struct{}{}:
+	default:
+	}
 }
 
 // Leave implements [presence.Cluster].
@@ -317,6 +336,7 @@ type claimValue struct {
 	Owner string `json:"owner"`
 	Meta  string `json:"meta,omitempty"`
 	Ref   string `json:"ref,omitempty"`
+	Away  bool   `json:"away,omitempty"` // the person is away within its resume window
 }
 
 // Claim implements [presence.Cluster].
@@ -343,7 +363,7 @@ func (c *Cluster) Claim(ctx context.Context, cl presence.Claim) (presence.Claim,
 
 // create makes cl's keys, or finds the person already cl.Owner's.
 func (c *Cluster) create(ctx context.Context, kv jetstream.KeyValue, cl presence.Claim) (presence.Claim, uint64, error) {
-	val, _ := json.Marshal(claimValue{Owner: cl.Owner, Meta: cl.Meta, Ref: cl.Ref})
+	val, _ := json.Marshal(claimValue{Owner: cl.Owner, Meta: cl.Meta, Ref: cl.Ref, Away: cl.Away})
 	rev, err := kv.Create(ctx, personKey(cl.Person), val)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		e, gerr := kv.Get(ctx, personKey(cl.Person))
@@ -355,6 +375,7 @@ func (c *Cluster) create(ctx context.Context, kv jetstream.KeyValue, cl presence
 			return cl, 0, fmt.Errorf("%w: %q", presence.ErrTaken, cl.Person)
 		}
 		cl.Ref = cmp.Or(cur.Ref, cl.Ref)
+		cl.Away = cur.Away
 		rev, err = e.Revision(), nil
 	}
 	if err != nil {
@@ -412,7 +433,7 @@ func (c *Cluster) Lookup(ctx context.Context, owner string) (presence.Claim, boo
 	if json.Unmarshal(e.Value(), &v) != nil || v.Owner != owner {
 		return presence.Claim{}, false
 	}
-	return presence.Claim{Person: person, Owner: owner, Meta: v.Meta, Ref: v.Ref}, true
+	return presence.Claim{Person: person, Owner: owner, Meta: v.Meta, Ref: v.Ref, Away: v.Away}, true
 }
 
 // release deletes owner's claim of person, if it is still owner's.
@@ -544,8 +565,9 @@ func (c *Cluster) run() {
 	}
 }
 
-// asserting re-asserts this node's claims every interval, apart from the
-// snapshots: key-value round trips never delay them.
+// asserting re-asserts this node's claims every interval, and a claim that
+// changed (new, away, back) at once, apart from the snapshots: key-value
+// round trips never delay them.
 func (c *Cluster) asserting() {
 	defer c.done.Done()
 	t := time.NewTicker(c.interval)
@@ -554,6 +576,11 @@ func (c *Cluster) asserting() {
 		select {
 		case <-c.stop:
 			return
+		case <-c.soon:
+			if c.nc.IsConnected() {
+				c.assertChanged()
+			}
+			continue
 		case <-t.C:
 		case <-c.kick:
 		}
@@ -640,30 +667,56 @@ func (c *Cluster) assert() {
 			return
 		default:
 		}
-		var rev uint64
-		ctx, cancel := c.ctx()
-		err := c.withBucket(ctx, func(kv jetstream.KeyValue) (err error) {
-			rev, err = c.assertOne(ctx, kv, cr)
-			return err
-		})
-		cancel()
-		if errors.Is(err, presence.ErrTaken) {
-			c.log.Warn("natspresence: a claim of this node is held by another owner", "person", cr.Person)
-		} else if err != nil {
-			c.log.Warn("natspresence: claim not re-asserted", "person", cr.Person, "err", err)
-			continue
-		}
-		c.mu.Lock()
-		if cur, ok := c.mine[cr.Person]; ok && cur.Owner == cr.Owner {
-			cur.rev = rev
-			c.mine[cr.Person] = cur
-		}
-		c.mu.Unlock()
+		c.reassert(cr)
 	}
 }
 
+// assertChanged asserts the claims that changed since it last ran.
+func (c *Cluster) assertChanged() {
+	c.mu.Lock()
+	var changed []claimRev
+	for person := range c.changed {
+		if cr, ok := c.mine[person]; ok {
+			changed = append(changed, cr)
+		}
+	}
+	clear(c.changed)
+	c.mu.Unlock()
+	for _, cr := range changed {
+		select {
+		case <-c.stop:
+			return
+		default:
+		}
+		c.reassert(cr)
+	}
+}
+
+// reassert re-asserts one claim and records its new revision.
+func (c *Cluster) reassert(cr claimRev) {
+	var rev uint64
+	ctx, cancel := c.ctx()
+	err := c.withBucket(ctx, func(kv jetstream.KeyValue) (err error) {
+		rev, err = c.assertOne(ctx, kv, cr)
+		return err
+	})
+	cancel()
+	if errors.Is(err, presence.ErrTaken) {
+		c.log.Warn("natspresence: a claim of this node is held by another owner", "person", cr.Person)
+	} else if err != nil {
+		c.log.Warn("natspresence: claim not re-asserted", "person", cr.Person, "err", err)
+		return
+	}
+	c.mu.Lock()
+	if cur, ok := c.mine[cr.Person]; ok && cur.Owner == cr.Owner {
+		cur.rev = rev
+		c.mine[cr.Person] = cur
+	}
+	c.mu.Unlock()
+}
+
 func (c *Cluster) assertOne(ctx context.Context, kv jetstream.KeyValue, cr claimRev) (uint64, error) {
-	val, _ := json.Marshal(claimValue{Owner: cr.Owner, Meta: cr.Meta, Ref: cr.Ref})
+	val, _ := json.Marshal(claimValue{Owner: cr.Owner, Meta: cr.Meta, Ref: cr.Ref, Away: cr.Away})
 	var rev uint64
 	var err error
 	if cr.rev != 0 {
@@ -681,6 +734,11 @@ func (c *Cluster) assertOne(ctx context.Context, kv jetstream.KeyValue, cr claim
 				return 0, presence.ErrTaken
 			}
 			rev, err = kv.Update(ctx, personKey(cr.Person), val, e.Revision())
+			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+				// Another node (which also keeps this claim) wrote it
+				// since the Get: it is asserted.
+				rev, err = 0, nil
+			}
 		}
 	}
 	if err != nil {
