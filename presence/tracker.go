@@ -3,6 +3,8 @@ package presence
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -446,7 +448,7 @@ func (t *Tracker) Opened(s *sfere.Stream) {
 	if p.away {
 		// Back within the resume window, under a new Ref: news of the
 		// departed one (remembered as gone) is not mistaken for this.
-		t.backLocked(p, newConnID())
+		t.backLocked(p, nextRef(p.ref))
 	}
 	if p.epoch == 0 {
 		t.arriveLocked(p)
@@ -632,6 +634,14 @@ func (t *Tracker) awayLocked(p *person, d Departure) {
 func (t *Tracker) backLocked(p *person, ref string) {
 	p.away, p.back = false, true
 	p.ref = ref
+}
+
+// nextRef is the Ref of a return after a departure under ref: a new one,
+// the same on every node (two nodes that see the person back at once, or
+// a node that knew it only from the cluster, agree on it).
+func nextRef(ref string) string {
+	sum := sha256.Sum256([]byte(ref))
+	return hex.EncodeToString(sum[:8])
 }
 
 // resumeOver ends a resume window: the claim of a person still away is

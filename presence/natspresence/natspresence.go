@@ -7,9 +7,9 @@
 //     at once how many streams of a person it holds whenever that changes,
 //     and its whole set every Interval. The nodes hold the truth about
 //     their own streams; the others' views heal within one Interval of any
-//     loss. A node silent for 3 Intervals (while this node is connected)
-//     is lost: its people depart once on every other node, unless they
-//     still have a stream elsewhere.
+//     loss. A node silent for 3 Intervals (while this node is connected
+//     and keeps up with its own messages) is lost: its people depart once
+//     on every other node, unless they still have a stream elsewhere.
 //   - Who may hold a person id is a JetStream key-value bucket, whose
 //     compare-and-set create decides two claims of one id. Every node
 //     re-asserts the claims of its people every Interval, and keys expire
@@ -87,22 +87,23 @@ type Cluster struct {
 	timeout  time.Duration
 	log      *slog.Logger
 
-	mu      sync.Mutex
-	kv      jetstream.KeyValue
-	n       presence.Notify
-	mine    map[string]claimRev // person -> the claim this node asserts
-	peers   map[string]time.Time
-	pending map[string]*partial // snapshots being assembled, by node
-	seq     uint64              // this node's snapshots
-	warmAt  time.Time           // claims wait until then after a start or reconnect
-	sub     *nats.Subscription
-	work    chan func()         // key-value work queued under the tracker's lock
-	kick    chan struct{}       // re-assert the claims now (after a reconnect)
-	changed map[string]struct{} // claims kept or changed since they were last asserted
-	soon    chan struct{}       // assert the changed claims now
-	stop    chan struct{}
-	done    sync.WaitGroup
-	stopped bool
+	mu       sync.Mutex
+	kv       jetstream.KeyValue
+	n        presence.Notify
+	mine     map[string]claimRev // person -> the claim this node asserts
+	peers    map[string]time.Time
+	pending  map[string]*partial // snapshots being assembled, by node
+	seq      uint64              // this node's snapshots
+	selfSeen time.Time           // when this node last received one of its own messages
+	warmAt   time.Time           // claims wait until then after a start or reconnect
+	sub      *nats.Subscription
+	work     chan func()         // key-value work queued under the tracker's lock
+	kick     chan struct{}       // re-assert the claims now (after a reconnect)
+	changed  map[string]struct{} // claims kept or changed since they were last asserted
+	soon     chan struct{}       // assert the changed claims now
+	stop     chan struct{}
+	done     sync.WaitGroup
+	stopped  bool
 }
 
 // partial is a snapshot whose parts are arriving.
@@ -466,6 +467,9 @@ func (c *Cluster) receive(msg *nats.Msg) {
 		return
 	}
 	if m.Node == c.node {
+		c.mu.Lock()
+		c.selfSeen = time.Now()
+		c.mu.Unlock()
 		return
 	}
 	c.mu.Lock()
@@ -633,11 +637,18 @@ func (c *Cluster) snapshot() {
 	}
 }
 
-// reap reports nodes silent for 3 intervals as lost.
+// reap reports nodes silent for 3 intervals as lost, unless this node is
+// as far behind on its own messages (it cannot tell then).
 func (c *Cluster) reap() {
 	cutoff := time.Now().Add(-3 * c.interval)
 	var lost []string
 	c.mu.Lock()
+	if !c.nc.Opts.NoEcho && c.selfSeen.Before(cutoff) {
+		// This node's own snapshots have not come back either: it is
+		// behind on its messages (a busy machine), not the others silent.
+		c.mu.Unlock()
+		return
+	}
 	n := c.n
 	for id, seen := range c.peers {
 		if seen.Before(cutoff) {
