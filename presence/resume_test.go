@@ -257,6 +257,24 @@ func TestRenameWhileAwaySilent(t *testing.T) {
 	}
 }
 
+// A rename of a present person is never resumable: the old id is free at
+// once.
+func TestRenameNotResumable(t *testing.T) {
+	r := newRig(t, presence.Options{Resume: time.Minute})
+	r.claim("phil", "s2")
+	ps := r.open("s2")
+	r.claim("brian", "s1")
+	bs := r.open("s1")
+	ps.waitFor(`data-joins="brian"`)
+	r.claim("bryan", "s1")
+	ps.waitFor(`data-leaves="brian:renamed"`)
+	bs.waitEnd()
+	if d := r.lastLeave("brian"); d.Resumable {
+		t.Errorf("a rename is resumable: %+v", d)
+	}
+	r.claim("brian", "s9")
+}
+
 // Without a window (the default) the claim goes with the departure.
 func TestNoResumeWindowReleasesAtDeparture(t *testing.T) {
 	r := newRig(t, presence.Options{Grace: -1})

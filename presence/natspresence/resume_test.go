@@ -272,3 +272,42 @@ func TestRenameWhileAwayAcrossNodes(t *testing.T) {
 		tb.replay(t, true)
 	}
 }
+
+// A person away leaves through another node: released silently on every
+// node, the name free at once.
+func TestLeaveWhileAwayAcrossNodes(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	defer ns.Shutdown()
+	a, b := startNodeResume(t, ns.ClientURL(), "a", time.Minute), startNodeResume(t, ns.ClientURL(), "b", time.Minute)
+	if err := a.claim("phil", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	tabs := map[string]*tab{"phil on a": a.open("s2"), "phil on b": b.open("s2")}
+	if err := a.claim("brian", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	bs := a.open("s1")
+	for _, tb := range tabs {
+		tb.waitFor(joined("brian"))
+	}
+	bs.Close()
+	for _, tb := range tabs {
+		tb.waitFor(left("brian", "closed"))
+	}
+	takenEverywhere(t, "brian", "s1", map[string]*node{"a": a, "b": b})
+	if id, err := b.tracker.Leave(t.Context(), "s1"); err != nil || id != "brian" {
+		t.Fatalf("Leave while away = %q, %v; want brian", id, err)
+	}
+	ssetest.Eventually(t, waitLong, "brian is free through a", func() bool { return a.claim("brian", "s9") == nil })
+	for id, n := range map[string]*node{"a": a, "b": b} {
+		if _, ok := n.tracker.Lookup(t.Context(), "s1"); ok {
+			t.Errorf("brian's owner holds a person on node %s after leaving", id)
+		}
+	}
+	time.Sleep(grace + 4*interval)
+	for name, tb := range tabs {
+		if n := tb.count(`data-id="brian"`); n != 2 {
+			t.Errorf("%s saw %d events about brian, want 2 (arrival, departure)", name, n)
+		}
+	}
+}
