@@ -108,9 +108,10 @@ func (t *Tracker) diffLocked() Diff {
 		}
 		if isIn && (!wasIn || p.epoch != pubEpoch) {
 			m := p.member()
-			d.Joins = append(d.Joins, m)
 			t.published[id] = m
 			t.epochs[id] = p.epoch
+			m.Back, p.back = p.back, false
+			d.Joins = append(d.Joins, m)
 		}
 	}
 	if !d.Empty() {

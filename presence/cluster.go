@@ -16,13 +16,19 @@ type Cluster interface {
 	Start(n Notify) error
 	// Claim reserves c.Person for c.Owner in the whole cluster and returns
 	// the claim in force: c, or the claim the owner already held (with
-	// its Ref). It returns an error wrapping [ErrTaken] if another owner
+	// its Ref and Away). It returns an error wrapping [ErrTaken] if another owner
 	// holds the person.
 	Claim(ctx context.Context, c Claim) (Claim, error)
-	// Lookup returns the claim owner holds anywhere in the cluster.
+	// Lookup returns the claim owner holds anywhere in the cluster, with
+	// its Away.
 	Lookup(ctx context.Context, owner string) (Claim, bool)
 	// Release frees owner's claim of person, if owner still holds it.
 	Release(person, owner string)
+	// Reserve keeps c in force in the whole cluster, as if this node held
+	// the person, until Release: the claim of a person away within its
+	// resume window. Called again with a new Ref (a return), it asserts
+	// that one.
+	Reserve(c Claim)
 	// Hold tells the other nodes how many streams of a person this node
 	// holds now.
 	Hold(h Hold)
@@ -40,8 +46,13 @@ type Claim struct {
 	Owner  string
 	Meta   string
 	// Ref names this claim: a person who departs and claims its id
-	// again gets a new one, so late news of the old claim is ignored.
+	// again gets a new one, and so does a person who returns within its
+	// resume window, so late news of the old claim is ignored.
 	Ref string
+	// Away is set while the person is away within its resume window
+	// ([Options.Resume]): its owner's next stream, on any node, is a
+	// return.
+	Away bool
 }
 
 // Hold is what one node holds of one person.

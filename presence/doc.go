@@ -11,6 +11,20 @@
 // nothing; a peer that TCP gave up on ([sfere.ErrPeerVanished]) departs at
 // once.
 //
+// # Resume window
+//
+// With [Options.Resume] set, a person who departed because its streams
+// ended (the grace period ran out, its peer vanished, its node was lost)
+// is away for that long: its departure was announced, but its id stays
+// reserved for its owner (on every node of a cluster) and
+// [Tracker.Lookup] still finds it. If the owner's page reconnects within
+// the window ([Tracker.Serve] or [Tracker.Detach], through any node), the
+// person joins again, announced once in [Diff.Joins] with [Member.Back]
+// set, so the application says "brian is back". A window that runs out,
+// a [Tracker.Leave] or a claim of another id releases the claim silently:
+// there is never a second departure. An explicit leave or a rename is
+// never resumable.
+//
 // # Keys
 //
 // Every stream of a room is stored under its own key:

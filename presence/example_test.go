@@ -109,3 +109,74 @@ func ExampleTracker_Claim() {
 	// left: phil
 	// session-2 claims phil: <nil>
 }
+
+// With a resume window, a person whose page lost its stream departs as
+// ever, but keeps its name: when the page reconnects, the person is back.
+func ExampleOptions_resume() {
+	var tracker *presence.Tracker
+	store := sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: func(ev sfere.Eviction) { tracker.Evicted(ev) }})
+	hub := sfere.NewHub(store, sfere.HubOptions{OnOpen: func(s *sfere.Stream) { tracker.Opened(s) }})
+	lines := make(chan string, 16)
+	tracker, _ = presence.New(hub, presence.Options{
+		Room:     "lobby",
+		Grace:    -1, // depart as soon as the last stream ends
+		Resume:   2 * time.Minute,
+		Window:   -1, // every change at once
+		Snapshot: func([]presence.Member, presence.Diff) []sfere.Effect { return nil },
+		Diff:     func(presence.Diff) []sfere.Effect { return nil }, // a real app renders the lines below
+		OnDiff: func(d presence.Diff) {
+			for _, l := range d.Leaves {
+				lines <- fmt.Sprintf("%s left (%s, resumable: %v)", l.Meta, l.Reason, l.Resumable)
+			}
+			for _, j := range d.Joins {
+				if j.Back {
+					lines <- j.Meta + " is back"
+				} else {
+					lines <- j.Meta + " joined"
+				}
+			}
+		},
+	})
+	defer tracker.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := tracker.Detach(w, r, "session-of-brian"); err != nil {
+			http.Error(w, err.Error(), http.StatusForbidden)
+		}
+	}))
+	defer srv.Close()
+	defer hub.Shutdown(context.Background())
+	ctx := context.Background()
+
+	if _, err := tracker.Claim(ctx, "u42", "session-of-brian", "Brian"); err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp, err := http.Post(srv.URL, "application/json", nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(<-lines)
+	resp.Body.Close() // the page loses its stream
+	srv.CloseClientConnections()
+	fmt.Println(<-lines)
+
+	_, err = tracker.Claim(ctx, "u42", "session-of-someone-else", "Mallory")
+	fmt.Println("taken meanwhile:", errors.Is(err, presence.ErrTaken))
+	m, _ := tracker.Lookup(ctx, "session-of-brian")
+	fmt.Println("brian's session holds:", m.ID, "present:", m.Present)
+
+	resp, err = http.Post(srv.URL, "application/json", nil) // the page reconnects
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	fmt.Println(<-lines)
+	// Output:
+	// Brian joined
+	// Brian left (closed, resumable: true)
+	// taken meanwhile: true
+	// brian's session holds: u42 present: false
+	// Brian is back
+}

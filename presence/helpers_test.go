@@ -31,15 +31,19 @@ func renderSnapshot(ms []presence.Member, d presence.Diff) []sfere.Effect {
 
 func renderDiff(d presence.Diff) []sfere.Effect {
 	joins := make([]string, len(d.Joins))
+	var back []string
 	for i, m := range d.Joins {
 		joins[i] = m.ID
+		if m.Back {
+			back = append(back, m.ID)
+		}
 	}
 	leaves := make([]string, len(d.Leaves))
 	for i, l := range d.Leaves {
 		leaves[i] = l.ID + ":" + l.Reason.String()
 	}
 	return []sfere.Effect{sfere.PatchElements(`<p id="diff" data-joins="` + strings.Join(joins, ",") +
-		`" data-leaves="` + strings.Join(leaves, ",") + `"></p>`)}
+		`" data-leaves="` + strings.Join(leaves, ",") + `" data-back="` + strings.Join(back, ",") + `"></p>`)}
 }
 
 // rig is a hub, a tracker and an HTTP server with two routes:

@@ -9,12 +9,18 @@ import (
 // person is one person as this node's tracker knows it. Its life:
 //
 //	claimed --first stream--> present --last stream ended--> grace --timer--> departed
-//	   |                         ^                             |
-//	   |                         +------a stream came back-----+   (silent)
+//	   |                       ^  ^                            |    (or at once: peer vanished, node lost)
+//	   |                       |  +------a stream came back----+   (silent)
+//	   |                       |                               |
+//	   |                       |              with a resume window (Options.Resume):
+//	   |                       |                               v
+//	   |                       +----a stream came back------ away (departure announced; claim kept)
+//	   |                           (a new Ref; announced          |
+//	   |                            as a join with Back)          +--window over, Leave, rename--> dropped (silent)
 //	   +--claim timeout (no stream came)--> dropped (silent: never announced)
 //
-// Leave, a rename and a lost node depart from any state. All fields are
-// guarded by Tracker.mu.
+// Leave, a rename and a lost node depart from any state; Leave and a
+// rename never leave a person away. All fields are guarded by Tracker.mu.
 type person struct {
 	id, owner, meta string
 	ref             string    // the claim's Ref
@@ -24,11 +30,13 @@ type person struct {
 	local    int            // streams on this node
 	remote   map[string]int // streams on other nodes, by node
 	vanished bool           // the last stream ended because its peer vanished
+	away     bool           // departed, its claim kept for the resume window
+	back     bool           // its next announced arrival is a return within the window
 
 	lastCause sfere.Cause // how the last stream ended
 	lastErr   error
 
-	timer *time.Timer // claim timeout or grace
+	timer *time.Timer // claim timeout, grace or resume window
 	gen   uint64      // bumped whenever the timer changes; a stale timer does nothing
 }
 
@@ -57,7 +65,9 @@ func (p *person) member() Member {
 	return Member{ID: p.id, Meta: p.meta, Since: p.since, Present: p.epoch != 0}
 }
 
-func (p *person) claim() Claim { return Claim{Person: p.id, Owner: p.owner, Meta: p.meta, Ref: p.ref} }
+func (p *person) claim() Claim {
+	return Claim{Person: p.id, Owner: p.owner, Meta: p.meta, Ref: p.ref, Away: p.away}
+}
 
 // setTimerLocked runs fire(p, gen) after d unless the timer is stopped or
 // replaced first.

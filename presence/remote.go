@@ -45,6 +45,12 @@ func (t *Tracker) heldLocked(node string, h Hold) {
 		}
 		p.remote[node] = h.Streams
 		p.stopTimerLocked()
+		if p.away {
+			// Back through that node, under the Ref it gave the return;
+			// this node keeps asserting the claim as it did while away.
+			t.backLocked(p, h.Ref)
+			t.cluster.Reserve(p.claim())
+		}
 		if p.epoch == 0 {
 			if !h.Since.IsZero() {
 				p.since = h.Since

@@ -3,6 +3,8 @@ package presence
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -78,8 +80,16 @@ type Member struct {
 	// Since is when the person arrived.
 	Since time.Time
 	// Present is false while the person has claimed its id but no stream
-	// came yet (only [Tracker.Lookup] returns such members).
+	// came yet, or while it is away within its resume window (only
+	// [Tracker.Lookup] returns such members).
 	Present bool
+	// Back is set on a member of [Diff.Joins] who returns within its
+	// resume window ([Options.Resume]): the person departed because its
+	// streams ended and one of its owner's streams opened again before
+	// the window ran out. An application says "brian is back" rather
+	// than "brian joined". It is false everywhere else (members of a
+	// snapshot, [Tracker.Members], [Tracker.Lookup]).
+	Back bool
 }
 
 // Departure is one person leaving.
@@ -90,6 +100,10 @@ type Departure struct {
 	// last stream, for [ReasonClosed].
 	Cause sfere.Cause
 	Err   error
+	// Resumable is set when the person's claim is kept for the resume
+	// window ([Options.Resume]): if its owner opens a stream within it,
+	// the person joins again with [Member.Back] set.
+	Resumable bool
 }
 
 // Diff is one batch of changes: Leaves apply before Joins (a person may
@@ -123,6 +137,22 @@ type Options struct {
 	// ClaimTimeout is how long a claim waits for the person's first
 	// stream before it lapses, silently. Zero means [DefaultClaimTimeout].
 	ClaimTimeout time.Duration
+	// Resume is the resume window: how long a person who departed
+	// because its streams ended ([ReasonClosed]: the grace period ran out
+	// or its last stream's peer vanished; [ReasonNodeLost]) keeps its
+	// claim. The departure is announced as ever, once, and meanwhile the
+	// id stays reserved for its owner (another owner's claim gets
+	// [ErrTaken], on every node of a cluster), [Tracker.Lookup] finds it
+	// (Member.Present false), and [Tracker.Serve] or [Tracker.Detach] by
+	// the owner brings the person back: it joins again, announced once,
+	// with [Member.Back] set. When the window runs out with no stream,
+	// the claim is released silently (no second departure); so it is
+	// when the owner calls [Tracker.Leave] or claims another id
+	// meanwhile. [ReasonLeft] and [ReasonRenamed] departures are never
+	// resumable. The claim timeout does not apply to a person away.
+	// Zero (or negative) means no window: the claim is released at the
+	// departure. Every node of a cluster must use the same Resume.
+	Resume time.Duration
 	// Snapshot renders the state for streams that opened since the last
 	// batch: the members after the batch d (d is also given, so that the
 	// page can show its lines). Required.
@@ -154,6 +184,7 @@ type Tracker struct {
 	window       time.Duration
 	maxWindow    time.Duration
 	claimTimeout time.Duration
+	resume       time.Duration
 	snapshot     func([]Member, Diff) []sfere.Effect
 	diff         func(Diff) []sfere.Effect
 	goodbye      func(error) []sfere.Effect
@@ -164,7 +195,7 @@ type Tracker struct {
 	mu        sync.Mutex
 	closed    bool
 	seq       uint64                    // arrival epochs
-	people    map[string]*person        // id -> person (claimed, present or in grace)
+	people    map[string]*person        // id -> person (claimed, present, in grace or away)
 	owners    map[string]*person        // owner -> person
 	opening   map[sfere.Key]*person     // streams on their way into the store
 	streams   map[*sfere.Stream]*person // this node's streams
@@ -198,6 +229,7 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 		window:       cmp.Or(opts.Window, DefaultWindow),
 		maxWindow:    cmp.Or(opts.MaxWindow, DefaultMaxWindow),
 		claimTimeout: cmp.Or(opts.ClaimTimeout, DefaultClaimTimeout),
+		resume:       max(opts.Resume, 0),
 		snapshot:     opts.Snapshot,
 		diff:         opts.Diff,
 		goodbye:      opts.Goodbye,
@@ -231,9 +263,11 @@ func (t *Tracker) Room() string { return t.room }
 
 // Claim reserves person for owner. Claiming a person owner already holds
 // changes nothing but its metadata; a person held by another owner is
-// refused with [ErrTaken]. If owner held another person, that one departs
-// ([ReasonRenamed]) and its id is returned as renamed. A claim lapses,
-// silently, if no stream of the person opens within the claim timeout.
+// refused with [ErrTaken], also while that person is away within its
+// resume window. If owner held another person, that one departs
+// ([ReasonRenamed]; silently if it was away, its window given up) and its
+// id is returned as renamed. A claim lapses, silently, if no stream of the
+// person opens within the claim timeout.
 func (t *Tracker) Claim(ctx context.Context, person, owner, meta string) (renamed string, err error) {
 	t.mu.Lock()
 	if t.closed {
@@ -276,18 +310,22 @@ func (t *Tracker) Claim(ctx context.Context, person, owner, meta string) (rename
 	var closing []*sfere.Stream
 	if old := t.owners[owner]; old != nil {
 		renamed = old.id
+		if old.away && t.cluster != nil {
+			// The other nodes keep it reserved too: they drop it now.
+			t.cluster.Leave(old.id, old.owner)
+		}
 		closing = t.departLocked(old, Departure{Reason: ReasonRenamed}, true)
 	}
-	p := t.newPersonLocked(c)
-	t.setTimerLocked(p, t.claimTimeout, t.claimLapsed)
+	t.claimedLocked(c)
 	t.mu.Unlock()
 	t.end(closing, ErrLeft)
 	return renamed, nil
 }
 
 // Lookup returns the person owner holds, if any: present (arrived, or
-// within grace) or only claimed (Member.Present false). In a cluster it
-// also finds a claim made through another node.
+// within grace), only claimed, or away within its resume window (both with
+// Member.Present false). In a cluster it also finds a claim made through
+// another node.
 func (t *Tracker) Lookup(ctx context.Context, owner string) (Member, bool) {
 	p, err := t.holder(ctx, owner)
 	if err != nil {
@@ -326,14 +364,29 @@ func (t *Tracker) holder(ctx context.Context, owner string) (*person, error) {
 	if t.people[c.Person] != nil || t.departedRef(c.Ref) {
 		return nil, ErrNotClaimed // held here by another owner, or gone
 	}
-	p = t.newPersonLocked(c)
+	return t.claimedLocked(c), nil
+}
+
+// claimedLocked records c, a claim no stream came for yet on this node:
+// made here, or through another node. A claim the cluster keeps for a
+// person away (c.Away) waits for the resume window, and the person's
+// first stream here is a return.
+func (t *Tracker) claimedLocked(c Claim) *person {
+	p := t.newPersonLocked(c)
+	if c.Away && t.resume > 0 {
+		p.away = true
+		t.setTimerLocked(p, t.resume, t.resumeOver)
+		return p
+	}
 	t.setTimerLocked(p, t.claimTimeout, t.claimLapsed)
-	return p, nil
+	return p
 }
 
 // Serve serves a new stream of owner's person, under its own key, until
 // the stream ends (see [sfere.Hub.Serve]). It returns [ErrNotClaimed]
 // without writing anything if owner holds no person: the caller answers.
+// A person away within its resume window comes back with the stream
+// (see [Options.Resume]).
 func (t *Tracker) Serve(w http.ResponseWriter, r *http.Request, owner string, initial ...sfere.Effect) error {
 	_, err := t.open(w, r, owner, initial, false)
 	return err
@@ -392,6 +445,11 @@ func (t *Tracker) Opened(s *sfere.Stream) {
 	p.stopTimerLocked()
 	p.vanished = false
 	t.fresh[key] = struct{}{}
+	if p.away {
+		// Back within the resume window, under a new Ref: news of the
+		// departed one (remembered as gone) is not mistaken for this.
+		t.backLocked(p, nextRef(p.ref))
+	}
 	if p.epoch == 0 {
 		t.arriveLocked(p)
 	}
@@ -482,6 +540,8 @@ func (t *Tracker) claimLapsed(p *person, gen uint64) {
 
 // Leave makes owner's person depart now ([ReasonLeft]) and ends its
 // streams on every node; it returns the person's id, or [ErrNotClaimed].
+// A person away within its resume window is released silently (it was
+// announced gone already) and its id returned.
 func (t *Tracker) Leave(ctx context.Context, owner string) (string, error) {
 	p, err := t.holder(ctx, owner)
 	if err != nil {
@@ -504,10 +564,15 @@ func (t *Tracker) Leave(ctx context.Context, owner string) (string, error) {
 // departLocked is the one place a person departs: it forgets p, and if p
 // had arrived, records the departure for the next batch. It returns p's
 // streams on this node, which the caller ends (after unlocking) if
-// closeStreams.
+// closeStreams. A departure that may be resumed (see [Options.Resume])
+// keeps p, away, for the resume window.
 func (t *Tracker) departLocked(p *person, d Departure, closeStreams bool) []*sfere.Stream {
 	p.stopTimerLocked()
 	t.rememberGoneLocked(p.ref)
+	if t.resume > 0 && p.epoch != 0 && (d.Reason == ReasonClosed || d.Reason == ReasonNodeLost) {
+		t.awayLocked(p, d)
+		return nil
+	}
 	delete(t.people, p.id)
 	if t.owners[p.owner] == p {
 		delete(t.owners, p.owner)
@@ -532,12 +597,65 @@ func (t *Tracker) departLocked(p *person, d Departure, closeStreams bool) []*sfe
 	p.local = 0
 	if p.epoch != 0 && d.Reason != 0 {
 		d.Member = p.member()
-		d.Member.Present = true
-		t.departed[p.id] = d
-		t.dirty[p.id] = struct{}{}
-		t.changedLocked()
+		t.recordDepartureLocked(d)
 	}
 	return closing
+}
+
+// recordDepartureLocked records the departure d for the next batch; the
+// person's state must show it already (a batch may go out at once).
+func (t *Tracker) recordDepartureLocked(d Departure) {
+	d.Member.Present = true
+	t.departed[d.ID] = d
+	t.dirty[d.ID] = struct{}{}
+	t.changedLocked()
+}
+
+// awayLocked makes p depart resumably: the departure is announced, but p
+// keeps its claim (on every node: the cluster keeps asserting it) until
+// the resume window runs out or its owner comes back. p is held nowhere,
+// so it has no stream on this node. Its Ref was remembered as gone: a
+// return comes under a new one.
+func (t *Tracker) awayLocked(p *person, d Departure) {
+	d.Resumable = true
+	d.Member = p.member()
+	p.epoch, p.since = 0, time.Time{}
+	p.away, p.back = true, false
+	p.remote = nil
+	if t.cluster != nil {
+		t.cluster.Reserve(p.claim())
+	}
+	t.setTimerLocked(p, t.resume, t.resumeOver)
+	t.recordDepartureLocked(d)
+}
+
+// backLocked ends p's time away: the caller is about to announce its
+// arrival, a return, under ref.
+func (t *Tracker) backLocked(p *person, ref string) {
+	p.away, p.back = false, true
+	p.ref = ref
+}
+
+// nextRef is the Ref of a return after a departure under ref: a new one,
+// the same on every node (two nodes that see the person back at once, or
+// a node that knew it only from the cluster, agree on it).
+func nextRef(ref string) string {
+	sum := sha256.Sum256([]byte(ref))
+	return hex.EncodeToString(sum[:8])
+}
+
+// resumeOver ends a resume window: the claim of a person still away is
+// released, silently (its departure was announced).
+func (t *Tracker) resumeOver(p *person, gen uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed || p.gen != gen || t.people[p.id] != p {
+		return
+	}
+	p.timer = nil
+	if p.away && !p.held() {
+		t.departLocked(p, Departure{}, false)
+	}
 }
 
 // goneFor is how long the Ref of a departed claim is remembered: late news

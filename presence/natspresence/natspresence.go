@@ -7,9 +7,9 @@
 //     at once how many streams of a person it holds whenever that changes,
 //     and its whole set every Interval. The nodes hold the truth about
 //     their own streams; the others' views heal within one Interval of any
-//     loss. A node silent for 3 Intervals (while this node is connected)
-//     is lost: its people depart once on every other node, unless they
-//     still have a stream elsewhere.
+//     loss. A node silent for 3 Intervals (while this node is connected
+//     and keeps up with its own messages) is lost: its people depart once
+//     on every other node, unless they still have a stream elsewhere.
 //   - Who may hold a person id is a JetStream key-value bucket, whose
 //     compare-and-set create decides two claims of one id. Every node
 //     re-asserts the claims of its people every Interval, and keys expire
@@ -18,6 +18,13 @@
 //     rebuilt within one Interval. A node refuses claims until it has
 //     heard the others for a while after it starts or reconnects, so a
 //     name held on another node is never given out twice.
+//
+// A person away within its resume window ([presence.Options.Resume]) has
+// no stream anywhere, so every node that knew it keeps re-asserting its
+// claim, marked away, until the window runs out: the name survives the
+// loss of any node, a node that starts meanwhile refuses it to another
+// owner, and the owner's return through a node that never knew the person
+// (found in the bucket) is still a return.
 //
 // No NATS round trip runs under the tracker's lock: the calls made under
 // it (Hold, Leave, Release) only publish or queue.
@@ -80,20 +87,23 @@ type Cluster struct {
 	timeout  time.Duration
 	log      *slog.Logger
 
-	mu      sync.Mutex
-	kv      jetstream.KeyValue
-	n       presence.Notify
-	mine    map[string]claimRev // person -> the claim this node asserts
-	peers   map[string]time.Time
-	pending map[string]*partial // snapshots being assembled, by node
-	seq     uint64              // this node's snapshots
-	warmAt  time.Time           // claims wait until then after a start or reconnect
-	sub     *nats.Subscription
-	work    chan func()   // key-value work queued under the tracker's lock
-	kick    chan struct{} // re-assert the claims now (after a reconnect)
-	stop    chan struct{}
-	done    sync.WaitGroup
-	stopped bool
+	mu       sync.Mutex
+	kv       jetstream.KeyValue
+	n        presence.Notify
+	mine     map[string]claimRev // person -> the claim this node asserts
+	peers    map[string]time.Time
+	pending  map[string]*partial // snapshots being assembled, by node
+	seq      uint64              // this node's snapshots
+	selfSeen time.Time           // when this node last received one of its own messages
+	warmAt   time.Time           // claims wait until then after a start or reconnect
+	sub      *nats.Subscription
+	work     chan func()         // key-value work queued under the tracker's lock
+	kick     chan struct{}       // re-assert the claims now (after a reconnect)
+	changed  map[string]struct{} // claims kept or changed since they were last asserted
+	soon     chan struct{}       // assert the changed claims now
+	stop     chan struct{}
+	done     sync.WaitGroup
+	stopped  bool
 }
 
 // partial is a snapshot whose parts are arriving.
@@ -160,6 +170,8 @@ func New(ctx context.Context, nc *nats.Conn, room string, opts Options) (*Cluste
 		pending:  make(map[string]*partial),
 		work:     make(chan func(), 1024),
 		kick:     make(chan struct{}, 1),
+		changed:  make(map[string]struct{}),
+		soon:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
 	if _, err := c.openBucket(ctx); err != nil {
@@ -244,16 +256,40 @@ func (c *Cluster) publish(m message) {
 	}
 }
 
-// Hold implements [presence.Cluster]: it publishes at once.
+// Hold implements [presence.Cluster]: it publishes at once. The claim of
+// a person held here is re-asserted from now on, with h's Ref and Meta.
 func (c *Cluster) Hold(h presence.Hold) {
 	if h.Streams > 0 {
-		c.mu.Lock()
-		if _, ok := c.mine[h.Person]; !ok {
-			c.mine[h.Person] = claimRev{Claim: h.Claim}
-		}
-		c.mu.Unlock()
+		c.keep(h.Claim)
 	}
 	c.publish(message{Node: c.node, Op: opHold, Holds: []hold{toWire(h)}})
+}
+
+// Reserve implements [presence.Cluster]: the claim is re-asserted every
+// Interval until Release, so it neither expires nor is lost with a node
+// (every node that knew the person keeps it) while its person is away. A
+// changed claim (the person went away, or came back) is written at once,
+// in the background, so that a node that looks it up sees it.
+func (c *Cluster) Reserve(cl presence.Claim) { c.keep(cl) }
+
+// keep makes cl one of the claims this node re-asserts; a new or changed
+// one is asserted soon, apart from the others.
+func (c *Cluster) keep(cl presence.Claim) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cur, ok := c.mine[cl.Person]
+	if ok && cur.Claim == cl {
+		return
+	}
+	if ok && cur.Owner != cl.Owner {
+		cur.rev = 0
+	}
+	c.mine[cl.Person] = claimRev{Claim: cl, rev: cur.rev}
+	c.changed[cl.Person] = struct{}{}
+	select {
+	case c.soon <- struct{}{}:
+	default:
+	}
 }
 
 // Leave implements [presence.Cluster].
@@ -301,6 +337,7 @@ type claimValue struct {
 	Owner string `json:"owner"`
 	Meta  string `json:"meta,omitempty"`
 	Ref   string `json:"ref,omitempty"`
+	Away  bool   `json:"away,omitempty"` // the person is away within its resume window
 }
 
 // Claim implements [presence.Cluster].
@@ -327,7 +364,7 @@ func (c *Cluster) Claim(ctx context.Context, cl presence.Claim) (presence.Claim,
 
 // create makes cl's keys, or finds the person already cl.Owner's.
 func (c *Cluster) create(ctx context.Context, kv jetstream.KeyValue, cl presence.Claim) (presence.Claim, uint64, error) {
-	val, _ := json.Marshal(claimValue{Owner: cl.Owner, Meta: cl.Meta, Ref: cl.Ref})
+	val, _ := json.Marshal(claimValue{Owner: cl.Owner, Meta: cl.Meta, Ref: cl.Ref, Away: cl.Away})
 	rev, err := kv.Create(ctx, personKey(cl.Person), val)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		e, gerr := kv.Get(ctx, personKey(cl.Person))
@@ -339,6 +376,7 @@ func (c *Cluster) create(ctx context.Context, kv jetstream.KeyValue, cl presence
 			return cl, 0, fmt.Errorf("%w: %q", presence.ErrTaken, cl.Person)
 		}
 		cl.Ref = cmp.Or(cur.Ref, cl.Ref)
+		cl.Away = cur.Away
 		rev, err = e.Revision(), nil
 	}
 	if err != nil {
@@ -396,7 +434,7 @@ func (c *Cluster) Lookup(ctx context.Context, owner string) (presence.Claim, boo
 	if json.Unmarshal(e.Value(), &v) != nil || v.Owner != owner {
 		return presence.Claim{}, false
 	}
-	return presence.Claim{Person: person, Owner: owner, Meta: v.Meta, Ref: v.Ref}, true
+	return presence.Claim{Person: person, Owner: owner, Meta: v.Meta, Ref: v.Ref, Away: v.Away}, true
 }
 
 // release deletes owner's claim of person, if it is still owner's.
@@ -412,8 +450,12 @@ func (c *Cluster) release(person, owner string) {
 	if json.Unmarshal(e.Value(), &v) != nil || v.Owner != owner {
 		return
 	}
-	if err := kv.Delete(ctx, personKey(person), jetstream.LastRevision(e.Revision())); err == nil {
-		_ = kv.Delete(ctx, ownerKey(owner))
+	if err := kv.Delete(ctx, personKey(person), jetstream.LastRevision(e.Revision())); err != nil {
+		return
+	}
+	// The owner's key, unless it names the person the owner moved to.
+	if e, err := kv.Get(ctx, ownerKey(owner)); err == nil && string(e.Value()) == person {
+		_ = kv.Delete(ctx, ownerKey(owner), jetstream.LastRevision(e.Revision()))
 	}
 }
 
@@ -425,6 +467,9 @@ func (c *Cluster) receive(msg *nats.Msg) {
 		return
 	}
 	if m.Node == c.node {
+		c.mu.Lock()
+		c.selfSeen = time.Now()
+		c.mu.Unlock()
 		return
 	}
 	c.mu.Lock()
@@ -524,8 +569,9 @@ func (c *Cluster) run() {
 	}
 }
 
-// asserting re-asserts this node's claims every interval, apart from the
-// snapshots: key-value round trips never delay them.
+// asserting re-asserts this node's claims every interval, and a claim that
+// changed (new, away, back) at once, apart from the snapshots: key-value
+// round trips never delay them.
 func (c *Cluster) asserting() {
 	defer c.done.Done()
 	t := time.NewTicker(c.interval)
@@ -534,6 +580,11 @@ func (c *Cluster) asserting() {
 		select {
 		case <-c.stop:
 			return
+		case <-c.soon:
+			if c.nc.IsConnected() {
+				c.assertChanged()
+			}
+			continue
 		case <-t.C:
 		case <-c.kick:
 		}
@@ -586,11 +637,18 @@ func (c *Cluster) snapshot() {
 	}
 }
 
-// reap reports nodes silent for 3 intervals as lost.
+// reap reports nodes silent for 3 intervals as lost, unless this node is
+// as far behind on its own messages (it cannot tell then).
 func (c *Cluster) reap() {
 	cutoff := time.Now().Add(-3 * c.interval)
 	var lost []string
 	c.mu.Lock()
+	if !c.nc.Opts.NoEcho && c.selfSeen.Before(cutoff) {
+		// This node's own snapshots have not come back either: it is
+		// behind on its messages (a busy machine), not the others silent.
+		c.mu.Unlock()
+		return
+	}
 	n := c.n
 	for id, seen := range c.peers {
 		if seen.Before(cutoff) {
@@ -620,30 +678,56 @@ func (c *Cluster) assert() {
 			return
 		default:
 		}
-		var rev uint64
-		ctx, cancel := c.ctx()
-		err := c.withBucket(ctx, func(kv jetstream.KeyValue) (err error) {
-			rev, err = c.assertOne(ctx, kv, cr)
-			return err
-		})
-		cancel()
-		if errors.Is(err, presence.ErrTaken) {
-			c.log.Warn("natspresence: a claim of this node is held by another owner", "person", cr.Person)
-		} else if err != nil {
-			c.log.Warn("natspresence: claim not re-asserted", "person", cr.Person, "err", err)
-			continue
-		}
-		c.mu.Lock()
-		if cur, ok := c.mine[cr.Person]; ok && cur.Owner == cr.Owner {
-			cur.rev = rev
-			c.mine[cr.Person] = cur
-		}
-		c.mu.Unlock()
+		c.reassert(cr)
 	}
 }
 
+// assertChanged asserts the claims that changed since it last ran.
+func (c *Cluster) assertChanged() {
+	c.mu.Lock()
+	var changed []claimRev
+	for person := range c.changed {
+		if cr, ok := c.mine[person]; ok {
+			changed = append(changed, cr)
+		}
+	}
+	clear(c.changed)
+	c.mu.Unlock()
+	for _, cr := range changed {
+		select {
+		case <-c.stop:
+			return
+		default:
+		}
+		c.reassert(cr)
+	}
+}
+
+// reassert re-asserts one claim and records its new revision.
+func (c *Cluster) reassert(cr claimRev) {
+	var rev uint64
+	ctx, cancel := c.ctx()
+	err := c.withBucket(ctx, func(kv jetstream.KeyValue) (err error) {
+		rev, err = c.assertOne(ctx, kv, cr)
+		return err
+	})
+	cancel()
+	if errors.Is(err, presence.ErrTaken) {
+		c.log.Warn("natspresence: a claim of this node is held by another owner", "person", cr.Person)
+	} else if err != nil {
+		c.log.Warn("natspresence: claim not re-asserted", "person", cr.Person, "err", err)
+		return
+	}
+	c.mu.Lock()
+	if cur, ok := c.mine[cr.Person]; ok && cur.Owner == cr.Owner {
+		cur.rev = rev
+		c.mine[cr.Person] = cur
+	}
+	c.mu.Unlock()
+}
+
 func (c *Cluster) assertOne(ctx context.Context, kv jetstream.KeyValue, cr claimRev) (uint64, error) {
-	val, _ := json.Marshal(claimValue{Owner: cr.Owner, Meta: cr.Meta, Ref: cr.Ref})
+	val, _ := json.Marshal(claimValue{Owner: cr.Owner, Meta: cr.Meta, Ref: cr.Ref, Away: cr.Away})
 	var rev uint64
 	var err error
 	if cr.rev != 0 {
@@ -661,6 +745,11 @@ func (c *Cluster) assertOne(ctx context.Context, kv jetstream.KeyValue, cr claim
 				return 0, presence.ErrTaken
 			}
 			rev, err = kv.Update(ctx, personKey(cr.Person), val, e.Revision())
+			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+				// Another node (which also keeps this claim) wrote it
+				// since the Get: it is asserted.
+				rev, err = 0, nil
+			}
 		}
 	}
 	if err != nil {

@@ -44,7 +44,11 @@ func renderDiff(d presence.Diff) []sfere.Effect {
 		fx = append(fx, sfere.PatchElements(`<p id="leave" data-id="`+l.ID+`" data-reason="`+l.Reason.String()+`"></p>`))
 	}
 	for _, j := range d.Joins {
-		fx = append(fx, sfere.PatchElements(`<p id="join" data-id="`+j.ID+`"></p>`))
+		back := ""
+		if j.Back {
+			back = ` data-back="true"`
+		}
+		fx = append(fx, sfere.PatchElements(`<p id="join" data-id="`+j.ID+`"`+back+`></p>`))
 	}
 	return fx
 }
@@ -70,6 +74,12 @@ func startNATS(t *testing.T, addr string) *natscluster.Server {
 
 func startNode(t *testing.T, url, id string) *node {
 	t.Helper()
+	return startNodeResume(t, url, id, 0)
+}
+
+// startNodeResume is startNode with a resume window.
+func startNodeResume(t *testing.T, url, id string, resume time.Duration) *node {
+	t.Helper()
 	n := &node{t: t}
 	var err error
 	n.nc, err = nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
@@ -84,7 +94,7 @@ func startNode(t *testing.T, url, id string) *node {
 	store := sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: func(ev sfere.Eviction) { tr.Evicted(ev) }})
 	n.hub = sfere.NewHub(store, sfere.HubOptions{OnOpen: func(s *sfere.Stream) { tr.Opened(s) }})
 	tr, err = presence.New(n.hub, presence.Options{Room: room, Grace: grace, Window: 20 * time.Millisecond,
-		Snapshot: renderSnapshot, Diff: renderDiff, Cluster: cl})
+		Resume: resume, Snapshot: renderSnapshot, Diff: renderDiff, Cluster: cl})
 	if err != nil {
 		t.Fatal(err)
 	}
