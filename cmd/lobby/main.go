@@ -96,6 +96,7 @@ func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
 	fs.StringVar(&opts.TLSKey, "tls-key", "", "the PEM private key file of -tls-cert")
 	fs.DurationVar(&opts.PresenceWindow, "presence-window", d.PresenceWindow, "arrivals and departures within this window reach each page as one update (0: each goes out alone)")
 	keyFile := fs.String("session-key-file", lobby.DefaultSessionKeyFile(), "file holding the key that signs session cookies (made if missing), so that sessions survive a restart (empty: a new key each start)")
+	fs.DurationVar(&opts.Resume, "resume", d.Resume, "how long a participant announced gone because its page vanished or did not come back within -grace may still come back (announced \"back\", sent what it missed), its name reserved meanwhile (0: no window)")
 	fs.IntVar(&opts.History, "history", d.History, "how many of the latest events are kept for pages that reconnect, which are sent what they missed (0: none)")
 	fs.DurationVar(&opts.HistoryAge, "history-age", d.HistoryAge, "how long events are kept for pages that reconnect")
 	if err := fs.Parse(args); err != nil {
@@ -138,6 +139,12 @@ func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
 			return opts, err
 		}
 		opts.SessionKey = key
+	}
+	switch {
+	case opts.Resume < 0:
+		return opts, fmt.Errorf("-resume must not be negative, not %v", opts.Resume)
+	case opts.Resume == 0:
+		opts.Resume = -1
 	}
 	switch {
 	case opts.History < 0:

@@ -17,7 +17,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	}
 	for _, flag := range []string{"-addr", "-heartbeat", "-user-timeout", "-grace", "-store", "-ttl", "-datastar-js", "-debug",
 		"-max-streams-per-ip", "-message-rate", "-message-burst", "-read-header-timeout", "-body-timeout",
-		"-nats", "-nats-embed", "-node", "-tls-cert", "-tls-key", "-presence-window", "-history", "-history-age", "-session-key-file"} {
+		"-nats", "-nats-embed", "-node", "-tls-cert", "-tls-key", "-presence-window", "-history", "-history-age", "-session-key-file", "-resume"} {
 		if !strings.Contains(out.String(), flag+" ") && !strings.Contains(out.String(), flag+"\n") {
 			t.Errorf("-h does not list %s:\n%s", flag, out.String())
 		}
@@ -43,7 +43,7 @@ func TestFlagDefaults(t *testing.T) {
 	want := lobby.Options{Addr: "127.0.0.1:8080", Heartbeat: 10 * time.Second, UserTimeout: 5 * time.Second,
 		Grace: 2 * time.Second, Store: "ttl", TTL: 30 * time.Second, JoinTimeout: lobby.DefaultOptions.JoinTimeout,
 		MaxStreamsPerIP: 32, MessageRate: 5, MessageBurst: 10, ReadHeaderTimeout: 10 * time.Second, BodyTimeout: 10 * time.Second,
-		PresenceWindow: lobby.DefaultOptions.PresenceWindow, History: 2000, HistoryAge: 2 * time.Minute, SessionKey: opts.SessionKey}
+		PresenceWindow: lobby.DefaultOptions.PresenceWindow, History: 2000, HistoryAge: 2 * time.Minute, Resume: 2 * time.Minute, SessionKey: opts.SessionKey}
 	if !reflect.DeepEqual(opts, want) {
 		t.Errorf("defaults = %+v, want %+v", opts, want)
 	}
@@ -51,14 +51,14 @@ func TestFlagDefaults(t *testing.T) {
 		"-store", "memory", "-ttl", "1m", "-datastar-js", "/x/datastar.js", "-debug",
 		"-max-streams-per-ip", "4", "-message-rate", "0.5", "-message-burst", "3", "-read-header-timeout", "2s", "-body-timeout", "3s",
 		"-tls-cert", "/x/cert.pem", "-tls-key", "/x/key.pem", "-presence-window", "80ms",
-		"-history", "50", "-history-age", "30s", "-session-key-file", ""}, new(strings.Builder))
+		"-history", "50", "-history-age", "30s", "-session-key-file", "", "-resume", "0"}, new(strings.Builder))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want = lobby.Options{Addr: "127.0.0.1:0", Heartbeat: time.Second, UserTimeout: 2 * time.Second, Grace: 200 * time.Millisecond,
 		Store: "memory", TTL: time.Minute, DatastarJS: "/x/datastar.js", Debug: true, JoinTimeout: lobby.DefaultOptions.JoinTimeout,
 		MaxStreamsPerIP: 4, MessageRate: 0.5, MessageBurst: 3, ReadHeaderTimeout: 2 * time.Second, BodyTimeout: 3 * time.Second,
-		TLSCert: "/x/cert.pem", TLSKey: "/x/key.pem", PresenceWindow: 80 * time.Millisecond, History: 50, HistoryAge: 30 * time.Second}
+		TLSCert: "/x/cert.pem", TLSKey: "/x/key.pem", PresenceWindow: 80 * time.Millisecond, History: 50, HistoryAge: 30 * time.Second, Resume: -1}
 	if !reflect.DeepEqual(opts, want) {
 		t.Errorf("parsed = %+v, want %+v", opts, want)
 	}
@@ -68,7 +68,7 @@ func TestBadFlagsRefused(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	for _, args := range [][]string{{"-store", "redis"}, {"-heartbeat", "0s"}, {"-grace", "-1s"}, {"extra"}, {"-nope"},
 		{"-max-streams-per-ip", "-1"}, {"-message-rate", "-2"}, {"-message-burst", "0"}, {"-body-timeout", "0s"}, {"-read-header-timeout", "-1s"},
-		{"-tls-cert", "cert.pem"}, {"-tls-key", "key.pem"}, {"-history", "-1"}, {"-history-age", "0s"},
+		{"-tls-cert", "cert.pem"}, {"-tls-key", "key.pem"}, {"-history", "-1"}, {"-history-age", "0s"}, {"-resume", "-1s"},
 		{"-session-key-file", t.TempDir()}} { // a directory is no key file
 		var out strings.Builder
 		if code := run(args, &out); code != 2 {

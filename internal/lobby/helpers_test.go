@@ -41,6 +41,11 @@ func startServer(t testing.TB, opts lobby.Options) *lobby.Server {
 	if opts.Heartbeat == 0 {
 		opts.Heartbeat = time.Second
 	}
+	if opts.Resume == 0 {
+		// Most tests pin what a departure does; the resume tests ask
+		// for the window.
+		opts.Resume = -1
+	}
 	if opts.Logger == nil {
 		opts.Logger = ssetest.Logger(t, slog.LevelDebug)
 	}

@@ -9,6 +9,14 @@
 // grace period (at once for a vanished peer or an explicit leave). The
 // lobby renders those announcements, the participant list and the chat.
 //
+// Nothing is lost across a reconnect: the hub keeps a history (in a
+// cluster, a JetStream log), every event carries its position as its SSE
+// id, a page opens its stream from the position it was rendered at, and a
+// page that reconnects is sent what it missed. A participant who departed
+// because its streams ended keeps its name for the resume window and is
+// announced back once (see [Options.Resume]); a restarted single node
+// takes sessions back from their signed member cookies (see session.go).
+//
 // [Start] wires the server in dependency order (store, hub, tracker,
 // heartbeat, listener, HTTP server) and [Server.Shutdown] stops it in
 // reverse; the lobby command and the tests both run it.
@@ -63,6 +71,7 @@ func (l *Lobby) presenceOptions(opts Options) presence.Options {
 		Grace:        opts.Grace,
 		Window:       opts.PresenceWindow,
 		ClaimTimeout: opts.JoinTimeout,
+		Resume:       max(opts.Resume, 0),
 		Snapshot:     l.renderSnapshot,
 		Diff:         l.renderDiff,
 		Goodbye:      l.goodbye,
@@ -204,7 +213,7 @@ func (l *Lobby) renderSnapshot(ms []presence.Member, d presence.Diff) []sfere.Ef
 	effects := []sfere.Effect{sfere.PatchElements(list)}
 	var lines strings.Builder
 	for _, j := range d.Joins {
-		line, err := l.views.systemLine(displayName(j) + " joined the lobby")
+		line, err := l.views.systemLine(arrivalText(j))
 		if err != nil {
 			l.log.Error("render arrival", "err", err)
 			continue
@@ -234,7 +243,7 @@ func (l *Lobby) renderDiff(d presence.Diff) []sfere.Effect {
 	}
 	for _, j := range d.Joins {
 		item, err1 := l.views.participantItem(displayName(j))
-		line, err2 := l.views.systemLine(displayName(j) + " joined the lobby")
+		line, err2 := l.views.systemLine(arrivalText(j))
 		if err := errors.Join(err1, err2); err != nil {
 			l.log.Error("render arrival", "err", err)
 			continue
@@ -249,6 +258,15 @@ func (l *Lobby) renderDiff(d presence.Diff) []sfere.Effect {
 		effects = append(effects, sfere.AppendElements("#messages", lines.String()))
 	}
 	return effects
+}
+
+// arrivalText is the line that announces an arrival: a return within the
+// resume window is "back", anything else "joined".
+func arrivalText(m presence.Member) string {
+	if m.Back {
+		return displayName(m) + " is back"
+	}
+	return displayName(m) + " joined the lobby"
 }
 
 // goodbye is what a stream the tracker ends receives: the join form back.
@@ -274,6 +292,11 @@ func (l *Lobby) counted(d presence.Diff) {
 		l.log.Info("left", "name", displayName(dep.Member), "cause", label, "err", dep.Err)
 	}
 	for _, j := range d.Joins {
+		if j.Back {
+			l.metrics.returns.Inc()
+			l.log.Info("back", "name", displayName(j))
+			continue
+		}
 		l.metrics.joins.Inc()
 		l.log.Info("joined", "name", displayName(j))
 	}

@@ -17,6 +17,7 @@ type metrics struct {
 	evictions        *prometheus.CounterVec
 	departures       *prometheus.CounterVec
 	joins            prometheus.Counter
+	returns          prometheus.Counter
 	deliveries       prometheus.Counter
 	deliveryFailures prometheus.Counter
 	refused          *prometheus.CounterVec
@@ -41,6 +42,10 @@ func newMetrics() *metrics {
 			Name: "lobby_joins_total",
 			Help: "Participants announced as having joined.",
 		}),
+		returns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lobby_returns_total",
+			Help: "Participants announced as back within their resume window.",
+		}),
 		deliveries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lobby_broadcast_deliveries_total",
 			Help: "Lobby messages queued to streams by broadcasts (in a cluster with a history: lobby_cluster_log_deliveries_total).",
@@ -63,7 +68,7 @@ func newMetrics() *metrics {
 	for _, r := range refusalReasons {
 		m.refused.WithLabelValues(r)
 	}
-	m.reg.MustRegister(m.evictions, m.departures, m.joins, m.deliveries, m.deliveryFailures, m.refused,
+	m.reg.MustRegister(m.evictions, m.departures, m.joins, m.returns, m.deliveries, m.deliveryFailures, m.refused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

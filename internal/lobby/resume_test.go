@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sfere-go/sfere/internal/lobby"
+	"github.com/sfere-go/sfere/internal/netfault"
 	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
@@ -158,5 +159,118 @@ func TestForgedMemberCookieRefused(t *testing.T) {
 	s.waitFor("please join again")
 	if r := newBrowser(t, b).post("/join", map[string]any{"username": "brian"}); r.status != http.StatusOK {
 		t.Errorf("the name of a session signed by another key is not free: status %d", r.status)
+	}
+}
+
+// backLine is the line that announces name's return within its resume
+// window.
+func backLine(name string) string { return `<p class="system-message">` + name + ` is back</p>` }
+
+// Issue 11's case: Brian's machine drops off the network while Phil
+// chats. Brian is announced gone once (his peer vanished), his name stays
+// his, and when the network comes back his page reconnects with the id of
+// the last event it got: he is announced back once, and gets every line
+// he missed exactly once, in order, before the lines said after.
+func TestVanishedPeerResumes(t *testing.T) {
+	if err := netfault.Available(); err != nil {
+		t.Skip(err)
+	}
+	const heartbeat, userTimeout = time.Second, 2 * time.Second
+	srv := startServer(t, lobby.Options{Heartbeat: heartbeat, UserTimeout: userTimeout, Resume: time.Minute})
+	brian, phil := newBrowser(t, srv), newBrowser(t, srv)
+	bs := brian.enter("brian")
+	ps := phil.enter("phil")
+	bs.waitFor(joinedLine("phil"))
+	phil.say("before the drop")
+	bs.waitFor("before the drop")
+
+	restore := netfault.DropPort(t, bs.localPort())
+	lastID := bs.lastID()
+	missed := []string{"missed one", "missed two", "missed three"}
+	for _, text := range missed {
+		phil.say(text)
+	}
+	ps.waitForWithin(leftLine("brian"), heartbeat+userTimeout+2*time.Second)
+	phil.say("missed four, after he left")
+	missed = append(missed, "missed four, after he left")
+	if r := newBrowser(t, srv).post("/join", map[string]any{"username": "Brian"}); r.status != http.StatusConflict {
+		t.Errorf("brian's name while he is away: status %d, want 409 (reserved)", r.status)
+	}
+	if r := brian.post("/message", map[string]any{"message": "am I here?"}); r.status != http.StatusForbidden {
+		t.Errorf("a message from brian while he is away: status %d, want 403", r.status)
+	}
+
+	restore()
+	bs.Close()
+	back := brian.openStreamFrom(lastID)
+	ps.waitFor(backLine("brian"))
+	back.waitFor(missed[len(missed)-1])
+	phil.say("said after he came back")
+	back.waitFor("said after he came back")
+	assertLinesOnceInOrder(t, back, append(missed, "said after he came back")...)
+	if n := back.count(recoveryNotice) + back.count("before the drop"); n != 0 {
+		t.Errorf("the resumed stream was told it lost lines, or got old ones again:\n%s", back.dump())
+	}
+	brian.say("I am back")
+	ps.waitFor("<strong>brian</strong>: I am back")
+	if l, b := ps.count(leftLine("brian")), ps.count(backLine("brian")); l != 1 || b != 1 {
+		t.Errorf("Phil saw %d \"left\" and %d \"back\" lines for brian, want 1 and 1:\n%s", l, b, ps.dump())
+	}
+	if n := ps.count(joinedLine("brian")); n != 0 {
+		t.Errorf("Phil saw brian \"joined\" again (%d) instead of back", n)
+	}
+	if !strings.Contains(phil.get("/metrics").body, "lobby_returns_total 1") {
+		t.Errorf("the return is not counted in /metrics")
+	}
+}
+
+// The same through another node of a three-node cluster: Brian vanishes
+// from node a, comes back through node c; the lines said on node b while
+// he was away reach him exactly once, in order, from the cluster's log,
+// and every node announces his departure and his return once.
+func TestVanishedPeerResumesOnAnotherNode(t *testing.T) {
+	if err := netfault.Available(); err != nil {
+		t.Skip(err)
+	}
+	node := newCluster(t, lobby.Options{UserTimeout: time.Second, Resume: time.Minute})
+	a, b, c := node("a"), node("b"), node("c")
+	brian, phil, carol := newBrowser(t, a), newBrowser(t, b), newBrowser(t, c)
+	bs := brian.enter("brian")
+	ps := phil.enter("phil")
+	cs := carol.enter("carol")
+	bs.waitFor(joinedLine("carol"))
+	phil.say("before the drop")
+	bs.waitFor("before the drop")
+
+	restore := netfault.DropPort(t, bs.localPort())
+	lastID := bs.lastID()
+	missed := []string{"missed one", "missed two", "missed three"}
+	for _, text := range missed {
+		phil.say(text)
+	}
+	ps.waitForWithin(leftLine("brian"), 10*time.Second)
+	cs.waitFor(leftLine("brian"))
+	if r := newBrowser(t, c).post("/join", map[string]any{"username": "brian"}); r.status != http.StatusConflict {
+		t.Errorf("brian's name on node c while he is away: status %d, want 409", r.status)
+	}
+
+	restore()
+	bs.Close()
+	back := brian.via(c).openStreamFrom(lastID)
+	ps.waitFor(backLine("brian"))
+	cs.waitFor(backLine("brian"))
+	back.waitFor(missed[len(missed)-1])
+	phil.say("said after he came back")
+	back.waitFor("said after he came back")
+	assertLinesOnceInOrder(t, back, append(missed, "said after he came back")...)
+	if n := back.count(recoveryNotice) + back.count("before the drop"); n != 0 {
+		t.Errorf("the resumed stream was told it lost lines, or got old ones again:\n%s", back.dump())
+	}
+	brian.via(c).say("back through c")
+	ps.waitFor("<strong>brian</strong>: back through c")
+	for who, s := range map[string]*stream{"phil": ps, "carol": cs} {
+		if l, b := s.count(leftLine("brian")), s.count(backLine("brian")); l != 1 || b != 1 {
+			t.Errorf("%s saw %d \"left\" and %d \"back\" lines for brian, want 1 and 1:\n%s", who, l, b, s.dump())
+		}
 	}
 }

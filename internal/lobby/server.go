@@ -77,6 +77,12 @@ type Options struct {
 	// log every node reads). Negative History keeps none.
 	History    int
 	HistoryAge time.Duration
+	// Resume is how long a participant announced gone because its streams
+	// ended (a vanished machine, or no stream back within the grace
+	// period) may come back: its name stays reserved, and when its page
+	// reconnects it is announced back once and sent what it missed.
+	// Negative means no window: the name is free at the departure.
+	Resume time.Duration
 	// SessionKey signs the cookie that lets a restarted lobby take a
 	// session back without a new join (at least 16 bytes; keep it
 	// secret). Empty means a random key: sessions then do not survive a
@@ -108,6 +114,7 @@ var DefaultOptions = Options{
 	PresenceWindow:    presence.DefaultWindow,
 	History:           2000,
 	HistoryAge:        2 * time.Minute,
+	Resume:            2 * time.Minute,
 }
 
 func (o Options) withDefaults() Options {
@@ -150,6 +157,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.History == 0 {
 		o.History = d.History
+	}
+	if o.Resume == 0 {
+		o.Resume = d.Resume
 	}
 	if o.HistoryAge == 0 {
 		o.HistoryAge = d.HistoryAge
