@@ -63,8 +63,9 @@ type Hub struct {
 	noHijack     bool
 	hist         *history // nil: no history
 	retry        time.Duration
-	buffers      sync.Pool // *[]*Stream for broadcasts
-	writers      writers   // write streams on taken-over connections (writers.go)
+	buffers      sync.Pool     // *[]*Stream for broadcasts
+	writers      writers       // write streams on taken-over connections (writers.go)
+	verdictWait  time.Duration // readerVerdictWait; a test lengthens it
 
 	mu      sync.Mutex
 	closed  bool
@@ -82,6 +83,7 @@ func NewHub(store Store, opts HubOptions) *Hub {
 		noHijack:     opts.NoHijack,
 		hist:         newHistory(opts.History),
 		retry:        opts.Retry,
+		verdictWait:  readerVerdictWait,
 		closing:      make(chan struct{}),
 	}
 	h.writers.init(h)

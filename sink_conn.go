@@ -91,9 +91,13 @@ type connSink struct {
 	broken bool       // a write failed or left part of a chunk: no last chunk
 	spare  []*message // the writer's second batch slice (see Hub.drain)
 
-	// writeErr is a failed write's error left for the reader to report,
-	// when the reader may know more (see readerVerdictWait).
+	// writeErr is a failed write's error, left for the reader, which ends
+	// the stream with it (see Hub.wrote).
 	writeErr atomic.Pointer[error]
+	// verdict, if not nil, is closed when the writer holding the
+	// connection lets go, for a reader waiting on it (writerVerdict).
+	// Guarded by mu.
+	verdict chan struct{}
 }
 
 // step applies ev to the connection's state and says what the caller
@@ -101,6 +105,10 @@ type connSink struct {
 func (c *connSink) step(ev connEvent) connAction {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if ev == evDone && c.verdict != nil {
+		close(c.verdict)
+		c.verdict = nil
+	}
 	switch st := c.state; {
 	case ev == evWake && st == connIdle:
 		c.state = connBusy
@@ -235,7 +243,7 @@ func (h *Hub) watch(ctx context.Context, c *connSink) {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			// Interrupted: the checks above say why.
 		default:
-			why = c.readFailure(err)
+			why = c.readFailure(err, h.verdictWait)
 		}
 		if why != nil {
 			break
@@ -252,10 +260,11 @@ func (h *Hub) watch(ctx context.Context, c *connSink) {
 
 // readFailure says why the client's side of the connection ended: TCP
 // gave up on the peer (ETIMEDOUT: the user timeout), or the client closed
-// it. A write that failed meanwhile is reported with it.
-func (c *connSink) readFailure(err error) error {
+// it. A write that failed meanwhile, or fails while the reader waits for
+// the writer holding the connection (writerVerdict), is reported with it.
+func (c *connSink) readFailure(err error, wait time.Duration) error {
 	vanished := errors.Is(err, syscall.ETIMEDOUT)
-	switch werr := c.writeErr.Load(); {
+	switch werr := c.writerVerdict(wait); {
 	case werr != nil && vanished:
 		return peerVanished(*werr, err)
 	case werr != nil:
@@ -265,6 +274,24 @@ func (c *connSink) readFailure(err error) error {
 	default:
 		return ErrClientGone
 	}
+}
+
+// writerVerdict returns the error a write to the connection failed with,
+// if one did. If a writer holds the connection, it first waits, at most
+// wait, for that writer to let go: the writer may have taken the error
+// that tells a vanished peer while the reader met only the connection's
+// end.
+func (c *connSink) writerVerdict(wait time.Duration) *error {
+	c.mu.Lock()
+	if c.state == connBusy || c.state == connWaiting {
+		c.verdict = make(chan struct{})
+	}
+	verdict := c.verdict
+	c.mu.Unlock()
+	if verdict != nil {
+		awaitVerdict(verdict, wait)
+	}
+	return c.writeErr.Load()
 }
 
 // lastChunk ends a chunked response.

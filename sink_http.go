@@ -72,7 +72,7 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, key Key, first *
 			n, err := h.writeHTTP(w, rc, batch, &deadline, start)
 			if why = h.afterWrite(s, batch, n, start, err); why != nil {
 				if err != nil {
-					why = vanishedWrite(ctx, why)
+					why = h.vanishedWrite(ctx, why)
 				}
 				break
 			}
@@ -119,18 +119,13 @@ func (h *Hub) writeHTTP(w http.ResponseWriter, rc *http.ResponseController, batc
 // readerVerdictWait) when net/http's background read learnt that TCP gave
 // up on the peer: it waits for the request's context, which that read
 // cancels right after recording the error, at most readerVerdictWait.
-func vanishedWrite(ctx context.Context, err error) error {
+func (h *Hub) vanishedWrite(ctx context.Context, err error) error {
 	c, _ := ctx.Value(connKey{}).(*conn)
 	if c == nil || errors.Is(err, ErrPeerVanished) {
 		return err
 	}
 	if c.vanished.Load() == nil && awaitsReader(err) {
-		t := time.NewTimer(readerVerdictWait)
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
+		awaitVerdict(ctx.Done(), h.verdictWait)
 	}
 	if v := c.vanished.Load(); v != nil {
 		return peerVanished(err, *v)

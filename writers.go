@@ -200,20 +200,23 @@ func (h *Hub) writeSlow(c *connSink, rest []byte, batch []*message, n int, start
 
 // wrote finishes a write of batch (n messages of it written, or err):
 // the rule every write follows (Hub.afterWrite), then the connection's
-// part: a failed write ends the stream, or leaves the verdict to the
-// reader (readerVerdictWait), and the writer lets go.
+// part, and the writer lets go. A failed write leaves its error to the
+// reader, which ends the stream: at once, or after readerVerdictWait if
+// the reader may know more. Its verdict is in place before the writer
+// lets go, for a reader that waits for it (connSink.writerVerdict).
 func (h *Hub) wrote(c *connSink, batch []*message, n int, start time.Time, err error) {
 	why := h.afterWrite(c.s, batch, n, start, err)
 	switch {
-	case err != nil && awaitsReader(err):
-		c.broken = true
-		werr := why // its own variable: only a failed write allocates
-		if c.writeErr.CompareAndSwap(nil, &werr) {
-			time.AfterFunc(readerVerdictWait, c.interrupt)
-		}
 	case err != nil:
 		c.broken = true
-		h.store.PurgeStream(c.s, CauseClosed, why)
+		werr := why // its own variable: only a failed write allocates
+		switch {
+		case !c.writeErr.CompareAndSwap(nil, &werr):
+		case awaitsReader(err):
+			time.AfterFunc(h.verdictWait, c.interrupt)
+		default:
+			c.interrupt()
+		}
 	case why != nil:
 		h.store.PurgeStream(c.s, CauseClosed, why)
 	default:
