@@ -1,6 +1,7 @@
 package sfere
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -203,42 +204,36 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, key Key, initial []Ef
 // initial effects (first), which carry the position they were rendered
 // at. Either comes before any live event.
 func (h *Hub) admit(s *Stream, r *http.Request, first *message) {
-	var opening []*message
+	var opening, replay []*message
 	if h.retry > 0 {
 		opening = append(opening, &message{data: retryField(h.retry + rand.N(h.retry)), idAt: -1})
 	}
-	store := func() {
-		h.store.Put(s)
-		if h.onOpen != nil {
-			h.onOpen(s)
-		}
+	if h.hist != nil {
+		// The initial effects carry the position before the stream is
+		// stored: every live event queued to it from then on comes after.
+		first = first.withID(h.Position().String())
 	}
-	if h.hist == nil {
-		s.queue = append(opening, first)
-		store()
-		return
-	}
-	from, asked, err := requestPosition(r.Header.Get("Last-Event-ID"), r.URL.Query().Get("lastEventID"))
-	// The initial effects carry the position before the stream is stored:
-	// every live event queued to it from then on comes after.
-	h.hist.mu.Lock()
-	first = first.withID(h.hist.positionLocked().String())
-	h.hist.mu.Unlock()
 	// Stored before its opening is in place, so that no live event is
 	// missed; its writer waits (paused) until then.
 	s.paused = true
-	store()
-	rec := Recovery{From: from}
-	var replay []*message
-	h.hist.mu.Lock()
-	defer h.hist.mu.Unlock()
-	switch {
-	case !asked:
-	case err != nil:
-		rec.Err = ErrPositionUnknown
-	default:
-		replay, rec.Err = h.hist.replayLocked(nil, from, s.key, time.Now())
-		rec.Recovered = rec.Err == nil
+	h.store.Put(s)
+	if h.onOpen != nil {
+		h.onOpen(s)
+	}
+	var rec Recovery
+	if h.hist != nil {
+		h.hist.mu.Lock()
+		defer h.hist.mu.Unlock()
+		// The query parameter is for clients that cannot set headers (a
+		// page's first request).
+		if text := cmp.Or(r.Header.Get("Last-Event-ID"), r.URL.Query().Get("lastEventID")); text != "" {
+			from, err := ParsePosition(text)
+			rec.From, rec.Err = from, ErrPositionUnknown
+			if err == nil {
+				replay, rec.Err = h.hist.replayLocked(nil, from, s.key, time.Now())
+				rec.Recovered = rec.Err == nil
+			}
+		}
 	}
 	s.open(opening, replay, first, rec)
 }

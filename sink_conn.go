@@ -95,7 +95,7 @@ type connSink struct {
 	// the stream with it (see Hub.wrote).
 	writeErr atomic.Pointer[error]
 	// verdict, if not nil, is closed when the writer holding the
-	// connection lets go, for a reader waiting on it (writerVerdict).
+	// connection lets go, for a reader waiting on it (readFailure).
 	// Guarded by mu.
 	verdict chan struct{}
 }
@@ -260,28 +260,11 @@ func (h *Hub) watch(ctx context.Context, c *connSink) {
 
 // readFailure says why the client's side of the connection ended: TCP
 // gave up on the peer (ETIMEDOUT: the user timeout), or the client closed
-// it. A write that failed meanwhile, or fails while the reader waits for
-// the writer holding the connection (writerVerdict), is reported with it.
+// it. A failed write's error is reported with it. If a writer holds the
+// connection, the reader first waits (at most wait) for it to let go: its
+// write may have taken the ETIMEDOUT, which the kernel tells one call
+// only, while the reader met only the connection's end.
 func (c *connSink) readFailure(err error, wait time.Duration) error {
-	vanished := errors.Is(err, syscall.ETIMEDOUT)
-	switch werr := c.writerVerdict(wait); {
-	case werr != nil && vanished:
-		return peerVanished(*werr, err)
-	case werr != nil:
-		return *werr
-	case vanished:
-		return peerVanished(ErrClientGone, err)
-	default:
-		return ErrClientGone
-	}
-}
-
-// writerVerdict returns the error a write to the connection failed with,
-// if one did. If a writer holds the connection, it first waits, at most
-// wait, for that writer to let go: the writer may have taken the error
-// that tells a vanished peer while the reader met only the connection's
-// end.
-func (c *connSink) writerVerdict(wait time.Duration) *error {
 	c.mu.Lock()
 	if c.state == connBusy || c.state == connWaiting {
 		c.verdict = make(chan struct{})
@@ -291,7 +274,17 @@ func (c *connSink) writerVerdict(wait time.Duration) *error {
 	if verdict != nil {
 		awaitVerdict(verdict, wait)
 	}
-	return c.writeErr.Load()
+	vanished := errors.Is(err, syscall.ETIMEDOUT)
+	switch werr := c.writeErr.Load(); {
+	case werr != nil && vanished:
+		return peerVanished(*werr, err)
+	case werr != nil:
+		return *werr
+	case vanished:
+		return peerVanished(ErrClientGone, err)
+	default:
+		return ErrClientGone
+	}
 }
 
 // lastChunk ends a chunked response.

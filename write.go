@@ -65,7 +65,7 @@ func (h *Hub) afterWrite(s *Stream, batch []*message, n int, start time.Time, er
 // background read, recorded by [Listen]'s connections; the taken-over
 // connection's own). The reader of a taken-over connection that meets its
 // end while a writer holds it waits for that writer's verdict
-// (connSink.writerVerdict).
+// (connSink.readFailure).
 const readerVerdictWait = 50 * time.Millisecond
 
 // awaitsReader reports whether a write's error should wait for the

@@ -203,7 +203,7 @@ func (h *Hub) writeSlow(c *connSink, rest []byte, batch []*message, n int, start
 // part, and the writer lets go. A failed write leaves its error to the
 // reader, which ends the stream: at once, or after readerVerdictWait if
 // the reader may know more. Its verdict is in place before the writer
-// lets go, for a reader that waits for it (connSink.writerVerdict).
+// lets go, for a reader that waits for it (connSink.readFailure).
 func (h *Hub) wrote(c *connSink, batch []*message, n int, start time.Time, err error) {
 	why := h.afterWrite(c.s, batch, n, start, err)
 	switch {
