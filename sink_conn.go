@@ -224,7 +224,7 @@ func (h *Hub) watch(ctx context.Context, c *connSink) {
 		sent int   // bytes the client sent after its request
 		why  error // why the stream ends itself; nil if it was evicted
 	)
-	for !c.s.evicted() {
+	for why == nil && !c.s.evicted() {
 		if why = h.stopReason(ctx); why != nil {
 			break
 		}
@@ -244,9 +244,6 @@ func (h *Hub) watch(ctx context.Context, c *connSink) {
 			// Interrupted: the checks above say why.
 		default:
 			why = c.readFailure(err, h.verdictWait)
-		}
-		if why != nil {
-			break
 		}
 	}
 	h.retire(c.s, why)

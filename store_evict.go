@@ -13,7 +13,7 @@ package sfere
 // its Serve never returns. The storetest package checks a Store for this
 // and the rest of the contract.
 func Evict(fn EvictFunc, ev Eviction) {
-	ev.Stream.evict(ev.Cause, ev.Err)
+	ev.Stream.evict()
 	defer ev.Stream.finish()
 	if fn != nil {
 		fn(ev)
