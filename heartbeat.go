@@ -2,7 +2,6 @@ package sfere
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -37,8 +36,7 @@ type Heartbeat struct {
 	writes    atomic.Uint64
 	failures  atomic.Uint64
 	lastSweep atomic.Int64 // nanoseconds
-
-	startOnce sync.Once
+	started   atomic.Bool
 }
 
 // HeartbeatStats are a heartbeat's counters since it was created.
@@ -90,9 +88,7 @@ func (b *Heartbeat) Run(ctx context.Context) error {
 // that stops it and waits for it to return. It panics if the heartbeat
 // was already started.
 func (b *Heartbeat) Start() (stop func()) {
-	started := false
-	b.startOnce.Do(func() { started = true })
-	if !started {
+	if !b.started.CompareAndSwap(false, true) {
 		panic("sfere: heartbeat started twice")
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -57,16 +57,12 @@ type HubOptions struct {
 // holds a stream, and [Hub.Broadcast] and [Hub.Send] reach streams by key
 // or pattern from any goroutine.
 type Hub struct {
-	store        Store
-	writeTimeout time.Duration
-	maxQueue     int
-	onOpen       func(*Stream)
-	noHijack     bool
-	hist         *history // nil: no history
-	retry        time.Duration
-	buffers      sync.Pool     // *[]*Stream for broadcasts
-	writers      writers       // write streams on taken-over connections (writers.go)
-	verdictWait  time.Duration // readerVerdictWait; a test lengthens it
+	store       Store
+	opts        HubOptions    // as given, with the defaults in place (MaxQueueBytes 0: unbounded)
+	hist        *history      // nil: no history
+	buffers     sync.Pool     // *[]*Stream for broadcasts
+	writers     writers       // write streams on taken-over connections (writers.go)
+	verdictWait time.Duration // readerVerdictWait; a test lengthens it
 
 	mu      sync.Mutex
 	closed  bool
@@ -76,27 +72,23 @@ type Hub struct {
 
 // NewHub returns a hub over store.
 func NewHub(store Store, opts HubOptions) *Hub {
+	if opts.WriteTimeout == 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
+	}
+	switch {
+	case opts.MaxQueueBytes == 0:
+		opts.MaxQueueBytes = DefaultMaxQueueBytes
+	case opts.MaxQueueBytes < 0:
+		opts.MaxQueueBytes = 0
+	}
 	h := &Hub{
-		store:        store,
-		writeTimeout: opts.WriteTimeout,
-		maxQueue:     opts.MaxQueueBytes,
-		onOpen:       opts.OnOpen,
-		noHijack:     opts.NoHijack,
-		hist:         newHistory(opts.History),
-		retry:        opts.Retry,
-		verdictWait:  readerVerdictWait,
-		closing:      make(chan struct{}),
+		store:       store,
+		opts:        opts,
+		hist:        newHistory(opts.History),
+		verdictWait: readerVerdictWait,
+		closing:     make(chan struct{}),
 	}
 	h.writers.init(h)
-	if h.writeTimeout == 0 {
-		h.writeTimeout = DefaultWriteTimeout
-	}
-	if h.maxQueue == 0 {
-		h.maxQueue = DefaultMaxQueueBytes
-	}
-	if h.maxQueue < 0 {
-		h.maxQueue = 0
-	}
 	h.buffers.New = func() any { return new([]*Stream) }
 	return h
 }
@@ -184,7 +176,7 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, key Key, initial []Ef
 		h.active.Done()
 		return nil, err
 	}
-	s := newStream(key, h.maxQueue)
+	s := newStream(key, h.opts.MaxQueueBytes)
 	s.sink, c.s = c, s
 	h.admit(s, r, first)
 	c.wake(nil)
@@ -205,8 +197,8 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, key Key, initial []Ef
 // at. Either comes before any live event.
 func (h *Hub) admit(s *Stream, r *http.Request, first *message) {
 	var opening, replay []*message
-	if h.retry > 0 {
-		opening = append(opening, &message{data: retryField(h.retry + rand.N(h.retry)), idAt: -1})
+	if h.opts.Retry > 0 {
+		opening = append(opening, &message{data: retryField(h.opts.Retry + rand.N(h.opts.Retry)), idAt: -1})
 	}
 	if h.hist != nil {
 		// The initial effects carry the position before the stream is
@@ -217,8 +209,8 @@ func (h *Hub) admit(s *Stream, r *http.Request, first *message) {
 	// missed; its writer waits (paused) until then.
 	s.paused = true
 	h.store.Put(s)
-	if h.onOpen != nil {
-		h.onOpen(s)
+	if h.opts.OnOpen != nil {
+		h.opts.OnOpen(s)
 	}
 	var rec Recovery
 	if h.hist != nil {

@@ -167,7 +167,7 @@ const MaxClientData = 64 << 10
 // content coding (its writer would have encoded the body) or the writer
 // cannot be hijacked.
 func (h *Hub) canTakeOver(w http.ResponseWriter, r *http.Request) (http.Hijacker, bool) {
-	if h.noHijack || r.ProtoMajor != 1 || r.ProtoMinor < 1 || r.TLS != nil || w.Header().Get("Content-Encoding") != "" {
+	if h.opts.NoHijack || r.ProtoMajor != 1 || r.ProtoMinor < 1 || r.TLS != nil || w.Header().Get("Content-Encoding") != "" {
 		return nil, false
 	}
 	hj, ok := w.(http.Hijacker)
@@ -193,8 +193,8 @@ func (h *Hub) takeOver(hj http.Hijacker, w http.ResponseWriter) (*connSink, erro
 	head.WriteString("\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n")
 	_ = w.Header().WriteSubset(&head, map[string]bool{"Connection": true, "Content-Length": true, "Transfer-Encoding": true, "Date": true})
 	head.WriteString("\r\n")
-	if h.writeTimeout > 0 {
-		_ = nc.SetWriteDeadline(time.Now().Add(h.writeTimeout))
+	if h.opts.WriteTimeout > 0 {
+		_ = nc.SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
 	}
 	if _, err := nc.Write(head.Bytes()); err != nil {
 		_ = nc.Close()

@@ -40,7 +40,7 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, key Key, first *
 	}
 
 	k := newHTTPSink()
-	s := newStream(key, h.maxQueue)
+	s := newStream(key, h.opts.MaxQueueBytes)
 	s.sink = k
 	h.admit(s, r, first)
 
@@ -97,8 +97,8 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, key Key, first *
 // than half the write timeout is left on it: a write may run for at least
 // WriteTimeout/2 and at most WriteTimeout.
 func (h *Hub) writeHTTP(w http.ResponseWriter, rc *http.ResponseController, batch []*message, deadline *time.Time, now time.Time) (int, error) {
-	if h.writeTimeout > 0 && deadline.Sub(now) < h.writeTimeout/2 {
-		*deadline = now.Add(h.writeTimeout)
+	if h.opts.WriteTimeout > 0 && deadline.Sub(now) < h.opts.WriteTimeout/2 {
+		*deadline = now.Add(h.opts.WriteTimeout)
 		// An error means the writer has no deadlines (not a real
 		// connection); writes then go on without one.
 		_ = rc.SetWriteDeadline(*deadline)

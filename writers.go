@@ -179,8 +179,8 @@ func join(dst []byte, batch []*message) ([]byte, int) {
 func (h *Hub) writeSlow(c *connSink, rest []byte, batch []*message, n int, start time.Time) {
 	// The deadline is set before the state says waiting, so that an end
 	// that cuts the write short (doCut) is never overwritten.
-	if h.writeTimeout > 0 {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(h.writeTimeout))
+	if h.opts.WriteTimeout > 0 {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
 	}
 	if c.step(evFull) == doDrop {
 		settleAll(batch, false)
