@@ -134,8 +134,8 @@ func Render(effects ...Effect) ([]byte, error) {
 }
 
 func render(effects []Effect) (*message, error) {
-	var buf renderBuffer
-	sse := datastar.NewSSE(&buf, renderRequest())
+	buf := renderBuffer{header: http.Header{}}
+	sse := datastar.NewSSE(&buf, &http.Request{ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{}})
 	m := &message{idAt: -1}
 	for i, e := range effects {
 		if m.close {
@@ -244,17 +244,8 @@ type renderBuffer struct {
 	header http.Header
 }
 
-func (b *renderBuffer) Header() http.Header {
-	if b.header == nil {
-		b.header = make(http.Header)
-	}
-	return b.header
-}
+func (b *renderBuffer) Header() http.Header { return b.header }
 
 func (b *renderBuffer) WriteHeader(int) {}
 
 func (b *renderBuffer) Flush() {}
-
-func renderRequest() *http.Request {
-	return &http.Request{ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{}}
-}

@@ -118,22 +118,18 @@ func (w *writers) run() {
 // drain writes what is queued for c's stream in one write that does not
 // wait. What the socket does not take now goes on in writeSlow.
 func (h *Hub) drain(c *connSink, ws *writerState) {
-	if c.writeErr.Load() != nil { // the reader ends the stream
-		h.letGo(c)
-		return
-	}
 	// The spare slice becomes the queue, and the batch becomes the spare
 	// once written (Hub.wrote): two slices take turns, so steady traffic
 	// allocates nothing. Until then there is no spare.
 	batch, err := c.s.take(c.spare)
 	c.spare = nil
-	switch {
-	case errors.Is(err, ErrStreamEnded): // the reader settles what is left
-		h.letGo(c)
-		return
-	case err != nil:
+	if err != nil || c.writeErr.Load() != nil {
+		// The reader ends an evicted stream (ErrStreamEnded) and one whose
+		// write failed; an overflow ends here.
 		settleAll(batch, false)
-		h.store.PurgeStream(c.s, CauseClosed, err)
+		if err != nil && !errors.Is(err, ErrStreamEnded) {
+			h.store.PurgeStream(c.s, CauseClosed, err)
+		}
 		h.letGo(c)
 		return
 	}
