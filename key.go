@@ -59,18 +59,13 @@ func (k *Key) UnmarshalText(text []byte) error {
 
 // ParseKey parses the text form written by [Key.String].
 func ParseKey(text string) (Key, error) {
-	parts, err := splitText(text)
+	p, err := ParsePattern(text)
 	if err != nil {
 		return Key{}, err
 	}
-	var k Key
-	for i, dst := range []*string{&k.Scope, &k.Category, &k.ID} {
-		if parts[i] == wildcardText {
-			return Key{}, fmt.Errorf("%w: %q: a key has no wildcard (write a literal * as %%2A)", ErrBadText, text)
-		}
-		if *dst, err = unescapePart(parts[i]); err != nil {
-			return Key{}, fmt.Errorf("%w: %q: %v", ErrBadText, text, err)
-		}
+	k, ok := p.exactKey()
+	if !ok {
+		return Key{}, fmt.Errorf("%w: %q: a key has no wildcard (write a literal * as %%2A)", ErrBadText, text)
 	}
 	return k, nil
 }
@@ -81,17 +76,6 @@ func (k Key) Match(other Key) bool { return k == other }
 // Pattern returns the pattern that matches k and nothing else.
 func (k Key) Pattern() Pattern {
 	return Pattern{Scope: Exactly(k.Scope), Category: Exactly(k.Category), ID: Exactly(k.ID)}
-}
-
-const wildcardText = "*"
-
-func splitText(text string) ([3]string, error) {
-	scope, rest, ok := strings.Cut(text, "/")
-	category, id, ok2 := strings.Cut(rest, "/")
-	if !ok || !ok2 || strings.Contains(id, "/") {
-		return [3]string{}, fmt.Errorf("%w: %q: want scope/category/id", ErrBadText, text)
-	}
-	return [3]string{scope, category, id}, nil
 }
 
 func keepByte(c byte) bool {

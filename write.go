@@ -20,33 +20,25 @@ func upToClose(batch []*message) int {
 	return len(batch)
 }
 
-// carriesApp reports whether batch holds bytes of the app's own traffic
-// (anything but a heartbeat). The opening batch of initial effects
-// counts, like any other.
-func carriesApp(batch []*message) bool {
-	for _, m := range batch {
-		if !m.heartbeat && len(m.data) > 0 {
-			return true
-		}
-	}
-	return false
-}
-
 // afterWrite is what follows a write of batch to s's client, on either
 // sink: the first n messages were written, starting at start, or the
 // write failed with err (n is then 0). It settles the messages' trackers,
-// records a write of app traffic (the heartbeat skips streams that just
-// proved their client), touches the store (a sliding expiry restarts),
-// and returns why the stream must end: the write's error (see
-// writeError), [ErrClosedByApp] after a close-stream message, or nil.
+// records a write of app traffic (anything but a heartbeat, the opening
+// batch included: the heartbeat skips streams that just proved their
+// client), touches the store (a sliding expiry restarts), and returns why
+// the stream must end: the write's error (see writeError),
+// [ErrClosedByApp] after a close-stream message, or nil.
 func (h *Hub) afterWrite(s *Stream, batch []*message, n int, start time.Time, err error) error {
 	settleAll(batch[:n], err == nil)
 	settleAll(batch[n:], false)
 	if err != nil {
 		return writeError(err)
 	}
-	if carriesApp(batch[:n]) {
-		s.lastAppWrite.Store(start.UnixNano())
+	for _, m := range batch[:n] {
+		if !m.heartbeat && len(m.data) > 0 {
+			s.lastAppWrite.Store(start.UnixNano())
+			break
+		}
 	}
 	h.store.Touch(s)
 	if n > 0 && batch[n-1].close {
