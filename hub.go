@@ -258,7 +258,7 @@ func (h *Hub) retire(s *Stream, why error) {
 // must; ctx is the request's context, nil for a detached stream.
 func (h *Hub) stopReason(ctx context.Context) error {
 	if ctx != nil && ctx.Err() != nil {
-		return clientGone(ctx)
+		return markVanished(ctx, ErrClientGone)
 	}
 	select {
 	case <-h.closing:

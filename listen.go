@@ -96,15 +96,16 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 
 type connKey struct{}
 
-// clientGone says why a request's context ended: [ErrClientGone], and
-// [ErrPeerVanished] too if TCP gave up on the peer.
-func clientGone(ctx context.Context) error {
+// markVanished adds [ErrPeerVanished] to err, what ended a stream, if the
+// connection of ctx's request (see [ConnContext]) recorded that TCP gave
+// up on the peer.
+func markVanished(ctx context.Context, err error) error {
 	if c, _ := ctx.Value(connKey{}).(*conn); c != nil {
-		if err := c.vanished.Load(); err != nil {
-			return peerVanished(ErrClientGone, *err)
+		if v := c.vanished.Load(); v != nil {
+			return peerVanished(err, *v)
 		}
 	}
-	return ErrClientGone
+	return err
 }
 
 // peerVanished adds [ErrPeerVanished] to what ended a stream (base),

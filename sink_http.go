@@ -16,8 +16,6 @@ type httpSink struct {
 	wakeup chan struct{} // buffered(1)
 }
 
-func newHTTPSink() *httpSink { return &httpSink{wakeup: make(chan struct{}, 1)} }
-
 func (k *httpSink) wake(*wakeBatch) { k.interrupt() }
 
 func (k *httpSink) interrupt() {
@@ -39,7 +37,7 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, key Key, first *
 		return nil, fmt.Errorf("sfere: response cannot stream: %w", err)
 	}
 
-	k := newHTTPSink()
+	k := &httpSink{wakeup: make(chan struct{}, 1)}
 	s := newStream(key, h.opts.MaxQueueBytes)
 	s.sink = k
 	h.admit(s, r, first)
@@ -120,15 +118,8 @@ func (h *Hub) writeHTTP(w http.ResponseWriter, rc *http.ResponseController, batc
 // up on the peer: it waits for the request's context, which that read
 // cancels right after recording the error, at most readerVerdictWait.
 func (h *Hub) vanishedWrite(ctx context.Context, err error) error {
-	c, _ := ctx.Value(connKey{}).(*conn)
-	if c == nil || errors.Is(err, ErrPeerVanished) {
-		return err
-	}
-	if c.vanished.Load() == nil && awaitsReader(err) {
+	if c, _ := ctx.Value(connKey{}).(*conn); c != nil && c.vanished.Load() == nil && awaitsReader(err) {
 		awaitVerdict(ctx.Done(), h.verdictWait)
 	}
-	if v := c.vanished.Load(); v != nil {
-		return peerVanished(err, *v)
-	}
-	return err
+	return markVanished(ctx, err)
 }
