@@ -223,6 +223,3 @@ func (h *history) replayLocked(dst []*message, from Position, key Key, now time.
 	}
 	return dst, nil
 }
-
-// positionLocked returns the position of the newest event.
-func (h *history) positionLocked() Position { return Position{h.epoch, h.top} }

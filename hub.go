@@ -239,7 +239,7 @@ func (h *Hub) Position() Position {
 	}
 	h.hist.mu.Lock()
 	defer h.hist.mu.Unlock()
-	return h.hist.positionLocked()
+	return Position{h.hist.epoch, h.hist.top}
 }
 
 // retire is how a stream's life ends, whichever sink wrote it: the stream
