@@ -320,15 +320,13 @@ func (h *Hub) BroadcastAt(pos Position, p Pattern, exclude Matcher, effects ...E
 	if err != nil {
 		return Result{}, err
 	}
-	if m.idAt < 0 {
-		res, _ := h.publish(p, exclude, m, 0)
-		return res, nil
-	}
-	h.hist.mu.Lock()
-	defer h.hist.mu.Unlock()
-	m, ok := h.hist.appendAtLocked(m, p, exclude, pos, time.Now())
-	if !ok {
-		return Result{}, nil
+	if m.idAt >= 0 { // an event, not comments only
+		h.hist.mu.Lock()
+		defer h.hist.mu.Unlock()
+		var ok bool
+		if m, ok = h.hist.appendAtLocked(m, p, exclude, pos, time.Now()); !ok {
+			return Result{}, nil
+		}
 	}
 	res, _ := h.publishLocked(p, exclude, m, 0)
 	return res, nil

@@ -18,9 +18,8 @@ import (
 // request was parsed (HTTP/1.1 without TLS; net/http calls this
 // hijacking). net/http's per-connection goroutines and buffers are then
 // gone: what is left is the socket, the stream's queue, and one goroutine
-// blocked in a read that notices the client closing (Hub.watch). The
-// hub's writers (writers.go) drain the queues of streams with news, each
-// queue in one write that never waits.
+// blocked in a read that notices the client closing (Hub.watch); the
+// hub's writers (writers.go) write the queue.
 //
 // The response is chunked, as net/http would send it, so that a client
 // can tell a stream the server ended (the last chunk arrives) from a
