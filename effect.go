@@ -213,13 +213,8 @@ func renderOne(sse *datastar.ServerSentEventGenerator, buf *renderBuffer, e Effe
 	case KindExecuteScript:
 		return sse.ExecuteScript(oneLineBreak(e.Script))
 	case KindComment:
-		for line := range strings.SplitSeq(oneLineBreak(e.Text), "\n") {
-			buf.WriteString(": ")
-			buf.WriteString(line)
-			buf.WriteByte('\n')
-		}
-		buf.WriteByte('\n')
-		return nil
+		_, err := fmt.Fprintf(buf, ": %s\n\n", strings.ReplaceAll(oneLineBreak(e.Text), "\n", "\n: "))
+		return err
 	case KindCloseStream:
 		m.close = true
 		return nil

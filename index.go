@@ -41,12 +41,10 @@ func (x *index) put(s *Stream) (old *Stream) {
 
 // remove deletes the stream stored under k and returns it.
 func (x *index) remove(k Key) *Stream {
-	m := x.byCategory[k.Category]
-	s := m[k]
-	if s == nil {
-		return nil
+	s := x.byCategory[k.Category][k]
+	if s != nil {
+		x.removeStream(s)
 	}
-	x.drop(m, k)
 	return s
 }
 
@@ -56,16 +54,12 @@ func (x *index) removeStream(s *Stream) bool {
 	if m[s.key] != s {
 		return false
 	}
-	x.drop(m, s.key)
-	return true
-}
-
-func (x *index) drop(m map[Key]*Stream, k Key) {
-	delete(m, k)
+	delete(m, s.key)
 	x.n--
 	if len(m) == 0 {
-		delete(x.byCategory, k.Category)
+		delete(x.byCategory, s.key.Category)
 	}
+	return true
 }
 
 // each calls fn for every stream whose key matches p.

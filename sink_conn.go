@@ -161,10 +161,8 @@ func (c *connSink) interrupt() { _ = c.nc.SetReadDeadline(aLongTimeAgo) }
 const MaxClientData = 64 << 10
 
 // canTakeOver reports whether the hub may take the response's connection
-// over. It may only over HTTP/1.1 (HTTP/1.0 has no chunking; HTTP/2
-// cannot be hijacked) without TLS, and not when a middleware has set a
-// content coding (its writer would have encoded the body) or the writer
-// cannot be hijacked.
+// over (see Hub.Serve): HTTP/1.0 has no chunking, HTTP/2 cannot be
+// hijacked, and a middleware that set a content coding encodes the body.
 func (h *Hub) canTakeOver(w http.ResponseWriter, r *http.Request) (http.Hijacker, bool) {
 	if h.opts.NoHijack || r.ProtoMajor != 1 || r.ProtoMinor < 1 || r.TLS != nil || w.Header().Get("Content-Encoding") != "" {
 		return nil, false
@@ -187,9 +185,7 @@ func (h *Hub) takeOver(hj http.Hijacker, w http.ResponseWriter) (*connSink, erro
 		nc = c.Conn
 	}
 	var head bytes.Buffer
-	head.WriteString("HTTP/1.1 200 OK\r\nDate: ")
-	head.WriteString(time.Now().UTC().Format(http.TimeFormat))
-	head.WriteString("\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n")
+	fmt.Fprintf(&head, "HTTP/1.1 200 OK\r\nDate: %s\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n", time.Now().UTC().Format(http.TimeFormat))
 	_ = w.Header().WriteSubset(&head, map[string]bool{"Connection": true, "Content-Length": true, "Transfer-Encoding": true, "Date": true})
 	head.WriteString("\r\n")
 	if h.opts.WriteTimeout > 0 {
@@ -256,10 +252,8 @@ func (h *Hub) watch(ctx context.Context, c *connSink) {
 
 // readFailure says why the client's side of the connection ended: TCP
 // gave up on the peer (ETIMEDOUT: the user timeout), or the client closed
-// it. A failed write's error is reported with it. If a writer holds the
-// connection, the reader first waits (at most wait) for it to let go: its
-// write may have taken the ETIMEDOUT, which the kernel tells one call
-// only, while the reader met only the connection's end.
+// it. A failed write's error is reported with it; a writer that holds the
+// connection is waited for first, at most wait (see readerVerdictWait).
 func (c *connSink) readFailure(err error, wait time.Duration) error {
 	c.mu.Lock()
 	if c.state == connBusy || c.state == connWaiting {
