@@ -176,8 +176,8 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, key Key, initial []Ef
 		h.active.Done()
 		return nil, err
 	}
-	s := newStream(key, h.opts.MaxQueueBytes)
-	s.sink, c.s = c, s
+	s := newStream(key, h.opts.MaxQueueBytes, c)
+	c.s = s
 	h.admit(s, r, first)
 	c.wake(nil)
 	if detach {

@@ -38,8 +38,7 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, key Key, first *
 	}
 
 	k := &httpSink{wakeup: make(chan struct{}, 1)}
-	s := newStream(key, h.opts.MaxQueueBytes)
-	s.sink = k
+	s := newStream(key, h.opts.MaxQueueBytes, k)
 	h.admit(s, r, first)
 
 	var (

@@ -58,12 +58,12 @@ type sink interface {
 	interrupt()
 }
 
-// newStream returns an open stream under key; the caller sets its sink
-// before storing it.
-func newStream(key Key, maxQueue int) *Stream {
+// newStream returns an open stream under key, written by sink.
+func newStream(key Key, maxQueue int, sink sink) *Stream {
 	return &Stream{
 		key:      key,
 		maxQueue: maxQueue,
+		sink:     sink,
 		done:     make(chan struct{}),
 		finished: make(chan struct{}),
 	}
@@ -224,9 +224,8 @@ func (s *Stream) finish() {
 		s.mu.Unlock()
 		return
 	}
-	s.fired = true
 	fns := s.afterEnd
-	s.afterEnd = nil
+	s.fired, s.afterEnd = true, nil
 	s.mu.Unlock()
 	close(s.finished)
 	for _, f := range fns {

@@ -62,9 +62,8 @@ func TestVanishedPeerSeenByWriterWhileReaderMeetsEOF(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &connSink{nc: nc, writers: &hub.writers}
-	s := newStream(lobbyKey("brian"), 0)
-	s.sink, c.s = c, s
-	hub.store.Put(s)
+	c.s = newStream(lobbyKey("brian"), 0, c)
+	hub.store.Put(c.s)
 	if do := c.step(evWake); do != doSchedule { // held by the test, not by the writers
 		t.Fatalf("wake = %d, want doSchedule", do)
 	}
