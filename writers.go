@@ -205,12 +205,13 @@ func (h *Hub) wrote(c *connSink, batch []*message, n int, start time.Time, err e
 	switch {
 	case err != nil:
 		c.broken = true
-		werr := why // its own variable: only a failed write allocates
-		switch {
-		case !c.writeErr.CompareAndSwap(nil, &werr):
-		case awaitsReader(err):
+		// Its own variable: only a failed write allocates, once (the
+		// writers write no more to the connection after it).
+		werr := why
+		c.writeErr.Store(&werr)
+		if awaitsReader(err) {
 			time.AfterFunc(h.verdictWait, c.interrupt)
-		default:
+		} else {
 			c.interrupt()
 		}
 	case why != nil:
