@@ -80,8 +80,7 @@ func heldPair(b *testing.B, hub *Hub, key Key) (*Stream, int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := newStream(key, 0)
-	c := &connSink{s: s, nc: nc, raw: raw, writers: &hub.writers}
-	s.sink = c
-	return s, fds[1]
+	c := &connSink{nc: nc, raw: raw, writers: &hub.writers}
+	c.s = newStream(key, 0, c)
+	return c.s, fds[1]
 }

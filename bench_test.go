@@ -15,7 +15,7 @@ func fillStore(b *testing.B, st Store, n, lobby int) []*Stream {
 		if i < lobby {
 			cat = "lobby"
 		}
-		s := newStream(NewKey(DefaultScope, cat, fmt.Sprint(i)), 0)
+		s := newStream(NewKey(DefaultScope, cat, fmt.Sprint(i)), 0, nil)
 		st.Put(s)
 		streams = append(streams, s)
 	}
@@ -79,7 +79,7 @@ func BenchmarkPurgeStream100k(b *testing.B) {
 			if !st.PurgeStream(s, CauseClosed, nil) {
 				b.Fatal("not purged")
 			}
-			fresh := newStream(s.key, 0)
+			fresh := newStream(s.key, 0, nil)
 			st.Put(fresh)
 			streams[i%len(streams)] = fresh
 			i++

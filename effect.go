@@ -134,8 +134,8 @@ func Render(effects ...Effect) ([]byte, error) {
 }
 
 func render(effects []Effect) (*message, error) {
-	var buf renderBuffer
-	sse := datastar.NewSSE(&buf, renderRequest())
+	buf := renderBuffer{header: http.Header{}}
+	sse := datastar.NewSSE(&buf, &http.Request{ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{}})
 	m := &message{idAt: -1}
 	for i, e := range effects {
 		if m.close {
@@ -213,13 +213,8 @@ func renderOne(sse *datastar.ServerSentEventGenerator, buf *renderBuffer, e Effe
 	case KindExecuteScript:
 		return sse.ExecuteScript(oneLineBreak(e.Script))
 	case KindComment:
-		for line := range strings.SplitSeq(oneLineBreak(e.Text), "\n") {
-			buf.WriteString(": ")
-			buf.WriteString(line)
-			buf.WriteByte('\n')
-		}
-		buf.WriteByte('\n')
-		return nil
+		_, err := fmt.Fprintf(buf, ": %s\n\n", strings.ReplaceAll(oneLineBreak(e.Text), "\n", "\n: "))
+		return err
 	case KindCloseStream:
 		m.close = true
 		return nil
@@ -244,17 +239,8 @@ type renderBuffer struct {
 	header http.Header
 }
 
-func (b *renderBuffer) Header() http.Header {
-	if b.header == nil {
-		b.header = make(http.Header)
-	}
-	return b.header
-}
+func (b *renderBuffer) Header() http.Header { return b.header }
 
 func (b *renderBuffer) WriteHeader(int) {}
 
 func (b *renderBuffer) Flush() {}
-
-func renderRequest() *http.Request {
-	return &http.Request{ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{}}
-}

@@ -2,7 +2,6 @@ package sfere
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -37,8 +36,7 @@ type Heartbeat struct {
 	writes    atomic.Uint64
 	failures  atomic.Uint64
 	lastSweep atomic.Int64 // nanoseconds
-
-	startOnce sync.Once
+	started   atomic.Bool
 }
 
 // HeartbeatStats are a heartbeat's counters since it was created.
@@ -81,7 +79,7 @@ func (b *Heartbeat) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
-			b.beat(time.Now().Add(-b.interval / 2))
+			b.beat(time.Now().Add(-b.interval / 2).UnixNano())
 		}
 	}
 }
@@ -90,9 +88,7 @@ func (b *Heartbeat) Run(ctx context.Context) error {
 // that stops it and waits for it to return. It panics if the heartbeat
 // was already started.
 func (b *Heartbeat) Start() (stop func()) {
-	started := false
-	b.startOnce.Do(func() { started = true })
-	if !started {
+	if !b.started.CompareAndSwap(false, true) {
 		panic("sfere: heartbeat started twice")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -109,16 +105,13 @@ func (b *Heartbeat) Start() (stop func()) {
 
 // Beat queues one heartbeat to every matching stream now, without waiting
 // for the writes, and returns how many streams took it.
-func (b *Heartbeat) Beat() Result { return b.beat(time.Time{}) }
+func (b *Heartbeat) Beat() Result { return b.beat(0) }
 
 // beat queues a heartbeat to the matching streams that have not begun a
-// successful write of app traffic since idleSince (zero: to all of them).
-func (b *Heartbeat) beat(idleSince time.Time) Result {
+// successful write of app traffic since wroteSince, in unix nanoseconds
+// (zero: to all of them).
+func (b *Heartbeat) beat(wroteSince int64) Result {
 	start := time.Now()
-	var wroteSince int64
-	if !idleSince.IsZero() {
-		wroteSince = idleSince.UnixNano()
-	}
 	track := newTracker(func(written, failed int64) {
 		b.writes.Add(uint64(written))
 		b.failures.Add(uint64(failed))

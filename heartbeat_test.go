@@ -140,7 +140,7 @@ func TestHeartbeatSkipsBusyStreams(t *testing.T) {
 			}
 			busy.Wait(waitLong, ssetest.Containing(tick))
 			ssetest.Eventually(t, waitLong, "the write recorded", func() bool { return s.lastAppWrite.Load() >= since.UnixNano() })
-			if res := hb.beat(since); res.Delivered != 1 {
+			if res := hb.beat(since.UnixNano()); res.Delivered != 1 {
 				t.Fatalf("sweep %d reached %+v, want the idle stream only", i, res)
 			}
 			idle.Wait(waitLong, ssetest.CommentIs("heartbeat"))

@@ -223,21 +223,3 @@ func (h *history) replayLocked(dst []*message, from Position, key Key, now time.
 	}
 	return dst, nil
 }
-
-// requestPosition returns the position a request carries: the
-// Last-Event-ID header, or the lastEventID query parameter for clients
-// that cannot set headers (a page's first request).
-func requestPosition(header, query string) (Position, bool, error) {
-	text := header
-	if text == "" {
-		text = query
-	}
-	if text == "" {
-		return Position{}, false, nil
-	}
-	p, err := ParsePosition(text)
-	return p, true, err
-}
-
-// positionLocked returns the position of the newest event.
-func (h *history) positionLocked() Position { return Position{h.epoch, h.top} }

@@ -1,6 +1,7 @@
 package sfere
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -56,15 +57,12 @@ type HubOptions struct {
 // holds a stream, and [Hub.Broadcast] and [Hub.Send] reach streams by key
 // or pattern from any goroutine.
 type Hub struct {
-	store        Store
-	writeTimeout time.Duration
-	maxQueue     int
-	onOpen       func(*Stream)
-	noHijack     bool
-	hist         *history // nil: no history
-	retry        time.Duration
-	buffers      sync.Pool // *[]*Stream for broadcasts
-	writers      writers   // write streams on taken-over connections (writers.go)
+	store       Store
+	opts        HubOptions    // as given, with the defaults in place (MaxQueueBytes 0: unbounded)
+	hist        *history      // nil: no history
+	buffers     sync.Pool     // *[]*Stream for broadcasts
+	writers     writers       // write streams on taken-over connections (writers.go)
+	verdictWait time.Duration // readerVerdictWait; a test lengthens it
 
 	mu      sync.Mutex
 	closed  bool
@@ -74,26 +72,23 @@ type Hub struct {
 
 // NewHub returns a hub over store.
 func NewHub(store Store, opts HubOptions) *Hub {
+	if opts.WriteTimeout == 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
+	}
+	switch {
+	case opts.MaxQueueBytes == 0:
+		opts.MaxQueueBytes = DefaultMaxQueueBytes
+	case opts.MaxQueueBytes < 0:
+		opts.MaxQueueBytes = 0
+	}
 	h := &Hub{
-		store:        store,
-		writeTimeout: opts.WriteTimeout,
-		maxQueue:     opts.MaxQueueBytes,
-		onOpen:       opts.OnOpen,
-		noHijack:     opts.NoHijack,
-		hist:         newHistory(opts.History),
-		retry:        opts.Retry,
-		closing:      make(chan struct{}),
+		store:       store,
+		opts:        opts,
+		hist:        newHistory(opts.History),
+		verdictWait: readerVerdictWait,
+		closing:     make(chan struct{}),
 	}
 	h.writers.init(h)
-	if h.writeTimeout == 0 {
-		h.writeTimeout = DefaultWriteTimeout
-	}
-	if h.maxQueue == 0 {
-		h.maxQueue = DefaultMaxQueueBytes
-	}
-	if h.maxQueue < 0 {
-		h.maxQueue = 0
-	}
 	h.buffers.New = func() any { return new([]*Stream) }
 	return h
 }
@@ -181,8 +176,8 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, key Key, initial []Ef
 		h.active.Done()
 		return nil, err
 	}
-	s := newStream(key, h.maxQueue)
-	s.sink, c.s = c, s
+	s := newStream(key, h.opts.MaxQueueBytes, c)
+	c.s = s
 	h.admit(s, r, first)
 	c.wake(nil)
 	if detach {
@@ -201,42 +196,36 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, key Key, initial []Ef
 // initial effects (first), which carry the position they were rendered
 // at. Either comes before any live event.
 func (h *Hub) admit(s *Stream, r *http.Request, first *message) {
-	var opening []*message
-	if h.retry > 0 {
-		opening = append(opening, &message{data: retryField(h.retry + rand.N(h.retry)), idAt: -1})
+	var opening, replay []*message
+	if h.opts.Retry > 0 {
+		opening = append(opening, &message{data: retryField(h.opts.Retry + rand.N(h.opts.Retry)), idAt: -1})
 	}
-	store := func() {
-		h.store.Put(s)
-		if h.onOpen != nil {
-			h.onOpen(s)
-		}
+	if h.hist != nil {
+		// The initial effects carry the position before the stream is
+		// stored: every live event queued to it from then on comes after.
+		first = first.withID(h.Position().String())
 	}
-	if h.hist == nil {
-		s.queue = append(opening, first)
-		store()
-		return
-	}
-	from, asked, err := requestPosition(r.Header.Get("Last-Event-ID"), r.URL.Query().Get("lastEventID"))
-	// The initial effects carry the position before the stream is stored:
-	// every live event queued to it from then on comes after.
-	h.hist.mu.Lock()
-	first = first.withID(h.hist.positionLocked().String())
-	h.hist.mu.Unlock()
 	// Stored before its opening is in place, so that no live event is
 	// missed; its writer waits (paused) until then.
 	s.paused = true
-	store()
-	rec := Recovery{From: from}
-	var replay []*message
-	h.hist.mu.Lock()
-	defer h.hist.mu.Unlock()
-	switch {
-	case !asked:
-	case err != nil:
-		rec.Err = ErrPositionUnknown
-	default:
-		replay, rec.Err = h.hist.replayLocked(nil, from, s.key, time.Now())
-		rec.Recovered = rec.Err == nil
+	h.store.Put(s)
+	if h.opts.OnOpen != nil {
+		h.opts.OnOpen(s)
+	}
+	var rec Recovery
+	if h.hist != nil {
+		h.hist.mu.Lock()
+		defer h.hist.mu.Unlock()
+		// The query parameter is for clients that cannot set headers (a
+		// page's first request).
+		if text := cmp.Or(r.Header.Get("Last-Event-ID"), r.URL.Query().Get("lastEventID")); text != "" {
+			from, err := ParsePosition(text)
+			rec.From, rec.Err = from, ErrPositionUnknown
+			if err == nil {
+				replay, rec.Err = h.hist.replayLocked(nil, from, s.key, time.Now())
+				rec.Recovered = rec.Err == nil
+			}
+		}
 	}
 	s.open(opening, replay, first, rec)
 }
@@ -250,7 +239,7 @@ func (h *Hub) Position() Position {
 	}
 	h.hist.mu.Lock()
 	defer h.hist.mu.Unlock()
-	return h.hist.positionLocked()
+	return Position{h.hist.epoch, h.hist.top}
 }
 
 // retire is how a stream's life ends, whichever sink wrote it: the stream
@@ -269,7 +258,7 @@ func (h *Hub) retire(s *Stream, why error) {
 // must; ctx is the request's context, nil for a detached stream.
 func (h *Hub) stopReason(ctx context.Context) error {
 	if ctx != nil && ctx.Err() != nil {
-		return clientGone(ctx)
+		return markVanished(ctx, ErrClientGone)
 	}
 	select {
 	case <-h.closing:
@@ -331,15 +320,13 @@ func (h *Hub) BroadcastAt(pos Position, p Pattern, exclude Matcher, effects ...E
 	if err != nil {
 		return Result{}, err
 	}
-	if m.idAt < 0 {
-		res, _ := h.publish(p, exclude, m, 0)
-		return res, nil
-	}
-	h.hist.mu.Lock()
-	defer h.hist.mu.Unlock()
-	m, ok := h.hist.appendAtLocked(m, p, exclude, pos, time.Now())
-	if !ok {
-		return Result{}, nil
+	if m.idAt >= 0 { // an event, not comments only
+		h.hist.mu.Lock()
+		defer h.hist.mu.Unlock()
+		var ok bool
+		if m, ok = h.hist.appendAtLocked(m, p, exclude, pos, time.Now()); !ok {
+			return Result{}, nil
+		}
 	}
 	res, _ := h.publishLocked(p, exclude, m, 0)
 	return res, nil

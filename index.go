@@ -1,19 +1,23 @@
 package sfere
 
+import "sync"
+
 // index maps keys to streams, grouped by category so that a pattern with a
-// fixed category visits only that category's keys. It is not safe for
-// concurrent use: each store guards it with its own lock.
+// fixed category visits only that category's keys. Both stores embed it:
+// they take its lock around its unexported methods, and its exported
+// methods, which lock it themselves, are theirs.
 type index struct {
+	mu         sync.RWMutex
 	byCategory map[string]map[Key]*Stream
 	n          int
 }
 
-func newIndex() index {
-	return index{byCategory: make(map[string]map[Key]*Stream)}
-}
-
-func (x *index) get(k Key) *Stream {
-	return x.byCategory[k.Category][k]
+// Get implements [Store].
+func (x *index) Get(k Key) (*Stream, bool) {
+	x.mu.RLock()
+	s := x.byCategory[k.Category][k]
+	x.mu.RUnlock()
+	return s, s != nil
 }
 
 // put stores s under its key and returns the stream it replaced, if any.
@@ -21,6 +25,9 @@ func (x *index) put(s *Stream) (old *Stream) {
 	k := s.key
 	m := x.byCategory[k.Category]
 	if m == nil {
+		if x.byCategory == nil {
+			x.byCategory = make(map[string]map[Key]*Stream)
+		}
 		m = make(map[Key]*Stream)
 		x.byCategory[k.Category] = m
 	}
@@ -34,12 +41,10 @@ func (x *index) put(s *Stream) (old *Stream) {
 
 // remove deletes the stream stored under k and returns it.
 func (x *index) remove(k Key) *Stream {
-	m := x.byCategory[k.Category]
-	s := m[k]
-	if s == nil {
-		return nil
+	s := x.byCategory[k.Category][k]
+	if s != nil {
+		x.removeStream(s)
 	}
-	x.drop(m, k)
 	return s
 }
 
@@ -49,22 +54,18 @@ func (x *index) removeStream(s *Stream) bool {
 	if m[s.key] != s {
 		return false
 	}
-	x.drop(m, s.key)
-	return true
-}
-
-func (x *index) drop(m map[Key]*Stream, k Key) {
-	delete(m, k)
+	delete(m, s.key)
 	x.n--
 	if len(m) == 0 {
-		delete(x.byCategory, k.Category)
+		delete(x.byCategory, s.key.Category)
 	}
+	return true
 }
 
 // each calls fn for every stream whose key matches p.
 func (x *index) each(p Pattern, fn func(*Stream)) {
 	if k, ok := p.exactKey(); ok {
-		if s := x.get(k); s != nil {
+		if s := x.byCategory[k.Category][k]; s != nil {
 			fn(s)
 		}
 		return
@@ -86,13 +87,23 @@ func (x *index) each(p Pattern, fn func(*Stream)) {
 	}
 }
 
-func (x *index) keys(p Pattern) []Key {
-	out := make([]Key, 0, x.countHint(p))
+// Keys implements [Store].
+func (x *index) Keys(p Pattern) []Key {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	hint := x.n // an upper bound on the number of keys p can match
+	if !p.Category.any {
+		hint = len(x.byCategory[p.Category.value])
+	}
+	out := make([]Key, 0, hint)
 	x.each(p, func(s *Stream) { out = append(out, s.key) })
 	return out
 }
 
-func (x *index) count(p Pattern) int {
+// Count implements [Store].
+func (x *index) Count(p Pattern) int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
 	if p.Scope.any && p.ID.any {
 		if p.Category.any {
 			return x.n
@@ -104,15 +115,10 @@ func (x *index) count(p Pattern) int {
 	return n
 }
 
-func (x *index) appendStreams(dst []*Stream, p Pattern) []*Stream {
+// AppendStreams implements [Store].
+func (x *index) AppendStreams(dst []*Stream, p Pattern) []*Stream {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
 	x.each(p, func(s *Stream) { dst = append(dst, s) })
 	return dst
-}
-
-// countHint is an upper bound on the number of keys p can match.
-func (x *index) countHint(p Pattern) int {
-	if !p.Category.any {
-		return len(x.byCategory[p.Category.value])
-	}
-	return x.n
 }

@@ -3,6 +3,7 @@ package sfere
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -58,18 +59,13 @@ func (k *Key) UnmarshalText(text []byte) error {
 
 // ParseKey parses the text form written by [Key.String].
 func ParseKey(text string) (Key, error) {
-	parts, err := splitText(text)
+	p, err := ParsePattern(text)
 	if err != nil {
 		return Key{}, err
 	}
-	var k Key
-	for i, dst := range []*string{&k.Scope, &k.Category, &k.ID} {
-		if parts[i] == wildcardText {
-			return Key{}, fmt.Errorf("%w: %q: a key has no wildcard (write a literal * as %%2A)", ErrBadText, text)
-		}
-		if *dst, err = unescapePart(parts[i]); err != nil {
-			return Key{}, fmt.Errorf("%w: %q: %v", ErrBadText, text, err)
-		}
+	k, ok := p.exactKey()
+	if !ok {
+		return Key{}, fmt.Errorf("%w: %q: a key has no wildcard (write a literal * as %%2A)", ErrBadText, text)
 	}
 	return k, nil
 }
@@ -80,26 +76,6 @@ func (k Key) Match(other Key) bool { return k == other }
 // Pattern returns the pattern that matches k and nothing else.
 func (k Key) Pattern() Pattern {
 	return Pattern{Scope: Exactly(k.Scope), Category: Exactly(k.Category), ID: Exactly(k.ID)}
-}
-
-const wildcardText = "*"
-
-func splitText(text string) ([3]string, error) {
-	var parts [3]string
-	first := strings.IndexByte(text, '/')
-	if first < 0 {
-		return parts, fmt.Errorf("%w: %q: want scope/category/id", ErrBadText, text)
-	}
-	second := strings.IndexByte(text[first+1:], '/')
-	if second < 0 {
-		return parts, fmt.Errorf("%w: %q: want scope/category/id", ErrBadText, text)
-	}
-	second += first + 1
-	if strings.IndexByte(text[second+1:], '/') >= 0 {
-		return parts, fmt.Errorf("%w: %q: more than three parts", ErrBadText, text)
-	}
-	parts[0], parts[1], parts[2] = text[:first], text[first+1:second], text[second+1:]
-	return parts, nil
 }
 
 func keepByte(c byte) bool {
@@ -123,45 +99,30 @@ func escapePart(b *strings.Builder, s string) {
 }
 
 func unescapePart(s string) (string, error) {
-	if !strings.Contains(s, "%") {
-		for i := 0; i < len(s); i++ {
-			if !keepByte(s[i]) {
-				return "", fmt.Errorf("byte %q must be percent-encoded", s[i])
-			}
-		}
-		return s, nil
-	}
-	out := make([]byte, 0, len(s))
+	var out []byte // nil until the first escape: until then, s as it is
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
+		switch c := s[i]; {
 		case c == '%':
 			if i+2 >= len(s) {
 				return "", errors.New("truncated %-escape")
 			}
-			hi, lo := unhex(s[i+1]), unhex(s[i+2])
-			if hi < 0 || lo < 0 {
+			v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+			if err != nil {
 				return "", fmt.Errorf("bad %%-escape %q", s[i:i+3])
 			}
-			out = append(out, byte(hi<<4|lo))
+			if out == nil {
+				out = append(make([]byte, 0, len(s)), s[:i]...)
+			}
+			out = append(out, byte(v))
 			i += 2
-		case keepByte(c):
-			out = append(out, c)
-		default:
+		case !keepByte(c):
 			return "", fmt.Errorf("byte %q must be percent-encoded", c)
+		case out != nil:
+			out = append(out, c)
 		}
 	}
-	return string(out), nil
-}
-
-func unhex(c byte) int {
-	switch {
-	case '0' <= c && c <= '9':
-		return int(c - '0')
-	case 'A' <= c && c <= 'F':
-		return int(c - 'A' + 10)
-	case 'a' <= c && c <= 'f':
-		return int(c - 'a' + 10)
+	if out == nil {
+		return s, nil
 	}
-	return -1
+	return string(out), nil
 }

@@ -96,15 +96,16 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 
 type connKey struct{}
 
-// clientGone says why a request's context ended: [ErrClientGone], and
-// [ErrPeerVanished] too if TCP gave up on the peer.
-func clientGone(ctx context.Context) error {
+// markVanished adds [ErrPeerVanished] to err, what ended a stream, if the
+// connection of ctx's request (see [ConnContext]) recorded that TCP gave
+// up on the peer.
+func markVanished(ctx context.Context, err error) error {
 	if c, _ := ctx.Value(connKey{}).(*conn); c != nil {
-		if err := c.vanished.Load(); err != nil {
-			return peerVanished(ErrClientGone, *err)
+		if v := c.vanished.Load(); v != nil {
+			return peerVanished(err, *v)
 		}
 	}
-	return ErrClientGone
+	return err
 }
 
 // peerVanished adds [ErrPeerVanished] to what ended a stream (base),
@@ -141,14 +142,15 @@ type conn struct {
 
 func (c *conn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if err != nil && errors.Is(err, syscall.ETIMEDOUT) {
+	if errors.Is(err, syscall.ETIMEDOUT) {
 		c.vanished.CompareAndSwap(nil, &err)
 	}
 	return n, err
 }
 
 // CloseWrite and ReadFrom keep what net/http does with a bare TCP
-// connection: a graceful half-close, and sendfile for files.
+// connection: a graceful half-close, and sendfile for files (io.Copy uses
+// the connection's ReadFrom).
 func (c *conn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
@@ -156,9 +158,4 @@ func (c *conn) CloseWrite() error {
 	return nil
 }
 
-func (c *conn) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
-	}
-	return io.Copy(c.Conn, r)
-}
+func (c *conn) ReadFrom(r io.Reader) (int64, error) { return io.Copy(c.Conn, r) }

@@ -16,6 +16,8 @@ type Part struct {
 // Any is the wildcard [Part]: it matches every string.
 var Any = Part{any: true}
 
+const wildcardText = "*"
+
 // Exactly returns the [Part] that matches s and nothing else.
 func Exactly(s string) Part { return Part{value: s} }
 
@@ -102,12 +104,13 @@ func (p *Pattern) UnmarshalText(text []byte) error {
 
 // ParsePattern parses the text form written by [Pattern.String].
 func ParsePattern(text string) (Pattern, error) {
-	parts, err := splitText(text)
-	if err != nil {
-		return Pattern{}, err
+	scope, rest, ok := strings.Cut(text, "/")
+	category, id, ok2 := strings.Cut(rest, "/")
+	if !ok || !ok2 || strings.Contains(id, "/") {
+		return Pattern{}, fmt.Errorf("%w: %q: want scope/category/id", ErrBadText, text)
 	}
 	var out [3]Part
-	for i, s := range parts {
+	for i, s := range [3]string{scope, category, id} {
 		if s == wildcardText {
 			out[i] = Any
 			continue

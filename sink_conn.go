@@ -18,9 +18,8 @@ import (
 // request was parsed (HTTP/1.1 without TLS; net/http calls this
 // hijacking). net/http's per-connection goroutines and buffers are then
 // gone: what is left is the socket, the stream's queue, and one goroutine
-// blocked in a read that notices the client closing (Hub.watch). The
-// hub's writers (writers.go) drain the queues of streams with news, each
-// queue in one write that never waits.
+// blocked in a read that notices the client closing (Hub.watch); the
+// hub's writers (writers.go) write the queue.
 //
 // The response is chunked, as net/http would send it, so that a client
 // can tell a stream the server ended (the last chunk arrives) from a
@@ -91,9 +90,13 @@ type connSink struct {
 	broken bool       // a write failed or left part of a chunk: no last chunk
 	spare  []*message // the writer's second batch slice (see Hub.drain)
 
-	// writeErr is a failed write's error left for the reader to report,
-	// when the reader may know more (see readerVerdictWait).
+	// writeErr is a failed write's error, left for the reader, which ends
+	// the stream with it (see Hub.wrote).
 	writeErr atomic.Pointer[error]
+	// verdict, if not nil, is closed when the writer holding the
+	// connection lets go, for a reader waiting on it (readFailure).
+	// Guarded by mu.
+	verdict chan struct{}
 }
 
 // step applies ev to the connection's state and says what the caller
@@ -101,6 +104,10 @@ type connSink struct {
 func (c *connSink) step(ev connEvent) connAction {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if ev == evDone && c.verdict != nil {
+		close(c.verdict)
+		c.verdict = nil
+	}
 	switch st := c.state; {
 	case ev == evWake && st == connIdle:
 		c.state = connBusy
@@ -154,12 +161,10 @@ func (c *connSink) interrupt() { _ = c.nc.SetReadDeadline(aLongTimeAgo) }
 const MaxClientData = 64 << 10
 
 // canTakeOver reports whether the hub may take the response's connection
-// over. It may only over HTTP/1.1 (HTTP/1.0 has no chunking; HTTP/2
-// cannot be hijacked) without TLS, and not when a middleware has set a
-// content coding (its writer would have encoded the body) or the writer
-// cannot be hijacked.
+// over (see Hub.Serve): HTTP/1.0 has no chunking, HTTP/2 cannot be
+// hijacked, and a middleware that set a content coding encodes the body.
 func (h *Hub) canTakeOver(w http.ResponseWriter, r *http.Request) (http.Hijacker, bool) {
-	if h.noHijack || r.ProtoMajor != 1 || r.ProtoMinor < 1 || r.TLS != nil || w.Header().Get("Content-Encoding") != "" {
+	if h.opts.NoHijack || r.ProtoMajor != 1 || r.ProtoMinor < 1 || r.TLS != nil || w.Header().Get("Content-Encoding") != "" {
 		return nil, false
 	}
 	hj, ok := w.(http.Hijacker)
@@ -180,13 +185,11 @@ func (h *Hub) takeOver(hj http.Hijacker, w http.ResponseWriter) (*connSink, erro
 		nc = c.Conn
 	}
 	var head bytes.Buffer
-	head.WriteString("HTTP/1.1 200 OK\r\nDate: ")
-	head.WriteString(time.Now().UTC().Format(http.TimeFormat))
-	head.WriteString("\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n")
+	fmt.Fprintf(&head, "HTTP/1.1 200 OK\r\nDate: %s\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n", time.Now().UTC().Format(http.TimeFormat))
 	_ = w.Header().WriteSubset(&head, map[string]bool{"Connection": true, "Content-Length": true, "Transfer-Encoding": true, "Date": true})
 	head.WriteString("\r\n")
-	if h.writeTimeout > 0 {
-		_ = nc.SetWriteDeadline(time.Now().Add(h.writeTimeout))
+	if h.opts.WriteTimeout > 0 {
+		_ = nc.SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
 	}
 	if _, err := nc.Write(head.Bytes()); err != nil {
 		_ = nc.Close()
@@ -216,7 +219,7 @@ func (h *Hub) watch(ctx context.Context, c *connSink) {
 		sent int   // bytes the client sent after its request
 		why  error // why the stream ends itself; nil if it was evicted
 	)
-	for !c.s.evicted() {
+	for why == nil && !c.s.evicted() {
 		if why = h.stopReason(ctx); why != nil {
 			break
 		}
@@ -235,10 +238,7 @@ func (h *Hub) watch(ctx context.Context, c *connSink) {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			// Interrupted: the checks above say why.
 		default:
-			why = c.readFailure(err)
-		}
-		if why != nil {
-			break
+			why = c.readFailure(err, h.verdictWait)
 		}
 	}
 	h.retire(c.s, why)
@@ -252,8 +252,18 @@ func (h *Hub) watch(ctx context.Context, c *connSink) {
 
 // readFailure says why the client's side of the connection ended: TCP
 // gave up on the peer (ETIMEDOUT: the user timeout), or the client closed
-// it. A write that failed meanwhile is reported with it.
-func (c *connSink) readFailure(err error) error {
+// it. A failed write's error is reported with it; a writer that holds the
+// connection is waited for first, at most wait (see readerVerdictWait).
+func (c *connSink) readFailure(err error, wait time.Duration) error {
+	c.mu.Lock()
+	if c.state == connBusy || c.state == connWaiting {
+		c.verdict = make(chan struct{})
+	}
+	verdict := c.verdict
+	c.mu.Unlock()
+	if verdict != nil {
+		awaitVerdict(verdict, wait)
+	}
 	vanished := errors.Is(err, syscall.ETIMEDOUT)
 	switch werr := c.writeErr.Load(); {
 	case werr != nil && vanished:

@@ -16,8 +16,6 @@ type httpSink struct {
 	wakeup chan struct{} // buffered(1)
 }
 
-func newHTTPSink() *httpSink { return &httpSink{wakeup: make(chan struct{}, 1)} }
-
 func (k *httpSink) wake(*wakeBatch) { k.interrupt() }
 
 func (k *httpSink) interrupt() {
@@ -39,9 +37,8 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, key Key, first *
 		return nil, fmt.Errorf("sfere: response cannot stream: %w", err)
 	}
 
-	k := newHTTPSink()
-	s := newStream(key, h.maxQueue)
-	s.sink = k
+	k := &httpSink{wakeup: make(chan struct{}, 1)}
+	s := newStream(key, h.opts.MaxQueueBytes, k)
 	h.admit(s, r, first)
 
 	var (
@@ -72,7 +69,7 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, key Key, first *
 			n, err := h.writeHTTP(w, rc, batch, &deadline, start)
 			if why = h.afterWrite(s, batch, n, start, err); why != nil {
 				if err != nil {
-					why = vanishedWrite(ctx, why)
+					why = h.vanishedWrite(ctx, why)
 				}
 				break
 			}
@@ -97,8 +94,8 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, key Key, first *
 // than half the write timeout is left on it: a write may run for at least
 // WriteTimeout/2 and at most WriteTimeout.
 func (h *Hub) writeHTTP(w http.ResponseWriter, rc *http.ResponseController, batch []*message, deadline *time.Time, now time.Time) (int, error) {
-	if h.writeTimeout > 0 && deadline.Sub(now) < h.writeTimeout/2 {
-		*deadline = now.Add(h.writeTimeout)
+	if h.opts.WriteTimeout > 0 && deadline.Sub(now) < h.opts.WriteTimeout/2 {
+		*deadline = now.Add(h.opts.WriteTimeout)
 		// An error means the writer has no deadlines (not a real
 		// connection); writes then go on without one.
 		_ = rc.SetWriteDeadline(*deadline)
@@ -119,21 +116,9 @@ func (h *Hub) writeHTTP(w http.ResponseWriter, rc *http.ResponseController, batc
 // readerVerdictWait) when net/http's background read learnt that TCP gave
 // up on the peer: it waits for the request's context, which that read
 // cancels right after recording the error, at most readerVerdictWait.
-func vanishedWrite(ctx context.Context, err error) error {
-	c, _ := ctx.Value(connKey{}).(*conn)
-	if c == nil || errors.Is(err, ErrPeerVanished) {
-		return err
+func (h *Hub) vanishedWrite(ctx context.Context, err error) error {
+	if c, _ := ctx.Value(connKey{}).(*conn); c != nil && c.vanished.Load() == nil && awaitsReader(err) {
+		awaitVerdict(ctx.Done(), h.verdictWait)
 	}
-	if c.vanished.Load() == nil && awaitsReader(err) {
-		t := time.NewTimer(readerVerdictWait)
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
-	}
-	if v := c.vanished.Load(); v != nil {
-		return peerVanished(err, *v)
-	}
-	return err
+	return markVanished(ctx, err)
 }

@@ -1,6 +1,7 @@
 package sfere
 
 import (
+	"cmp"
 	"fmt"
 	"syscall"
 	"time"
@@ -17,10 +18,7 @@ func userTimeoutControl(d time.Duration) func(network, address string, c syscall
 		err := c.Control(func(fd uintptr) {
 			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, ms)
 		})
-		if err == nil {
-			err = serr
-		}
-		if err != nil {
+		if err = cmp.Or(err, serr); err != nil {
 			return fmt.Errorf("sfere: set TCP_USER_TIMEOUT: %w", err)
 		}
 		return nil

@@ -1,7 +1,5 @@
 package sfere
 
-import "sync"
-
 // MemoryOptions configures a [MemoryStore]. The zero value is usable.
 type MemoryOptions struct {
 	// OnEvict is called once for every stream that leaves the store.
@@ -12,32 +10,22 @@ type MemoryOptions struct {
 // replaced or are purged; nothing expires.
 type MemoryStore struct {
 	onEvict EvictFunc
-
-	mu  sync.RWMutex
-	idx index
+	index
 }
 
 // NewMemoryStore returns an empty [MemoryStore].
 func NewMemoryStore(opts MemoryOptions) *MemoryStore {
-	return &MemoryStore{onEvict: opts.OnEvict, idx: newIndex()}
+	return &MemoryStore{onEvict: opts.OnEvict}
 }
 
 // Put implements [Store].
 func (m *MemoryStore) Put(s *Stream) {
 	m.mu.Lock()
-	old := m.idx.put(s)
+	old := m.put(s)
 	m.mu.Unlock()
 	if old != nil && old != s {
 		Evict(m.onEvict, Eviction{Key: old.key, Stream: old, Cause: CauseReplaced})
 	}
-}
-
-// Get implements [Store].
-func (m *MemoryStore) Get(k Key) (*Stream, bool) {
-	m.mu.RLock()
-	s := m.idx.get(k)
-	m.mu.RUnlock()
-	return s, s != nil
 }
 
 // Touch implements [Store]; a MemoryStore has no timers, so it does nothing.
@@ -46,7 +34,7 @@ func (m *MemoryStore) Touch(*Stream) {}
 // Purge implements [Store].
 func (m *MemoryStore) Purge(k Key) bool {
 	m.mu.Lock()
-	s := m.idx.remove(k)
+	s := m.remove(k)
 	m.mu.Unlock()
 	if s == nil {
 		return false
@@ -58,31 +46,10 @@ func (m *MemoryStore) Purge(k Key) bool {
 // PurgeStream implements [Store].
 func (m *MemoryStore) PurgeStream(s *Stream, cause Cause, err error) bool {
 	m.mu.Lock()
-	ok := m.idx.removeStream(s)
+	ok := m.removeStream(s)
 	m.mu.Unlock()
 	if ok {
 		Evict(m.onEvict, Eviction{Key: s.key, Stream: s, Cause: cause, Err: err})
 	}
 	return ok
-}
-
-// Keys implements [Store].
-func (m *MemoryStore) Keys(p Pattern) []Key {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.idx.keys(p)
-}
-
-// Count implements [Store].
-func (m *MemoryStore) Count(p Pattern) int {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.idx.count(p)
-}
-
-// AppendStreams implements [Store].
-func (m *MemoryStore) AppendStreams(dst []*Stream, p Pattern) []*Stream {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.idx.appendStreams(dst, p)
 }

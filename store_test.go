@@ -41,7 +41,7 @@ func TestTTLStoreSlidingExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	s := newStream(NewKey("d", "lobby", "brian"), 0)
+	s := newStream(NewKey("d", "lobby", "brian"), 0, nil)
 	st.Put(s)
 	for range 5 {
 		clock.Advance(40 * time.Second)
@@ -72,7 +72,7 @@ func TestTTLStoreFixedExpiryIgnoresAccess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	s := newStream(NewKey("d", "lobby", "brian"), 0)
+	s := newStream(NewKey("d", "lobby", "brian"), 0, nil)
 	st.Put(s)
 	clock.Advance(40 * time.Second)
 	st.Touch(s)
@@ -96,7 +96,7 @@ func TestTTLStoreSizeCap(t *testing.T) {
 	defer st.Close()
 	const n = 50
 	for i := range n {
-		st.Put(newStream(NewKey("d", "lobby", fmt.Sprint(i)), 0))
+		st.Put(newStream(NewKey("d", "lobby", fmt.Sprint(i)), 0, nil))
 	}
 	st.cleanUp()
 	for range n - max {

@@ -2,7 +2,6 @@ package sfere
 
 import (
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/maypok86/otter/v2"
@@ -66,16 +65,19 @@ type TTLOptions struct {
 // [CauseSize]; expiry is noticed by the cache's clean-up, which runs about
 // once a second and on store activity.
 //
+// Keys, Count and AppendStreams list a stream whose time is up until the
+// cache's clean-up has noticed it (about a second at most).
+//
 // Call [TTLStore.Close] when done with it, to stop the cache's clean-up goroutine.
 type TTLStore struct {
 	onEvict EvictFunc
 	cache   *otter.Cache[Key, *Stream]
 
-	// mu guards idx and orders every cache mutation with it, so the index
-	// (the truth about which stream holds a key) and the cache (the timer
-	// and size policy) always agree on the stream stored under a key.
-	mu  sync.RWMutex
-	idx index
+	// The index's lock also orders every cache mutation with the index, so
+	// the index (the truth about which stream holds a key) and the cache
+	// (the timer and size policy) always agree on the stream stored under
+	// a key.
+	index
 }
 
 // NewTTLStore returns an empty [TTLStore].
@@ -89,7 +91,7 @@ func NewTTLStore(opts TTLOptions) (*TTLStore, error) {
 	if opts.MaxSize == 0 {
 		opts.MaxSize = DefaultMaxSize
 	}
-	s := &TTLStore{onEvict: opts.OnEvict, idx: newIndex()}
+	s := &TTLStore{onEvict: opts.OnEvict}
 	o := &otter.Options[Key, *Stream]{
 		MaximumSize: opts.MaxSize,
 		OnDeletion:  s.onDeletion,
@@ -136,7 +138,7 @@ func (t *TTLStore) onDeletion(e otter.DeletionEvent[Key, *Stream]) {
 		return
 	}
 	t.mu.Lock()
-	ok := t.idx.removeStream(e.Value)
+	ok := t.removeStream(e.Value)
 	t.mu.Unlock()
 	if ok {
 		Evict(t.onEvict, Eviction{Key: e.Key, Stream: e.Value, Cause: cause})
@@ -146,7 +148,7 @@ func (t *TTLStore) onDeletion(e otter.DeletionEvent[Key, *Stream]) {
 // Put implements [Store].
 func (t *TTLStore) Put(s *Stream) {
 	t.mu.Lock()
-	old := t.idx.put(s)
+	old := t.put(s)
 	t.cache.Set(s.key, s)
 	t.mu.Unlock()
 	if old != nil && old != s {
@@ -156,14 +158,11 @@ func (t *TTLStore) Put(s *Stream) {
 
 // Get implements [Store]; with [Sliding] expiry it restarts the entry's timer.
 func (t *TTLStore) Get(k Key) (*Stream, bool) {
-	t.mu.RLock()
-	s := t.idx.get(k)
-	t.mu.RUnlock()
-	if s == nil {
-		return nil, false
+	s, ok := t.index.Get(k)
+	if ok {
+		t.cache.GetIfPresent(k)
 	}
-	t.cache.GetIfPresent(k)
-	return s, true
+	return s, ok
 }
 
 // Touch implements [Store]; with [Sliding] expiry it restarts the entry's timer.
@@ -176,7 +175,7 @@ func (t *TTLStore) Touch(s *Stream) {
 // Purge implements [Store].
 func (t *TTLStore) Purge(k Key) bool {
 	t.mu.Lock()
-	s := t.idx.remove(k)
+	s := t.remove(k)
 	if s != nil {
 		t.cache.Invalidate(k)
 	}
@@ -191,7 +190,7 @@ func (t *TTLStore) Purge(k Key) bool {
 // PurgeStream implements [Store].
 func (t *TTLStore) PurgeStream(s *Stream, cause Cause, err error) bool {
 	t.mu.Lock()
-	ok := t.idx.removeStream(s)
+	ok := t.removeStream(s)
 	if ok {
 		t.cache.Invalidate(s.key)
 	}
@@ -200,28 +199,6 @@ func (t *TTLStore) PurgeStream(s *Stream, cause Cause, err error) bool {
 		Evict(t.onEvict, Eviction{Key: s.key, Stream: s, Cause: cause, Err: err})
 	}
 	return ok
-}
-
-// Keys implements [Store]. A stream whose time is up is listed until the
-// cache's clean-up has noticed it (about a second at most).
-func (t *TTLStore) Keys(p Pattern) []Key {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return t.idx.keys(p)
-}
-
-// Count implements [Store], with the staleness of [TTLStore.Keys].
-func (t *TTLStore) Count(p Pattern) int {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return t.idx.count(p)
-}
-
-// AppendStreams implements [Store], with the staleness of [TTLStore.Keys].
-func (t *TTLStore) AppendStreams(dst []*Stream, p Pattern) []*Stream {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return t.idx.appendStreams(dst, p)
 }
 
 // cleanUp runs the cache's pending maintenance now (tests use it with a

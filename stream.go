@@ -42,8 +42,6 @@ type Stream struct {
 
 	done     chan struct{} // closed by evict
 	finished chan struct{} // closed by finish
-	cause    Cause         // set by evict, read after done
-	err      error         // set by evict, read after done
 }
 
 // sink is how a stream's queue reaches its client. There are two: a
@@ -60,12 +58,12 @@ type sink interface {
 	interrupt()
 }
 
-// newStream returns an open stream under key; the caller sets its sink
-// before storing it.
-func newStream(key Key, maxQueue int) *Stream {
+// newStream returns an open stream under key, written by sink.
+func newStream(key Key, maxQueue int, sink sink) *Stream {
 	return &Stream{
 		key:      key,
 		maxQueue: maxQueue,
+		sink:     sink,
 		done:     make(chan struct{}),
 		finished: make(chan struct{}),
 	}
@@ -105,7 +103,7 @@ func (s *Stream) put(m *message) error {
 	s.queue = append(s.queue, m)
 	s.queued += len(m.data)
 	if m.track != nil {
-		m.track.add()
+		m.track.pending.Add(1)
 	}
 	return nil
 }
@@ -194,14 +192,13 @@ func (s *Stream) pending() bool {
 }
 
 // evict marks the stream evicted; only Evict calls it.
-func (s *Stream) evict(cause Cause, err error) {
+func (s *Stream) evict() {
 	s.mu.Lock()
 	if s.isEvicted {
 		s.mu.Unlock()
 		return
 	}
 	s.isEvicted = true
-	s.cause, s.err = cause, err
 	s.mu.Unlock()
 	close(s.done)
 	if s.sink != nil {
@@ -227,9 +224,8 @@ func (s *Stream) finish() {
 		s.mu.Unlock()
 		return
 	}
-	s.fired = true
 	fns := s.afterEnd
-	s.afterEnd = nil
+	s.fired, s.afterEnd = true, nil
 	s.mu.Unlock()
 	close(s.finished)
 	for _, f := range fns {
@@ -267,8 +263,6 @@ func newTracker(done func(written, failed int64)) *tracker {
 	t.pending.Store(1)
 	return t
 }
-
-func (t *tracker) add() { t.pending.Add(1) }
 
 // settle records one stream's outcome.
 func (t *tracker) settle(ok bool) {

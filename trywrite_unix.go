@@ -35,13 +35,12 @@ func (w *rawWriter) try(raw syscall.RawConn, p []byte) (int, error) {
 		return 0, nil
 	}
 	w.p, w.n, w.err = p, 0, nil
-	err := raw.Write(w.fn)
-	n, werr := w.n, w.err
-	w.p, w.err = nil, nil
-	if err != nil {
-		return n, err
+	if err := raw.Write(w.fn); err != nil {
+		w.err = err
 	}
-	return n, werr
+	n, err := w.n, w.err
+	w.p, w.err = nil, nil
+	return n, err
 }
 
 // write is the RawConn.Write callback: it never asks to wait.

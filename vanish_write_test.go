@@ -2,6 +2,9 @@ package sfere
 
 import (
 	"errors"
+	"net"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,4 +38,50 @@ func TestVanishedPeerUnderWritesIsVanished(t *testing.T) {
 			t.Fatalf("eviction = %v (%v), want closed, vanished", got.Cause, got.Err)
 		}
 	})
+}
+
+// The reader of a taken-over connection that meets its end (EOF) while a
+// writer holds the connection waits for that writer's verdict: the write
+// may have taken the ETIMEDOUT that tells a vanished peer (the kernel tells
+// one call only), and the stream then ends as vanished, not as a closed
+// tab. The test plays the writer, and answers once the reader waits.
+func TestVanishedPeerSeenByWriterWhileReaderMeetsEOF(t *testing.T) {
+	hub, ev := newMemoryHub(t, HubOptions{})
+	hub.verdictWait = time.Minute // the verdict comes when the reader waits, however busy the machine
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &connSink{nc: nc, writers: &hub.writers}
+	c.s = newStream(lobbyKey("brian"), 0, c)
+	hub.store.Put(c.s)
+	if do := c.step(evWake); do != doSchedule { // held by the test, not by the writers
+		t.Fatalf("wake = %d, want doSchedule", do)
+	}
+	hub.active.Add(1)
+	go hub.watch(nil, c)
+	client.Close()
+	ssetest.Eventually(t, waitLong, "the reader waits for the writer", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.verdict != nil
+	})
+	timedOut := &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.ETIMEDOUT)}
+	hub.wrote(c, nil, 0, time.Now(), timedOut)
+	got := ev.next(t, waitLong)
+	if got.Cause != CauseClosed || !errors.Is(got.Err, ErrWrite) || !errors.Is(got.Err, ErrPeerVanished) {
+		t.Fatalf("eviction = %v (%v), want closed, write failed, vanished", got.Cause, got.Err)
+	}
+	if err := hub.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 }

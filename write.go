@@ -20,33 +20,25 @@ func upToClose(batch []*message) int {
 	return len(batch)
 }
 
-// carriesApp reports whether batch holds bytes of the app's own traffic
-// (anything but a heartbeat). The opening batch of initial effects
-// counts, like any other.
-func carriesApp(batch []*message) bool {
-	for _, m := range batch {
-		if !m.heartbeat && len(m.data) > 0 {
-			return true
-		}
-	}
-	return false
-}
-
 // afterWrite is what follows a write of batch to s's client, on either
 // sink: the first n messages were written, starting at start, or the
 // write failed with err (n is then 0). It settles the messages' trackers,
-// records a write of app traffic (the heartbeat skips streams that just
-// proved their client), touches the store (a sliding expiry restarts),
-// and returns why the stream must end: the write's error (see
-// writeError), [ErrClosedByApp] after a close-stream message, or nil.
+// records a write of app traffic (anything but a heartbeat, the opening
+// batch included: the heartbeat skips streams that just proved their
+// client), touches the store (a sliding expiry restarts), and returns why
+// the stream must end: the write's error (see writeError),
+// [ErrClosedByApp] after a close-stream message, or nil.
 func (h *Hub) afterWrite(s *Stream, batch []*message, n int, start time.Time, err error) error {
 	settleAll(batch[:n], err == nil)
 	settleAll(batch[n:], false)
 	if err != nil {
 		return writeError(err)
 	}
-	if carriesApp(batch[:n]) {
-		s.lastAppWrite.Store(start.UnixNano())
+	for _, m := range batch[:n] {
+		if !m.heartbeat && len(m.data) > 0 {
+			s.lastAppWrite.Store(start.UnixNano())
+			break
+		}
 	}
 	h.store.Touch(s)
 	if n > 0 && batch[n-1].close {
@@ -55,14 +47,17 @@ func (h *Hub) afterWrite(s *Stream, batch []*message, n int, start time.Time, er
 	return nil
 }
 
-// readerVerdictWait is how long a failed write waits for the connection's
-// reader before it reports a plain write error. Once TCP gives up on a
-// peer (the user timeout), the kernel reports ETIMEDOUT to one call only,
-// often the read, and EPIPE to the others: a write that fails with a dead
-// connection's error leaves the verdict to the reader, which wakes by
-// itself on a dead connection and may know that the peer vanished. Both
-// sinks have such a reader (net/http's background read, recorded by
-// [Listen]'s connections; the taken-over connection's own).
+// readerVerdictWait bounds how long one side of a dead connection waits
+// for the other's verdict. Once TCP gives up on a peer (the user timeout),
+// the kernel reports ETIMEDOUT to one call only, the read or a write, and
+// EOF, EPIPE or ECONNRESET to the others, so the side that did not get it
+// asks the other before it says why the stream ended. A write that fails
+// with a dead connection's error waits for the connection's reader, which
+// wakes by itself on a dead connection (both sinks have one: net/http's
+// background read, recorded by [Listen]'s connections; the taken-over
+// connection's own). The reader of a taken-over connection that meets its
+// end while a writer holds it waits for that writer's verdict
+// (connSink.readFailure).
 const readerVerdictWait = 50 * time.Millisecond
 
 // awaitsReader reports whether a write's error should wait for the
@@ -70,4 +65,14 @@ const readerVerdictWait = 50 * time.Millisecond
 func awaitsReader(err error) bool {
 	return !errors.Is(err, ErrPeerVanished) &&
 		(errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET))
+}
+
+// awaitVerdict waits until done is closed, at most d.
+func awaitVerdict(done <-chan struct{}, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }

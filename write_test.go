@@ -36,7 +36,7 @@ func TestOpeningBatchCountsAsAppTraffic(t *testing.T) {
 				if got := s.lastAppWrite.Load() != 0; got != tc.skipped {
 					t.Fatalf("app write recorded = %v, want %v", got, tc.skipped)
 				}
-				res := hb.beat(time.Now().Add(-time.Minute))
+				res := hb.beat(time.Now().Add(-time.Minute).UnixNano())
 				if skipped := hb.Stats().Skipped == 1 && res.Delivered == 0; skipped != tc.skipped {
 					t.Fatalf("periodic beat: %+v, stats %+v; want skipped %v", res, hb.Stats(), tc.skipped)
 				}

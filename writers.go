@@ -118,22 +118,18 @@ func (w *writers) run() {
 // drain writes what is queued for c's stream in one write that does not
 // wait. What the socket does not take now goes on in writeSlow.
 func (h *Hub) drain(c *connSink, ws *writerState) {
-	if c.writeErr.Load() != nil { // the reader ends the stream
-		h.letGo(c)
-		return
-	}
 	// The spare slice becomes the queue, and the batch becomes the spare
 	// once written (Hub.wrote): two slices take turns, so steady traffic
 	// allocates nothing. Until then there is no spare.
 	batch, err := c.s.take(c.spare)
 	c.spare = nil
-	switch {
-	case errors.Is(err, ErrStreamEnded): // the reader settles what is left
-		h.letGo(c)
-		return
-	case err != nil:
+	if err != nil || c.writeErr.Load() != nil {
+		// The reader ends an evicted stream (ErrStreamEnded) and one whose
+		// write failed; an overflow ends here.
 		settleAll(batch, false)
-		h.store.PurgeStream(c.s, CauseClosed, err)
+		if err != nil && !errors.Is(err, ErrStreamEnded) {
+			h.store.PurgeStream(c.s, CauseClosed, err)
+		}
 		h.letGo(c)
 		return
 	}
@@ -179,8 +175,8 @@ func join(dst []byte, batch []*message) ([]byte, int) {
 func (h *Hub) writeSlow(c *connSink, rest []byte, batch []*message, n int, start time.Time) {
 	// The deadline is set before the state says waiting, so that an end
 	// that cuts the write short (doCut) is never overwritten.
-	if h.writeTimeout > 0 {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(h.writeTimeout))
+	if h.opts.WriteTimeout > 0 {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
 	}
 	if c.step(evFull) == doDrop {
 		settleAll(batch, false)
@@ -200,20 +196,24 @@ func (h *Hub) writeSlow(c *connSink, rest []byte, batch []*message, n int, start
 
 // wrote finishes a write of batch (n messages of it written, or err):
 // the rule every write follows (Hub.afterWrite), then the connection's
-// part: a failed write ends the stream, or leaves the verdict to the
-// reader (readerVerdictWait), and the writer lets go.
+// part, and the writer lets go. A failed write leaves its error to the
+// reader, which ends the stream: at once, or after readerVerdictWait if
+// the reader may know more. Its verdict is in place before the writer
+// lets go, for a reader that waits for it (connSink.readFailure).
 func (h *Hub) wrote(c *connSink, batch []*message, n int, start time.Time, err error) {
 	why := h.afterWrite(c.s, batch, n, start, err)
 	switch {
-	case err != nil && awaitsReader(err):
-		c.broken = true
-		werr := why // its own variable: only a failed write allocates
-		if c.writeErr.CompareAndSwap(nil, &werr) {
-			time.AfterFunc(readerVerdictWait, c.interrupt)
-		}
 	case err != nil:
 		c.broken = true
-		h.store.PurgeStream(c.s, CauseClosed, why)
+		// Its own variable: only a failed write allocates, once (the
+		// writers write no more to the connection after it).
+		werr := why
+		c.writeErr.Store(&werr)
+		if awaitsReader(err) {
+			time.AfterFunc(h.verdictWait, c.interrupt)
+		} else {
+			c.interrupt()
+		}
 	case why != nil:
 		h.store.PurgeStream(c.s, CauseClosed, why)
 	default:
