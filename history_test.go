@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -440,5 +441,64 @@ func TestHeartbeatTakesNoPosition(t *testing.T) {
 	}
 	if after := hub.Position(); after != before {
 		t.Fatalf("three heartbeats moved the history from %v to %v", before, after)
+	}
+}
+
+// An exclusion the app changes after a broadcast (a KeySet it keeps
+// filling, as package presence does) never brings a resuming stream an
+// event it was excluded from live; the replay covers only what came before
+// the stream was stored, and the stream gets every event once.
+func TestReplayIgnoresExclusionsChangedLater(t *testing.T) {
+	bothPaths(t, func(t *testing.T, noHijack bool) {
+		var hub *Hub
+		hub, _ = newMemoryHub(t, HubOptions{NoHijack: noHijack, History: HistoryOptions{Size: 64}, OnOpen: func(s *Stream) {
+			ex := KeySet{s.Key(): {}}
+			hub.Broadcast(All, ex, AppendElements("#m", "<p>not for the newcomer</p>"))
+			delete(ex, s.Key())
+			hub.Send(s.Key(), AppendElements("#m", "<p>for the newcomer</p>"))
+		}})
+		srv := testServer(t, hub)
+		hub.Broadcast(All, nil, numbered(1))
+		from := hub.Position()
+		hub.Broadcast(All, nil, numbered(2))
+		c := dial(t, srv, "brian&lastEventID="+url.QueryEscape(from.String()))
+		c.Wait(waitLong, ssetest.Containing("<p>for the newcomer</p>"))
+		hub.Broadcast(All, nil, numbered(3))
+		c.Wait(waitLong, ssetest.Containing("<p>3</p>"))
+		var got []string
+		for _, e := range c.Events() {
+			for _, d := range e.Data {
+				if p, ok := strings.CutPrefix(d, "elements "); ok {
+					got = append(got, p)
+				}
+			}
+		}
+		want := []string{"<p>2</p>", "<p>for the newcomer</p>", "<p>3</p>"}
+		if !slices.Equal(got, want) {
+			t.Fatalf("the resumed stream got %q, want %q", got, want)
+		}
+	})
+}
+
+// A Last-Event-ID header that carries two positions (the page's own and
+// the one the client added on a retry, joined by fetch) resumes from the
+// last.
+func TestLastEventIDWithTwoPositions(t *testing.T) {
+	hub, _ := newMemoryHub(t, HubOptions{History: HistoryOptions{Size: 8}})
+	srv := testServer(t, hub, AppendElements("#m", "<p>initial</p>"))
+	page := hub.Position()
+	hub.Broadcast(All, nil, numbered(1))
+	last := hub.Position()
+	hub.Broadcast(All, nil, numbered(2))
+	req, _ := http.NewRequest("POST", srv.URL+"/sse?id=brian", nil)
+	req.Header.Set("Last-Event-ID", page.String()+", "+last.String())
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ssetest.FromResponse(t, resp)
+	e := c.Wait(waitLong, ssetest.Containing("<p>2</p>"))
+	if _, dup := c.Find(ssetest.Containing("<p>1</p>")); dup || e.Seq != 0 {
+		t.Fatalf("resumed from the first position, not the last:\n%v", c.Events())
 	}
 }

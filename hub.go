@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"sync"
+	"strings"
 	"time"
 )
 
@@ -118,6 +119,12 @@ func (h *Hub) Store() Store { return h.store }
 // initial effects are: so pass the page's full state as the initial
 // effects, and a client that could not resume is brought up to date by
 // them, never left with a gap. [Stream.Recovery] says which happened.
+// Each missed event is matched against its pattern and exclusions once,
+// when the stream is stored (a Matcher the app changed since is read
+// then); every later event reaches the stream live, or not, as any
+// stream. A Last-Event-ID header with several positions (fetch joins a
+// page's own header with the one a client adds on a retry) resumes from
+// the last.
 //
 // The request's body should be read (or be empty) before Serve is called:
 // then a closed connection is noticed at once, without waiting for a write
@@ -200,34 +207,62 @@ func (h *Hub) admit(s *Stream, r *http.Request, first *message) {
 	if h.opts.Retry > 0 {
 		opening = append(opening, &message{data: retryField(h.opts.Retry + rand.N(h.opts.Retry)), idAt: -1})
 	}
-	if h.hist != nil {
-		// The initial effects carry the position before the stream is
-		// stored: every live event queued to it from then on comes after.
-		first = first.withID(h.Position().String())
-	}
 	// Stored before its opening is in place, so that no live event is
 	// missed; its writer waits (paused) until then.
 	s.paused = true
-	h.store.Put(s)
+	var rec Recovery
+	if h.hist == nil {
+		h.store.Put(s)
+	} else {
+		// The initial effects were rendered about now: a stream that asks
+		// for no position is sent what comes after this one, after them.
+		from, asked := h.Position(), false
+		var err error
+		if text := lastEventID(r); text != "" {
+			from, err = ParsePosition(text)
+			rec.From, asked = from, true
+		}
+		// Events with a position skip the stream from its storing until
+		// the history's lock is taken here: its opening brings every event
+		// up to the newest (each matched against its exclusions now, with
+		// the key new), and every later one reaches it live. So an event
+		// comes once, and an exclusion the app changes later (a KeySet it
+		// keeps filling) never brings back an event the stream did not get.
+		s.admitting.Store(true)
+		h.store.Put(s)
+		h.hist.mu.Lock()
+		s.admitting.Store(false)
+		if err == nil {
+			replay, err = h.hist.replayLocked(nil, from, s.key, time.Now())
+		} else {
+			err = ErrPositionUnknown
+		}
+		if asked {
+			rec.Err, rec.Recovered = err, err == nil
+		}
+		if err != nil {
+			replay = nil
+		}
+		first = first.withID(Position{h.hist.epoch, h.hist.top}.String())
+		h.hist.mu.Unlock()
+	}
 	if h.opts.OnOpen != nil {
 		h.opts.OnOpen(s)
 	}
-	var rec Recovery
-	if h.hist != nil {
-		h.hist.mu.Lock()
-		defer h.hist.mu.Unlock()
-		// The query parameter is for clients that cannot set headers (a
-		// page's first request).
-		if text := cmp.Or(r.Header.Get("Last-Event-ID"), r.URL.Query().Get("lastEventID")); text != "" {
-			from, err := ParsePosition(text)
-			rec.From, rec.Err = from, ErrPositionUnknown
-			if err == nil {
-				replay, rec.Err = h.hist.replayLocked(nil, from, s.key, time.Now())
-				rec.Recovered = rec.Err == nil
-			}
-		}
-	}
 	s.open(opening, replay, first, rec)
+}
+
+// lastEventID is the position a request resumes from: its Last-Event-ID
+// header, or the lastEventID query parameter (for clients that cannot set
+// headers). A header that carries several (a page passes the position it
+// was rendered at while the Datastar client adds the id of the last event
+// it got: fetch joins them with ", ") gives its last one, the newest.
+func lastEventID(r *http.Request) string {
+	text := cmp.Or(strings.Join(r.Header.Values("Last-Event-ID"), ","), r.URL.Query().Get("lastEventID"))
+	if i := strings.LastIndexByte(text, ','); i >= 0 {
+		text = text[i+1:]
+	}
+	return strings.TrimSpace(text)
 }
 
 // Position returns the position of the newest event in the hub's
@@ -369,7 +404,7 @@ func (h *Hub) publishLocked(p Pattern, exclude Matcher, m *message, wroteSince i
 	streams := h.store.AppendStreams((*buf)[:0], p)
 	wakes := wakeBatch{w: &h.writers}
 	for _, s := range streams {
-		if exclude != nil && exclude.Match(s.key) {
+		if exclude != nil && exclude.Match(s.key) || m.offset != 0 && s.admitting.Load() {
 			continue
 		}
 		if wroteSince != 0 && s.lastAppWrite.Load() > wroteSince {
@@ -407,6 +442,9 @@ func (h *Hub) Send(key Key, effects ...Effect) (Result, error) {
 	}
 	if !ok {
 		return Result{}, fmt.Errorf("%w: %v", ErrNoStream, key)
+	}
+	if m.offset != 0 && s.admitting.Load() {
+		return Result{Delivered: 1}, nil // its opening brings it (see admit)
 	}
 	if err := s.enqueue(m, nil); err != nil {
 		return Result{Failed: 1}, fmt.Errorf("sfere: send to %v: %w", key, err)

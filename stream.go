@@ -39,6 +39,10 @@ type Stream struct {
 	fired     bool // finish ran
 
 	lastAppWrite atomic.Int64 // unix nanos: start of the last successful write of app traffic
+	// admitting is set from the stream's storing until its opening is
+	// decided (under the history's lock): events with a position skip it
+	// meanwhile, and its opening brings them (see Hub.admit).
+	admitting atomic.Bool
 
 	done     chan struct{} // closed by evict
 	finished chan struct{} // closed by finish
@@ -127,38 +131,22 @@ func (s *Stream) take(spare []*message) ([]*message, error) {
 	return batch, s.overflow
 }
 
-// open puts the stream's opening ahead of whatever was queued since it
-// was stored, and lets its writer go: head (a retry field), then, for a
-// recovered stream, the replay merged by offset with the events queued to
-// it live (each once: the replay may hold them too, or, if the app's
-// exclusions changed since, not; rec.Replayed counts those that came from
-// the replay alone), else the initial effects.
+// open puts the stream's opening ahead of whatever was queued to it live
+// since it was stored, and lets its writer go: head (a retry field), then
+// the initial effects unless the stream recovered, then the events of the
+// history it was owed up to then (replay: all it missed if it recovered;
+// for a stream that asked for nothing, what came since first was
+// rendered), then the live ones.
 func (s *Stream) open(head, replay []*message, first *message, rec Recovery) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	live := s.queue
 	queue := head
-	if rec.Recovered {
-		var rest []*message // queued live without a position: heartbeats, comments
-		for _, m := range live {
-			if m.offset == 0 {
-				rest = append(rest, m)
-				continue
-			}
-			for len(replay) > 0 && replay[0].offset < m.offset {
-				queue, replay = append(queue, replay[0]), replay[1:]
-				rec.Replayed++
-			}
-			if len(replay) > 0 && replay[0].offset == m.offset {
-				replay = replay[1:]
-			}
-			queue = append(queue, m)
-		}
-		rec.Replayed += len(replay)
-		queue = append(append(queue, replay...), rest...)
+	if !rec.Recovered {
+		queue = append(queue, first)
 	} else {
-		queue = append(append(queue, first), live...)
+		rec.Replayed = len(replay)
 	}
+	queue = append(append(queue, replay...), s.queue...)
 	s.queue, s.queued = queue, 0
 	for _, m := range queue {
 		s.queued += len(m.data)

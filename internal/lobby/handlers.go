@@ -265,6 +265,9 @@ func (h *handlers) sse(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	if rec := s.Recovery(); rec.From != (sfere.Position{}) || rec.Err != nil {
+		h.log.Debug("stream resumed", "from", rec.From, "recovered", rec.Recovered, "replayed", rec.Replayed, "err", rec.Err)
+	}
 	s.AfterEnd(func() { h.streams.release(addr) })
 }
 

@@ -30,6 +30,7 @@ func TestLineSaidBetweenPageAndStreamIsNotLost(t *testing.T) {
 	phil.say("said before the stream opened")
 	bs := brian.openStreamFrom(renderedPosition(t, joined.body))
 	bs.waitFor("said before the stream opened")
+	bs.waitFor(`id="participant-list"`)
 	phil.say("said after it opened")
 	bs.waitFor("said after it opened")
 
@@ -59,6 +60,12 @@ func TestLineSaidBetweenPageAndStreamIsNotLost(t *testing.T) {
 	}
 	if n := ps.count(leftLine("brian")); n != 0 {
 		t.Errorf("the reload announced a departure:\n%s", ps.dump())
+	}
+	// Brian's own arrival reached his first stream once: in its snapshot,
+	// not also from the history (the batch that announced it to others
+	// excluded his new stream).
+	if n := bs.count(joinedLine("brian")); n != 1 {
+		t.Errorf("brian's stream shows his arrival %d times, want 1:\n%s", n, bs.dump())
 	}
 }
 
