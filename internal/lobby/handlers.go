@@ -211,38 +211,7 @@ func (h *handlers) sse(w http.ResponseWriter, r *http.Request) {
 	// Each tab is a stream of its own; the stream outlives this handler
 	// (the hub took its connection over) and its slot is released when
 	// it ends.
-	// A page that comes back with a position is sent what it missed
-	// instead of its initial effects; if the lobby no longer has it all
-	// (the server restarted, or the page was away too long), nothing of
-	// it is sent and the initial effects are: a line saying so. Either
-	// way the stream's snapshot brings the participant list up to date.
-	var initial []sfere.Effect
-	if r.Header.Get("Last-Event-ID") != "" || r.URL.Query().Get("lastEventID") != "" {
-		line, err := h.views.systemLine("Some lines said while you were away could not be recovered.")
-		if err != nil {
-			h.streams.release(addr)
-			h.log.Error("render recovery notice", "err", err)
-			http.Error(w, "internal error", http.StatusInternalServerError)
-			return
-		}
-		initial = append(initial, sfere.AppendElements("#messages", line))
-	}
-	sid := sessionID(r)
-	s, err := h.lobby.tracker.Detach(w, r, sid, initial...)
-	if errors.Is(err, presence.ErrNotClaimed) {
-		// A session the lobby does not know may still carry its signed
-		// name (the lobby restarted): it takes the name back, unless
-		// someone else took it meanwhile.
-		if name, ok := h.resumable(r, sid); ok {
-			if _, jerr := h.lobby.join(r.Context(), sid, name); jerr == nil {
-				h.log.Info("session resumed from its cookie", "name", name)
-				h.sessions.setMember(w, r, sid, name) // signed by this run
-				s, err = h.lobby.tracker.Detach(w, r, sid, initial...)
-			} else if errors.Is(jerr, ErrNameTaken) {
-				err = jerr
-			}
-		}
-	}
+	s, err := h.openStream(w, r)
 	if err != nil {
 		h.streams.release(addr)
 		switch {
@@ -262,6 +231,7 @@ func (h *handlers) sse(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, r, http.StatusServiceUnavailable, ErrShutdown)
 		default:
 			h.log.Warn("stream could not start", "err", err)
+			http.Error(w, "the stream could not start", http.StatusInternalServerError)
 		}
 		return
 	}
@@ -269,6 +239,40 @@ func (h *handlers) sse(w http.ResponseWriter, r *http.Request) {
 		h.log.Debug("stream resumed", "from", rec.From, "recovered", rec.Recovered, "replayed", rec.Replayed, "err", rec.Err)
 	}
 	s.AfterEnd(func() { h.streams.release(addr) })
+}
+
+// openStream opens the stream of the request's session. A page that comes
+// back with a position is sent what it missed; if the lobby no longer has
+// it all (it restarted, or the page was away too long), nothing of it is
+// sent but a line saying so (the initial effects), and either way the
+// stream's snapshot brings the participant list up to date. A session the
+// lobby does not know may still carry its signed name (the lobby
+// restarted): it takes the name back, unless someone took it meanwhile
+// ([ErrNameTaken]).
+func (h *handlers) openStream(w http.ResponseWriter, r *http.Request) (*sfere.Stream, error) {
+	var initial []sfere.Effect
+	if r.Header.Get("Last-Event-ID") != "" || r.URL.Query().Get("lastEventID") != "" {
+		line, err := h.views.systemLine("Some lines said while you were away could not be recovered.")
+		if err != nil {
+			return nil, fmt.Errorf("render recovery notice: %w", err)
+		}
+		initial = append(initial, sfere.AppendElements("#messages", line))
+	}
+	sid := sessionID(r)
+	s, err := h.lobby.tracker.Detach(w, r, sid, initial...)
+	if !errors.Is(err, presence.ErrNotClaimed) {
+		return s, err
+	}
+	name, ok := h.resumable(r, sid)
+	if !ok {
+		return nil, err
+	}
+	if _, err := h.lobby.join(r.Context(), sid, name); err != nil {
+		return nil, err
+	}
+	h.log.Info("session resumed from its cookie", "name", name)
+	h.sessions.setMember(w, r, sid, name) // signed by this run
+	return h.lobby.tracker.Detach(w, r, sid, initial...)
 }
 
 // resumable returns the name of a session that an earlier run of this
