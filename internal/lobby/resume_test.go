@@ -188,44 +188,16 @@ func TestVanishedPeerResumes(t *testing.T) {
 	bs := brian.enter("brian")
 	ps := phil.enter("phil")
 	bs.waitFor(joinedLine("phil"))
-	phil.say("before the drop")
-	bs.waitFor("before the drop")
-
-	restore := netfault.DropPort(t, bs.localPort())
-	lastID := bs.lastID()
-	missed := []string{"missed one", "missed two", "missed three"}
-	for _, text := range missed {
-		phil.say(text)
-	}
-	ps.waitForWithin(leftLine("brian"), heartbeat+userTimeout+2*time.Second)
-	phil.say("missed four, after he left")
-	missed = append(missed, "missed four, after he left")
-	if r := newBrowser(t, srv).post("/join", map[string]any{"username": "Brian"}); r.status != http.StatusConflict {
-		t.Errorf("brian's name while he is away: status %d, want 409 (reserved)", r.status)
-	}
-	if r := brian.post("/message", map[string]any{"message": "am I here?"}); r.status != http.StatusForbidden {
-		t.Errorf("a message from brian while he is away: status %d, want 403", r.status)
-	}
-
-	restore()
-	bs.Close()
-	back := brian.openStreamFrom(lastID)
-	ps.waitFor(backLine("brian"))
-	back.waitFor(missed[len(missed)-1])
-	phil.say("said after he came back")
-	back.waitFor("said after he came back")
-	assertLinesOnceInOrder(t, back, append(missed, "said after he came back")...)
-	if n := back.count(recoveryNotice) + back.count("before the drop"); n != 0 {
-		t.Errorf("the resumed stream was told it lost lines, or got old ones again:\n%s", back.dump())
-	}
+	awayAndBack(t, bs, brian, phil, []*stream{ps}, heartbeat+userTimeout+2*time.Second, func() {
+		if r := newBrowser(t, srv).post("/join", map[string]any{"username": "Brian"}); r.status != http.StatusConflict {
+			t.Errorf("brian's name while he is away: status %d, want 409 (reserved)", r.status)
+		}
+		if r := brian.post("/message", map[string]any{"message": "am I here?"}); r.status != http.StatusForbidden {
+			t.Errorf("a message from brian while he is away: status %d, want 403", r.status)
+		}
+	})
 	brian.say("I am back")
 	ps.waitFor("<strong>brian</strong>: I am back")
-	if l, b := ps.count(leftLine("brian")), ps.count(backLine("brian")); l != 1 || b != 1 {
-		t.Errorf("Phil saw %d \"left\" and %d \"back\" lines for brian, want 1 and 1:\n%s", l, b, ps.dump())
-	}
-	if n := ps.count(joinedLine("brian")); n != 0 {
-		t.Errorf("Phil saw brian \"joined\" again (%d) instead of back", n)
-	}
 	if !strings.Contains(phil.get("/metrics").body, "lobby_returns_total 1") {
 		t.Errorf("the return is not counted in /metrics")
 	}
@@ -246,38 +218,62 @@ func TestVanishedPeerResumesOnAnotherNode(t *testing.T) {
 	ps := phil.enter("phil")
 	cs := carol.enter("carol")
 	bs.waitFor(joinedLine("carol"))
+	awayAndBack(t, bs, brian.via(c), phil, []*stream{ps, cs}, 10*time.Second, func() {
+		if r := newBrowser(t, c).post("/join", map[string]any{"username": "brian"}); r.status != http.StatusConflict {
+			t.Errorf("brian's name on node c while he is away: status %d, want 409", r.status)
+		}
+	})
+	brian.via(c).say("back through c")
+	ps.waitFor("<strong>brian</strong>: back through c")
+}
+
+// awayAndBack drops the packets of brian's stream bs while phil says
+// lines, until every watcher has seen "brian left" (within leftWithin);
+// runs whileAway; then lets the network back and reopens brian's stream
+// through back from the last id bs got. It checks that every watcher saw
+// one "left" and one "back" for brian (no new "joined"), and that the new
+// stream got each line said while he was away (before and after his
+// departure) and after his return exactly once, in order, with no line
+// from before the drop and no recovery notice.
+func awayAndBack(t *testing.T, bs *stream, back, phil *browser, watchers []*stream, leftWithin time.Duration, whileAway func()) *stream {
+	t.Helper()
+	joined := make([]int, len(watchers))
+	for i, w := range watchers {
+		joined[i] = w.count(joinedLine("brian"))
+	}
 	phil.say("before the drop")
 	bs.waitFor("before the drop")
-
 	restore := netfault.DropPort(t, bs.localPort())
 	lastID := bs.lastID()
-	missed := []string{"missed one", "missed two", "missed three"}
-	for _, text := range missed {
+	lines := []string{"missed one", "missed two", "missed three"}
+	for _, text := range lines {
 		phil.say(text)
 	}
-	ps.waitForWithin(leftLine("brian"), 10*time.Second)
-	cs.waitFor(leftLine("brian"))
-	if r := newBrowser(t, c).post("/join", map[string]any{"username": "brian"}); r.status != http.StatusConflict {
-		t.Errorf("brian's name on node c while he is away: status %d, want 409", r.status)
+	for _, w := range watchers {
+		w.waitForWithin(leftLine("brian"), leftWithin)
 	}
+	lines = append(lines, "missed four, after he left")
+	phil.say(lines[3])
+	whileAway()
 
 	restore()
 	bs.Close()
-	back := brian.via(c).openStreamFrom(lastID)
-	ps.waitFor(backLine("brian"))
-	cs.waitFor(backLine("brian"))
-	back.waitFor(missed[len(missed)-1])
-	phil.say("said after he came back")
-	back.waitFor("said after he came back")
-	assertLinesOnceInOrder(t, back, append(missed, "said after he came back")...)
-	if n := back.count(recoveryNotice) + back.count("before the drop"); n != 0 {
-		t.Errorf("the resumed stream was told it lost lines, or got old ones again:\n%s", back.dump())
+	s := back.openStreamFrom(lastID)
+	for _, w := range watchers {
+		w.waitFor(backLine("brian"))
 	}
-	brian.via(c).say("back through c")
-	ps.waitFor("<strong>brian</strong>: back through c")
-	for who, s := range map[string]*stream{"phil": ps, "carol": cs} {
-		if l, b := s.count(leftLine("brian")), s.count(backLine("brian")); l != 1 || b != 1 {
-			t.Errorf("%s saw %d \"left\" and %d \"back\" lines for brian, want 1 and 1:\n%s", who, l, b, s.dump())
+	s.waitFor(lines[3])
+	lines = append(lines, "said after he came back")
+	phil.say(lines[4])
+	s.waitFor(lines[4])
+	assertLinesOnceInOrder(t, s, lines...)
+	if n := s.count(recoveryNotice) + s.count("before the drop"); n != 0 {
+		t.Errorf("the resumed stream was told it lost lines, or got old ones again:\n%s", s.dump())
+	}
+	for i, w := range watchers {
+		if l, b, j := w.count(leftLine("brian")), w.count(backLine("brian")), w.count(joinedLine("brian"))-joined[i]; l != 1 || b != 1 || j != 0 {
+			t.Errorf("watcher %d saw %d \"left\", %d \"back\" and %d new \"joined\" lines for brian, want 1, 1 and 0:\n%s", i, l, b, j, w.dump())
 		}
 	}
+	return s
 }
