@@ -182,25 +182,7 @@ func TestResumeThroughRestartedNode(t *testing.T) {
 // another owner may claim it through any node.
 func TestResumeWindowRunsOutEverywhere(t *testing.T) {
 	const resume = time.Second
-	ns := startNATS(t, "127.0.0.1:0")
-	defer ns.Shutdown()
-	a, b := startNodeResume(t, ns.ClientURL(), "a", resume), startNodeResume(t, ns.ClientURL(), "b", resume)
-	if err := a.claim("phil", "s2"); err != nil {
-		t.Fatal(err)
-	}
-	tabs := map[string]*tab{"phil on a": a.open("s2"), "phil on b": b.open("s2")}
-	if err := a.claim("brian", "s1"); err != nil {
-		t.Fatal(err)
-	}
-	bs := a.open("s1")
-	for _, tb := range tabs {
-		tb.waitFor(joined("brian"))
-	}
-	closed := time.Now()
-	bs.Close()
-	for _, tb := range tabs {
-		tb.waitFor(left("brian", "closed"))
-	}
+	a, b, tabs, closed := brianAway(t, resume)
 	ssetest.Eventually(t, waitLong, "the name is free through b", func() bool { return b.claim("brian", "s9") == nil })
 	if took := time.Since(closed); took < grace+resume {
 		t.Errorf("the name was free %v after the stream closed, before grace and window (%v)", took, grace+resume)
@@ -229,24 +211,7 @@ func TestResumeWindowRunsOutEverywhere(t *testing.T) {
 // A person away claims another id through another node: the old one is
 // released silently on every node, and the new one is a newcomer.
 func TestRenameWhileAwayAcrossNodes(t *testing.T) {
-	ns := startNATS(t, "127.0.0.1:0")
-	defer ns.Shutdown()
-	a, b := startNodeResume(t, ns.ClientURL(), "a", time.Minute), startNodeResume(t, ns.ClientURL(), "b", time.Minute)
-	if err := a.claim("phil", "s2"); err != nil {
-		t.Fatal(err)
-	}
-	tabs := map[string]*tab{"phil on a": a.open("s2"), "phil on b": b.open("s2")}
-	if err := a.claim("brian", "s1"); err != nil {
-		t.Fatal(err)
-	}
-	bs := a.open("s1")
-	for _, tb := range tabs {
-		tb.waitFor(joined("brian"))
-	}
-	bs.Close()
-	for _, tb := range tabs {
-		tb.waitFor(left("brian", "closed"))
-	}
+	a, b, tabs, _ := brianAway(t, time.Minute)
 	takenEverywhere(t, "brian", "s1", map[string]*node{"a": a, "b": b})
 	renamed, err := b.tracker.Claim(t.Context(), "bryan", "s1", "")
 	if err != nil || renamed != "brian" {
@@ -276,24 +241,7 @@ func TestRenameWhileAwayAcrossNodes(t *testing.T) {
 // A person away leaves through another node: released silently on every
 // node, the name free at once.
 func TestLeaveWhileAwayAcrossNodes(t *testing.T) {
-	ns := startNATS(t, "127.0.0.1:0")
-	defer ns.Shutdown()
-	a, b := startNodeResume(t, ns.ClientURL(), "a", time.Minute), startNodeResume(t, ns.ClientURL(), "b", time.Minute)
-	if err := a.claim("phil", "s2"); err != nil {
-		t.Fatal(err)
-	}
-	tabs := map[string]*tab{"phil on a": a.open("s2"), "phil on b": b.open("s2")}
-	if err := a.claim("brian", "s1"); err != nil {
-		t.Fatal(err)
-	}
-	bs := a.open("s1")
-	for _, tb := range tabs {
-		tb.waitFor(joined("brian"))
-	}
-	bs.Close()
-	for _, tb := range tabs {
-		tb.waitFor(left("brian", "closed"))
-	}
+	a, b, tabs, _ := brianAway(t, time.Minute)
 	takenEverywhere(t, "brian", "s1", map[string]*node{"a": a, "b": b})
 	if id, err := b.tracker.Leave(t.Context(), "s1"); err != nil || id != "brian" {
 		t.Fatalf("Leave while away = %q, %v; want brian", id, err)
@@ -310,4 +258,32 @@ func TestLeaveWhileAwayAcrossNodes(t *testing.T) {
 			t.Errorf("%s saw %d events about brian, want 2 (arrival, departure)", name, n)
 		}
 	}
+}
+
+// brianAway starts nodes a and b with the resume window on one NATS, phil
+// (owner s2) with a tab on each, and brian (owner s1) through a, whose
+// stream then closes (at closed): it returns once both of phil's tabs saw
+// brian leave.
+func brianAway(t *testing.T, resume time.Duration) (a, b *node, tabs map[string]*tab, closed time.Time) {
+	t.Helper()
+	ns := startNATS(t, "127.0.0.1:0")
+	t.Cleanup(ns.Shutdown)
+	a, b = startNodeResume(t, ns.ClientURL(), "a", resume), startNodeResume(t, ns.ClientURL(), "b", resume)
+	if err := a.claim("phil", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	tabs = map[string]*tab{"phil on a": a.open("s2"), "phil on b": b.open("s2")}
+	if err := a.claim("brian", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	bs := a.open("s1")
+	for _, tb := range tabs {
+		tb.waitFor(joined("brian"))
+	}
+	closed = time.Now()
+	bs.Close()
+	for _, tb := range tabs {
+		tb.waitFor(left("brian", "closed"))
+	}
+	return a, b, tabs, closed
 }
