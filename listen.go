@@ -1,6 +1,7 @@
 package sfere
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -40,12 +41,8 @@ type ListenOptions struct {
 // connections with opts applied (accepted sockets inherit the listening
 // socket's TCP_USER_TIMEOUT).
 func ListenConfig(opts ListenOptions) *net.ListenConfig {
-	if opts.UserTimeout == 0 {
-		opts.UserTimeout = DefaultUserTimeout
-	}
-	if opts.KeepAlive == 0 {
-		opts.KeepAlive = DefaultKeepAlive
-	}
+	opts.UserTimeout = cmp.Or(opts.UserTimeout, DefaultUserTimeout)
+	opts.KeepAlive = cmp.Or(opts.KeepAlive, DefaultKeepAlive)
 	lc := &net.ListenConfig{}
 	// Go listens with MPTCP where the kernel has it, and MPTCP sockets
 	// refuse TCP_USER_TIMEOUT: plain TCP keeps the bound on dead peers.

@@ -1,6 +1,7 @@
 package sfere
 
 import (
+	"cmp"
 	"fmt"
 	"time"
 
@@ -85,12 +86,8 @@ func NewTTLStore(opts TTLOptions) (*TTLStore, error) {
 	if opts.Duration < 0 || opts.MaxSize < 0 {
 		return nil, fmt.Errorf("sfere: TTL store: negative duration %v or size %d", opts.Duration, opts.MaxSize)
 	}
-	if opts.Duration == 0 {
-		opts.Duration = DefaultTTL
-	}
-	if opts.MaxSize == 0 {
-		opts.MaxSize = DefaultMaxSize
-	}
+	opts.Duration = cmp.Or(opts.Duration, DefaultTTL)
+	opts.MaxSize = cmp.Or(opts.MaxSize, DefaultMaxSize)
 	s := &TTLStore{onEvict: opts.OnEvict}
 	o := &otter.Options[Key, *Stream]{
 		MaximumSize: opts.MaxSize,
