@@ -198,10 +198,6 @@ func (t *TTLStore) PurgeStream(s *Stream, cause Cause, err error) bool {
 	return ok
 }
 
-// cleanUp runs the cache's pending maintenance now (tests use it with a
-// fake clock instead of waiting for the periodic clean-up).
-func (t *TTLStore) cleanUp() { t.cache.CleanUp() }
-
 // otterClock adapts a [Clock] to the cache's clock. Periodic clean-ups
 // still tick in real time; they read the injected clock.
 type otterClock struct{ c Clock }
