@@ -73,9 +73,7 @@ type Hub struct {
 
 // NewHub returns a hub over store.
 func NewHub(store Store, opts HubOptions) *Hub {
-	if opts.WriteTimeout == 0 {
-		opts.WriteTimeout = DefaultWriteTimeout
-	}
+	opts.WriteTimeout = cmp.Or(opts.WriteTimeout, DefaultWriteTimeout)
 	switch {
 	case opts.MaxQueueBytes == 0:
 		opts.MaxQueueBytes = DefaultMaxQueueBytes

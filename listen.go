@@ -1,6 +1,7 @@
 package sfere
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -40,12 +41,8 @@ type ListenOptions struct {
 // connections with opts applied (accepted sockets inherit the listening
 // socket's TCP_USER_TIMEOUT).
 func ListenConfig(opts ListenOptions) *net.ListenConfig {
-	if opts.UserTimeout == 0 {
-		opts.UserTimeout = DefaultUserTimeout
-	}
-	if opts.KeepAlive == 0 {
-		opts.KeepAlive = DefaultKeepAlive
-	}
+	opts.UserTimeout = cmp.Or(opts.UserTimeout, DefaultUserTimeout)
+	opts.KeepAlive = cmp.Or(opts.KeepAlive, DefaultKeepAlive)
 	lc := &net.ListenConfig{}
 	// Go listens with MPTCP where the kernel has it, and MPTCP sockets
 	// refuse TCP_USER_TIMEOUT: plain TCP keeps the bound on dead peers.
@@ -132,9 +129,10 @@ func (l listener) Accept() (net.Conn, error) {
 	return &conn{Conn: c}, nil
 }
 
-// conn records the read error of a connection TCP gave up on. net/http
-// keeps a background read on an idle request's connection, so that error
-// arrives just before the request's context ends.
+// conn records the error of a read or a write that found TCP gave up on
+// the peer (the kernel tells one call only): net/http's background read
+// on an idle request's connection, or its HTTP/2 frame writer, gets it
+// just before the request's context ends.
 type conn struct {
 	net.Conn
 	vanished atomic.Pointer[error]
@@ -142,6 +140,14 @@ type conn struct {
 
 func (c *conn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
+	if errors.Is(err, syscall.ETIMEDOUT) {
+		c.vanished.CompareAndSwap(nil, &err)
+	}
+	return n, err
+}
+
+func (c *conn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
 	if errors.Is(err, syscall.ETIMEDOUT) {
 		c.vanished.CompareAndSwap(nil, &err)
 	}

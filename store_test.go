@@ -11,6 +11,10 @@ import (
 // and TTLStore run it in store_conformance_test.go. Here: what only a
 // TTLStore does.
 
+// cleanUp runs the cache's pending maintenance now (tests use it with a
+// fake clock instead of waiting for the periodic clean-up).
+func (t *TTLStore) cleanUp() { t.cache.CleanUp() }
+
 func sortKeys(ks []Key) {
 	slices.SortFunc(ks, func(a, b Key) int {
 		if c := compareStrings(a.Scope, b.Scope); c != 0 {

@@ -1,6 +1,7 @@
 package sfere
 
 import (
+	"cmp"
 	"fmt"
 	"time"
 
@@ -85,12 +86,8 @@ func NewTTLStore(opts TTLOptions) (*TTLStore, error) {
 	if opts.Duration < 0 || opts.MaxSize < 0 {
 		return nil, fmt.Errorf("sfere: TTL store: negative duration %v or size %d", opts.Duration, opts.MaxSize)
 	}
-	if opts.Duration == 0 {
-		opts.Duration = DefaultTTL
-	}
-	if opts.MaxSize == 0 {
-		opts.MaxSize = DefaultMaxSize
-	}
+	opts.Duration = cmp.Or(opts.Duration, DefaultTTL)
+	opts.MaxSize = cmp.Or(opts.MaxSize, DefaultMaxSize)
 	s := &TTLStore{onEvict: opts.OnEvict}
 	o := &otter.Options[Key, *Stream]{
 		MaximumSize: opts.MaxSize,
@@ -200,10 +197,6 @@ func (t *TTLStore) PurgeStream(s *Stream, cause Cause, err error) bool {
 	}
 	return ok
 }
-
-// cleanUp runs the cache's pending maintenance now (tests use it with a
-// fake clock instead of waiting for the periodic clean-up).
-func (t *TTLStore) cleanUp() { t.cache.CleanUp() }
 
 // otterClock adapts a [Clock] to the cache's clock. Periodic clean-ups
 // still tick in real time; they read the injected clock.

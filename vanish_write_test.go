@@ -85,3 +85,25 @@ func TestVanishedPeerSeenByWriterWhileReaderMeetsEOF(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// timedOutConn is a connection TCP gave up on, whose next write was told
+// so (ETIMEDOUT).
+type timedOutConn struct{ net.Conn }
+
+func (timedOutConn) Write([]byte) (int, error) {
+	return 0, &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.ETIMEDOUT)}
+}
+
+// A Listen connection remembers a vanished peer that a write found, not
+// only a read: over HTTP/2 net/http's own goroutine writes the frames, and
+// a stream whose request context then ends reports the peer vanished.
+func TestListenConnRecordsVanishedWrite(t *testing.T) {
+	c := &conn{Conn: timedOutConn{}}
+	ctx := ConnContext(t.Context(), c)
+	if _, err := c.Write([]byte("data")); !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Fatalf("write error %v, want ETIMEDOUT", err)
+	}
+	if err := markVanished(ctx, ErrClientGone); !errors.Is(err, ErrPeerVanished) || !errors.Is(err, ErrClientGone) {
+		t.Fatalf("stream ends with %v, want client gone, vanished", err)
+	}
+}
