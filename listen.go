@@ -132,10 +132,14 @@ func (l listener) Accept() (net.Conn, error) {
 // conn records the error of a read or a write that found TCP gave up on
 // the peer (the kernel tells one call only): net/http's background read
 // on an idle request's connection, or its HTTP/2 frame writer, gets it
-// just before the request's context ends.
+// just before the request's context ends. A read that fails while a write
+// is under way (the writer may hold the ETIMEDOUT the read did not get)
+// returns once that write did, at most readerVerdictWait later, so the
+// request's context ends after the verdict is recorded.
 type conn struct {
 	net.Conn
 	vanished atomic.Pointer[error]
+	writing  atomic.Int32
 }
 
 func (c *conn) Read(p []byte) (int, error) {
@@ -143,10 +147,15 @@ func (c *conn) Read(p []byte) (int, error) {
 	if errors.Is(err, syscall.ETIMEDOUT) {
 		c.vanished.CompareAndSwap(nil, &err)
 	}
+	for wait := time.Now().Add(readerVerdictWait); err != nil && c.writing.Load() > 0 && time.Now().Before(wait); {
+		time.Sleep(time.Millisecond)
+	}
 	return n, err
 }
 
 func (c *conn) Write(p []byte) (int, error) {
+	c.writing.Add(1)
+	defer c.writing.Add(-1)
 	n, err := c.Conn.Write(p)
 	if errors.Is(err, syscall.ETIMEDOUT) {
 		c.vanished.CompareAndSwap(nil, &err)

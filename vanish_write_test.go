@@ -1,8 +1,11 @@
 package sfere
 
 import (
+	"context"
 	"errors"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"syscall"
 	"testing"
@@ -105,5 +108,53 @@ func TestListenConnRecordsVanishedWrite(t *testing.T) {
 	}
 	if err := markVanished(ctx, ErrClientGone); !errors.Is(err, ErrPeerVanished) || !errors.Is(err, ErrClientGone) {
 		t.Fatalf("stream ends with %v, want client gone, vanished", err)
+	}
+}
+
+// The same over HTTP/2, where net/http's own goroutines read and write
+// the connection: whichever of them TCP's ETIMEDOUT goes to, the stream
+// ends as vanished.
+func TestVanishedPeerUnderWritesOverHTTP2IsVanished(t *testing.T) {
+	if err := netfault.Available(); err != nil {
+		t.Skip(err)
+	}
+	const userTimeout = time.Second
+	hub, ev := newMemoryHub(t, HubOptions{})
+	ln, err := Listen(t.Context(), "tcp", "127.0.0.1:0", ListenOptions{UserTimeout: userTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hub.Serve(w, r, lobbyKey("brian"), Comment("hello"))
+	}))
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Config.ConnContext = ConnContext
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { hub.Shutdown(context.Background()) })
+	client := srv.Client()
+	port := make(chan int, 1)
+	client.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			port <- c.LocalAddr().(*net.TCPAddr).Port
+		}
+		return c, err
+	}
+	resp, err := client.Get(srv.URL + "/sse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("served over %s, want HTTP/2", resp.Proto)
+	}
+	ssetest.FromResponse(t, resp).Wait(waitLong, ssetest.Containing(": hello"))
+	defer keepSending(hub, lobbyKey("brian"), Comment("busy"), time.Millisecond)()
+	netfault.DropPort(t, <-port)
+	got := ev.next(t, userTimeout+3*time.Second)
+	if got.Cause != CauseClosed || !errors.Is(got.Err, ErrPeerVanished) {
+		t.Fatalf("eviction = %v (%v), want closed, vanished", got.Cause, got.Err)
 	}
 }

@@ -68,21 +68,30 @@ func (t *Tracker) flushLocked() {
 		if t.onDiff != nil {
 			t.onDiff(d)
 		}
-		// Only to streams that hold a snapshot: a stream stored but not
-		// yet recorded (its Opened waits for the lock) gets its snapshot
-		// at the next batch, and nothing before it.
-		if _, err := t.hub.Broadcast(t.everyone, excluding(t.settled), t.diff(d)...); err != nil {
+		// Only to streams that hold a snapshot: not to the fresh ones,
+		// nor to a stream stored but not yet recorded (its Opened waits
+		// for the lock), which gets its snapshot at the next batch, and
+		// nothing before it. Each exclusion is a copy the tracker never
+		// changes: a hub with a history matches it again when a stream
+		// resumes, from its own goroutine.
+		skip := make(sfere.KeySet, len(t.opening)+len(t.fresh))
+		for k := range t.opening {
+			skip[k] = struct{}{}
+		}
+		for k := range t.fresh {
+			skip[k] = struct{}{}
+		}
+		if _, err := t.hub.Broadcast(t.everyone, skip, t.diff(d)...); err != nil {
 			t.log.Error("presence: diff", "err", err)
 		}
 	}
 	if len(t.fresh) > 0 {
-		if _, err := t.hub.Broadcast(t.everyone, excluding(t.fresh), t.snapshot(t.membersLocked(), d)...); err != nil {
+		// The fresh set goes with the broadcast; the tracker starts a new one.
+		fresh := t.fresh
+		t.fresh = make(sfere.KeySet)
+		if _, err := t.hub.Broadcast(t.everyone, excluding(fresh), t.snapshot(t.membersLocked(), d)...); err != nil {
 			t.log.Error("presence: snapshot", "err", err)
 		}
-		for k := range t.fresh {
-			t.settled[k] = struct{}{}
-		}
-		clear(t.fresh)
 	}
 }
 

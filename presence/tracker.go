@@ -205,7 +205,6 @@ type Tracker struct {
 	dirty     map[string]struct{}       // ids changed since the last batch
 	departed  map[string]Departure      // this batch's departures by id
 	fresh     sfere.KeySet              // streams opened since the last batch
-	settled   sfere.KeySet              // streams that received their snapshot
 	gone      map[string]time.Time      // Refs of departed claims, and when
 	lastFlush time.Time                 // when the last batch went out
 	current   time.Duration             // the window in force: Window, doubled while a storm lasts
@@ -245,7 +244,6 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 		dirty:        make(map[string]struct{}),
 		departed:     make(map[string]Departure),
 		fresh:        make(sfere.KeySet),
-		settled:      make(sfere.KeySet),
 		gone:         make(map[string]time.Time),
 	}
 	t.maxWindow = max(t.maxWindow, t.window)
@@ -484,7 +482,6 @@ func (t *Tracker) endedLocked(s *sfere.Stream, cause sfere.Cause, err error) {
 	}
 	delete(t.streams, s)
 	delete(t.fresh, s.Key())
-	delete(t.settled, s.Key())
 	p.local--
 	if t.closed {
 		return
@@ -582,7 +579,6 @@ func (t *Tracker) departLocked(p *person, d Departure, closeStreams bool) []*sfe
 		if q == p {
 			delete(t.streams, s)
 			delete(t.fresh, s.Key())
-			delete(t.settled, s.Key())
 			if closeStreams {
 				closing = append(closing, s)
 			}

@@ -250,8 +250,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	// others.
 	// With a history, every event carries its position as its SSE id, and
 	// a page that reconnects is sent what it missed. Retry spreads the
-	// pages' reconnects after a restart over one to two seconds.
-	hubOpts := sfere.HubOptions{OnOpen: s.opened, Retry: reconnectBase}
+	// pages' reconnects (a quarter to half the grace period, at most one
+	// to two seconds), so a broken stream is back within the grace.
+	hubOpts := sfere.HubOptions{OnOpen: s.opened, Retry: min(max(opts.Grace/4, 10*time.Millisecond), time.Second)}
 	if opts.History > 0 {
 		hubOpts.History = sfere.HistoryOptions{Size: opts.History, MaxAge: opts.HistoryAge}
 	}
@@ -406,9 +407,6 @@ var listen = sfere.Listen
 
 // Timing of a shutdown.
 const (
-	// reconnectBase is the base of the jittered retry interval sent to
-	// every page (see [sfere.HubOptions.Retry]).
-	reconnectBase = time.Second
 	// farewellWait bounds the wait for the streams to write the farewell.
 	farewellWait = time.Second
 	// drainTimeout bounds the wait, once every stream has ended, for the
