@@ -86,6 +86,7 @@ type config struct {
 	pre, post     time.Duration // reconnect: chat before a break, and after everyone resumed
 	resumeTimeout time.Duration // reconnect: give up on streams not resumed after this long
 	contrast      bool          // reconnect: break again without positions
+	positions     bool          // reconnect: false: only the storm without positions
 }
 
 func main() {
@@ -103,6 +104,7 @@ func main() {
 		post       = flag.Duration("post", 2*time.Second, "reconnect: chat this long after every stream resumed before the window closes")
 		resumeTO   = flag.Duration("resume-timeout", time.Minute, "reconnect: give up on streams not resumed this long after the break")
 		contrast   = flag.Bool("contrast", true, "reconnect: after the storm with positions, break every stream again and reconnect without Last-Event-ID (what is lost without positions)")
+		positions  = flag.Bool("positions", true, "reconnect: reconnect with Last-Event-ID (false: run only the storm without, as a trial of its own)")
 		warmup     = flag.Duration("warmup", 5*time.Second, "churn: churn and chat this long before measuring")
 		duration   = flag.Duration("duration", 30*time.Second, "churn: measured time")
 		holdFlag   = flag.String("hold", "1s,3s", "churn: a churner stays this long after seeing its arrival (uniform in min,max) before it leaves")
@@ -185,7 +187,7 @@ func main() {
 		conc: *conc, srcPort: *srcPort, timeout: *timeout, progress: !*quiet, chatAt: *chatAt,
 		churners: *churners, chatters: *chatters, rate: *rate, chatRate: *chatRate,
 		warmup: *warmup, duration: *duration, hold: [2]time.Duration{minHold, maxHold},
-		speakers: *speakers, pre: *pre, post: *post, resumeTimeout: *resumeTO, contrast: *contrast,
+		speakers: *speakers, pre: *pre, post: *post, resumeTimeout: *resumeTO, contrast: *contrast, positions: *positions,
 	}
 
 	res := Results{Started: time.Now().UTC(), Machine: host.Describe(), Args: os.Args[1:]}

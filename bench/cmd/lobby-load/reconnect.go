@@ -53,14 +53,20 @@ type BreakResult struct {
 	Positions bool   `json:"positions"`
 	LoadAvg   string `json:"loadavg_at_break"`
 	Broken    int    `json:"broken"`
+	// BreakMs: the loop that reset every connection; NoticedMs: from the
+	// break until the last old stream's reader had seen its end (Go sends
+	// the RST when the last user of the socket lets go of it: the reader).
+	BreakMs   float64 `json:"break_ms"`
+	NoticedMs float64 `json:"noticed_ms"`
 	// Resumed counts the streams whose new connection delivered a live
 	// line: one said after its reconnect request was sent (so, the order
 	// checks passing, the replay of what it missed came before).
 	Resumed int `json:"resumed"`
-	// AllResumedSec: from the break until the last stream resumed (0 if
-	// not all did); the target is 10 s.
+	// AllResumedSec: from the break (its first reset) until the last
+	// stream resumed (0 if not all did); the target is 10 s.
 	AllResumedSec float64 `json:"all_resumed_s"`
-	// Resume: per stream, seconds from the break until it resumed.
+	// Resume: per stream, seconds from its own reset until it resumed
+	// (Connect and Reopen too).
 	Resume Percentiles `json:"resume_s"`
 	// Connect: per stream, seconds from the break until its new TCP
 	// connection was established; Reopen: until its new stream's response
@@ -137,22 +143,28 @@ type rcPerson struct {
 	arrivedAt    atomic.Int64
 	reconnecting atomic.Bool
 
-	mu        sync.Mutex
-	conn      net.Conn
-	gen       int // the current stream's number
-	brokenGen int // the stream the trial broke (-1: none)
-	lastID    string
-	retry     time.Duration
-	got       []uint8 // deliveries per line seq
-	lastSeq   []int   // per speaker: the latest line seq delivered
-	epoch     string
-	offset    uint64
-	idBack    int64
-	outOrder  int64
-	unrecov   int
-	left      int
-	joined    int // "joined" lines seen after the break started
-	b         rcBreak
+	cur     atomic.Pointer[rcConn] // the current stream's connection
+	brokeAt atomic.Int64           // unix nanos: just before the trial reset it
+
+	mu       sync.Mutex
+	lastID   string
+	retry    time.Duration
+	got      []uint8 // deliveries per line seq
+	lastSeq  []int   // per speaker: the latest line seq delivered
+	epoch    string
+	offset   uint64
+	idBack   int64
+	outOrder int64
+	unrecov  int
+	left     int
+	joined   int // "joined" lines seen after the break started
+	b        rcBreak
+}
+
+// rcConn is one stream's connection; broken says the trial broke it.
+type rcConn struct {
+	c      net.Conn
+	broken atomic.Bool
 }
 
 // rcBreak is a person's part of the current break.
@@ -238,6 +250,7 @@ type rcTrial struct {
 	positions atomic.Bool
 	arrived   atomic.Int64
 	bytesRead atomic.Int64 // stream bytes read
+	noticed   atomic.Int64 // unix nanos: the latest reader that returned after the break
 }
 
 // runReconnect runs one reconnect trial against l with n people:
@@ -269,7 +282,7 @@ func runReconnect(cfg config, l *lobbyProc, n int) (res ReconnectResult) {
 	t.people = make([]*rcPerson, n)
 	for i := range t.people {
 		name := fmt.Sprintf("rc%s-%05d", tag, i)
-		p := &rcPerson{i: i, name: name, arrivedMark: []byte(">" + name + " joined the lobby<"), brokenGen: -1,
+		p := &rcPerson{i: i, name: name, arrivedMark: []byte(">" + name + " joined the lobby<"),
 			lastSeq: make([]int, t.speakers)}
 		for k := range p.lastSeq {
 			p.lastSeq[k] = -1
@@ -289,11 +302,9 @@ func runReconnect(cfg config, l *lobbyProc, n int) (res ReconnectResult) {
 		t.ending.Store(true)
 		cancel()
 		for _, p := range t.people {
-			p.mu.Lock()
-			if p.conn != nil {
-				_ = p.conn.Close()
+			if rc := p.cur.Load(); rc != nil {
+				_ = rc.c.Close()
 			}
-			p.mu.Unlock()
 		}
 		t.readers.Wait()
 	}()
@@ -357,7 +368,10 @@ func runReconnect(cfg config, l *lobbyProc, n int) (res ReconnectResult) {
 	// 3–5. The breaks.
 	from := chatStart.UnixNano()
 	modes := []bool{true}
-	if cfg.contrast {
+	switch {
+	case !cfg.positions:
+		modes = []bool{false}
+	case cfg.contrast:
 		modes = append(modes, false)
 	}
 	for _, positions := range modes {
@@ -443,23 +457,20 @@ func (t *rcTrial) open(ctx context.Context, p *rcPerson, lastID string) error {
 		return &statusError{route: "/sse", status: resp.StatusCode, msg: resp.Header.Get("X-Lobby-Error")}
 	}
 	_ = conn.SetDeadline(time.Time{})
+	rc := &rcConn{c: conn}
+	p.cur.Store(rc)
 	p.mu.Lock()
-	p.conn = conn
-	p.gen++
-	gen := p.gen
 	if p.b.at != 0 {
 		p.b.connAt, p.b.reqAt, p.b.openAt = connAt, reqAt, time.Now().UnixNano()
 	}
 	p.mu.Unlock()
 	t.readers.Go(func() {
-		err := t.read(p, resp.Body, gen)
+		err := t.read(p, resp.Body, rc)
 		_ = conn.Close()
-		p.mu.Lock()
-		broken := p.brokenGen == gen
-		p.mu.Unlock()
 		switch {
 		case t.ending.Load():
-		case broken:
+		case rc.broken.Load():
+			t.noticed.Store(max(t.noticed.Load(), time.Now().UnixNano())) // racy max: good enough for a spread
 			t.readers.Go(func() { t.reconnect(p) })
 		default:
 			t.errs.add("stream ended before the trial did: " + errKind(err))
@@ -508,7 +519,7 @@ func (t *rcTrial) reconnect(p *rcPerson) {
 // applying an event's data when the blank line that ends it arrives. A
 // data line longer than the buffer (the participant list) is scanned in
 // pieces for the lobby's system lines only; chat lines are short.
-func (t *rcTrial) read(p *rcPerson, body io.Reader, gen int) error {
+func (t *rcTrial) read(p *rcPerson, body io.Reader, rc *rcConn) error {
 	br := bufio.NewReaderSize(body, 64<<10)
 	var (
 		long   bool // the line goes on (longer than the buffer)
@@ -520,11 +531,11 @@ func (t *rcTrial) read(p *rcPerson, body io.Reader, gen int) error {
 		chunk, err := br.ReadSlice('\n')
 		t.bytesRead.Add(int64(len(chunk)))
 		if err != nil && err != bufio.ErrBufferFull {
-			p.mu.Lock()
-			if p.brokenGen == gen {
+			if rc.broken.Load() {
+				p.mu.Lock()
 				p.b.mid = ev.id != ""
+				p.mu.Unlock()
 			}
-			p.mu.Unlock()
 			return err // a partial line is never applied
 		}
 		complete := err == nil
@@ -538,9 +549,11 @@ func (t *rcTrial) read(p *rcPerson, body io.Reader, gen int) error {
 				t.apply(p, &ev, stamps, time.Now())
 				ev, stamps = rcEvent{}, stamps[:0]
 				continue
+			case bytes.HasPrefix(line, listPatch):
+				field = 'o' // the participant list: names only, nothing to find
+				ev.list = true
 			case bytes.HasPrefix(line, []byte("data:")):
 				field = 'd'
-				ev.list = ev.list || bytes.HasPrefix(line, listPatch)
 			case complete && bytes.HasPrefix(line, []byte("id:")):
 				id := string(bytes.TrimPrefix(bytes.TrimPrefix(line, []byte("id:")), []byte(" ")))
 				ev.id = id
@@ -685,19 +698,31 @@ func (t *rcTrial) storm(l *lobbyProc, positions bool, from int64) (BreakResult, 
 	// port the reconnect binds again). Either way the lobby sees the
 	// stream end as a closed tab (not a vanished peer, which departs at
 	// once), so the person is within the grace until it is back.
-	at := time.Now()
+	// First each person's break state (under the locks the readers take),
+	// then the break itself, without a lock.
 	for _, p := range t.people {
 		p.mu.Lock()
-		p.brokenGen = p.gen
-		p.b = rcBreak{at: at.UnixNano(), retry: p.retry}
-		c := p.conn
+		p.b = rcBreak{at: 1, retry: p.retry}
 		p.mu.Unlock()
-		if tc, ok := c.(*net.TCPConn); ok {
+	}
+	t.noticed.Store(0)
+	at := time.Now()
+	for _, p := range t.people {
+		rc := p.cur.Load()
+		p.brokeAt.Store(time.Now().UnixNano())
+		rc.broken.Store(true)
+		if tc, ok := rc.c.(*net.TCPConn); ok {
 			_ = tc.SetLinger(0)
 		}
-		_ = c.Close()
+		_ = rc.c.Close()
 	}
 	res.Broken = n
+	res.BreakMs = ms(time.Since(at))
+	for _, p := range t.people {
+		p.mu.Lock()
+		p.b.at = p.brokeAt.Load()
+		p.mu.Unlock()
+	}
 	logf("reconnect %d: broke every stream in %v; reconnecting %s", n, time.Since(at).Round(time.Millisecond), mode)
 
 	// Wait until every stream is live again.
@@ -731,6 +756,9 @@ func (t *rcTrial) storm(l *lobbyProc, positions bool, from int64) (BreakResult, 
 	res.Net = host.Read().Sub(net0)
 	res.ReadMiB = float64(t.bytesRead.Load()-read0) / (1 << 20)
 	res.Resumed = resumed()
+	if nt := t.noticed.Load(); nt != 0 {
+		res.NoticedMs = float64(nt-at.UnixNano()) / 1e6
+	}
 	if res.Resumed == n {
 		var last int64
 		for _, p := range t.people {
@@ -888,6 +916,7 @@ func printReconnect(r ReconnectResult) {
 			mode = "without positions"
 		}
 		fmt.Printf("  break %s, load %s: %d broken, %d resumed, all after %.2f s\n", mode, b.LoadAvg, b.Broken, b.Resumed, b.AllResumedSec)
+		fmt.Printf("    break loop %.0f ms, every old reader done after %.0f ms\n", b.BreakMs, b.NoticedMs)
 		fmt.Printf("    resume s:    %v\n", b.Resume)
 		fmt.Printf("    connect s:   %v\n", b.Connect)
 		fmt.Printf("    reopen s:    %v\n", b.Reopen)
