@@ -99,15 +99,24 @@ type BreakResult struct {
 	// contrast's figure).
 	LostPerStream Percentiles `json:"lost_per_stream"`
 	StreamsLosing int         `json:"streams_losing"`
-	Doubled       int64       `json:"doubled"`      // deliveries beyond the first of a line
-	OutOfOrder    int64       `json:"out_of_order"` // lines delivered after a later line of their speaker
-	IDsBackward   int64       `json:"ids_not_increasing"`
+	// LostResumed: lines lost on the streams that resumed; Gaps: lost
+	// lines that a later line of their speaker on the same stream came
+	// after (a hole in what the stream delivered, which a replay must
+	// never leave; the rest of Lost is the tail of streams that ended).
+	LostResumed int64 `json:"lost_on_resumed"`
+	Gaps        int64 `json:"gaps"`
+	Doubled     int64 `json:"doubled"`      // deliveries beyond the first of a line
+	OutOfOrder  int64 `json:"out_of_order"` // lines delivered after a later line of their speaker
+	IDsBackward int64 `json:"ids_not_increasing"`
 	// Streams that showed "could not be recovered", "left the lobby", or a
 	// "joined the lobby" line after the break (the last is informative:
 	// a person coming back within the grace is announced to no one).
 	Unrecovered int `json:"streams_unrecovered"`
 	LeftSeen    int `json:"streams_seeing_left"`
 	JoinedSeen  int `json:"streams_seeing_joined"`
+	// JoinAgain counts streams given the join form back ("… join again"):
+	// the lobby no longer knew their session (its grace had run out).
+	JoinAgain int `json:"streams_told_join_again"`
 	// CutMidEvent counts streams broken after an event's id line but
 	// before the event's end: Datastar takes the id when it reads the
 	// line, so such a page asks to resume after an event it never applied.
@@ -129,6 +138,7 @@ var (
 	joinedLine     = []byte(" joined the lobby<")
 	unrecoveredMsg = []byte("could not be recovered")
 	listPatch      = []byte(`data: elements <ul id="participant-list">`)
+	joinAgain      = []byte("join again") // the join form's notices: the lobby does not know the session
 )
 
 // rcPerson is one person of the reconnect trial: its session, its current
@@ -158,6 +168,7 @@ type rcPerson struct {
 	unrecov  int
 	left     int
 	joined   int // "joined" lines seen after the break started
+	again    int // join forms: the lobby no longer knew the session
 	b        rcBreak
 }
 
@@ -593,6 +604,7 @@ func (t *rcTrial) read(p *rcPerson, body io.Reader, rc *rcConn) error {
 			}
 		}
 		ev.unrecov = ev.unrecov || bytes.Contains(line, unrecoveredMsg)
+		ev.again = ev.again || bytes.Contains(line, joinAgain)
 		if long {
 			continue
 		}
@@ -616,7 +628,7 @@ func (t *rcTrial) read(p *rcPerson, body io.Reader, rc *rcConn) error {
 type rcEvent struct {
 	id                         string
 	own, left, joined, unrecov bool
-	list                       bool
+	list, again                bool
 	carry                      []byte
 }
 
@@ -651,6 +663,9 @@ func (t *rcTrial) apply(p *rcPerson, ev *rcEvent, stamps [][2]int64, now time.Ti
 	}
 	if ev.list && p.b.at != 0 {
 		p.b.lists++
+	}
+	if ev.again {
+		p.again++
 	}
 	for _, st := range stamps {
 		seq, ts := int(st[0]), st[1]
@@ -691,13 +706,21 @@ func (t *rcTrial) storm(l *lobbyProc, positions bool, from int64) (BreakResult, 
 
 	// The break: every connection reset at once, from the client side.
 	// An abortive close (SO_LINGER 0: the socket sends RST and is gone)
-	// models a network break better than a plain close: a break ends the
-	// connection at once and without the orderly FIN exchange a closing
-	// tab would make (which the lobby could tell from a break, and which
-	// would leave the client's end in TIME_WAIT, holding the fixed local
-	// port the reconnect binds again). Either way the lobby sees the
-	// stream end as a closed tab (not a vanished peer, which departs at
-	// once), so the person is within the grace until it is back.
+	// models a network break better than a plain close. A break is what a
+	// proxy, NAT or load balancer dropping the connection does, or the
+	// client's OS tearing its sockets down on a network change: abortive,
+	// nothing more is delivered, no orderly FIN exchange as a closing tab
+	// makes (a plain close would also leave the client's end in
+	// TIME_WAIT, holding the fixed local port the reconnect binds again).
+	// The lobby sees either end at once, as a closed tab (not a vanished
+	// peer, which departs at once), so the person's grace starts at the
+	// break: the strictest case. A silent break (packets dropped, the
+	// lobby learns only from its heartbeat and TCP user timeout) would
+	// need nftables (root), as the lobby's vanished-peer tests use.
+	//
+	// Go resets the socket when its last user lets go of it: the reader
+	// goroutine, woken by Close. A busy tool spreads the resets over the
+	// loop's time (BreakMs); each stream is timed from its own reset.
 	// First each person's break state (under the locks the readers take),
 	// then the break itself, without a lock.
 	for _, p := range t.people {
@@ -827,12 +850,18 @@ func (t *rcTrial) storm(l *lobbyProc, positions bool, from int64) (BreakResult, 
 			}
 			if g == 0 {
 				pl++
+				if s < p.lastSeq[s%t.speakers] {
+					res.Gaps++
+				}
 			} else {
 				res.Delivered++
 				res.Doubled += int64(g - 1)
 			}
 		}
 		res.Lost += pl
+		if p.b.resumedAt != 0 {
+			res.LostResumed += pl
+		}
 		lost = append(lost, float64(pl))
 		if pl > 0 {
 			res.StreamsLosing++
@@ -849,7 +878,10 @@ func (t *rcTrial) storm(l *lobbyProc, positions bool, from int64) (BreakResult, 
 		if p.joined > 0 {
 			res.JoinedSeen++
 		}
-		p.unrecov, p.left, p.joined = 0, 0, 0
+		if p.again > 0 {
+			res.JoinAgain++
+		}
+		p.unrecov, p.left, p.joined, p.again = 0, 0, 0, 0
 		b := p.b
 		if b.resumedAt != 0 {
 			resume = append(resume, float64(b.resumedAt-b.at)/1e9)
@@ -875,6 +907,9 @@ func (t *rcTrial) storm(l *lobbyProc, positions bool, from int64) (BreakResult, 
 		percentiles(resume), percentiles(connect), percentiles(reopen), percentiles(retry), percentiles(replayed), percentiles(lost)
 
 	fail := func(format string, args ...any) { res.Errors = append(res.Errors, fmt.Sprintf(format, args...)) }
+	if positions && res.Gaps > 0 {
+		fail("%d lines missing between lines a stream delivered (gaps)", res.Gaps)
+	}
 	if positions && res.Lost > 0 {
 		fail("%d lines lost on %d streams (of %d lines × %d streams)", res.Lost, res.StreamsLosing, res.Lines, n)
 	}
@@ -889,6 +924,9 @@ func (t *rcTrial) storm(l *lobbyProc, positions bool, from int64) (BreakResult, 
 	}
 	if positions && res.Unrecovered > 0 {
 		fail("%d streams were told that lines could not be recovered", res.Unrecovered)
+	}
+	if res.JoinAgain > 0 {
+		fail("%d streams were given the join form back (the lobby no longer knew them)", res.JoinAgain)
 	}
 	if res.LeftSeen > 0 {
 		fail("%d streams saw a \"left the lobby\" line", res.LeftSeen)
@@ -923,10 +961,10 @@ func printReconnect(r ReconnectResult) {
 		fmt.Printf("    retry ms:    %v\n", b.RetryMs)
 		fmt.Printf("    replayed:    %v\n", b.Replayed)
 		fmt.Printf("    lists:       %v\n", b.Lists)
-		fmt.Printf("    window %.1f s: %d lines (%d refused), %d of %d delivered, lost %d on %d streams (per stream %v), doubled %d, out of order %d, ids not increasing %d\n",
-			b.WindowS, b.Lines, b.Refused, b.Delivered, b.Expected, b.Lost, b.StreamsLosing, b.LostPerStream, b.Doubled, b.OutOfOrder, b.IDsBackward)
-		fmt.Printf("    streams told unrecovered %d, seeing left %d, seeing joined %d; cut mid-event %d; reconnect failures %d\n",
-			b.Unrecovered, b.LeftSeen, b.JoinedSeen, b.CutMidEvent, b.ReconnectFailures)
+		fmt.Printf("    window %.1f s: %d lines (%d refused), %d of %d delivered, lost %d on %d streams (%d on the resumed, %d in gaps; per stream %v), doubled %d, out of order %d, ids not increasing %d\n",
+			b.WindowS, b.Lines, b.Refused, b.Delivered, b.Expected, b.Lost, b.StreamsLosing, b.LostResumed, b.Gaps, b.LostPerStream, b.Doubled, b.OutOfOrder, b.IDsBackward)
+		fmt.Printf("    streams told unrecovered %d, told to join again %d, seeing left %d, seeing joined %d; cut mid-event %d; reconnect failures %d\n",
+			b.Unrecovered, b.JoinAgain, b.LeftSeen, b.JoinedSeen, b.CutMidEvent, b.ReconnectFailures)
 		fmt.Printf("    break → all resumed: lobby CPU %.2f s, tool CPU %.2f s, %.0f MiB read; softnet drops %d, TCP retransmissions %d (SYNs %d), listen overflows %d\n",
 			b.LobbyCPUSec, b.ClientCPUSec, b.ReadMiB, b.Net.SoftnetDrops, b.Net.RetransSegs, b.Net.SynRetrans, b.Net.ListenOverflows)
 		for _, e := range b.Errors {
