@@ -145,13 +145,11 @@ var (
 // stream and what its streams delivered. mu guards everything after it;
 // the reader of the current stream writes, the trial reads.
 type rcPerson struct {
-	i            int
-	name         string
-	sid, member  string
-	port         int
-	arrivedMark  []byte
-	arrivedAt    atomic.Int64
-	reconnecting atomic.Bool
+	name        string
+	sid, member string
+	port        int
+	arrivedMark []byte
+	arrivedAt   atomic.Int64
 
 	cur     atomic.Pointer[rcConn] // the current stream's connection
 	brokeAt atomic.Int64           // unix nanos: just before the trial reset it
@@ -293,7 +291,7 @@ func runReconnect(cfg config, l *lobbyProc, n int) (res ReconnectResult) {
 	t.people = make([]*rcPerson, n)
 	for i := range t.people {
 		name := fmt.Sprintf("rc%s-%05d", tag, i)
-		p := &rcPerson{i: i, name: name, arrivedMark: []byte(">" + name + " joined the lobby<"),
+		p := &rcPerson{name: name, arrivedMark: []byte(">" + name + " joined the lobby<"),
 			lastSeq: make([]int, t.speakers)}
 		for k := range p.lastSeq {
 			p.lastSeq[k] = -1
@@ -527,9 +525,10 @@ func (t *rcTrial) reconnect(p *rcPerson) {
 
 // read reads one stream of p as the Datastar client parses it: line by
 // line, taking an id or retry field as soon as its line is read, and
-// applying an event's data when the blank line that ends it arrives. A
-// data line longer than the buffer (the participant list) is scanned in
-// pieces for the lobby's system lines only; chat lines are short.
+// applying an event's data when the blank line that ends it arrives. The
+// participant list (names only) is counted, not scanned; any other data
+// line longer than the buffer is scanned in pieces for the lobby's system
+// lines only (chat lines are short).
 func (t *rcTrial) read(p *rcPerson, body io.Reader, rc *rcConn) error {
 	br := bufio.NewReaderSize(body, 64<<10)
 	var (
