@@ -9,12 +9,84 @@ import (
 	"testing"
 )
 
-// TestSmokeLobby builds the lobby and lobby-load once and runs both of the
-// tool's scenarios small, each against a lobby process of its own.
+// TestSmokeLobby builds the lobby and lobby-load once and runs the tool's
+// scenarios small, each against a lobby process of its own.
 func TestSmokeLobby(t *testing.T) {
 	bin := buildLobbyTools(t)
 	t.Run("storm", func(t *testing.T) { smokeLobbyStorm(t, bin) })
 	t.Run("churn", func(t *testing.T) { smokeLobbyChurn(t, bin) })
+	t.Run("reconnect", func(t *testing.T) { smokeLobbyReconnect(t, bin) })
+}
+
+// smokeLobbyReconnect runs the reconnect scenario small: 50 people, 5 of
+// them chatting, every stream broken at once. With positions every stream
+// resumes and gets every line of the window exactly once, in order; the
+// contrast storm without positions loses lines on every stream (which is
+// also what shows the check can see a loss).
+//
+// The lobby runs with a 5 s grace: with the default 2 s, a page whose
+// jittered retry (1–2 s) is near 2 s comes back just after its grace ran
+// out and is announced as gone, which would make this test flaky (see the
+// "Reconnect storm" section of BENCHMARKS.md).
+func smokeLobbyReconnect(t *testing.T, bin string) {
+	out := filepath.Join(t.TempDir(), "reconnect.json")
+	run := exec.Command(filepath.Join(bin, "lobby-load"), "-scenario", "reconnect", "-n", "50", "-speakers", "2", "-chat-rate", "10",
+		"-pre", "1s", "-post", "1s", "-resume-timeout", "30s", "-lobby-args", "-grace 5s",
+		"-src-port", "31200", "-quiet", "-json", out, "-max-time", "2m")
+	log, err := run.CombinedOutput()
+	if err != nil {
+		t.Fatalf("lobby-load: %v\n%s", err, log)
+	}
+	t.Logf("%s", log)
+	var res struct {
+		Reconnects []struct {
+			N, Arrived int
+			Breaks     []struct {
+				Positions   bool    `json:"positions"`
+				Broken      int     `json:"broken"`
+				Resumed     int     `json:"resumed"`
+				AllResumed  float64 `json:"all_resumed_s"`
+				Resume      pct     `json:"resume_s"`
+				Retry       pct     `json:"retry_ms"`
+				Replayed    pct     `json:"replayed_lines"`
+				Lines       int     `json:"lines"`
+				Expected    int64   `json:"expected"`
+				Delivered   int64   `json:"delivered"`
+				Lost        int64   `json:"lost"`
+				Doubled     int64   `json:"doubled"`
+				OutOfOrder  int64   `json:"out_of_order"`
+				Unrecovered int     `json:"streams_unrecovered"`
+				Left        int     `json:"streams_seeing_left"`
+				Errors      []string
+			} `json:"breaks"`
+			Errors []string
+		} `json:"reconnects"`
+	}
+	readResults(t, out, &res)
+	if len(res.Reconnects) != 1 || len(res.Reconnects[0].Breaks) != 2 {
+		t.Fatalf("want 1 reconnect trial with 2 breaks, got %+v", res.Reconnects)
+	}
+	r := res.Reconnects[0]
+	if r.N != 50 || r.Arrived != 50 || len(r.Errors) > 0 {
+		t.Errorf("N %d, arrived %d, errors %v", r.N, r.Arrived, r.Errors)
+	}
+	for i, b := range r.Breaks {
+		if b.Positions != (i == 0) || b.Broken != 50 || b.Resumed != 50 || b.AllResumed <= 0 || b.AllResumed < b.Resume.Max ||
+			b.Retry.P50 < 1000 || b.Retry.Max > 2000 || len(b.Errors) > 0 {
+			t.Errorf("break %d (positions %v): broken %d, resumed %d, all after %v s, resume %+v, retry ms %+v, errors %v",
+				i, b.Positions, b.Broken, b.Resumed, b.AllResumed, b.Resume, b.Retry, b.Errors)
+		}
+		if b.Lines == 0 || b.Expected != int64(b.Lines)*50 || b.Doubled != 0 || b.OutOfOrder != 0 || b.Left != 0 {
+			t.Errorf("break %d: %d lines, expected %d, doubled %d, out of order %d, streams seeing left %d", i, b.Lines, b.Expected, b.Doubled, b.OutOfOrder, b.Left)
+		}
+	}
+	with, without := r.Breaks[0], r.Breaks[1]
+	if with.Lost != 0 || with.Delivered != with.Expected || with.Unrecovered != 0 || with.Replayed.P50 < 1 {
+		t.Errorf("with positions: lost %d, delivered %d of %d, unrecovered %d, replayed %+v", with.Lost, with.Delivered, with.Expected, with.Unrecovered, with.Replayed)
+	}
+	if without.Lost == 0 || without.Delivered+without.Lost != without.Expected {
+		t.Errorf("without positions: lost %d, delivered %d of %d (a break of 1-2 s at 10 lines/s must lose lines)", without.Lost, without.Delivered, without.Expected)
+	}
 }
 
 // smokeLobbyStorm runs a join storm of 40 people: everyone joins, opens a

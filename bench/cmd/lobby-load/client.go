@@ -7,13 +7,18 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
 )
 
-// sessionCookie is the lobby's session cookie (internal/lobby/session.go).
-const sessionCookie = "lobby_session"
+// The lobby's cookies (internal/lobby/session.go): the session id, and the
+// signed name that lets a restarted lobby take the session back.
+const (
+	sessionCookie = "lobby_session"
+	memberCookie  = "lobby_member"
+)
 
 // client speaks the lobby's routes as the page's Datastar client does:
 // POSTs with a JSON body of signals, header Datastar-Request: true, the
@@ -48,18 +53,20 @@ func withPort(ctx context.Context, port int) context.Context {
 	return context.WithValue(ctx, portKey{}, port)
 }
 
-func newClient(base string, conc int, headerTimeout time.Duration) *client {
-	dialer := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		d := net.Dialer{Timeout: 10 * time.Second}
-		if port, _ := ctx.Value(portKey{}).(int); port > 0 {
-			// Below the ephemeral range: fault-injection rules other
-			// programs on this machine put on ephemeral loopback ports
-			// (nftables drops by port) cannot hit a long-lived stream.
-			d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
-			d.Control = reuseAddr
-		}
-		return d.DialContext(ctx, network, addr)
+// dialer dials addr, from the local port ctx names (see [withPort]).
+func dialer(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: 10 * time.Second}
+	if port, _ := ctx.Value(portKey{}).(int); port > 0 {
+		// Below the ephemeral range: fault-injection rules other
+		// programs on this machine put on ephemeral loopback ports
+		// (nftables drops by port) cannot hit a long-lived stream.
+		d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
+		d.Control = reuseAddr
 	}
+	return d.DialContext(ctx, network, addr)
+}
+
+func newClient(base string, conc int, headerTimeout time.Duration) *client {
 	return &client{
 		base: strings.TrimRight(base, "/"),
 		reqs: &http.Client{Transport: &http.Transport{
@@ -108,16 +115,29 @@ func (c *client) do(ctx context.Context, route, sid, body string) (*http.Respons
 // join posts /join as a new browser (no cookie) and returns the session
 // the lobby gave it.
 func (c *client) join(ctx context.Context, name string) (string, error) {
+	sid, _, err := c.joinMember(ctx, name)
+	return sid, err
+}
+
+// joinMember is join that also returns the member cookie the lobby set
+// (its signed name, which a browser sends back with every request).
+func (c *client) joinMember(ctx context.Context, name string) (sid, member string, err error) {
 	resp, err := c.do(ctx, "/join", "", jsonObject("username", name))
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	for _, ck := range resp.Cookies() {
-		if ck.Name == sessionCookie {
-			return ck.Value, nil
+		switch ck.Name {
+		case sessionCookie:
+			sid = ck.Value
+		case memberCookie:
+			member = ck.Value
 		}
 	}
-	return "", errors.New("/join: answered 200 without a session cookie")
+	if sid == "" {
+		return "", "", errors.New("/join: answered 200 without a session cookie")
+	}
+	return sid, member, nil
 }
 
 // say posts one chat line.
@@ -162,6 +182,8 @@ func reuseAddr(_, _ string, c syscall.RawConn) error {
 	return errors.Join(err, serr)
 }
 
+var addrRE = regexp.MustCompile(`\d+\.\d+\.\d+\.\d+:\d+`)
+
 // errKind names an error for the tallies: a refusal by its route and
 // status, anything else by its route and a short text.
 func errKind(err error) string {
@@ -169,7 +191,9 @@ func errKind(err error) string {
 	if errors.As(err, &se) {
 		return fmt.Sprintf("%s %d %s", se.route, se.status, se.msg)
 	}
-	s := err.Error()
+	// Addresses (a local port per stream) would make every error a kind
+	// of its own.
+	s := addrRE.ReplaceAllString(err.Error(), "ADDR")
 	if len(s) > 120 {
 		s = s[:120]
 	}

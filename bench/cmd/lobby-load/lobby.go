@@ -24,6 +24,8 @@ type lobbyProc struct {
 	mu       sync.Mutex
 	warnings int      // log lines at WARN or ERROR
 	samples  []string // the first few of them
+	crash    []string // from a line starting "panic:" or "fatal error:" on, a few lines
+	stopping bool     // stop was called: an exit is not a crash
 	exited   chan struct{}
 }
 
@@ -35,6 +37,10 @@ type Server struct {
 	RSSMiB     float64  `json:"rss_mib_at_end,omitempty"`
 	Warnings   int      `json:"log_warnings"`
 	Samples    []string `json:"log_warning_samples,omitempty"`
+	// Exited: the lobby process had ended by itself (a crash); Crash is
+	// the first lines of what it said about it (a panic or fatal error).
+	Exited bool     `json:"exited,omitempty"`
+	Crash  []string `json:"crash,omitempty"`
 }
 
 // findLobby returns the lobby binary: the one named, or "lobby" next to
@@ -90,6 +96,11 @@ func startLobby(bin string, args []string) (*lobbyProc, error) {
 					sent = true
 				}
 			}
+			l.mu.Lock()
+			if (strings.HasPrefix(line, "panic:") || strings.HasPrefix(line, "fatal error:")) && l.crash == nil || l.crash != nil && len(l.crash) < 12 {
+				l.crash = append(l.crash, line)
+			}
+			l.mu.Unlock()
 			if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
 				l.mu.Lock()
 				l.warnings++
@@ -151,6 +162,12 @@ func (l *lobbyProc) server() Server {
 	}
 	l.mu.Lock()
 	s.Warnings, s.Samples = l.warnings, append([]string(nil), l.samples...)
+	s.Crash = append([]string(nil), l.crash...)
+	select {
+	case <-l.exited:
+		s.Exited = !l.stopping
+	default:
+	}
 	l.mu.Unlock()
 	return s
 }
@@ -170,6 +187,9 @@ func (l *lobbyProc) stop() {
 	if l.cmd == nil {
 		return
 	}
+	l.mu.Lock()
+	l.stopping = true
+	l.mu.Unlock()
 	_ = l.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-l.exited:

@@ -13,6 +13,18 @@
 //     arrival, stay a moment and leave, paced at -rate cycles a second.
 //     The tool reports chat delivery p50/p99/max at the chatters' streams,
 //     lines missing, and the cycle rate achieved.
+//   - reconnect: N people (default 5,000) join and hold a stream each while
+//     -speakers of them chat (-chat-rate lines a second in all, numbered,
+//     each speaker's in order). Then every stream's connection is reset
+//     at once from the client side (a network break), and each reconnects
+//     as the page's Datastar client does: after the retry the lobby sent
+//     it, with Last-Event-ID set to the last id it read. The tool reports
+//     the time until every stream is live again (it delivered a line said
+//     after its reconnect request), per-stream resume p50/p99, the lobby's
+//     CPU time, and checks every line of the window on every stream:
+//     exactly once, in order, no "could not be recovered", no "left the
+//     lobby". With -contrast (default) it breaks every stream again and
+//     reconnects without Last-Event-ID, and reports the lines lost.
 //
 // By default the tool builds (or finds) the lobby binary and starts a fresh
 // lobby process for every trial, on 127.0.0.1 with -max-streams-per-ip 0 and
@@ -24,6 +36,7 @@
 //	go build -o bin/ ./cmd/lobby-load github.com/sfere-go/sfere/cmd/lobby
 //	bin/lobby-load -scenario storm -n 1000,5000 -json storm.json
 //	bin/lobby-load -scenario churn -json churn.json
+//	bin/lobby-load -scenario reconnect -n 5000 -json reconnect.json
 //
 // Every phase is bounded in time and the tool stops by itself.
 package main
@@ -51,6 +64,8 @@ type Results struct {
 	Lobby   string        `json:"lobby"` // the binary, or the URL of a lobby started by the user
 	Storms  []StormResult `json:"storms,omitempty"`
 	Churns  []ChurnResult `json:"churns,omitempty"`
+	// Reconnects are the reconnect trials.
+	Reconnects []ReconnectResult `json:"reconnects,omitempty"`
 }
 
 type config struct {
@@ -66,18 +81,30 @@ type config struct {
 	chatRate           float64 // chat lines a second, all chatters together
 	warmup, duration   time.Duration
 	hold               [2]time.Duration
+
+	speakers      int           // reconnect: people who chat
+	pre, post     time.Duration // reconnect: chat before a break, and after everyone resumed
+	resumeTimeout time.Duration // reconnect: give up on streams not resumed after this long
+	contrast      bool          // reconnect: break again without positions
+	positions     bool          // reconnect: false: only the storm without positions
 }
 
 func main() {
 	var (
-		scenario   = flag.String("scenario", "storm,churn", "scenarios to run: storm, churn, or both (comma separated)")
-		nFlag      = flag.String("n", "1000,5000", "storm: people joining at once (a list runs each)")
+		scenario   = flag.String("scenario", "storm,churn", "scenarios to run: storm, churn, reconnect (comma separated)")
+		nFlag      = flag.String("n", "1000,5000", "storm and reconnect: people (a list runs each; reconnect's default is 5000)")
 		conc       = flag.Int("conc", 64, "requests in flight while people join")
 		chatAt     = flag.Float64("chat-at", 0.5, "storm: say the chat line once this fraction of the people have seen their own arrival")
 		churners   = flag.Int("churners", 1000, "churn: clients that join and leave in a loop")
 		chatters   = flag.Int("chatters", 100, "churn: people who stay and chat; chat delivery is measured at their streams")
 		rate       = flag.Float64("rate", 200, "churn: join+leave cycles a second, offered")
-		chatRate   = flag.Float64("chat-rate", 20, "churn: chat lines a second, all chatters together (each chatter in turn; the lobby allows 5 a second per session by default)")
+		chatRate   = flag.Float64("chat-rate", 20, "churn and reconnect: chat lines a second, all chatters (speakers) together (each in turn; the lobby allows 5 a second per session by default)")
+		speakers   = flag.Int("speakers", 5, "reconnect: people (of the N) who chat throughout, each its own numbered lines in order")
+		pre        = flag.Duration("pre", 2*time.Second, "reconnect: chat this long before each break")
+		post       = flag.Duration("post", 2*time.Second, "reconnect: chat this long after every stream resumed before the window closes")
+		resumeTO   = flag.Duration("resume-timeout", time.Minute, "reconnect: give up on streams not resumed this long after the break")
+		contrast   = flag.Bool("contrast", true, "reconnect: after the storm with positions, break every stream again and reconnect without Last-Event-ID (what is lost without positions)")
+		positions  = flag.Bool("positions", true, "reconnect: reconnect with Last-Event-ID (false: run only the storm without, as a trial of its own)")
 		warmup     = flag.Duration("warmup", 5*time.Second, "churn: churn and chat this long before measuring")
 		duration   = flag.Duration("duration", 30*time.Second, "churn: measured time")
 		holdFlag   = flag.String("hold", "1s,3s", "churn: a churner stays this long after seeing its arrival (uniform in min,max) before it leaves")
@@ -95,10 +122,18 @@ func main() {
 	flag.Parse()
 	for _, s := range strings.Split(*scenario, ",") {
 		s = strings.TrimSpace(s)
-		if s != "storm" && s != "churn" {
-			fatalf("unknown scenario %q (want storm or churn)", s)
+		if s != "storm" && s != "churn" && s != "reconnect" {
+			fatalf("unknown scenario %q (want storm, churn or reconnect)", s)
 		}
 		scenarios[s] = true
+	}
+	nSet := false
+	flag.Visit(func(f *flag.Flag) { nSet = nSet || f.Name == "n" })
+	if !nSet {
+		*nFlag = "1000,5000"
+		if scenarios["reconnect"] && !scenarios["storm"] {
+			*nFlag = "5000"
+		}
 	}
 	for _, s := range strings.Split(*nFlag, ",") {
 		v, err := strconv.Atoi(strings.TrimSpace(s))
@@ -120,12 +155,14 @@ func main() {
 		fatalf("-chat-at must be in (0, 1]")
 	case scenarios["churn"] && (*churners < 1 || *chatters < 2 || *rate <= 0 || *chatRate <= 0 || *duration <= 0):
 		fatalf("churn needs -churners >= 1, -chatters >= 2, and positive -rate, -chat-rate and -duration")
+	case scenarios["reconnect"] && (*speakers < 1 || *chatRate <= 0 || *pre < 0 || *post < 0 || *resumeTO <= 0):
+		fatalf("reconnect needs -speakers >= 1, a positive -chat-rate and -resume-timeout, and -pre, -post >= 0")
 	}
 	long := 0 // the most long-lived streams one trial binds ports for
 	if scenarios["churn"] {
 		long = *chatters
 	}
-	if scenarios["storm"] {
+	if scenarios["storm"] || scenarios["reconnect"] {
 		long = max(long, slices.Max(stormSizes))
 	}
 	if *srcPort > 0 && *srcPort+long > 32768 {
@@ -135,7 +172,7 @@ func main() {
 		if err := checkLoopback(*lobbyURL); err != nil {
 			fatalf("%v", err)
 		}
-		if len(stormSizes)*boolInt(scenarios["storm"])+boolInt(scenarios["churn"]) > 1 {
+		if len(stormSizes)*(boolInt(scenarios["storm"])+boolInt(scenarios["reconnect"]))+boolInt(scenarios["churn"]) > 1 {
 			fatalf("-url drives one lobby, which keeps its people between trials: run one trial (one -n, one scenario) per lobby start")
 		}
 	}
@@ -150,6 +187,7 @@ func main() {
 		conc: *conc, srcPort: *srcPort, timeout: *timeout, progress: !*quiet, chatAt: *chatAt,
 		churners: *churners, chatters: *chatters, rate: *rate, chatRate: *chatRate,
 		warmup: *warmup, duration: *duration, hold: [2]time.Duration{minHold, maxHold},
+		speakers: *speakers, pre: *pre, post: *post, resumeTimeout: *resumeTO, contrast: *contrast, positions: *positions,
 	}
 
 	res := Results{Started: time.Now().UTC(), Machine: host.Describe(), Args: os.Args[1:]}
@@ -185,6 +223,19 @@ func main() {
 		failed = failed || len(r.Errors) > 0
 		printChurn(r)
 		writeJSON(*jsonOut, &res)
+	}
+	if scenarios["reconnect"] {
+		for _, n := range stormSizes {
+			logf("reconnect: %d people, %d speakers at %.0f lines/s", n, cfg.speakers, cfg.chatRate)
+			r := runTrial(starter, func(l *lobbyProc) ReconnectResult { return runReconnect(cfg, l, n) })
+			res.Reconnects = append(res.Reconnects, r)
+			failed = failed || len(r.Errors) > 0
+			for _, b := range r.Breaks {
+				failed = failed || len(b.Errors) > 0
+			}
+			printReconnect(r)
+			writeJSON(*jsonOut, &res)
+		}
 	}
 	logf("results: %s", *jsonOut)
 	if failed {

@@ -15,6 +15,11 @@ import (
 type Counters struct {
 	SoftnetDrops int64 `json:"softnet_drops"`
 	RetransSegs  int64 `json:"tcp_retrans_segs"`
+	// SynRetrans counts SYNs sent again (a connection attempt that got
+	// no answer within 1 s), ListenOverflows connections a full accept
+	// queue turned away (TcpExt counters).
+	SynRetrans      int64 `json:"tcp_syn_retrans"`
+	ListenOverflows int64 `json:"tcp_listen_overflows"`
 }
 
 // Read returns the counters now. They are machine-wide: other programs'
@@ -49,12 +54,38 @@ func Read() Counters {
 			}
 		}
 	}
+	if b, err := os.ReadFile("/proc/net/netstat"); err == nil {
+		var names []string
+		for line := range strings.SplitSeq(string(b), "\n") {
+			rest, ok := strings.CutPrefix(line, "TcpExt: ")
+			if !ok {
+				continue
+			}
+			f := strings.Fields(rest)
+			if names == nil {
+				names = f
+				continue
+			}
+			for i, n := range names {
+				if i >= len(f) {
+					break
+				}
+				switch n {
+				case "TCPSynRetrans":
+					c.SynRetrans, _ = strconv.ParseInt(f[i], 10, 64)
+				case "ListenOverflows":
+					c.ListenOverflows, _ = strconv.ParseInt(f[i], 10, 64)
+				}
+			}
+		}
+	}
 	return c
 }
 
 // Sub returns the counts from d to c.
 func (c Counters) Sub(d Counters) Counters {
-	return Counters{SoftnetDrops: c.SoftnetDrops - d.SoftnetDrops, RetransSegs: c.RetransSegs - d.RetransSegs}
+	return Counters{SoftnetDrops: c.SoftnetDrops - d.SoftnetDrops, RetransSegs: c.RetransSegs - d.RetransSegs,
+		SynRetrans: c.SynRetrans - d.SynRetrans, ListenOverflows: c.ListenOverflows - d.ListenOverflows}
 }
 
 // MaxBacklog returns net.core.netdev_max_backlog, or 0 if it cannot be read.
