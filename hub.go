@@ -34,7 +34,8 @@ type HubOptions struct {
 	MaxQueueBytes int
 	// OnOpen, if set, is called on Serve's goroutine after a new stream
 	// is stored and before its initial effects are written (a cluster
-	// announces the stream here). It must not block. Its counterpart is
+	// announces the stream here); [Stream.Recovery] is known by then. It
+	// must not block. Its counterpart is
 	// the store's [EvictFunc], called once when the stream leaves.
 	OnOpen func(*Stream)
 	// History keeps what the hub sent, so that a client that reconnects
@@ -244,10 +245,16 @@ func (h *Hub) admit(s *Stream, r *http.Request, first *message) {
 		first = first.withID(Position{h.hist.epoch, h.hist.top}.String())
 		h.hist.mu.Unlock()
 	}
+	if rec.Recovered {
+		rec.Replayed = len(replay)
+	}
+	s.mu.Lock()
+	s.recovery = rec // known to OnOpen
+	s.mu.Unlock()
 	if h.opts.OnOpen != nil {
 		h.opts.OnOpen(s)
 	}
-	s.open(opening, replay, first, rec)
+	s.open(opening, replay, first, rec.Recovered)
 }
 
 // lastEventID is the position a request resumes from: its Last-Event-ID

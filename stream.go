@@ -137,21 +137,19 @@ func (s *Stream) take(spare []*message) ([]*message, error) {
 // history it was owed up to then (replay: all it missed if it recovered;
 // for a stream that asked for nothing, what came since first was
 // rendered), then the live ones.
-func (s *Stream) open(head, replay []*message, first *message, rec Recovery) {
+func (s *Stream) open(head, replay []*message, first *message, recovered bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	queue := head
-	if !rec.Recovered {
+	if !recovered {
 		queue = append(queue, first)
-	} else {
-		rec.Replayed = len(replay)
 	}
 	queue = append(append(queue, replay...), s.queue...)
 	s.queue, s.queued = queue, 0
 	for _, m := range queue {
 		s.queued += len(m.data)
 	}
-	s.paused, s.recovery = false, rec
+	s.paused = false
 }
 
 // Recovery says what became of the position the stream's request

@@ -75,8 +75,10 @@ func (t *Tracker) flushLocked() {
 		// changes: a hub with a history matches it again when a stream
 		// resumes, from its own goroutine.
 		skip := make(sfere.KeySet, len(t.opening)+len(t.fresh))
-		for k := range t.opening {
-			skip[k] = struct{}{}
+		for k, o := range t.opening {
+			if !o.reconnect { // a reconnecting client takes every batch
+				skip[k] = struct{}{}
+			}
 		}
 		for k := range t.fresh {
 			skip[k] = struct{}{}

@@ -167,6 +167,16 @@ type Options struct {
 	// sent (for logs and metrics). It runs with the tracker's lock held:
 	// it must not block or call the tracker.
 	OnDiff func(Diff)
+	// ResumeKeepsState says that the hub keeps a history of its own (not
+	// a cluster's shared log, whose positions the tracker's batches do not
+	// take): a client that reconnects (its request carries a Last-Event-ID
+	// header) and whose stream recovered was replayed every batch it
+	// missed, and holds the room's state, so it gets no snapshot, only the
+	// batches after. A page's first request should then pass the position
+	// it was rendered at as the lastEventID query parameter, not the
+	// header: it holds no batch yet. Without it every stream gets a
+	// snapshot (at 5,000 people, a list of about 250 KB each).
+	ResumeKeepsState bool
 	// Cluster, if set, shares the room with other nodes.
 	Cluster Cluster
 	// Logger receives the tracker's warnings. Nil means slog.Default().
@@ -177,27 +187,28 @@ type Options struct {
 // All its methods are safe for concurrent use. It holds one lock; nothing
 // that waits on the network runs under it (broadcasts only queue bytes).
 type Tracker struct {
-	hub          *sfere.Hub
-	room         string
-	everyone     sfere.Pattern
-	grace        time.Duration
-	window       time.Duration
-	maxWindow    time.Duration
-	claimTimeout time.Duration
-	resume       time.Duration
-	snapshot     func([]Member, Diff) []sfere.Effect
-	diff         func(Diff) []sfere.Effect
-	goodbye      func(error) []sfere.Effect
-	onDiff       func(Diff)
-	cluster      Cluster
-	log          *slog.Logger
+	hub              *sfere.Hub
+	room             string
+	everyone         sfere.Pattern
+	grace            time.Duration
+	window           time.Duration
+	maxWindow        time.Duration
+	claimTimeout     time.Duration
+	resume           time.Duration
+	snapshot         func([]Member, Diff) []sfere.Effect
+	diff             func(Diff) []sfere.Effect
+	goodbye          func(error) []sfere.Effect
+	onDiff           func(Diff)
+	resumeKeepsState bool
+	cluster          Cluster
+	log              *slog.Logger
 
 	mu        sync.Mutex
 	closed    bool
 	seq       uint64                    // arrival epochs
 	people    map[string]*person        // id -> person (claimed, present, in grace or away)
 	owners    map[string]*person        // owner -> person
-	opening   map[sfere.Key]*person     // streams on their way into the store
+	opening   map[sfere.Key]opening     // streams on their way into the store
 	streams   map[*sfere.Stream]*person // this node's streams
 	published map[string]Member         // the state as of the last batch
 	sorted    []Member                  // published in order of arrival; nil when stale
@@ -221,30 +232,31 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 		return nil, errors.New("presence: Options.Snapshot and Options.Diff are required")
 	}
 	t := &Tracker{
-		hub:          hub,
-		room:         opts.Room,
-		everyone:     Everyone(opts.Room),
-		grace:        cmp.Or(opts.Grace, DefaultGrace),
-		window:       cmp.Or(opts.Window, DefaultWindow),
-		maxWindow:    cmp.Or(opts.MaxWindow, DefaultMaxWindow),
-		claimTimeout: cmp.Or(opts.ClaimTimeout, DefaultClaimTimeout),
-		resume:       max(opts.Resume, 0),
-		snapshot:     opts.Snapshot,
-		diff:         opts.Diff,
-		goodbye:      opts.Goodbye,
-		onDiff:       opts.OnDiff,
-		cluster:      opts.Cluster,
-		log:          cmp.Or(opts.Logger, slog.Default()),
-		people:       make(map[string]*person),
-		owners:       make(map[string]*person),
-		opening:      make(map[sfere.Key]*person),
-		streams:      make(map[*sfere.Stream]*person),
-		published:    make(map[string]Member),
-		epochs:       make(map[string]uint64),
-		dirty:        make(map[string]struct{}),
-		departed:     make(map[string]Departure),
-		fresh:        make(sfere.KeySet),
-		gone:         make(map[string]time.Time),
+		hub:              hub,
+		room:             opts.Room,
+		everyone:         Everyone(opts.Room),
+		grace:            cmp.Or(opts.Grace, DefaultGrace),
+		window:           cmp.Or(opts.Window, DefaultWindow),
+		maxWindow:        cmp.Or(opts.MaxWindow, DefaultMaxWindow),
+		claimTimeout:     cmp.Or(opts.ClaimTimeout, DefaultClaimTimeout),
+		resume:           max(opts.Resume, 0),
+		snapshot:         opts.Snapshot,
+		diff:             opts.Diff,
+		goodbye:          opts.Goodbye,
+		onDiff:           opts.OnDiff,
+		resumeKeepsState: opts.ResumeKeepsState,
+		cluster:          opts.Cluster,
+		log:              cmp.Or(opts.Logger, slog.Default()),
+		people:           make(map[string]*person),
+		owners:           make(map[string]*person),
+		opening:          make(map[sfere.Key]opening),
+		streams:          make(map[*sfere.Stream]*person),
+		published:        make(map[string]Member),
+		epochs:           make(map[string]uint64),
+		dirty:            make(map[string]struct{}),
+		departed:         make(map[string]Departure),
+		fresh:            make(sfere.KeySet),
+		gone:             make(map[string]time.Time),
 	}
 	t.maxWindow = max(t.maxWindow, t.window)
 	t.current = t.window
@@ -406,7 +418,9 @@ func (t *Tracker) open(w http.ResponseWriter, r *http.Request, owner string, ini
 		t.mu.Unlock()
 		return nil, ErrNotClaimed // it left meanwhile
 	}
-	t.opening[key] = p
+	// A request with a Last-Event-ID header is a client reconnecting
+	// (a page's first request passes its position as a query parameter).
+	t.opening[key] = opening{p, t.resumeKeepsState && r.Header.Get("Last-Event-ID") != ""}
 	t.mu.Unlock()
 	var s *sfere.Stream
 	if detach {
@@ -422,6 +436,14 @@ func (t *Tracker) open(w http.ResponseWriter, r *http.Request, owner string, ini
 	return s, err
 }
 
+// opening is a stream on its way into the store: its person, and whether
+// it is a client reconnecting that holds the room's state if its stream
+// recovers (see [Options.ResumeKeepsState]).
+type opening struct {
+	p         *person
+	reconnect bool
+}
+
 // Opened records a stream the hub stored: call it from
 // [sfere.HubOptions.OnOpen]. A stream of the room that the tracker did not
 // open for a claimed person is sent [Options.Goodbye] and closed.
@@ -431,7 +453,8 @@ func (t *Tracker) Opened(s *sfere.Stream) {
 		return
 	}
 	t.mu.Lock()
-	p := t.opening[key]
+	o := t.opening[key]
+	p := o.p
 	delete(t.opening, key)
 	if t.closed || p == nil || t.people[p.id] != p {
 		t.mu.Unlock()
@@ -442,7 +465,9 @@ func (t *Tracker) Opened(s *sfere.Stream) {
 	p.local++
 	p.stopTimerLocked()
 	p.vanished = false
-	t.fresh[key] = struct{}{}
+	if !o.reconnect || !s.Recovery().Recovered {
+		t.fresh[key] = struct{}{} // the next batch sends it a snapshot
+	}
 	if p.away {
 		// Back within the resume window, under a new Ref: news of the
 		// departed one (remembered as gone) is not mistaken for this.

@@ -158,7 +158,7 @@ func (b *browser) join(name string) reply {
 	if r.status != http.StatusOK {
 		b.t.Fatalf("join %q: status %d: %s", name, r.status, r.body)
 	}
-	if !strings.Contains(r.body, `data-init="@post('/sse'`) {
+	if !strings.Contains(r.body, `data-init="@post('/sse`) {
 		b.t.Fatalf("join %q: the answer does not open the stream:\n%s", name, r.body)
 	}
 	return r
@@ -194,10 +194,22 @@ func (b *browser) openStream(opts ...ssetest.Option) *stream {
 }
 
 // openStreamFrom is openStream with a Last-Event-ID header (if lastID is
-// not empty), as a page that comes back or a reconnecting client sends.
+// not empty), as a reconnecting client sends it.
 func (b *browser) openStreamFrom(lastID string, opts ...ssetest.Option) *stream {
 	b.t.Helper()
-	req := ssetest.DatastarPost("/sse", `{"username":"","message":""}`)
+	return b.openStreamAt("/sse", lastID, opts...)
+}
+
+// openPageStream opens the stream as a page's data-init does: from the
+// position the page was rendered at, in the query.
+func (b *browser) openPageStream(pos string) *stream {
+	b.t.Helper()
+	return b.openStreamAt("/sse?lastEventID="+url.QueryEscape(pos), "")
+}
+
+func (b *browser) openStreamAt(target, lastID string, opts ...ssetest.Option) *stream {
+	b.t.Helper()
+	req := ssetest.DatastarPost(target, `{"username":"","message":""}`)
 	req.Header.Set("Accept", "text/event-stream")
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
@@ -273,7 +285,7 @@ func renderedPosition(t testing.TB, body string) string {
 	return m[1]
 }
 
-var renderedPositionRE = regexp.MustCompile(`data-init="@post\('/sse', \{headers: \{'Last-Event-ID': '([^']+)'\}\}\)"`)
+var renderedPositionRE = regexp.MustCompile(`data-init="@post\('/sse\?lastEventID=([^']+)'\)"`)
 
 // events returns the events received so far, without the comments.
 func (s *stream) events() []ssetest.Event {

@@ -72,6 +72,9 @@ func (l *Lobby) presenceOptions(opts Options) presence.Options {
 		Window:       opts.PresenceWindow,
 		ClaimTimeout: opts.JoinTimeout,
 		Resume:       max(opts.Resume, 0),
+		// On one node the presence batches are in the hub's history: a
+		// page that reconnects and recovers needs no participant list.
+		ResumeKeepsState: opts.History > 0 && opts.NATS == "" && opts.NATSEmbed == "",
 		Snapshot:     l.renderSnapshot,
 		Diff:         l.renderDiff,
 		Goodbye:      l.goodbye,

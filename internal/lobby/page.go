@@ -77,8 +77,9 @@ type lobbyData struct {
 	List   template.HTML // the rendered participant list
 	Errors map[string]string
 	// Position is the lobby's position when the page was rendered (empty
-	// without a history): the stream opens from it, so nothing said
-	// between the render and the stream's start is lost.
+	// without a history): the stream opens from it (the lastEventID query
+	// parameter: the Last-Event-ID header is for a client's reconnects),
+	// so nothing said between the render and the stream's start is lost.
 	Position string
 }
 

@@ -30,7 +30,7 @@ func TestLineSaidBetweenPageAndStreamIsNotLost(t *testing.T) {
 	// The /join answer, then a line, then the stream.
 	joined := brian.join("brian")
 	phil.say("said before the stream opened")
-	bs := brian.openStreamFrom(renderedPosition(t, joined.body))
+	bs := brian.openPageStream(renderedPosition(t, joined.body))
 	bs.waitFor("said before the stream opened")
 	bs.waitFor(`id="participant-list"`)
 	phil.say("said after it opened")
@@ -43,7 +43,7 @@ func TestLineSaidBetweenPageAndStreamIsNotLost(t *testing.T) {
 		t.Fatalf("the reload does not show the lobby:\n%s", page.body)
 	}
 	phil.say("said during the reload")
-	again := brian.openStreamFrom(renderedPosition(t, page.body))
+	again := brian.openPageStream(renderedPosition(t, page.body))
 	again.waitFor("said during the reload")
 	phil.say("said after the reload")
 	again.waitFor("said after the reload")
@@ -335,6 +335,11 @@ func TestResumeStormKeepsEveryLine(t *testing.T) {
 		assertLinesOnceInOrder(t, s, lines...)
 		if s.count(recoveryNotice)+s.count("before the storm") != 0 {
 			t.Errorf("p%02d's resumed stream was told it lost lines, or got old ones again:\n%s", i, s.dump())
+		}
+		// It holds the list: it is sent no new one (at 5,000 people, the
+		// lists alone would be a gigabyte).
+		if n := s.count(`<ul id="participant-list">`); n != 0 {
+			t.Errorf("p%02d's resumed stream was sent %d participant lists, want 0", i, n)
 		}
 	}
 }
