@@ -88,7 +88,10 @@ var (
 	// [Hub.Serve] holds, the server canceled the request's context).
 	ErrClientGone = errors.New("sfere: client gone")
 	// ErrSlowClient: the stream's queue exceeded its limit because the
-	// client did not read fast enough.
+	// client did not read fast enough. On a taken-over connection the
+	// response then ends without its last chunk, so that the client
+	// takes it for a broken stream and reconnects (with a history,
+	// resuming where it was).
 	ErrSlowClient = errors.New("sfere: client too slow, queue full")
 	// ErrClosedByApp: the application sent [CloseStream].
 	ErrClosedByApp = errors.New("sfere: stream closed by the application")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -367,4 +368,33 @@ func TestHTTP10StreamStaysOnNetHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	old.Wait(waitLong, ssetest.CommentIs("to an old client"))
+}
+
+// A stream cut for falling behind ends without its last chunk: its client
+// sees a broken response, not an ended one, and reconnects (a Datastar
+// client retries only a broken stream), resuming where it was.
+func TestOverflowEndsBroken(t *testing.T) {
+	hub, ev := newMemoryHub(t, HubOptions{MaxQueueBytes: 1 << 10})
+	srv := testServer(t, hub, Comment("hello"))
+	c := dial(t, srv, "brian")
+	c.Wait(waitLong, ssetest.CommentIs("hello"))
+	big := PatchElements(strings.Repeat("x", 4<<10))
+	for i := 0; ; i++ {
+		if _, err := hub.Send(lobbyKey("brian"), big); errors.Is(err, ErrSlowClient) {
+			break
+		} else if i == 100_000 {
+			t.Fatalf("the queue never overflowed: %v", err)
+		}
+	}
+	if got := ev.next(t, waitLong); got.Cause != CauseClosed || !errors.Is(got.Err, ErrSlowClient) {
+		t.Fatalf("eviction = %v (%v), want closed, slow client", got.Cause, got.Err)
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(waitLong):
+		t.Fatal("the stream is still open")
+	}
+	if err := c.Err(); errors.Is(err, io.EOF) || err == nil {
+		t.Fatalf("the response ended with %v, want a broken one (no last chunk)", err)
+	}
 }

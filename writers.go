@@ -125,9 +125,12 @@ func (h *Hub) drain(c *connSink, ws *writerState) {
 	c.spare = nil
 	if err != nil || c.writeErr.Load() != nil {
 		// The reader ends an evicted stream (ErrStreamEnded) and one whose
-		// write failed; an overflow ends here.
+		// write failed; an overflow ends here, without the last chunk: the
+		// client takes it for a broken connection and reconnects (with a
+		// history, from where it was).
 		settleAll(batch, false)
 		if err != nil && !errors.Is(err, ErrStreamEnded) {
+			c.broken = true
 			h.store.PurgeStream(c.s, CauseClosed, err)
 		}
 		h.letGo(c)
