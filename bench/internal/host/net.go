@@ -35,51 +35,38 @@ func Read() Counters {
 			}
 		}
 	}
-	if b, err := os.ReadFile("/proc/net/snmp"); err == nil {
-		var names []string
-		for line := range strings.SplitSeq(string(b), "\n") {
-			rest, ok := strings.CutPrefix(line, "Tcp: ")
-			if !ok {
-				continue
-			}
-			f := strings.Fields(rest)
-			if names == nil {
-				names = f
-				continue
-			}
-			for i, n := range names {
-				if n == "RetransSegs" && i < len(f) {
-					c.RetransSegs, _ = strconv.ParseInt(f[i], 10, 64)
-				}
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/net/netstat"); err == nil {
-		var names []string
-		for line := range strings.SplitSeq(string(b), "\n") {
-			rest, ok := strings.CutPrefix(line, "TcpExt: ")
-			if !ok {
-				continue
-			}
-			f := strings.Fields(rest)
-			if names == nil {
-				names = f
-				continue
-			}
-			for i, n := range names {
-				if i >= len(f) {
-					break
-				}
-				switch n {
-				case "TCPSynRetrans":
-					c.SynRetrans, _ = strconv.ParseInt(f[i], 10, 64)
-				case "ListenOverflows":
-					c.ListenOverflows, _ = strconv.ParseInt(f[i], 10, 64)
-				}
-			}
-		}
-	}
+	tcp := procCounters("/proc/net/snmp", "Tcp: ")
+	ext := procCounters("/proc/net/netstat", "TcpExt: ")
+	c.RetransSegs, c.SynRetrans, c.ListenOverflows = tcp["RetransSegs"], ext["TCPSynRetrans"], ext["ListenOverflows"]
 	return c
+}
+
+// procCounters reads one table of a /proc/net counters file (snmp,
+// netstat): a line of names after prefix, then a line of values after it.
+func procCounters(path, prefix string) map[string]int64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		rest, ok := strings.CutPrefix(line, prefix)
+		if !ok {
+			continue
+		}
+		if names == nil {
+			names = strings.Fields(rest)
+			continue
+		}
+		out := make(map[string]int64, len(names))
+		for i, v := range strings.Fields(rest) {
+			if i < len(names) {
+				out[names[i]], _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+		return out
+	}
+	return nil
 }
 
 // Sub returns the counts from d to c.
