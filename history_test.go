@@ -410,7 +410,8 @@ func TestRecoveryKeepsWhatWasQueuedLive(t *testing.T) {
 		from := hub.Position()
 		hub.Broadcast(All, nil, numbered(1))
 		c := dial(t, srv, "brian&lastEventID="+url.QueryEscape(from.String()))
-		ssetest.Eventually(t, waitLong, "stream", func() bool { return hub.Count(lobbyKey("brian").Pattern()) == 1 })
+		// Once OnOpen ran (the stream is stored before it runs).
+		ssetest.Eventually(t, waitLong, "OnOpen", flipped.Load)
 		hub.Broadcast(All, nil, AppendElements("#m", "<p>live</p>"))
 		if got := elementsUntil(t, c, "<p>live</p>"); strings.Join(got, " ") != "<p>1</p> <p>hello</p>" {
 			t.Fatalf("before the live event got %q, want 1 (replayed) then hello (queued live), once each", got)
