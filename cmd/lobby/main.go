@@ -135,7 +135,12 @@ func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
 	}
 	if *keyFile != "" {
 		key, err := lobby.LoadSessionKey(*keyFile)
-		if err != nil {
+		switch {
+		case err != nil && *keyFile == lobby.DefaultSessionKeyFile():
+			// The default place may be unwritable (a read-only home): the
+			// lobby still runs, its sessions just do not survive a restart.
+			fmt.Fprintf(out, "lobby: %v; sessions will not survive a restart (see -session-key-file)\n", err)
+		case err != nil:
 			return opts, err
 		}
 		opts.SessionKey = key

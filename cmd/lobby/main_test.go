@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -86,5 +88,23 @@ func TestZeroLimitFlagsMeanNoLimit(t *testing.T) {
 	}
 	if opts.MaxStreamsPerIP >= 0 || opts.MessageRate >= 0 {
 		t.Errorf("-max-streams-per-ip 0 -message-rate 0 gave %d, %v; want negative (no limit)", opts.MaxStreamsPerIP, opts.MessageRate)
+	}
+}
+
+// An unwritable default place for the session key does not stop the
+// lobby: it runs with a key of its own, and says so.
+func TestUnwritableDefaultKeyFileIsNotFatal(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "sfere-lobby"), []byte("a file, not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("XDG_CACHE_HOME", dir)
+	var out strings.Builder
+	opts, err := parseFlags(nil, &out)
+	if err != nil {
+		t.Fatalf("the default key file's trouble stopped the lobby: %v", err)
+	}
+	if opts.SessionKey != nil || !strings.Contains(out.String(), "sessions will not survive a restart") {
+		t.Fatalf("key %x, output %q: want no key and a warning", opts.SessionKey, out.String())
 	}
 }
