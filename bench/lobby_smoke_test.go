@@ -5,14 +5,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 )
 
 // TestSmokeLobby builds the lobby and lobby-load once and runs the tool's
 // scenarios small, each against a lobby process of its own.
 func TestSmokeLobby(t *testing.T) {
-	bin := buildLobbyTools(t)
+	bin := buildTools(t, "./cmd/lobby-load", "github.com/sfere-go/sfere/cmd/lobby") // the lobby of the repository's module, through the replace directive
 	t.Run("storm", func(t *testing.T) { smokeLobbyStorm(t, bin) })
 	t.Run("churn", func(t *testing.T) { smokeLobbyChurn(t, bin) })
 	t.Run("reconnect", func(t *testing.T) { smokeLobbyReconnect(t, bin) })
@@ -198,23 +197,4 @@ func readResults(t *testing.T, path string, v any) {
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// buildLobbyTools builds the lobby command (of the repository's module,
-// through the replace directive) and lobby-load into a temporary
-// directory, or skips where the smoke tests cannot run.
-func buildLobbyTools(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds and runs two binaries")
-	}
-	if runtime.GOOS != "linux" {
-		t.Skip("the load tool reads /proc")
-	}
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+string(filepath.Separator), "./cmd/lobby-load", "github.com/sfere-go/sfere/cmd/lobby")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
 }

@@ -13,7 +13,7 @@ import (
 // end to end at N=50 in every mode (and both other sfere paths): every stream
 // opens, every broadcast arrives, nothing is lost.
 func TestSmokeAllModes(t *testing.T) {
-	bin := buildTools(t)
+	bin := buildTools(t, "./cmd/sfere-bench-server", "./cmd/sfere-load")
 	out := filepath.Join(t.TempDir(), "smoke.json")
 	svg := filepath.Join(t.TempDir(), "smoke.svg")
 	run := exec.Command(filepath.Join(bin, "sfere-load"),
@@ -69,7 +69,7 @@ func TestSmokeAllModes(t *testing.T) {
 // NATS server, two sfere nodes in a natscluster, streams spread over both,
 // broadcasts triggered on node 0 reach every stream on both nodes.
 func TestSmokeNodes(t *testing.T) {
-	bin := buildTools(t)
+	bin := buildTools(t, "./cmd/sfere-bench-server", "./cmd/sfere-load")
 	out := filepath.Join(t.TempDir(), "nodes.json")
 	run := exec.Command(filepath.Join(bin, "sfere-load"),
 		"-n", "40", "-modes", "sfere", "-nodes", "2", "-src-port", "13000",
@@ -149,9 +149,9 @@ type phase struct {
 	PerSec    float64 `json:"deliveries_per_s"`
 }
 
-// buildTools builds the server and the load tool into a temporary
-// directory and returns it, or skips where the smoke tests cannot run.
-func buildTools(t *testing.T) string {
+// buildTools builds the packages into a temporary directory and returns
+// it, or skips where the smoke tests cannot run.
+func buildTools(t *testing.T, pkgs ...string) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs two binaries")
@@ -160,7 +160,7 @@ func buildTools(t *testing.T) string {
 		t.Skip("the load tool reads /proc")
 	}
 	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+string(filepath.Separator), "./cmd/sfere-bench-server", "./cmd/sfere-load")
+	build := exec.Command("go", append([]string{"build", "-o", bin + string(filepath.Separator)}, pkgs...)...)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
