@@ -1,6 +1,7 @@
 package lobby
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -119,54 +120,22 @@ var DefaultOptions = Options{
 
 func (o Options) withDefaults() Options {
 	d := DefaultOptions
-	if o.Addr == "" {
-		o.Addr = d.Addr
-	}
-	if o.Heartbeat == 0 {
-		o.Heartbeat = d.Heartbeat
-	}
-	if o.UserTimeout == 0 {
-		o.UserTimeout = d.UserTimeout
-	}
-	if o.Grace == 0 {
-		o.Grace = d.Grace
-	}
-	if o.Store == "" {
-		o.Store = d.Store
-	}
-	if o.TTL == 0 {
-		o.TTL = d.TTL
-	}
-	if o.JoinTimeout == 0 {
-		o.JoinTimeout = max(d.JoinTimeout, o.Grace)
-	}
-	if o.MaxStreamsPerIP == 0 {
-		o.MaxStreamsPerIP = d.MaxStreamsPerIP
-	}
-	if o.MessageRate == 0 {
-		o.MessageRate = d.MessageRate
-	}
-	if o.MessageBurst == 0 {
-		o.MessageBurst = d.MessageBurst
-	}
-	if o.ReadHeaderTimeout == 0 {
-		o.ReadHeaderTimeout = d.ReadHeaderTimeout
-	}
-	if o.BodyTimeout == 0 {
-		o.BodyTimeout = d.BodyTimeout
-	}
-	if o.History == 0 {
-		o.History = d.History
-	}
-	if o.Resume == 0 {
-		o.Resume = d.Resume
-	}
-	if o.HistoryAge == 0 {
-		o.HistoryAge = d.HistoryAge
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	o.Addr = cmp.Or(o.Addr, d.Addr)
+	o.Heartbeat = cmp.Or(o.Heartbeat, d.Heartbeat)
+	o.UserTimeout = cmp.Or(o.UserTimeout, d.UserTimeout)
+	o.Grace = cmp.Or(o.Grace, d.Grace)
+	o.Store = cmp.Or(o.Store, d.Store)
+	o.TTL = cmp.Or(o.TTL, d.TTL)
+	o.JoinTimeout = cmp.Or(o.JoinTimeout, max(d.JoinTimeout, o.Grace))
+	o.MaxStreamsPerIP = cmp.Or(o.MaxStreamsPerIP, d.MaxStreamsPerIP)
+	o.MessageRate = cmp.Or(o.MessageRate, d.MessageRate)
+	o.MessageBurst = cmp.Or(o.MessageBurst, d.MessageBurst)
+	o.ReadHeaderTimeout = cmp.Or(o.ReadHeaderTimeout, d.ReadHeaderTimeout)
+	o.BodyTimeout = cmp.Or(o.BodyTimeout, d.BodyTimeout)
+	o.History = cmp.Or(o.History, d.History)
+	o.HistoryAge = cmp.Or(o.HistoryAge, d.HistoryAge)
+	o.Resume = cmp.Or(o.Resume, d.Resume)
+	o.Logger = cmp.Or(o.Logger, slog.Default())
 	return o
 }
 
