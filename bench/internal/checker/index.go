@@ -1,0 +1,131 @@
+package checker
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/sfere-go/sfere/bench/internal/history"
+)
+
+// pageKey names one page: its person and its number.
+type pageKey struct {
+	client string
+	page   int
+}
+
+func (k pageKey) String() string { return fmt.Sprintf("%s/%d", k.client, k.page) }
+
+// page is one page's life and what it received, in order.
+type page struct {
+	key      pageKey
+	open     time.Time // zero: never opened
+	end      time.Time // zero: alive at the end
+	reason   string
+	events   []history.Record
+	final    []string
+	hasFinal bool
+}
+
+// owes reports whether the page lived from before sent until settle after
+// answered.
+func (p *page) owes(sent, answered time.Time, settle time.Duration) bool {
+	if p.open.IsZero() || p.open.After(sent) {
+		return false
+	}
+	return p.end.IsZero() || !p.end.Before(answered.Add(settle))
+}
+
+// line is a chat line a person said.
+type line struct {
+	speaker    string
+	seq        int
+	text       string
+	sent, at   time.Time
+	status     int
+	accepted   bool
+	deliveries map[pageKey]int
+}
+
+// check holds the indexes the checks share.
+type check struct {
+	opts    Options
+	r       Report
+	recs    []history.Record
+	pages   map[pageKey]*page
+	order   []*page // in order of first record
+	lines   map[string]*line
+	said    []*line // in order of sending
+	truth   []string
+	haveTru bool
+}
+
+func newCheck(recs []history.Record, opts Options) *check {
+	c := &check{opts: opts, recs: recs, pages: make(map[pageKey]*page), lines: make(map[string]*line),
+		r: Report{Faults: make(map[string]int)}}
+	for _, rec := range recs {
+		switch rec.Kind {
+		case history.KindMeta:
+			c.r.Seed = rec.Seed
+		case history.KindFault:
+			if rec.Phase == history.PhaseStart {
+				c.r.Faults[rec.Fault]++
+			}
+		case history.KindRequest:
+			if rec.Route == "/message" && rec.Text != "" {
+				l := &line{speaker: rec.Client, seq: rec.Seq, text: rec.Text, sent: rec.Sent, at: rec.At,
+					status: rec.Status, accepted: rec.Status >= 200 && rec.Status < 300, deliveries: make(map[pageKey]int)}
+				c.lines[rec.Text] = l
+				c.said = append(c.said, l)
+			}
+		case history.KindStream:
+			c.r.Pages.Streams++
+			if rec.Status == 200 {
+				c.r.Pages.StreamsOK++
+			}
+		case history.KindPageOpen:
+			p := c.page(rec)
+			if p.open.IsZero() {
+				p.open = rec.At
+				c.r.Pages.Opened++
+			}
+		case history.KindPageEnd:
+			p := c.page(rec)
+			if p.end.IsZero() {
+				p.end, p.reason = rec.At, rec.Reason
+				switch rec.Reason {
+				case history.EndError:
+					c.r.Pages.BrokenByError++
+				case history.EndTold:
+					c.r.Pages.Told++
+				}
+			}
+		case history.KindEvent:
+			p := c.page(rec)
+			p.events = append(p.events, rec)
+		case history.KindFinal:
+			p := c.page(rec)
+			p.final, p.hasFinal = rec.Names, true
+		case history.KindTruth:
+			c.truth, c.haveTru = rec.Names, true
+		}
+	}
+	return c
+}
+
+func (c *check) page(rec history.Record) *page {
+	k := pageKey{rec.Client, rec.Page}
+	p := c.pages[k]
+	if p == nil {
+		p = &page{key: k}
+		c.pages[k] = p
+		c.order = append(c.order, p)
+	}
+	return p
+}
+
+func (c *check) finding(kind *int, format string, args ...any) {
+	*kind++
+	if *kind <= maxFindings {
+		c.r.Findings = append(c.r.Findings, fmt.Sprintf(format, args...))
+	}
+}

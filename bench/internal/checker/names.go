@@ -1,0 +1,75 @@
+package checker
+
+import (
+	"strings"
+	"time"
+
+	"github.com/sfere-go/sfere/bench/internal/history"
+)
+
+// hold is a span in which a person held its name: from its /join answered
+// 2xx until it sent /leave or one of its pages was told to join again.
+type hold struct {
+	client, name string
+	from, until  time.Time // until zero: to the end
+}
+
+// heldTwice checks the third promise: a /join answered 2xx for a name that
+// another person held across the whole request, while that person's pages
+// kept receiving the lobby's events after the answer (so the lobby still
+// served that person's session), is a name held twice.
+func (c *check) heldTwice() {
+	var holds []*hold
+	open := make(map[string]*hold) // client -> its open hold
+	var joins []history.Record
+	for _, rec := range c.recs {
+		switch {
+		case rec.Kind == history.KindRequest && rec.Route == "/join" && rec.Status >= 200 && rec.Status < 300:
+			joins = append(joins, rec)
+			if open[rec.Client] == nil {
+				h := &hold{client: rec.Client, name: rec.Name, from: rec.At}
+				open[rec.Client] = h
+				holds = append(holds, h)
+			}
+		case rec.Kind == history.KindRequest && rec.Route == "/leave",
+			rec.Kind == history.KindPageEnd && rec.Reason == history.EndTold:
+			if h := open[rec.Client]; h != nil {
+				h.until = rec.Sent
+				if h.until.IsZero() {
+					h.until = rec.At
+				}
+				delete(open, rec.Client)
+			}
+		}
+	}
+	for _, j := range joins {
+		for _, h := range holds {
+			if h.client == j.Client || !strings.EqualFold(h.name, j.Name) {
+				continue
+			}
+			if h.from.After(j.Sent) || !h.until.IsZero() && h.until.Before(j.At) {
+				continue
+			}
+			if !c.servedAfter(h, j.At) {
+				continue
+			}
+			c.finding(&c.r.NamesHeldTwice, "name %q given to %s at %s while %s held it (since %s)", j.Name, j.Client, j.At.Format(timeFmt), h.client, h.from.Format(timeFmt))
+		}
+	}
+}
+
+// servedAfter reports whether a page of h's person received an event after
+// t and before the hold ended.
+func (c *check) servedAfter(h *hold, t time.Time) bool {
+	for _, p := range c.order {
+		if p.key.client != h.client {
+			continue
+		}
+		for _, ev := range p.events {
+			if ev.At.After(t) && (h.until.IsZero() || ev.At.Before(h.until)) && !ev.JoinForm {
+				return true
+			}
+		}
+	}
+	return false
+}
