@@ -284,6 +284,17 @@ func TestNameHeldTwiceIsCaught(t *testing.T) {
 	if r := Check(*h, Options{}); r.NamesHeldTwice != 0 {
 		t.Errorf("a join after the holder left counted: %d", r.NamesHeldTwice)
 	}
+	// The lobby refused ann's line (403: it did not know her session, a
+	// single node that restarted) before the thief's join: not held twice,
+	// and her hold starts again at her next accepted line.
+	h = clean()
+	h.say("ann", 3, 2.7, 2.8, 403)
+	h.join("thief", "ann", 3, 3.1, 200)
+	h.say("ann", 4, 3.5, 3.6, 200)
+	h.join("thief", "ann", 3.7, 3.8, 200)
+	if r := Check(*h, Options{}); r.NamesHeldTwice != 1 {
+		t.Errorf("held twice = %d, want 1 (the second theft only)", r.NamesHeldTwice)
+	}
 	// ann's session no longer served (no event after the answer): not
 	// provably held twice.
 	h = clean()

@@ -7,8 +7,11 @@ import (
 	"github.com/sfere-go/sfere/bench/internal/history"
 )
 
-// hold is a span in which a person held its name: from its /join answered
-// 2xx until it sent /leave or one of its pages was told to join again.
+// hold is a span in which a person held its name: from its /join (or a
+// /message) answered 2xx until it sent /leave, one of its pages was told
+// to join again, or the lobby refused its /message with 403 (it did not
+// know the session then: a single node that restarted knows a session
+// again only once its page comes back with its signed cookie).
 type hold struct {
 	client, name string
 	from, until  time.Time // until zero: to the end
@@ -23,15 +26,25 @@ func (c *check) heldTwice() {
 	open := make(map[string]*hold) // client -> its open hold
 	var joins []history.Record
 	for _, rec := range c.recs {
+		ok := rec.Status >= 200 && rec.Status < 300
 		switch {
-		case rec.Kind == history.KindRequest && rec.Route == "/join" && rec.Status >= 200 && rec.Status < 300:
+		case rec.Kind == history.KindRequest && rec.Route == "/join" && ok:
 			joins = append(joins, rec)
 			if open[rec.Client] == nil {
 				h := &hold{client: rec.Client, name: rec.Name, from: rec.At}
 				open[rec.Client] = h
 				holds = append(holds, h)
 			}
+		case rec.Kind == history.KindRequest && rec.Route == "/message" && ok:
+			// The person's name is the client's (the campaign's people
+			// join under their own names).
+			if open[rec.Client] == nil {
+				h := &hold{client: rec.Client, name: rec.Client, from: rec.At}
+				open[rec.Client] = h
+				holds = append(holds, h)
+			}
 		case rec.Kind == history.KindRequest && rec.Route == "/leave",
+			rec.Kind == history.KindRequest && rec.Route == "/message" && rec.Status == 403,
 			rec.Kind == history.KindPageEnd && rec.Reason == history.EndTold:
 			if h := open[rec.Client]; h != nil {
 				h.until = rec.Sent
