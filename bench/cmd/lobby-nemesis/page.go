@@ -38,10 +38,10 @@ type page struct {
 	b *browser
 	n int
 
-	mu      sync.Mutex
-	list    []string
-	abort   context.CancelFunc // ends the current stream attempt (a storm)
-	alive   bool               // opened and not ended
+	mu    sync.Mutex
+	list  []string
+	abort context.CancelFunc // ends the current stream attempt (a storm)
+	alive bool               // opened and not ended
 }
 
 func newPage(b *browser, n int, list []string) *page {
