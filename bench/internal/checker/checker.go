@@ -53,6 +53,10 @@ type Report struct {
 	Procs          []Proc
 	// Faults counts the faults that started, by kind.
 	Faults map[string]int
+	// LostDuring counts the silent losses by the kinds of fault under way
+	// between the line's request and its answer plus Settle ("none" when
+	// no fault was): a loss during two faults counts for both.
+	LostDuring map[string]int
 
 	// Findings are examples of each violation, a few per kind, for a
 	// person to look up in the history.

@@ -130,6 +130,9 @@ func TestSilentLossIsCaught(t *testing.T) {
 	if r.Lines.LostSilently != 1 || r.Lines.DeliveredOnce != 7 || !r.Failed() {
 		t.Fatalf("lines = %+v, failed %v", r.Lines, r.Failed())
 	}
+	if r.LostDuring["kill"] != 1 || len(r.LostDuring) != 1 { // said at 4, the kill lasted 1-6
+		t.Errorf("lost during = %v, want kill 1", r.LostDuring)
+	}
 	var out bytes.Buffer
 	_ = r.Write(&out)
 	if !strings.Contains(out.String(), `"ann-2"`) || !strings.Contains(out.String(), "FAIL (seed 42)") {

@@ -2,6 +2,7 @@ package checker
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/sfere-go/sfere/bench/internal/history"
@@ -57,18 +58,35 @@ type check struct {
 	said    []*line // in order of sending
 	truth   []string
 	haveTru bool
+	faults  []span
+}
+
+// span is a fault under way from start to end (zero: to the end).
+type span struct {
+	kind       string
+	start, end time.Time
 }
 
 func newCheck(recs []history.Record, opts Options) *check {
 	c := &check{opts: opts, recs: recs, pages: make(map[pageKey]*page), lines: make(map[string]*line),
-		r: Report{Faults: make(map[string]int)}}
+		r: Report{Faults: make(map[string]int), LostDuring: make(map[string]int)}}
+	open := make(map[[2]string]int) // (kind, target) -> index in c.faults
 	for _, rec := range recs {
 		switch rec.Kind {
 		case history.KindMeta:
 			c.r.Seed = rec.Seed
 		case history.KindFault:
-			if rec.Phase == history.PhaseStart {
+			k := [2]string{rec.Fault, rec.Target}
+			switch rec.Phase {
+			case history.PhaseStart:
 				c.r.Faults[rec.Fault]++
+				open[k] = len(c.faults)
+				c.faults = append(c.faults, span{kind: rec.Fault, start: rec.At})
+			case history.PhaseEnd:
+				if i, ok := open[k]; ok {
+					c.faults[i].end = rec.At
+					delete(open, k)
+				}
 			}
 		case history.KindRequest:
 			if rec.Route == "/message" && rec.Text != "" {
@@ -128,4 +146,18 @@ func (c *check) finding(kind *int, format string, args ...any) {
 	if *kind <= maxFindings {
 		c.r.Findings = append(c.r.Findings, fmt.Sprintf(format, args...))
 	}
+}
+
+// during returns the kinds of fault under way at some time in [from, to].
+func (c *check) during(from, to time.Time) []string {
+	var kinds []string
+	for _, f := range c.faults {
+		if f.start.After(to) || !f.end.IsZero() && f.end.Before(from) {
+			continue
+		}
+		if !slices.Contains(kinds, f.kind) {
+			kinds = append(kinds, f.kind)
+		}
+	}
+	return kinds
 }

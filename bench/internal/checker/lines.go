@@ -45,6 +45,13 @@ func (c *check) checkLines() {
 			case p.told(l):
 				c.r.Lines.DeclaredLost++
 			default:
+				kinds := c.during(l.sent, l.at.Add(settle))
+				if len(kinds) == 0 {
+					kinds = []string{"none"}
+				}
+				for _, k := range kinds {
+					c.r.LostDuring[k]++
+				}
 				c.finding(&c.r.Lines.LostSilently, "line %q (said %s, answered %d at %s) never reached page %s (open %s, end %s %s)",
 					l.text, l.sent.Format(timeFmt), l.status, l.at.Format(timeFmt), p.key, p.open.Format(timeFmt), fmtTime(p.end), p.reason)
 			}

@@ -28,6 +28,9 @@ func (r Report) Write(w io.Writer) error {
 		r.Pages.Opened, r.Pages.Streams, r.Pages.StreamsOK, r.Pages.BrokenByError, r.Pages.Told)
 	fmt.Fprintf(&b, "lines:         %d said, %d accepted, %d deliveries expected: %d delivered once, %d lost silently, %d declared lost, %d doubled, %d out of order\n",
 		l.Said, l.Accepted, l.Expected, l.DeliveredOnce, l.LostSilently, l.DeclaredLost, l.Doubled, l.OutOfOrder)
+	if len(r.LostDuring) > 0 {
+		fmt.Fprintf(&b, "lost silently during: %s\n", countText(r.LostDuring))
+	}
 	fmt.Fprintf(&b, "announcements: %d received, %d doubled; %d expected, %d missing\n", a.Received, a.Doubled, a.Expected, a.Missing)
 	fmt.Fprintf(&b, "names:         %d held twice\n", r.NamesHeldTwice)
 	fmt.Fprintf(&b, "final lists:   %d pages, %d wrong (there: %s)\n", r.Lists.Pages, r.Lists.Wrong, strings.Join(r.Lists.Truth, " "))
@@ -55,9 +58,14 @@ func (r Report) faultText() string {
 	if len(r.Faults) == 0 {
 		return "none"
 	}
+	return countText(r.Faults)
+}
+
+// countText is "a 1, b 2", by key.
+func countText(m map[string]int) string {
 	var parts []string
-	for _, k := range slices.Sorted(maps.Keys(r.Faults)) {
-		parts = append(parts, fmt.Sprintf("%s %d", k, r.Faults[k]))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
 	}
 	return strings.Join(parts, ", ")
 }
