@@ -55,6 +55,7 @@ type config struct {
 	settle            time.Duration
 	dir, historyPath  string
 	keep              bool
+	ownDir            bool // -dir or -history named: never removed
 	lobbyBin, natsBin string
 	check             string
 }
@@ -113,11 +114,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	switch {
 	case c.duration < 0 || c.warmup < 0 || c.quiet < 0 || c.settle < 0:
 		return c, errors.New("-duration, -warmup, -quiet and -settle must not be negative")
-	case c.people < 2 || c.people > 250:
-		return c, fmt.Errorf("-people must be 2 to 250, not %d", c.people)
+	case c.people < 2 || c.people >= thiefHost:
+		return c, fmt.Errorf("-people must be 2 to %d, not %d", thiefHost-1, c.people)
 	case c.every <= 0:
 		return c, fmt.Errorf("-every must be positive, not %v", c.every)
 	}
+	c.ownDir = c.dir != "" || c.historyPath != ""
 	if c.seed == 0 {
 		c.seed = time.Now().UnixNano() % 1_000_000
 	}
@@ -144,7 +146,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitSetup
 	}
 	code := checkFile(path, cfg.settle, stdout, stderr)
-	if code == exitPass && !cfg.keep && cfg.historyPath == "" {
+	if code == exitPass && !cfg.keep && !cfg.ownDir {
 		os.RemoveAll(cfg.dir)
 	} else {
 		fmt.Fprintf(stdout, "history and logs kept in %s\n", cfg.dir)
@@ -230,7 +232,7 @@ func campaign(ctx context.Context, cfg *config, stdout io.Writer) (string, error
 	how.every = cfg.every
 	for i := range people {
 		name := fmt.Sprintf("p%02d", i+1)
-		ip := net.IPv4(127, 1, 0, byte(i+1))
+		ip := clientIP(i + 1)
 		people[i] = newPerson(name, ip, newBrowser(name, cl.front, ip, log), rng.Uint64(), how)
 		byName[name] = people[i]
 	}
@@ -247,7 +249,9 @@ func campaign(ctx context.Context, cfg *config, stdout io.Writer) (string, error
 		wg.Go(func() { p.live(pctx, quiet) })
 	}
 	tctx, stopThief := context.WithCancel(pctx)
-	wg.Go(func() { thief(tctx, cl.front, log, rand.New(rand.NewPCG(rng.Uint64(), 1)), people) })
+	wg.Go(func() {
+		thief(tctx, cl.front, clientIP(thiefHost), log, rand.New(rand.NewPCG(rng.Uint64(), 1)), people)
+	})
 	sleep(ctx, cfg.warmup)
 	sampleAll(ctx, log, cl, history.PhaseBaseline)
 
@@ -288,6 +292,18 @@ func campaign(ctx context.Context, cfg *config, stdout io.Writer) (string, error
 		return "", fmt.Errorf("stopped: %w", err)
 	}
 	return cfg.historyPath, nil
+}
+
+// thiefHost is the thief's host number in the clients' network.
+const thiefHost = 254
+
+// clientIP is the loopback source address of client host (1-254): each
+// browser has its own, so that a packet fault drops one browser alone. The
+// network, 127.A.B.0/24, comes from the process id, so that campaigns
+// running side by side drop only their own clients.
+func clientIP(host int) net.IP {
+	pid := os.Getpid()
+	return net.IPv4(127, byte(2+pid%250), byte(pid/250%250), byte(host))
 }
 
 // lobbyFlags are the flags of every lobby node: a short heartbeat and

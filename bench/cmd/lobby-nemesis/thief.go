@@ -14,8 +14,7 @@ import (
 // in the lobby, from a fresh browser (no cookies). The lobby must refuse
 // (409); a join it accepts while the person still holds the name is a name
 // held twice, which the checker counts. An accepted thief leaves at once.
-func thief(ctx context.Context, base string, log *history.Log, rng *rand.Rand, people []*person) {
-	ip := net.IPv4(127, 1, 1, 1)
+func thief(ctx context.Context, base string, ip net.IP, log *history.Log, rng *rand.Rand, people []*person) {
 	for ctx.Err() == nil {
 		sleep(ctx, span(rng, 2*time.Second, 5*time.Second))
 		victim := people[rng.IntN(len(people))]
