@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -51,25 +52,48 @@ type clusterConfig struct {
 	lobbyFlags        []string // the flags every lobby node gets
 }
 
-// freePorts reserves n free loopback ports (listening on all of them at
-// once, so they differ) and releases them for the processes to take.
+// freePorts reserves n free loopback ports below the kernel's ephemeral
+// range (where no outgoing connection takes one while a process restarts
+// and binds it again), listening on all of them at once so they differ,
+// and releases them for the processes to take.
 func freePorts(n int) ([]int, error) {
-	ports := make([]int, n)
+	lo, hi := 10000, ephemeralStart()
+	if hi-lo < 10*n {
+		return nil, fmt.Errorf("no room for %d ports below the ephemeral range (%d)", n, hi)
+	}
+	ports := make([]int, 0, n)
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {
 			l.Close()
 		}
 	}()
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 100*n {
+			return nil, errors.New("pick a free port: none found")
+		}
+		port := lo + rand.IntN(hi-lo)
+		l, err := net.Listen("tcp", hostPort(port))
 		if err != nil {
-			return nil, fmt.Errorf("pick a free port: %w", err)
+			continue // taken
 		}
 		ls = append(ls, l)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
+		ports = append(ports, port)
 	}
 	return ports, nil
+}
+
+// ephemeralStart is the first port of the kernel's ephemeral range.
+func ephemeralStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil && v > 11000 {
+				return v
+			}
+		}
+	}
+	return 32768
 }
 
 func hostPort(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }

@@ -71,8 +71,8 @@ type Lines struct {
 	DeliveredOnce int
 	LostSilently  int
 	DeclaredLost  int
-	Doubled       int // (line, page) pairs received more than once, owed or not
-	OutOfOrder    int // lines received after a later line of the same speaker
+	Doubled       int // (accepted line, page) pairs received more than once, owed or not
+	OutOfOrder    int // accepted lines received after a later accepted line of the same speaker
 }
 
 // Announcements are the counts of the second promise's announcements.

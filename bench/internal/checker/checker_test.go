@@ -187,6 +187,23 @@ func TestOutOfOrderIsCaught(t *testing.T) {
 	}
 }
 
+func TestFailedLinesAreNotHeldToOrder(t *testing.T) {
+	// ann-3's request failed (the client gave up: its packets were
+	// dropped); the server got it late, after ann-4, and delivered it
+	// twice: no promise was made for it.
+	h := clean()
+	h.say("ann", 3, 5, 15, 0)
+	h.say("ann", 4, 15.1, 15.2, 200)
+	h.got("bob", 1, 15.3, "ann", 4)
+	h.got("bob", 1, 15.4, "ann", 3)
+	h.got("bob", 1, 15.5, "ann", 3)
+	h.got("ann", 1, 15.3, "ann", 4)
+	r := Check(*h, Options{})
+	if r.Lines.OutOfOrder != 0 || r.Lines.Doubled != 0 || r.Failed() || r.Lines.Accepted != 5 {
+		t.Errorf("lines = %+v", r.Lines)
+	}
+}
+
 func TestOnlyPresentPagesAreOwed(t *testing.T) {
 	// cy's page opens after ann-1 was sent and before ann-2; dee's page
 	// ends (reloaded) 1 s after ann-2's answer, inside the settle time.

@@ -3,7 +3,8 @@ package checker
 import "github.com/sfere-go/sfere/bench/internal/history"
 
 // checkLines checks the first promise: each accepted line reaches each page it
-// is owed to once, in its speaker's order, or the page is told.
+// is owed to once, in its speaker's order (among its accepted lines), or
+// the page is told.
 func (c *check) checkLines() {
 	settle := c.opts.Settle
 	for _, p := range c.order {
@@ -15,6 +16,11 @@ func (c *check) checkLines() {
 					continue // not said by a recorded request
 				}
 				l.deliveries[p.key]++
+				if !l.accepted {
+					// No promise: a line whose request failed (timed
+					// out, say) may arrive late, or more than once.
+					continue
+				}
 				if n := l.deliveries[p.key]; n == 2 {
 					c.finding(&c.r.Lines.Doubled, "line %q doubled at page %s (again at %s)", l.text, p.key, ev.At.Format(timeFmt))
 				}
