@@ -141,11 +141,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	path, err := campaign(ctx, &cfg, stdout)
-	if err != nil {
+	if path == "" {
 		fmt.Fprintf(stderr, "lobby-nemesis: %v (seed %d)\n", err, cfg.seed)
 		return exitSetup
 	}
 	code := checkFile(path, cfg.settle, stdout, stderr)
+	if err != nil {
+		// The history is whole up to the error: it is checked all the
+		// same, and the run fails.
+		fmt.Fprintf(stderr, "lobby-nemesis: %v (seed %d)\n", err, cfg.seed)
+		code = max(code, exitSetup)
+	}
 	if code == exitPass && !cfg.keep && !cfg.ownDir {
 		os.RemoveAll(cfg.dir)
 	} else {
@@ -178,7 +184,10 @@ func checkFile(path string, settle time.Duration, stdout, stderr io.Writer) int 
 	return exitPass
 }
 
-// campaign runs the whole campaign and returns the history's path.
+// campaign runs the whole campaign and returns the history's path; with
+// an error too if a fault could not be carried out (a process that did
+// not come back) or the campaign was stopped: the history is then
+// checked all the same.
 func campaign(ctx context.Context, cfg *config, stdout io.Writer) (string, error) {
 	if cfg.dir == "" {
 		dir, err := os.MkdirTemp("", "lobby-nemesis-")
@@ -285,13 +294,10 @@ func campaign(ctx context.Context, cfg *config, stdout io.Writer) (string, error
 	if err := log.Flush(); err != nil {
 		return "", err
 	}
-	if nemErr != nil {
-		return "", nemErr
-	}
 	if err := ctx.Err(); err != nil {
-		return "", fmt.Errorf("stopped: %w", err)
+		return cfg.historyPath, fmt.Errorf("stopped: %w", err)
 	}
-	return cfg.historyPath, nil
+	return cfg.historyPath, nemErr
 }
 
 // thiefHost is the thief's host number in the clients' network.
