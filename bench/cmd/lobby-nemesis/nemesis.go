@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -15,7 +16,7 @@ import (
 // The fault kinds (-faults).
 const (
 	faultKill     = "kill"      // kill -9 a lobby node, restart it after 0.5-3 s
-	faultNATSWipe = "nats-wipe" // kill -9 a NATS server, restart it after 1-3 s with an empty store
+	faultNATSWipe = "nats-wipe" // kill -9 a NATS server (half the time the event log's leader), restart it after 1-3 s with an empty store
 	faultCut      = "cut"       // drop a lobby node's packets to and from NATS for 2-10 s
 	faultDrop     = "drop"      // drop one person's packets for 1-10 s
 	faultPause    = "pause"     // SIGSTOP a lobby node or NATS server for 1-5 s
@@ -59,7 +60,11 @@ func plan(rng *rand.Rand, duration time.Duration, kinds []string, c *cluster, pe
 		case faultKill:
 			f.target, f.length = node, span(rng, 500*time.Millisecond, 3*time.Second)
 		case faultNATSWipe:
+			// Half of them hit the server that leads the event log.
 			f.target, f.length = c.nats[rng.IntN(len(c.nats))].name, span(rng, time.Second, 3*time.Second)
+			if rng.IntN(2) == 0 {
+				f.target = logHost
+			}
 		case faultCut:
 			f.target, f.length = node, span(rng, 2*time.Second, 10*time.Second)
 		case faultDrop:
@@ -235,6 +240,14 @@ func (n *nemesis) inject(ctx context.Context, f fault) error {
 		wait()
 		return p.start(bg)
 	case faultNATSWipe:
+		if f.target == logHost {
+			s := n.c.logLeader(ctx)
+			if s == nil {
+				return errors.New("no NATS server leads the event log")
+			}
+			n.log.Add(history.Record{Kind: history.KindFault, Fault: f.kind, Target: s.name, Phase: "resolved"})
+			f.target = s.name
+		}
 		for _, s := range n.c.nats {
 			if s.name == f.target {
 				s.kill()

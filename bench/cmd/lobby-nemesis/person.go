@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -42,7 +41,7 @@ type person struct {
 
 	mu     sync.Mutex
 	joined bool
-	tabs   []*tab // tabs[0] is the first tab; at most two
+	tabs   []*tab // tabs[0] is the first tab; a second one opens only beside a single one
 }
 
 // tab is a browser tab holding one page at a time.
@@ -320,5 +319,3 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	}
 }
-
-func (p *person) String() string { return fmt.Sprintf("person %s", p.name) }
