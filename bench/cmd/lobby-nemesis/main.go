@@ -53,6 +53,7 @@ type config struct {
 	every             time.Duration
 	warmup, quiet     time.Duration
 	settle            time.Duration
+	findings          int
 	dir, historyPath  string
 	keep              bool
 	ownDir            bool // -dir or -history named: never removed
@@ -80,6 +81,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.warmup, "warmup", 3*time.Second, "time after everyone joined before the faults start")
 	fs.DurationVar(&c.quiet, "quiet", 15*time.Second, "quiet period after the faults, before the final lists are read")
 	fs.DurationVar(&c.settle, "settle", checker.DefaultSettle, "how long a page must outlive a line's answer to be owed it")
+	fs.IntVar(&c.findings, "findings", 5, "examples of each kind of violation to print")
 	fs.StringVar(&c.dir, "dir", "", "working directory (stores, logs, history); default: a new temp dir, removed after a passing run")
 	fs.StringVar(&c.historyPath, "history", "", "where to write the history (default: DIR/history.jsonl)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the working directory after a passing run")
@@ -136,7 +138,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitSetup
 	}
 	if cfg.check != "" {
-		return checkFile(cfg.check, cfg.settle, stdout, stderr)
+		return checkFile(cfg.check, checker.Options{Settle: cfg.settle, Findings: cfg.findings}, stdout, stderr)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -145,7 +147,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "lobby-nemesis: %v (seed %d)\n", err, cfg.seed)
 		return exitSetup
 	}
-	code := checkFile(path, cfg.settle, stdout, stderr)
+	code := checkFile(path, checker.Options{Settle: cfg.settle, Findings: cfg.findings}, stdout, stderr)
 	if err != nil {
 		// The history is whole up to the error: it is checked all the
 		// same, and the run fails.
@@ -161,7 +163,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // checkFile checks a history and prints the report.
-func checkFile(path string, settle time.Duration, stdout, stderr io.Writer) int {
+func checkFile(path string, opts checker.Options, stdout, stderr io.Writer) int {
 	f, err := os.Open(path)
 	if err != nil {
 		fmt.Fprintln(stderr, "lobby-nemesis:", err)
@@ -173,7 +175,7 @@ func checkFile(path string, settle time.Duration, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "lobby-nemesis:", err)
 		return exitSetup
 	}
-	r := checker.Check(recs, checker.Options{Settle: settle})
+	r := checker.Check(recs, opts)
 	if err := r.Write(stdout); err != nil {
 		fmt.Fprintln(stderr, "lobby-nemesis:", err)
 		return exitSetup

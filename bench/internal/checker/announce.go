@@ -58,6 +58,7 @@ func (c *check) changes() []change {
 	type state struct {
 		holding bool
 		pending time.Time // a fresh join's send time, until the person's first page opens
+		here    bool      // a page opened since the join: a /leave is a departure to announce
 	}
 	people := make(map[string]*state)
 	get := func(n string) *state {
@@ -80,13 +81,15 @@ func (c *check) changes() []change {
 				s.holding = true
 			case rec.Route == "/leave":
 				s := get(rec.Client)
-				s.holding, s.pending = false, time.Time{}
-				if ok {
+				if ok && s.here {
 					out = append(out, change{name: rec.Client, from: rec.Sent, sent: rec.Sent, at: rec.At})
 				}
+				s.holding, s.pending, s.here = false, time.Time{}, false
 			}
 		case history.KindPageOpen:
-			if s := get(rec.Client); !s.pending.IsZero() {
+			s := get(rec.Client)
+			s.here = true
+			if !s.pending.IsZero() {
 				out = append(out, change{name: rec.Client, arrival: true, from: s.pending, sent: rec.At, at: rec.At})
 				s.pending = time.Time{}
 			}
@@ -95,7 +98,7 @@ func (c *check) changes() []change {
 				// The lobby let the person go on its own: what it
 				// announced then is not a change the client made.
 				s := get(rec.Client)
-				s.holding, s.pending = false, time.Time{}
+				s.holding, s.pending, s.here = false, time.Time{}, false
 			}
 		}
 	}

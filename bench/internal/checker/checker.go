@@ -14,7 +14,10 @@
 // clients recorded: a page is owed a line when its life began (its first
 // stream was answered 200) before the line's request was sent, and it did
 // not end (closed, reloaded, left, told to join again, broken by an error
-// answer) before the line's answer plus [Options.Settle]. A page that is
+// answer) before the line's answer plus [Options.Settle], nor before the
+// end of a fault on its own person's packets under way then plus Settle,
+// and it had a stream open then or opened one later (a page that ended
+// while its broken stream was being retried never had the chance). A page that is
 // owed a line and never shows it has lost it silently, unless the page
 // was told, after the line was sent, that lines could not be recovered,
 // or was told to join again: then it is a declared loss.
@@ -32,6 +35,9 @@ type Options struct {
 	// departure) a page must still live for the line or announcement to
 	// be owed to it: the time delivery may take. Zero means 2 s.
 	Settle time.Duration
+	// Findings is how many examples of each kind of violation the report
+	// keeps. Zero means 5.
+	Findings int
 }
 
 // DefaultSettle is the Settle of zero Options.
@@ -127,13 +133,16 @@ func (r Report) Failed() bool {
 		r.Announcements.Doubled > 0 || r.NamesHeldTwice > 0
 }
 
-// maxFindings bounds the examples kept per kind.
-const maxFindings = 5
+// defaultFindings is the examples kept per kind by default.
+const defaultFindings = 5
 
 // Check reads a history and returns the report.
 func Check(recs []history.Record, opts Options) Report {
 	if opts.Settle <= 0 {
 		opts.Settle = DefaultSettle
+	}
+	if opts.Findings <= 0 {
+		opts.Findings = defaultFindings
 	}
 	c := newCheck(recs, opts)
 	c.checkLines()

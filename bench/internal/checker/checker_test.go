@@ -169,6 +169,45 @@ func TestDeclaredLossIsNotSilent(t *testing.T) {
 	}
 }
 
+func TestADroppedPageIsOwedOnlyAfterTheDrop(t *testing.T) {
+	// bob's packets are dropped 3.9-6; his page is reloaded at 7, before
+	// the drop's end plus the settle time: ann-2 and bob-2 (said 4, 4.5)
+	// are not owed to it. Reloaded at 9, it owes them.
+	for _, tc := range []struct {
+		end  float64
+		lost int
+	}{{7, 0}, {9, 2}} {
+		h := clean().without(func(r history.Record) bool {
+			return r.Kind == history.KindEvent && r.Client == "bob" && len(r.Chat) == 1 && r.Chat[0].Text[len(r.Chat[0].Text)-1] == '2'
+		})
+		h.add(history.Record{Kind: history.KindFault, At: at(3.9), Fault: "drop", Target: "bob", Phase: history.PhaseStart})
+		h.add(history.Record{Kind: history.KindFault, At: at(6), Fault: "drop", Target: "bob", Phase: history.PhaseEnd})
+		h.end("bob", 1, tc.end, history.EndReload)
+		r := Check(*h, Options{})
+		if r.Lines.LostSilently != tc.lost || r.LostDuring["drop"] != tc.lost {
+			t.Errorf("page reloaded at %v: lines %+v, lost during %v", tc.end, r.Lines, r.LostDuring)
+		}
+	}
+}
+
+func TestAPageThatEndedWhileReconnectingIsNotOwed(t *testing.T) {
+	// bob's stream breaks at 3.5 and his page ends at 9 before a retry
+	// got through: ann-2 and bob-2 (said 4, 4.5) are not owed to it.
+	h := clean().without(func(r history.Record) bool {
+		return r.Kind == history.KindEvent && r.Client == "bob" && len(r.Chat) == 1 && r.Chat[0].Text[len(r.Chat[0].Text)-1] == '2'
+	})
+	h.add(history.Record{Kind: history.KindStreamEnd, Client: "bob", Page: 1, At: at(3.5), Err: "unexpected EOF"})
+	h.end("bob", 1, 9, history.EndLeft)
+	if r := Check(*h, Options{}); r.Lines.LostSilently != 0 || r.Lines.Expected != 6 {
+		t.Errorf("lines = %+v", r.Lines)
+	}
+	// Had it opened a stream again (and then been left), it owed them.
+	h.open("bob", 1, 5)
+	if r := Check(*h, Options{}); r.Lines.LostSilently != 2 {
+		t.Errorf("after a new stream: lines = %+v", r.Lines)
+	}
+}
+
 func TestDoubleIsCaught(t *testing.T) {
 	h := clean()
 	h.got("bob", 1, 4.9, "ann", 2)
@@ -277,6 +316,15 @@ func TestMissingAnnouncementsAreCaught(t *testing.T) {
 	if r := Check(*h, Options{}); r.Announcements.Missing != 1 || r.Announcements.Expected != 2 {
 		t.Errorf("missing departure: %+v", r.Announcements)
 	}
+	// A person who never opened a page (a thief who joined and left) owes
+	// no one a departure.
+	h2 := clean()
+	h2.join("thief", "ann", 3, 3.1, 409)
+	h2.join("cy", "cy", 3, 3.1, 200)
+	h2.leave("cy", 3.2, 3.3)
+	if r := Check(*h2, Options{}); r.Announcements.Expected != 1 || r.Announcements.Missing != 0 {
+		t.Errorf("a departure without a page was owed: %+v", r.Announcements)
+	}
 	h.list("ann", 1, 10.3, "ann")
 	if r := Check(*h, Options{}); r.Announcements.Missing != 0 {
 		t.Errorf("a list without bob did not count as his departure: %+v", r.Announcements)
@@ -314,6 +362,17 @@ func TestNameHeldTwiceIsCaught(t *testing.T) {
 	h.join("thief", "ann", 3.7, 3.8, 200)
 	if r := Check(*h, Options{}); r.NamesHeldTwice != 1 {
 		t.Errorf("held twice = %d, want 1 (the second theft only)", r.NamesHeldTwice)
+	}
+	// ann's stream broke before the thief's join and came back after it
+	// (a single node that restarted and took her back from her cookie):
+	// not held twice.
+	h = clean()
+	h.add(history.Record{Kind: history.KindStreamEnd, Client: "ann", Page: 1, At: at(4.8), Err: "unexpected EOF"})
+	h.join("thief", "ann", 5, 5.1, 200)
+	h.open("ann", 1, 5.2)
+	h.got("ann", 1, 5.3, "bob", 1)
+	if r := Check(*h, Options{}); r.NamesHeldTwice != 0 {
+		t.Errorf("a join while ann's stream was down counted: %d", r.NamesHeldTwice)
 	}
 	// ann's session no longer served (no event after the answer): not
 	// provably held twice.

@@ -18,22 +18,49 @@ func (k pageKey) String() string { return fmt.Sprintf("%s/%d", k.client, k.page)
 
 // page is one page's life and what it received, in order.
 type page struct {
-	key      pageKey
-	open     time.Time // zero: never opened
-	end      time.Time // zero: alive at the end
-	reason   string
-	events   []history.Record
-	final    []string
-	hasFinal bool
+	key     pageKey
+	open    time.Time // zero: never opened
+	end     time.Time // zero: alive at the end
+	reason  string
+	events  []history.Record
+	streams []span // its streams answered 200, each until it ended (zero: open at the end)
+	// ownFaults are the faults whose target is the page's person (its
+	// packets dropped).
+	ownFaults []span
+	final     []string
+	hasFinal  bool
 }
 
 // owes reports whether the page lived from before sent until settle after
-// answered.
+// answered, or after the end of a fault on its own person's packets under
+// way then (a dropped packet arrives once the drop ends), with a stream
+// open at that time or opened later.
 func (p *page) owes(sent, answered time.Time, settle time.Duration) bool {
 	if p.open.IsZero() || p.open.After(sent) {
 		return false
 	}
-	return p.end.IsZero() || !p.end.Before(answered.Add(settle))
+	if p.end.IsZero() {
+		return true
+	}
+	// A page whose stream broke and that ended before it could open one
+	// again never had the chance to receive the line or be told.
+	alive := false
+	for _, st := range p.streams {
+		alive = alive || st.end.IsZero() || !st.end.Before(answered)
+	}
+	if !alive {
+		return false
+	}
+	until := answered
+	for _, f := range p.ownFaults {
+		if !f.start.After(answered.Add(settle)) && (f.end.IsZero() || f.end.After(until)) && !f.end.Before(sent) {
+			if f.end.IsZero() {
+				return false // to the end: the page never got the chance
+			}
+			until = f.end
+		}
+	}
+	return !p.end.Before(until.Add(settle))
 }
 
 // line is a chat line a person said.
@@ -63,8 +90,8 @@ type check struct {
 
 // span is a fault under way from start to end (zero: to the end).
 type span struct {
-	kind       string
-	start, end time.Time
+	kind, target string
+	start, end   time.Time
 }
 
 func newCheck(recs []history.Record, opts Options) *check {
@@ -81,7 +108,7 @@ func newCheck(recs []history.Record, opts Options) *check {
 			case history.PhaseStart:
 				c.r.Faults[rec.Fault]++
 				open[k] = len(c.faults)
-				c.faults = append(c.faults, span{kind: rec.Fault, start: rec.At})
+				c.faults = append(c.faults, span{kind: rec.Fault, target: rec.Target, start: rec.At})
 			case history.PhaseEnd:
 				if i, ok := open[k]; ok {
 					c.faults[i].end = rec.At
@@ -99,6 +126,12 @@ func newCheck(recs []history.Record, opts Options) *check {
 			c.r.Pages.Streams++
 			if rec.Status == 200 {
 				c.r.Pages.StreamsOK++
+				p := c.page(rec)
+				p.streams = append(p.streams, span{kind: "stream", start: rec.At})
+			}
+		case history.KindStreamEnd:
+			if p := c.page(rec); len(p.streams) > 0 && p.streams[len(p.streams)-1].end.IsZero() {
+				p.streams[len(p.streams)-1].end = rec.At
 			}
 		case history.KindPageOpen:
 			p := c.page(rec)
@@ -127,6 +160,13 @@ func newCheck(recs []history.Record, opts Options) *check {
 			c.truth, c.haveTru = rec.Names, true
 		}
 	}
+	for _, p := range c.order {
+		for _, f := range c.faults {
+			if f.target == p.key.client {
+				p.ownFaults = append(p.ownFaults, f)
+			}
+		}
+	}
 	return c
 }
 
@@ -143,7 +183,7 @@ func (c *check) page(rec history.Record) *page {
 
 func (c *check) finding(kind *int, format string, args ...any) {
 	*kind++
-	if *kind <= maxFindings {
+	if *kind <= c.opts.Findings {
 		c.r.Findings = append(c.r.Findings, fmt.Sprintf(format, args...))
 	}
 }

@@ -18,9 +18,10 @@ type hold struct {
 }
 
 // heldTwice checks the third promise: a /join answered 2xx for a name that
-// another person held across the whole request, while that person's pages
-// kept receiving the lobby's events after the answer (so the lobby still
-// served that person's session), is a name held twice.
+// another person held across the whole request, while one of that
+// person's streams stayed open across it and kept receiving the lobby's
+// events after the answer (so the lobby served that person's session all
+// along), is a name held twice.
 func (c *check) heldTwice() {
 	var holds []*hold
 	open := make(map[string]*hold) // client -> its open hold
@@ -63,7 +64,7 @@ func (c *check) heldTwice() {
 			if h.from.After(j.Sent) || !h.until.IsZero() && h.until.Before(j.At) {
 				continue
 			}
-			if !c.servedAfter(h, j.At) {
+			if !c.servedAcross(h, j) {
 				continue
 			}
 			c.finding(&c.r.NamesHeldTwice, "name %q given to %s at %s while %s held it (since %s)", j.Name, j.Client, j.At.Format(timeFmt), h.client, h.from.Format(timeFmt))
@@ -71,16 +72,26 @@ func (c *check) heldTwice() {
 	}
 }
 
-// servedAfter reports whether a page of h's person received an event after
-// t and before the hold ended.
-func (c *check) servedAfter(h *hold, t time.Time) bool {
+// servedAcross reports whether a page of h's person held one stream from
+// before j was sent until after it was answered, and received an event on
+// it after the answer: the lobby served the holder's session all along. (A
+// single node that restarted forgets its sessions until their pages come
+// back; a name it gives away meanwhile is not held by two sessions at
+// once, and the holder is told when it comes back.)
+func (c *check) servedAcross(h *hold, j history.Record) bool {
 	for _, p := range c.order {
 		if p.key.client != h.client {
 			continue
 		}
-		for _, ev := range p.events {
-			if ev.At.After(t) && (h.until.IsZero() || ev.At.Before(h.until)) && !ev.JoinForm {
-				return true
+		for _, st := range p.streams {
+			if st.start.After(j.Sent) || !st.end.IsZero() && st.end.Before(j.At) {
+				continue
+			}
+			for _, ev := range p.events {
+				if ev.At.After(j.At) && (st.end.IsZero() || !ev.At.After(st.end)) &&
+					(h.until.IsZero() || ev.At.Before(h.until)) && !ev.JoinForm {
+					return true
+				}
 			}
 		}
 	}
