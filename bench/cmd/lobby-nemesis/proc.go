@@ -31,9 +31,35 @@ type proc struct {
 	paused bool
 }
 
+// startTries is how many times start starts a process that exits while
+// starting, a second apart, as a supervisor (systemd's Restart=) would: a
+// lobby node exits when the cluster's event log is out of reach at its
+// start.
+const startTries = 5
+
 // start starts the process and waits until it is ready (at most the
-// ceiling).
+// ceiling), starting it again if it exits meanwhile.
 func (p *proc) start(ctx context.Context) error {
+	var err error
+	for i := range startTries {
+		if i > 0 {
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+				return err
+			}
+		}
+		if err = p.startOnce(ctx); !errors.Is(err, errExited) {
+			return err
+		}
+	}
+	return err
+}
+
+// errExited says that a process exited while starting.
+var errExited = errors.New("exited while starting")
+
+func (p *proc) startOnce(ctx context.Context) error {
 	if p.before != nil {
 		if err := p.before(); err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
@@ -72,7 +98,7 @@ func (p *proc) start(ctx context.Context) error {
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("%s exited while starting (see %s)", p.name, p.logPath)
+			return fmt.Errorf("%s %w (see %s)", p.name, errExited, p.logPath)
 		case <-rctx.Done():
 			return fmt.Errorf("%s not ready within %v (see %s): %w", p.name, readyCeiling, p.logPath, err)
 		case <-time.After(100 * time.Millisecond):
