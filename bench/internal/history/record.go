@@ -52,12 +52,12 @@ const (
 
 // The reasons a page ends.
 const (
-	EndClosed = "closed" // its person closed the tab
-	EndReload = "reload" // its person reloaded it (a new page follows)
-	EndLeft   = "left"   // its person left the lobby
-	EndTold   = "told"   // the lobby sent the join form: it no longer knows the session
-	EndError  = "error"  // a stream was answered with an error status, which the client does not retry
-	EndGaveUp = "gave-up"
+	EndClosed = "closed"  // its person closed the tab
+	EndReload = "reload"  // its person reloaded it (a new page follows)
+	EndLeft   = "left"    // its person left the lobby
+	EndTold   = "told"    // the lobby sent the join form: it no longer knows the session
+	EndError  = "error"   // a stream was answered with an error status, which the client does not retry
+	EndGaveUp = "gave-up" // its stream failed the client's every retry
 )
 
 // The phases of a fault and of a process sample.
