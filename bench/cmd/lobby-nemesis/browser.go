@@ -32,7 +32,9 @@ type browser struct {
 
 func newBrowser(name, base string, ip net.IP, log *history.Log) *browser {
 	jar, _ := cookiejar.New(nil) // never fails without options
-	dial := (&net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: ip}}).DialContext
+	// Keepalive as Go's default (a browser's is longer): it is what ends a
+	// stream left half-open by a drop.
+	dial := (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second, LocalAddr: &net.TCPAddr{IP: ip}}).DialContext
 	return &browser{
 		name: name, base: strings.TrimRight(base, "/"), log: log,
 		reqs: &http.Client{Jar: jar, Timeout: requestTimeout, Transport: &http.Transport{

@@ -79,7 +79,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.people, "people", 8, "simulated people (each a browser with one or two tabs)")
 	fs.DurationVar(&c.every, "every", time.Second, "interval between one person's lines")
 	fs.DurationVar(&c.warmup, "warmup", 3*time.Second, "time after everyone joined before the faults start")
-	fs.DurationVar(&c.quiet, "quiet", 15*time.Second, "quiet period after the faults, before the final lists are read")
+	fs.DurationVar(&c.quiet, "quiet", 20*time.Second, "quiet period after the faults, before the final lists are read (longer than the clients' TCP keepalive, 15 s: a page left half-open by a drop learns it from there)")
 	fs.DurationVar(&c.settle, "settle", checker.DefaultSettle, "how long a page must outlive a line's answer to be owed it")
 	fs.IntVar(&c.findings, "findings", 5, "examples of each kind of violation to print")
 	fs.StringVar(&c.dir, "dir", "", "working directory (stores, logs, history); default: a new temp dir, removed after a passing run")
@@ -259,14 +259,15 @@ func campaign(ctx context.Context, cfg *config, stdout io.Writer) (string, error
 	for _, p := range people {
 		wg.Go(func() { p.live(pctx, quiet) })
 	}
+	// The schedule is drawn first, and the thief's generator from the
+	// same seed: one seed, one schedule.
+	schedule := plan(rng, cfg.duration, cfg.faults, cl, people)
+	thiefRNG := rand.New(rand.NewPCG(rng.Uint64(), 1))
 	tctx, stopThief := context.WithCancel(pctx)
-	wg.Go(func() {
-		thief(tctx, cl.front, clientIP(thiefHost), log, rand.New(rand.NewPCG(rng.Uint64(), 1)), people)
-	})
+	wg.Go(func() { thief(tctx, cl.front, clientIP(thiefHost), log, thiefRNG, people) })
 	sleep(ctx, cfg.warmup)
 	sampleAll(ctx, log, cl, history.PhaseBaseline)
 
-	schedule := plan(rng, cfg.duration, cfg.faults, cl, people)
 	for _, f := range schedule {
 		log.Add(history.Record{Kind: history.KindSchedule, Fault: f.kind, Target: f.target, Offset: f.offset, Length: f.length})
 	}
