@@ -189,12 +189,13 @@ var ErrBadEffect = errors.New("sfere: bad effect")
 // message is a rendered batch of effects: immutable bytes shared by every
 // stream it is queued to.
 type message struct {
-	data      []byte
-	idAt      int      // where in data the last event starts, for its id; -1: no event (comments only)
-	offset    uint64   // its offset in the hub's history, if it was kept there
-	close     bool     // ends with a close-stream effect
-	heartbeat bool     // a heartbeat's beat, not the app's traffic
-	track     *tracker // nil unless someone waits for the writes (the heartbeat)
+	data       []byte
+	idAt       int      // where in data the last event starts, for its id; -1: no event (comments only)
+	offset     uint64   // its offset in the hub's history, if it was kept there
+	close      bool     // ends with a close-stream effect
+	heartbeat  bool     // a heartbeat's beat, not the app's traffic
+	positioned bool     // carries the history's position without being kept there (a visible beat): skips admitting streams like an event
+	track      *tracker // nil unless someone waits for the writes (the heartbeat)
 }
 
 // Render returns the Datastar SSE bytes of effects, in order, as the

@@ -37,6 +37,16 @@ type HistoryOptions struct {
 	// kept. Empty: the hub numbers its events itself, in an epoch of its
 	// own (random: a restart starts a new one).
 	Epoch string
+	// PositionSignal, if set, names a Datastar signal the hub keeps at
+	// the page's position, for a page that reopens its stream by itself
+	// (the Datastar client keeps the ids it reads to itself): every event
+	// kept in the history ends with a patch of the signal to its position
+	// (which also carries the id), every stream's opening ends with one,
+	// and a visible heartbeat ([NewVisibleHeartbeat]) carries it. Start
+	// it with an underscore (e.g. "_position") so the page never sends it
+	// back with its signals. [NewHub] panics on a name that is not a
+	// signal name (see [ErrBadSignalName]).
+	PositionSignal string
 }
 
 // Position is a place in a hub's history: the history's epoch and the
@@ -117,7 +127,8 @@ type entry struct {
 // receives events in offset order, and while a reconnecting stream's
 // queue is rebuilt, so a replay never crosses a live event.
 type history struct {
-	shared    bool // positions come from a log elsewhere (BroadcastAt)
+	shared    bool   // positions come from a log elsewhere (BroadcastAt)
+	signal    string // PositionSignal: "" for none
 	maxAge    time.Duration
 	maxReplay int
 
@@ -132,9 +143,15 @@ func newHistory(opts HistoryOptions) *history {
 	if opts.Size <= 0 {
 		return nil
 	}
+	if opts.PositionSignal != "" {
+		if err := checkSignalName(opts.PositionSignal); err != nil {
+			panic("sfere: HistoryOptions.PositionSignal: " + err.Error())
+		}
+	}
 	h := &history{
 		epoch:     opts.Epoch,
 		shared:    opts.Epoch != "",
+		signal:    opts.PositionSignal,
 		maxAge:    opts.MaxAge,
 		maxReplay: opts.MaxReplay,
 		ring:      make([]entry, opts.Size),
@@ -151,10 +168,11 @@ func newHistory(opts HistoryOptions) *history {
 }
 
 // appendLocked adds m (for p, less exclude) as the next event and returns
-// it as written: with its position as the id.
+// it as written: with its position as the id (and the position signal's
+// patch, if the history names one).
 func (h *history) appendLocked(m *message, p Pattern, exclude Matcher, now time.Time) *message {
 	h.top++
-	m = m.withID(Position{h.epoch, h.top}.String())
+	m = m.withPosition(Position{h.epoch, h.top}.String(), h.signal)
 	m.offset = h.top
 	h.ring[h.top%uint64(len(h.ring))] = entry{at: now.UnixNano(), msg: m, pattern: p, exclude: exclude}
 	return m

@@ -242,11 +242,20 @@ func (h *Hub) admit(s *Stream, r *http.Request, first *message) {
 		if err != nil {
 			replay = nil
 		}
-		first = first.withID(Position{h.hist.epoch, h.hist.top}.String())
+		if rec.Recovered {
+			rec.Replayed = len(replay)
+		}
+		top := Position{h.hist.epoch, h.hist.top}.String()
+		first = first.withID(top)
+		if h.hist.signal != "" {
+			// The opening ends with its position: the page learns where
+			// its stream starts from even when nothing was missed (and
+			// sees it alive at once), and the position it is told never
+			// goes back (events replayed after the initial effects are
+			// older than the id those carry).
+			replay = append(replay, &message{data: appendPositionEvent(nil, h.hist.signal, top, false), idAt: -1})
+		}
 		h.hist.mu.Unlock()
-	}
-	if rec.Recovered {
-		rec.Replayed = len(replay)
 	}
 	s.mu.Lock()
 	s.recovery = rec // known to OnOpen
@@ -409,7 +418,7 @@ func (h *Hub) publishLocked(p Pattern, exclude Matcher, m *message, wroteSince i
 	streams := h.store.AppendStreams((*buf)[:0], p)
 	wakes := wakeBatch{w: &h.writers}
 	for _, s := range streams {
-		if exclude != nil && exclude.Match(s.key) || m.offset != 0 && s.admitting.Load() {
+		if exclude != nil && exclude.Match(s.key) || (m.offset != 0 || m.positioned) && s.admitting.Load() {
 			continue
 		}
 		if wroteSince != 0 && s.lastAppWrite.Load() > wroteSince {

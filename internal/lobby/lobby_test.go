@@ -184,7 +184,7 @@ func TestRefreshWithinGraceIsSilent(t *testing.T) {
 	// Reload: the page renders the lobby directly, then the stream reopens.
 	bs.close()
 	page := brian.get("/")
-	if !strings.Contains(page.body, `data-init="@post('/sse`) || !strings.Contains(page.body, "You are <strong>brian</strong>") {
+	if !strings.Contains(page.body, `@post('/sse`) || !strings.Contains(page.body, "You are <strong>brian</strong>") {
 		t.Fatalf("reload within grace does not render the lobby:\n%s", page.body)
 	}
 	bs2 := brian.openStream()

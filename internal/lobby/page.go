@@ -50,6 +50,7 @@ var (
 type views struct {
 	t          *template.Template
 	datastarJS string
+	watchdog   *watchdog // the page's watchdog; nil: none (the heartbeat is a comment)
 
 	mu    sync.Mutex
 	items map[string]string // name -> rendered list item
@@ -81,6 +82,9 @@ type lobbyData struct {
 	// parameter: the Last-Event-ID header is for a client's reconnects),
 	// so nothing said between the render and the stream's start is lost.
 	Position string
+	// Watchdog, if set, opens the stream and reopens it when it falls
+	// silent (watchdog.go); else the lobby's data-init opens it.
+	Watchdog *watchdogData
 }
 
 type participantData struct{ ID, Name string }
@@ -108,7 +112,7 @@ func (v *views) page(name string, list []string, inLobby bool, pos string) (stri
 		if err != nil {
 			return "", err
 		}
-		d.Lobby = &lobbyData{Name: name, List: template.HTML(l), Errors: messageErrors, Position: pos}
+		d.Lobby = &lobbyData{Name: name, List: template.HTML(l), Errors: messageErrors, Position: pos, Watchdog: v.watchdog.data(pos)}
 	}
 	return v.exec("page", d)
 }
@@ -126,7 +130,7 @@ func (v *views) lobbyApp(name string, list []string, pos string) (string, error)
 	if err != nil {
 		return "", err
 	}
-	return v.exec("lobby", lobbyData{Name: name, List: template.HTML(l), Errors: messageErrors, Position: pos})
+	return v.exec("lobby", lobbyData{Name: name, List: template.HTML(l), Errors: messageErrors, Position: pos, Watchdog: v.watchdog.data(pos)})
 }
 
 // participantList renders the list of names: what the "list" template
@@ -172,9 +176,15 @@ func (v *views) systemLine(text string) (string, error) { return v.exec("system"
 // reconnect renders an invisible element that opens the page's stream again
 // after a moment, once; its id is new each time, so that it is a new
 // element (Datastar runs data-init for new elements only). The stream
-// opens from pos.
+// opens from pos; on a page with a watchdog, the watchdog reopens it
+// (from the page's own position, with the URL it opened the stream
+// with, so that no second stream is left behind).
 func (v *views) reconnect(pos string) (string, error) {
-	return v.exec("reconnect", struct{ ID, Position string }{"reconnect-" + strconv.FormatInt(time.Now().UnixNano(), 36), pos})
+	name := "reconnect"
+	if v.watchdog != nil {
+		name = "reconnect-watchdog"
+	}
+	return v.exec(name, struct{ ID, Position string }{"reconnect-" + strconv.FormatInt(time.Now().UnixNano(), 36), pos})
 }
 
 func (v *views) chatLine(name, text string) (string, error) {

@@ -23,7 +23,15 @@ type Options struct {
 	// Addr is the TCP address to listen on; "127.0.0.1:0" picks a port.
 	Addr string
 	// Heartbeat is the interval of the heartbeat that finds dead streams.
+	// The beat is a signal patch the page sees, and the page's watchdog
+	// reopens a stream that has been silent for about 2.2 intervals (at
+	// least 2 s), unless HiddenHeartbeat.
 	Heartbeat time.Duration
+	// HiddenHeartbeat makes the heartbeat an SSE comment, which the page
+	// never sees, and leaves out the page's watchdog: a stream that goes
+	// silent (a network that drops packets) then stays dead on the page
+	// until the browser's TCP notices, a minute or so later.
+	HiddenHeartbeat bool
 	// UserTimeout is TCP_USER_TIMEOUT for client connections: how long
 	// written data may stay unacknowledged before a vanished client's
 	// connection is dropped.
@@ -224,6 +232,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	hubOpts := sfere.HubOptions{OnOpen: s.opened, Retry: min(max(opts.Grace/4, 10*time.Millisecond), time.Second)}
 	if opts.History > 0 {
 		hubOpts.History = sfere.HistoryOptions{Size: opts.History, MaxAge: opts.HistoryAge}
+		if !opts.HiddenHeartbeat {
+			hubOpts.History.PositionSignal = positionSignal // what the watchdog reopens from
+		}
+	}
+	if !opts.HiddenHeartbeat {
+		v.watchdog = newWatchdog(opts.Heartbeat)
 	}
 	popts := s.lobby.presenceOptions(opts)
 	if opts.NATS != "" || opts.NATSEmbed != "" {
@@ -253,8 +267,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("lobby: %w", err)
 	}
 
-	// Heartbeat over the lobby's streams.
-	s.heartbeat = sfere.NewHeartbeat(s.hub, everyone, opts.Heartbeat)
+	// Heartbeat over the lobby's streams: visible to the page's watchdog,
+	// unless hidden.
+	if opts.HiddenHeartbeat {
+		s.heartbeat = sfere.NewHeartbeat(s.hub, everyone, opts.Heartbeat)
+	} else if s.heartbeat, err = sfere.NewVisibleHeartbeat(s.hub, everyone, opts.Heartbeat, beatSignal); err != nil {
+		panic("lobby: " + err.Error()) // a constant, valid name
+	}
 	m.watch(s.hub, s.heartbeat, s.lobby)
 	s.stopBeat = s.heartbeat.Start()
 	s.stopWatch = watchHeartbeat(s.heartbeat, opts.Heartbeat, opts.Logger)
@@ -291,7 +310,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	} else {
 		go func() { s.served <- s.http.Serve(s.ln) }()
 	}
-	opts.Logger.Info("lobby listening", "url", s.URL(), "store", opts.Store, "heartbeat", opts.Heartbeat,
+	opts.Logger.Info("lobby listening", "url", s.URL(), "store", opts.Store, "heartbeat", opts.Heartbeat, "visible_heartbeat", !opts.HiddenHeartbeat,
 		"user_timeout", opts.UserTimeout, "grace", opts.Grace, "ttl", opts.TTL, "debug", opts.Debug, "tls", s.tls != nil)
 	return s, nil
 }
