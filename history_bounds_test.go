@@ -144,26 +144,27 @@ func TestReplayBoundedByQueueBytes(t *testing.T) {
 }
 
 // BroadcastLive reaches the streams but takes no position and no room in
-// the history.
+// the history; it carries the newest position as its id.
 func TestBroadcastLiveIsNotKept(t *testing.T) {
 	hub, _ := newMemoryHub(t, HubOptions{History: HistoryOptions{Size: 10}})
 	srv := testServer(t, hub)
 	c := dial(t, srv, "brian")
 	waitStream(t, hub, "brian")
+	hub.Broadcast(All, nil, line(10))
 	before := hub.Position()
 	res, err := hub.BroadcastLive(All, nil, AppendElements("#m", "<p>snapshot</p>"))
 	if err != nil || res.Delivered != 1 {
 		t.Fatalf("BroadcastLive: %+v, %v", res, err)
 	}
 	e := c.Wait(waitLong, ssetest.Containing("<p>snapshot</p>"))
-	if e.ID != "" {
-		t.Fatalf("a live-only event carries id %q", e.ID)
+	if e.ID != before.String() {
+		t.Fatalf("a live-only event carries id %q, want the newest position %v", e.ID, before)
 	}
 	if hub.Position() != before {
 		t.Fatalf("position moved from %v to %v", before, hub.Position())
 	}
-	if events, _ := held(hub); events != 0 {
-		t.Fatalf("history holds %d events after a live-only broadcast", events)
+	if events, _ := held(hub); events != 1 {
+		t.Fatalf("history holds %d events after one broadcast and a live-only one", events)
 	}
 }
 
