@@ -343,23 +343,13 @@ func (h *Hub) Broadcast(p Pattern, exclude Matcher, effects ...Effect) (Result, 
 
 // BroadcastLive is [Hub.Broadcast] for what only the streams open now
 // need, such as a snapshot of state addressed to the streams that just
-// opened: its event takes no position of its own and is not kept in the
-// history, so it takes none of the history's room and is never replayed.
-// With a history of the hub's own it carries the newest position as its
-// id, as a stream's initial effects do: everything up to there reached
-// the stream before it, so a client that reconnects with that id is sent
-// only what came after.
+// opened: its event carries no position (no id: the client keeps the one
+// it had) and is not kept in the history, so it takes none of the
+// history's room and is never replayed.
 func (h *Hub) BroadcastLive(p Pattern, exclude Matcher, effects ...Effect) (Result, error) {
 	m, err := render(effects)
 	if err != nil {
 		return Result{}, err
-	}
-	if h.hist != nil && !h.hist.shared && m.idAt >= 0 {
-		h.hist.mu.Lock()
-		defer h.hist.mu.Unlock()
-		if h.hist.top > 0 {
-			m = m.withID(Position{h.hist.epoch, h.hist.top}.String())
-		}
 	}
 	res, _ := h.publishLocked(p, exclude, m, 0)
 	return res, nil

@@ -93,7 +93,7 @@ func (t *Tracker) flushLocked() {
 		t.fresh = make(sfere.KeySet)
 		// A snapshot is addressed to the streams that just opened, whose
 		// keys no later stream has: no reconnect could be replayed it, so
-		// it takes no position of its own and stays out of the history.
+		// it goes out without a position and stays out of the history.
 		if _, err := t.hub.BroadcastLive(t.everyone, excluding(fresh), t.snapshot(t.membersLocked(), d)...); err != nil {
 			t.log.Error("presence: snapshot", "err", err)
 		}

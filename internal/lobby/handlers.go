@@ -299,6 +299,12 @@ func (h *handlers) openStream(w http.ResponseWriter, r *http.Request, secure boo
 			return nil, fmt.Errorf("render recovery notice: %w", err)
 		}
 		initial = append(initial, sfere.AppendElements("#messages", line))
+	} else {
+		// An empty signal patch: the opening then carries the stream's
+		// position as its id (the snapshot that follows carries none),
+		// so a client that got nothing else before a break still
+		// resumes from where it opened.
+		initial = append(initial, sfere.PatchSignals(json.RawMessage(`{}`)))
 	}
 	sid := sessionID(r, secure)
 	if m, ok := h.lobby.tracker.Lookup(r.Context(), sid); ok {
