@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -263,5 +264,42 @@ func TestForwardedOnlyFromTrustedProxies(t *testing.T) {
 		if got := b.do(req).status; got != want {
 			t.Errorf("untrusted join %d with a forged X-Forwarded-For: status %d, want %d", i, got, want)
 		}
+	}
+}
+
+// The snapshot flood: one session opens and closes extra streams again and
+// again while long-named people are present. Each opening sends that
+// stream the whole list, but no snapshot enters the history (nothing could
+// ever replay it): the history's position does not move and the heap does
+// not grow with the flood.
+func TestSnapshotFloodKeepsNothing(t *testing.T) {
+	srv := startServer(t, lobby.Options{MaxStreamsPerIP: -1})
+	for i := range 30 {
+		newBrowser(t, srv).enter(fmt.Sprintf("%s%02d", strings.Repeat("long name ", 3), i))
+	}
+	flooder := newBrowser(t, srv)
+	flooder.enter("flooder")
+	position := func() string { return renderedPosition(t, flooder.get("/").body) }
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	time.Sleep(300 * time.Millisecond) // the arrivals' batches are out
+	before, base := position(), heap()
+	const opens = 100
+	for range opens {
+		s := flooder.openStream()
+		s.waitFor(`id="participant-list"`)
+		s.close()
+	}
+	after, grew := position(), int64(heap())-int64(base)
+	t.Logf("%d stream openings with 31 present: position %s -> %s, heap %+d KiB", opens, before, after, grew>>10)
+	if after != before {
+		t.Errorf("the history moved from %s to %s: snapshots (or something else) were kept", before, after)
+	}
+	if grew > 10<<20 {
+		t.Errorf("the heap grew %d KiB during the flood", grew>>10)
 	}
 }
