@@ -84,7 +84,7 @@ func NewHub(store Store, opts HubOptions) *Hub {
 	h := &Hub{
 		store:       store,
 		opts:        opts,
-		hist:        newHistory(opts.History),
+		hist:        newHistory(opts.History, opts.MaxQueueBytes),
 		verdictWait: readerVerdictWait,
 		closing:     make(chan struct{}),
 	}
@@ -350,6 +350,20 @@ func (h *Hub) Broadcast(p Pattern, exclude Matcher, effects ...Effect) (Result, 
 	return res, nil
 }
 
+// BroadcastLive is [Hub.Broadcast] for what only the streams open now
+// need, such as a snapshot of state addressed to the streams that just
+// opened: its event carries no position (no id: the client keeps the one
+// it had) and is not kept in the history, so it takes none of the
+// history's room and is never replayed.
+func (h *Hub) BroadcastLive(p Pattern, exclude Matcher, effects ...Effect) (Result, error) {
+	m, err := render(effects)
+	if err != nil {
+		return Result{}, err
+	}
+	res, _ := h.publishLocked(p, exclude, m, 0)
+	return res, nil
+}
+
 // ErrNoHistory is returned by [Hub.BroadcastAt] on a hub without a
 // shared history ([HistoryOptions.Epoch]).
 var ErrNoHistory = errors.New("sfere: hub keeps no shared history")
@@ -392,8 +406,7 @@ func (h *Hub) ResetHistory(epoch string) error {
 	}
 	h.hist.mu.Lock()
 	defer h.hist.mu.Unlock()
-	h.hist.epoch, h.hist.top, h.hist.floor = epoch, 0, 1
-	clear(h.hist.ring)
+	h.hist.resetLocked(epoch, 0)
 	return nil
 }
 
@@ -481,6 +494,9 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		close(h.closing)
 	}
 	h.mu.Unlock()
+	if h.hist != nil {
+		h.hist.close()
+	}
 	// Interrupt every stream so that whatever serves it sees the hub
 	// closing. One stored after this scan sees closing before it waits.
 	for _, s := range h.store.AppendStreams(nil, NewPattern(Any, Any, Any)) {

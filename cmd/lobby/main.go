@@ -30,7 +30,8 @@ func main() {
 }
 
 func run(args []string, stderr io.Writer) int {
-	opts, err := parseFlags(args, stderr)
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	opts, err := parseFlags(args, stderr, log)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -38,7 +39,6 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "lobby:", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
 	opts.Logger = log
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -67,7 +67,9 @@ func run(args []string, stderr io.Writer) int {
 	return code
 }
 
-func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
+// parseFlags parses the command line into the lobby's options; warnings
+// (an unusable default session key file) go to log.
+func parseFlags(args []string, out io.Writer, log *slog.Logger) (lobby.Options, error) {
 	d := lobby.DefaultOptions
 	opts := d
 	fs := flag.NewFlagSet("lobby", flag.ContinueOnError)
@@ -88,6 +90,15 @@ func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
 	fs.IntVar(&opts.MaxStreamsPerIP, "max-streams-per-ip", d.MaxStreamsPerIP, "most open streams (lobby tabs) per client address, IPv4 or IPv6 /64; more are refused with 429 (0: no cap)")
 	fs.Float64Var(&opts.MessageRate, "message-rate", d.MessageRate, "chat messages a second one session may send on average; more are refused with 429 (0: no limit)")
 	fs.IntVar(&opts.MessageBurst, "message-burst", d.MessageBurst, "chat messages one session may send at once, above -message-rate")
+	fs.Float64Var(&opts.JoinRate, "join-rate", d.JoinRate, "joins a second one client address may make on average; more are refused with 429 (0: no limit)")
+	fs.IntVar(&opts.JoinBurst, "join-burst", d.JoinBurst, "joins one client address may make at once, above -join-rate")
+	fs.Float64Var(&opts.StreamRate, "stream-rate", d.StreamRate, "streams a second one client address may open on average; more are refused with 429 (0: no limit)")
+	fs.IntVar(&opts.StreamBurst, "stream-burst", d.StreamBurst, "streams one client address may open at once, above -stream-rate")
+	fs.Float64Var(&opts.AddressMessageRate, "address-message-rate", d.AddressMessageRate, "chat messages a second all sessions of one client address may send on average, on top of -message-rate; more are refused with 429 (0: no limit)")
+	fs.IntVar(&opts.AddressMessageBurst, "address-message-burst", d.AddressMessageBurst, "chat messages all sessions of one client address may send at once, above -address-message-rate")
+	fs.IntVar(&opts.NamesPerAddress, "names-per-ip", d.NamesPerAddress, "most names one client address may hold at once (reserved, present, or kept for their resume window); more joins are refused with 429 (0: no cap)")
+	trusted := fs.String("trusted-proxies", "", "comma-separated addresses or CIDR prefixes of reverse proxies whose Forwarded or X-Forwarded-For (and -Proto) headers give the client's address (empty: trust none)")
+	fs.DurationVar(&opts.MemberMaxAge, "member-max-age", d.MemberMaxAge, "how long the cookie that lets a restarted lobby take a session back is honoured after it was signed (at each stream opening)")
 	fs.DurationVar(&opts.ReadHeaderTimeout, "read-header-timeout", d.ReadHeaderTimeout, "how long a client may take to send a request's headers")
 	fs.DurationVar(&opts.BodyTimeout, "body-timeout", d.BodyTimeout, "how long a client may take to send the body of a POST (streams are not timed)")
 	fs.StringVar(&opts.NATS, "nats", "", "join the lobby cluster on this NATS server (JetStream enabled), e.g. nats://127.0.0.1:4222")
@@ -100,6 +111,8 @@ func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
 	fs.DurationVar(&opts.Resume, "resume", d.Resume, "how long a participant announced gone because its page vanished or did not come back within -grace may still come back (announced \"back\", sent what it missed), its name reserved meanwhile (0: no window)")
 	fs.IntVar(&opts.History, "history", d.History, "how many of the latest events are kept for pages that reconnect, which are sent what they missed (0: none)")
 	fs.DurationVar(&opts.HistoryAge, "history-age", d.HistoryAge, "how long events are kept for pages that reconnect")
+	fs.IntVar(&opts.HistoryBytes, "history-bytes", d.HistoryBytes, "most bytes of events kept for pages that reconnect; the oldest go first (0: no byte bound)")
+	fs.IntVar(&opts.PageLines, "page-lines", d.PageLines, "how many lines a page keeps in its message list; older ones are removed (0: all)")
 	if err := fs.Parse(args); err != nil {
 		return opts, err
 	}
@@ -126,7 +139,26 @@ func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
 		return opts, fmt.Errorf("-message-rate must not be negative, not %v", opts.MessageRate)
 	case opts.MessageBurst < 1:
 		return opts, fmt.Errorf("-message-burst must be at least 1, not %d", opts.MessageBurst)
+	case opts.JoinRate < 0 || opts.StreamRate < 0 || opts.AddressMessageRate < 0:
+		return opts, fmt.Errorf("-join-rate, -stream-rate and -address-message-rate must not be negative, not %v, %v, %v",
+			opts.JoinRate, opts.StreamRate, opts.AddressMessageRate)
+	case opts.JoinBurst < 1 || opts.StreamBurst < 1 || opts.AddressMessageBurst < 1:
+		return opts, fmt.Errorf("-join-burst, -stream-burst and -address-message-burst must be at least 1, not %d, %d, %d",
+			opts.JoinBurst, opts.StreamBurst, opts.AddressMessageBurst)
+	case opts.NamesPerAddress < 0:
+		return opts, fmt.Errorf("-names-per-ip must not be negative, not %d", opts.NamesPerAddress)
+	case opts.MemberMaxAge <= 0:
+		return opts, fmt.Errorf("-member-max-age must be positive, not %v", opts.MemberMaxAge)
+	case opts.HistoryBytes < 0:
+		return opts, fmt.Errorf("-history-bytes must not be negative, not %d", opts.HistoryBytes)
+	case opts.PageLines < 0:
+		return opts, fmt.Errorf("-page-lines must not be negative, not %d", opts.PageLines)
 	}
+	proxies, err := lobby.ParseTrustedProxies(*trusted)
+	if err != nil {
+		return opts, fmt.Errorf("-trusted-proxies: %w", err)
+	}
+	opts.TrustedProxies = proxies
 	// The flags say "0: off"; Options say it with a negative number (their
 	// zero means "the default").
 	if opts.MaxStreamsPerIP == 0 {
@@ -135,17 +167,30 @@ func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
 	if opts.MessageRate == 0 {
 		opts.MessageRate = -1
 	}
+	for _, rate := range []*float64{&opts.JoinRate, &opts.StreamRate, &opts.AddressMessageRate} {
+		if *rate == 0 {
+			*rate = -1
+		}
+	}
+	for _, n := range []*int{&opts.NamesPerAddress, &opts.HistoryBytes, &opts.PageLines} {
+		if *n == 0 {
+			*n = -1
+		}
+	}
 	if *keyFile != "" {
 		key, err := lobby.LoadSessionKey(*keyFile)
 		switch {
 		case err != nil && *keyFile == lobby.DefaultSessionKeyFile():
-			// The default place may be unwritable (a read-only home): the
-			// lobby still runs, its sessions just do not survive a restart.
-			fmt.Fprintf(out, "lobby: %v; sessions will not survive a restart (see -session-key-file)\n", err)
+			// The default place may be unusable (a read-only home, a
+			// dangling link, a directory): the lobby still runs, its
+			// sessions just do not survive a restart.
+			log.Warn("session key: sessions will not survive a restart (see -session-key-file)", "file", *keyFile, "err", err)
 		case err != nil:
 			return opts, err
+		default:
+			opts.SessionKey = key
+			opts.RevocationFile = lobby.RevocationFile(*keyFile)
 		}
-		opts.SessionKey = key
 	}
 	switch {
 	case opts.Resume < 0:

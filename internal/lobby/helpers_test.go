@@ -47,6 +47,20 @@ func startServer(t testing.TB, opts lobby.Options) *lobby.Server {
 		// for the window.
 		opts.Resume = -1
 	}
+	// Every test client comes from 127.0.0.1: the per-address budgets
+	// are off unless a test asks for them (budget_test.go does).
+	if opts.JoinRate == 0 {
+		opts.JoinRate = -1
+	}
+	if opts.StreamRate == 0 {
+		opts.StreamRate = -1
+	}
+	if opts.AddressMessageRate == 0 {
+		opts.AddressMessageRate = -1
+	}
+	if opts.NamesPerAddress == 0 {
+		opts.NamesPerAddress = -1
+	}
 	if opts.Logger == nil {
 		opts.Logger = ssetest.Logger(t, slog.LevelDebug)
 	}
@@ -254,6 +268,7 @@ func (b *browser) openStreamAt(target, lastID string, opts ...ssetest.Option) *s
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		b.t.Fatalf("open stream: status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
+	b.jar.SetCookies(u, resp.Cookies()) // the member cookie comes with the stream
 	return &stream{t: b.t, Client: c, opened: opened}
 }
 
