@@ -30,6 +30,14 @@ import (
 
 const subjectEvents = ".events"
 
+// A node pulls the log in requests of consumeExpiry, during which the
+// server sends a heartbeat every consumeHeartbeat; two missed heartbeats
+// make the consumer anew on a live server.
+const (
+	consumeExpiry    = 3 * time.Second
+	consumeHeartbeat = time.Second
+)
+
 // event is one entry of the cluster's event log.
 type event struct {
 	Pattern sfere.Pattern  `json:"pattern"`
@@ -39,17 +47,20 @@ type event struct {
 
 // eventLog is a node's end of the cluster's event log.
 type eventLog struct {
-	n       *Node
-	js      jetstream.JetStream
-	config  jetstream.StreamConfig
-	timeout time.Duration
+	n        *Node
+	js       jetstream.JetStream
+	config   jetstream.StreamConfig
+	timeout  time.Duration // of one JetStream round trip
+	replicas int           // wanted; 0: 3 where the cluster can place them, else 1
+	retryFor time.Duration // how long a publish retries
 
 	checking sync.Mutex // one check at a time
 
 	mu       sync.Mutex
 	epoch    string
 	applied  uint64 // the last sequence applied in epoch
-	cons     jetstream.Consumer
+	broken   bool   // the consumer lost its server: check makes a new one
+	closed   bool   // the node closed: no new consumer
 	consumer jetstream.ConsumeContext
 }
 
@@ -66,34 +77,62 @@ func streamName(prefix string) string {
 
 // openLog finds or makes the log's stream and returns the log, its epoch
 // and its last sequence; start begins applying it.
-func openLog(ctx context.Context, n *Node, js jetstream.JetStream, h sfere.HistoryOptions) (*eventLog, string, uint64, error) {
-	l := &eventLog{n: n, js: js, timeout: n.timeout, config: jetstream.StreamConfig{
+func openLog(ctx context.Context, n *Node, js jetstream.JetStream, h sfere.HistoryOptions, replicas int, retryFor time.Duration) (*eventLog, string, uint64, error) {
+	l := &eventLog{n: n, js: js, timeout: n.timeout, replicas: replicas, retryFor: retryFor, config: jetstream.StreamConfig{
 		Name:      streamName(n.prefix),
 		Subjects:  []string{n.prefix + subjectEvents},
 		MaxMsgs:   int64(h.Size),
 		MaxAge:    h.MaxAge,
 		Discard:   jetstream.DiscardOld,
 		Retention: jetstream.LimitsPolicy,
+		Storage:   jetstream.FileStorage,
 	}}
-	epoch, last, err := l.ensure(ctx)
+	var (
+		epoch string
+		last  uint64
+	)
+	err := untilReady(ctx, n.log, "the event log", n.timeout, func(ctx context.Context) (err error) {
+		epoch, last, err = l.ensure(ctx)
+		return err
+	})
 	return l, epoch, last, err
 }
 
-// ensure makes the stream if it is missing and returns its epoch and last
-// sequence.
+// ensure makes the stream if it is missing, raises its replicas to the
+// wanted count (never lowers them: another node may want more), and
+// returns its epoch and last sequence.
 func (l *eventLog) ensure(ctx context.Context) (epoch string, last uint64, err error) {
-	s, err := l.js.CreateOrUpdateStream(ctx, l.config)
+	have := 0
+	if s, err := l.js.Stream(ctx, l.config.Name); err == nil {
+		have = s.CachedInfo().Config.Replicas
+	}
+	var s jetstream.Stream
+	err = withReplicas(l.replicas, have, func(r int) (err error) {
+		cfg := l.config
+		cfg.Replicas = r
+		s, err = l.js.CreateOrUpdateStream(ctx, cfg)
+		return err
+	})
 	if err != nil {
 		return "", 0, fmt.Errorf("natscluster: event log: %w", err)
 	}
 	info := s.CachedInfo()
+	if r := info.Config.Replicas; r > have && have > 0 {
+		l.n.log.Info("cluster: event log replicas raised", "from", have, "to", r)
+	}
 	return strconv.FormatInt(info.Created.UnixNano(), 36), info.State.LastSeq, nil
 }
 
 // start applies the log in epoch from sequence next on (1: from its
 // first message), and returns once what the log held up to last is
-// applied (or ctx ends). It replaces the consumer it had.
+// applied (or ctx ends). It stops the consumer it had first, so no two
+// consumers deliver at once.
 func (l *eventLog) start(ctx context.Context, epoch string, next, last uint64) error {
+	l.stop()
+	// The consumer lives on one server, in memory: when that server is
+	// lost, or a leader election of the log cuts it off, its heartbeats
+	// stop and the error handler has it made anew from the message after
+	// the last applied (see check).
 	cfg := jetstream.ConsumerConfig{
 		FilterSubjects:    l.config.Subjects,
 		AckPolicy:         jetstream.AckNonePolicy,
@@ -122,23 +161,30 @@ func (l *eventLog) start(ctx context.Context, epoch string, next, last uint64) e
 		if meta.Sequence.Stream >= last {
 			once.Do(func() { close(caughtUp) })
 		}
-	}, jetstream.ConsumeErrHandler(func(jetstream.ConsumeContext, error) {
-		// Missed heartbeats and a consumer lost with its server are
-		// repaired by check.
-	}))
+	}, jetstream.PullExpiry(consumeExpiry), jetstream.PullHeartbeat(consumeHeartbeat),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
+				errors.Is(err, jetstream.ErrConsumerNotFound) {
+				l.mu.Lock()
+				l.broken = true
+				l.mu.Unlock()
+				go l.check()
+			}
+		}))
 	if err != nil {
 		return fmt.Errorf("natscluster: event log consumer: %w", err)
 	}
 	l.mu.Lock()
-	old := l.consumer
+	if l.closed {
+		l.mu.Unlock()
+		cc.Stop()
+		return nil
+	}
 	if epoch != l.epoch {
 		l.applied = next - 1
 	}
-	l.epoch, l.cons, l.consumer = epoch, cons, cc
+	l.epoch, l.consumer, l.broken = epoch, cc, false
 	l.mu.Unlock()
-	if old != nil {
-		old.Stop()
-	}
 	select {
 	case <-caughtUp:
 		return nil
@@ -194,15 +240,17 @@ func (l *eventLog) check() {
 		return
 	}
 	l.mu.Lock()
-	same, cons, next := epoch == l.epoch, l.cons, l.applied+1
+	same, broken, next := epoch == l.epoch, l.broken || l.consumer == nil, l.applied+1
 	l.mu.Unlock()
 	if same {
-		// The consumer lives on the server: one restarted with its
-		// storage keeps the log but not the consumer.
-		if _, err := cons.Info(ctx); errors.Is(err, jetstream.ErrConsumerNotFound) {
-			if err := l.start(ctx, epoch, next, last); err != nil {
-				l.n.log.Warn("cluster: event log", "err", err)
-			}
+		if !broken {
+			return
+		}
+		// The consumer was lost (its server, a leader election): a new
+		// one goes on from the message after the last applied.
+		l.n.log.Info("cluster: event log consumer made anew", "from", next)
+		if err := l.start(ctx, epoch, next, last); err != nil {
+			l.n.log.Warn("cluster: event log", "err", err)
 		}
 		return
 	}
@@ -214,25 +262,6 @@ func (l *eventLog) check() {
 	if err := l.start(ctx, epoch, 1, last); err != nil {
 		l.n.log.Warn("cluster: event log", "err", err)
 	}
-}
-
-// publish appends an event to the log; the nodes deliver it as they
-// apply the log.
-func (l *eventLog) publish(p sfere.Pattern, exclude sfere.Matcher, effects []sfere.Effect) error {
-	wm, err := encodeMatcher(exclude)
-	if err != nil {
-		return err
-	}
-	b, err := json.Marshal(event{Pattern: p, Exclude: wm, Effects: effects})
-	if err != nil {
-		return fmt.Errorf("natscluster: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
-	defer cancel()
-	if _, err := l.js.Publish(ctx, l.config.Subjects[0], b); err != nil {
-		return fmt.Errorf("natscluster: event log: %w", err)
-	}
-	return nil
 }
 
 // currentEpoch returns the epoch of the log being applied.
@@ -251,4 +280,12 @@ func (l *eventLog) stop() {
 	if cc != nil {
 		cc.Stop()
 	}
+}
+
+// close stops applying the log for good.
+func (l *eventLog) close() {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	l.stop()
 }

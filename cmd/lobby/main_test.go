@@ -19,7 +19,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	}
 	for _, flag := range []string{"-addr", "-heartbeat", "-user-timeout", "-grace", "-store", "-ttl", "-datastar-js", "-debug",
 		"-max-streams-per-ip", "-message-rate", "-message-burst", "-read-header-timeout", "-body-timeout",
-		"-nats", "-nats-embed", "-node", "-tls-cert", "-tls-key", "-presence-window", "-history", "-history-age", "-session-key-file", "-resume"} {
+		"-nats", "-nats-embed", "-nats-cluster", "-nats-routes", "-nats-store", "-nats-replicas", "-node", "-tls-cert", "-tls-key", "-presence-window", "-history", "-history-age", "-session-key-file", "-resume"} {
 		if !strings.Contains(out.String(), flag+" ") && !strings.Contains(out.String(), flag+"\n") {
 			t.Errorf("-h does not list %s:\n%s", flag, out.String())
 		}
@@ -64,6 +64,15 @@ func TestFlagDefaults(t *testing.T) {
 	if !reflect.DeepEqual(opts, want) {
 		t.Errorf("parsed = %+v, want %+v", opts, want)
 	}
+	opts, err = parseFlags([]string{"-session-key-file", "", "-nats-embed", "127.0.0.1:4222", "-nats-cluster", "127.0.0.1:6222",
+		"-nats-routes", "nats://127.0.0.1:6223, nats://127.0.0.1:6224", "-nats-store", "/x/nats", "-nats-replicas", "3"}, new(strings.Builder))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.NATSEmbed != "127.0.0.1:4222" || opts.NATSCluster != "127.0.0.1:6222" || opts.NATSStore != "/x/nats" || opts.NATSReplicas != 3 ||
+		!reflect.DeepEqual(opts.NATSRoutes, []string{"nats://127.0.0.1:6223", "nats://127.0.0.1:6224"}) {
+		t.Errorf("NATS flags parsed as %+v", opts)
+	}
 }
 
 func TestBadFlagsRefused(t *testing.T) {
@@ -71,6 +80,7 @@ func TestBadFlagsRefused(t *testing.T) {
 	for _, args := range [][]string{{"-store", "redis"}, {"-heartbeat", "0s"}, {"-grace", "-1s"}, {"extra"}, {"-nope"},
 		{"-max-streams-per-ip", "-1"}, {"-message-rate", "-2"}, {"-message-burst", "0"}, {"-body-timeout", "0s"}, {"-read-header-timeout", "-1s"},
 		{"-tls-cert", "cert.pem"}, {"-tls-key", "key.pem"}, {"-history", "-1"}, {"-history-age", "0s"}, {"-resume", "-1s"},
+		{"-nats-replicas", "7"}, {"-nats-replicas", "-1"}, {"-nats-cluster", "127.0.0.1:6222"}, {"-nats-embed", "127.0.0.1:4222", "-nats-routes", "nats://127.0.0.1:6223"},
 		{"-session-key-file", t.TempDir()}} { // a directory is no key file
 		var out strings.Builder
 		if code := run(args, &out); code != 2 {

@@ -311,9 +311,14 @@ func (h *handlers) message(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := h.lobby.say(r.Context(), sid, text); err != nil {
-		if errors.Is(err, ErrNotJoined) {
+		switch {
+		case errors.Is(err, ErrNotJoined):
 			h.fail(w, r, http.StatusForbidden, err)
-		} else {
+		case errors.Is(err, ErrNotSent):
+			// Reached nobody: the page keeps the text to send again.
+			w.Header().Set("Retry-After", "1")
+			h.fail(w, r, http.StatusServiceUnavailable, ErrNotSent)
+		default:
 			h.log.Error("message", "err", err)
 			http.Error(w, "internal error", http.StatusInternalServerError)
 		}

@@ -36,7 +36,7 @@ var (
 		"413": "That message was too large.",
 		"415": "That request was refused: it was not sent as JSON.",
 		"429": "Slow down: too many messages, or too many lobby tabs open from your address.",
-		"503": "The lobby is shutting down.",
+		"503": "Not sent, try again: the lobby could not reach everyone just now.",
 	}
 )
 
