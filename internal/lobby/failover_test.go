@@ -2,8 +2,10 @@ package lobby_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -297,6 +299,92 @@ func TestFailoverLosesNoLine(t *testing.T) {
 		case <-s.Done():
 			t.Errorf("%s's stream ended: %v", names[pi], s.Err())
 		default:
+		}
+	}
+}
+
+// The README's walkthrough: three lobby nodes, each embedding a NATS
+// server routed to the others, need no other service, and killing one
+// node (its NATS server and all) loses no line said on the others: the
+// log and the claims have 3 replicas.
+func TestEmbeddedClusterSurvivesLosingANode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-server NATS cluster")
+	}
+	var client, routes [3]string
+	var all []string
+	for i := range 3 {
+		client[i], routes[i] = freeAddr(t), freeAddr(t)
+		all = append(all, "nats://"+routes[i])
+	}
+	const heartbeat = time.Second
+	// The nodes start together: each waits for a majority of the NATS
+	// servers before JetStream takes the log.
+	nodes := make([]*lobby.Server, 3)
+	errs := make(chan error, 3)
+	for i, id := range []string{"a", "b", "c"} {
+		go func() {
+			srv, err := lobby.Start(t.Context(), lobby.Options{Addr: "127.0.0.1:0", NodeID: id, Heartbeat: heartbeat, TTL: 10 * heartbeat,
+				Grace: testGrace, Resume: -1, NATSEmbed: client[i], NATSCluster: routes[i], NATSRoutes: all,
+				NATSPublishTimeout: 3 * time.Second, Logger: ssetest.Logger(t, slog.LevelInfo)})
+			nodes[i] = srv
+			errs <- err
+		}()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, srv := range nodes {
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			srv.Shutdown(ctx)
+		})
+	}
+	phil, carol := newBrowser(t, nodes[0]), newBrowser(t, nodes[1])
+	ps, cs := phil.enter("phil"), carol.enter("carol")
+	ds := newBrowser(t, nodes[2]).enter("dave")
+	for _, s := range []*stream{ps, cs} {
+		s.waitFor(joinedLine("dave"))
+	}
+	phil.say("before the loss")
+	ds.waitFor("before the loss")
+
+	lobby.KillForTest(nodes[2])
+	for _, s := range []*stream{ps, cs} {
+		s.waitForWithin(leftLine("dave"), 20*time.Second)
+	}
+	var ok []string
+	for n := range 10 {
+		text := fmt.Sprintf("after the loss %d", n)
+		status, err := phil.postStatus("/message", map[string]any{"message": text})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if status/100 == 2 {
+			ok = append(ok, text)
+		} else if status != http.StatusServiceUnavailable {
+			t.Fatalf("line %d: status %d", n, status)
+		}
+	}
+	if len(ok) < 9 {
+		t.Fatalf("%d of 10 lines answered 2xx after losing a node", len(ok))
+	}
+	for _, text := range ok {
+		cs.waitForWithin(text+"<", 20*time.Second)
+		if n := cs.count(text + "<"); n != 1 {
+			t.Errorf("carol saw %q %d times", text, n)
+		}
+	}
+	// A newcomer cannot take a name still present.
+	if status, err := newBrowser(t, nodes[1]).postStatus("/join", map[string]any{"username": "phil"}); err != nil || status != http.StatusConflict {
+		t.Errorf("joining as phil after the loss: %d, %v; want 409", status, err)
+	}
+	for name, s := range map[string]*stream{"phil": ps, "carol": cs} {
+		if n := s.count(leftLine("dave")); n != 1 {
+			t.Errorf("%s saw dave leave %d times", name, n)
 		}
 	}
 }
