@@ -26,6 +26,18 @@
 // owner, and the owner's return through a node that never knew the person
 // (found in the bucket) is still a return.
 //
+// The claims bucket is on disk (file storage) with [Options.Replicas]
+// replicas: by default 3 where the NATS cluster has at least 3 JetStream
+// servers, else 1. Its contents are re-asserted every Interval, so even
+// a bucket lost whole is rebuilt; replicas make a lost server or a
+// leader change of the bucket a pause of a few seconds (claims wait, a
+// Claim may fail and is tried again by the person) instead of a rebuild.
+// A claim is a compare-and-set that a majority of the replicas
+// acknowledged, so no name is given twice across the loss of one server.
+// JetStream's lazy fsync (2 minutes by default) matters little here: a
+// claim lost with every server's page cache is re-asserted within one
+// Interval by the nodes that hold its person.
+//
 // No NATS round trip runs under the tracker's lock: the calls made under
 // it (Hold, Leave, Release) only publish or queue.
 package natspresence
