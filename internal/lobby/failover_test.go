@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/sfere-go/sfere/internal/lobby"
 	"github.com/sfere-go/sfere/internal/ssetest"
 	"github.com/sfere-go/sfere/natscluster"
@@ -118,6 +121,27 @@ func (n *natsTrio) current(i int, streams ...string) bool {
 	return true
 }
 
+// replicas returns the replica count of a JetStream stream.
+func replicas(t *testing.T, urls, stream string) int {
+	t.Helper()
+	nc, err := nats.Connect(urls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.CachedInfo().Config.Replicas
+}
+
 // postStatus posts a Datastar request and returns its status; unlike
 // browser.post it may run on any goroutine.
 func (b *browser) postStatus(path string, signals any) (int, error) {
@@ -173,6 +197,13 @@ func TestFailoverLosesNoLine(t *testing.T) {
 		}
 	}
 
+	const logStream, claims = "SFERE_LOBBY_EVENTS", "KV_sfere_lobby_claims"
+	for _, st := range []string{logStream, claims} {
+		if r := replicas(t, trio.urls(), st); r != 3 {
+			t.Fatalf("%s has %d replicas on a three-server NATS cluster, want 3", st, r)
+		}
+	}
+
 	type said struct{ ok, refused, other []int }
 	results := make([]said, len(names))
 	stop := make(chan struct{})
@@ -223,7 +254,6 @@ func TestFailoverLosesNoLine(t *testing.T) {
 		}
 	}()
 
-	const logStream, claims = "SFERE_LOBBY_EVENTS", "KV_sfere_lobby_claims"
 	for i := range 3 {
 		time.Sleep(2 * time.Second)
 		lost := time.Now()
