@@ -72,8 +72,10 @@ func main() {
 		memLimit   = flag.String("memlimit", "", "GOMEMLIMIT, e.g. 512MiB (empty: leave the runtime's setting)")
 		maxLife    = flag.Duration("max-life", 30*time.Minute, "exit after this long whatever happens")
 		userTO     = flag.Duration("user-timeout", 0, "sfere mode: ListenOptions.UserTimeout (TCP_USER_TIMEOUT; 0: sfere's default, negative: none)")
-		natsURL    = flag.String("nats", "", "sfere mode: join a natscluster on this NATS server (nats://127.0.0.1:port); broadcasts then reach every node's streams")
+		natsURL    = flag.String("nats", "", "sfere mode: join a natscluster on these NATS servers (nats://127.0.0.1:port,...: one NATS cluster); broadcasts then reach every node's streams")
 		nodeID     = flag.String("node", "", "sfere mode with -nats: this node's id (empty: random)")
+		history    = flag.Int("history", 0, "sfere mode with -nats: keep a history of this many events, so every broadcast goes through the cluster's JetStream log (0: none)")
+		replicas   = flag.Int("replicas", 0, "sfere mode with -nats and -history: replicas of the JetStream log (0: 3 where the NATS cluster can place them, else 1)")
 	)
 	flag.Parse()
 	log.SetFlags(0)
@@ -97,10 +99,15 @@ func main() {
 		if *modeName != wire.ModeSfere {
 			log.Fatalf("-nats: only mode %s can join a cluster, not %s", wire.ModeSfere, *modeName)
 		}
-		u, err := url.Parse(*natsURL)
-		if err != nil || !loopback(u.Host) {
-			log.Fatalf("-nats %s: want nats://<loopback address>:port", *natsURL)
+		for _, one := range strings.Split(*natsURL, ",") {
+			u, err := url.Parse(one)
+			if err != nil || !loopback(u.Host) {
+				log.Fatalf("-nats %s: want nats://<loopback address>:port,...", *natsURL)
+			}
 		}
+	}
+	if *history < 0 || *replicas < 0 || *replicas > 5 || (*history > 0 || *replicas > 0) && *natsURL == "" {
+		log.Fatalf("-history (>= 0) and -replicas (0 to 5) go with -nats")
 	}
 	raiseFileLimit()
 
@@ -108,11 +115,11 @@ func main() {
 	var err error
 	switch *modeName {
 	case wire.ModeSfere:
-		m, err = newSfereMode(*natsURL, *nodeID, pathDetach)
+		m, err = newSfereMode(*natsURL, *nodeID, pathDetach, clusterLog{history: *history, replicas: *replicas})
 	case wire.ModeSfereServe:
-		m, err = newSfereMode("", "", pathServe)
+		m, err = newSfereMode("", "", pathServe, clusterLog{})
 	case wire.ModeSfereNetHTTP:
-		m, err = newSfereMode("", "", pathNetHTTP)
+		m, err = newSfereMode("", "", pathNetHTTP, clusterLog{})
 	case wire.ModeCentrifuge:
 		m, err = newCentrifugeMode()
 	case wire.ModeNaive:

@@ -109,6 +109,8 @@ type trialConfig struct {
 	conc, readBuf, srcPort int
 	settle                 time.Duration
 	serverArgs             []string
+	natsServers            int     // NATS servers under k > 1 nodes
+	log                    logSpec // the cluster's event log under k > 1 nodes
 	profileDir             string
 	profileModes           []string
 	hbImpact               bool
@@ -127,7 +129,7 @@ func runTrial(cfg trialConfig, bin, label, serverMode string, n, k, run int) (t 
 	}
 	fail := func(err error) { t.Errors = append(t.Errors, err.Error()); logf("  %s N=%d: %v", mode, n, err) }
 
-	cl, err := startNodes(bin, serverMode, cfg.serverArgs, k)
+	cl, err := startNodes(bin, serverMode, cfg.serverArgs, k, cfg.natsServers, cfg.log)
 	if err != nil {
 		fail(err)
 		return t
