@@ -84,7 +84,17 @@ func TestFailoverLosesNoAcknowledgedBroadcast(t *testing.T) {
 	if testing.Short() {
 		t.Skip("replaces three NATS servers")
 	}
-	nc := startNATSCluster(t)
+	failover(t, startNATSCluster(t))
+}
+
+// The same with NATS servers that die hard: nats-server processes killed
+// with SIGKILL (no leader hand-over, no goodbye), their disks deleted.
+func TestFailoverKilledServersLoseNoAcknowledgedBroadcast(t *testing.T) {
+	failover(t, startNATSClusterOf(t, natsServerBinary(t)))
+}
+
+// failover runs the failover target on nc.
+func failover(t *testing.T, nc *natsCluster) {
 	nodes := []*testNode{replicatedNode(t, nc, "a", 0), replicatedNode(t, nc, "b", 0), replicatedNode(t, nc, "c", 0)}
 	if r := streamReplicas(t, nodes[0]); r != 3 {
 		t.Fatalf("log replicas %d, want 3", r)

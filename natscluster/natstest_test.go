@@ -1,12 +1,18 @@
 package natscluster
 
 import (
+	"context"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // natsCluster is three in-process NATS servers routed into one cluster,
@@ -15,9 +21,11 @@ import (
 type natsCluster struct {
 	t    *testing.T
 	opts [3]ServerOptions
+	bin  string // a nats-server binary: the servers are processes, killed with SIGKILL
 
-	mu  sync.Mutex
-	srv [3]*Server
+	mu   sync.Mutex
+	srv  [3]*Server
+	proc [3]*exec.Cmd
 }
 
 // freeAddr returns a loopback address that was free a moment ago.
@@ -33,7 +41,14 @@ func freeAddr(t *testing.T) string {
 
 func startNATSCluster(t *testing.T) *natsCluster {
 	t.Helper()
-	c := &natsCluster{t: t}
+	return startNATSClusterOf(t, "")
+}
+
+// startNATSClusterOf is startNATSCluster with the servers run as
+// processes of the nats-server binary bin (in-process if "").
+func startNATSClusterOf(t *testing.T, bin string) *natsCluster {
+	t.Helper()
+	c := &natsCluster{t: t, bin: bin}
 	dir := t.TempDir()
 	var routes []string
 	for i := range c.opts {
@@ -57,12 +72,22 @@ func startNATSCluster(t *testing.T) *natsCluster {
 				s.Shutdown()
 			}
 		}
+		for _, p := range c.proc {
+			if p != nil {
+				p.Process.Kill()
+				p.Wait()
+			}
+		}
 	})
 	return c
 }
 
 func (c *natsCluster) start(i int) {
 	c.t.Helper()
+	if c.bin != "" {
+		c.startProcess(i)
+		return
+	}
 	s, err := StartServerWith(c.opts[i])
 	if err != nil {
 		c.t.Fatal(err)
@@ -89,15 +114,21 @@ func (c *natsCluster) server(i int) *Server {
 	return c.srv[i]
 }
 
-// replace loses server i with its disk (shut down, store deleted) and
-// starts a fresh one in its place.
+// replace loses server i with its disk (shut down, or killed with
+// SIGKILL if it is a process; store deleted) and starts a fresh one in
+// its place.
 func (c *natsCluster) replace(i int) {
 	c.t.Helper()
 	c.mu.Lock()
-	s := c.srv[i]
-	c.srv[i] = nil
+	s, p := c.srv[i], c.proc[i]
+	c.srv[i], c.proc[i] = nil, nil
 	c.mu.Unlock()
-	s.Shutdown()
+	if p != nil {
+		p.Process.Kill()
+		p.Wait()
+	} else {
+		s.Shutdown()
+	}
 	if err := os.RemoveAll(c.opts[i].StoreDir); err != nil {
 		c.t.Fatal(err)
 	}
@@ -107,12 +138,114 @@ func (c *natsCluster) replace(i int) {
 // current reports whether server i is a current member of JetStream and
 // of each stream's replica group.
 func (c *natsCluster) current(i int, streams ...string) bool {
+	if c.bin != "" {
+		return c.currentProcess(i, streams...)
+	}
 	s := c.server(i)
 	if s == nil || !s.JetStreamIsCurrent() {
 		return false
 	}
 	for _, st := range streams {
 		if !s.JetStreamIsStreamCurrent("$G", st) {
+			return false
+		}
+	}
+	return true
+}
+
+var (
+	natsBinOnce sync.Once
+	natsBin     string
+	natsBinErr  error
+)
+
+// natsServerBinary builds the nats-server command of the module this
+// package depends on, once per test binary.
+func natsServerBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds nats-server")
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("no go command to build nats-server with")
+	}
+	natsBinOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sfere-nats-bin-")
+		if err != nil {
+			natsBinErr = err
+			return
+		}
+		natsBin = filepath.Join(dir, "nats-server")
+		out, err := exec.Command("go", "build", "-o", natsBin, "github.com/nats-io/nats-server/v2").CombinedOutput()
+		if err != nil {
+			natsBinErr = err
+			natsBin = string(out)
+		}
+	})
+	if natsBinErr != nil {
+		t.Fatalf("go build nats-server: %v\n%s", natsBinErr, natsBin)
+	}
+	return natsBin
+}
+
+// startProcess runs server i as a nats-server process and waits until it
+// takes clients.
+func (c *natsCluster) startProcess(i int) {
+	c.t.Helper()
+	o := c.opts[i]
+	host, port, _ := net.SplitHostPort(o.Addr)
+	args := []string{"-a", host, "-p", port, "-n", o.Name, "-js", "-sd", o.StoreDir,
+		"--cluster_name", "sfere", "-cluster", "nats://" + o.Cluster, "-routes", strings.Join(o.Routes, ",")}
+	cmd := exec.Command(c.bin, args...)
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.proc[i] = cmd
+	c.mu.Unlock()
+	for end := time.Now().Add(ceiling); ; time.Sleep(20 * time.Millisecond) {
+		nc, err := nats.Connect("nats://"+o.Addr, nats.NoReconnect())
+		if err == nil {
+			nc.Close()
+			return
+		}
+		if time.Now().After(end) {
+			c.t.Fatalf("nats-server %s not ready: %v", o.Name, err)
+		}
+	}
+}
+
+// currentProcess is current for a server process, asked through the
+// JetStream API of the cluster: the server's replica of each stream is
+// current and online.
+func (c *natsCluster) currentProcess(i int, streams ...string) bool {
+	nc, err := nats.Connect(c.urls(), nats.NoReconnect())
+	if err != nil {
+		return false
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	for _, name := range streams {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return false
+		}
+		info, err := s.Info(ctx)
+		if err != nil || info.Cluster == nil {
+			return false
+		}
+		ok := info.Cluster.Leader == c.opts[i].Name
+		for _, r := range info.Cluster.Replicas {
+			if r.Name == c.opts[i].Name {
+				ok = r.Current && !r.Offline && r.Lag == 0
+			}
+		}
+		if !ok {
 			return false
 		}
 	}

@@ -34,6 +34,7 @@ var (
 	errMalformed      = errors.New("malformed signals: the body must be a JSON object of signals")
 	errTooManyStreams = errors.New("too many open streams from your address: close another tab of the lobby first")
 	errTooFast        = errors.New("you are sending messages too fast: wait a moment")
+	errNoRegistry     = errors.New("the lobby could not check that name just now; try again")
 )
 
 // handlers serves the lobby's routes.
@@ -170,8 +171,14 @@ func (h *handlers) join(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrShutdown):
 		h.fail(w, r, http.StatusServiceUnavailable, err)
 		return
-	case err != nil:
+	case errors.Is(err, ErrNameTaken):
 		h.fail(w, r, http.StatusConflict, err)
+		return
+	case err != nil:
+		// The cluster's name registry out of reach (a NATS leader
+		// election, an outage): the name is not known to be free.
+		h.log.Warn("join", "err", err)
+		h.fail(w, r, http.StatusServiceUnavailable, errNoRegistry)
 		return
 	}
 	if fresh {

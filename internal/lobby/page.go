@@ -27,7 +27,7 @@ var (
 		"409": "That name is already taken; please choose another.",
 		"413": "That request was too large.",
 		"415": "That request was refused: it was not sent as JSON.",
-		"503": "The lobby is shutting down; try again soon.",
+		"503": "The lobby could not take you in just now (restarting, or a moment without its cluster); try again soon.",
 	}
 	messageErrors = map[string]string{
 		"400": "Messages are 1-1000 characters, with no control characters.",
