@@ -188,6 +188,9 @@ func failover(t *testing.T, nc *natsCluster) {
 				if seen[n] > 1 {
 					t.Errorf("stream on %s: refused %s-%d arrived %d times", nodes[ci].name, nodes[i].name, n, seen[n])
 				}
+				if seen[n] == 1 {
+					t.Logf("stream on %s: refused %s-%d arrived all the same (its acknowledgement was lost)", nodes[ci].name, nodes[i].name, n)
+				}
 			}
 			for k := 1; k < len(seq); k++ {
 				if seq[k] <= seq[k-1] {

@@ -77,8 +77,8 @@ func streamName(prefix string) string {
 
 // openLog finds or makes the log's stream and returns the log, its epoch
 // and its last sequence; start begins applying it.
-func openLog(ctx context.Context, n *Node, js jetstream.JetStream, h sfere.HistoryOptions, replicas int, retryFor time.Duration) (*eventLog, string, uint64, error) {
-	l := &eventLog{n: n, js: js, timeout: n.timeout, replicas: replicas, retryFor: retryFor, config: jetstream.StreamConfig{
+func openLog(ctx context.Context, n *Node, js jetstream.JetStream, h sfere.HistoryOptions, replicas int, retryFor time.Duration) (l *eventLog, epoch string, first, last uint64, err error) {
+	l = &eventLog{n: n, js: js, timeout: n.timeout, replicas: replicas, retryFor: retryFor, config: jetstream.StreamConfig{
 		Name:      streamName(n.prefix),
 		Subjects:  []string{n.prefix + subjectEvents},
 		MaxMsgs:   int64(h.Size),
@@ -87,21 +87,17 @@ func openLog(ctx context.Context, n *Node, js jetstream.JetStream, h sfere.Histo
 		Retention: jetstream.LimitsPolicy,
 		Storage:   jetstream.FileStorage,
 	}}
-	var (
-		epoch string
-		last  uint64
-	)
-	err := untilReady(ctx, n.log, "the event log", n.timeout, func(ctx context.Context) (err error) {
-		epoch, last, err = l.ensure(ctx)
+	err = untilReady(ctx, n.log, "the event log", n.timeout, func(ctx context.Context) (err error) {
+		epoch, first, last, err = l.ensure(ctx)
 		return err
 	})
-	return l, epoch, last, err
+	return l, epoch, first, last, err
 }
 
 // ensure makes the stream if it is missing, raises its replicas to the
 // wanted count (never lowers them: another node may want more), and
 // returns its epoch and last sequence.
-func (l *eventLog) ensure(ctx context.Context) (epoch string, last uint64, err error) {
+func (l *eventLog) ensure(ctx context.Context) (epoch string, first, last uint64, err error) {
 	have := 0
 	if s, err := l.js.Stream(ctx, l.config.Name); err == nil {
 		have = s.CachedInfo().Config.Replicas
@@ -114,13 +110,13 @@ func (l *eventLog) ensure(ctx context.Context) (epoch string, last uint64, err e
 		return err
 	})
 	if err != nil {
-		return "", 0, fmt.Errorf("natscluster: event log: %w", err)
+		return "", 0, 0, fmt.Errorf("natscluster: event log: %w", err)
 	}
 	info := s.CachedInfo()
 	if r := info.Config.Replicas; r > have && have > 0 {
 		l.n.log.Info("cluster: event log replicas raised", "from", have, "to", r)
 	}
-	return strconv.FormatInt(info.Created.UnixNano(), 36), info.State.LastSeq, nil
+	return strconv.FormatInt(info.Created.UnixNano(), 36), info.State.FirstSeq, info.State.LastSeq, nil
 }
 
 // start applies the log in epoch from sequence next on (1: from its
@@ -129,6 +125,11 @@ func (l *eventLog) ensure(ctx context.Context) (epoch string, last uint64, err e
 // consumers deliver at once.
 func (l *eventLog) start(ctx context.Context, epoch string, next, last uint64) error {
 	l.stop()
+	l.mu.Lock()
+	if epoch != l.epoch {
+		l.epoch, l.applied = epoch, next-1
+	}
+	l.mu.Unlock()
 	// The consumer lives on one server, in memory: when that server is
 	// lost, or a leader election of the log cuts it off, its heartbeats
 	// stop and the error handler has it made anew from the message after
@@ -157,18 +158,14 @@ func (l *eventLog) start(ctx context.Context, epoch string, next, last uint64) e
 		if err != nil {
 			return
 		}
-		l.apply(epoch, meta.Sequence.Stream, msg.Data())
-		if meta.Sequence.Stream >= last {
+		if l.apply(epoch, meta.Sequence.Stream, msg.Data()) >= last {
 			once.Do(func() { close(caughtUp) })
 		}
 	}, jetstream.PullExpiry(consumeExpiry), jetstream.PullHeartbeat(consumeHeartbeat),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
 				errors.Is(err, jetstream.ErrConsumerNotFound) {
-				l.mu.Lock()
-				l.broken = true
-				l.mu.Unlock()
-				go l.check()
+				l.breaks()
 			}
 		}))
 	if err != nil {
@@ -180,10 +177,7 @@ func (l *eventLog) start(ctx context.Context, epoch string, next, last uint64) e
 		cc.Stop()
 		return nil
 	}
-	if epoch != l.epoch {
-		l.applied = next - 1
-	}
-	l.epoch, l.consumer, l.broken = epoch, cc, false
+	l.consumer, l.broken = cc, false
 	l.mu.Unlock()
 	select {
 	case <-caughtUp:
@@ -193,25 +187,59 @@ func (l *eventLog) start(ctx context.Context, epoch string, next, last uint64) e
 	}
 }
 
-// apply writes one event of the log to the local hub.
-func (l *eventLog) apply(epoch string, seq uint64, data []byte) {
+// apply writes one event of the log to the local hub, if it is the next
+// one of epoch, and returns the last sequence applied. An event past the
+// next one is a gap (a consumer placed on a replica still catching up
+// skips what that replica lacks): it is not applied, and the consumer is
+// made anew from the next one (see check), unless the log no longer has
+// it.
+func (l *eventLog) apply(epoch string, seq uint64, data []byte) uint64 {
+	l.mu.Lock()
+	applied := l.applied
+	switch {
+	case epoch != l.epoch || seq <= applied:
+		l.mu.Unlock()
+		return applied // an old epoch's, or applied already
+	case seq > applied+1:
+		l.mu.Unlock()
+		if l.breaks() {
+			l.n.log.Info("cluster: the event log consumer skipped events", "applied", applied, "got", seq)
+		}
+		return applied
+	}
+	l.mu.Unlock()
 	var e event
 	if err := json.Unmarshal(data, &e); err != nil {
 		l.n.log.Warn("cluster: bad event in the log", "seq", seq, "err", err)
-		return
+	} else {
+		pos := sfere.Position{Epoch: epoch, Offset: seq}
+		res, err := l.n.hub.BroadcastAt(pos, e.Pattern, e.Exclude.matcher(), e.Effects...)
+		if err != nil {
+			l.n.log.Warn("cluster: event not delivered", "seq", seq, "err", err)
+		}
+		l.n.logDelivered.Add(uint64(res.Delivered))
+		l.n.logFailed.Add(uint64(res.Failed))
 	}
-	pos := sfere.Position{Epoch: epoch, Offset: seq}
-	res, err := l.n.hub.BroadcastAt(pos, e.Pattern, e.Exclude.matcher(), e.Effects...)
-	if err != nil {
-		l.n.log.Warn("cluster: event not delivered", "seq", seq, "err", err)
-	}
-	l.n.logDelivered.Add(uint64(res.Delivered))
-	l.n.logFailed.Add(uint64(res.Failed))
 	l.mu.Lock()
-	if epoch == l.epoch && seq > l.applied {
+	defer l.mu.Unlock()
+	if epoch == l.epoch && seq == l.applied+1 {
 		l.applied = seq
 	}
+	return l.applied
+}
+
+// breaks marks the consumer broken (lost, or skipping events) and has
+// check make a new one; it reports whether the consumer was not marked
+// broken yet.
+func (l *eventLog) breaks() bool {
+	l.mu.Lock()
+	was := l.broken
+	l.broken = true
 	l.mu.Unlock()
+	if !was {
+		go l.check()
+	}
+	return !was
 }
 
 // check makes sure the log's stream still exists and is the one being
@@ -225,15 +253,15 @@ func (l *eventLog) check() {
 	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 	defer cancel()
 	var (
-		epoch string
-		last  uint64
+		epoch       string
+		first, last uint64
 	)
 	s, err := l.js.Stream(ctx, l.config.Name)
 	if err == nil {
 		info := s.CachedInfo()
-		epoch, last = strconv.FormatInt(info.Created.UnixNano(), 36), info.State.LastSeq
+		epoch, first, last = strconv.FormatInt(info.Created.UnixNano(), 36), info.State.FirstSeq, info.State.LastSeq
 	} else if errors.Is(err, jetstream.ErrStreamNotFound) {
-		epoch, last, err = l.ensure(ctx)
+		epoch, first, last, err = l.ensure(ctx)
 	}
 	if err != nil {
 		l.n.log.Warn("cluster: event log unavailable", "err", err)
@@ -246,8 +274,18 @@ func (l *eventLog) check() {
 		if !broken {
 			return
 		}
-		// The consumer was lost (its server, a leader election): a new
-		// one goes on from the message after the last applied.
+		// The consumer was lost (its server, a leader election) or
+		// skipped events: a new one goes on from the message after the
+		// last applied, or from the log's first if that one is gone.
+		if first > next {
+			l.n.log.Warn("cluster: the event log moved on past what this node applied", "applied", next-1, "first", first)
+			l.mu.Lock()
+			if l.epoch == epoch && l.applied < first-1 {
+				l.applied = first - 1
+			}
+			l.mu.Unlock()
+			next = first
+		}
 		l.n.log.Info("cluster: event log consumer made anew", "from", next)
 		if err := l.start(ctx, epoch, next, last); err != nil {
 			l.n.log.Warn("cluster: event log", "err", err)
@@ -259,7 +297,7 @@ func (l *eventLog) check() {
 		l.n.log.Warn("cluster: event log", "err", err)
 		return
 	}
-	if err := l.start(ctx, epoch, 1, last); err != nil {
+	if err := l.start(ctx, epoch, max(first, 1), last); err != nil {
 		l.n.log.Warn("cluster: event log", "err", err)
 	}
 }

@@ -197,8 +197,8 @@ func New(nc *nats.Conn, store sfere.Store, opts Options) (*Node, error) {
 		n.opened(s)
 	}
 	var (
-		epoch string
-		last  uint64
+		epoch       string
+		first, last uint64
 	)
 	if hubOpts.History.Size > 0 {
 		js, err := jetstream.New(nc)
@@ -206,7 +206,7 @@ func New(nc *nats.Conn, store sfere.Store, opts Options) (*Node, error) {
 			return nil, fmt.Errorf("natscluster: %w", err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), cmp.Or(opts.StartTimeout, DefaultStartTimeout))
-		n.events, epoch, last, err = openLog(ctx, n, js, hubOpts.History, opts.Replicas, cmp.Or(opts.PublishTimeout, DefaultPublishTimeout))
+		n.events, epoch, first, last, err = openLog(ctx, n, js, hubOpts.History, opts.Replicas, cmp.Or(opts.PublishTimeout, DefaultPublishTimeout))
 		cancel()
 		if err != nil {
 			return nil, err
@@ -232,7 +232,7 @@ func New(nc *nats.Conn, store sfere.Store, opts Options) (*Node, error) {
 	if n.events != nil {
 		// What the log holds is applied before any stream is served.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*n.timeout)
-		err := n.events.start(ctx, epoch, 1, last)
+		err := n.events.start(ctx, epoch, max(first, 1), last)
 		cancel()
 		if err != nil {
 			n.unsubscribe()

@@ -74,7 +74,8 @@ func main() {
 		variants    = flag.String("variants", "", "extra modes run by other server binaries: label=path[:mode],... (mode defaults to sfere), e.g. to compare library patches side by side")
 		nodesFlag   = flag.String("nodes", "1", "server processes holding the streams; k > 1 runs k sfere nodes joined by natscluster over a NATS server embedded in this tool, broadcasts triggered on node 0 (mode sfere only); a list (1,3) runs each")
 		clusterLog  = flag.String("cluster-log", "none", "with -nodes k > 1: none (broadcasts as NATS messages), r1 or r3 (the nodes keep a history, so every broadcast goes through the cluster's JetStream log with 1 or 3 replicas); a list (none,r1,r3) runs each, alternating within every run")
-		natsServers = flag.Int("nats-servers", 1, "with -nodes k > 1: NATS servers embedded in this tool, routed into one cluster (1 or 3; r3 needs 3)")
+		natsServers = flag.Int("nats-servers", 1, "with -nodes k > 1: NATS servers, routed into one cluster (1 or 3; r3 needs 3), embedded in this tool unless -nats-bin")
+		natsBin     = flag.String("nats-bin", "", "with -nodes k > 1: run the NATS servers as processes of this nats-server binary (go build github.com/nats-io/nats-server/v2), not inside this tool")
 		replot      = flag.String("replot", "", "run nothing: merge the trials of these result files (comma separated), print the table, write -json and -plot")
 	)
 	flag.Parse()
@@ -181,7 +182,7 @@ func main() {
 		size: *size, singles: *singles, sweeps: *sweeps, duration: *duration, rate: *rate, offered: *offered,
 		conc: *conc, readBuf: *readBuf, srcPort: *srcPort, settle: *settle, serverArgs: strings.Fields(*serverArgs),
 		profileDir: *profileDir, profileModes: strings.Split(*profileMode, ","), hbImpact: *hbImpact, progress: !*quiet,
-		natsServers: *natsServers,
+		natsServers: *natsServers, natsBin: *natsBin,
 	}
 	if *profileDir != "" {
 		if err := os.MkdirAll(*profileDir, 0o755); err != nil {

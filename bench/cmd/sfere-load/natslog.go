@@ -3,7 +3,11 @@ package main
 import (
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/sfere-go/sfere/natscluster"
 )
@@ -31,10 +35,14 @@ func (l logSpec) suffix() string {
 	return "+log-" + l.name
 }
 
-// startNATS starts n NATS servers in this process, routed into one
-// cluster when n > 1 (each with its own temporary store), and returns
-// their client URLs, comma separated.
-func (c *nodes) startNATS(n int) (string, error) {
+// startNATS starts n NATS servers, routed into one cluster when n > 1
+// (each with its own temporary store): in this process, or as processes
+// of the nats-server binary bin if it is not empty. It returns their
+// client URLs, comma separated.
+func (c *nodes) startNATS(n int, bin string) (string, error) {
+	if bin != "" {
+		return c.startNATSProcesses(n, bin)
+	}
 	if n == 1 {
 		ns, err := natscluster.StartServer("127.0.0.1:0", "")
 		if err != nil {
@@ -78,4 +86,73 @@ func freeAddr() (string, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
+}
+
+// natsProc is a nats-server process and its store.
+type natsProc struct {
+	cmd *exec.Cmd
+	dir string
+}
+
+// stop ends the process (SIGTERM, then SIGKILL after 5 s) and removes
+// its store.
+func (p *natsProc) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+	os.RemoveAll(p.dir)
+}
+
+// startNATSProcesses is startNATS with nats-server processes.
+func (c *nodes) startNATSProcesses(n int, bin string) (string, error) {
+	type addrs struct{ client, cluster string }
+	all := make([]addrs, n)
+	var routes, urls []string
+	for i := range all {
+		var err error
+		if all[i].client, err = freeAddr(); err != nil {
+			return "", err
+		}
+		if all[i].cluster, err = freeAddr(); err != nil {
+			return "", err
+		}
+		routes = append(routes, "nats://"+all[i].cluster)
+		urls = append(urls, "nats://"+all[i].client)
+	}
+	for i, a := range all {
+		dir, err := os.MkdirTemp("", "sfere-load-nats-")
+		if err != nil {
+			return "", err
+		}
+		host, port, _ := net.SplitHostPort(a.client)
+		args := []string{"-a", host, "-p", port, "-n", fmt.Sprintf("nats%d", i), "-js", "-sd", dir}
+		if n > 1 {
+			args = append(args, "--cluster_name", "sfere", "-cluster", "nats://"+a.cluster, "-routes", strings.Join(routes, ","))
+		}
+		cmd := exec.Command(bin, args...)
+		if err := cmd.Start(); err != nil {
+			os.RemoveAll(dir)
+			return "", fmt.Errorf("nats-server: %w", err)
+		}
+		c.procs = append(c.procs, &natsProc{cmd: cmd, dir: dir})
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			conn, err := net.DialTimeout("tcp", a.client, time.Second)
+			if err == nil {
+				conn.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				return "", fmt.Errorf("nats-server on %s not ready after 10s: %w", a.client, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return strings.Join(urls, ","), nil
 }

@@ -222,14 +222,15 @@ func (s *server) save(path, urlPath string, timeout time.Duration) error {
 // k sfere nodes joined in a natscluster over NATS servers embedded in
 // this process. Broadcasts are triggered on nodes[0] only.
 type nodes struct {
-	srvs []*server
-	nats []*natscluster.Server // none with one node
+	srvs  []*server
+	nats  []*natscluster.Server // none with one node
+	procs []*natsProc           // with -nats-bin
 }
 
 // startNodes starts k servers in mode (k > 1: with -nats on natsServers
 // NATS servers routed into one cluster, ids n0..n{k-1}, and the cluster's
 // event log of spec).
-func startNodes(bin, mode string, extra []string, k, natsServers int, spec logSpec) (*nodes, error) {
+func startNodes(bin, mode string, extra []string, k, natsServers int, natsBin string, spec logSpec) (*nodes, error) {
 	if k <= 1 {
 		s, err := startServer(bin, mode, extra)
 		if err != nil {
@@ -238,7 +239,7 @@ func startNodes(bin, mode string, extra []string, k, natsServers int, spec logSp
 		return &nodes{srvs: []*server{s}}, nil
 	}
 	c := &nodes{}
-	urls, err := c.startNATS(max(natsServers, 1))
+	urls, err := c.startNATS(max(natsServers, 1), natsBin)
 	if err != nil {
 		c.stop()
 		return nil, err
@@ -287,6 +288,9 @@ func (c *nodes) stop() {
 	wg.Wait()
 	for _, ns := range c.nats {
 		ns.Shutdown()
+	}
+	for _, p := range c.procs {
+		p.stop()
 	}
 }
 
