@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -31,8 +32,10 @@ import (
 type natsTrio struct {
 	t    *testing.T
 	opts [3]natscluster.ServerOptions
+	bin  string // a nats-server binary: the servers are processes, killed with SIGKILL
 	mu   sync.Mutex
 	srv  [3]*natscluster.Server
+	proc [3]*exec.Cmd
 }
 
 func freeAddr(t *testing.T) string {
@@ -45,9 +48,11 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func startNATSTrio(t *testing.T) *natsTrio {
+// startNATSTrio starts the three servers: in this process, or as
+// processes of the nats-server binary bin if it is not empty.
+func startNATSTrio(t *testing.T, bin string) *natsTrio {
 	t.Helper()
-	n := &natsTrio{t: t}
+	n := &natsTrio{t: t, bin: bin}
 	dir := t.TempDir()
 	var routes []string
 	for i := range n.opts {
@@ -67,12 +72,22 @@ func startNATSTrio(t *testing.T) *natsTrio {
 				s.Shutdown()
 			}
 		}
+		for _, p := range n.proc {
+			if p != nil {
+				p.Process.Kill()
+				p.Wait()
+			}
+		}
 	})
 	return n
 }
 
 func (n *natsTrio) start(i int) {
 	n.t.Helper()
+	if n.bin != "" {
+		n.startProcess(i)
+		return
+	}
 	s, err := natscluster.StartServerWith(n.opts[i])
 	if err != nil {
 		n.t.Fatal(err)
@@ -94,10 +109,15 @@ func (n *natsTrio) urls() string {
 func (n *natsTrio) replace(i int) {
 	n.t.Helper()
 	n.mu.Lock()
-	s := n.srv[i]
-	n.srv[i] = nil
+	s, p := n.srv[i], n.proc[i]
+	n.srv[i], n.proc[i] = nil, nil
 	n.mu.Unlock()
-	s.Shutdown()
+	if p != nil {
+		p.Process.Kill()
+		p.Wait()
+	} else {
+		s.Shutdown()
+	}
 	if err := os.RemoveAll(n.opts[i].StoreDir); err != nil {
 		n.t.Fatal(err)
 	}
@@ -107,6 +127,9 @@ func (n *natsTrio) replace(i int) {
 // current reports whether server i is a current member of JetStream and
 // of the replica groups of streams.
 func (n *natsTrio) current(i int, streams ...string) bool {
+	if n.bin != "" {
+		return n.currentProcess(i, streams...)
+	}
 	n.mu.Lock()
 	s := n.srv[i]
 	n.mu.Unlock()
@@ -115,6 +138,99 @@ func (n *natsTrio) current(i int, streams ...string) bool {
 	}
 	for _, st := range streams {
 		if !s.JetStreamIsStreamCurrent("$G", st) {
+			return false
+		}
+	}
+	return true
+}
+
+var (
+	natsBinOnce sync.Once
+	natsBin     string
+	natsBinErr  error
+)
+
+// natsServerBinary builds the nats-server command of the module the
+// lobby depends on, once per test binary.
+func natsServerBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds nats-server")
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("no go command to build nats-server with")
+	}
+	natsBinOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sfere-nats-bin-")
+		if err != nil {
+			natsBinErr = err
+			return
+		}
+		natsBin = filepath.Join(dir, "nats-server")
+		out, err := exec.Command("go", "build", "-o", natsBin, "github.com/nats-io/nats-server/v2").CombinedOutput()
+		if err != nil {
+			natsBinErr, natsBin = err, string(out)
+		}
+	})
+	if natsBinErr != nil {
+		t.Fatalf("go build nats-server: %v\n%s", natsBinErr, natsBin)
+	}
+	return natsBin
+}
+
+// startProcess runs server i as a nats-server process and waits until it
+// takes clients.
+func (n *natsTrio) startProcess(i int) {
+	n.t.Helper()
+	o := n.opts[i]
+	host, port, _ := net.SplitHostPort(o.Addr)
+	cmd := exec.Command(n.bin, "-a", host, "-p", port, "-n", o.Name, "-js", "-sd", o.StoreDir,
+		"--cluster_name", "sfere", "-cluster", "nats://"+o.Cluster, "-routes", strings.Join(o.Routes, ","))
+	if err := cmd.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	n.mu.Lock()
+	n.proc[i] = cmd
+	n.mu.Unlock()
+	ssetest.Eventually(n.t, 20*time.Second, "nats-server "+o.Name+" takes clients", func() bool {
+		nc, err := nats.Connect("nats://"+o.Addr, nats.NoReconnect())
+		if err == nil {
+			nc.Close()
+		}
+		return err == nil
+	})
+}
+
+// currentProcess is current for a server process, asked through the
+// JetStream API: its replica of each stream is current and online.
+func (n *natsTrio) currentProcess(i int, streams ...string) bool {
+	nc, err := nats.Connect(n.urls(), nats.NoReconnect())
+	if err != nil {
+		return false
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	for _, name := range streams {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return false
+		}
+		info, err := s.Info(ctx)
+		if err != nil || info.Cluster == nil {
+			return false
+		}
+		ok := info.Cluster.Leader == n.opts[i].Name
+		for _, r := range info.Cluster.Replicas {
+			if r.Name == n.opts[i].Name {
+				ok = r.Current && !r.Offline && r.Lag == 0
+			}
+		}
+		if !ok {
 			return false
 		}
 	}
@@ -174,7 +290,16 @@ func TestFailoverLosesNoLine(t *testing.T) {
 	if testing.Short() {
 		t.Skip("replaces three NATS servers")
 	}
-	trio := startNATSTrio(t)
+	lobbyFailover(t, startNATSTrio(t, ""))
+}
+
+// The same with NATS servers that die hard: nats-server processes killed
+// with SIGKILL, their disks deleted.
+func TestFailoverKilledNATSLosesNoLine(t *testing.T) {
+	lobbyFailover(t, startNATSTrio(t, natsServerBinary(t)))
+}
+
+func lobbyFailover(t *testing.T, trio *natsTrio) {
 	const heartbeat = time.Second
 	node := func(id string) *lobby.Server {
 		return startServer(t, lobby.Options{NATS: trio.urls(), NodeID: id, Heartbeat: heartbeat, TTL: 10 * heartbeat,
