@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -101,8 +102,12 @@ func parseFlags(args []string, out io.Writer, log *slog.Logger) (lobby.Options, 
 	fs.DurationVar(&opts.MemberMaxAge, "member-max-age", d.MemberMaxAge, "how long the cookie that lets a restarted lobby take a session back is honoured after it was signed (at each stream opening)")
 	fs.DurationVar(&opts.ReadHeaderTimeout, "read-header-timeout", d.ReadHeaderTimeout, "how long a client may take to send a request's headers")
 	fs.DurationVar(&opts.BodyTimeout, "body-timeout", d.BodyTimeout, "how long a client may take to send the body of a POST (streams are not timed)")
-	fs.StringVar(&opts.NATS, "nats", "", "join the lobby cluster on this NATS server (JetStream enabled), e.g. nats://127.0.0.1:4222")
-	fs.StringVar(&opts.NATSEmbed, "nats-embed", "", "also run a NATS server (with JetStream) in this process on this address, e.g. 127.0.0.1:4222, for a local multi-node demo")
+	fs.StringVar(&opts.NATS, "nats", "", "join the lobby cluster on these NATS servers (comma-separated URLs of one NATS cluster, JetStream enabled), e.g. nats://10.0.0.1:4222,nats://10.0.0.2:4222,nats://10.0.0.3:4222")
+	fs.StringVar(&opts.NATSEmbed, "nats-embed", "", "also run a NATS server (with JetStream) in this process on this address, e.g. 127.0.0.1:4222; with -nats-cluster and -nats-routes the nodes' servers form one NATS cluster")
+	fs.StringVar(&opts.NATSCluster, "nats-cluster", "", "the embedded NATS server takes routes from the other nodes' servers on this address, e.g. 127.0.0.1:6222")
+	natsRoutes := fs.String("nats-routes", "", "the other embedded NATS servers' cluster addresses, comma-separated, e.g. nats://127.0.0.1:6223,nats://127.0.0.1:6224")
+	fs.StringVar(&opts.NATSStore, "nats-store", "", "directory of the embedded NATS server's JetStream files (default: a temporary one, removed at exit)")
+	fs.IntVar(&opts.NATSReplicas, "nats-replicas", 0, "how many NATS servers hold the chat log and the name claims (0: 3 when the NATS cluster has at least 3 JetStream servers, else 1)")
 	fs.StringVar(&opts.NodeID, "node", "", "this node's id in the cluster (default: random)")
 	fs.StringVar(&opts.TLSCert, "tls-cert", "", "serve HTTPS (and HTTP/2) with this PEM certificate file; needs -tls-key")
 	fs.StringVar(&opts.TLSKey, "tls-key", "", "the PEM private key file of -tls-cert")
@@ -120,6 +125,21 @@ func parseFlags(args []string, out io.Writer, log *slog.Logger) (lobby.Options, 
 		return opts, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	opts.HiddenHeartbeat = !*visible
+	if *natsRoutes != "" {
+		for _, r := range strings.Split(*natsRoutes, ",") {
+			if r = strings.TrimSpace(r); r != "" {
+				opts.NATSRoutes = append(opts.NATSRoutes, r)
+			}
+		}
+	}
+	switch {
+	case opts.NATSReplicas < 0 || opts.NATSReplicas > 5:
+		return opts, fmt.Errorf("-nats-replicas must be 0 (automatic) to 5, not %d", opts.NATSReplicas)
+	case opts.NATSEmbed == "" && (opts.NATSCluster != "" || len(opts.NATSRoutes) > 0 || opts.NATSStore != ""):
+		return opts, errors.New("-nats-cluster, -nats-routes and -nats-store need -nats-embed")
+	case opts.NATSCluster == "" && len(opts.NATSRoutes) > 0:
+		return opts, errors.New("-nats-routes needs -nats-cluster")
+	}
 	if (opts.TLSCert == "") != (opts.TLSKey == "") {
 		return opts, errors.New("-tls-cert and -tls-key go together")
 	}

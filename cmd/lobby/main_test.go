@@ -22,7 +22,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	}
 	for _, flag := range []string{"-addr", "-heartbeat", "-user-timeout", "-grace", "-store", "-ttl", "-datastar-js", "-debug",
 		"-max-streams-per-ip", "-message-rate", "-message-burst", "-read-header-timeout", "-body-timeout",
-		"-nats", "-nats-embed", "-node", "-tls-cert", "-tls-key", "-presence-window", "-history", "-history-age", "-session-key-file", "-resume",
+		"-nats", "-nats-embed", "-nats-cluster", "-nats-routes", "-nats-store", "-nats-replicas", "-node", "-tls-cert", "-tls-key", "-presence-window", "-history", "-history-age", "-session-key-file", "-resume",
 		"-join-rate", "-join-burst", "-stream-rate", "-stream-burst", "-address-message-rate", "-address-message-burst", "-names-per-ip",
 		"-trusted-proxies", "-member-max-age", "-history-bytes", "-page-lines", "-visible-heartbeat"} {
 		if !strings.Contains(out.String(), flag+" ") && !strings.Contains(out.String(), flag+"\n") {
@@ -77,6 +77,15 @@ func TestFlagDefaults(t *testing.T) {
 	if !reflect.DeepEqual(opts, want) {
 		t.Errorf("parsed = %+v, want %+v", opts, want)
 	}
+	opts, err = parse([]string{"-session-key-file", "", "-nats-embed", "127.0.0.1:4222", "-nats-cluster", "127.0.0.1:6222",
+		"-nats-routes", "nats://127.0.0.1:6223, nats://127.0.0.1:6224", "-nats-store", "/x/nats", "-nats-replicas", "3"}, new(strings.Builder))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.NATSEmbed != "127.0.0.1:4222" || opts.NATSCluster != "127.0.0.1:6222" || opts.NATSStore != "/x/nats" || opts.NATSReplicas != 3 ||
+		!reflect.DeepEqual(opts.NATSRoutes, []string{"nats://127.0.0.1:6223", "nats://127.0.0.1:6224"}) {
+		t.Errorf("NATS flags parsed as %+v", opts)
+	}
 }
 
 func TestBadFlagsRefused(t *testing.T) {
@@ -91,6 +100,7 @@ func TestBadFlagsRefused(t *testing.T) {
 		{"-join-rate", "-1"}, {"-join-burst", "0"}, {"-stream-rate", "-1"}, {"-names-per-ip", "-1"}, {"-trusted-proxies", "10.0.0.0/33"},
 		{"-trusted-proxies", "proxy.example"}, {"-member-max-age", "0s"}, {"-history-bytes", "-1"}, {"-page-lines", "-1"},
 		{"-session-key-file", dangling},
+		{"-nats-replicas", "7"}, {"-nats-replicas", "-1"}, {"-nats-cluster", "127.0.0.1:6222"}, {"-nats-embed", "127.0.0.1:4222", "-nats-routes", "nats://127.0.0.1:6223"},
 		{"-session-key-file", t.TempDir()}} { // a directory is no key file
 		var out strings.Builder
 		if code := run(args, &out); code != 2 {

@@ -33,6 +33,7 @@ var (
 	errMalformed      = errors.New("malformed signals: the body must be a JSON object of signals")
 	errTooManyStreams = errors.New("too many open streams from your address: close another tab of the lobby first")
 	errTooFast        = errors.New("you are sending messages too fast: wait a moment")
+	errNoRegistry     = errors.New("the lobby could not check that name just now; try again")
 	// Per-address budgets (budget.go).
 	errTooManyJoins    = errors.New("too many joins from your address: wait a moment and try again")
 	errTooManyNames    = errors.New("your address holds too many names in the lobby: leave with some of them, or wait until they are released")
@@ -207,8 +208,14 @@ func (h *handlers) join(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrShutdown):
 		h.fail(w, r, http.StatusServiceUnavailable, err)
 		return
-	case err != nil:
+	case errors.Is(err, ErrNameTaken):
 		h.fail(w, r, http.StatusConflict, err)
+		return
+	case err != nil:
+		// The cluster's name registry out of reach (a NATS leader
+		// election, an outage): the name is not known to be free.
+		h.log.Warn("join", "err", err)
+		h.fail(w, r, http.StatusServiceUnavailable, errNoRegistry)
 		return
 	}
 	if oldKnown {
@@ -377,9 +384,14 @@ func (h *handlers) message(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := h.lobby.say(r.Context(), sid, text); err != nil {
-		if errors.Is(err, ErrNotJoined) {
+		switch {
+		case errors.Is(err, ErrNotJoined):
 			h.fail(w, r, http.StatusForbidden, err)
-		} else {
+		case errors.Is(err, ErrNotSent):
+			// Reached nobody: the page keeps the text to send again.
+			w.Header().Set("Retry-After", "1")
+			h.fail(w, r, http.StatusServiceUnavailable, ErrNotSent)
+		default:
 			h.log.Error("message", "err", err)
 			http.Error(w, "internal error", http.StatusInternalServerError)
 		}

@@ -42,7 +42,7 @@ var (
 		"413": "That request was too large.",
 		"415": "That request was refused: it was not sent as JSON.",
 		"429": "Too many joins, or too many names held, from your address: wait a moment and try again.",
-		"503": "The lobby is shutting down; try again soon.",
+		"503": "The lobby could not take you in just now (restarting, or a moment without its cluster); try again soon.",
 	}
 	messageErrors = map[string]string{
 		"400": "Messages are 1-1000 characters, with no control characters.",
@@ -51,7 +51,7 @@ var (
 		"413": "That message was too large.",
 		"415": "That request was refused: it was not sent as JSON.",
 		"429": "Slow down: too many messages, or too many lobby tabs open from your address.",
-		"503": "The lobby is shutting down.",
+		"503": "Not sent, try again: the lobby could not reach everyone just now.",
 	}
 	// streamErrors are shown when the page's stream cannot open.
 	streamErrors = map[string]string{

@@ -100,12 +100,34 @@ type Options struct {
 	// POST (slow-loris bodies). Streams themselves are never timed.
 	BodyTimeout time.Duration
 	// NATS, if set, joins this node to a lobby shared by every node on
-	// that NATS (whose server needs JetStream): e.g. nats://127.0.0.1:4222.
+	// those NATS servers (comma-separated URLs of one NATS cluster, whose
+	// servers need JetStream): e.g. nats://127.0.0.1:4222.
 	NATS string
 	// NATSEmbed, if set, also starts a NATS server (with JetStream) in this
-	// process on that address, for a local multi-node demo; without NATS
-	// this node joins it.
+	// process on that address; without NATS this node joins it. With
+	// NATSCluster and NATSRoutes the embedded servers of several nodes
+	// form one NATS cluster, and the lobby needs no other service.
 	NATSEmbed string
+	// NATSCluster is the address (host:port) the embedded server takes
+	// routes from the other nodes' embedded servers on.
+	NATSCluster string
+	// NATSRoutes are the other embedded servers' cluster addresses, as
+	// nats://host:port URLs.
+	NATSRoutes []string
+	// NATSStore keeps the embedded server's JetStream files; empty means
+	// a temporary directory, removed at shutdown (in a cluster of 3 the
+	// other servers hold every replica, so a node restarted without its
+	// files gets them back).
+	NATSStore string
+	// NATSReplicas is how many NATS servers hold the event log and the
+	// name claims. Zero means 3 where the NATS cluster has at least 3
+	// JetStream servers, else 1.
+	NATSReplicas int
+	// NATSPublishTimeout bounds how long a chat line waits for the event
+	// log to take it (through a NATS leader election or a lost server)
+	// before it is refused with 503. Zero means
+	// natscluster.DefaultPublishTimeout.
+	NATSPublishTimeout time.Duration
 	// NodeID names this node in the cluster; empty means a random id.
 	NodeID string
 	// TLSCert and TLSKey name PEM files of a certificate (chain) and its
@@ -235,6 +257,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Heartbeat < 0 || opts.UserTimeout < 0 || opts.Grace < 0 || opts.TTL < 0 || opts.JoinTimeout < 0 ||
 		opts.ReadHeaderTimeout < 0 || opts.BodyTimeout < 0 || opts.HistoryAge < 0 {
 		return nil, errors.New("lobby: durations must not be negative")
+	}
+	if opts.NATSEmbed == "" && (opts.NATSCluster != "" || len(opts.NATSRoutes) > 0 || opts.NATSStore != "") {
+		return nil, errors.New("lobby: the embedded NATS server's cluster, routes and store need an embedded server (NATSEmbed)")
 	}
 	if opts.Store == "ttl" && opts.TTL <= opts.Heartbeat {
 		// Only successful writes keep a stream alive in the sliding TTL
