@@ -71,6 +71,17 @@ func TestRenderCannotForgeSSELines(t *testing.T) {
 		PatchSignals(json.RawMessage(`{"a":`)),
 		PatchElementsAt("#a", datastar.ElementPatchMode("sideways"), "<p></p>"),
 		{Kind: "unknown"},
+		// Options on kinds they do not apply to, or malformed.
+		PatchElements("<p></p>").WithScopedViewTransition("#a\nevent: x"),
+		PatchElements("<p></p>").InNamespace("xhtml"),
+		{Kind: KindPatchElements, Elements: "<p></p>", ViewTransitionSelector: "#a"},
+		RemoveElements("#a").InNamespace(datastar.NamespaceSVG),
+		ExecuteScript("x()").WithViewTransition(),
+		PatchSignals(json.RawMessage(`{}`)).InNamespace(datastar.NamespaceSVG),
+		PatchElements("<p></p>").Kept(),
+		RemoveElements("#a").WithAttributes(`type="module"`),
+		PatchElements("<p></p>").IfMissing(),
+		Comment("x").WithViewTransition(),
 	} {
 		if _, err := Render(bad); !errors.Is(err, ErrBadEffect) {
 			t.Errorf("Render(%+v) error = %v, want ErrBadEffect", bad, err)
@@ -95,6 +106,10 @@ func TestEffectJSONRoundTrip(t *testing.T) {
 	effects := []Effect{
 		AppendElements("#messages", "<li>x</li>"),
 		PatchSignals(json.RawMessage(`{"message":""}`)),
+		PatchSignals(json.RawMessage(`{"draft":""}`)).IfMissing(),
+		AppendElements("#chart", `<circle r="4"/>`).InNamespace(datastar.NamespaceSVG).WithScopedViewTransition("#chart"),
+		RemoveElements("#old").WithViewTransition(),
+		ExecuteScript("init()").WithAttributes(`type="module"`).Kept(),
 		Comment("hb"),
 		CloseStream(),
 	}
@@ -106,7 +121,10 @@ func TestEffectJSONRoundTrip(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}
-	want, _ := Render(effects...)
+	want, err := Render(effects...)
+	if err != nil {
+		t.Fatal(err)
+	}
 	got, err := Render(back...)
 	if err != nil || string(got) != string(want) {
 		t.Fatalf("round trip through %s rendered %q, %v; want %q", b, got, err, want)
@@ -159,5 +177,23 @@ func TestIDIsTheLastEventsLastField(t *testing.T) {
 	}
 	if len(events) != 3 || strings.Contains(events[0], "id:") || !strings.HasSuffix(events[1], "\nid: e-7") || events[2] != ": after" {
 		t.Fatalf("message with its id:\n%s", got)
+	}
+}
+
+// Options are copies: adding one to an effect leaves the effect it came
+// from as it was, so a base effect can be shared.
+func TestEffectOptionsCopy(t *testing.T) {
+	base := ExecuteScript("x()").WithAttributes(`a="1"`)
+	one := base.WithAttributes(`b="2"`)
+	two := base.WithAttributes(`c="3"`).Kept()
+	if len(base.ScriptAttributes) != 1 || base.KeepScript {
+		t.Fatalf("base changed: %+v", base)
+	}
+	if strings.Join(one.ScriptAttributes, " ") != `a="1" b="2"` || strings.Join(two.ScriptAttributes, " ") != `a="1" c="3"` {
+		t.Fatalf("one %v, two %v", one.ScriptAttributes, two.ScriptAttributes)
+	}
+	out, err := Render(ExecuteScript("a\rb").WithAttributes("data-x=\"1\r\"").Kept())
+	if err != nil || strings.Contains(string(out), "\r") || strings.Contains(string(out), "el.remove()") {
+		t.Fatalf("kept script rendered %q, %v", out, err)
 	}
 }

@@ -2,6 +2,7 @@ package sfere
 
 import (
 	"context"
+	"strconv"
 	"sync/atomic"
 	"time"
 )
@@ -25,11 +26,16 @@ const DefaultHeartbeatInterval = 10 * time.Second
 // beating busy streams would only queue work ahead of the app's next
 // broadcast. Every stream still gets a write at least every 1.5 intervals.
 // An explicit Beat reaches every stream.
+//
+// A visible heartbeat ([NewVisibleHeartbeat]) writes a signal patch the
+// page can see instead of the comment, so that a page can tell a live
+// stream from a silent one and reopen it by itself.
 type Heartbeat struct {
 	hub      *Hub
 	pattern  Pattern
 	interval time.Duration
-	payload  []byte
+	payload  []byte // the comment; nil for a visible heartbeat
+	signal   string // a visible heartbeat's signal
 
 	sweeps    atomic.Uint64
 	skipped   atomic.Uint64
@@ -68,6 +74,26 @@ func NewHeartbeat(hub *Hub, p Pattern, interval time.Duration) *Heartbeat {
 		panic("sfere: heartbeat payload: " + err.Error()) // a constant comment always renders
 	}
 	return &Heartbeat{hub: hub, pattern: p, interval: interval, payload: payload}
+}
+
+// NewVisibleHeartbeat is [NewHeartbeat] with a beat the page can see: each
+// beat is a Datastar signal patch that sets signal to the time of the beat
+// (unix milliseconds) and, if the hub's history names a position signal
+// ([HistoryOptions.PositionSignal]), sets that one to the history's
+// newest position, from which every stream the beat reaches can resume.
+// Like the comment, the beat is kept in no history, carries no id and
+// changes no element: a page that watches for it grows nothing. A page
+// that has seen no event for about 2.5 intervals (a stream gets a beat or
+// app traffic at least every 1.5 intervals) knows its stream is dead and
+// can reopen it from the position signal; see the README's watchdog. It
+// returns an error wrapping [ErrBadSignalName] for a bad signal name.
+func NewVisibleHeartbeat(hub *Hub, p Pattern, interval time.Duration, signal string) (*Heartbeat, error) {
+	if err := checkSignalName(signal); err != nil {
+		return nil, err
+	}
+	b := NewHeartbeat(hub, p, interval)
+	b.payload, b.signal = nil, signal
+	return b, nil
 }
 
 // Run beats every interval until ctx ends, then returns ctx's error.
@@ -110,15 +136,38 @@ func (b *Heartbeat) Beat() Result { return b.beat(0) }
 // beat queues a heartbeat to the matching streams that have not begun a
 // successful write of app traffic since wroteSince, in unix nanoseconds
 // (zero: to all of them).
-func (b *Heartbeat) beat(wroteSince int64) Result {
+func (b *Heartbeat) beat(wroteSince int64) Result { return b.beatThen(wroteSince, nil) }
+
+// beatThen is beat; done, if set, runs once every stream has written the
+// beat or failed.
+func (b *Heartbeat) beatThen(wroteSince int64, done func()) Result {
 	start := time.Now()
 	track := newTracker(func(written, failed int64) {
 		b.writes.Add(uint64(written))
 		b.failures.Add(uint64(failed))
 		b.lastSweep.Store(int64(time.Since(start)))
 		b.sweeps.Add(1)
+		if done != nil {
+			done()
+		}
 	})
-	res, skipped := b.hub.publish(b.pattern, nil, &message{data: b.payload, idAt: -1, heartbeat: true, track: track}, wroteSince)
+	m := &message{data: b.payload, idAt: -1, heartbeat: true, track: track}
+	var res Result
+	var skipped int
+	if h := b.hub.hist; b.signal != "" && h != nil && h.signal != "" {
+		// The position and the queuing under the history's lock, as for
+		// an event: every event up to the position is queued ahead of
+		// the beat, on every stream it reaches.
+		h.mu.Lock()
+		m.data, m.positioned = b.visible(start, h.signal, Position{h.epoch, h.top}.String()), true
+		res, skipped = b.hub.publishLocked(b.pattern, nil, m, wroteSince)
+		h.mu.Unlock()
+	} else {
+		if b.signal != "" {
+			m.data = b.visible(start, "", "")
+		}
+		res, skipped = b.hub.publish(b.pattern, nil, m, wroteSince)
+	}
 	b.skipped.Add(uint64(skipped))
 	b.failures.Add(uint64(res.Failed))
 	track.release()
@@ -134,4 +183,21 @@ func (b *Heartbeat) Stats() HeartbeatStats {
 		Failures:  b.failures.Load(),
 		LastSweep: time.Duration(b.lastSweep.Load()),
 	}
+}
+
+// visible renders a visible beat at now: the heartbeat's signal set to
+// now in unix milliseconds, and posSignal (if set) to pos.
+func (b *Heartbeat) visible(now time.Time, posSignal, pos string) []byte {
+	data := make([]byte, 0, len(patchSignalsHead)+len(b.signal)+len(posSignal)+len(pos)+32)
+	data = append(data, patchSignalsHead...)
+	data = strconv.AppendQuote(data, b.signal) // checked: letters, digits, _
+	data = append(data, ':')
+	data = strconv.AppendInt(data, now.UnixMilli(), 10)
+	if posSignal != "" {
+		data = append(data, ',')
+		data = strconv.AppendQuote(data, posSignal)
+		data = append(data, ':')
+		data = appendJSONString(data, pos)
+	}
+	return append(data, "}\n\n"...)
 }

@@ -20,15 +20,21 @@ type HistoryOptions struct {
 	// that carry events; heartbeats and comments are not kept). Zero
 	// keeps none.
 	Size int
-	// MaxAge drops events older than this from replay; zero keeps them
-	// until Size pushes them out.
+	// MaxAge drops events once they are older than this (they are
+	// neither replayed nor held); zero keeps them until Size or MaxBytes
+	// pushes them out.
 	MaxAge time.Duration
+	// MaxBytes bounds the bytes of the events the history holds (as
+	// written, with their ids); the oldest go first, so a client that
+	// missed them is not recovered ([ErrPositionGone]). The newest event
+	// is always held. Zero means no byte bound.
+	MaxBytes int
 	// MaxReplay is the most events one reconnect may replay; a client
 	// further behind is not recovered ([ErrReplayLimit]) and gets the
-	// page's full state instead. Zero means Size. A replay is queued like
-	// live events: keep MaxReplay times a typical event's size well under
-	// [HubOptions.MaxQueueBytes], or a client that resumes from far behind
-	// while live events keep coming may be closed as slow.
+	// page's full state instead. Zero means Size. A replay is also
+	// bounded in bytes, by [HubOptions.MaxQueueBytes] (it is queued like
+	// live events): a client whose missed events weigh more is not
+	// recovered either ([ErrReplayLimit]).
 	MaxReplay int
 	// Epoch, if set, makes the history a copy of a log kept elsewhere (a
 	// cluster's: see natscluster): events enter it only through
@@ -37,6 +43,16 @@ type HistoryOptions struct {
 	// kept. Empty: the hub numbers its events itself, in an epoch of its
 	// own (random: a restart starts a new one).
 	Epoch string
+	// PositionSignal, if set, names a Datastar signal the hub keeps at
+	// the page's position, for a page that reopens its stream by itself
+	// (the Datastar client keeps the ids it reads to itself): every event
+	// kept in the history ends with a patch of the signal to its position
+	// (which also carries the id), every stream's opening ends with one,
+	// and a visible heartbeat ([NewVisibleHeartbeat]) carries it. Start
+	// it with an underscore (e.g. "_position") so the page never sends it
+	// back with its signals. [NewHub] panics on a name that is not a
+	// signal name (see [ErrBadSignalName]).
+	PositionSignal string
 }
 
 // Position is a place in a hub's history: the history's epoch and the
@@ -82,7 +98,8 @@ var (
 	// ErrPositionAhead: the position is past the newest event.
 	ErrPositionAhead = errors.New("sfere: position ahead of history")
 	// ErrReplayLimit: more events were missed than
-	// [HistoryOptions.MaxReplay].
+	// [HistoryOptions.MaxReplay], or more bytes than the stream's queue
+	// may hold ([HubOptions.MaxQueueBytes]).
 	ErrReplayLimit = errors.New("sfere: too many missed events")
 )
 
@@ -112,32 +129,50 @@ type entry struct {
 	exclude Matcher // nil: none
 }
 
-// history is a bounded ring of the events a hub sent. Its lock is held
-// while an event is appended and queued to its streams, so every stream
-// receives events in offset order, and while a reconnecting stream's
-// queue is rebuilt, so a replay never crosses a live event.
+// history is a bounded ring of the events a hub sent, bounded in count,
+// bytes and age. Its lock is held while an event is appended and queued
+// to its streams, so every stream receives events in offset order, and
+// while a reconnecting stream's queue is rebuilt, so a replay never
+// crosses a live event. Events that age out are dropped by a timer, so an
+// idle hub holds nothing old.
 type history struct {
-	shared    bool // positions come from a log elsewhere (BroadcastAt)
-	maxAge    time.Duration
-	maxReplay int
+	shared         bool   // positions come from a log elsewhere (BroadcastAt)
+	signal         string // PositionSignal: "" for none
+	maxAge         time.Duration
+	maxBytes       int // 0: no bound
+	maxReplay      int
+	maxReplayBytes int // 0: no bound
 
-	mu    sync.Mutex
-	epoch string
-	ring  []entry // offset o lives at ring[o % len(ring)]
-	top   uint64  // offset of the newest event; 0: none yet
-	floor uint64  // no event before this offset is known (a gap in a shared log)
+	mu     sync.Mutex
+	epoch  string
+	ring   []entry // offset o lives at ring[o % len(ring)]
+	top    uint64  // offset of the newest event; 0: none yet
+	floor  uint64  // no event before this offset is held (a gap in a shared log, or dropped)
+	bytes  int     // bytes of the events held
+	expiry *time.Timer
+	closed bool
 }
 
-func newHistory(opts HistoryOptions) *history {
+// newHistory returns the history opts ask for (nil for none); a replay
+// may queue at most maxQueue bytes (0: no bound).
+func newHistory(opts HistoryOptions, maxQueue int) *history {
 	if opts.Size <= 0 {
 		return nil
 	}
+	if opts.PositionSignal != "" {
+		if err := checkSignalName(opts.PositionSignal); err != nil {
+			panic("sfere: HistoryOptions.PositionSignal: " + err.Error())
+		}
+	}
 	h := &history{
-		epoch:     opts.Epoch,
-		shared:    opts.Epoch != "",
-		maxAge:    opts.MaxAge,
-		maxReplay: opts.MaxReplay,
-		ring:      make([]entry, opts.Size),
+		epoch:          opts.Epoch,
+		shared:         opts.Epoch != "",
+		signal:         opts.PositionSignal,
+		maxAge:         opts.MaxAge,
+		maxBytes:       max(opts.MaxBytes, 0),
+		maxReplay:      opts.MaxReplay,
+		maxReplayBytes: maxQueue,
+		ring:           make([]entry, opts.Size),
 	}
 	if !h.shared {
 		var b [8]byte
@@ -151,13 +186,90 @@ func newHistory(opts HistoryOptions) *history {
 }
 
 // appendLocked adds m (for p, less exclude) as the next event and returns
-// it as written: with its position as the id.
+// it as written: with its position as the id (and the position signal's
+// patch, if the history names one).
 func (h *history) appendLocked(m *message, p Pattern, exclude Matcher, now time.Time) *message {
 	h.top++
-	m = m.withID(Position{h.epoch, h.top}.String())
+	m = m.withPosition(Position{h.epoch, h.top}.String(), h.signal)
 	m.offset = h.top
-	h.ring[h.top%uint64(len(h.ring))] = entry{at: now.UnixNano(), msg: m, pattern: p, exclude: exclude}
+	e := &h.ring[h.top%uint64(len(h.ring))]
+	if e.msg != nil { // the event Size pushes out
+		h.bytes -= len(e.msg.data)
+	}
+	*e = entry{at: now.UnixNano(), msg: m, pattern: p, exclude: exclude}
+	h.bytes += len(m.data)
+	h.dropLocked(now)
+	if h.maxAge > 0 && h.expiry == nil && !h.closed {
+		h.expiry = time.AfterFunc(h.maxAge, h.expire)
+	}
 	return m
+}
+
+// firstLocked returns the offset of the oldest event held (top+1 if none).
+func (h *history) firstLocked() uint64 {
+	first := max(1, h.floor)
+	if n := uint64(len(h.ring)); h.top >= n {
+		first = max(first, h.top-n+1)
+	}
+	return first
+}
+
+// dropLocked drops the oldest events while the history holds more bytes
+// than its bound (keeping the newest) or they are older than its age.
+func (h *history) dropLocked(now time.Time) {
+	cutoff := int64(0)
+	if h.maxAge > 0 {
+		cutoff = now.Add(-h.maxAge).UnixNano()
+	}
+	n := uint64(len(h.ring))
+	for o := h.firstLocked(); o <= h.top; o++ {
+		e := &h.ring[o%n]
+		tooBig := h.maxBytes > 0 && h.bytes > h.maxBytes && o < h.top
+		if !tooBig && (e.msg == nil || e.at >= cutoff) {
+			return
+		}
+		if e.msg != nil {
+			h.bytes -= len(e.msg.data)
+		}
+		*e = entry{}
+		h.floor = o + 1
+	}
+}
+
+// expire drops the events that aged out, and sets the timer again for the
+// oldest one left.
+func (h *history) expire() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.expiry = nil
+	if h.closed {
+		return
+	}
+	now := time.Now()
+	h.dropLocked(now)
+	if first := h.firstLocked(); first <= h.top {
+		at := time.Unix(0, h.ring[first%uint64(len(h.ring))].at)
+		h.expiry = time.AfterFunc(max(at.Add(h.maxAge).Sub(now), time.Millisecond), h.expire)
+	}
+}
+
+// close stops the expiry timer.
+func (h *history) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	if h.expiry != nil {
+		h.expiry.Stop()
+		h.expiry = nil
+	}
+}
+
+// resetLocked forgets every event and starts epoch at offset top+1
+// (before which nothing is served).
+func (h *history) resetLocked(epoch string, top uint64) {
+	h.epoch, h.top, h.floor = epoch, top, top+1
+	clear(h.ring)
+	h.bytes = 0
 }
 
 // appendAtLocked adds m at pos, a position a shared log gave it, and
@@ -168,8 +280,7 @@ func (h *history) appendLocked(m *message, p Pattern, exclude Matcher, now time.
 func (h *history) appendAtLocked(m *message, p Pattern, exclude Matcher, pos Position, now time.Time) (_ *message, ok bool) {
 	switch {
 	case pos.Epoch != h.epoch:
-		h.epoch, h.top, h.floor = pos.Epoch, pos.Offset-1, pos.Offset
-		clear(h.ring)
+		h.resetLocked(pos.Epoch, pos.Offset-1)
 	case pos.Offset <= h.top:
 		return nil, false
 	case pos.Offset > h.top+1:
@@ -182,10 +293,7 @@ func (h *history) appendAtLocked(m *message, p Pattern, exclude Matcher, pos Pos
 // history at now (top+1 if none).
 func (h *history) oldestLocked(now time.Time) uint64 {
 	n := uint64(len(h.ring))
-	oldest := max(1, h.floor)
-	if h.top >= n {
-		oldest = max(oldest, h.top-n+1)
-	}
+	oldest := h.firstLocked()
 	if h.maxAge > 0 {
 		// Events are appended in time order: the first young one is found
 		// by binary search.
@@ -209,13 +317,14 @@ func (h *history) replayLocked(dst []*message, from Position, key Key, now time.
 	case from.Offset+1 < h.oldestLocked(now):
 		return dst, ErrPositionGone
 	}
-	start, n := len(dst), uint64(len(h.ring))
+	start, n, size := len(dst), uint64(len(h.ring)), 0
 	for o := from.Offset + 1; o <= h.top; o++ {
 		e := &h.ring[o%n]
 		if !e.pattern.Match(key) || (e.exclude != nil && e.exclude.Match(key)) {
 			continue
 		}
-		if len(dst)-start == h.maxReplay {
+		size += len(e.msg.data)
+		if len(dst)-start == h.maxReplay || h.maxReplayBytes > 0 && size > h.maxReplayBytes {
 			clear(dst[start:])
 			return dst[:start], ErrReplayLimit
 		}

@@ -84,7 +84,7 @@ func NewHub(store Store, opts HubOptions) *Hub {
 	h := &Hub{
 		store:       store,
 		opts:        opts,
-		hist:        newHistory(opts.History),
+		hist:        newHistory(opts.History, opts.MaxQueueBytes),
 		verdictWait: readerVerdictWait,
 		closing:     make(chan struct{}),
 	}
@@ -242,11 +242,20 @@ func (h *Hub) admit(s *Stream, r *http.Request, first *message) {
 		if err != nil {
 			replay = nil
 		}
-		first = first.withID(Position{h.hist.epoch, h.hist.top}.String())
+		if rec.Recovered {
+			rec.Replayed = len(replay)
+		}
+		top := Position{h.hist.epoch, h.hist.top}.String()
+		first = first.withID(top)
+		if h.hist.signal != "" {
+			// The opening ends with its position: the page learns where
+			// its stream starts from even when nothing was missed (and
+			// sees it alive at once), and the position it is told never
+			// goes back (events replayed after the initial effects are
+			// older than the id those carry).
+			replay = append(replay, &message{data: appendPositionEvent(nil, h.hist.signal, top, false), idAt: -1})
+		}
 		h.hist.mu.Unlock()
-	}
-	if rec.Recovered {
-		rec.Replayed = len(replay)
 	}
 	s.mu.Lock()
 	s.recovery = rec // known to OnOpen
@@ -341,6 +350,20 @@ func (h *Hub) Broadcast(p Pattern, exclude Matcher, effects ...Effect) (Result, 
 	return res, nil
 }
 
+// BroadcastLive is [Hub.Broadcast] for what only the streams open now
+// need, such as a snapshot of state addressed to the streams that just
+// opened: its event carries no position (no id: the client keeps the one
+// it had) and is not kept in the history, so it takes none of the
+// history's room and is never replayed.
+func (h *Hub) BroadcastLive(p Pattern, exclude Matcher, effects ...Effect) (Result, error) {
+	m, err := render(effects)
+	if err != nil {
+		return Result{}, err
+	}
+	res, _ := h.publishLocked(p, exclude, m, 0)
+	return res, nil
+}
+
 // ErrNoHistory is returned by [Hub.BroadcastAt] on a hub without a
 // shared history ([HistoryOptions.Epoch]).
 var ErrNoHistory = errors.New("sfere: hub keeps no shared history")
@@ -383,8 +406,7 @@ func (h *Hub) ResetHistory(epoch string) error {
 	}
 	h.hist.mu.Lock()
 	defer h.hist.mu.Unlock()
-	h.hist.epoch, h.hist.top, h.hist.floor = epoch, 0, 1
-	clear(h.hist.ring)
+	h.hist.resetLocked(epoch, 0)
 	return nil
 }
 
@@ -409,7 +431,7 @@ func (h *Hub) publishLocked(p Pattern, exclude Matcher, m *message, wroteSince i
 	streams := h.store.AppendStreams((*buf)[:0], p)
 	wakes := wakeBatch{w: &h.writers}
 	for _, s := range streams {
-		if exclude != nil && exclude.Match(s.key) || m.offset != 0 && s.admitting.Load() {
+		if exclude != nil && exclude.Match(s.key) || (m.offset != 0 || m.positioned) && s.admitting.Load() {
 			continue
 		}
 		if wroteSince != 0 && s.lastAppWrite.Load() > wroteSince {
@@ -472,6 +494,9 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		close(h.closing)
 	}
 	h.mu.Unlock()
+	if h.hist != nil {
+		h.hist.close()
+	}
 	// Interrupt every stream so that whatever serves it sees the hub
 	// closing. One stored after this scan sees closing before it waits.
 	for _, s := range h.store.AppendStreams(nil, NewPattern(Any, Any, Any)) {

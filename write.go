@@ -28,17 +28,24 @@ func upToClose(batch []*message) int {
 // client), touches the store (a sliding expiry restarts), and returns why
 // the stream must end: the write's error (see writeError),
 // [ErrClosedByApp] after a close-stream message, or nil.
+//
+// The write is recorded before the trackers settle, so that whoever learns
+// of a written message from its tracker (a heartbeat's completed sweep)
+// also sees the write recorded. The client may have the bytes earlier:
+// what it reads is no sign that the server has recorded anything yet.
 func (h *Hub) afterWrite(s *Stream, batch []*message, n int, start time.Time, err error) error {
+	if err == nil {
+		for _, m := range batch[:n] {
+			if !m.heartbeat && len(m.data) > 0 {
+				s.lastAppWrite.Store(start.UnixNano())
+				break
+			}
+		}
+	}
 	settleAll(batch[:n], err == nil)
 	settleAll(batch[n:], false)
 	if err != nil {
 		return writeError(err)
-	}
-	for _, m := range batch[:n] {
-		if !m.heartbeat && len(m.data) > 0 {
-			s.lastAppWrite.Store(start.UnixNano())
-			break
-		}
 	}
 	h.store.Touch(s)
 	if n > 0 && batch[n-1].close {

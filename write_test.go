@@ -28,10 +28,14 @@ func TestOpeningBatchCountsAsAppTraffic(t *testing.T) {
 				c := dial(t, srv, "brian")
 				ssetest.Eventually(t, waitLong, "stream", func() bool { return hub.Count(All) == 1 })
 				s, _ := hub.Store().Get(lobbyKey("brian"))
-				// An explicit beat queues behind the opening batch: once the
-				// client has it, the opening batch's write is recorded.
+				// An explicit beat queues behind the opening batch: once its
+				// sweep is complete (the beat written), the opening batch's
+				// write is recorded. The client having the beat is no such
+				// sign: it can read the bytes before the writer records the
+				// write (this test once failed under load that way).
 				hb := NewHeartbeat(hub, All, time.Hour)
 				hb.Beat()
+				ssetest.Eventually(t, waitLong, "the beat's sweep", func() bool { return hb.Stats().Sweeps == 1 })
 				c.Wait(waitLong, ssetest.CommentIs("heartbeat"))
 				if got := s.lastAppWrite.Load() != 0; got != tc.skipped {
 					t.Fatalf("app write recorded = %v, want %v", got, tc.skipped)

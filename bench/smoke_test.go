@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -125,6 +126,49 @@ func TestSmokeNodes(t *testing.T) {
 	}
 	if s := res.Summaries[0]; s.Nodes != 2 || s.SingleCross <= 0 {
 		t.Errorf("summary: %d nodes, cross-node ratio %.2f", s.Nodes, s.SingleCross)
+	}
+}
+
+// TestSmokeNodesThroughTheLog runs the cross-node mode with the cluster's
+// event log: three NATS servers routed into one cluster, two sfere nodes
+// keeping a history, every broadcast a JetStream publish at 3 replicas
+// and 1, from 4 concurrent callers: every stream gets every broadcast.
+func TestSmokeNodesThroughTheLog(t *testing.T) {
+	bin := buildTools(t, "./cmd/sfere-bench-server", "./cmd/sfere-load")
+	out := filepath.Join(t.TempDir(), "log.json")
+	run := exec.Command(filepath.Join(bin, "sfere-load"),
+		"-n", "40", "-modes", "sfere", "-nodes", "2", "-nats-servers", "3", "-cluster-log", "r3,r1", "-src-port", "0",
+		"-server-args", "-callers 4", "-singles", "2", "-duration", "1s", "-rate", "50",
+		"-settle", "100ms", "-quiet", "-hb-impact=false", "-json", out, "-max-time", "3m")
+	log, err := run.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sfere-load: %v\n%s", err, log)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Trials []struct {
+			Mode      string    `json:"mode"`
+			Held      int       `json:"held"`
+			Errors    []string  `json:"errors"`
+			Sustained nodePhase `json:"sustained"`
+		} `json:"trials"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	var modes []string
+	for _, tr := range res.Trials {
+		modes = append(modes, tr.Mode)
+		ph := tr.Sustained
+		if tr.Held != 40 || len(tr.Errors) > 0 || ph.Expected == 0 || ph.Delivered != ph.Expected || ph.Missing != 0 {
+			t.Errorf("%s: held %d, errors %v, delivered %d of %d, missing %d", tr.Mode, tr.Held, tr.Errors, ph.Delivered, ph.Expected, ph.Missing)
+		}
+	}
+	if strings.Join(modes, " ") != "sfere/2n+log-r3 sfere/2n+log-r1" {
+		t.Errorf("trials %q, want sfere/2n+log-r3 and sfere/2n+log-r1", modes)
 	}
 }
 

@@ -63,13 +63,20 @@ func newTestNode(t *testing.T, ns *Server, name string) *testNode {
 // store it sets.
 func newTestNodeWith(t *testing.T, ns *Server, name string, opts Options) *testNode {
 	t.Helper()
+	return newTestNodeOn(t, ns.ClientURL(), name, opts)
+}
+
+// newTestNodeOn is newTestNodeWith on the NATS servers of urls (comma
+// separated).
+func newTestNodeOn(t *testing.T, urls, name string, opts Options) *testNode {
+	t.Helper()
 	tn := &testNode{t: t, name: name, lost: make(chan Lost, 16)}
 	store := sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: func(ev sfere.Eviction) {
 		tn.evMu.Lock()
 		tn.evs = append(tn.evs, ev)
 		tn.evMu.Unlock()
 	}})
-	nc, err := nats.Connect(ns.ClientURL(), nats.ReconnectWait(50*time.Millisecond), nats.MaxReconnects(-1))
+	nc, err := nats.Connect(urls, nats.ReconnectWait(50*time.Millisecond), nats.MaxReconnects(-1))
 	if err != nil {
 		t.Fatal(err)
 	}

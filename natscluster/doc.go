@@ -61,4 +61,39 @@
 // past what it applied (JetStream starts a consumer at the oldest message
 // it still has, without an error) keeps the gap: positions before it are
 // not served.
+//
+// # What a nil error means, and what survives which fault
+//
+// With a history, [Node.Broadcast] and [Node.Send] return nil only once
+// JetStream acknowledged the event: a majority of the log's replicas
+// holds it, and every node delivers it once, in log order. Each event
+// carries a Nats-Msg-Id and its publish is retried with it (no
+// responders, timeouts, a leader election, a reconnect) for at most
+// [Options.PublishTimeout]; JetStream stores a retried event once. If
+// the log does not take it in time, the error wraps [ErrNoLog] and the
+// event is delivered nowhere, on no node: an app answers "not sent, try
+// again" (the lobby answers 503). We chose this over an outbox that
+// delivers later: the person who typed the line knows at once, and no
+// line appears minutes after it was said. One case stays ambiguous: an
+// acknowledgement lost on every retry while JetStream did store the
+// event gives an error for an event that every node then delivers once.
+//
+// The log's stream is on disk (file storage: it holds minutes of chat
+// that pages resume from), bounded by the history's Size and MaxAge, with
+// [Options.Replicas] replicas: by default 3 where the NATS cluster has at
+// least 3 JetStream servers, else 1. With 3 replicas the loss of any one
+// NATS server (its process or its disk) loses no acknowledged event, and
+// publishes ride through the leader election that follows; a node whose
+// consumer lived on the lost server makes a new one from the message
+// after the last it applied. With 1 replica the log lives on one server,
+// and losing that server's disk starts a new epoch. JetStream's default
+// fsync is lazy (sync_interval of 2 minutes): an acknowledgement means a
+// majority of the replicas holds the event in memory and in the page
+// cache, not on disk, so a power failure of every server at once can
+// lose the last acknowledged minutes (Jepsen, NATS 2.12.1, 2025); set
+// sync_interval: always on the servers if that matters more than speed.
+//
+// Without a history, a broadcast is a plain NATS message: delivered to
+// this node's streams at once and to the other nodes if they are
+// connected; no log, no retry, no promise across a NATS outage.
 package natscluster

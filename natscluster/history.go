@@ -30,6 +30,14 @@ import (
 
 const subjectEvents = ".events"
 
+// A node pulls the log in requests of consumeExpiry, during which the
+// server sends a heartbeat every consumeHeartbeat; two missed heartbeats
+// make the consumer anew on a live server.
+const (
+	consumeExpiry    = 3 * time.Second
+	consumeHeartbeat = time.Second
+)
+
 // event is one entry of the cluster's event log.
 type event struct {
 	Pattern sfere.Pattern  `json:"pattern"`
@@ -39,17 +47,20 @@ type event struct {
 
 // eventLog is a node's end of the cluster's event log.
 type eventLog struct {
-	n       *Node
-	js      jetstream.JetStream
-	config  jetstream.StreamConfig
-	timeout time.Duration
+	n        *Node
+	js       jetstream.JetStream
+	config   jetstream.StreamConfig
+	timeout  time.Duration // of one JetStream round trip
+	replicas int           // wanted; 0: 3 where the cluster can place them, else 1
+	retryFor time.Duration // how long a publish retries
 
 	checking sync.Mutex // one check at a time
 
 	mu       sync.Mutex
 	epoch    string
 	applied  uint64 // the last sequence applied in epoch
-	cons     jetstream.Consumer
+	broken   bool   // the consumer lost its server: check makes a new one
+	closed   bool   // the node closed: no new consumer
 	consumer jetstream.ConsumeContext
 }
 
@@ -66,34 +77,63 @@ func streamName(prefix string) string {
 
 // openLog finds or makes the log's stream and returns the log, its epoch
 // and its last sequence; start begins applying it.
-func openLog(ctx context.Context, n *Node, js jetstream.JetStream, h sfere.HistoryOptions) (*eventLog, string, uint64, error) {
-	l := &eventLog{n: n, js: js, timeout: n.timeout, config: jetstream.StreamConfig{
+func openLog(ctx context.Context, n *Node, js jetstream.JetStream, h sfere.HistoryOptions, replicas int, retryFor time.Duration) (l *eventLog, epoch string, first, last uint64, err error) {
+	l = &eventLog{n: n, js: js, timeout: n.timeout, replicas: replicas, retryFor: retryFor, config: jetstream.StreamConfig{
 		Name:      streamName(n.prefix),
 		Subjects:  []string{n.prefix + subjectEvents},
 		MaxMsgs:   int64(h.Size),
 		MaxAge:    h.MaxAge,
 		Discard:   jetstream.DiscardOld,
 		Retention: jetstream.LimitsPolicy,
+		Storage:   jetstream.FileStorage,
 	}}
-	epoch, last, err := l.ensure(ctx)
-	return l, epoch, last, err
+	err = untilReady(ctx, n.log, "the event log", n.timeout, func(ctx context.Context) (err error) {
+		epoch, first, last, err = l.ensure(ctx)
+		return err
+	})
+	return l, epoch, first, last, err
 }
 
-// ensure makes the stream if it is missing and returns its epoch and last
-// sequence.
-func (l *eventLog) ensure(ctx context.Context) (epoch string, last uint64, err error) {
-	s, err := l.js.CreateOrUpdateStream(ctx, l.config)
+// ensure makes the stream if it is missing, raises its replicas to the
+// wanted count (never lowers them: another node may want more), and
+// returns its epoch and last sequence.
+func (l *eventLog) ensure(ctx context.Context) (epoch string, first, last uint64, err error) {
+	have := 0
+	if s, err := l.js.Stream(ctx, l.config.Name); err == nil {
+		have = s.CachedInfo().Config.Replicas
+	}
+	var s jetstream.Stream
+	err = withReplicas(l.replicas, have, func(r int) (err error) {
+		cfg := l.config
+		cfg.Replicas = r
+		s, err = l.js.CreateOrUpdateStream(ctx, cfg)
+		return err
+	})
 	if err != nil {
-		return "", 0, fmt.Errorf("natscluster: event log: %w", err)
+		return "", 0, 0, fmt.Errorf("natscluster: event log: %w", err)
 	}
 	info := s.CachedInfo()
-	return strconv.FormatInt(info.Created.UnixNano(), 36), info.State.LastSeq, nil
+	if r := info.Config.Replicas; r > have && have > 0 {
+		l.n.log.Info("cluster: event log replicas raised", "from", have, "to", r)
+	}
+	return strconv.FormatInt(info.Created.UnixNano(), 36), info.State.FirstSeq, info.State.LastSeq, nil
 }
 
 // start applies the log in epoch from sequence next on (1: from its
 // first message), and returns once what the log held up to last is
-// applied (or ctx ends). It replaces the consumer it had.
+// applied (or ctx ends). It stops the consumer it had first, so no two
+// consumers deliver at once.
 func (l *eventLog) start(ctx context.Context, epoch string, next, last uint64) error {
+	l.stop()
+	l.mu.Lock()
+	if epoch != l.epoch {
+		l.epoch, l.applied = epoch, next-1
+	}
+	l.mu.Unlock()
+	// The consumer lives on one server, in memory: when that server is
+	// lost, or a leader election of the log cuts it off, its heartbeats
+	// stop and the error handler has it made anew from the message after
+	// the last applied (see check).
 	cfg := jetstream.ConsumerConfig{
 		FilterSubjects:    l.config.Subjects,
 		AckPolicy:         jetstream.AckNonePolicy,
@@ -118,27 +158,27 @@ func (l *eventLog) start(ctx context.Context, epoch string, next, last uint64) e
 		if err != nil {
 			return
 		}
-		l.apply(epoch, meta.Sequence.Stream, msg.Data())
-		if meta.Sequence.Stream >= last {
+		if l.apply(epoch, meta.Sequence.Stream, msg.Data()) >= last {
 			once.Do(func() { close(caughtUp) })
 		}
-	}, jetstream.ConsumeErrHandler(func(jetstream.ConsumeContext, error) {
-		// Missed heartbeats and a consumer lost with its server are
-		// repaired by check.
-	}))
+	}, jetstream.PullExpiry(consumeExpiry), jetstream.PullHeartbeat(consumeHeartbeat),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
+				errors.Is(err, jetstream.ErrConsumerNotFound) {
+				l.breaks()
+			}
+		}))
 	if err != nil {
 		return fmt.Errorf("natscluster: event log consumer: %w", err)
 	}
 	l.mu.Lock()
-	old := l.consumer
-	if epoch != l.epoch {
-		l.applied = next - 1
+	if l.closed {
+		l.mu.Unlock()
+		cc.Stop()
+		return nil
 	}
-	l.epoch, l.cons, l.consumer = epoch, cons, cc
+	l.consumer, l.broken = cc, false
 	l.mu.Unlock()
-	if old != nil {
-		old.Stop()
-	}
 	select {
 	case <-caughtUp:
 		return nil
@@ -147,25 +187,59 @@ func (l *eventLog) start(ctx context.Context, epoch string, next, last uint64) e
 	}
 }
 
-// apply writes one event of the log to the local hub.
-func (l *eventLog) apply(epoch string, seq uint64, data []byte) {
+// apply writes one event of the log to the local hub, if it is the next
+// one of epoch, and returns the last sequence applied. An event past the
+// next one is a gap (a consumer placed on a replica still catching up
+// skips what that replica lacks): it is not applied, and the consumer is
+// made anew from the next one (see check), unless the log no longer has
+// it.
+func (l *eventLog) apply(epoch string, seq uint64, data []byte) uint64 {
+	l.mu.Lock()
+	applied := l.applied
+	switch {
+	case epoch != l.epoch || seq <= applied:
+		l.mu.Unlock()
+		return applied // an old epoch's, or applied already
+	case seq > applied+1:
+		l.mu.Unlock()
+		if l.breaks() {
+			l.n.log.Info("cluster: the event log consumer skipped events", "applied", applied, "got", seq)
+		}
+		return applied
+	}
+	l.mu.Unlock()
 	var e event
 	if err := json.Unmarshal(data, &e); err != nil {
 		l.n.log.Warn("cluster: bad event in the log", "seq", seq, "err", err)
-		return
+	} else {
+		pos := sfere.Position{Epoch: epoch, Offset: seq}
+		res, err := l.n.hub.BroadcastAt(pos, e.Pattern, e.Exclude.matcher(), e.Effects...)
+		if err != nil {
+			l.n.log.Warn("cluster: event not delivered", "seq", seq, "err", err)
+		}
+		l.n.logDelivered.Add(uint64(res.Delivered))
+		l.n.logFailed.Add(uint64(res.Failed))
 	}
-	pos := sfere.Position{Epoch: epoch, Offset: seq}
-	res, err := l.n.hub.BroadcastAt(pos, e.Pattern, e.Exclude.matcher(), e.Effects...)
-	if err != nil {
-		l.n.log.Warn("cluster: event not delivered", "seq", seq, "err", err)
-	}
-	l.n.logDelivered.Add(uint64(res.Delivered))
-	l.n.logFailed.Add(uint64(res.Failed))
 	l.mu.Lock()
-	if epoch == l.epoch && seq > l.applied {
+	defer l.mu.Unlock()
+	if epoch == l.epoch && seq == l.applied+1 {
 		l.applied = seq
 	}
+	return l.applied
+}
+
+// breaks marks the consumer broken (lost, or skipping events) and has
+// check make a new one; it reports whether the consumer was not marked
+// broken yet.
+func (l *eventLog) breaks() bool {
+	l.mu.Lock()
+	was := l.broken
+	l.broken = true
 	l.mu.Unlock()
+	if !was {
+		go l.check()
+	}
+	return !was
 }
 
 // check makes sure the log's stream still exists and is the one being
@@ -179,30 +253,42 @@ func (l *eventLog) check() {
 	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 	defer cancel()
 	var (
-		epoch string
-		last  uint64
+		epoch       string
+		first, last uint64
 	)
 	s, err := l.js.Stream(ctx, l.config.Name)
 	if err == nil {
 		info := s.CachedInfo()
-		epoch, last = strconv.FormatInt(info.Created.UnixNano(), 36), info.State.LastSeq
+		epoch, first, last = strconv.FormatInt(info.Created.UnixNano(), 36), info.State.FirstSeq, info.State.LastSeq
 	} else if errors.Is(err, jetstream.ErrStreamNotFound) {
-		epoch, last, err = l.ensure(ctx)
+		epoch, first, last, err = l.ensure(ctx)
 	}
 	if err != nil {
 		l.n.log.Warn("cluster: event log unavailable", "err", err)
 		return
 	}
 	l.mu.Lock()
-	same, cons, next := epoch == l.epoch, l.cons, l.applied+1
+	same, broken, next := epoch == l.epoch, l.broken || l.consumer == nil, l.applied+1
 	l.mu.Unlock()
 	if same {
-		// The consumer lives on the server: one restarted with its
-		// storage keeps the log but not the consumer.
-		if _, err := cons.Info(ctx); errors.Is(err, jetstream.ErrConsumerNotFound) {
-			if err := l.start(ctx, epoch, next, last); err != nil {
-				l.n.log.Warn("cluster: event log", "err", err)
+		if !broken {
+			return
+		}
+		// The consumer was lost (its server, a leader election) or
+		// skipped events: a new one goes on from the message after the
+		// last applied, or from the log's first if that one is gone.
+		if first > next {
+			l.n.log.Warn("cluster: the event log moved on past what this node applied", "applied", next-1, "first", first)
+			l.mu.Lock()
+			if l.epoch == epoch && l.applied < first-1 {
+				l.applied = first - 1
 			}
+			l.mu.Unlock()
+			next = first
+		}
+		l.n.log.Info("cluster: event log consumer made anew", "from", next)
+		if err := l.start(ctx, epoch, next, last); err != nil {
+			l.n.log.Warn("cluster: event log", "err", err)
 		}
 		return
 	}
@@ -211,28 +297,9 @@ func (l *eventLog) check() {
 		l.n.log.Warn("cluster: event log", "err", err)
 		return
 	}
-	if err := l.start(ctx, epoch, 1, last); err != nil {
+	if err := l.start(ctx, epoch, max(first, 1), last); err != nil {
 		l.n.log.Warn("cluster: event log", "err", err)
 	}
-}
-
-// publish appends an event to the log; the nodes deliver it as they
-// apply the log.
-func (l *eventLog) publish(p sfere.Pattern, exclude sfere.Matcher, effects []sfere.Effect) error {
-	wm, err := encodeMatcher(exclude)
-	if err != nil {
-		return err
-	}
-	b, err := json.Marshal(event{Pattern: p, Exclude: wm, Effects: effects})
-	if err != nil {
-		return fmt.Errorf("natscluster: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
-	defer cancel()
-	if _, err := l.js.Publish(ctx, l.config.Subjects[0], b); err != nil {
-		return fmt.Errorf("natscluster: event log: %w", err)
-	}
-	return nil
 }
 
 // currentEpoch returns the epoch of the log being applied.
@@ -251,4 +318,12 @@ func (l *eventLog) stop() {
 	if cc != nil {
 		cc.Stop()
 	}
+}
+
+// close stops applying the log for good.
+func (l *eventLog) close() {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	l.stop()
 }

@@ -1,11 +1,15 @@
 package natscluster
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/sfere-go/sfere"
 	"github.com/sfere-go/sfere/internal/ssetest"
@@ -133,18 +137,79 @@ func TestResumeAfterJetStreamRestart(t *testing.T) {
 	}
 }
 
-// While the log is out of reach, a broadcast still reaches this node's
-// streams (without a position) and says that it went no further.
-func TestBroadcastWithoutTheLogStaysLocal(t *testing.T) {
+// While the log is out of reach, a broadcast is refused and delivered
+// nowhere, not even on its own node: a line reaches every node or none.
+func TestBroadcastWithoutTheLogGoesNowhere(t *testing.T) {
 	ns := startNATS(t)
-	a := historyNode(t, ns, "a")
+	addr := ns.Addr().String()
+	a := newTestNodeWith(t, ns, "a", Options{Interval: interval, PublishTimeout: 500 * time.Millisecond, Hub: sfere.HubOptions{
+		History: sfere.HistoryOptions{Size: 64},
+	}})
 	c := a.resume(t, "")
 	ns.Shutdown()
+	start := time.Now()
 	res, err := a.node.Broadcast(sfere.All, nil, numbered(1))
-	if !errors.Is(err, ErrNoLog) || res.Delivered != 1 {
-		t.Fatalf("broadcast without NATS: %+v, %v; want 1 local delivery and ErrNoLog", res, err)
+	if !errors.Is(err, ErrNoLog) || res != (sfere.Result{}) {
+		t.Fatalf("broadcast without NATS: %+v, %v; want no delivery and ErrNoLog", res, err)
 	}
-	if e := c.Wait(ceiling, ssetest.Containing("<p>1</p>")); e.HasID {
-		t.Fatalf("an event outside the log carries id %q", e.ID)
+	if took := time.Since(start); took < 500*time.Millisecond {
+		t.Fatalf("gave up after %v, before the publish timeout", took)
+	}
+	if _, err := a.node.Send(lobbyKey("brian"), numbered(2)); !errors.Is(err, ErrNoLog) {
+		t.Fatalf("send without NATS: %v, want ErrNoLog", err)
+	}
+	ns2, err := StartServer(addr, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns2.Shutdown)
+	ssetest.Eventually(t, ceiling, "a broadcast taken by the log again", func() bool {
+		_, err := a.node.Broadcast(sfere.All, nil, numbered(3))
+		return err == nil
+	})
+	c.Wait(ceiling, ssetest.Containing("<p>3</p>"))
+	for _, refused := range []string{"<p>1</p>", "<p>2</p>"} {
+		if _, ok := c.Find(ssetest.Containing(refused)); ok {
+			t.Fatalf("a refused event (%s) was delivered", refused)
+		}
+	}
+	if st := a.node.Stats(); st.LogRefused < 2 {
+		t.Fatalf("LogRefused = %d, want at least 2", st.LogRefused)
+	}
+}
+
+// Send reads the view of the peers under the node's lock while presence
+// messages change it (run with -race: it reported the unlocked read).
+func TestSendWhilePeersChange(t *testing.T) {
+	ns := startNATS(t)
+	a := historyNode(t, ns, "a")
+	pub, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			b, _ := json.Marshal(presence{Node: fmt.Sprintf("peer%d", i%7), Op: opOpen,
+				Keys: []presenceKey{{Key: lobbyKey(fmt.Sprintf("p%d", i)), Stamp: stamp{At: int64(i + 1), Node: "peer"}}}})
+			if err := pub.Publish(DefaultPrefix+subjectPresence, b); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+		pub.Flush()
+	}()
+	for i := 0; ; i++ {
+		if _, err := a.node.Send(lobbyKey(fmt.Sprintf("p%d", i%200)), numbered(i)); err != nil && !errors.Is(err, sfere.ErrNoStream) {
+			t.Fatal(err)
+		}
+		select {
+		case <-done:
+			waitFor(t, "every presence message applied", func() bool { return a.node.Count(sfere.All) == 200 })
+			return
+		default:
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package natscluster
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,6 +24,9 @@ const (
 	DefaultPrefix      = "sfere"
 	DefaultInterval    = time.Second
 	DefaultSendTimeout = 2 * time.Second
+	// DefaultPublishTimeout is how long a publish to the event log is
+	// retried: a JetStream leader election takes a few seconds.
+	DefaultPublishTimeout = 5 * time.Second
 	// snapshotChunk is how many keys one snapshot message carries, well
 	// under NATS's default 1 MB payload limit.
 	snapshotChunk = 2000
@@ -50,6 +54,20 @@ type Options struct {
 	// SendTimeout bounds how long [Node.Send] waits for the node that
 	// holds a remote stream to answer. Zero means [DefaultSendTimeout].
 	SendTimeout time.Duration
+	// Replicas is how many NATS servers hold the event log's stream (with
+	// a history): 3 tolerates the loss of any one. Zero means
+	// [AutoReplicas] where the NATS cluster can place them, else 1. A
+	// stream found with fewer replicas is raised to this count, never
+	// lowered.
+	Replicas int
+	// PublishTimeout bounds how long a broadcast or send with a history
+	// retries its publish to the event log (through a leader election, a
+	// lost server, a reconnect) before it gives up with [ErrNoLog]. Zero
+	// means [DefaultPublishTimeout].
+	PublishTimeout time.Duration
+	// StartTimeout bounds how long [New] waits for JetStream to take the
+	// event log (with a history). Zero means [DefaultStartTimeout].
+	StartTimeout time.Duration
 	// Hub configures the local hub that [New] builds. Its OnOpen, if
 	// set, runs before the node announces the stream (the node may end
 	// the stream at once, if another node opened the same key later).
@@ -83,6 +101,11 @@ type Stats struct {
 	// as each node applies the log).
 	LogDelivered uint64
 	LogFailed    uint64
+	// PublishRetries counts publishes to the log tried again (a leader
+	// election, a lost server); LogRefused counts events the log did not
+	// take in time, refused with [ErrNoLog].
+	PublishRetries uint64
+	LogRefused     uint64
 }
 
 // Node is one hub's membership in a cluster.
@@ -109,7 +132,7 @@ type Node struct {
 	done chan struct{}
 
 	broadcastsSent, broadcastsReceived, remoteSends, nodesLost, gaps atomic.Uint64
-	logDelivered, logFailed                                          atomic.Uint64
+	logDelivered, logFailed, publishRetries, logRefused              atomic.Uint64
 	gapTime                                                          atomic.Int64
 }
 
@@ -133,6 +156,9 @@ type peer struct {
 // The caller keeps nc (connected with reconnects enabled, the nats.go
 // default) and closes it after [Node.Close].
 func New(nc *nats.Conn, store sfere.Store, opts Options) (*Node, error) {
+	if opts.Replicas < 0 || opts.Replicas > 5 {
+		return nil, fmt.Errorf("%w: %d", ErrBadReplicas, opts.Replicas)
+	}
 	n := &Node{
 		id:       opts.NodeID,
 		prefix:   opts.Prefix,
@@ -171,16 +197,16 @@ func New(nc *nats.Conn, store sfere.Store, opts Options) (*Node, error) {
 		n.opened(s)
 	}
 	var (
-		epoch string
-		last  uint64
+		epoch       string
+		first, last uint64
 	)
 	if hubOpts.History.Size > 0 {
 		js, err := jetstream.New(nc)
 		if err != nil {
 			return nil, fmt.Errorf("natscluster: %w", err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), n.timeout)
-		n.events, epoch, last, err = openLog(ctx, n, js, hubOpts.History)
+		ctx, cancel := context.WithTimeout(context.Background(), cmp.Or(opts.StartTimeout, DefaultStartTimeout))
+		n.events, epoch, first, last, err = openLog(ctx, n, js, hubOpts.History, opts.Replicas, cmp.Or(opts.PublishTimeout, DefaultPublishTimeout))
 		cancel()
 		if err != nil {
 			return nil, err
@@ -206,11 +232,11 @@ func New(nc *nats.Conn, store sfere.Store, opts Options) (*Node, error) {
 	if n.events != nil {
 		// What the log holds is applied before any stream is served.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*n.timeout)
-		err := n.events.start(ctx, epoch, 1, last)
+		err := n.events.start(ctx, epoch, max(first, 1), last)
 		cancel()
 		if err != nil {
 			n.unsubscribe()
-			n.events.stop()
+			n.events.close()
 			return nil, err
 		}
 	}
@@ -233,7 +259,7 @@ func (n *Node) Hub() *sfere.Hub { return n.hub }
 func (n *Node) Close() {
 	n.stopRunning()
 	if n.events != nil {
-		n.events.stop()
+		n.events.close()
 	}
 	n.mu.Lock()
 	n.publish(presence{Node: n.id, Op: opBye})
@@ -508,45 +534,51 @@ func (n *Node) heldElsewhere(k sfere.Key) bool {
 	return false
 }
 
-// ErrNoLog is returned (wrapped) by [Node.Broadcast] with a history while
-// NATS is out of reach: the event was delivered to this node's streams
-// only, and is not in the cluster's log.
-var ErrNoLog = errors.New("natscluster: the cluster's event log is out of reach")
+// ErrNoLog is returned (wrapped) by [Node.Broadcast] and [Node.Send]
+// with a history when the cluster's event log did not take the event
+// within [Options.PublishTimeout] (NATS out of reach, no JetStream
+// leader, the log's servers lost): the event was delivered nowhere, on
+// no node. Try again later, or tell the person it was not sent.
+var ErrNoLog = errors.New("natscluster: the cluster's event log did not take the event; delivered nowhere")
 
-var errNotConnected = errors.New("not connected to NATS")
+// ErrBadReplicas is returned by [New] for a replica count JetStream
+// cannot have (below 0 or above 5).
+var ErrBadReplicas = errors.New("natscluster: replicas must be 0 (automatic) to 5")
 
 // Broadcast renders effects, queues them to the matching local streams and
 // publishes them to every other node, which does the same. The Result
 // counts local streams only.
 //
 // With a history (Options.Hub.History), Broadcast and Send go through the
-// cluster's event log instead (see the package doc): they return once
-// JetStream has the event, and every node, this one included, delivers it
-// as it applies the log, with the log's position as its id; Broadcast's
-// Result is then zero. While the log is out of reach (NATS is, or its
-// publish fails), the event goes to this node's streams only, without a
-// position, and the error wraps [ErrNoLog]. (A publish that timed out
-// although JetStream kept the event brings it to this node's streams a
-// second time once the log is back.) exclude must be nil, a [sfere.Key], a
+// cluster's event log instead (see the package doc): the event is
+// published to JetStream, retried with one Nats-Msg-Id (stored once) for
+// up to [Options.PublishTimeout], and every node, this one included,
+// delivers it as it applies the log, with the log's position as its id.
+// A nil error then means the log holds the event and every node delivers
+// it; Broadcast's Result is zero. An error wrapping [ErrNoLog] means it
+// was delivered nowhere (no local-only delivery: a line either reaches
+// every node or none). exclude must be nil, a [sfere.Key], a
 // [sfere.KeySet] or a [sfere.Pattern].
 func (n *Node) Broadcast(p sfere.Pattern, exclude sfere.Matcher, effects ...sfere.Effect) (sfere.Result, error) {
+	return n.BroadcastContext(context.Background(), p, exclude, effects...)
+}
+
+// BroadcastContext is [Node.Broadcast] with a context: with a history,
+// the publish to the log stops retrying when ctx ends (the error wraps
+// [ErrNoLog] then too).
+func (n *Node) BroadcastContext(ctx context.Context, p sfere.Pattern, exclude sfere.Matcher, effects ...sfere.Effect) (sfere.Result, error) {
 	if n.events != nil {
-		err := errNotConnected
-		if n.nc.IsConnected() {
-			err = n.events.publish(p, exclude, effects)
+		if _, err := sfere.Render(effects...); err != nil {
+			return sfere.Result{}, err
 		}
-		if err == nil {
-			n.broadcastsSent.Add(1)
-			return sfere.Result{}, nil
+		if err := n.events.publish(ctx, p, exclude, effects); err != nil {
+			if errors.Is(err, ErrNoLog) {
+				n.logRefused.Add(1)
+			}
+			return sfere.Result{}, err
 		}
-		// The log is out of reach: this node's streams get the event
-		// now, without a position (so it is never replayed), and the
-		// other nodes never do.
-		res, berr := n.hub.Broadcast(p, exclude, effects...)
-		if berr != nil {
-			return res, berr
-		}
-		return res, fmt.Errorf("%w (%w): delivered to this node's streams only", ErrNoLog, err)
+		n.broadcastsSent.Add(1)
+		return sfere.Result{}, nil
 	}
 	wm, err := encodeMatcher(exclude)
 	if err != nil {
@@ -593,14 +625,26 @@ func (n *Node) Send(key sfere.Key, effects ...sfere.Effect) (sfere.Result, error
 
 // SendContext is [Node.Send] with a context: the wait for a remote node
 // ends when ctx does, or after [Options.SendTimeout] if ctx has no
-// deadline.
+// deadline. With a history the effects go through the event log, as
+// [Node.Broadcast]'s do: kept in the log even when no node holds key (its
+// client may be reconnecting; the error then wraps [sfere.ErrNoStream]),
+// refused with [ErrNoLog] and delivered nowhere when the log does not
+// take them; the publish retries until ctx ends or for at most
+// [Options.PublishTimeout].
 func (n *Node) SendContext(ctx context.Context, key sfere.Key, effects ...sfere.Effect) (sfere.Result, error) {
 	if n.events != nil {
-		_, here := n.hub.Store().Get(key)
-		held := here || n.heldElsewhere(key)
+		if _, err := sfere.Render(effects...); err != nil {
+			return sfere.Result{}, err
+		}
+		n.mu.Lock()
+		held := n.heldElsewhere(key)
+		n.mu.Unlock()
 		// Kept in the log even if no node holds the key now: its client
 		// may be reconnecting.
-		if err := n.events.publish(key.Pattern(), nil, effects); err != nil {
+		if err := n.events.publish(ctx, key.Pattern(), nil, effects); err != nil {
+			if errors.Is(err, ErrNoLog) {
+				n.logRefused.Add(1)
+			}
 			return sfere.Result{}, err
 		}
 		if !held {
@@ -713,6 +757,8 @@ func (n *Node) Stats() Stats {
 		GapTime:            time.Duration(n.gapTime.Load()),
 		LogDelivered:       n.logDelivered.Load(),
 		LogFailed:          n.logFailed.Load(),
+		PublishRetries:     n.publishRetries.Load(),
+		LogRefused:         n.logRefused.Load(),
 	}
 }
 

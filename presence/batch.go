@@ -91,7 +91,10 @@ func (t *Tracker) flushLocked() {
 		// The fresh set goes with the broadcast; the tracker starts a new one.
 		fresh := t.fresh
 		t.fresh = make(sfere.KeySet)
-		if _, err := t.hub.Broadcast(t.everyone, excluding(fresh), t.snapshot(t.membersLocked(), d)...); err != nil {
+		// A snapshot is addressed to the streams that just opened, whose
+		// keys no later stream has: no reconnect could be replayed it, so
+		// it goes out without a position and stays out of the history.
+		if _, err := t.hub.BroadcastLive(t.everyone, excluding(fresh), t.snapshot(t.membersLocked(), d)...); err != nil {
 			t.log.Error("presence: snapshot", "err", err)
 		}
 	}

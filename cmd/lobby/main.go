@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -30,7 +31,8 @@ func main() {
 }
 
 func run(args []string, stderr io.Writer) int {
-	opts, err := parseFlags(args, stderr)
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	opts, err := parseFlags(args, stderr, log)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -38,7 +40,6 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "lobby:", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
 	opts.Logger = log
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -67,7 +68,9 @@ func run(args []string, stderr io.Writer) int {
 	return code
 }
 
-func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
+// parseFlags parses the command line into the lobby's options; warnings
+// (an unusable default session key file) go to log.
+func parseFlags(args []string, out io.Writer, log *slog.Logger) (lobby.Options, error) {
 	d := lobby.DefaultOptions
 	opts := d
 	fs := flag.NewFlagSet("lobby", flag.ContinueOnError)
@@ -78,6 +81,7 @@ func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
 	}
 	fs.StringVar(&opts.Addr, "addr", d.Addr, "TCP address to listen on")
 	fs.DurationVar(&opts.Heartbeat, "heartbeat", d.Heartbeat, "interval of the heartbeat that finds dead streams")
+	visible := fs.Bool("visible-heartbeat", true, "send the heartbeat as a signal patch the page sees, and run the page's watchdog, which shows \"reconnecting…\" and reopens a stream silent for 2.2 heartbeats (false: an SSE comment, no watchdog)")
 	fs.DurationVar(&opts.UserTimeout, "user-timeout", d.UserTimeout, "TCP user timeout: how long unacknowledged data may wait before a vanished client is dropped")
 	fs.DurationVar(&opts.Grace, "grace", d.Grace, "how long a participant whose stream ended may come back (a reload) before it is announced as gone")
 	fs.StringVar(&opts.Store, "store", d.Store, "stream store: ttl or memory")
@@ -87,10 +91,23 @@ func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
 	fs.IntVar(&opts.MaxStreamsPerIP, "max-streams-per-ip", d.MaxStreamsPerIP, "most open streams (lobby tabs) per client address, IPv4 or IPv6 /64; more are refused with 429 (0: no cap)")
 	fs.Float64Var(&opts.MessageRate, "message-rate", d.MessageRate, "chat messages a second one session may send on average; more are refused with 429 (0: no limit)")
 	fs.IntVar(&opts.MessageBurst, "message-burst", d.MessageBurst, "chat messages one session may send at once, above -message-rate")
+	fs.Float64Var(&opts.JoinRate, "join-rate", d.JoinRate, "joins a second one client address may make on average; more are refused with 429 (0: no limit)")
+	fs.IntVar(&opts.JoinBurst, "join-burst", d.JoinBurst, "joins one client address may make at once, above -join-rate")
+	fs.Float64Var(&opts.StreamRate, "stream-rate", d.StreamRate, "streams a second one client address may open on average; more are refused with 429 (0: no limit)")
+	fs.IntVar(&opts.StreamBurst, "stream-burst", d.StreamBurst, "streams one client address may open at once, above -stream-rate")
+	fs.Float64Var(&opts.AddressMessageRate, "address-message-rate", d.AddressMessageRate, "chat messages a second all sessions of one client address may send on average, on top of -message-rate; more are refused with 429 (0: no limit)")
+	fs.IntVar(&opts.AddressMessageBurst, "address-message-burst", d.AddressMessageBurst, "chat messages all sessions of one client address may send at once, above -address-message-rate")
+	fs.IntVar(&opts.NamesPerAddress, "names-per-ip", d.NamesPerAddress, "most names one client address may hold at once (reserved, present, or kept for their resume window); more joins are refused with 429 (0: no cap)")
+	trusted := fs.String("trusted-proxies", "", "comma-separated addresses or CIDR prefixes of reverse proxies whose Forwarded or X-Forwarded-For (and -Proto) headers give the client's address (empty: trust none)")
+	fs.DurationVar(&opts.MemberMaxAge, "member-max-age", d.MemberMaxAge, "how long the cookie that lets a restarted lobby take a session back is honoured after it was signed (at each stream opening)")
 	fs.DurationVar(&opts.ReadHeaderTimeout, "read-header-timeout", d.ReadHeaderTimeout, "how long a client may take to send a request's headers")
 	fs.DurationVar(&opts.BodyTimeout, "body-timeout", d.BodyTimeout, "how long a client may take to send the body of a POST (streams are not timed)")
-	fs.StringVar(&opts.NATS, "nats", "", "join the lobby cluster on this NATS server (JetStream enabled), e.g. nats://127.0.0.1:4222")
-	fs.StringVar(&opts.NATSEmbed, "nats-embed", "", "also run a NATS server (with JetStream) in this process on this address, e.g. 127.0.0.1:4222, for a local multi-node demo")
+	fs.StringVar(&opts.NATS, "nats", "", "join the lobby cluster on these NATS servers (comma-separated URLs of one NATS cluster, JetStream enabled), e.g. nats://10.0.0.1:4222,nats://10.0.0.2:4222,nats://10.0.0.3:4222")
+	fs.StringVar(&opts.NATSEmbed, "nats-embed", "", "also run a NATS server (with JetStream) in this process on this address, e.g. 127.0.0.1:4222; with -nats-cluster and -nats-routes the nodes' servers form one NATS cluster")
+	fs.StringVar(&opts.NATSCluster, "nats-cluster", "", "the embedded NATS server takes routes from the other nodes' servers on this address, e.g. 127.0.0.1:6222")
+	natsRoutes := fs.String("nats-routes", "", "the other embedded NATS servers' cluster addresses, comma-separated, e.g. nats://127.0.0.1:6223,nats://127.0.0.1:6224")
+	fs.StringVar(&opts.NATSStore, "nats-store", "", "directory of the embedded NATS server's JetStream files (default: a temporary one, removed at exit)")
+	fs.IntVar(&opts.NATSReplicas, "nats-replicas", 0, "how many NATS servers hold the chat log and the name claims (0: 3 when the NATS cluster has at least 3 JetStream servers, else 1)")
 	fs.StringVar(&opts.NodeID, "node", "", "this node's id in the cluster (default: random)")
 	fs.StringVar(&opts.TLSCert, "tls-cert", "", "serve HTTPS (and HTTP/2) with this PEM certificate file; needs -tls-key")
 	fs.StringVar(&opts.TLSKey, "tls-key", "", "the PEM private key file of -tls-cert")
@@ -99,11 +116,29 @@ func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
 	fs.DurationVar(&opts.Resume, "resume", d.Resume, "how long a participant announced gone because its page vanished or did not come back within -grace may still come back (announced \"back\", sent what it missed), its name reserved meanwhile (0: no window)")
 	fs.IntVar(&opts.History, "history", d.History, "how many of the latest events are kept for pages that reconnect, which are sent what they missed (0: none)")
 	fs.DurationVar(&opts.HistoryAge, "history-age", d.HistoryAge, "how long events are kept for pages that reconnect")
+	fs.IntVar(&opts.HistoryBytes, "history-bytes", d.HistoryBytes, "most bytes of events kept for pages that reconnect; the oldest go first (0: no byte bound)")
+	fs.IntVar(&opts.PageLines, "page-lines", d.PageLines, "how many lines a page keeps in its message list; older ones are removed (0: all)")
 	if err := fs.Parse(args); err != nil {
 		return opts, err
 	}
 	if fs.NArg() > 0 {
 		return opts, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	opts.HiddenHeartbeat = !*visible
+	if *natsRoutes != "" {
+		for _, r := range strings.Split(*natsRoutes, ",") {
+			if r = strings.TrimSpace(r); r != "" {
+				opts.NATSRoutes = append(opts.NATSRoutes, r)
+			}
+		}
+	}
+	switch {
+	case opts.NATSReplicas < 0 || opts.NATSReplicas > 5:
+		return opts, fmt.Errorf("-nats-replicas must be 0 (automatic) to 5, not %d", opts.NATSReplicas)
+	case opts.NATSEmbed == "" && (opts.NATSCluster != "" || len(opts.NATSRoutes) > 0 || opts.NATSStore != ""):
+		return opts, errors.New("-nats-cluster, -nats-routes and -nats-store need -nats-embed")
+	case opts.NATSCluster == "" && len(opts.NATSRoutes) > 0:
+		return opts, errors.New("-nats-routes needs -nats-cluster")
 	}
 	if (opts.TLSCert == "") != (opts.TLSKey == "") {
 		return opts, errors.New("-tls-cert and -tls-key go together")
@@ -124,7 +159,26 @@ func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
 		return opts, fmt.Errorf("-message-rate must not be negative, not %v", opts.MessageRate)
 	case opts.MessageBurst < 1:
 		return opts, fmt.Errorf("-message-burst must be at least 1, not %d", opts.MessageBurst)
+	case opts.JoinRate < 0 || opts.StreamRate < 0 || opts.AddressMessageRate < 0:
+		return opts, fmt.Errorf("-join-rate, -stream-rate and -address-message-rate must not be negative, not %v, %v, %v",
+			opts.JoinRate, opts.StreamRate, opts.AddressMessageRate)
+	case opts.JoinBurst < 1 || opts.StreamBurst < 1 || opts.AddressMessageBurst < 1:
+		return opts, fmt.Errorf("-join-burst, -stream-burst and -address-message-burst must be at least 1, not %d, %d, %d",
+			opts.JoinBurst, opts.StreamBurst, opts.AddressMessageBurst)
+	case opts.NamesPerAddress < 0:
+		return opts, fmt.Errorf("-names-per-ip must not be negative, not %d", opts.NamesPerAddress)
+	case opts.MemberMaxAge <= 0:
+		return opts, fmt.Errorf("-member-max-age must be positive, not %v", opts.MemberMaxAge)
+	case opts.HistoryBytes < 0:
+		return opts, fmt.Errorf("-history-bytes must not be negative, not %d", opts.HistoryBytes)
+	case opts.PageLines < 0:
+		return opts, fmt.Errorf("-page-lines must not be negative, not %d", opts.PageLines)
 	}
+	proxies, err := lobby.ParseTrustedProxies(*trusted)
+	if err != nil {
+		return opts, fmt.Errorf("-trusted-proxies: %w", err)
+	}
+	opts.TrustedProxies = proxies
 	// The flags say "0: off"; Options say it with a negative number (their
 	// zero means "the default").
 	if opts.MaxStreamsPerIP == 0 {
@@ -133,17 +187,30 @@ func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
 	if opts.MessageRate == 0 {
 		opts.MessageRate = -1
 	}
+	for _, rate := range []*float64{&opts.JoinRate, &opts.StreamRate, &opts.AddressMessageRate} {
+		if *rate == 0 {
+			*rate = -1
+		}
+	}
+	for _, n := range []*int{&opts.NamesPerAddress, &opts.HistoryBytes, &opts.PageLines} {
+		if *n == 0 {
+			*n = -1
+		}
+	}
 	if *keyFile != "" {
 		key, err := lobby.LoadSessionKey(*keyFile)
 		switch {
 		case err != nil && *keyFile == lobby.DefaultSessionKeyFile():
-			// The default place may be unwritable (a read-only home): the
-			// lobby still runs, its sessions just do not survive a restart.
-			fmt.Fprintf(out, "lobby: %v; sessions will not survive a restart (see -session-key-file)\n", err)
+			// The default place may be unusable (a read-only home, a
+			// dangling link, a directory): the lobby still runs, its
+			// sessions just do not survive a restart.
+			log.Warn("session key: sessions will not survive a restart (see -session-key-file)", "file", *keyFile, "err", err)
 		case err != nil:
 			return opts, err
+		default:
+			opts.SessionKey = key
+			opts.RevocationFile = lobby.RevocationFile(*keyFile)
 		}
-		opts.SessionKey = key
 	}
 	switch {
 	case opts.Resume < 0:

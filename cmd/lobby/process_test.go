@@ -131,6 +131,19 @@ func (c *client) post(path string, signals any) (int, error) {
 	return resp.StatusCode, nil
 }
 
+// took keeps the member cookie that comes with a stream's response.
+func (c *client) took(s *ssetest.Client) {
+	resp, err := s.Head(5 * time.Second)
+	if err != nil {
+		return
+	}
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "lobby_member" && ck.MaxAge > 0 {
+			c.member = ck.Value
+		}
+	}
+}
+
 func (c *client) join() error {
 	c.cookie, c.member = "", ""
 	status, err := c.post("/join", map[string]any{"username": c.name})
@@ -198,6 +211,7 @@ func seat(t *testing.T, url string, hc *http.Client, n int) ([]*ssetest.Client, 
 		}
 		s := ssetest.Open(t, cl.addr(), cl.request())
 		s.Wait(5*time.Second, participantList)
+		cl.took(s)
 		streams = append(streams, s)
 		last = cl
 	}
@@ -233,7 +247,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a process")
 	}
-	c := startChild(t, "-addr", "127.0.0.1:0", "-heartbeat", "1s", "-user-timeout", "2s", "-max-streams-per-ip", "0", "-message-rate", "0")
+	c := startChild(t, "-addr", "127.0.0.1:0", "-heartbeat", "1s", "-user-timeout", "2s", "-max-streams-per-ip", "0", "-join-rate", "0", "-stream-rate", "0", "-address-message-rate", "0", "-names-per-ip", "0", "-message-rate", "0")
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	defer hc.CloseIdleConnections()
 	const n = 100
@@ -316,6 +330,7 @@ func (r *rejoiner) run(stop <-chan struct{}) {
 			backoff = min(2*backoff, time.Second)
 			continue
 		}
+		r.cl.took(s)
 		r.mu.Lock()
 		r.cur, r.opened = s, time.Now()
 		r.mu.Unlock()
@@ -383,7 +398,7 @@ func TestKillAndRestartReconnects(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	keyFile := filepath.Join(t.TempDir(), "session-key")
-	a := startChild(t, "-addr", "127.0.0.1:0", "-heartbeat", "1s", "-grace", "200ms", "-debug", "-max-streams-per-ip", "0", "-session-key-file", keyFile)
+	a := startChild(t, "-addr", "127.0.0.1:0", "-heartbeat", "1s", "-grace", "200ms", "-debug", "-max-streams-per-ip", "0", "-join-rate", "0", "-stream-rate", "0", "-address-message-rate", "0", "-names-per-ip", "0", "-session-key-file", keyFile)
 	addr := strings.TrimPrefix(a.url, "http://")
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	defer hc.CloseIdleConnections()
@@ -418,7 +433,7 @@ func TestKillAndRestartReconnects(t *testing.T) {
 	a.cmd.Process.Kill()
 	<-a.exited
 	time.Sleep(300 * time.Millisecond)
-	b := startChild(t, "-addr", addr, "-heartbeat", "1s", "-grace", "200ms", "-debug", "-max-streams-per-ip", "0", "-session-key-file", keyFile)
+	b := startChild(t, "-addr", addr, "-heartbeat", "1s", "-grace", "200ms", "-debug", "-max-streams-per-ip", "0", "-join-rate", "0", "-stream-rate", "0", "-address-message-rate", "0", "-names-per-ip", "0", "-session-key-file", keyFile)
 	ssetest.Eventually(t, 15*time.Second, "every client to see everyone after the restart", everyoneSeesEveryone(killed))
 	t.Logf("kill -9 and restart: all %d clients back after %v", n, time.Since(killed).Round(time.Millisecond))
 	time.Sleep(300 * time.Millisecond)

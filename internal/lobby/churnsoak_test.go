@@ -33,7 +33,7 @@ func TestChurnCyclesLeaveNothing(t *testing.T) {
 	const grace = 250 * time.Millisecond
 	srv, err := lobby.Start(t.Context(), lobby.Options{
 		Addr: "127.0.0.1:0", Grace: grace, Heartbeat: time.Second, JoinTimeout: 2 * time.Second, Debug: true,
-		MaxStreamsPerIP: -1, MessageRate: -1, Logger: ssetest.Logger(t, slog.LevelDebug),
+		MaxStreamsPerIP: -1, MessageRate: -1, JoinRate: -1, StreamRate: -1, AddressMessageRate: -1, NamesPerAddress: -1, Logger: ssetest.Logger(t, slog.LevelDebug),
 		Resume: -1, // the workers reuse names with new sessions: a name must be free at its departure
 	})
 	if err != nil {

@@ -266,11 +266,12 @@ func (s *pipeSSE) at(text string) (time.Duration, bool) {
 	return e.At.Sub(s.start), ok
 }
 
-// comments returns the arrival times of the heartbeat comments.
+// comments returns the arrival times of the heartbeats: comments, or
+// visible beats (signal patches of the beat's signal).
 func (s *pipeSSE) comments() []time.Duration {
 	var out []time.Duration
 	for _, e := range s.Events() {
-		if ssetest.CommentIs("heartbeat").Test(e) {
+		if ssetest.CommentIs("heartbeat").Test(e) || e.Type == "datastar-patch-signals" && strings.Contains(e.Text(), `"`+beatSignal+`"`) {
 			out = append(out, e.At.Sub(s.start))
 		}
 	}

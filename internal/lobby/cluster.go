@@ -37,7 +37,10 @@ func startCluster(ctx context.Context, opts Options, store sfere.Store, hubOpts 
 	c := &cluster{log: opts.Logger}
 	url := opts.NATS
 	if opts.NATSEmbed != "" {
-		srv, err := natscluster.StartServer(opts.NATSEmbed, "")
+		srv, err := natscluster.StartServerWith(natscluster.ServerOptions{
+			Addr: opts.NATSEmbed, StoreDir: opts.NATSStore, Name: opts.NodeID,
+			Cluster: opts.NATSCluster, ClusterName: prefix, Routes: opts.NATSRoutes,
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -55,21 +58,26 @@ func startCluster(ctx context.Context, opts Options, store sfere.Store, hubOpts 
 	}
 	interval := max(opts.Heartbeat/2, 50*time.Millisecond)
 	c.node, err = natscluster.New(c.nc, store, natscluster.Options{
-		Hub:      hubOpts,
-		NodeID:   opts.NodeID,
-		Prefix:   prefix,
-		Interval: interval,
-		Logger:   opts.Logger,
+		Hub:            hubOpts,
+		NodeID:         opts.NodeID,
+		Prefix:         prefix,
+		Interval:       interval,
+		Logger:         opts.Logger,
+		Replicas:       opts.NATSReplicas,
+		PublishTimeout: opts.NATSPublishTimeout,
 	})
 	if err != nil {
 		c.close()
 		return nil, err
 	}
-	c.presence, err = natspresence.New(ctx, c.nc, Category, natspresence.Options{
+	pctx, cancel := context.WithTimeout(ctx, natscluster.DefaultStartTimeout)
+	defer cancel()
+	c.presence, err = natspresence.New(pctx, c.nc, Category, natspresence.Options{
 		NodeID:   c.node.ID(),
 		Prefix:   prefix,
 		Interval: interval,
 		Logger:   opts.Logger,
+		Replicas: opts.NATSReplicas,
 	})
 	if err != nil {
 		c.close()

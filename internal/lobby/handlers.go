@@ -1,6 +1,7 @@
 package lobby
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,10 +11,8 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/sfere-go/sfere"
@@ -34,6 +33,12 @@ var (
 	errMalformed      = errors.New("malformed signals: the body must be a JSON object of signals")
 	errTooManyStreams = errors.New("too many open streams from your address: close another tab of the lobby first")
 	errTooFast        = errors.New("you are sending messages too fast: wait a moment")
+	errNoRegistry     = errors.New("the lobby could not check that name just now; try again")
+	// Per-address budgets (budget.go).
+	errTooManyJoins    = errors.New("too many joins from your address: wait a moment and try again")
+	errTooManyNames    = errors.New("your address holds too many names in the lobby: leave with some of them, or wait until they are released")
+	errTooManyOpenings = errors.New("too many streams opened from your address: wait a moment")
+	errAddressTooFast  = errors.New("too many messages from your address: wait a moment")
 )
 
 // handlers serves the lobby's routes.
@@ -41,16 +46,18 @@ type handlers struct {
 	lobby      *Lobby
 	views      *views
 	metrics    *metrics
-	datastarJS []byte // the local Datastar client, if one was given
-	sessions   signer // signs the member cookies
+	datastarJS []byte       // the local Datastar client, if one was given
+	sessions   signer       // signs the member cookies
+	revoked    *revocations // sessions that left: their member cookies take nothing back
+	clients    clients      // who sent a request (trusted proxies)
 	debug      bool
 	log        *slog.Logger
 
 	// bodyTimeout bounds the time a request's body may take to arrive
 	// (slow-loris bodies); zero means no bound.
 	bodyTimeout time.Duration
-	// streams caps the open streams per client address; nil means no cap.
-	streams *streamLimit
+	// budgets bound what one client address may use up.
+	budgets budgets
 	// messages limits the chat messages per session; nil means no limit.
 	messages *rateLimit
 }
@@ -107,12 +114,13 @@ func (h *handlers) timeBodies(next http.Handler) http.Handler {
 // needs no new join; the join form otherwise.
 func (h *handlers) page(w http.ResponseWriter, r *http.Request) {
 	pos := h.lobby.position() // before the state: what follows it is replayed
-	sid := sessionID(r)
+	secure := h.clients.of(r).secure
+	sid := sessionID(r, secure)
 	name, list, in := h.lobby.pageState(r.Context(), sid)
 	if !in {
 		// A session the lobby lost (it restarted) gets its lobby back:
 		// its stream takes the name back (see [handlers.sse]).
-		if name, in = h.resumable(r, sid); in {
+		if name, in = h.resumable(r, secure, sid); in {
 			list = h.lobby.present()
 		}
 	}
@@ -132,21 +140,27 @@ func (h *handlers) page(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, html)
 }
 
-// contentSecurityPolicy is the page's CSP: scripts only from this site and
-// the Datastar client's origin ('unsafe-eval' because Datastar compiles its
-// data-* expressions with Function), requests only to this site, no
-// framing (clickjacking a Leave button), no plugins, no <base>.
+// contentSecurityPolicy is the page's CSP: scripts only from the exact URL
+// of the Datastar client (its CDN URL, or this site's own /datastar.js:
+// 'self'), and the page's tag checks its integrity hash; 'unsafe-eval'
+// because Datastar compiles its data-* expressions with Function (see
+// SECURITY.md); requests only to this site, no framing (clickjacking a
+// Leave button), no plugins, no <base>.
 func contentSecurityPolicy(scriptURL string) string {
 	src := "'self'"
 	if u, err := url.Parse(scriptURL); err == nil && u.Scheme != "" && u.Host != "" {
-		src += " " + u.Scheme + "://" + u.Host
+		src = u.String()
 	}
 	return "default-src 'none'; script-src " + src + " 'unsafe-eval'; style-src 'unsafe-inline'; " +
 		"connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 }
 
-// join binds a name to the browser's session and answers with the lobby,
-// whose data-init opens the stream.
+// join binds a name to a new session and answers with the lobby, whose
+// data-init opens the stream. The session id is new at every join (never
+// one the client brought: a planted cookie names nobody); a session the
+// request carried that the lobby knows ends (it left, or renamed itself),
+// after the new one took its name if it is the same name. The member
+// cookie waits for the stream (see [handlers.openStream]).
 func (h *handlers) join(w http.ResponseWriter, r *http.Request) {
 	var sig struct {
 		Username string `json:"username"`
@@ -154,33 +168,60 @@ func (h *handlers) join(w http.ResponseWriter, r *http.Request) {
 	if !h.readSignals(w, r, &sig) {
 		return
 	}
+	cl := h.clients.of(r)
+	addr := cl.key()
+	if ok, wait := h.budgets.joins.take(addr); !ok {
+		w.Header().Set("Retry-After", retryAfter(wait))
+		h.refuse(w, r, http.StatusTooManyRequests, "join_rate", errTooManyJoins)
+		return
+	}
 	name, err := cleanName(sig.Username)
 	if err != nil {
 		h.fail(w, r, http.StatusBadRequest, err)
 		return
 	}
+	ctx := r.Context()
 	pos := h.lobby.position() // the stream opens from here: see [lobbyData]
-	sid := sessionID(r)
-	fresh := sid == "" || !h.lobby.knows(r.Context(), sid)
-	if fresh {
-		sid = newSessionID()
+	old := sessionID(r, cl.secure)
+	var oldMember presence.Member
+	oldKnown := false
+	if old != "" {
+		oldMember, oldKnown = h.lobby.tracker.Lookup(ctx, old)
 	}
-	res, err := h.lobby.join(r.Context(), sid, name)
+	sid := newSessionID()
+	if !h.budgets.names.acquire(ctx, addr, sid) {
+		w.Header().Set("Retry-After", "10")
+		h.refuse(w, r, http.StatusTooManyRequests, "names_per_address", errTooManyNames)
+		return
+	}
+	if oldKnown && oldMember.ID == nameIdentity(name) {
+		// The name passes to the new session, in the spelling everyone
+		// saw.
+		h.endSession(ctx, old)
+		name, oldKnown = displayName(oldMember), false
+	}
+	res, err := h.lobby.join(ctx, sid, name)
+	if err != nil {
+		h.budgets.names.release(addr, sid)
+	}
 	switch {
 	case errors.Is(err, ErrShutdown):
 		h.fail(w, r, http.StatusServiceUnavailable, err)
 		return
-	case err != nil:
+	case errors.Is(err, ErrNameTaken):
 		h.fail(w, r, http.StatusConflict, err)
 		return
+	case err != nil:
+		// The cluster's name registry out of reach (a NATS leader
+		// election, an outage): the name is not known to be free.
+		h.log.Warn("join", "err", err)
+		h.fail(w, r, http.StatusServiceUnavailable, errNoRegistry)
+		return
 	}
-	if fresh {
-		setSession(w, r, sid)
+	if oldKnown {
+		h.endSession(ctx, old)
 	}
-	h.sessions.setMember(w, r, sid, res.name)
-	if res.renamed != "" {
-		h.log.Info("session changed name", "from", res.renamed, "to", res.name)
-	}
+	setSession(w, cl.secure, sid)
 	// The list comes with the stream's first event (its snapshot), a
 	// moment later: rendering it here too would cost every join O(people).
 	app, err := h.views.lobbyApp(res.name, nil, pos)
@@ -202,8 +243,14 @@ func (h *handlers) sse(w http.ResponseWriter, r *http.Request) {
 	if !h.readSignals(w, r, nil) {
 		return
 	}
-	addr := clientAddr(r)
-	if !h.streams.acquire(addr) {
+	cl := h.clients.of(r)
+	addr := cl.key()
+	if ok, wait := h.budgets.streams.take(addr); !ok {
+		w.Header().Set("Retry-After", retryAfter(wait))
+		h.refuse(w, r, http.StatusTooManyRequests, "stream_rate", errTooManyOpenings)
+		return
+	}
+	if !h.budgets.open.acquire(addr) {
 		w.Header().Set("Retry-After", "10")
 		h.refuse(w, r, http.StatusTooManyRequests, "too_many_streams", errTooManyStreams)
 		return
@@ -211,9 +258,9 @@ func (h *handlers) sse(w http.ResponseWriter, r *http.Request) {
 	// Each tab is a stream of its own; the stream outlives this handler
 	// (the hub took its connection over) and its slot is released when
 	// it ends.
-	s, err := h.openStream(w, r)
+	s, err := h.openStream(w, r, cl.secure)
 	if err != nil {
-		h.streams.release(addr)
+		h.budgets.open.release(addr)
 		switch {
 		case errors.Is(err, presence.ErrNotClaimed), errors.Is(err, ErrNameTaken):
 			notice := "The lobby does not know you any more (it may have restarted): please join again."
@@ -238,7 +285,7 @@ func (h *handlers) sse(w http.ResponseWriter, r *http.Request) {
 	if rec := s.Recovery(); rec.From != (sfere.Position{}) || rec.Err != nil {
 		h.log.Debug("stream resumed", "from", rec.From, "recovered", rec.Recovered, "replayed", rec.Replayed, "err", rec.Err)
 	}
-	s.AfterEnd(func() { h.streams.release(addr) })
+	s.AfterEnd(func() { h.budgets.open.release(addr) })
 }
 
 // openStream opens the stream of the request's session. A page that comes
@@ -248,8 +295,10 @@ func (h *handlers) sse(w http.ResponseWriter, r *http.Request) {
 // stream's snapshot brings the participant list up to date. A session the
 // lobby does not know may still carry its signed name (the lobby
 // restarted): it takes the name back, unless someone took it meanwhile
-// ([ErrNameTaken]).
-func (h *handlers) openStream(w http.ResponseWriter, r *http.Request) (*sfere.Stream, error) {
+// ([ErrNameTaken]). The stream's response carries the session's member
+// cookie, signed now: only a session that opened a stream can be taken
+// back after a restart, and an active one's cookie stays fresh.
+func (h *handlers) openStream(w http.ResponseWriter, r *http.Request, secure bool) (*sfere.Stream, error) {
 	var initial []sfere.Effect
 	if r.Header.Get("Last-Event-ID") != "" || r.URL.Query().Get("lastEventID") != "" {
 		line, err := h.views.systemLine("Some lines said while you were away could not be recovered.")
@@ -257,13 +306,22 @@ func (h *handlers) openStream(w http.ResponseWriter, r *http.Request) (*sfere.St
 			return nil, fmt.Errorf("render recovery notice: %w", err)
 		}
 		initial = append(initial, sfere.AppendElements("#messages", line))
+	} else {
+		// An empty signal patch: the opening then carries the stream's
+		// position as its id (the snapshot that follows carries none),
+		// so a client that got nothing else before a break still
+		// resumes from where it opened.
+		initial = append(initial, sfere.PatchSignals(json.RawMessage(`{}`)))
 	}
-	sid := sessionID(r)
+	sid := sessionID(r, secure)
+	if m, ok := h.lobby.tracker.Lookup(r.Context(), sid); ok {
+		h.sessions.setMember(w, secure, sid, displayName(m))
+	}
 	s, err := h.lobby.tracker.Detach(w, r, sid, initial...)
 	if !errors.Is(err, presence.ErrNotClaimed) {
 		return s, err
 	}
-	name, ok := h.resumable(r, sid)
+	name, ok := h.resumable(r, secure, sid)
 	if !ok {
 		return nil, err
 	}
@@ -271,19 +329,28 @@ func (h *handlers) openStream(w http.ResponseWriter, r *http.Request) (*sfere.St
 		return nil, err
 	}
 	h.log.Info("session resumed from its cookie", "name", name)
-	h.sessions.setMember(w, r, sid, name) // signed by this run
+	h.sessions.setMember(w, secure, sid, name) // signed by this run
 	return h.lobby.tracker.Detach(w, r, sid, initial...)
 }
 
 // resumable returns the name of a session that an earlier run of this
-// single-node lobby knew (its signed member cookie says so). In a cluster
-// the sessions live in NATS and outlive any node: there, a session no
-// node knows has ended.
-func (h *handlers) resumable(r *http.Request, sid string) (string, bool) {
-	if h.lobby.cluster != nil {
+// single-node lobby knew (its signed member cookie says so, within its
+// lifetime) and that did not leave. In a cluster the sessions live in
+// NATS and outlive any node: there, a session no node knows has ended.
+func (h *handlers) resumable(r *http.Request, secure bool, sid string) (string, bool) {
+	if h.lobby.cluster != nil || h.revoked.revoked(sid) {
 		return "", false
 	}
-	return h.sessions.earlierMember(r, sid)
+	return h.sessions.earlierMember(r, secure, sid)
+}
+
+// endSession makes session sid leave (if it is still here) and revokes it,
+// so that no restart takes it back from its member cookie.
+func (h *handlers) endSession(ctx context.Context, sid string) {
+	_, _ = h.lobby.leave(ctx, sid)
+	if err := h.revoked.revoke(sid); err != nil {
+		h.log.Warn("a session that left could be taken back after a restart", "err", err)
+	}
 }
 
 // message broadcasts a chat line from the session's participant (never
@@ -300,20 +367,31 @@ func (h *handlers) message(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusBadRequest, err)
 		return
 	}
-	sid := sessionID(r)
+	cl := h.clients.of(r)
+	sid := sessionID(r, cl.secure)
 	if !h.lobby.knows(r.Context(), sid) {
 		h.fail(w, r, http.StatusForbidden, ErrNotJoined)
 		return
 	}
-	if !h.messages.allow(sid) {
-		w.Header().Set("Retry-After", "1")
+	if ok, wait := h.messages.take(sid); !ok {
+		w.Header().Set("Retry-After", retryAfter(wait))
 		h.refuse(w, r, http.StatusTooManyRequests, "rate_limited", errTooFast)
 		return
 	}
+	if ok, wait := h.budgets.lines.take(cl.key()); !ok {
+		w.Header().Set("Retry-After", retryAfter(wait))
+		h.refuse(w, r, http.StatusTooManyRequests, "address_rate", errAddressTooFast)
+		return
+	}
 	if _, err := h.lobby.say(r.Context(), sid, text); err != nil {
-		if errors.Is(err, ErrNotJoined) {
+		switch {
+		case errors.Is(err, ErrNotJoined):
 			h.fail(w, r, http.StatusForbidden, err)
-		} else {
+		case errors.Is(err, ErrNotSent):
+			// Reached nobody: the page keeps the text to send again.
+			w.Header().Set("Retry-After", "1")
+			h.fail(w, r, http.StatusServiceUnavailable, ErrNotSent)
+		default:
 			h.log.Error("message", "err", err)
 			http.Error(w, "internal error", http.StatusInternalServerError)
 		}
@@ -327,11 +405,16 @@ func (h *handlers) leave(w http.ResponseWriter, r *http.Request) {
 	if !h.readSignals(w, r, nil) {
 		return
 	}
-	if _, err := h.lobby.leave(r.Context(), sessionID(r)); err != nil {
+	secure := h.clients.of(r).secure
+	sid := sessionID(r, secure)
+	if _, err := h.lobby.leave(r.Context(), sid); err != nil {
 		h.fail(w, r, http.StatusForbidden, err)
 		return
 	}
-	clearMember(w, r)
+	if err := h.revoked.revoke(sid); err != nil {
+		h.log.Warn("a session that left could be taken back after a restart", "err", err)
+	}
+	clearMember(w, secure)
 	form, err := h.views.joinApp("You left the lobby.")
 	if err != nil {
 		h.log.Error("render join form", "err", err)
@@ -468,134 +551,4 @@ func (h *handlers) readBody(w http.ResponseWriter, r *http.Request, v any) (stat
 		return http.StatusBadRequest, "malformed", fmt.Errorf("cannot read request body: %w", err)
 	}
 	return http.StatusBadRequest, "malformed", errMalformed
-}
-
-// clientAddr is the address whose streams count against the per-address
-// cap: the peer's IPv4 address, or the /64 prefix of its IPv6 address (one
-// host usually holds a whole /64). Behind a proxy every client shares the
-// proxy's address; see SECURITY.md.
-func clientAddr(r *http.Request) string {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	a := ap.Addr().Unmap()
-	if a.Is6() {
-		if p, err := a.WithZone("").Prefix(64); err == nil {
-			return p.String()
-		}
-	}
-	return a.String()
-}
-
-// streamLimit caps the open streams of each client address. A nil
-// *streamLimit allows everything.
-type streamLimit struct {
-	max  int
-	mu   sync.Mutex
-	open map[string]int
-}
-
-func newStreamLimit(max int) *streamLimit {
-	if max <= 0 {
-		return nil
-	}
-	return &streamLimit{max: max, open: make(map[string]int)}
-}
-
-// acquire counts one more stream of addr, unless addr is at the cap.
-func (l *streamLimit) acquire(addr string) bool {
-	if l == nil {
-		return true
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.open[addr] >= l.max {
-		return false
-	}
-	l.open[addr]++
-	return true
-}
-
-// release counts one stream of addr as ended.
-func (l *streamLimit) release(addr string) {
-	if l == nil {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if n := l.open[addr] - 1; n > 0 {
-		l.open[addr] = n
-	} else {
-		delete(l.open, addr)
-	}
-}
-
-// rateLimit is a token bucket per key (a session): rate tokens a second,
-// at most burst saved up. A nil *rateLimit allows everything. Buckets that
-// have filled up again are forgotten, so it holds only recent senders.
-type rateLimit struct {
-	rate, burst float64
-	now         func() time.Time
-
-	mu      sync.Mutex
-	buckets map[string]*bucket
-	pruneAt int
-}
-
-type bucket struct {
-	tokens float64
-	at     time.Time
-}
-
-const minPruneAt = 1024
-
-func newRateLimit(rate float64, burst int) *rateLimit {
-	if rate <= 0 {
-		return nil
-	}
-	return &rateLimit{rate: rate, burst: float64(max(burst, 1)), now: time.Now, buckets: make(map[string]*bucket), pruneAt: minPruneAt}
-}
-
-// allow takes a token from key's bucket and reports whether there was one.
-func (l *rateLimit) allow(key string) bool {
-	if l == nil {
-		return true
-	}
-	now := l.now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.buckets[key]
-	if b == nil {
-		if len(l.buckets) >= l.pruneAt {
-			l.prune(now)
-		}
-		b = &bucket{tokens: l.burst, at: now}
-		l.buckets[key] = b
-	} else {
-		b.tokens = min(l.burst, b.tokens+now.Sub(b.at).Seconds()*l.rate)
-		b.at = now
-	}
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
-}
-
-// prune forgets the buckets that are full again. l.mu must be held.
-func (l *rateLimit) prune(now time.Time) {
-	for k, b := range l.buckets {
-		if b.tokens+now.Sub(b.at).Seconds()*l.rate >= l.burst {
-			delete(l.buckets, k)
-		}
-	}
-	l.pruneAt = max(minPruneAt, 2*len(l.buckets))
-}
-
-// size returns how many buckets the limiter holds (tests).
-func (l *rateLimit) size() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.buckets)
 }

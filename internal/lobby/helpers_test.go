@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -46,6 +47,20 @@ func startServer(t testing.TB, opts lobby.Options) *lobby.Server {
 		// for the window.
 		opts.Resume = -1
 	}
+	// Every test client comes from 127.0.0.1: the per-address budgets
+	// are off unless a test asks for them (budget_test.go does).
+	if opts.JoinRate == 0 {
+		opts.JoinRate = -1
+	}
+	if opts.StreamRate == 0 {
+		opts.StreamRate = -1
+	}
+	if opts.AddressMessageRate == 0 {
+		opts.AddressMessageRate = -1
+	}
+	if opts.NamesPerAddress == 0 {
+		opts.NamesPerAddress = -1
+	}
 	if opts.Logger == nil {
 		opts.Logger = ssetest.Logger(t, slog.LevelDebug)
 	}
@@ -73,6 +88,7 @@ type browser struct {
 	base   *url.URL
 	jar    *cookiejar.Jar
 	client *http.Client
+	local  *net.TCPAddr // the address its connections come from; nil: any
 }
 
 func newBrowser(t testing.TB, srv *lobby.Server) *browser {
@@ -81,6 +97,14 @@ func newBrowser(t testing.TB, srv *lobby.Server) *browser {
 }
 
 func newBrowserAt(t testing.TB, base string) *browser {
+	t.Helper()
+	return newBrowserFrom(t, base, nil)
+}
+
+// newBrowserFrom is newBrowserAt with every connection made from the
+// local address local (nil: any), e.g. 127.0.0.2, so that a test can
+// silence another address's traffic to the server and not this one's.
+func newBrowserFrom(t testing.TB, base string, local *net.TCPAddr) *browser {
 	t.Helper()
 	u, err := url.Parse(base)
 	if err != nil {
@@ -91,8 +115,11 @@ func newBrowserAt(t testing.TB, base string) *browser {
 		t.Fatal(err)
 	}
 	tr := &http.Transport{}
+	if local != nil {
+		tr.DialContext = (&net.Dialer{LocalAddr: local}).DialContext
+	}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &browser{t: t, base: u, jar: jar, client: &http.Client{Jar: jar, Transport: tr, Timeout: waitLong}}
+	return &browser{t: t, base: u, jar: jar, client: &http.Client{Jar: jar, Transport: tr, Timeout: waitLong}, local: local}
 }
 
 // reply is a finished HTTP response.
@@ -158,7 +185,7 @@ func (b *browser) join(name string) reply {
 	if r.status != http.StatusOK {
 		b.t.Fatalf("join %q: status %d: %s", name, r.status, r.body)
 	}
-	if !strings.Contains(r.body, `data-init="@post('/sse`) {
+	if !strings.Contains(r.body, `@post('/sse`) {
 		b.t.Fatalf("join %q: the answer does not open the stream:\n%s", name, r.body)
 	}
 	return r
@@ -226,11 +253,22 @@ func (b *browser) openStreamAt(target, lastID string, opts ...ssetest.Option) *s
 		req.Header.Set("Cookie", c)
 	}
 	opened := time.Now()
-	c := ssetest.Open(b.t, b.base.Host, req, opts...)
+	var c *ssetest.Client
+	if b.local != nil {
+		conn, err := (&net.Dialer{LocalAddr: b.local, Timeout: waitLong}).Dial("tcp", b.base.Host)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		req.Host = b.base.Host
+		c = ssetest.OpenConn(b.t, conn, req, opts...)
+	} else {
+		c = ssetest.Open(b.t, b.base.Host, req, opts...)
+	}
 	resp := c.WaitHead(waitLong)
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		b.t.Fatalf("open stream: status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
+	b.jar.SetCookies(u, resp.Cookies()) // the member cookie comes with the stream
 	return &stream{t: b.t, Client: c, opened: opened}
 }
 
@@ -285,17 +323,33 @@ func renderedPosition(t testing.TB, body string) string {
 	return m[1]
 }
 
-var renderedPositionRE = regexp.MustCompile(`data-init="@post\('/sse\?lastEventID=([^']+)'\)"`)
+var renderedPositionRE = regexp.MustCompile(`data-init="[^"]*@post\('/sse\?lastEventID=([^']+)'\)"`)
 
-// events returns the events received so far, without the comments.
+// events returns the events received so far, without the comments and
+// the signal patches of the page's watchdog (visible beats, positions).
 func (s *stream) events() []ssetest.Event {
 	var out []ssetest.Event
 	for _, e := range s.Events() {
-		if !e.IsComment {
+		if !e.IsComment && !isWatchdogPatch(e) {
 			out = append(out, e)
 		}
 	}
 	return out
+}
+
+// watchdogPatchRE matches the data of a signal patch that sets only the
+// watchdog's signals: a visible beat, or a position.
+var watchdogPatchRE = regexp.MustCompile(`^signals \{("_streamBeat":\d+,?)?("_streamPos":"[^"]*")?\}$`)
+
+// isWatchdogPatch reports whether e is a signal patch for the page's
+// watchdog only.
+func isWatchdogPatch(e ssetest.Event) bool {
+	return e.Type == "datastar-patch-signals" && watchdogPatchRE.MatchString(e.Text())
+}
+
+// isBeat reports whether e is a heartbeat: a comment, or a visible beat.
+func isBeat(e ssetest.Event) bool {
+	return e.IsComment || isWatchdogPatch(e) && strings.Contains(e.Text(), `"_streamBeat"`)
 }
 
 // count returns how many events contain text.
@@ -312,8 +366,17 @@ func (s *stream) count(text string) int {
 // len returns how many events arrived so far.
 func (s *stream) len() int { return len(s.events()) }
 
-// heartbeats returns how many comments arrived so far.
-func (s *stream) heartbeats() int { return len(s.Events()) - s.len() }
+// heartbeats returns how many heartbeats (comments or visible beats)
+// arrived so far.
+func (s *stream) heartbeats() int {
+	n := 0
+	for _, e := range s.Events() {
+		if isBeat(e) {
+			n++
+		}
+	}
+	return n
+}
 
 // waitEnd waits until the server ends the stream and returns how reading
 // stopped (io.EOF for a clean end of the response).

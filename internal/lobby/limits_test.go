@@ -1,8 +1,13 @@
 package lobby_test
 
 import (
+	"crypto/sha512"
+	"encoding/base64"
 	"fmt"
+	"html"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -301,12 +306,16 @@ func TestDebugEndpointLeaksNothing(t *testing.T) {
 }
 
 // The page forbids framing (a Leave button clickjacked from another site),
-// sniffing and scripts from anywhere but this site and the Datastar CDN.
+// sniffing and scripts from anywhere but the exact URL of the Datastar
+// client, whose tag carries its integrity hash.
 func TestPageSecurityHeaders(t *testing.T) {
 	srv := startServer(t, lobby.Options{})
 	r := newBrowser(t, srv).get("/")
 	csp := r.header.Get("Content-Security-Policy")
-	for _, want := range []string{"default-src 'none'", "script-src 'self' https://cdn.jsdelivr.net 'unsafe-eval'", "frame-ancestors 'none'", "connect-src 'self'", "base-uri 'none'"} {
+	if !strings.Contains(html.UnescapeString(r.body), `src="`+lobby.DatastarCDN+`" integrity="`+lobby.DatastarCDNIntegrity+`"`) {
+		t.Errorf("the script tag does not name the CDN's bundle with its integrity hash:\n%s", r.body)
+	}
+	for _, want := range []string{"default-src 'none'", "script-src " + lobby.DatastarCDN + " 'unsafe-eval';", "frame-ancestors 'none'", "connect-src 'self'", "base-uri 'none'"} {
 		if !strings.Contains(csp, want) {
 			t.Errorf("CSP %q lacks %q", csp, want)
 		}
@@ -319,5 +328,22 @@ func TestPageSecurityHeaders(t *testing.T) {
 		if got := r.header.Get(h); got != want {
 			t.Errorf("%s = %q, want %q", h, got, want)
 		}
+	}
+
+	// With a local client: this site's own script only, with the hash of
+	// the file served.
+	js := filepath.Join(t.TempDir(), "datastar.js")
+	body := []byte("// a stand-in client\n")
+	if err := os.WriteFile(js, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	local := startServer(t, lobby.Options{DatastarJS: js})
+	r = newBrowser(t, local).get("/")
+	sum := sha512.Sum384(body)
+	if want := `src="/datastar.js" integrity="sha384-` + base64.StdEncoding.EncodeToString(sum[:]) + `"`; !strings.Contains(html.UnescapeString(r.body), want) {
+		t.Errorf("the script tag lacks %s:\n%s", want, r.body)
+	}
+	if csp := r.header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self' 'unsafe-eval';") {
+		t.Errorf("CSP with a local client: %q", csp)
 	}
 }

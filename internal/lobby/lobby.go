@@ -25,6 +25,7 @@ package lobby
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 
@@ -44,6 +45,9 @@ var (
 	ErrNameTaken = errors.New("that name is already taken; please choose another")
 	ErrNotJoined = errors.New("you have not joined the lobby")
 	ErrShutdown  = errors.New("the lobby is shutting down")
+	// ErrNotSent is a chat line the cluster's event log did not take: it
+	// reached nobody, and the sender may try again.
+	ErrNotSent = errors.New("not sent: the lobby could not reach every node; try again")
 )
 
 // Lobby joins sessions to the presence tracker and renders what it
@@ -132,7 +136,9 @@ func (l *Lobby) say(ctx context.Context, sid, text string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	l.broadcast(sfere.AppendElements("#messages", line))
+	if err := l.broadcast(ctx, sfere.AppendElements("#messages", line)); err != nil {
+		return "", err
+	}
 	return displayName(m), nil
 }
 
@@ -187,22 +193,29 @@ func displayNames(ms []presence.Member) []string {
 func (l *Lobby) count() int { return l.tracker.Count() }
 
 // broadcast sends effects to every lobby stream (on every node) and counts
-// the deliveries.
-func (l *Lobby) broadcast(effects ...sfere.Effect) {
-	broadcast := l.hub.Broadcast
+// the deliveries. In a cluster with a history it fails with [ErrNotSent]
+// when the event log did not take the effects: they reached nobody.
+func (l *Lobby) broadcast(ctx context.Context, effects ...sfere.Effect) error {
+	var (
+		res sfere.Result
+		err error
+	)
 	if l.cluster != nil {
-		broadcast = l.cluster.Broadcast // every node's streams; Result counts this node's
+		res, err = l.cluster.BroadcastContext(ctx, everyone, nil, effects...) // Result counts this node's
+	} else {
+		res, err = l.hub.Broadcast(everyone, nil, effects...)
 	}
-	res, err := broadcast(everyone, nil, effects...)
 	switch {
 	case errors.Is(err, natscluster.ErrNoLog):
-		l.log.Warn("broadcast", "err", err) // delivered here, counted below
+		l.log.Warn("broadcast", "err", err)
+		return fmt.Errorf("%w (%w)", ErrNotSent, err)
 	case err != nil:
 		l.log.Error("broadcast", "err", err)
-		return
+		return err
 	}
 	l.metrics.deliveries.Add(float64(res.Delivered))
 	l.metrics.deliveryFailures.Add(float64(res.Failed))
+	return nil
 }
 
 // renderSnapshot is what a new stream receives: the whole list, and the

@@ -71,7 +71,7 @@ func runMixedLoad(t *testing.T, cfg mixedConfig) {
 	rec := newLogRecorder(ssetest.LogHandler(t, slog.LevelWarn))
 	srv := startServer(t, lobby.Options{
 		Heartbeat: cfg.heartbeat, UserTimeout: cfg.userTO, Grace: cfg.grace, TTL: 10 * cfg.heartbeat, Debug: true,
-		MaxStreamsPerIP: -1, MessageRate: -1, // every client is 127.0.0.1; the sender chats fast
+		MaxStreamsPerIP: -1, MessageRate: -1, JoinRate: -1, StreamRate: -1, AddressMessageRate: -1, NamesPerAddress: -1, // every client is 127.0.0.1; the sender chats fast
 		Logger: slog.New(rec),
 	})
 	base := srv.URL()

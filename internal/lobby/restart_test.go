@@ -35,7 +35,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 	}
 	ignore := goleak.IgnoreCurrent()
 	srv, err := lobby.Start(t.Context(), lobby.Options{Addr: "127.0.0.1:0", Heartbeat: time.Second, UserTimeout: 2 * time.Second,
-		MaxStreamsPerIP: -1, MessageRate: -1, Logger: ssetest.Logger(t, slog.LevelWarn)})
+		MaxStreamsPerIP: -1, MessageRate: -1, JoinRate: -1, StreamRate: -1, AddressMessageRate: -1, NamesPerAddress: -1, Logger: ssetest.Logger(t, slog.LevelWarn)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestRestartWithReconnectingClients(t *testing.T) {
 func testRestart(t *testing.T, how string) {
 	const n = 20
 	opts := lobby.Options{Addr: "127.0.0.1:0", Heartbeat: 500 * time.Millisecond, Grace: testGrace, Debug: true,
-		MaxStreamsPerIP: -1, MessageRate: -1, Logger: ssetest.Logger(t, slog.LevelWarn)}
+		MaxStreamsPerIP: -1, MessageRate: -1, JoinRate: -1, StreamRate: -1, AddressMessageRate: -1, NamesPerAddress: -1, Logger: ssetest.Logger(t, slog.LevelWarn)}
 	start := lobby.Start
 	if how == "crash" {
 		start = lobby.StartCrashable

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -23,7 +24,15 @@ type Options struct {
 	// Addr is the TCP address to listen on; "127.0.0.1:0" picks a port.
 	Addr string
 	// Heartbeat is the interval of the heartbeat that finds dead streams.
+	// The beat is a signal patch the page sees, and the page's watchdog
+	// reopens a stream that has been silent for about 2.2 intervals (at
+	// least 2 s), unless HiddenHeartbeat.
 	Heartbeat time.Duration
+	// HiddenHeartbeat makes the heartbeat an SSE comment, which the page
+	// never sees, and leaves out the page's watchdog: a stream that goes
+	// silent (a network that drops packets) then stays dead on the page
+	// until the browser's TCP notices, a minute or so later.
+	HiddenHeartbeat bool
 	// UserTimeout is TCP_USER_TIMEOUT for client connections: how long
 	// written data may stay unacknowledged before a vanished client's
 	// connection is dropped.
@@ -53,6 +62,37 @@ type Options struct {
 	// refused with 429. A negative rate means no limit.
 	MessageRate  float64
 	MessageBurst int
+	// Per-address budgets (see budget.go), on top of the limits above;
+	// an address is an IPv4 address or an IPv6 /64, as TrustedProxies
+	// tell it. JoinRate is how many /join requests a second one address
+	// may make on average and JoinBurst how many at once; StreamRate and
+	// StreamBurst the same for stream openings; AddressMessageRate and
+	// AddressMessageBurst for chat lines from all of the address's
+	// sessions together. More are refused with 429 and Retry-After. A
+	// negative rate means no limit.
+	JoinRate            float64
+	JoinBurst           int
+	StreamRate          float64
+	StreamBurst         int
+	AddressMessageRate  float64
+	AddressMessageBurst int
+	// NamesPerAddress caps the names one address holds at once (reserved
+	// by /join, present, or kept for their resume window); more joins are
+	// refused with 429. Negative means no cap.
+	NamesPerAddress int
+	// TrustedProxies are the proxies (addresses and prefixes) whose
+	// Forwarded header, or X-Forwarded-For and X-Forwarded-Proto, tell a
+	// request's client address and scheme; from any other peer those
+	// headers are ignored. Empty trusts nobody.
+	TrustedProxies []netip.Prefix
+	// MemberMaxAge is how long a member cookie (which lets a restarted
+	// lobby take a session back) is honoured after it was signed; it is
+	// signed again at every stream opening. Zero means a day.
+	MemberMaxAge time.Duration
+	// RevocationFile, if set, keeps the sessions that left, so that no
+	// later run takes them back from their member cookies (each for
+	// MemberMaxAge). The lobby command keeps it beside the session key.
+	RevocationFile string
 	// ReadHeaderTimeout bounds the time a client may take to send a
 	// request's headers (slow-loris headers).
 	ReadHeaderTimeout time.Duration
@@ -60,12 +100,34 @@ type Options struct {
 	// POST (slow-loris bodies). Streams themselves are never timed.
 	BodyTimeout time.Duration
 	// NATS, if set, joins this node to a lobby shared by every node on
-	// that NATS (whose server needs JetStream): e.g. nats://127.0.0.1:4222.
+	// those NATS servers (comma-separated URLs of one NATS cluster, whose
+	// servers need JetStream): e.g. nats://127.0.0.1:4222.
 	NATS string
 	// NATSEmbed, if set, also starts a NATS server (with JetStream) in this
-	// process on that address, for a local multi-node demo; without NATS
-	// this node joins it.
+	// process on that address; without NATS this node joins it. With
+	// NATSCluster and NATSRoutes the embedded servers of several nodes
+	// form one NATS cluster, and the lobby needs no other service.
 	NATSEmbed string
+	// NATSCluster is the address (host:port) the embedded server takes
+	// routes from the other nodes' embedded servers on.
+	NATSCluster string
+	// NATSRoutes are the other embedded servers' cluster addresses, as
+	// nats://host:port URLs.
+	NATSRoutes []string
+	// NATSStore keeps the embedded server's JetStream files; empty means
+	// a temporary directory, removed at shutdown (in a cluster of 3 the
+	// other servers hold every replica, so a node restarted without its
+	// files gets them back).
+	NATSStore string
+	// NATSReplicas is how many NATS servers hold the event log and the
+	// name claims. Zero means 3 where the NATS cluster has at least 3
+	// JetStream servers, else 1.
+	NATSReplicas int
+	// NATSPublishTimeout bounds how long a chat line waits for the event
+	// log to take it (through a NATS leader election or a lost server)
+	// before it is refused with 503. Zero means
+	// natscluster.DefaultPublishTimeout.
+	NATSPublishTimeout time.Duration
 	// NodeID names this node in the cluster; empty means a random id.
 	NodeID string
 	// TLSCert and TLSKey name PEM files of a certificate (chain) and its
@@ -78,6 +140,13 @@ type Options struct {
 	// log every node reads). Negative History keeps none.
 	History    int
 	HistoryAge time.Duration
+	// HistoryBytes bounds the bytes of the events the history keeps (the
+	// oldest go first); a replay is bounded by the stream's queue limit.
+	// Negative means no byte bound.
+	HistoryBytes int
+	// PageLines is how many lines a page keeps in #messages; older ones
+	// are removed as new ones arrive. Negative keeps them all.
+	PageLines int
 	// Resume is how long a participant announced gone because its streams
 	// ended (a vanished machine, or no stream back within the grace
 	// period) may come back: its name stays reserved, and when its page
@@ -107,15 +176,25 @@ var DefaultOptions = Options{
 	TTL:         30 * time.Second,
 	JoinTimeout: 15 * time.Second,
 
-	MaxStreamsPerIP:   32,
-	MessageRate:       5,
-	MessageBurst:      10,
-	ReadHeaderTimeout: 10 * time.Second,
-	BodyTimeout:       10 * time.Second,
-	PresenceWindow:    presence.DefaultWindow,
-	History:           2000,
-	HistoryAge:        2 * time.Minute,
-	Resume:            2 * time.Minute,
+	MaxStreamsPerIP:     32,
+	MessageRate:         5,
+	MessageBurst:        10,
+	JoinRate:            1,
+	JoinBurst:           20,
+	StreamRate:          2,
+	StreamBurst:         40,
+	AddressMessageRate:  10,
+	AddressMessageBurst: 30,
+	NamesPerAddress:     100,
+	MemberMaxAge:        24 * time.Hour,
+	HistoryBytes:        16 << 20,
+	PageLines:           500,
+	ReadHeaderTimeout:   10 * time.Second,
+	BodyTimeout:         10 * time.Second,
+	PresenceWindow:      presence.DefaultWindow,
+	History:             2000,
+	HistoryAge:          2 * time.Minute,
+	Resume:              2 * time.Minute,
 }
 
 func (o Options) withDefaults() Options {
@@ -130,6 +209,16 @@ func (o Options) withDefaults() Options {
 	o.MaxStreamsPerIP = cmp.Or(o.MaxStreamsPerIP, d.MaxStreamsPerIP)
 	o.MessageRate = cmp.Or(o.MessageRate, d.MessageRate)
 	o.MessageBurst = cmp.Or(o.MessageBurst, d.MessageBurst)
+	o.JoinRate = cmp.Or(o.JoinRate, d.JoinRate)
+	o.JoinBurst = cmp.Or(o.JoinBurst, d.JoinBurst)
+	o.StreamRate = cmp.Or(o.StreamRate, d.StreamRate)
+	o.StreamBurst = cmp.Or(o.StreamBurst, d.StreamBurst)
+	o.AddressMessageRate = cmp.Or(o.AddressMessageRate, d.AddressMessageRate)
+	o.AddressMessageBurst = cmp.Or(o.AddressMessageBurst, d.AddressMessageBurst)
+	o.NamesPerAddress = cmp.Or(o.NamesPerAddress, d.NamesPerAddress)
+	o.MemberMaxAge = cmp.Or(o.MemberMaxAge, d.MemberMaxAge)
+	o.HistoryBytes = cmp.Or(o.HistoryBytes, d.HistoryBytes)
+	o.PageLines = cmp.Or(o.PageLines, d.PageLines)
 	o.ReadHeaderTimeout = cmp.Or(o.ReadHeaderTimeout, d.ReadHeaderTimeout)
 	o.BodyTimeout = cmp.Or(o.BodyTimeout, d.BodyTimeout)
 	o.History = cmp.Or(o.History, d.History)
@@ -169,21 +258,24 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		opts.ReadHeaderTimeout < 0 || opts.BodyTimeout < 0 || opts.HistoryAge < 0 {
 		return nil, errors.New("lobby: durations must not be negative")
 	}
+	if opts.NATSEmbed == "" && (opts.NATSCluster != "" || len(opts.NATSRoutes) > 0 || opts.NATSStore != "") {
+		return nil, errors.New("lobby: the embedded NATS server's cluster, routes and store need an embedded server (NATSEmbed)")
+	}
 	if opts.Store == "ttl" && opts.TTL <= opts.Heartbeat {
 		// Only successful writes keep a stream alive in the sliding TTL
 		// store; with no heartbeat inside the TTL, every idle stream expires.
 		return nil, fmt.Errorf("lobby: ttl (%v) must be longer than the heartbeat interval (%v)", opts.TTL, opts.Heartbeat)
 	}
 	var script []byte
-	scriptURL := DatastarCDN
+	scriptURL, integrity := DatastarCDN, DatastarCDNIntegrity
 	if opts.DatastarJS != "" {
 		b, err := os.ReadFile(opts.DatastarJS)
 		if err != nil {
 			return nil, fmt.Errorf("lobby: datastar client: %w", err)
 		}
-		script, scriptURL = b, "/datastar.js"
+		script, scriptURL, integrity = b, "/datastar.js", scriptIntegrity(b)
 	}
-	v, err := newViews(scriptURL)
+	v, err := newViews(scriptURL, integrity, opts.PageLines)
 	if err != nil {
 		return nil, fmt.Errorf("lobby: templates: %w", err)
 	}
@@ -191,7 +283,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	sessions, err := newSigner(opts.SessionKey)
+	sessions, err := newSigner(opts.SessionKey, opts.MemberMaxAge)
+	if err != nil {
+		return nil, err
+	}
+	revoked, err := loadRevocations(opts.RevocationFile, opts.MemberMaxAge)
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +319,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	// to two seconds), so a broken stream is back within the grace.
 	hubOpts := sfere.HubOptions{OnOpen: s.opened, Retry: min(max(opts.Grace/4, 10*time.Millisecond), time.Second)}
 	if opts.History > 0 {
-		hubOpts.History = sfere.HistoryOptions{Size: opts.History, MaxAge: opts.HistoryAge}
+		hubOpts.History = sfere.HistoryOptions{Size: opts.History, MaxAge: opts.HistoryAge, MaxBytes: max(opts.HistoryBytes, 0)}
+		if !opts.HiddenHeartbeat {
+			hubOpts.History.PositionSignal = positionSignal // what the watchdog reopens from
+		}
+	}
+	if !opts.HiddenHeartbeat {
+		v.watchdog = newWatchdog(opts.Heartbeat)
 	}
 	popts := s.lobby.presenceOptions(opts)
 	if opts.NATS != "" || opts.NATSEmbed != "" {
@@ -253,8 +355,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("lobby: %w", err)
 	}
 
-	// Heartbeat over the lobby's streams.
-	s.heartbeat = sfere.NewHeartbeat(s.hub, everyone, opts.Heartbeat)
+	// Heartbeat over the lobby's streams: visible to the page's watchdog,
+	// unless hidden.
+	if opts.HiddenHeartbeat {
+		s.heartbeat = sfere.NewHeartbeat(s.hub, everyone, opts.Heartbeat)
+	} else if s.heartbeat, err = sfere.NewVisibleHeartbeat(s.hub, everyone, opts.Heartbeat, beatSignal); err != nil {
+		panic("lobby: " + err.Error()) // a constant, valid name
+	}
 	m.watch(s.hub, s.heartbeat, s.lobby)
 	s.stopBeat = s.heartbeat.Start()
 	s.stopWatch = watchHeartbeat(s.heartbeat, opts.Heartbeat, opts.Logger)
@@ -270,9 +377,17 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	s.ln = &notifyListener{Listener: ln, closed: make(chan struct{})}
 
 	h := &handlers{lobby: s.lobby, views: v, metrics: m, datastarJS: script, sessions: sessions, debug: opts.Debug, log: opts.Logger,
+		revoked:     revoked,
+		clients:     clients{trusted: opts.TrustedProxies},
 		bodyTimeout: opts.BodyTimeout,
-		streams:     newStreamLimit(opts.MaxStreamsPerIP),
-		messages:    newRateLimit(opts.MessageRate, opts.MessageBurst),
+		budgets: budgets{
+			joins:   newRateLimit(opts.JoinRate, opts.JoinBurst),
+			streams: newRateLimit(opts.StreamRate, opts.StreamBurst),
+			lines:   newRateLimit(opts.AddressMessageRate, opts.AddressMessageBurst),
+			names:   newNameBudget(opts.NamesPerAddress, s.lobby.knows),
+			open:    newStreamLimit(opts.MaxStreamsPerIP),
+		},
+		messages: newRateLimit(opts.MessageRate, opts.MessageBurst),
 	}
 	s.http = &http.Server{
 		Handler:           h.routes(),
@@ -291,7 +406,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	} else {
 		go func() { s.served <- s.http.Serve(s.ln) }()
 	}
-	opts.Logger.Info("lobby listening", "url", s.URL(), "store", opts.Store, "heartbeat", opts.Heartbeat,
+	opts.Logger.Info("lobby listening", "url", s.URL(), "store", opts.Store, "heartbeat", opts.Heartbeat, "visible_heartbeat", !opts.HiddenHeartbeat,
 		"user_timeout", opts.UserTimeout, "grace", opts.Grace, "ttl", opts.TTL, "debug", opts.Debug, "tls", s.tls != nil)
 	return s, nil
 }

@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -92,6 +93,47 @@ func DropPort(t testing.TB, port int) (restore func()) {
 		once.Do(func() {
 			if err := nft("", "delete", "table", "inet", name); err != nil {
 				t.Errorf("netfault: removing drop rules for port %d: %v", port, err)
+			}
+		})
+	}
+	t.Cleanup(restore)
+	return restore
+}
+
+// DropFrom silently drops every loopback TCP packet between the local
+// address from and the server port port, both ways: connections from
+// from to that port, new or open, vanish (no FIN, no RST, no answer to a
+// SYN), while clients that connect to the same port from another
+// loopback address (say 127.0.0.2) keep working. It is the network of
+// one machine going silent (a laptop lid, a train tunnel) for a server
+// that other clients keep using. Like [DropPort] it drops on arrival
+// (input hook); the returned restore function deletes the rules, and is
+// also registered with t.Cleanup.
+func DropFrom(t testing.TB, from netip.Addr, port int) (restore func()) {
+	t.Helper()
+	if err := Available(); err != nil {
+		t.Skip(err)
+	}
+	if !from.Is4() || !from.IsLoopback() || port <= 0 || port > 65535 {
+		t.Fatalf("netfault: DropFrom(%v, %d): want an IPv4 loopback address and a port", from, port)
+	}
+	name := tableName()
+	ruleset := fmt.Sprintf(`table inet %[1]s {
+	chain input {
+		type filter hook input priority -300; policy accept;
+		iifname "lo" ip saddr %[2]s tcp dport %[3]d drop
+		iifname "lo" ip daddr %[2]s tcp sport %[3]d drop
+	}
+}
+`, name, from, port)
+	if err := nft(ruleset, "-f", "-"); err != nil {
+		t.Fatalf("netfault: installing drop rules for %v to port %d: %v", from, port, err)
+	}
+	var once sync.Once
+	restore = func() {
+		once.Do(func() {
+			if err := nft("", "delete", "table", "inet", name); err != nil {
+				t.Errorf("netfault: removing drop rules for %v to port %d: %v", from, port, err)
 			}
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
@@ -212,4 +213,44 @@ func tableExists(t *testing.T, name string) bool {
 		}
 	}
 	return false
+}
+
+// DropFrom silences one loopback address's connections to a port, open
+// and new, and leaves another address's connections to it alone.
+func TestDropFromSilencesOneAddress(t *testing.T) {
+	skipUnlessAvailable(t)
+	ln := listen(t)
+	victim, victimSrv := pair(t, ln)
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	other, err := d.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	otherSrv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { otherSrv.Close() })
+
+	restore := DropFrom(t, netip.MustParseAddr("127.0.0.1"), ln.Addr().(*net.TCPAddr).Port)
+	if _, err := victimSrv.Write([]byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	victim.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, err := victim.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read during drop = %d, %v; want deadline exceeded", n, err)
+	}
+	if c, err := net.DialTimeout("tcp4", ln.Addr().String(), 300*time.Millisecond); err == nil {
+		c.Close()
+		t.Fatal("a new connection from the silenced address was made")
+	}
+	roundTrip(t, other, otherSrv) // the other address is not touched
+
+	restore()
+	victim.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 1)
+	if _, err := io.ReadFull(victim, buf); err != nil || buf[0] != 'a' {
+		t.Fatalf("Read after restore = %q, %v; want \"a\"", buf, err)
+	}
 }

@@ -174,3 +174,18 @@ func parse(r io.Reader, emit func(Event), keep func(string)) error {
 		pending = true
 	}
 }
+
+// Parse reads a whole SSE text (a golden file, a rendered message) into
+// its events and comments, as a [Client] records them. A last event not
+// ended by a blank line is dropped, as a browser drops it.
+func Parse(r io.Reader) ([]Event, error) {
+	var events []Event
+	err := parse(r, func(e Event) {
+		e.Seq = len(events)
+		events = append(events, e)
+	}, nil)
+	if err != io.EOF {
+		return events, err
+	}
+	return events, nil
+}

@@ -26,6 +26,18 @@
 // owner, and the owner's return through a node that never knew the person
 // (found in the bucket) is still a return.
 //
+// The claims bucket is on disk (file storage) with [Options.Replicas]
+// replicas: by default 3 where the NATS cluster has at least 3 JetStream
+// servers, else 1. Its contents are re-asserted every Interval, so even
+// a bucket lost whole is rebuilt; replicas make a lost server or a
+// leader change of the bucket a pause of a few seconds (claims wait, a
+// Claim may fail and is tried again by the person) instead of a rebuild.
+// A claim is a compare-and-set that a majority of the replicas
+// acknowledged, so no name is given twice across the loss of one server.
+// JetStream's lazy fsync (2 minutes by default) matters little here: a
+// claim lost with every server's page cache is re-asserted within one
+// Interval by the nodes that hold its person.
+//
 // No NATS round trip runs under the tracker's lock: the calls made under
 // it (Hold, Leave, Release) only publish or queue.
 package natspresence
@@ -72,7 +84,16 @@ type Options struct {
 	Timeout time.Duration
 	// Logger receives warnings. Nil means slog.Default().
 	Logger *slog.Logger
+	// Replicas is how many NATS servers hold the claims bucket: 3
+	// tolerates the loss of any one. Zero means 3 where the NATS cluster
+	// can place them, else 1. A bucket found with fewer replicas is
+	// raised to this count, never lowered.
+	Replicas int
 }
+
+// ErrBadReplicas is returned by [New] for a replica count JetStream
+// cannot have (below 0 or above 5).
+var ErrBadReplicas = errors.New("natspresence: replicas must be 0 (automatic) to 5")
 
 // Cluster is one node's share of a room. Create it with [New] and give it
 // to [presence.Options.Cluster]; the tracker starts and closes it.
@@ -85,6 +106,7 @@ type Cluster struct {
 	bucket   string
 	interval time.Duration
 	timeout  time.Duration
+	replicas int
 	log      *slog.Logger
 
 	mu       sync.Mutex
@@ -150,6 +172,9 @@ const (
 // need be (the NATS server must have JetStream). The caller keeps nc
 // (connected with reconnects enabled) and closes it after the tracker.
 func New(ctx context.Context, nc *nats.Conn, room string, opts Options) (*Cluster, error) {
+	if opts.Replicas < 0 || opts.Replicas > 5 {
+		return nil, fmt.Errorf("%w: %d", ErrBadReplicas, opts.Replicas)
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("natspresence: %w", err)
@@ -164,6 +189,7 @@ func New(ctx context.Context, nc *nats.Conn, room string, opts Options) (*Cluste
 		bucket:   prefix + "_claims",
 		interval: cmp.Or(opts.Interval, DefaultInterval),
 		timeout:  cmp.Or(opts.Timeout, DefaultTimeout),
+		replicas: opts.Replicas,
 		log:      cmp.Or(opts.Logger, slog.Default()),
 		mine:     make(map[string]claimRev),
 		peers:    make(map[string]time.Time),
@@ -174,7 +200,10 @@ func New(ctx context.Context, nc *nats.Conn, room string, opts Options) (*Cluste
 		soon:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
-	if _, err := c.openBucket(ctx); err != nil {
+	if err := c.untilReady(ctx, func(ctx context.Context) error {
+		_, err := c.openBucket(ctx)
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -186,9 +215,23 @@ func (c *Cluster) ID() string { return c.node }
 // ttl is how long a claim lives without being re-asserted.
 func (c *Cluster) ttl() time.Duration { return max(3*c.interval, time.Second) }
 
+// openBucket finds or makes the claims bucket, with its replicas raised
+// to the wanted count (never lowered: another node may want more).
 func (c *Cluster) openBucket(ctx context.Context) (jetstream.KeyValue, error) {
-	kv, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: c.bucket, TTL: c.ttl(), History: 1, Storage: jetstream.FileStorage,
+	have := 0
+	if kv, err := c.js.KeyValue(ctx, c.bucket); err == nil {
+		if st, err := kv.Status(ctx); err == nil {
+			if si, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+				have = si.StreamInfo().Config.Replicas
+			}
+		}
+	}
+	var kv jetstream.KeyValue
+	err := withReplicas(c.replicas, have, func(r int) (err error) {
+		kv, err = c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: c.bucket, TTL: c.ttl(), History: 1, Storage: jetstream.FileStorage, Replicas: r,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("natspresence: bucket %s (does the NATS server have JetStream enabled?): %w", c.bucket, err)

@@ -27,7 +27,9 @@
 //     reconnects without Last-Event-ID, and reports the lines lost.
 //
 // By default the tool builds (or finds) the lobby binary and starts a fresh
-// lobby process for every trial, on 127.0.0.1 with -max-streams-per-ip 0 and
+// lobby process for every trial, on 127.0.0.1 with the per-address limits off
+// (-max-streams-per-ip, -join-rate, -stream-rate, -address-message-rate and
+// -names-per-ip 0: every client shares one address) and
 // otherwise default flags, so client and server are two processes (the
 // machine's 20,000 open files per process cannot hold both ends of 5,000
 // streams plus requests in one). With -url it drives a lobby you started
@@ -201,7 +203,7 @@ func main() {
 			fatalf("%v", err)
 		}
 		res.Lobby = bin
-		args := append([]string{"-addr", "127.0.0.1:0", "-max-streams-per-ip", "0"}, strings.Fields(*lobbyArgs)...)
+		args := append([]string{"-addr", "127.0.0.1:0", "-max-streams-per-ip", "0", "-join-rate", "0", "-stream-rate", "0", "-address-message-rate", "0", "-names-per-ip", "0"}, strings.Fields(*lobbyArgs)...)
 		starter = func() (*lobbyProc, error) { return startLobby(bin, args) }
 	}
 	failed := false

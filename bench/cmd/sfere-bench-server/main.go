@@ -72,8 +72,11 @@ func main() {
 		memLimit   = flag.String("memlimit", "", "GOMEMLIMIT, e.g. 512MiB (empty: leave the runtime's setting)")
 		maxLife    = flag.Duration("max-life", 30*time.Minute, "exit after this long whatever happens")
 		userTO     = flag.Duration("user-timeout", 0, "sfere mode: ListenOptions.UserTimeout (TCP_USER_TIMEOUT; 0: sfere's default, negative: none)")
-		natsURL    = flag.String("nats", "", "sfere mode: join a natscluster on this NATS server (nats://127.0.0.1:port); broadcasts then reach every node's streams")
+		natsURL    = flag.String("nats", "", "sfere mode: join a natscluster on these NATS servers (nats://127.0.0.1:port,...: one NATS cluster); broadcasts then reach every node's streams")
 		nodeID     = flag.String("node", "", "sfere mode with -nats: this node's id (empty: random)")
+		history    = flag.Int("history", 0, "sfere mode with -nats: keep a history of this many events, so every broadcast goes through the cluster's JetStream log (0: none)")
+		callers    = flag.Int("callers", 1, "broadcasts in flight at once: 1 issues each after the previous returned; more model an app's concurrent request handlers (a broadcast through a JetStream log returns only once the log has it)")
+		replicas   = flag.Int("replicas", 0, "sfere mode with -nats and -history: replicas of the JetStream log (0: 3 where the NATS cluster can place them, else 1)")
 	)
 	flag.Parse()
 	log.SetFlags(0)
@@ -97,10 +100,15 @@ func main() {
 		if *modeName != wire.ModeSfere {
 			log.Fatalf("-nats: only mode %s can join a cluster, not %s", wire.ModeSfere, *modeName)
 		}
-		u, err := url.Parse(*natsURL)
-		if err != nil || !loopback(u.Host) {
-			log.Fatalf("-nats %s: want nats://<loopback address>:port", *natsURL)
+		for _, one := range strings.Split(*natsURL, ",") {
+			u, err := url.Parse(one)
+			if err != nil || !loopback(u.Host) {
+				log.Fatalf("-nats %s: want nats://<loopback address>:port,...", *natsURL)
+			}
 		}
+	}
+	if *history < 0 || *replicas < 0 || *replicas > 5 || (*history > 0 || *replicas > 0) && *natsURL == "" {
+		log.Fatalf("-history (>= 0) and -replicas (0 to 5) go with -nats")
 	}
 	raiseFileLimit()
 
@@ -108,11 +116,11 @@ func main() {
 	var err error
 	switch *modeName {
 	case wire.ModeSfere:
-		m, err = newSfereMode(*natsURL, *nodeID, pathDetach)
+		m, err = newSfereMode(*natsURL, *nodeID, pathDetach, clusterLog{history: *history, replicas: *replicas})
 	case wire.ModeSfereServe:
-		m, err = newSfereMode("", "", pathServe)
+		m, err = newSfereMode("", "", pathServe, clusterLog{})
 	case wire.ModeSfereNetHTTP:
-		m, err = newSfereMode("", "", pathNetHTTP)
+		m, err = newSfereMode("", "", pathNetHTTP, clusterLog{})
 	case wire.ModeCentrifuge:
 		m, err = newCentrifugeMode()
 	case wire.ModeNaive:
@@ -141,7 +149,7 @@ func main() {
 	}
 	quit := make(chan struct{})
 	var quitOnce sync.Once
-	ctl := &http.Server{Handler: controlMux(*modeName, m, func() { quitOnce.Do(func() { close(quit) }) }), ReadHeaderTimeout: 10 * time.Second}
+	ctl := &http.Server{Handler: controlMux(*modeName, m, max(*callers, 1), func() { quitOnce.Do(func() { close(quit) }) }), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = ctl.Serve(cln) }()
 	served := make(chan error, 1)
 	go func() { served <- m.serve(ln) }()
@@ -164,7 +172,7 @@ func main() {
 
 // controlMux is the control API: GET /stats, POST /broadcast,
 // POST /heartbeat, POST /gc, POST /quit, and /debug/pprof/.
-func controlMux(name string, m mode, quit func()) *http.ServeMux {
+func controlMux(name string, m mode, callers int, quit func()) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/debug/pprof/", http.DefaultServeMux)
 	var busy sync.Mutex // one broadcast run at a time
@@ -184,7 +192,7 @@ func controlMux(name string, m mode, quit func()) *http.ServeMux {
 		}
 		busy.Lock()
 		defer busy.Unlock()
-		writeJSON(w, runBroadcasts(m, req))
+		writeJSON(w, runBroadcasts(m, req, callers))
 	})
 	mux.HandleFunc("POST /heartbeat", func(w http.ResponseWriter, r *http.Request) {
 		res, err := m.sweep()
@@ -205,10 +213,14 @@ func controlMux(name string, m mode, quit func()) *http.ServeMux {
 	return mux
 }
 
-// runBroadcasts issues req.Count broadcasts paced at req.Rate per second.
-// Each payload carries its sequence number and the time it was handed to
-// the mode, so clients measure send-to-receive latency.
-func runBroadcasts(m mode, req wire.BroadcastRequest) wire.BroadcastResult {
+// runBroadcasts issues req.Count broadcasts paced at req.Rate per second,
+// at most callers of them in flight at once. Each payload carries its
+// sequence number and the time it was handed to the mode, so clients
+// measure send-to-receive latency.
+func runBroadcasts(m mode, req wire.BroadcastRequest, callers int) wire.BroadcastResult {
+	if callers > 1 {
+		return runBroadcastsConcurrently(m, req, callers)
+	}
 	var res wire.BroadcastResult
 	start := time.Now()
 	for i := range req.Count {
@@ -228,6 +240,47 @@ func runBroadcasts(m mode, req wire.BroadcastRequest) wire.BroadcastResult {
 		res.Failed += int64(f)
 		res.Issued++
 	}
+	res.Done = time.Now().UnixNano()
+	return res
+}
+
+// runBroadcastsConcurrently is runBroadcasts with each broadcast issued on
+// its own goroutine at its time, as concurrent request handlers would:
+// a broadcast that waits (for a JetStream acknowledgement) does not hold
+// up the next. Broadcasts in flight together may reach a stream in
+// either order.
+func runBroadcastsConcurrently(m mode, req wire.BroadcastRequest, callers int) wire.BroadcastResult {
+	var (
+		res   wire.BroadcastResult
+		mu    sync.Mutex
+		wg    sync.WaitGroup
+		slots = make(chan struct{}, callers)
+	)
+	start := time.Now()
+	for i := range req.Count {
+		if req.Rate > 0 {
+			due := start.Add(time.Duration(float64(i) / req.Rate * float64(time.Second)))
+			if d := time.Until(due); d > 0 {
+				time.Sleep(d)
+			}
+		}
+		slots <- struct{}{}
+		ts := time.Now().UnixNano()
+		if i == 0 {
+			res.FirstSend = ts
+		}
+		res.LastSend = ts
+		wg.Go(func() {
+			defer func() { <-slots }()
+			d, f := m.broadcast(wire.HTML(req.Seq0+uint64(i), ts, req.Size))
+			mu.Lock()
+			res.Delivered += int64(d)
+			res.Failed += int64(f)
+			res.Issued++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
 	res.Done = time.Now().UnixNano()
 	return res
 }

@@ -52,9 +52,14 @@ const (
 	pathNetHTTP                   // Hub.Serve with HubOptions.NoHijack: net/http writes
 )
 
+// clusterLog is the cluster's event log of a node: with history > 0 every
+// broadcast is published to JetStream (replicas replicas) and delivered
+// as each node applies the log.
+type clusterLog struct{ history, replicas int }
+
 // newSfereMode builds the mode; with natsURL set it also joins the hub to
-// the cluster on that NATS server as node nodeID (random if empty).
-func newSfereMode(natsURL, nodeID string, path streamPath) (*sfereMode, error) {
+// the cluster on those NATS servers as node nodeID (random if empty).
+func newSfereMode(natsURL, nodeID string, path streamPath, cl clusterLog) (*sfereMode, error) {
 	m := &sfereMode{endedBy: make(map[string]int64)}
 	m.store = sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: func(ev sfere.Eviction) {
 		why := ev.Cause.String()
@@ -71,7 +76,10 @@ func newSfereMode(natsURL, nodeID string, path streamPath) (*sfereMode, error) {
 		if err != nil {
 			return nil, fmt.Errorf("nats %s: %w", natsURL, err)
 		}
-		node, err := natscluster.New(nc, m.store, natscluster.Options{NodeID: nodeID, Hub: hopts})
+		if cl.history > 0 {
+			hopts.History = sfere.HistoryOptions{Size: cl.history, MaxAge: 2 * time.Minute}
+		}
+		node, err := natscluster.New(nc, m.store, natscluster.Options{NodeID: nodeID, Hub: hopts, Replicas: cl.replicas})
 		if err != nil {
 			nc.Close()
 			return nil, err
@@ -106,6 +114,8 @@ func (m *sfereMode) streams() int { return m.hub.Count(sfere.InCategory(sfereCat
 func (m *sfereMode) broadcast(html string) (int, int) {
 	if m.node != nil {
 		// Result counts this node's streams only; the others count theirs.
+		// With a log (-history) it is zero: every node delivers as it
+		// applies the log, and a refused broadcast reached nobody.
 		res, err := m.node.Broadcast(sfere.InCategory(sfereCategory), nil, sfere.AppendElements(wire.Selector, html))
 		if err != nil && res.Delivered == 0 {
 			return 0, m.streams()

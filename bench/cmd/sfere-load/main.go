@@ -73,6 +73,9 @@ func main() {
 		maxTime     = flag.Duration("max-time", 3*time.Hour, "exit after this long, whatever happens")
 		variants    = flag.String("variants", "", "extra modes run by other server binaries: label=path[:mode],... (mode defaults to sfere), e.g. to compare library patches side by side")
 		nodesFlag   = flag.String("nodes", "1", "server processes holding the streams; k > 1 runs k sfere nodes joined by natscluster over a NATS server embedded in this tool, broadcasts triggered on node 0 (mode sfere only); a list (1,3) runs each")
+		clusterLog  = flag.String("cluster-log", "none", "with -nodes k > 1: none (broadcasts as NATS messages), r1 or r3 (the nodes keep a history, so every broadcast goes through the cluster's JetStream log with 1 or 3 replicas); a list (none,r1,r3) runs each, alternating within every run")
+		natsServers = flag.Int("nats-servers", 1, "with -nodes k > 1: NATS servers, routed into one cluster (1 or 3; r3 needs 3), embedded in this tool unless -nats-bin")
+		natsBin     = flag.String("nats-bin", "", "with -nodes k > 1: run the NATS servers as processes of this nats-server binary (go build github.com/nats-io/nats-server/v2), not inside this tool")
 		replot      = flag.String("replot", "", "run nothing: merge the trials of these result files (comma separated), print the table, write -json and -plot")
 	)
 	flag.Parse()
@@ -147,6 +150,20 @@ func main() {
 			logf("-nodes %s: %s run on one node only; only mode sfere runs on several (natscluster)", *nodesFlag, strings.Join(others, ","))
 		}
 	}
+	var logs []logSpec
+	for _, name := range strings.Split(*clusterLog, ",") {
+		spec, ok := logSpecs[strings.TrimSpace(name)]
+		if !ok {
+			fatalf("bad -cluster-log %q (want none, r1 or r3)", name)
+		}
+		if spec.replicas > *natsServers {
+			fatalf("-cluster-log %s needs -nats-servers %d or more", name, spec.replicas)
+		}
+		logs = append(logs, spec)
+	}
+	if *natsServers != 1 && *natsServers != 3 {
+		fatalf("bad -nats-servers %d (want 1 or 3)", *natsServers)
+	}
 	time.AfterFunc(*maxTime, func() { fatalf("still running after -max-time %v; giving up", *maxTime) })
 
 	cur, hard, err := host.RaiseFileLimit()
@@ -165,6 +182,7 @@ func main() {
 		size: *size, singles: *singles, sweeps: *sweeps, duration: *duration, rate: *rate, offered: *offered,
 		conc: *conc, readBuf: *readBuf, srcPort: *srcPort, settle: *settle, serverArgs: strings.Fields(*serverArgs),
 		profileDir: *profileDir, profileModes: strings.Split(*profileMode, ","), hbImpact: *hbImpact, progress: !*quiet,
+		natsServers: *natsServers, natsBin: *natsBin,
 	}
 	if *profileDir != "" {
 		if err := os.MkdirAll(*profileDir, 0o755); err != nil {
@@ -185,14 +203,24 @@ func main() {
 					if k > 1 && v.mode != wire.ModeSfere {
 						continue // said so above
 					}
-					label := nodesLabel(mode, k)
-					if !slices.Contains(labels, label) {
-						labels = append(labels, label)
-					}
-					logf("run %d/%d, N=%d, mode %s, %d node(s)", run, *runs, n, mode, k)
-					res.Trials = append(res.Trials, runTrial(cfg, v.bin, label, v.mode, n, k, run))
-					if *jsonOut != "" {
-						writeJSON(*jsonOut, &res) // partial results survive a crash
+					for li, spec := range logs {
+						if k == 1 && li > 0 {
+							break // one node has no cluster log
+						}
+						label := nodesLabel(mode, k)
+						tc := cfg
+						if k > 1 {
+							label += spec.suffix()
+							tc.log = spec
+						}
+						if !slices.Contains(labels, label) {
+							labels = append(labels, label)
+						}
+						logf("run %d/%d, N=%d, mode %s, %d node(s)%s", run, *runs, n, mode, k, spec.suffix())
+						res.Trials = append(res.Trials, runTrial(tc, v.bin, label, v.mode, n, k, run))
+						if *jsonOut != "" {
+							writeJSON(*jsonOut, &res) // partial results survive a crash
+						}
 					}
 				}
 			}

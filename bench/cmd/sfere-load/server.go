@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -218,15 +219,18 @@ func (s *server) save(path, urlPath string, timeout time.Duration) error {
 }
 
 // nodes is the server processes of one trial: one, or with -nodes k > 1,
-// k sfere nodes joined in a natscluster over a NATS server embedded in
+// k sfere nodes joined in a natscluster over NATS servers embedded in
 // this process. Broadcasts are triggered on nodes[0] only.
 type nodes struct {
-	srvs []*server
-	nats *natscluster.Server // nil with one node
+	srvs  []*server
+	nats  []*natscluster.Server // none with one node
+	procs []*natsProc           // with -nats-bin
 }
 
-// startNodes starts k servers in mode (k > 1: with -nats, ids n0..n{k-1}).
-func startNodes(bin, mode string, extra []string, k int) (*nodes, error) {
+// startNodes starts k servers in mode (k > 1: with -nats on natsServers
+// NATS servers routed into one cluster, ids n0..n{k-1}, and the cluster's
+// event log of spec).
+func startNodes(bin, mode string, extra []string, k, natsServers int, natsBin string, spec logSpec) (*nodes, error) {
 	if k <= 1 {
 		s, err := startServer(bin, mode, extra)
 		if err != nil {
@@ -234,13 +238,17 @@ func startNodes(bin, mode string, extra []string, k int) (*nodes, error) {
 		}
 		return &nodes{srvs: []*server{s}}, nil
 	}
-	ns, err := natscluster.StartServer("127.0.0.1:0", "")
+	c := &nodes{}
+	urls, err := c.startNATS(max(natsServers, 1), natsBin)
 	if err != nil {
+		c.stop()
 		return nil, err
 	}
-	c := &nodes{nats: ns}
 	for i := range k {
-		args := append(slices.Clip(extra), "-nats", ns.ClientURL(), "-node", fmt.Sprintf("n%d", i))
+		args := append(slices.Clip(extra), "-nats", urls, "-node", fmt.Sprintf("n%d", i))
+		if spec.history > 0 {
+			args = append(args, "-history", strconv.Itoa(spec.history), "-replicas", strconv.Itoa(spec.replicas))
+		}
 		s, err := startServer(bin, mode, args)
 		if err != nil {
 			c.stop()
@@ -278,8 +286,11 @@ func (c *nodes) stop() {
 		wg.Go(s.stop)
 	}
 	wg.Wait()
-	if c.nats != nil {
-		c.nats.Shutdown()
+	for _, ns := range c.nats {
+		ns.Shutdown()
+	}
+	for _, p := range c.procs {
+		p.stop()
 	}
 }
 

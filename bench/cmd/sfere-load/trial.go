@@ -109,6 +109,9 @@ type trialConfig struct {
 	conc, readBuf, srcPort int
 	settle                 time.Duration
 	serverArgs             []string
+	natsServers            int     // NATS servers under k > 1 nodes
+	natsBin                string  // run them as processes of this nats-server binary
+	log                    logSpec // the cluster's event log under k > 1 nodes
 	profileDir             string
 	profileModes           []string
 	hbImpact               bool
@@ -127,7 +130,7 @@ func runTrial(cfg trialConfig, bin, label, serverMode string, n, k, run int) (t 
 	}
 	fail := func(err error) { t.Errors = append(t.Errors, err.Error()); logf("  %s N=%d: %v", mode, n, err) }
 
-	cl, err := startNodes(bin, serverMode, cfg.serverArgs, k)
+	cl, err := startNodes(bin, serverMode, cfg.serverArgs, k, cfg.natsServers, cfg.natsBin, cfg.log)
 	if err != nil {
 		fail(err)
 		return t

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sfere-go/sfere/internal/ssetest"
+)
+
+// ceiling bounds each wait for an event: generous, free when all is well.
+const ceiling = 20 * time.Second
+
+func TestRunSaysThePortIsBusy(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	err = run(context.Background(), busy.Addr().String())
+	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("run on a busy port: %v, want address already in use", err)
+	}
+}
+
+func TestRunServesALobby(t *testing.T) {
+	var logged syncBuffer
+	log.SetOutput(&logged)
+	defer log.SetOutput(os.Stderr)
+
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := free.Addr().String()
+	free.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- run(ctx, addr) }()
+
+	phil := openStream(t, addr, "phil", ran)
+	brian := openStream(t, addr, "brian", ran)
+	for _, c := range []*ssetest.Client{phil, brian} {
+		c.Wait(ceiling, ssetest.Containing(`elements <ul id="participants"></ul>`))
+	}
+
+	if status := post(t, "http://"+addr+"/message?user=brian&message=%3Cb%3Ehi"); status != http.StatusOK {
+		t.Fatalf("message: %d", status)
+	}
+	phil.Wait(ceiling, ssetest.Containing(`elements <div class="message">brian: &lt;b&gt;hi</div>`))
+	brian.Wait(ceiling, ssetest.Containing(`signals {"message":""}`))
+	if status := post(t, "http://"+addr+"/message?user=nobody&message=hi"); status != http.StatusConflict {
+		t.Fatalf("message without a stream: %d, want 409", status)
+	}
+
+	brian.Close() // brian closes the tab
+	ssetest.Eventually(t, ceiling, "brian's departure logged", func() bool {
+		return strings.Contains(logged.String(), "default/lobby/brian left: closed")
+	})
+	cancel()
+	select {
+	case err := <-ran:
+		if err != nil {
+			t.Fatalf("run after its context ended: %v", err)
+		}
+	case <-time.After(ceiling):
+		t.Fatal("run did not return after its context ended")
+	}
+	phil.WaitEnd(ceiling)
+}
+
+// openStream opens user's stream once the server listens.
+func openStream(t *testing.T, addr, user string, ran <-chan error) *ssetest.Client {
+	t.Helper()
+	ssetest.Eventually(t, ceiling, "the server to listen", func() bool {
+		select {
+		case err := <-ran:
+			t.Fatalf("run ended before serving: %v", err)
+		default:
+		}
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return ssetest.Open(t, addr, ssetest.Request{Method: http.MethodPost, Target: "/sse?user=" + user})
+}
+
+func post(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Post(url, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// syncBuffer is a log output a test reads while streams write to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
