@@ -5,6 +5,14 @@
 //	go run ./cmd/lobby            # http://127.0.0.1:8080
 //	go run ./cmd/lobby -h         # flags
 //	go run ./cmd/lobby -tls-cert cert.pem -tls-key key.pem  # https://127.0.0.1:8080, HTTP/2
+//
+// The first go run compiles for a while (a minute or more on a busy
+// machine) before the lobby prints anything; go build -o lobby ./cmd/lobby
+// once, then ./lobby, starts at once. SIGINT and SIGTERM stop it
+// gracefully. The go command passes SIGINT (Ctrl-C) on but dies of a
+// SIGTERM sent to it alone, so a lobby run by go run stops with the go
+// command on Linux (see stopWithGoRun); elsewhere send SIGTERM to the
+// lobby's own pid, which it logs as it starts.
 package main
 
 import (
@@ -16,8 +24,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/sfere-go/sfere/internal/lobby"
 )
@@ -35,17 +48,27 @@ func run(args []string, stderr io.Writer) int {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "lobby:", err)
+		// The lobby package's own errors say "lobby:" already.
+		fmt.Fprintln(stderr, "lobby:", strings.TrimPrefix(err.Error(), "lobby: "))
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	opts.Logger = log
+	// At once: an embedded NATS server or a cluster may take a while, and
+	// the pid is what a SIGTERM needs.
+	log.Info("lobby starting", "addr", opts.Addr, "pid", os.Getpid())
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	disarm := stopWithGoRun()
 
 	srv, err := lobby.Start(ctx, opts)
 	if err != nil {
+		if errors.Is(err, nats.ErrNoServers) {
+			log.Error("cannot start", "err", err, "hint",
+				"start a NATS server with JetStream there (nats-server -js), or run one in this process with -nats-embed 127.0.0.1:4222 instead of -nats")
+			return 1
+		}
 		log.Error("cannot start", "err", err)
 		return 1
 	}
@@ -57,6 +80,7 @@ func run(args []string, stderr io.Writer) int {
 		log.Error("server stopped", "err", err)
 		code = 1
 	}
+	disarm()
 	stop() // a second signal kills the process the default way
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
@@ -100,10 +124,13 @@ func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
 	fs.IntVar(&opts.History, "history", d.History, "how many of the latest events are kept for pages that reconnect, which are sent what they missed (0: none)")
 	fs.DurationVar(&opts.HistoryAge, "history-age", d.HistoryAge, "how long events are kept for pages that reconnect")
 	if err := fs.Parse(args); err != nil {
-		return opts, err
+		return opts, withUnitHint(fs, err)
 	}
 	if fs.NArg() > 0 {
 		return opts, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if opts.NodeID != "" && opts.NATS == "" && opts.NATSEmbed == "" {
+		return opts, errors.New("-node names this node in a cluster: give -nats URL (or -nats-embed ADDR) too")
 	}
 	if (opts.TLSCert == "") != (opts.TLSKey == "") {
 		return opts, errors.New("-tls-cert and -tls-key go together")
@@ -166,4 +193,27 @@ func parseFlags(args []string, out io.Writer) (lobby.Options, error) {
 		opts.PresenceWindow = -1
 	}
 	return opts, nil
+}
+
+// badValue is the flag package's error for a value a flag cannot parse.
+var badValue = regexp.MustCompile(`^invalid value "([^"]*)" for flag -([^:]+):`)
+
+// withUnitHint adds a hint to the error of a duration flag given a bare
+// number (-heartbeat 10): Go durations need a unit.
+func withUnitHint(fs *flag.FlagSet, err error) error {
+	m := badValue.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	f := fs.Lookup(m[2])
+	if f == nil {
+		return err
+	}
+	if _, isDuration := f.Value.(flag.Getter).Get().(time.Duration); !isDuration {
+		return err
+	}
+	if _, numErr := strconv.ParseFloat(m[1], 64); numErr != nil {
+		return err
+	}
+	return fmt.Errorf("%w (a duration needs a unit: -%s %ss, or 500ms, 2m)", err, m[2], m[1])
 }

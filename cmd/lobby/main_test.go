@@ -71,6 +71,7 @@ func TestBadFlagsRefused(t *testing.T) {
 	for _, args := range [][]string{{"-store", "redis"}, {"-heartbeat", "0s"}, {"-grace", "-1s"}, {"extra"}, {"-nope"},
 		{"-max-streams-per-ip", "-1"}, {"-message-rate", "-2"}, {"-message-burst", "0"}, {"-body-timeout", "0s"}, {"-read-header-timeout", "-1s"},
 		{"-tls-cert", "cert.pem"}, {"-tls-key", "key.pem"}, {"-history", "-1"}, {"-history-age", "0s"}, {"-resume", "-1s"},
+		{"-node", "a"}, {"-heartbeat", "10"},
 		{"-session-key-file", t.TempDir()}} { // a directory is no key file
 		var out strings.Builder
 		if code := run(args, &out); code != 2 {
