@@ -314,7 +314,7 @@ func TestResetUnderWritesEndsOnce(t *testing.T) {
 		c := dial(t, srv, "brian")
 		c.Wait(waitLong, ssetest.Containing(": hello"))
 		defer keepSending(hub, lobbyKey("brian"), Comment(strings.Repeat("busy", 256)), 50*time.Microsecond)()
-		time.Sleep(20 * time.Millisecond)
+		c.Wait(waitLong, ssetest.Containing(": busybusy")) // the writes are flowing
 		if err := c.Reset(); err != nil { // close with RST
 			t.Fatal(err)
 		}
