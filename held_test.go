@@ -315,7 +315,7 @@ func TestResetUnderWritesEndsOnce(t *testing.T) {
 		c.Wait(waitLong, ssetest.Containing(": hello"))
 		defer keepSending(hub, lobbyKey("brian"), Comment(strings.Repeat("busy", 256)), 50*time.Microsecond)()
 		c.Wait(waitLong, ssetest.Containing(": busybusy")) // the writes are flowing
-		if err := c.Reset(); err != nil { // close with RST
+		if err := c.Reset(); err != nil {                  // close with RST
 			t.Fatal(err)
 		}
 		got := ev.next(t, 2*time.Second)
