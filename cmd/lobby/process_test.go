@@ -29,6 +29,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("LOBBY_TEST_MAIN") == "1" {
 		os.Exit(run(os.Args[1:], os.Stderr))
 	}
+	if os.Getenv("LOBBY_TEST_FAKE_GO") == "1" {
+		os.Exit(fakeGoRun(os.Args[1:]))
+	}
 	os.Exit(m.Run())
 }
 
