@@ -251,8 +251,8 @@ func campaign(ctx context.Context, cfg *config, stdout io.Writer) (string, error
 	defer stopPeople()
 	var wg sync.WaitGroup
 	for _, p := range people {
-		if !p.join(pctx) {
-			return "", fmt.Errorf("%s could not join: %w", p.name, ctx.Err())
+		if !p.join(pctx, time.Now().Add(joinCeiling)) {
+			return "", fmt.Errorf("%s could not join within %v (see %s/lobby-*.log)", p.name, joinCeiling, cfg.dir)
 		}
 	}
 	quiet := make(chan struct{})
@@ -303,6 +303,9 @@ func campaign(ctx context.Context, cfg *config, stdout io.Writer) (string, error
 	return cfg.historyPath, nemErr
 }
 
+// joinCeiling bounds the wait for each person's first join.
+const joinCeiling = time.Minute
+
 // thiefHost is the thief's host number in the clients' network.
 const thiefHost = 254
 
@@ -317,12 +320,14 @@ func clientIP(host int) net.IP {
 
 // lobbyFlags are the flags of every lobby node: a short heartbeat and
 // grace (faults are found within seconds), history and the resume window
-// on, one session key for all nodes, and no per-address or rate limits
-// (behind nginx every client has nginx's address).
+// on, one session key for all nodes, no per-address or rate limits (the
+// campaign tests faults, not budgets), and nginx trusted for the clients'
+// addresses.
 func lobbyFlags(dir string) []string {
 	return []string{"-heartbeat", "2s", "-grace", "2s", "-user-timeout", "5s", "-resume", "60s",
 		"-history", "20000", "-history-age", "10m", "-max-streams-per-ip", "0", "-message-rate", "0",
-		"-session-key-file", filepath.Join(dir, "session.key")}
+		"-address-message-rate", "0", "-join-rate", "0", "-stream-rate", "0", "-names-per-ip", "0",
+		"-trusted-proxies", "127.0.0.1", "-session-key-file", filepath.Join(dir, "session.key")}
 }
 
 // buildBinaries builds what -lobby and -nats-server do not name: cmd/lobby

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"sync"
@@ -38,10 +39,11 @@ type page struct {
 	b *browser
 	n int
 
-	mu    sync.Mutex
-	list  []string
-	abort context.CancelFunc // ends the current stream attempt (a storm)
-	alive bool               // opened and not ended
+	mu     sync.Mutex
+	list   []string
+	abort  context.CancelFunc // ends the current stream attempt (a storm)
+	alive  bool               // opened and not ended
+	opened bool
 }
 
 func newPage(b *browser, n int, list []string) *page {
@@ -74,11 +76,15 @@ func (p *page) record(rec history.Record) {
 // run keeps the page's stream from its first action (the data-init URL)
 // until ctx ends or the lobby ends the page. It returns why the page ended
 // by itself: history.EndTold, EndError, EndGaveUp, or errStuck (the page
-// lives on but receives nothing); nil when ctx ended.
-func (p *page) run(ctx context.Context, action string) (string, error) {
-	opened := false
+// lives on but receives nothing); nil when ctx ended. A page with the
+// watchdog ends by itself only when told to join again.
+func (p *page) run(ctx context.Context, lp lobbyPage) (string, error) {
+	if lp.watchdog {
+		return p.runWatchdog(ctx, lp), nil
+	}
+	action := lp.url
 	for {
-		next, reason, err := p.action(ctx, action, &opened)
+		next, reason, err := p.action(ctx, action, "", nil)
 		if ctx.Err() != nil {
 			return "", nil
 		}
@@ -95,17 +101,104 @@ func (p *page) run(ctx context.Context, action string) (string, error) {
 	}
 }
 
+// runWatchdog runs a page with the lobby's watchdog (internal/lobby,
+// watchdog.html): the stream opens from the page's URL; every event
+// (a beat, a position, anything) counts as a sign of life; after
+// lp.silence without one, the watchdog opens the stream again (a new
+// action, which aborts the one in flight) with the last position signal as
+// Last-Event-ID, and waits retry·(0.5-1) before the next try. The lobby's
+// reconnect element wakes it at once. It returns history.EndTold when the
+// lobby sent the join form, "" when ctx ended.
+func (p *page) runWatchdog(ctx context.Context, lp lobbyPage) string {
+	var (
+		mu   sync.Mutex
+		seen = time.Now()
+		pos  = lp.pos
+	)
+	told := make(chan struct{}, 1)
+	cancel := context.CancelFunc(func() {})
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	start := func(lastID string) {
+		cancel()
+		actx, c := context.WithCancel(ctx)
+		cancel = c
+		wg.Go(func() {
+			_, reason, _ := p.action(actx, lp.url, lastID, func(c content) {
+				mu.Lock()
+				defer mu.Unlock()
+				seen = time.Now()
+				if c.hasPos {
+					pos = c.pos
+				}
+				if c.wake {
+					seen = time.Time{}
+				}
+			})
+			if reason == history.EndTold {
+				select {
+				case told <- struct{}{}:
+				default:
+				}
+			}
+		})
+	}
+	start("")
+	tick := time.NewTicker(watchdogTick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ""
+		case <-told:
+			p.setAlive(false)
+			return history.EndTold
+		case <-tick.C:
+		}
+		mu.Lock()
+		now := time.Now()
+		dead := now.Sub(seen) > lp.silence
+		if dead {
+			seen = now.Add(-lp.silence + time.Duration(float64(lp.retry)*(0.5+rand.Float64()/2)))
+		}
+		last := pos
+		mu.Unlock()
+		if dead {
+			start(last)
+		}
+	}
+}
+
+// watchdogTick is how often the watchdog checks for silence (the page's
+// data-on-interval__duration.250ms).
+const watchdogTick = 250 * time.Millisecond
+
+// markOpen starts the page's life at its first stream answered 200.
+func (p *page) markOpen() {
+	p.mu.Lock()
+	first := !p.opened
+	p.opened, p.alive = true, p.alive || first
+	p.mu.Unlock()
+	if first {
+		p.record(history.Record{Kind: history.KindPageOpen})
+	}
+}
+
 func (p *page) setAlive(v bool) {
 	p.mu.Lock()
 	p.alive = v
 	p.mu.Unlock()
 }
 
-// action runs one Datastar action (@post of the stream) with its retries.
-// It returns the URL of the reconnect element that ends it normally, or
-// the reason the page ended.
-func (p *page) action(ctx context.Context, url string, opened *bool) (next, reason string, err error) {
-	base, lastID, tries := defaultRetryBase, "", 0
+// action runs one Datastar action (@post of the stream) with its retries,
+// the first try carrying lastID (if any) as Last-Event-ID. seen, if not
+// nil, is called with every event. It returns the URL of the reconnect
+// element that ends it normally, or the reason it ended the page.
+func (p *page) action(ctx context.Context, url, lastID string, seen func(content)) (next, reason string, err error) {
+	base, tries := defaultRetryBase, 0
 	for {
 		if tries > 0 {
 			wait := min(base<<(tries-1), maxRetryWait)
@@ -135,11 +228,7 @@ func (p *page) action(ctx context.Context, url string, opened *bool) (next, reas
 			abort()
 			return "", history.EndError, nil
 		}
-		if !*opened {
-			*opened = true
-			p.setAlive(true)
-			p.record(history.Record{Kind: history.KindPageOpen})
-		}
+		p.markOpen()
 		tries = 0
 		var reconnect string
 		told := false
@@ -151,7 +240,10 @@ func (p *page) action(ctx context.Context, url string, opened *bool) (next, reas
 				lastID = ev.id
 			}
 			c := parseContent(ev)
-			if c.empty() {
+			if seen != nil {
+				seen(c)
+			}
+			if c.empty() || c.wake && len(c.chat)+len(c.ann) == 0 {
 				return nil
 			}
 			p.apply(c)

@@ -2,9 +2,12 @@ package main
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"html"
 	"regexp"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sfere-go/sfere/bench/internal/history"
 )
@@ -25,12 +28,17 @@ type content struct {
 	joinForm  bool
 	reconnect string // the URL of a reconnect element's @post
 	lobbyInit string // the URL of the lobby's data-init @post (a /join or page answer)
+	// The watchdog page (a visible heartbeat): the position signal it
+	// keeps, and the reconnect element that wakes the watchdog at once.
+	pos    string
+	hasPos bool
+	wake   bool
 }
 
 // empty reports whether the event did nothing the history keeps.
 func (c content) empty() bool {
 	return len(c.chat) == 0 && len(c.ann) == 0 && !c.isList && len(c.add) == 0 && len(c.remove) == 0 &&
-		!c.notice && !c.joinForm && c.reconnect == "" && c.lobbyInit == ""
+		!c.notice && !c.joinForm && c.reconnect == "" && c.lobbyInit == "" && !c.wake
 }
 
 // The lobby's texts (internal/lobby: templates and lobby.go).
@@ -48,11 +56,34 @@ var (
 	reconnectRE = regexp.MustCompile(`data-init__delay\.2s="@post\('([^']*)'\)"`)
 	lobbyInitRE = regexp.MustCompile(`<section id="lobby" data-init="@post\('([^']*)'\)"`)
 	removeRE    = regexp.MustCompile(`^#participant-([0-9a-f]+)$`)
+	wakeRE      = regexp.MustCompile(`data-init__delay\.2s="\$_streamSeen = 0"`)
+
+	// The watchdog (internal/lobby/templates/watchdog.html).
+	watchdogPosRE     = regexp.MustCompile(`data-signals="\{_streamPos: '([^']*)'`)
+	watchdogInitRE    = regexp.MustCompile(`data-init="\$_streamSeen = Date\.now\(\); @post\('([^']*)'\)"`)
+	watchdogSilenceRE = regexp.MustCompile(`Date\.now\(\) - \$_streamSeen &gt;\s*(\d+)\s*&amp;&amp;`)
+	watchdogRetryRE   = regexp.MustCompile(`\+\s*(\d+)\s*\* \(0\.5`)
 )
+
+// positionSignal is the watchdog page's position signal.
+const positionSignal = "_streamPos"
 
 // parseContent reads a Datastar event of the lobby.
 func parseContent(ev sseEvent) content {
 	var c content
+	if ev.typ == "datastar-patch-signals" {
+		for _, d := range ev.data {
+			if v, ok := strings.CutPrefix(d, "signals "); ok {
+				var sig map[string]any
+				if json.Unmarshal([]byte(v), &sig) == nil {
+					if pos, ok := sig[positionSignal].(string); ok {
+						c.pos, c.hasPos = pos, true
+					}
+				}
+			}
+		}
+		return c
+	}
 	if ev.typ != "datastar-patch-elements" {
 		return c
 	}
@@ -102,6 +133,7 @@ func parseContent(ev sseEvent) content {
 		if m := reconnectRE.FindStringSubmatch(el); m != nil {
 			c.reconnect = html.UnescapeString(m[1])
 		}
+		c.wake = wakeRE.MatchString(el)
 	case selector == "" && strings.HasPrefix(el, `<ul id="participant-list">`):
 		c.isList = true
 		for _, m := range itemRE.FindAllStringSubmatch(el, -1) {
@@ -111,8 +143,8 @@ func parseContent(ev sseEvent) content {
 			c.list = []string{}
 		}
 	case selector == "" && strings.HasPrefix(el, `<div id="app">`):
-		if m := lobbyInitRE.FindStringSubmatch(el); m != nil {
-			c.lobbyInit = html.UnescapeString(m[1])
+		if strings.Contains(el, `<section id="lobby"`) {
+			c.lobbyInit = "lobby" // the lobby app: see [lobbyPage]
 		} else if strings.Contains(el, `<form id="join"`) {
 			c.joinForm = true
 		}
@@ -120,7 +152,41 @@ func parseContent(ev sseEvent) content {
 	return c
 }
 
-func htmlUnescape(s string) string { return html.UnescapeString(s) }
+// lobbyPage is how a page of the lobby opens its stream: its data-init
+// URL, and for a page with the watchdog (a visible heartbeat) the
+// watchdog's timing and the position it starts from.
+type lobbyPage struct {
+	url      string
+	watchdog bool
+	pos      string
+	silence  time.Duration // no event this long: the stream is dead
+	retry    time.Duration // then reopened every retry·(0.5-1)
+}
+
+// lobbyInit finds how the lobby in an answer (the SSE of /join, or a
+// page's HTML) opens its stream; ok is false if the answer holds no lobby.
+func lobbyInit(body string) (lp lobbyPage, ok bool) {
+	if m := watchdogInitRE.FindStringSubmatch(body); m != nil {
+		lp = lobbyPage{url: html.UnescapeString(m[1]), watchdog: true}
+		if m := watchdogPosRE.FindStringSubmatch(body); m != nil {
+			lp.pos = html.UnescapeString(m[1])
+		}
+		lp.silence, lp.retry = 4400*time.Millisecond, 2*time.Second
+		if m := watchdogSilenceRE.FindStringSubmatch(body); m != nil {
+			ms, _ := strconv.Atoi(m[1])
+			lp.silence = time.Duration(ms) * time.Millisecond
+		}
+		if m := watchdogRetryRE.FindStringSubmatch(body); m != nil {
+			ms, _ := strconv.Atoi(m[1])
+			lp.retry = time.Duration(ms) * time.Millisecond
+		}
+		return lp, true
+	}
+	if m := lobbyInitRE.FindStringSubmatch(body); m != nil {
+		return lobbyPage{url: html.UnescapeString(m[1])}, true
+	}
+	return lobbyPage{}, false
+}
 
 // listItems returns the names of the participant list in a page's HTML.
 func listItems(body string) []string {

@@ -111,7 +111,54 @@ func TestParseLobbyStream(t *testing.T) {
 	if got[7].reconnect != "/sse?lastEventID=e1-9" {
 		t.Errorf("reconnect = %q", got[7].reconnect)
 	}
-	if !got[8].joinForm || got[9].lobbyInit != "/sse?lastEventID=e2-0" || got[9].joinForm {
+	if !got[8].joinForm || got[9].lobbyInit == "" || got[9].joinForm {
 		t.Errorf("join form %+v, lobby %+v", got[8], got[9])
+	}
+}
+
+// The lobby with the watchdog (a visible heartbeat), as /join answers it
+// (captured from cmd/lobby, shortened).
+const watchdogLobby = `event: datastar-patch-elements
+data: elements <div id="app">
+data: elements   <section id="lobby" data-signals="{message: '', _messageError: ''}">
+data: elements <div id="stream-watchdog"
+data: elements      data-signals="{_streamPos: 'f13d-0', _streamBeat: 0, _streamSeen: Date.now(), _streamLost: false}"
+data: elements      data-init="$_streamSeen = Date.now(); @post('/sse?lastEventID=f13d-0')"
+data: elements      data-on-interval__duration.250ms="Date.now() - $_streamSeen &gt;  4400  &amp;&amp; ($_streamLost = true, $_streamSeen = Date.now() -  4400  +  2000  * (0.5 + Math.random() / 2), @post(&#34;/sse?lastEventID=f13d-0&#34;, {headers: $_streamPos ? {'Last-Event-ID': $_streamPos} : {}}))">
+data: elements </div>
+data: elements </div>
+
+event: datastar-patch-signals
+data: signals {"_streamPos":"f13d-7"}
+id: f13d-7
+
+event: datastar-patch-elements
+data: selector #lobby
+data: mode append
+data: elements <div id="reconnect-dnagiqecmqpu" hidden data-init__delay.2s="$_streamSeen = 0"></div>
+
+`
+
+func TestParseWatchdogLobby(t *testing.T) {
+	lp, ok := lobbyInit(watchdogLobby)
+	want := lobbyPage{url: "/sse?lastEventID=f13d-0", watchdog: true, pos: "f13d-0", silence: 4400 * time.Millisecond, retry: 2 * time.Second}
+	if !ok || lp != want {
+		t.Errorf("lobbyInit = %+v, %v; want %+v", lp, ok, want)
+	}
+	var got []content
+	_ = readSSE(strings.NewReader(watchdogLobby), func(ev sseEvent) error {
+		got = append(got, parseContent(ev))
+		return nil
+	})
+	if len(got) != 3 || got[0].lobbyInit == "" || !got[1].hasPos || got[1].pos != "f13d-7" || !got[2].wake {
+		t.Errorf("events: %+v", got)
+	}
+	// The lobby without the watchdog opens its stream from its section.
+	lp, ok = lobbyInit(`<section id="lobby" data-init="@post('/sse?lastEventID=e2-0')" data-signals="{}">`)
+	if !ok || lp != (lobbyPage{url: "/sse?lastEventID=e2-0"}) {
+		t.Errorf("lobbyInit without the watchdog = %+v, %v", lp, ok)
+	}
+	if _, ok := lobbyInit(`<div id="app"><form id="join"></form></div>`); ok {
+		t.Error("the join form taken for a lobby")
 	}
 }

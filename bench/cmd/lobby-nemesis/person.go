@@ -71,16 +71,17 @@ func newPerson(name string, ip net.IP, b *browser, seed uint64, how behaviour) *
 }
 
 // join posts /join until the lobby accepts (a name reserved after a fault
-// is refused for a while) and opens a tab on the lobby it answers with.
-func (p *person) join(ctx context.Context) bool {
-	for ctx.Err() == nil {
+// is refused for a while), or until the deadline if it is not zero, and
+// opens a tab on the lobby it answers with.
+func (p *person) join(ctx context.Context, deadline time.Time) bool {
+	for ctx.Err() == nil && (deadline.IsZero() || time.Now().Before(deadline)) {
 		a := p.b.do(ctx, http.MethodPost, "/join", `{"username":`+jsonString(p.name)+`}`, history.Record{Name: p.name})
 		if a.err == nil && a.status == http.StatusOK {
-			if url := lobbyInit(a.body); url != "" {
+			if lp, ok := lobbyInit(a.body); ok {
 				p.mu.Lock()
 				p.joined = true
 				p.mu.Unlock()
-				p.openTab(ctx, url, nil)
+				p.openTab(ctx, lp, nil)
 				return true
 			}
 		}
@@ -89,18 +90,9 @@ func (p *person) join(ctx context.Context) bool {
 	return false
 }
 
-// lobbyInit finds the stream URL of the lobby's data-init in an answer
-// (the SSE of /join, or a page's HTML).
-func lobbyInit(body string) string {
-	if m := lobbyInitRE.FindStringSubmatch(body); m != nil {
-		return htmlUnescape(m[1])
-	}
-	return ""
-}
-
 // openTab opens a new tab (or replaces the first one's page, for a reload)
-// on a page whose stream opens from url, with the list the page rendered.
-func (p *person) openTab(ctx context.Context, url string, list []string) *tab {
+// on a lobby page, with the list the page rendered.
+func (p *person) openTab(ctx context.Context, lp lobbyPage, list []string) *tab {
 	p.pageNo++
 	pg := newPage(p.b, p.pageNo, list)
 	tctx, cancel := context.WithCancel(ctx)
@@ -110,7 +102,7 @@ func (p *person) openTab(ctx context.Context, url string, list []string) *tab {
 	p.mu.Unlock()
 	go func() {
 		defer close(t.done)
-		reason, err := pg.run(tctx, url)
+		reason, err := pg.run(tctx, lp)
 		if tctx.Err() != nil {
 			return
 		}
@@ -151,8 +143,8 @@ func (p *person) reload(ctx context.Context, old *tab) {
 	if a.err != nil || a.status != http.StatusOK {
 		return // the person tries again on the next tick
 	}
-	if url := lobbyInit(a.body); url != "" {
-		p.openTab(ctx, url, listItems(a.body))
+	if lp, ok := lobbyInit(a.body); ok {
+		p.openTab(ctx, lp, listItems(a.body))
 		return
 	}
 	p.mu.Lock()
@@ -206,7 +198,7 @@ func (p *person) live(ctx context.Context, quiet <-chan struct{}) {
 		joined, n := p.joined, len(p.tabs)
 		p.mu.Unlock()
 		if !joined {
-			p.join(ctx)
+			p.join(ctx, time.Time{})
 			continue
 		}
 		if n == 0 {

@@ -123,6 +123,9 @@ type Proc struct {
 	// NotBack: its goroutines or resident memory did not come back near
 	// the baseline (see [procBack]).
 	NotBack bool
+	// Restarted: the final sample is of a process started during the
+	// campaign, which has no baseline to compare.
+	Restarted bool
 }
 
 // Failed reports whether the report breaks a promise that must hold: any

@@ -399,7 +399,13 @@ func TestProcessNotBackIsCaught(t *testing.T) {
 	// A process restarted meanwhile (another PID) has nothing to compare.
 	h.add(history.Record{Kind: history.KindProc, At: at(20), Target: "nats-2", PID: 11, Phase: history.PhaseFinal, RSS: 1 << 30, Goroutines: 3000})
 	r := Check(*h, Options{})
-	if len(r.Procs) != 2 || r.Procs[0].NotBack || !r.Procs[1].NotBack {
+	if len(r.Procs) != 3 || r.Procs[0].NotBack || !r.Procs[1].NotBack || !r.Procs[2].Restarted || r.Procs[2].NotBack {
 		t.Errorf("procs = %+v", r.Procs)
+	}
+	var out bytes.Buffer
+	_ = r.Write(&out)
+	if !strings.Contains(out.String(), "nats-1 pid 9: 30 -> 300 goroutines, 20 -> 20 MiB RSS: NOT BACK") ||
+		!strings.Contains(out.String(), "nats-2 pid 11: restarted during the campaign") {
+		t.Errorf("report:\n%s", out.String())
 	}
 }

@@ -56,6 +56,8 @@ func (c *check) procs() {
 		case history.PhaseFinal:
 			b, ok := base[k]
 			if !ok {
+				c.r.Procs = append(c.r.Procs, Proc{Target: rec.Target, PID: rec.PID, FinalRSS: rec.RSS,
+					FinalGoroutine: rec.Goroutines, Restarted: true})
 				continue
 			}
 			pr := Proc{Target: rec.Target, PID: rec.PID, BaseRSS: b.RSS, FinalRSS: rec.RSS,

@@ -39,8 +39,16 @@ func (r Report) Write(w io.Writer) error {
 		if p.NotBack {
 			verdict = "NOT BACK"
 		}
-		fmt.Fprintf(&b, "process:       %s pid %d: %d -> %d goroutines, %d -> %d MiB RSS: %s\n",
-			p.Target, p.PID, p.BaseGoroutines, p.FinalGoroutine, p.BaseRSS>>20, p.FinalRSS>>20, verdict)
+		switch {
+		case p.Restarted:
+			fmt.Fprintf(&b, "process:       %s pid %d: restarted during the campaign, %d goroutines, %d MiB RSS at the end\n",
+				p.Target, p.PID, p.FinalGoroutine, p.FinalRSS>>20)
+		case p.BaseGoroutines == 0 && p.FinalGoroutine == 0: // not a Go process with metrics (NATS): memory only
+			fmt.Fprintf(&b, "process:       %s pid %d: %d -> %d MiB RSS: %s\n", p.Target, p.PID, p.BaseRSS>>20, p.FinalRSS>>20, verdict)
+		default:
+			fmt.Fprintf(&b, "process:       %s pid %d: %d -> %d goroutines, %d -> %d MiB RSS: %s\n",
+				p.Target, p.PID, p.BaseGoroutines, p.FinalGoroutine, p.BaseRSS>>20, p.FinalRSS>>20, verdict)
+		}
 	}
 	for _, f := range r.Findings {
 		fmt.Fprintf(&b, "  - %s\n", f)
