@@ -62,7 +62,9 @@
 //
 // [Hub.Broadcast] renders its effects ([Effect]: [PatchElements],
 // [AppendElements], [RemoveElements], [PatchSignals], [ExecuteScript],
-// [Comment], [CloseStream]) once and queues the bytes to every matching
+// [Comment], [CloseStream]; every option of Datastar 1.0 is a method on
+// the effect, e.g. [Effect.WithViewTransition], [Effect.InNamespace],
+// [Effect.Kept]) once and queues the bytes to every matching
 // stream; [Hub.Send] queues them to one key and returns an error wrapping
 // [ErrNoStream] if none is stored. Neither waits for a client: each stream
 // has a bounded queue ([HubOptions.MaxQueueBytes]) and a write deadline
@@ -111,4 +113,13 @@
 // processes over NATS: a broadcast or a send on any node reaches streams
 // on every node, a key opened on a second node replaces the first node's
 // stream, and the streams of a lost node are reported with [CauseNodeLost].
+//
+// # People, not streams
+//
+// A hub knows streams; an app usually wants people. Package
+// github.com/sfere-go/sfere/presence counts a person once however many
+// tabs they have open, and says once when they arrive and when they leave
+// (after a grace period that a reload fits in): each tab is a stream under
+// its own key, a new stream gets the room's state and then only changes,
+// batched in a storm. Its subpackage natspresence makes it cluster-wide.
 package sfere

@@ -314,8 +314,9 @@ func TestResetUnderWritesEndsOnce(t *testing.T) {
 		c := dial(t, srv, "brian")
 		c.Wait(waitLong, ssetest.Containing(": hello"))
 		defer keepSending(hub, lobbyKey("brian"), Comment(strings.Repeat("busy", 256)), 50*time.Microsecond)()
-		time.Sleep(20 * time.Millisecond)
-		if err := c.Reset(); err != nil { // close with RST
+		// Once the writes are flowing, close with RST.
+		c.Wait(waitLong, ssetest.Containing(": busybusy"))
+		if err := c.Reset(); err != nil {
 			t.Fatal(err)
 		}
 		got := ev.next(t, 2*time.Second)

@@ -93,6 +93,18 @@
 // lose the last acknowledged minutes (Jepsen, NATS 2.12.1, 2025); set
 // sync_interval: always on the servers if that matters more than speed.
 //
+// # NATS inside the app's own processes
+//
+// [StartServerWith] runs a NATS server with JetStream inside the process;
+// with [ServerOptions.Cluster] and [ServerOptions.Routes] the servers of
+// several processes route to each other and form one NATS cluster, so
+// three app nodes, each with its own server, are a replicated cluster
+// with no other service: the log gets 3 replicas, and killing any one
+// node, its NATS server and all, loses no acknowledged event. [New] waits
+// up to [Options.StartTimeout] for JetStream to take the log (a cluster
+// elects its JetStream leader once a majority of its servers is up), so
+// the nodes may start in any order.
+//
 // Without a history, a broadcast is a plain NATS message: delivered to
 // this node's streams at once and to the other nodes if they are
 // connected; no log, no retry, no promise across a NATS outage.

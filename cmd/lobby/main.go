@@ -5,6 +5,14 @@
 //	go run ./cmd/lobby            # http://127.0.0.1:8080
 //	go run ./cmd/lobby -h         # flags
 //	go run ./cmd/lobby -tls-cert cert.pem -tls-key key.pem  # https://127.0.0.1:8080, HTTP/2
+//
+// The first go run compiles for a while (a minute or more on a busy
+// machine) before the lobby prints anything; go build -o lobby ./cmd/lobby
+// once, then ./lobby, starts at once. SIGINT and SIGTERM stop it
+// gracefully. The go command passes SIGINT (Ctrl-C) on but dies of a
+// SIGTERM sent to it alone, so a lobby run by go run stops with the go
+// command on Linux (see stopWithGoRun); elsewhere send SIGTERM to the
+// lobby's own pid, which it logs as it starts.
 package main
 
 import (
@@ -16,9 +24,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/sfere-go/sfere/internal/lobby"
 )
@@ -37,16 +49,26 @@ func run(args []string, stderr io.Writer) int {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "lobby:", err)
+		// The lobby package's own errors say "lobby:" already.
+		fmt.Fprintln(stderr, "lobby:", strings.TrimPrefix(err.Error(), "lobby: "))
 		return 2
 	}
 	opts.Logger = log
+	// At once: an embedded NATS server or a cluster may take a while, and
+	// the pid is what a SIGTERM needs.
+	log.Info("lobby starting", "addr", opts.Addr, "pid", os.Getpid())
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	disarm := stopWithGoRun()
 
 	srv, err := lobby.Start(ctx, opts)
 	if err != nil {
+		if errors.Is(err, nats.ErrNoServers) {
+			log.Error("cannot start", "err", err, "hint",
+				"start a NATS server with JetStream there (nats-server -js), or run one in this process with -nats-embed 127.0.0.1:4222 instead of -nats")
+			return 1
+		}
 		log.Error("cannot start", "err", err)
 		return 1
 	}
@@ -58,6 +80,7 @@ func run(args []string, stderr io.Writer) int {
 		log.Error("server stopped", "err", err)
 		code = 1
 	}
+	disarm()
 	stop() // a second signal kills the process the default way
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
@@ -119,7 +142,7 @@ func parseFlags(args []string, out io.Writer, log *slog.Logger) (lobby.Options, 
 	fs.IntVar(&opts.HistoryBytes, "history-bytes", d.HistoryBytes, "most bytes of events kept for pages that reconnect; the oldest go first (0: no byte bound)")
 	fs.IntVar(&opts.PageLines, "page-lines", d.PageLines, "how many lines a page keeps in its message list; older ones are removed (0: all)")
 	if err := fs.Parse(args); err != nil {
-		return opts, err
+		return opts, withUnitHint(fs, err)
 	}
 	if fs.NArg() > 0 {
 		return opts, fmt.Errorf("unexpected arguments: %q", fs.Args())
@@ -139,6 +162,8 @@ func parseFlags(args []string, out io.Writer, log *slog.Logger) (lobby.Options, 
 		return opts, errors.New("-nats-cluster, -nats-routes and -nats-store need -nats-embed")
 	case opts.NATSCluster == "" && len(opts.NATSRoutes) > 0:
 		return opts, errors.New("-nats-routes needs -nats-cluster")
+	case opts.NodeID != "" && opts.NATS == "" && opts.NATSEmbed == "":
+		return opts, errors.New("-node names this node in a cluster: give -nats URL (or -nats-embed ADDR) too")
 	}
 	if (opts.TLSCert == "") != (opts.TLSKey == "") {
 		return opts, errors.New("-tls-cert and -tls-key go together")
@@ -233,4 +258,27 @@ func parseFlags(args []string, out io.Writer, log *slog.Logger) (lobby.Options, 
 		opts.PresenceWindow = -1
 	}
 	return opts, nil
+}
+
+// badValue is the flag package's error for a value a flag cannot parse.
+var badValue = regexp.MustCompile(`^invalid value "([^"]*)" for flag -([^:]+):`)
+
+// withUnitHint adds a hint to the error of a duration flag given a bare
+// number (-heartbeat 10): Go durations need a unit.
+func withUnitHint(fs *flag.FlagSet, err error) error {
+	m := badValue.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	f := fs.Lookup(m[2])
+	if f == nil {
+		return err
+	}
+	if _, isDuration := f.Value.(flag.Getter).Get().(time.Duration); !isDuration {
+		return err
+	}
+	if _, numErr := strconv.ParseFloat(m[1], 64); numErr != nil {
+		return err
+	}
+	return fmt.Errorf("%w (a duration needs a unit: -%s %ss, or 500ms, 2m)", err, m[2], m[1])
 }

@@ -101,6 +101,7 @@ func TestBadFlagsRefused(t *testing.T) {
 		{"-trusted-proxies", "proxy.example"}, {"-member-max-age", "0s"}, {"-history-bytes", "-1"}, {"-page-lines", "-1"},
 		{"-session-key-file", dangling},
 		{"-nats-replicas", "7"}, {"-nats-replicas", "-1"}, {"-nats-cluster", "127.0.0.1:6222"}, {"-nats-embed", "127.0.0.1:4222", "-nats-routes", "nats://127.0.0.1:6223"},
+		{"-node", "a"}, {"-heartbeat", "10"},
 		{"-session-key-file", t.TempDir()}} { // a directory is no key file
 		var out strings.Builder
 		if code := run(args, &out); code != 2 {

@@ -87,7 +87,7 @@ func page(pos string, interval time.Duration) string {
      data-on:datastar-fetch="evt.detail.el === el && evt.detail.type.startsWith('datastar-') && ($_seen = Date.now(), $_lost = false)"
      data-on-interval__duration.250ms="Date.now() - $_seen > %[2]d && ($_lost = true, $_seen = Date.now() - %[3]d,
        @post('/sse?lastEventID=%[1]s', {headers: {'Last-Event-ID': $_pos}}))">
-  <p data-show="$_lost">reconnecting…</p>
+  <p data-show="$_lost" data-text="$_lost ? 'reconnecting…' : ''"></p>
 </div>
 <div id="lines"></div>
 `, html.EscapeString(pos), silence, silence-1500)

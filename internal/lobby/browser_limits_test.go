@@ -53,3 +53,21 @@ func TestBrowserPageLinesAndRefusals(t *testing.T) {
 	}
 	waitPage(t, other, "the refused join says why", `document.getElementById('join-error').textContent.includes('Too many joins')`, waitLong)
 }
+
+// In a real browser: a stream refused by the per-address stream cap says
+// why on the page.
+func TestBrowserStreamRefusalShown(t *testing.T) {
+	js, chromium := browserPrerequisites(t)
+	srv := startServer(t, lobby.Options{DatastarJS: js, Grace: browserGrace, MaxStreamsPerIP: 1})
+	browserCtx, stopBrowser := startChromium(t, chromium)
+	defer stopBrowser()
+	first, closeFirst := chromedp.NewContext(browserCtx, chromedp.WithNewBrowserContext())
+	defer closeFirst()
+	joinLobby(t, first, srv.URL(), "brian")
+	waitPage(t, first, "Brian's stream is open", `document.getElementById('messages').textContent.includes('brian joined the lobby')`, waitLong)
+
+	second, closeSecond := chromedp.NewContext(browserCtx, chromedp.WithNewBrowserContext())
+	defer closeSecond()
+	joinLobby(t, second, srv.URL(), "phil")
+	waitPage(t, second, "the refused stream says why", `document.getElementById('message-error').textContent.includes('Too many lobby tabs')`, waitLong)
+}

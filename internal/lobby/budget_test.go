@@ -303,3 +303,22 @@ func TestSnapshotFloodKeepsNothing(t *testing.T) {
 		t.Errorf("the heap grew %d KiB during the flood", grew>>10)
 	}
 }
+
+// Joining again under one's own name (a stale join form in another tab)
+// makes a new session that takes the name over, also with a resume window
+// (the old session's leave frees the name at once).
+func TestJoinAgainUnderOwnName(t *testing.T) {
+	srv := startServer(t, lobby.Options{Resume: time.Minute})
+	brian := newBrowser(t, srv)
+	brian.enter("brian")
+	before := cookieOf(brian, "lobby_session")
+	r := brian.join("Brian")
+	if !strings.Contains(r.body, "You are <strong>brian</strong>") {
+		t.Fatalf("joining again as Brian: the page says\n%s", r.body)
+	}
+	if after := cookieOf(brian, "lobby_session"); after == before {
+		t.Fatal("joining again kept the old session id")
+	}
+	brian.openStream().waitFor(`id="participant-list"`)
+	brian.say("still me")
+}

@@ -54,7 +54,7 @@ func startCluster(ctx context.Context, opts Options, store sfere.Store, hubOpts 
 	c.nc, err = nats.Connect(url, nats.Name("sfere-lobby"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 	if err != nil {
 		c.close()
-		return nil, fmt.Errorf("lobby: connect to NATS at %s: %w", url, err)
+		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
 	}
 	interval := max(opts.Heartbeat/2, 50*time.Millisecond)
 	c.node, err = natscluster.New(c.nc, store, natscluster.Options{

@@ -161,13 +161,29 @@ func natsServerBinary(t *testing.T) string {
 		t.Skip("no go command to build nats-server with")
 	}
 	natsBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "sfere-nats-bin-")
+		// One binary per nats-server version, kept between runs in the
+		// temporary directory; built beside it and renamed into place,
+		// so test binaries building it at once do not collide.
+		v, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "github.com/nats-io/nats-server/v2").Output()
+		if err != nil {
+			natsBinErr = fmt.Errorf("go list: %w", err)
+			return
+		}
+		version := strings.TrimSpace(string(v))
+		natsBin = filepath.Join(os.TempDir(), "sfere-test-nats-server-"+version)
+		if _, err := os.Stat(natsBin); err == nil {
+			return
+		}
+		tmp, err := os.MkdirTemp("", "sfere-nats-bin-")
 		if err != nil {
 			natsBinErr = err
 			return
 		}
-		natsBin = filepath.Join(dir, "nats-server")
-		out, err := exec.Command("go", "build", "-o", natsBin, "github.com/nats-io/nats-server/v2").CombinedOutput()
+		defer os.RemoveAll(tmp)
+		out, err := exec.Command("go", "build", "-o", filepath.Join(tmp, "nats-server"), "github.com/nats-io/nats-server/v2").CombinedOutput()
+		if err == nil {
+			err = os.Rename(filepath.Join(tmp, "nats-server"), natsBin)
+		}
 		if err != nil {
 			natsBinErr, natsBin = err, string(out)
 		}

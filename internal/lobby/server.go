@@ -229,8 +229,8 @@ func (o Options) withDefaults() Options {
 }
 
 // Server is a running lobby: store, hub, heartbeat, listener and HTTP
-// server, started in that order by [Start] and stopped in reverse by
-// [Server.Shutdown].
+// server, started in that order by [Start] (the listener is opened first,
+// and served last) and stopped in reverse by [Server.Shutdown].
 type Server struct {
 	log       *slog.Logger
 	lobby     *Lobby
@@ -291,6 +291,21 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The listener first, so that a busy port fails the start before
+	// anything runs (and nothing is stopped); served last. With
+	// TCP_USER_TIMEOUT, so a vanished client's stream ends within
+	// heartbeat + user timeout.
+	ln, err := listen(ctx, "tcp", opts.Addr, sfere.ListenOptions{UserTimeout: opts.UserTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("lobby: %w", err)
+	}
+	serving := false
+	defer func() {
+		if !serving {
+			ln.Close()
+		}
+	}()
+
 	m := newMetrics()
 	s := &Server{log: opts.Logger, views: v, tls: tlsConf, served: make(chan error, 1)}
 	s.lobby = newLobby(opts.Logger, m, v)
@@ -366,14 +381,6 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	s.stopBeat = s.heartbeat.Start()
 	s.stopWatch = watchHeartbeat(s.heartbeat, opts.Heartbeat, opts.Logger)
 
-	// Listener with TCP_USER_TIMEOUT, so a vanished client's stream ends
-	// within heartbeat + user timeout.
-	ln, err := listen(ctx, "tcp", opts.Addr, sfere.ListenOptions{UserTimeout: opts.UserTimeout})
-	if err != nil {
-		s.stop(context.Background())
-		return nil, fmt.Errorf("lobby: %w", err)
-	}
-
 	s.ln = &notifyListener{Listener: ln, closed: make(chan struct{})}
 
 	h := &handlers{lobby: s.lobby, views: v, metrics: m, datastarJS: script, sessions: sessions, debug: opts.Debug, log: opts.Logger,
@@ -406,6 +413,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	} else {
 		go func() { s.served <- s.http.Serve(s.ln) }()
 	}
+	serving = true
 	opts.Logger.Info("lobby listening", "url", s.URL(), "store", opts.Store, "heartbeat", opts.Heartbeat, "visible_heartbeat", !opts.HiddenHeartbeat,
 		"user_timeout", opts.UserTimeout, "grace", opts.Grace, "ttl", opts.TTL, "debug", opts.Debug, "tls", s.tls != nil)
 	return s, nil

@@ -204,6 +204,9 @@ func New(ctx context.Context, nc *nats.Conn, room string, opts Options) (*Cluste
 		_, err := c.openBucket(ctx)
 		return err
 	}); err != nil {
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+			return nil, fmt.Errorf("%w (the NATS servers need JetStream: nats-server -js)", err)
+		}
 		return nil, err
 	}
 	return c, nil
@@ -234,7 +237,7 @@ func (c *Cluster) openBucket(ctx context.Context) (jetstream.KeyValue, error) {
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("natspresence: bucket %s (does the NATS server have JetStream enabled?): %w", c.bucket, err)
+		return nil, fmt.Errorf("natspresence: bucket %s: %w", c.bucket, err)
 	}
 	c.mu.Lock()
 	c.kv = kv
