@@ -143,8 +143,9 @@ func startCluster(ctx context.Context, cfg clusterConfig) (*cluster, error) {
 	for i := range cfg.nodes {
 		n := &lobbyNode{port: take()}
 		name := fmt.Sprintf("lobby-%d", i+1)
-		args := append([]string{"-addr", hostPort(n.port), "-node", name}, cfg.lobbyFlags...)
+		args := append([]string{"-addr", hostPort(n.port)}, cfg.lobbyFlags...)
 		if !cfg.single {
+			args = append(args, "-node", name) // the lobby refuses -node without NATS
 			var urls []string
 			for _, s := range c.nats {
 				f, err := newForwarder(take(), hostPort(s.client))
