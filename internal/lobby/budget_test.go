@@ -274,11 +274,18 @@ func TestForwardedOnlyFromTrustedProxies(t *testing.T) {
 // not grow with the flood.
 func TestSnapshotFloodKeepsNothing(t *testing.T) {
 	srv := startServer(t, lobby.Options{MaxStreamsPerIP: -1})
+	var first *stream
 	for i := range 30 {
-		newBrowser(t, srv).enter(fmt.Sprintf("%s%02d", strings.Repeat("long name ", 3), i))
+		s := newBrowser(t, srv).enter(fmt.Sprintf("%s%02d", strings.Repeat("long name ", 3), i))
+		if first == nil {
+			first = s
+		}
 	}
 	flooder := newBrowser(t, srv)
 	flooder.enter("flooder")
+	// The arrivals go out in order: once the first person has seen the
+	// last one, every arrival's batch is in the history.
+	first.waitFor(joinedLine("flooder"))
 	position := func() string { return renderedPosition(t, flooder.get("/").body) }
 	heap := func() uint64 {
 		runtime.GC()
@@ -286,7 +293,6 @@ func TestSnapshotFloodKeepsNothing(t *testing.T) {
 		runtime.ReadMemStats(&ms)
 		return ms.HeapAlloc
 	}
-	time.Sleep(300 * time.Millisecond) // the arrivals' batches are out
 	before, base := position(), heap()
 	const opens = 100
 	for range opens {
