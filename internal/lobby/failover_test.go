@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -36,6 +37,7 @@ type natsTrio struct {
 	mu   sync.Mutex
 	srv  [3]*natscluster.Server
 	proc [3]*exec.Cmd
+	mon  [3]string // the processes' monitoring addresses
 }
 
 func freeAddr(t *testing.T) string {
@@ -200,7 +202,11 @@ func (n *natsTrio) startProcess(i int) {
 	n.t.Helper()
 	o := n.opts[i]
 	host, port, _ := net.SplitHostPort(o.Addr)
-	cmd := exec.Command(n.bin, "-a", host, "-p", port, "-n", o.Name, "-js", "-sd", o.StoreDir,
+	if n.mon[i] == "" {
+		n.mon[i] = freeAddr(n.t)
+	}
+	_, mport, _ := net.SplitHostPort(n.mon[i])
+	cmd := exec.Command(n.bin, "-a", host, "-p", port, "-n", o.Name, "-js", "-sd", o.StoreDir, "-m", mport,
 		"--cluster_name", "sfere", "-cluster", "nats://"+o.Cluster, "-routes", strings.Join(o.Routes, ","))
 	if err := cmd.Start(); err != nil {
 		n.t.Fatal(err)
@@ -217,8 +223,13 @@ func (n *natsTrio) startProcess(i int) {
 	})
 }
 
-// currentProcess is current for a server process, asked through the
-// JetStream API: its replica of each stream is current and online.
+// currentProcess is current for a server process: asked through the
+// JetStream API, its replica of each stream is current and online, and
+// asked the server itself (its monitoring port), its own copy holds every
+// message the leader held a moment before. The leader's word alone is not
+// enough: just after a kill it still reports the lost server's replica,
+// under the same name, as current (one CI run took the next server down
+// 83 ms after a replacement, with two of three copies then out of reach).
 func (n *natsTrio) currentProcess(i int, streams ...string) bool {
 	nc, err := nats.Connect(n.urls(), nats.NoReconnect())
 	if err != nil {
@@ -246,11 +257,37 @@ func (n *natsTrio) currentProcess(i int, streams ...string) bool {
 				ok = r.Current && !r.Offline && r.Lag == 0
 			}
 		}
-		if !ok {
+		if !ok || n.localLastSeq(ctx, i, name) < info.State.LastSeq {
 			return false
 		}
 	}
 	return true
+}
+
+// localLastSeq is the last sequence number server process i's own copy of
+// stream holds, as its monitoring endpoint reports it (0 if it has none).
+func (n *natsTrio) localLastSeq(ctx context.Context, i int, stream string) uint64 {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.mon[i]+"/jsz?accounts=true&streams=true", nil)
+	if err != nil {
+		return 0
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var jsz server.JSInfo
+	if err := json.NewDecoder(resp.Body).Decode(&jsz); err != nil {
+		return 0
+	}
+	for _, a := range jsz.AccountDetails {
+		for _, st := range a.Streams {
+			if st.Name == stream {
+				return st.State.LastSeq
+			}
+		}
+	}
+	return 0
 }
 
 // replicas returns the replica count of a JetStream stream.

@@ -300,6 +300,27 @@ func (s *stream) waitForWithin(text string, d time.Duration) ssetest.Event {
 	return s.WaitSeen(d, withData(text))
 }
 
+// idAfter waits for the event containing text and for the id that
+// follows it (a kept event's id comes with the position patch written
+// after it, which may arrive in a later read), and returns the last id
+// the stream has, as a browser that saw text would send back.
+func (s *stream) idAfter(text string) string {
+	s.t.Helper()
+	s.waitFor(text)
+	id := ""
+	ssetest.Eventually(s.t, waitLong, fmt.Sprintf("an id at or after %q", text), func() bool {
+		seen := false
+		for _, e := range s.Events() {
+			seen = seen || (!e.IsComment && strings.Contains(e.Text(), text))
+			if seen && e.HasID {
+				id = e.ID
+			}
+		}
+		return id != ""
+	})
+	return id
+}
+
 // lastID is the id of the last event that carried one, as a browser
 // keeps it to send back when it reconnects.
 func (s *stream) lastID() string {

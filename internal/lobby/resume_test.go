@@ -244,9 +244,8 @@ func awayAndBack(t *testing.T, bs *stream, back, phil *browser, watchers []*stre
 		joined[i] = w.count(joinedLine("brian"))
 	}
 	phil.say("before the drop")
-	bs.waitFor("before the drop")
+	lastID := bs.idAfter("before the drop")
 	restore := netfault.DropPort(t, bs.localPort())
-	lastID := bs.lastID()
 	lines := []string{"missed one", "missed two", "missed three"}
 	for _, text := range lines {
 		phil.say(text)
@@ -300,8 +299,7 @@ func TestResumeStormKeepsEveryLine(t *testing.T) {
 	sayer.say("before the storm")
 	lastIDs := make([]string, n)
 	for i, s := range streams {
-		s.waitFor("before the storm")
-		lastIDs[i] = s.lastID()
+		lastIDs[i] = s.idAfter("before the storm")
 		s.Close()
 	}
 	var lines []string
