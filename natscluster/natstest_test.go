@@ -14,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sfere-go/sfere/internal/testport"
 )
 
 // natsCluster is three in-process NATS servers routed into one cluster,
@@ -29,17 +31,6 @@ type natsCluster struct {
 	proc [3]*exec.Cmd
 }
 
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func startNATSCluster(t *testing.T) *natsCluster {
 	t.Helper()
 	return startNATSClusterOf(t, "")
@@ -51,11 +42,14 @@ func startNATSClusterOf(t *testing.T, bin string) *natsCluster {
 	t.Helper()
 	c := &natsCluster{t: t, bin: bin}
 	dir := t.TempDir()
+	// Below the ephemeral range: a replaced server binds the same ports
+	// again.
+	addrs := testport.Addrs(t, 2*len(c.opts))
 	var routes []string
 	for i := range c.opts {
 		c.opts[i] = ServerOptions{
-			Addr:     freeAddr(t),
-			Cluster:  freeAddr(t),
+			Addr:     addrs[2*i],
+			Cluster:  addrs[2*i+1],
 			Name:     "n" + string(rune('1'+i)),
 			StoreDir: filepath.Join(dir, "n"+string(rune('1'+i))),
 		}
@@ -213,6 +207,15 @@ func (c *natsCluster) startProcess(i int) {
 	args := []string{"-a", host, "-p", port, "-n", o.Name, "-js", "-sd", o.StoreDir,
 		"--cluster_name", "sfere", "-cluster", "nats://" + o.Cluster, "-routes", strings.Join(o.Routes, ",")}
 	cmd := exec.Command(c.bin, args...)
+	// The server's log goes beside its store (which a replacement
+	// deletes), to be shown if it never takes clients.
+	logPath := filepath.Join(filepath.Dir(o.StoreDir), o.Name+".log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer logFile.Close()
+	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
@@ -226,7 +229,11 @@ func (c *natsCluster) startProcess(i int) {
 			return
 		}
 		if time.Now().After(end) {
-			c.t.Fatalf("nats-server %s not ready: %v", o.Name, err)
+			log, _ := os.ReadFile(logPath)
+			if len(log) > 4096 {
+				log = log[len(log)-4096:]
+			}
+			c.t.Fatalf("nats-server %s not ready: %v; its log:\n%s", o.Name, err, log)
 		}
 	}
 }

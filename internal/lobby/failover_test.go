@@ -24,6 +24,7 @@ import (
 
 	"github.com/sfere-go/sfere/internal/lobby"
 	"github.com/sfere-go/sfere/internal/ssetest"
+	"github.com/sfere-go/sfere/internal/testport"
 	"github.com/sfere-go/sfere/natscluster"
 )
 
@@ -40,26 +41,20 @@ type natsTrio struct {
 	mon  [3]string // the processes' monitoring addresses
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // startNATSTrio starts the three servers: in this process, or as
 // processes of the nats-server binary bin if it is not empty.
 func startNATSTrio(t *testing.T, bin string) *natsTrio {
 	t.Helper()
 	n := &natsTrio{t: t, bin: bin}
 	dir := t.TempDir()
+	// Below the ephemeral range: a replaced server binds the same ports
+	// again.
+	addrs := testport.Addrs(t, 3*len(n.opts))
 	var routes []string
 	for i := range n.opts {
 		name := "nats" + strconv.Itoa(i+1)
-		n.opts[i] = natscluster.ServerOptions{Addr: freeAddr(t), Cluster: freeAddr(t), Name: name, StoreDir: filepath.Join(dir, name)}
+		n.opts[i] = natscluster.ServerOptions{Addr: addrs[3*i], Cluster: addrs[3*i+1], Name: name, StoreDir: filepath.Join(dir, name)}
+		n.mon[i] = addrs[3*i+2]
 		routes = append(routes, "nats://"+n.opts[i].Cluster)
 	}
 	for i := range n.opts {
@@ -202,25 +197,44 @@ func (n *natsTrio) startProcess(i int) {
 	n.t.Helper()
 	o := n.opts[i]
 	host, port, _ := net.SplitHostPort(o.Addr)
-	if n.mon[i] == "" {
-		n.mon[i] = freeAddr(n.t)
-	}
 	_, mport, _ := net.SplitHostPort(n.mon[i])
 	cmd := exec.Command(n.bin, "-a", host, "-p", port, "-n", o.Name, "-js", "-sd", o.StoreDir, "-m", mport,
 		"--cluster_name", "sfere", "-cluster", "nats://"+o.Cluster, "-routes", strings.Join(o.Routes, ","))
+	// The server's log goes beside its store (which a replacement
+	// deletes), to be shown if it never takes clients.
+	logPath := filepath.Join(filepath.Dir(o.StoreDir), o.Name+".log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	defer logFile.Close()
+	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		n.t.Fatal(err)
 	}
 	n.mu.Lock()
 	n.proc[i] = cmd
 	n.mu.Unlock()
-	ssetest.Eventually(n.t, 20*time.Second, "nats-server "+o.Name+" takes clients", func() bool {
+	const ready = 30 * time.Second
+	for end := time.Now().Add(ready); ; time.Sleep(20 * time.Millisecond) {
 		nc, err := nats.Connect("nats://"+o.Addr, nats.NoReconnect())
 		if err == nil {
 			nc.Close()
+			return
 		}
-		return err == nil
-	})
+		if time.Now().After(end) {
+			log, _ := os.ReadFile(logPath)
+			n.t.Fatalf("nats-server %s takes no clients after %v: %v; its log:\n%s", o.Name, ready, err, tail(log, 4096))
+		}
+	}
+}
+
+// tail is the last n bytes of b.
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
 }
 
 // currentProcess is current for a server process: asked through the
@@ -521,8 +535,9 @@ func TestEmbeddedClusterSurvivesLosingANode(t *testing.T) {
 	}
 	var client, routes [3]string
 	var all []string
+	addrs := testport.Addrs(t, 6)
 	for i := range 3 {
-		client[i], routes[i] = freeAddr(t), freeAddr(t)
+		client[i], routes[i] = addrs[2*i], addrs[2*i+1]
 		all = append(all, "nats://"+routes[i])
 	}
 	const heartbeat = time.Second
