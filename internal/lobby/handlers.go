@@ -52,10 +52,6 @@ type handlers struct {
 	clients    clients      // who sent a request (trusted proxies)
 	debug      bool
 	log        *slog.Logger
-	// openedAtPosition: the hub ends every stream's opening with a patch
-	// of the page's position, which carries the id (the history's
-	// PositionSignal is set).
-	openedAtPosition bool
 
 	// bodyTimeout bounds the time a request's body may take to arrive
 	// (slow-loris bodies); zero means no bound.
@@ -310,12 +306,11 @@ func (h *handlers) openStream(w http.ResponseWriter, r *http.Request, secure boo
 			return nil, fmt.Errorf("render recovery notice: %w", err)
 		}
 		initial = append(initial, sfere.AppendElements("#messages", line))
-	} else if !h.openedAtPosition {
+	} else {
 		// An empty signal patch: the opening then carries the stream's
 		// position as its id (the snapshot that follows carries none),
 		// so a client that got nothing else before a break still
-		// resumes from where it opened. With a position signal, the
-		// hub's own patch at the end of the opening does that.
+		// resumes from where it opened.
 		initial = append(initial, sfere.PatchSignals(json.RawMessage(`{}`)))
 	}
 	sid := sessionID(r, secure)

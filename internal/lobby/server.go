@@ -384,10 +384,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	s.ln = &notifyListener{Listener: ln, closed: make(chan struct{})}
 
 	h := &handlers{lobby: s.lobby, views: v, metrics: m, datastarJS: script, sessions: sessions, debug: opts.Debug, log: opts.Logger,
-		revoked:          revoked,
-		openedAtPosition: hubOpts.History.PositionSignal != "",
-		clients:          clients{trusted: opts.TrustedProxies},
-		bodyTimeout:      opts.BodyTimeout,
+		revoked:     revoked,
+		clients:     clients{trusted: opts.TrustedProxies},
+		bodyTimeout: opts.BodyTimeout,
 		budgets: budgets{
 			joins:   newRateLimit(opts.JoinRate, opts.JoinBurst),
 			streams: newRateLimit(opts.StreamRate, opts.StreamBurst),
