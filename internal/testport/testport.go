@@ -21,8 +21,9 @@ import (
 )
 
 // low is the first port handed out: above the ports services commonly
-// take.
-const low = 10000
+// take, and above the span the load tool binds its streams to by default
+// (sfere-load -src-port 12000, up to N=13,000 streams).
+const low = 25000
 
 // ErrNoPort is returned when no free port below the ephemeral range was
 // found.
@@ -84,7 +85,7 @@ func EphemeralStart() int {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err == nil {
 		if f := strings.Fields(string(b)); len(f) == 2 {
-			if v, err := strconv.Atoi(f[0]); err == nil && v > low+1000 {
+			if v, err := strconv.Atoi(f[0]); err == nil && v > 0 {
 				return v
 			}
 		}
