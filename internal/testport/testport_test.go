@@ -23,8 +23,8 @@ func TestAddrsAreFreeDistinctAndBelowTheEphemeralRange(t *testing.T) {
 			t.Fatal(err)
 		}
 		port, _ := strconv.Atoi(p)
-		if port >= testport.EphemeralStart() || port < 25000 {
-			t.Errorf("port %d outside [25000, %d)", port, testport.EphemeralStart())
+		if port >= testport.EphemeralStart() || port < 29000 {
+			t.Errorf("port %d outside [29000, %d)", port, testport.EphemeralStart())
 		}
 		l, err := net.Listen("tcp", a)
 		if err != nil {
