@@ -3,8 +3,6 @@ package presence
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -320,13 +318,13 @@ func (t *Tracker) Claim(ctx context.Context, person, owner, meta string) (rename
 	var closing []*sfere.Stream
 	if old := t.owners[owner]; old != nil {
 		renamed = old.id
-		if old.away && t.cluster != nil {
+		if old.state == stAway && t.cluster != nil {
 			// The other nodes keep it reserved too: they drop it now.
 			t.cluster.Leave(old.id, old.owner)
 		}
-		closing = t.departLocked(old, Departure{Reason: ReasonRenamed}, true)
+		closing = t.stepLocked(old, evRename)
 	}
-	t.claimedLocked(c)
+	t.newPersonLocked(c)
 	t.mu.Unlock()
 	t.end(closing, ErrLeft)
 	return renamed, nil
@@ -374,22 +372,7 @@ func (t *Tracker) holder(ctx context.Context, owner string) (*person, error) {
 	if t.people[c.Person] != nil || t.departedRef(c.Ref) {
 		return nil, ErrNotClaimed // held here by another owner, or gone
 	}
-	return t.claimedLocked(c), nil
-}
-
-// claimedLocked records c, a claim no stream came for yet on this node:
-// made here, or through another node. A claim the cluster keeps for a
-// person away (c.Away) waits for the resume window, and the person's
-// first stream here is a return.
-func (t *Tracker) claimedLocked(c Claim) *person {
-	p := t.newPersonLocked(c)
-	if c.Away && t.resume > 0 {
-		p.away = true
-		t.setTimerLocked(p, t.resume, t.resumeOver)
-		return p
-	}
-	t.setTimerLocked(p, t.claimTimeout, t.claimLapsed)
-	return p
+	return t.newPersonLocked(c), nil
 }
 
 // Serve serves a new stream of owner's person, under its own key, until
@@ -462,20 +445,12 @@ func (t *Tracker) Opened(s *sfere.Stream) {
 		return
 	}
 	t.streams[s] = p
-	p.local++
-	p.stopTimerLocked()
+	p.streams[s] = struct{}{}
 	p.vanished = false
 	if !o.reconnect || !s.Recovery().Recovered {
 		t.fresh[key] = struct{}{} // the next batch sends it a snapshot
 	}
-	if p.away {
-		// Back within the resume window, under a new Ref: news of the
-		// departed one (remembered as gone) is not mistaken for this.
-		t.backLocked(p, nextRef(p.ref))
-	}
-	if p.epoch == 0 {
-		t.arriveLocked(p)
-	}
+	t.stepLocked(p, evStream)
 	t.holdLocked(p)
 	select {
 	case <-s.Done():
@@ -506,58 +481,27 @@ func (t *Tracker) endedLocked(s *sfere.Stream, cause sfere.Cause, err error) {
 		return
 	}
 	delete(t.streams, s)
+	delete(p.streams, s)
 	delete(t.fresh, s.Key())
-	p.local--
 	if t.closed {
 		return
 	}
 	p.lastCause, p.lastErr = cause, err
-	if p.local == 0 {
+	if len(p.streams) == 0 {
 		p.vanished = errors.Is(err, sfere.ErrPeerVanished)
 	}
 	t.holdLocked(p)
-	t.checkLocked(p)
-}
-
-// checkLocked starts the grace period of a present person held nowhere,
-// or makes it depart at once when its last stream's peer vanished (or
-// there is no grace).
-func (t *Tracker) checkLocked(p *person) {
-	if p.held() || p.epoch == 0 || p.timer != nil {
-		return
-	}
-	if p.vanished || t.grace < 0 {
-		t.departLocked(p, Departure{Reason: ReasonClosed, Cause: p.lastCause, Err: p.lastErr}, false)
-		return
-	}
-	t.setTimerLocked(p, t.grace, t.graceOver)
-}
-
-// graceOver ends a grace period: the person departs unless a stream came
-// back meanwhile.
-func (t *Tracker) graceOver(p *person, gen uint64) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed || p.gen != gen || t.people[p.id] != p {
-		return
-	}
-	p.timer = nil
 	if !p.held() {
-		t.departLocked(p, Departure{Reason: ReasonClosed, Cause: p.lastCause, Err: p.lastErr}, false)
+		t.stepLocked(p, lastEnded(p.vanished))
 	}
 }
 
-// claimLapsed drops a claim no stream came for, silently.
-func (t *Tracker) claimLapsed(p *person, gen uint64) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed || p.gen != gen || t.people[p.id] != p {
-		return
+// lastEnded is the event of a person's last stream ending.
+func lastEnded(vanished bool) personEvent {
+	if vanished {
+		return evVanished
 	}
-	p.timer = nil
-	if p.epoch == 0 && !p.held() {
-		t.departLocked(p, Departure{}, false)
-	}
+	return evEnded
 }
 
 // Leave makes owner's person depart now ([ReasonLeft]) and ends its
@@ -574,109 +518,13 @@ func (t *Tracker) Leave(ctx context.Context, owner string) (string, error) {
 		t.mu.Unlock()
 		return "", ErrNotClaimed
 	}
-	closing := t.departLocked(p, Departure{Reason: ReasonLeft}, true)
+	closing := t.stepLocked(p, evLeave)
 	if t.cluster != nil {
 		t.cluster.Leave(p.id, p.owner)
 	}
 	t.mu.Unlock()
 	t.end(closing, ErrLeft)
 	return p.id, nil
-}
-
-// departLocked is the one place a person departs: it forgets p, and if p
-// had arrived, records the departure for the next batch. It returns p's
-// streams on this node, which the caller ends (after unlocking) if
-// closeStreams. A departure that may be resumed (see [Options.Resume])
-// keeps p, away, for the resume window.
-func (t *Tracker) departLocked(p *person, d Departure, closeStreams bool) []*sfere.Stream {
-	p.stopTimerLocked()
-	t.rememberGoneLocked(p.ref)
-	if t.resume > 0 && p.epoch != 0 && (d.Reason == ReasonClosed || d.Reason == ReasonNodeLost) {
-		t.awayLocked(p, d)
-		return nil
-	}
-	delete(t.people, p.id)
-	if t.owners[p.owner] == p {
-		delete(t.owners, p.owner)
-	}
-	var closing []*sfere.Stream
-	for s, q := range t.streams {
-		if q == p {
-			delete(t.streams, s)
-			delete(t.fresh, s.Key())
-			if closeStreams {
-				closing = append(closing, s)
-			}
-		}
-	}
-	if t.cluster != nil {
-		t.cluster.Release(p.id, p.owner)
-		if p.local > 0 {
-			t.cluster.Hold(Hold{Claim: p.claim()})
-		}
-	}
-	p.local = 0
-	if p.epoch != 0 && d.Reason != 0 {
-		d.Member = p.member()
-		t.recordDepartureLocked(d)
-	}
-	return closing
-}
-
-// recordDepartureLocked records the departure d for the next batch; the
-// person's state must show it already (a batch may go out at once).
-func (t *Tracker) recordDepartureLocked(d Departure) {
-	d.Member.Present = true
-	t.departed[d.ID] = d
-	t.dirty[d.ID] = struct{}{}
-	t.changedLocked()
-}
-
-// awayLocked makes p depart resumably: the departure is announced, but p
-// keeps its claim (on every node: the cluster keeps asserting it) until
-// the resume window runs out or its owner comes back. p is held nowhere,
-// so it has no stream on this node. Its Ref was remembered as gone: a
-// return comes under a new one.
-func (t *Tracker) awayLocked(p *person, d Departure) {
-	d.Resumable = true
-	d.Member = p.member()
-	p.epoch, p.since = 0, time.Time{}
-	p.away, p.back = true, false
-	p.remote = nil
-	if t.cluster != nil {
-		t.cluster.Reserve(p.claim())
-	}
-	t.setTimerLocked(p, t.resume, t.resumeOver)
-	t.recordDepartureLocked(d)
-}
-
-// backLocked ends p's time away: the caller is about to announce its
-// arrival, a return, under ref.
-func (t *Tracker) backLocked(p *person, ref string) {
-	p.away, p.back = false, true
-	p.ref = ref
-}
-
-// nextRef is the Ref of a return after a departure under ref: a new one,
-// the same on every node (two nodes that see the person back at once, or
-// a node that knew it only from the cluster, agree on it).
-func nextRef(ref string) string {
-	sum := sha256.Sum256([]byte(ref))
-	return hex.EncodeToString(sum[:8])
-}
-
-// resumeOver ends a resume window: the claim of a person still away is
-// released, silently (its departure was announced).
-func (t *Tracker) resumeOver(p *person, gen uint64) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed || p.gen != gen || t.people[p.id] != p {
-		return
-	}
-	p.timer = nil
-	if p.away && !p.held() {
-		t.departLocked(p, Departure{}, false)
-	}
 }
 
 // goneFor is how long the Ref of a departed claim is remembered: late news
@@ -706,20 +554,10 @@ func (t *Tracker) departedRef(ref string) bool {
 	return ok && time.Since(at) <= goneFor
 }
 
-// arriveLocked announces p's arrival in the next batch.
-func (t *Tracker) arriveLocked(p *person) {
-	t.seq++
-	p.epoch = t.seq
-	if p.since.IsZero() {
-		p.since = time.Now()
-	}
-	t.dirty[p.id] = struct{}{}
-}
-
 // holdLocked tells the cluster what this node holds of p.
 func (t *Tracker) holdLocked(p *person) {
 	if t.cluster != nil {
-		t.cluster.Hold(Hold{Claim: p.claim(), Streams: p.local, Since: p.since, Vanished: p.vanished})
+		t.cluster.Hold(Hold{Claim: p.claim(), Streams: len(p.streams), Since: p.since, Vanished: p.vanished})
 	}
 }
 
