@@ -41,7 +41,7 @@ const stormBatch = 10
 // longer after a big batch, the base one after a small batch.
 func (t *Tracker) flushTimer() {
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	t.flushing = nil
 	if t.closed {
 		return

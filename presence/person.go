@@ -260,9 +260,7 @@ func (t *Tracker) awayLocked(p *person, d Departure) {
 	p.epoch, p.since = 0, time.Time{}
 	p.back = false
 	p.remote = nil
-	if t.cluster != nil {
-		t.cluster.Reserve(p.claim())
-	}
+	t.callLocked(reserve(p.claim()))
 	t.setTimerLocked(p, t.resume)
 	t.recordDepartureLocked(d)
 }
@@ -283,11 +281,9 @@ func (t *Tracker) forgetLocked(p *person) []*sfere.Stream {
 		streams = append(streams, s)
 	}
 	clear(p.streams)
-	if t.cluster != nil {
-		t.cluster.Release(p.id, p.owner)
-		if len(streams) > 0 {
-			t.cluster.Hold(Hold{Claim: p.claim()})
-		}
+	t.callLocked(release(p.id, p.owner))
+	if len(streams) > 0 {
+		t.callLocked(hold(Hold{Claim: p.claim()}))
 	}
 	return streams
 }
@@ -329,7 +325,7 @@ func (p *person) stopTimerLocked() {
 // resume window, whichever its state says.
 func (t *Tracker) timerFired(p *person, gen uint64) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	if t.closed || p.gen != gen || t.people[p.id] != p {
 		return
 	}

@@ -12,7 +12,7 @@ var _ Notify = notify{}
 func (n notify) Held(node string, h Hold) {
 	t := n.t
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	t.heldLocked(node, h)
 }
 
@@ -53,7 +53,7 @@ func (t *Tracker) heldLocked(node string, h Hold) {
 			// Back through that node, under the Ref it gave the return;
 			// this node keeps asserting the claim as it did while away.
 			p.ref = h.Ref
-			t.cluster.Reserve(p.claim())
+			t.callLocked(reserve(p.claim()))
 		}
 		return
 	}
@@ -70,7 +70,7 @@ func (t *Tracker) heldLocked(node string, h Hold) {
 func (n notify) Snapshot(node string, holds []Hold) {
 	t := n.t
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	in := make(map[string]bool, len(holds))
 	for _, h := range holds {
 		in[h.Person] = true
@@ -86,7 +86,7 @@ func (n notify) Snapshot(node string, holds []Hold) {
 func (n notify) NodeLost(node string) {
 	t := n.t
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	if t.closed {
 		return
 	}
@@ -106,18 +106,18 @@ func (n notify) Left(person, owner string) {
 	t.mu.Lock()
 	p := t.people[person]
 	if t.closed || p == nil || p.owner != owner {
-		t.mu.Unlock()
+		t.unlock()
 		return
 	}
 	closing := t.stepLocked(p, evLeave)
-	t.mu.Unlock()
+	t.unlock()
 	t.end(closing, ErrLeft)
 }
 
 func (n notify) Holds() []Hold {
 	t := n.t
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	var out []Hold
 	for _, p := range t.people {
 		if len(p.streams) > 0 {

@@ -183,7 +183,8 @@ type Options struct {
 
 // Tracker follows the people of one room over their streams on one hub.
 // All its methods are safe for concurrent use. It holds one lock; nothing
-// that waits on the network runs under it (broadcasts only queue bytes).
+// that waits on the network runs under it (broadcasts only queue bytes),
+// and it never calls its cluster with the lock held.
 type Tracker struct {
 	hub              *sfere.Hub
 	room             string
@@ -202,6 +203,9 @@ type Tracker struct {
 	log              *slog.Logger
 
 	mu        sync.Mutex
+	outbox    []func(Cluster) // cluster calls decided under mu, made after it (see unlock)
+	sending   bool            // a goroutine is making the outbox's calls
+	sent      sync.Cond       // signalled when it stops; L is &mu
 	closed    bool
 	seq       uint64                    // arrival epochs
 	people    map[string]*person        // id -> person (claimed, present, in grace or away)
@@ -256,6 +260,7 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 		fresh:            make(sfere.KeySet),
 		gone:             make(map[string]time.Time),
 	}
+	t.sent.L = &t.mu
 	t.maxWindow = max(t.maxWindow, t.window)
 	t.current = t.window
 	if t.cluster != nil {
@@ -279,18 +284,18 @@ func (t *Tracker) Room() string { return t.room }
 func (t *Tracker) Claim(ctx context.Context, person, owner, meta string) (renamed string, err error) {
 	t.mu.Lock()
 	if t.closed {
-		t.mu.Unlock()
+		t.unlock()
 		return "", ErrClosed
 	}
 	if p := t.people[person]; p != nil {
-		defer t.mu.Unlock()
+		defer t.unlock()
 		if p.owner != owner {
 			return "", fmt.Errorf("%w: %q", ErrTaken, person)
 		}
 		p.meta = meta
 		return "", nil
 	}
-	t.mu.Unlock()
+	t.unlock()
 
 	c := Claim{Person: person, Owner: owner, Meta: meta, Ref: newConnID()}
 	if t.cluster != nil {
@@ -301,16 +306,14 @@ func (t *Tracker) Claim(ctx context.Context, person, owner, meta string) (rename
 
 	t.mu.Lock()
 	if t.closed {
-		t.mu.Unlock()
+		t.unlock()
 		return "", ErrClosed
 	}
 	if p := t.people[person]; p != nil {
 		// Claimed here (or seen held elsewhere) while the cluster answered.
-		defer t.mu.Unlock()
+		defer t.unlock()
 		if p.owner != owner {
-			if t.cluster != nil {
-				t.cluster.Release(person, owner)
-			}
+			t.callLocked(release(person, owner))
 			return "", fmt.Errorf("%w: %q", ErrTaken, person)
 		}
 		return "", nil
@@ -318,14 +321,14 @@ func (t *Tracker) Claim(ctx context.Context, person, owner, meta string) (rename
 	var closing []*sfere.Stream
 	if old := t.owners[owner]; old != nil {
 		renamed = old.id
-		if old.state == stAway && t.cluster != nil {
+		if old.state == stAway {
 			// The other nodes keep it reserved too: they drop it now.
-			t.cluster.Leave(old.id, old.owner)
+			t.callLocked(leave(old.id, old.owner))
 		}
 		closing = t.stepLocked(old, evRename)
 	}
 	t.newPersonLocked(c)
-	t.mu.Unlock()
+	t.unlock()
 	t.end(closing, ErrLeft)
 	return renamed, nil
 }
@@ -340,7 +343,7 @@ func (t *Tracker) Lookup(ctx context.Context, owner string) (Member, bool) {
 		return Member{}, false
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	return p.member(), true
 }
 
@@ -349,11 +352,11 @@ func (t *Tracker) Lookup(ctx context.Context, owner string) (Member, bool) {
 func (t *Tracker) holder(ctx context.Context, owner string) (*person, error) {
 	t.mu.Lock()
 	if t.closed {
-		t.mu.Unlock()
+		t.unlock()
 		return nil, ErrClosed
 	}
 	p := t.owners[owner]
-	t.mu.Unlock()
+	t.unlock()
 	if p != nil {
 		return p, nil
 	}
@@ -365,7 +368,7 @@ func (t *Tracker) holder(ctx context.Context, owner string) (*person, error) {
 		return nil, ErrNotClaimed
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	if p := t.owners[owner]; p != nil {
 		return p, nil
 	}
@@ -398,13 +401,13 @@ func (t *Tracker) open(w http.ResponseWriter, r *http.Request, owner string, ini
 	key := StreamKey(t.room, p.id, newConnID())
 	t.mu.Lock()
 	if t.people[p.id] != p {
-		t.mu.Unlock()
+		t.unlock()
 		return nil, ErrNotClaimed // it left meanwhile
 	}
 	// A request with a Last-Event-ID header is a client reconnecting
 	// (a page's first request passes its position as a query parameter).
 	t.opening[key] = opening{p, t.resumeKeepsState && r.Header.Get("Last-Event-ID") != ""}
-	t.mu.Unlock()
+	t.unlock()
 	var s *sfere.Stream
 	if detach {
 		s, err = t.hub.Detach(w, r, key, initial...)
@@ -414,7 +417,7 @@ func (t *Tracker) open(w http.ResponseWriter, r *http.Request, owner string, ini
 	if err != nil {
 		t.mu.Lock()
 		delete(t.opening, key)
-		t.mu.Unlock()
+		t.unlock()
 	}
 	return s, err
 }
@@ -440,7 +443,7 @@ func (t *Tracker) Opened(s *sfere.Stream) {
 	p := o.p
 	delete(t.opening, key)
 	if t.closed || p == nil || t.people[p.id] != p {
-		t.mu.Unlock()
+		t.unlock()
 		t.end([]*sfere.Stream{s}, ErrNotClaimed)
 		return
 	}
@@ -460,7 +463,7 @@ func (t *Tracker) Opened(s *sfere.Stream) {
 	default:
 	}
 	t.changedLocked()
-	t.mu.Unlock()
+	t.unlock()
 }
 
 // Evicted records a stream that left the store: call it from the store's
@@ -470,7 +473,7 @@ func (t *Tracker) Evicted(ev sfere.Eviction) {
 		return
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	t.endedLocked(ev.Stream, ev.Cause, ev.Err)
 }
 
@@ -515,14 +518,12 @@ func (t *Tracker) Leave(ctx context.Context, owner string) (string, error) {
 	}
 	t.mu.Lock()
 	if t.people[p.id] != p {
-		t.mu.Unlock()
+		t.unlock()
 		return "", ErrNotClaimed
 	}
 	closing := t.stepLocked(p, evLeave)
-	if t.cluster != nil {
-		t.cluster.Leave(p.id, p.owner)
-	}
-	t.mu.Unlock()
+	t.callLocked(leave(p.id, p.owner))
+	t.unlock()
 	t.end(closing, ErrLeft)
 	return p.id, nil
 }
@@ -556,9 +557,7 @@ func (t *Tracker) departedRef(ref string) bool {
 
 // holdLocked tells the cluster what this node holds of p.
 func (t *Tracker) holdLocked(p *person) {
-	if t.cluster != nil {
-		t.cluster.Hold(Hold{Claim: p.claim(), Streams: len(p.streams), Since: p.since, Vanished: p.vanished})
-	}
+	t.callLocked(hold(Hold{Claim: p.claim(), Streams: len(p.streams), Since: p.since, Vanished: p.vanished}))
 }
 
 // end sends why's goodbye to streams and closes them. t.mu must not be
@@ -582,14 +581,14 @@ func (t *Tracker) end(streams []*sfere.Stream, why error) {
 // order of arrival.
 func (t *Tracker) Members() []Member {
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	return slices.Clone(t.membersLocked())
 }
 
 // Count returns how many people the streams were last told of.
 func (t *Tracker) Count() int {
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	return len(t.published)
 }
 
@@ -617,7 +616,7 @@ func byArrival(a, b Member) int {
 func (t *Tracker) Close() {
 	t.mu.Lock()
 	if t.closed {
-		t.mu.Unlock()
+		t.unlock()
 		return
 	}
 	t.closed = true
@@ -628,7 +627,10 @@ func (t *Tracker) Close() {
 		t.flushing.Stop()
 		t.flushing = nil
 	}
-	t.mu.Unlock()
+	for t.sending {
+		t.sent.Wait() // the cluster calls in flight go before Close
+	}
+	t.unlock()
 	if t.cluster != nil {
 		t.cluster.Close()
 	}
