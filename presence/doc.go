@@ -56,9 +56,10 @@
 //
 // # Wiring
 //
-// The tracker learns of streams from the hub's hooks: pass [Tracker.Opened]
-// as (or call it from) [sfere.HubOptions.OnOpen] and [Tracker.Evicted] from
-// the store's [sfere.EvictFunc]. Streams of other categories are ignored.
+// There is none to do: [New] takes the hub and follows its streams from
+// then on ([sfere.Hub.OnOpen], [sfere.Stream.AfterEnd]), so the hub, its
+// store and their options know nothing of the tracker. Make the tracker
+// before the hub serves the room. Streams of other categories are ignored.
 //
 // # Cluster
 //

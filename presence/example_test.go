@@ -17,10 +17,8 @@ import (
 // the person arrives with the first and departs when the last has been
 // gone for the grace period.
 func Example() {
-	var tracker *presence.Tracker
-	store := sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: func(ev sfere.Eviction) { tracker.Evicted(ev) }})
-	hub := sfere.NewHub(store, sfere.HubOptions{OnOpen: func(s *sfere.Stream) { tracker.Opened(s) }})
-	tracker, _ = presence.New(hub, presence.Options{
+	hub := sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), sfere.HubOptions{})
+	tracker, _ := presence.New(hub, presence.Options{
 		Room:  "lobby",
 		Grace: 2 * time.Second,
 		Snapshot: func(ms []presence.Member, d presence.Diff) []sfere.Effect {
@@ -113,11 +111,9 @@ func ExampleTracker_Claim() {
 // With a resume window, a person whose page lost its stream departs as
 // ever, but keeps its name: when the page reconnects, the person is back.
 func ExampleOptions_resume() {
-	var tracker *presence.Tracker
-	store := sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: func(ev sfere.Eviction) { tracker.Evicted(ev) }})
-	hub := sfere.NewHub(store, sfere.HubOptions{OnOpen: func(s *sfere.Stream) { tracker.Opened(s) }})
+	hub := sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), sfere.HubOptions{})
 	lines := make(chan string, 16)
-	tracker, _ = presence.New(hub, presence.Options{
+	tracker, _ := presence.New(hub, presence.Options{
 		Room:     "lobby",
 		Grace:    -1, // depart as soon as the last stream ends
 		Resume:   2 * time.Minute,

@@ -69,9 +69,7 @@ func newRig(t testing.TB, opts presence.Options) *rig {
 func newRigUserTimeout(t testing.TB, opts presence.Options, userTimeout time.Duration) *rig {
 	t.Helper()
 	r := &rig{t: t}
-	var tr *presence.Tracker
-	store := sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: func(ev sfere.Eviction) { tr.Evicted(ev) }})
-	r.hub = sfere.NewHub(store, sfere.HubOptions{OnOpen: func(s *sfere.Stream) { tr.Opened(s) }})
+	r.hub = sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), sfere.HubOptions{})
 	opts.Room = room
 	if opts.Snapshot == nil {
 		opts.Snapshot = renderSnapshot
@@ -84,8 +82,8 @@ func newRigUserTimeout(t testing.TB, opts presence.Options, userTimeout time.Dur
 		r.diffs = append(r.diffs, d)
 		r.mu.Unlock()
 	}
-	var err error
-	if tr, err = presence.New(r.hub, opts); err != nil {
+	tr, err := presence.New(r.hub, opts)
+	if err != nil {
 		t.Fatal(err)
 	}
 	r.tracker = tr

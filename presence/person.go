@@ -276,7 +276,6 @@ func (t *Tracker) forgetLocked(p *person) []*sfere.Stream {
 	}
 	var streams []*sfere.Stream
 	for s := range p.streams {
-		delete(t.streams, s)
 		delete(t.fresh, s.Key())
 		streams = append(streams, s)
 	}

@@ -207,25 +207,25 @@ type Tracker struct {
 	sending   bool            // a goroutine is making the outbox's calls
 	sent      sync.Cond       // signalled when it stops; L is &mu
 	closed    bool
-	seq       uint64                    // arrival epochs
-	people    map[string]*person        // id -> person (claimed, present, in grace or away)
-	owners    map[string]*person        // owner -> person
-	opening   map[sfere.Key]opening     // streams on their way into the store
-	streams   map[*sfere.Stream]*person // this node's streams
-	published map[string]Member         // the state as of the last batch
-	sorted    []Member                  // published in order of arrival; nil when stale
-	epochs    map[string]uint64         // published arrival epoch by id
-	dirty     map[string]struct{}       // ids changed since the last batch
-	departed  map[string]Departure      // this batch's departures by id
-	fresh     sfere.KeySet              // streams opened since the last batch
-	gone      map[string]time.Time      // Refs of departed claims, and when
-	lastFlush time.Time                 // when the last batch went out
-	current   time.Duration             // the window in force: Window, doubled while a storm lasts
-	flushing  *time.Timer               // the pending batch's timer, if any
+	seq       uint64                // arrival epochs
+	people    map[string]*person    // id -> person (claimed, present, in grace or away)
+	owners    map[string]*person    // owner -> person
+	opening   map[sfere.Key]opening // streams on their way into the store
+	published map[string]Member     // the state as of the last batch
+	sorted    []Member              // published in order of arrival; nil when stale
+	epochs    map[string]uint64     // published arrival epoch by id
+	dirty     map[string]struct{}   // ids changed since the last batch
+	departed  map[string]Departure  // this batch's departures by id
+	fresh     sfere.KeySet          // streams opened since the last batch
+	gone      map[string]time.Time  // Refs of departed claims, and when
+	lastFlush time.Time             // when the last batch went out
+	current   time.Duration         // the window in force: Window, doubled while a storm lasts
+	flushing  *time.Timer           // the pending batch's timer, if any
 }
 
-// New returns a tracker of opts.Room on hub. Wire [Tracker.Opened] and
-// [Tracker.Evicted] to the hub's hooks (see the package doc).
+// New returns a tracker of opts.Room on hub. It follows the hub's streams
+// from now on (see [sfere.Hub.OnOpen]): there is nothing to wire. Make it
+// before the hub serves any stream of the room.
 func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 	if opts.Room == "" {
 		return nil, errors.New("presence: Options.Room is required")
@@ -252,7 +252,6 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 		people:           make(map[string]*person),
 		owners:           make(map[string]*person),
 		opening:          make(map[sfere.Key]opening),
-		streams:          make(map[*sfere.Stream]*person),
 		published:        make(map[string]Member),
 		epochs:           make(map[string]uint64),
 		dirty:            make(map[string]struct{}),
@@ -268,6 +267,7 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 			return nil, fmt.Errorf("presence: start cluster: %w", err)
 		}
 	}
+	hub.OnOpen(t.opened)
 	return t, nil
 }
 
@@ -430,10 +430,11 @@ type opening struct {
 	reconnect bool
 }
 
-// Opened records a stream the hub stored: call it from
-// [sfere.HubOptions.OnOpen]. A stream of the room that the tracker did not
-// open for a claimed person is sent [Options.Goodbye] and closed.
-func (t *Tracker) Opened(s *sfere.Stream) {
+// opened records a stream the hub stored (the hub calls it: see [New]),
+// and arranges for its end to be recorded. A stream of the room that the
+// tracker did not open for a claimed person is sent [Options.Goodbye] and
+// closed.
+func (t *Tracker) opened(s *sfere.Stream) {
 	key := s.Key()
 	if key.Category != t.room {
 		return
@@ -447,7 +448,6 @@ func (t *Tracker) Opened(s *sfere.Stream) {
 		t.end([]*sfere.Stream{s}, ErrNotClaimed)
 		return
 	}
-	t.streams[s] = p
 	p.streams[s] = struct{}{}
 	p.vanished = false
 	if !o.reconnect || !s.Recovery().Recovered {
@@ -455,35 +455,25 @@ func (t *Tracker) Opened(s *sfere.Stream) {
 	}
 	t.stepLocked(p, evStream)
 	t.holdLocked(p)
-	select {
-	case <-s.Done():
-		// It was evicted before it was recorded: its eviction found
-		// nothing to do, so its end is handled here.
-		t.endedLocked(s, sfere.CauseClosed, nil)
-	default:
-	}
 	t.changedLocked()
 	t.unlock()
+	// Outside the lock: a stream that ended already runs it now.
+	s.AfterEnd(func() { t.ended(p, s) })
 }
 
-// Evicted records a stream that left the store: call it from the store's
-// [sfere.EvictFunc]. Streams of other rooms are ignored.
-func (t *Tracker) Evicted(ev sfere.Eviction) {
-	if ev.Key.Category != t.room || ev.Stream == nil {
-		return
-	}
+// ended records the end of p's stream s.
+func (t *Tracker) ended(p *person, s *sfere.Stream) {
+	ev := s.Eviction()
 	t.mu.Lock()
 	defer t.unlock()
-	t.endedLocked(ev.Stream, ev.Cause, ev.Err)
+	t.endedLocked(p, s, ev.Cause, ev.Err)
 }
 
 // endedLocked handles the end of one of this node's streams.
-func (t *Tracker) endedLocked(s *sfere.Stream, cause sfere.Cause, err error) {
-	p := t.streams[s]
-	if p == nil {
-		return
+func (t *Tracker) endedLocked(p *person, s *sfere.Stream, cause sfere.Cause, err error) {
+	if _, ok := p.streams[s]; !ok {
+		return // p was forgotten meanwhile, and its streams with it
 	}
-	delete(t.streams, s)
 	delete(p.streams, s)
 	delete(t.fresh, s.Key())
 	if t.closed {
