@@ -9,7 +9,9 @@
 // a grace period, or they left explicitly, or the node holding their
 // streams was lost). A reload or a tab switch within the grace period says
 // nothing; a peer that TCP gave up on ([sfere.ErrPeerVanished]) departs at
-// once.
+// once. When many streams break at once, the grace period stretches to
+// [Options.StormGrace], so that a crowd coming back slowly after a proxy
+// restart or a blip at the server is announced to nobody.
 //
 // # Resume window
 //

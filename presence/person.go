@@ -149,9 +149,11 @@ type person struct {
 
 	lastCause sfere.Cause // how its last stream ended
 	lastErr   error
+	brokeAt   time.Time // when its grace period started
+	stormed   bool      // its grace period is a storm's (see storm.go)
 
-	timer *time.Timer // claim timeout, grace or resume window
-	gen   uint64      // bumped whenever the timer changes; a stale timer does nothing
+	timer stopper // claim timeout, grace or resume window
+	gen   uint64  // bumped whenever the timer changes; a stale timer does nothing
 }
 
 // newPersonLocked records c, claimed (or away, for a claim the cluster
@@ -222,8 +224,9 @@ func (t *Tracker) stepLocked(p *person, ev personEvent) []*sfere.Stream {
 		t.arriveLocked(p)
 	case doStay:
 		p.stopTimerLocked()
+		t.returnedLocked()
 	case doGrace:
-		t.setTimerLocked(p, t.grace)
+		t.graceLocked(p)
 	case doAway:
 		t.awayLocked(p, p.departure(ev))
 	case doDepart:
@@ -309,7 +312,7 @@ func nextRef(ref string) string {
 func (t *Tracker) setTimerLocked(p *person, d time.Duration) {
 	p.stopTimerLocked()
 	gen := p.gen
-	p.timer = time.AfterFunc(d, func() { t.timerFired(p, gen) })
+	p.timer = t.clock.afterFunc(d, func() { t.timerFired(p, gen) })
 }
 
 func (p *person) stopTimerLocked() {
@@ -329,5 +332,8 @@ func (t *Tracker) timerFired(p *person, gen uint64) {
 		return
 	}
 	p.timer = nil
+	if p.state == stGrace && !t.graceOverLocked(p) {
+		return
+	}
 	t.stepLocked(p, evTimer)
 }

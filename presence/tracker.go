@@ -123,6 +123,16 @@ type Options struct {
 	// (a reload) before its departure. Zero means [DefaultGrace];
 	// negative means no grace.
 	Grace time.Duration
+	// StormGrace is the grace period when many streams break at once (a
+	// proxy restart, a blip at the server): at least 20 people's last
+	// streams, and a tenth of the room's people, within half a second.
+	// Their people come back all together, and the server takes a while
+	// to answer them all: each person whose stream broke in the storm, or
+	// was in its grace period when the storm began, may come back within
+	// StormGrace of its break, and no storm grace runs out while people
+	// keep coming back at a storm's rate. Zero means 5 × Grace; a
+	// StormGrace not above Grace turns the rule off.
+	StormGrace time.Duration
 	// Window is the batching window: changes within it reach each stream
 	// as one event. Zero means [DefaultWindow]; negative means every
 	// change goes out alone, at once.
@@ -190,6 +200,7 @@ type Tracker struct {
 	room             string
 	everyone         sfere.Pattern
 	grace            time.Duration
+	stormGrace       time.Duration
 	window           time.Duration
 	maxWindow        time.Duration
 	claimTimeout     time.Duration
@@ -201,6 +212,7 @@ type Tracker struct {
 	resumeKeepsState bool
 	cluster          Cluster
 	log              *slog.Logger
+	clock            clock
 
 	mu        sync.Mutex
 	outbox    []func(Cluster) // cluster calls decided under mu, made after it (see unlock)
@@ -220,6 +232,9 @@ type Tracker struct {
 	gone      map[string]time.Time  // Refs of departed claims, and when
 	lastFlush time.Time             // when the last batch went out
 	current   time.Duration         // the window in force: Window, doubled while a storm lasts
+	breaks    rate                  // people whose last stream ended, lately (see storm.go)
+	returns   rate                  // people who came back within their grace period, lately
+	storm     bool                  // the last break was in a storm
 	flushing  *time.Timer           // the pending batch's timer, if any
 }
 
@@ -249,6 +264,7 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 		resumeKeepsState: opts.ResumeKeepsState,
 		cluster:          opts.Cluster,
 		log:              cmp.Or(opts.Logger, slog.Default()),
+		clock:            realClock{},
 		people:           make(map[string]*person),
 		owners:           make(map[string]*person),
 		opening:          make(map[sfere.Key]opening),
@@ -260,6 +276,8 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 		gone:             make(map[string]time.Time),
 	}
 	t.sent.L = &t.mu
+	t.stormGrace = cmp.Or(opts.StormGrace, 5*t.grace)
+	t.breaks.span, t.returns.span = stormSpan, stormSpan
 	t.maxWindow = max(t.maxWindow, t.window)
 	t.current = t.window
 	if t.cluster != nil {
