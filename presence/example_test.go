@@ -1,6 +1,7 @@
 package presence_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -64,9 +65,12 @@ func Example() {
 			return
 		}
 		defer resp.Body.Close()
-	}
-	for hub.Count(presence.StreamsOf("lobby", "u42")) < 2 {
-		time.Sleep(time.Millisecond)
+		// Its first event is the room's state (a snapshot): the tracker
+		// has recorded the stream.
+		if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
+			fmt.Println(err)
+			return
+		}
 	}
 	for _, m := range tracker.Members() {
 		fmt.Println(m.ID, m.Meta, "present:", m.Present)

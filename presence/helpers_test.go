@@ -2,6 +2,7 @@ package presence_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -55,8 +56,54 @@ type rig struct {
 	srv     *httptest.Server
 	url     string
 
+	clock   *presence.FakeClock // nil: the person timers run on the real clock
+	markers int                 // markers sent (settle)
+
 	mu    sync.Mutex
 	diffs []presence.Diff // every batch, as OnDiff saw it
+}
+
+// newRigClock is newRig with a fake clock for the person timers (claim
+// timeout, grace, resume window): they fire only when r.clock advances.
+func newRigClock(t testing.TB, opts presence.Options) *rig {
+	t.Helper()
+	r := newRig(t, opts)
+	r.clock = presence.UseFakeClock(r.tracker)
+	return r
+}
+
+// waitState waits until the tracker holds person id in state, with
+// streams of its streams on this node.
+func (r *rig) waitState(id, state string, streams int) {
+	r.t.Helper()
+	ssetest.Eventually(r.t, waitLong, id+" "+state, func() bool {
+		s, n := presence.PersonState(r.tracker, id)
+		return s == state && n == streams
+	})
+}
+
+// checkState checks that the tracker holds person id in state now.
+func (r *rig) checkState(id, state string) {
+	r.t.Helper()
+	if s, _ := presence.PersonState(r.tracker, id); s != state {
+		r.t.Errorf("%s is %s, want %s", id, s, state)
+	}
+}
+
+// settle sends the pending batch, then a marker to every stream of the
+// room, and waits until each of tabs read it: each has read all the
+// tracker sent it so far.
+func (r *rig) settle(tabs ...*tab) {
+	r.t.Helper()
+	presence.Flush(r.tracker)
+	r.markers++
+	marker := fmt.Sprintf(`<p id="marker-%d"></p>`, r.markers)
+	if _, err := r.hub.Broadcast(presence.Everyone(room), nil, sfere.PatchElements(marker)); err != nil {
+		r.t.Fatal(err)
+	}
+	for _, tb := range tabs {
+		tb.waitFor(marker)
+	}
 }
 
 func newRig(t testing.TB, opts presence.Options) *rig {

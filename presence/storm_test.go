@@ -18,7 +18,7 @@ func TestStormOfBreaksAnnouncesNobodyWhoComesBack(t *testing.T) {
 	const (
 		n          = 30
 		grace      = 150 * time.Millisecond
-		stormGrace = 3 * time.Second
+		stormGrace = 5 * time.Second
 	)
 	r := newRig(t, presence.Options{Grace: grace, StormGrace: stormGrace})
 	r.claim("observer", "o")
@@ -47,9 +47,12 @@ func TestStormOfBreaksAnnouncesNobodyWhoComesBack(t *testing.T) {
 	// Slow reconnects: the first after twice the base grace, then one
 	// every 20 ms (pacing, as a server answering a crowd would).
 	for i := range n {
-		time.Sleep(time.Until(broke.Add(2*grace + time.Duration(i)*20*time.Millisecond)))
-		tabs[i] = r.open(fmt.Sprintf("sp%02d", i))
+		wg.Go(func() {
+			time.Sleep(time.Until(broke.Add(2*grace + time.Duration(i)*20*time.Millisecond)))
+			tabs[i] = r.open(fmt.Sprintf("sp%02d", i))
+		})
 	}
+	wg.Wait()
 	t.Logf("the last of %d reconnected %v after the break (grace %v)", n, time.Since(broke).Round(time.Millisecond), grace)
 	if got := len(r.tracker.Members()); got != n+2 {
 		t.Errorf("%d members after the reconnects, want %d", got, n+2)
