@@ -224,7 +224,7 @@ func (t *Tracker) stepLocked(p *person, ev personEvent) []*sfere.Stream {
 		t.arriveLocked(p)
 	case doStay:
 		p.stopTimerLocked()
-		t.returnedLocked()
+		t.returnedLocked(p)
 	case doGrace:
 		t.graceLocked(p)
 	case doAway:

@@ -14,12 +14,14 @@ import "time"
 //   - a person whose last stream ends in a storm gets the storm grace
 //     (Options.StormGrace), and so does everyone already in their grace
 //     period when the storm starts, counted from their own break;
-//   - a storm grace does not run out while people still come back at a
-//     storm's rate (the server is answering them): it is renewed for a
-//     grace period at a time until they stop.
+//   - a storm grace does not run out while the storm's people are still
+//     coming back (the server is answering them, however slowly: one came
+//     back within the last grace period): it is renewed for a grace period
+//     at a time until they stop. Each person comes back once, so this
+//     ends at most a grace period after the last of them.
 //
-// Breaks and returns are counted over the last span; nothing scans the
-// room but the start of a storm.
+// Breaks are counted over the last span; nothing scans the room but the
+// start of a storm.
 
 // stormMin is the fewest breaks that make a storm, in any room, within
 // stormSpan.
@@ -86,16 +88,18 @@ func (t *Tracker) graceLocked(p *person) {
 	t.setTimerLocked(p, t.grace)
 }
 
-// returnedLocked counts a person coming back within its grace period.
-func (t *Tracker) returnedLocked() {
-	t.returns.add(t.clock.now())
+// returnedLocked records p coming back within its grace period.
+func (t *Tracker) returnedLocked(p *person) {
+	if p.stormed {
+		t.stormReturn = t.clock.now()
+	}
 }
 
 // graceOverLocked reports whether p's grace period is over, its timer
-// having run out; if people still come back at a storm's rate, it renews
-// a storm grace for a grace period instead.
+// having run out; while the storm's people are still coming back, it
+// renews a storm grace for a grace period instead.
 func (t *Tracker) graceOverLocked(p *person) bool {
-	if !p.stormed || !t.stormLocked(t.returns.count(t.clock.now())) {
+	if !p.stormed || t.clock.now().Sub(t.stormReturn) >= t.grace {
 		return true
 	}
 	t.setTimerLocked(p, t.grace)

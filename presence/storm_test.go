@@ -72,3 +72,53 @@ func TestStormOfBreaksAnnouncesNobodyWhoComesBack(t *testing.T) {
 		t.Errorf("the observer saw %d departures of gone, want 1", c)
 	}
 }
+
+// A storm grace lasts while the storm's people are still coming back: it
+// is renewed a grace period at a time, and runs out a grace period after
+// the last of them came back. On a fake clock, so each step is exact.
+func TestStormGraceLastsWhileTheyComeBack(t *testing.T) {
+	const (
+		n          = 25
+		grace      = 100 * time.Millisecond
+		stormGrace = time.Second
+	)
+	r := newRigClock(t, presence.Options{Grace: grace, StormGrace: stormGrace})
+	r.claim("observer", "o")
+	obs := r.open("o")
+	tabs := make([]*tab, n)
+	for i := range n {
+		id := fmt.Sprintf("p%02d", i)
+		r.claim(id, "s"+id)
+		tabs[i] = r.open("s" + id)
+	}
+	ssetest.Eventually(t, waitLong, "everyone is in", func() bool { return len(joined(obs)) == n })
+	var wg sync.WaitGroup
+	for _, tb := range tabs {
+		wg.Go(func() { _ = tb.Reset() })
+	}
+	wg.Wait()
+	for i := range n {
+		r.waitState(fmt.Sprintf("p%02d", i), "grace", 0)
+	}
+	// All but two come back late in the storm grace, one just after it.
+	r.clock.Advance(stormGrace - 50*time.Millisecond)
+	for i := range n - 2 {
+		r.open(fmt.Sprintf("sp%02d", i))
+	}
+	r.clock.Advance(100 * time.Millisecond) // the storm grace ran out, renewed: someone came back 50 ms ago
+	r.checkState("p23", "grace")
+	r.checkState("p24", "grace")
+	r.open("sp23")
+	r.clock.Advance(grace - time.Millisecond) // renewed again
+	r.checkState("p24", "grace")
+	r.clock.Advance(grace) // a grace period after the last came back
+	obs.waitFor(`data-leaves="p24:closed"`)
+	r.settle(obs)
+	for _, d := range r.batches() {
+		for _, l := range d.Leaves {
+			if l.ID != "p24" {
+				t.Errorf("%s was announced gone (%s) though it came back", l.ID, l.Reason)
+			}
+		}
+	}
+}

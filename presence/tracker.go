@@ -129,9 +129,10 @@ type Options struct {
 	// Their people come back all together, and the server takes a while
 	// to answer them all: each person whose stream broke in the storm, or
 	// was in its grace period when the storm began, may come back within
-	// StormGrace of its break, and no storm grace runs out while people
-	// keep coming back at a storm's rate. Zero means 5 × Grace; a
-	// StormGrace not above Grace turns the rule off.
+	// StormGrace of its break, and no storm grace runs out while the
+	// storm's people are still coming back (one did within the last
+	// Grace). Zero means 5 × Grace; a StormGrace not above Grace turns
+	// the rule off.
 	StormGrace time.Duration
 	// Window is the batching window: changes within it reach each stream
 	// as one event. Zero means [DefaultWindow]; negative means every
@@ -214,28 +215,28 @@ type Tracker struct {
 	log              *slog.Logger
 	clock            clock
 
-	mu        sync.Mutex
-	outbox    []func(Cluster) // cluster calls decided under mu, made after it (see unlock)
-	sending   bool            // a goroutine is making the outbox's calls
-	sent      sync.Cond       // signalled when it stops; L is &mu
-	closed    bool
-	seq       uint64                // arrival epochs
-	people    map[string]*person    // id -> person (claimed, present, in grace or away)
-	owners    map[string]*person    // owner -> person
-	opening   map[sfere.Key]opening // streams on their way into the store
-	published map[string]Member     // the state as of the last batch
-	sorted    []Member              // published in order of arrival; nil when stale
-	epochs    map[string]uint64     // published arrival epoch by id
-	dirty     map[string]struct{}   // ids changed since the last batch
-	departed  map[string]Departure  // this batch's departures by id
-	fresh     sfere.KeySet          // streams opened since the last batch
-	gone      map[string]time.Time  // Refs of departed claims, and when
-	lastFlush time.Time             // when the last batch went out
-	current   time.Duration         // the window in force: Window, doubled while a storm lasts
-	breaks    rate                  // people whose last stream ended, lately (see storm.go)
-	returns   rate                  // people who came back within their grace period, lately
-	storm     bool                  // the last break was in a storm
-	flushing  *time.Timer           // the pending batch's timer, if any
+	mu          sync.Mutex
+	outbox      []func(Cluster) // cluster calls decided under mu, made after it (see unlock)
+	sending     bool            // a goroutine is making the outbox's calls
+	sent        sync.Cond       // signalled when it stops; L is &mu
+	closed      bool
+	seq         uint64                // arrival epochs
+	people      map[string]*person    // id -> person (claimed, present, in grace or away)
+	owners      map[string]*person    // owner -> person
+	opening     map[sfere.Key]opening // streams on their way into the store
+	published   map[string]Member     // the state as of the last batch
+	sorted      []Member              // published in order of arrival; nil when stale
+	epochs      map[string]uint64     // published arrival epoch by id
+	dirty       map[string]struct{}   // ids changed since the last batch
+	departed    map[string]Departure  // this batch's departures by id
+	fresh       sfere.KeySet          // streams opened since the last batch
+	gone        map[string]time.Time  // Refs of departed claims, and when
+	lastFlush   time.Time             // when the last batch went out
+	current     time.Duration         // the window in force: Window, doubled while a storm lasts
+	breaks      rate                  // people whose last stream ended, lately (see storm.go)
+	stormReturn time.Time             // when one of a storm's people last came back
+	storm       bool                  // the last break was in a storm
+	flushing    *time.Timer           // the pending batch's timer, if any
 }
 
 // New returns a tracker of opts.Room on hub. It follows the hub's streams
@@ -277,7 +278,7 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 	}
 	t.sent.L = &t.mu
 	t.stormGrace = cmp.Or(opts.StormGrace, 5*t.grace)
-	t.breaks.span, t.returns.span = stormSpan, stormSpan
+	t.breaks.span = stormSpan
 	t.maxWindow = max(t.maxWindow, t.window)
 	t.current = t.window
 	if t.cluster != nil {
