@@ -9,8 +9,10 @@ import "time"
 // for one reload. So in a storm the grace period stretches:
 //
 //   - a storm is at least stormMin breaks (a present person's last stream
-//     ended), and at least a tenth of the room's people, within stormSpan
-//     (a room's ordinary comings and goings, even brisk ones, stay below);
+//     ended), and at least a tenth of the room's people, within one grace
+//     period (at least minStormSpan): a room's ordinary comings and goings,
+//     even brisk ones, stay below, and a break that a busy client or
+//     server spreads over seconds is still one storm;
 //   - a person whose last stream ends in a storm gets the storm grace
 //     (Options.StormGrace), and so does everyone already in their grace
 //     period when the storm starts, counted from their own break;
@@ -24,10 +26,10 @@ import "time"
 // start of a storm.
 
 // stormMin is the fewest breaks that make a storm, in any room, within
-// stormSpan.
+// the storm span: the grace period, at least minStormSpan.
 const (
-	stormMin  = 20
-	stormSpan = 500 * time.Millisecond
+	stormMin     = 20
+	minStormSpan = 250 * time.Millisecond
 )
 
 // rate counts events over about the last span: the current half span and

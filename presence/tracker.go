@@ -125,7 +125,7 @@ type Options struct {
 	Grace time.Duration
 	// StormGrace is the grace period when many streams break at once (a
 	// proxy restart, a blip at the server): at least 20 people's last
-	// streams, and a tenth of the room's people, within half a second.
+	// streams, and a tenth of the room's people, within one Grace.
 	// Their people come back all together, and the server takes a while
 	// to answer them all: each person whose stream broke in the storm, or
 	// was in its grace period when the storm began, may come back within
@@ -278,7 +278,7 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 	}
 	t.sent.L = &t.mu
 	t.stormGrace = cmp.Or(opts.StormGrace, 5*t.grace)
-	t.breaks.span = stormSpan
+	t.breaks.span = max(t.grace, minStormSpan)
 	t.maxWindow = max(t.maxWindow, t.window)
 	t.current = t.window
 	if t.cluster != nil {
