@@ -11,21 +11,19 @@ import (
 // personState is where a person is in its life on this node's tracker.
 // Every change goes through [step], applied by [Tracker.stepLocked].
 //
-//	               stream                  last stream ended (with a grace period)
-//	  claimed ------------> present ----------------------------------------> grace
-//	     |                   ^  ^  \     <------- stream (silent) ----------    |
-//	     | timer             |  |   \                                          | timer
-//	     | (claim timeout)   |  |    \ peer vanished, node lost,               |
-//	     v                   |  |     \ last stream ended without grace        |
-//	   gone (silent)         |  |      v                                       v
-//	                         |  |     departs, announced <----------------------+
-//	                         |  |          |  resumable (Options.Resume; reason closed or node lost)
-//	                         |  |          +-----------------------------> away
-//	                         |  |          |  otherwise                     |  |
-//	                         |  |          v                                |  | timer (window over)
-//	                         |  |        gone                               |  v
-//	                         |  +---- stream: back, announced as a join ----+  gone (silent)
-//	                         +---- (claimed) stream: arrives, announced
+//	          stream: arrives, announced         last stream ended, with a grace period
+//	claimed ----------------------------> present -------------------------------------> grace
+//	   |                                   ^   |   <------- stream: stays, silent -------    |
+//	   | timer (claim timeout)             |   | peer vanished, node lost, or               | timer (grace,
+//	   v                                   |   | last stream ended without a grace period   | or a storm's)
+//	 gone, silent                          |   v                                            |
+//	                                       |  departs, announced <--------------------------+
+//	                                       |   |  resumable (Options.Resume; closed or node lost)
+//	                                       |   +-----------------------------------> away
+//	                                       |   |  otherwise                           |  |
+//	                                       |   v                                      |  | timer (window over)
+//	                                       |  gone                                    |  v
+//	                                       +---- stream: back, announced as a join ---+  gone, silent
 //
 //	leave, rename: from present or grace -> gone, announced
 //	               from claimed or away  -> gone, silent (never announced, or announced gone already)
