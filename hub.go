@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -70,6 +71,8 @@ type Hub struct {
 	closed  bool
 	closing chan struct{} // closed by Shutdown
 	active  sync.WaitGroup
+
+	onOpen atomic.Pointer[[]func(*Stream)] // added by OnOpen; replaced whole, under mu
 }
 
 // NewHub returns a hub over store.
@@ -91,6 +94,23 @@ func NewHub(store Store, opts HubOptions) *Hub {
 	h.writers.init(h)
 	h.buffers.New = func() any { return new([]*Stream) }
 	return h
+}
+
+// OnOpen adds f to what the hub calls for every stream it stores from now
+// on, after [HubOptions.OnOpen] and as it is called: on Serve's goroutine,
+// before the stream's initial effects are written, with [Stream.Recovery]
+// known; f must not block. With [Stream.AfterEnd] it lets a package built
+// on a hub (say, presence) follow the hub's streams from its own
+// constructor, so that nobody has to wire it to the hub's options.
+func (h *Hub) OnOpen(f func(*Stream)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var fns []func(*Stream)
+	if old := h.onOpen.Load(); old != nil {
+		fns = append(fns, *old...)
+	}
+	fns = append(fns, f)
+	h.onOpen.Store(&fns)
 }
 
 // Store returns the hub's store.
@@ -262,6 +282,11 @@ func (h *Hub) admit(s *Stream, r *http.Request, first *message) {
 	s.mu.Unlock()
 	if h.opts.OnOpen != nil {
 		h.opts.OnOpen(s)
+	}
+	if fns := h.onOpen.Load(); fns != nil {
+		for _, f := range *fns {
+			f(s)
+		}
 	}
 	s.open(opening, replay, first, rec.Recovered)
 }

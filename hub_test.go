@@ -422,3 +422,48 @@ func TestOnOpenRunsOncePerStreamAfterPut(t *testing.T) {
 		}
 	})
 }
+
+// Hooks added with Hub.OnOpen run for every stream stored afterwards, after
+// HubOptions.OnOpen, with the stream stored; a function given to AfterEnd
+// then reads why the stream ended from Stream.Eviction.
+func TestOnOpenAddedAfterConstruction(t *testing.T) {
+	bothPaths(t, func(t *testing.T, noHijack bool) {
+		var mu sync.Mutex
+		var calls []string
+		ended := make(chan Eviction, 1)
+		hub := NewHub(NewMemoryStore(MemoryOptions{}), HubOptions{NoHijack: noHijack, OnOpen: func(*Stream) {
+			mu.Lock()
+			calls = append(calls, "options")
+			mu.Unlock()
+		}})
+		hub.OnOpen(func(s *Stream) {
+			if got, ok := hub.Store().Get(s.Key()); !ok || got != s {
+				t.Errorf("an added OnOpen ran before the stream was stored")
+			}
+			if ev := s.Eviction(); ev.Cause != 0 {
+				t.Errorf("Eviction of a live stream = %+v, want the zero one", ev)
+			}
+			mu.Lock()
+			calls = append(calls, "added")
+			mu.Unlock()
+			s.AfterEnd(func() { ended <- s.Eviction() })
+		})
+		srv := testServer(t, hub, Comment("hello"))
+		c := dial(t, srv, "brian")
+		c.Wait(waitLong, ssetest.Containing(": hello"))
+		mu.Lock()
+		if fmt.Sprint(calls) != "[options added]" {
+			t.Errorf("hooks ran as %v, want [options added]", calls)
+		}
+		mu.Unlock()
+		c.Close()
+		select {
+		case ev := <-ended:
+			if ev.Cause != CauseClosed || !errors.Is(ev.Err, ErrClientGone) || ev.Key != NewKey("default", "lobby", "brian") {
+				t.Errorf("the stream's Eviction = %+v, want closed by ErrClientGone", ev)
+			}
+		case <-time.After(waitLong):
+			t.Fatal("the stream did not end")
+		}
+	})
+}

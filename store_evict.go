@@ -11,7 +11,7 @@ package sfere
 // stream that leaves a store without Evict is never ended, and its Serve
 // never returns.
 func Evict(fn EvictFunc, ev Eviction) {
-	ev.Stream.evict()
+	ev.Stream.evict(ev)
 	defer ev.Stream.finish()
 	if fn != nil {
 		fn(ev)

@@ -36,7 +36,8 @@ type Stream struct {
 	paused    bool  // the opening is not in place yet: take gives nothing (see open)
 	recovery  Recovery
 	afterEnd  []func()
-	fired     bool // finish ran
+	fired     bool     // finish ran
+	eviction  Eviction // how it left its store; set by evict
 
 	lastAppWrite atomic.Int64 // unix nanos: start of the last successful write of app traffic
 	// admitting is set from the stream's storing until its opening is
@@ -177,14 +178,15 @@ func (s *Stream) pending() bool {
 	return !s.isEvicted && !s.paused && (len(s.queue) > 0 || s.overflow != nil)
 }
 
-// evict marks the stream evicted; only Evict calls it.
-func (s *Stream) evict() {
+// evict marks the stream evicted by ev; only Evict calls it.
+func (s *Stream) evict(ev Eviction) {
 	s.mu.Lock()
 	if s.isEvicted {
 		s.mu.Unlock()
 		return
 	}
 	s.isEvicted = true
+	s.eviction = ev
 	s.mu.Unlock()
 	close(s.done)
 	if s.sink != nil {
@@ -217,6 +219,16 @@ func (s *Stream) finish() {
 	for _, f := range fns {
 		f()
 	}
+}
+
+// Eviction returns how the stream left its store (the [Eviction] given to
+// the store's [EvictFunc]): what a function given to [Stream.AfterEnd]
+// reads to learn why the stream ended. Before the stream left, it is the
+// zero Eviction.
+func (s *Stream) Eviction() Eviction {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.eviction
 }
 
 // AfterEnd arranges for f to run once the stream has left its store and

@@ -41,7 +41,7 @@ const stormBatch = 10
 // longer after a big batch, the base one after a small batch.
 func (t *Tracker) flushTimer() {
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	t.flushing = nil
 	if t.closed {
 		return
@@ -69,7 +69,7 @@ func (t *Tracker) flushLocked() {
 			t.onDiff(d)
 		}
 		// Only to streams that hold a snapshot: not to the fresh ones,
-		// nor to a stream stored but not yet recorded (its Opened waits
+		// nor to a stream stored but not yet recorded (its opened waits
 		// for the lock), which gets its snapshot at the next batch, and
 		// nothing before it. Each exclusion is a copy the tracker never
 		// changes: a hub with a history matches it again when a stream

@@ -6,10 +6,13 @@ import (
 )
 
 // Cluster shares one room's presence between the trackers of several
-// nodes. Package natspresence implements it over NATS. A tracker calls it
-// without holding its lock for the methods that take a context (they may
-// wait on the network) and with its lock held for the others, which must
-// therefore return at once (queue the work).
+// nodes. Package natspresence implements it over NATS. A tracker never
+// calls it with its lock held: the methods that take a context may wait on
+// the network, and may run beside the others; the others report changes,
+// are called one at a time, in the order of the changes, and may call the
+// tracker back (through [Notify]). They should return soon (queue the
+// work): the goroutine that made the change, say a stream's opening, waits
+// for them.
 type Cluster interface {
 	// Start begins delivering the other nodes' news to n. The tracker
 	// calls it once, from [New].
@@ -86,4 +89,42 @@ type Notify interface {
 	Left(person, owner string)
 	// Holds returns what this node holds now, for a snapshot.
 	Holds() []Hold
+}
+
+// The tracker's calls to its cluster are decided under its lock, which
+// orders every change, and made after it: a cluster may take its time or
+// call the tracker back (its [Notify]) from within a call.
+
+func hold(h Hold) func(Cluster)                  { return func(c Cluster) { c.Hold(h) } }
+func reserve(cl Claim) func(Cluster)             { return func(c Cluster) { c.Reserve(cl) } }
+func release(person, owner string) func(Cluster) { return func(c Cluster) { c.Release(person, owner) } }
+func leave(person, owner string) func(Cluster)   { return func(c Cluster) { c.Leave(person, owner) } }
+
+// callLocked queues call, to be made once t.mu is released (see
+// [Tracker.unlock]); without a cluster it does nothing.
+func (t *Tracker) callLocked(call func(Cluster)) {
+	if t.cluster != nil {
+		t.outbox = append(t.outbox, call)
+	}
+}
+
+// unlock releases t.mu, making the cluster calls queued under it first,
+// without the lock, in the order they were queued. One goroutine at a
+// time makes them (the first that finds calls queued and nobody making
+// them; it also makes those queued meanwhile), so the cluster hears of
+// the changes in the order they happened, and a cluster that calls the
+// tracker back from within a call finds the lock free.
+func (t *Tracker) unlock() {
+	for len(t.outbox) > 0 && !t.sending {
+		calls := t.outbox
+		t.outbox, t.sending = nil, true
+		t.mu.Unlock()
+		for _, call := range calls {
+			call(t.cluster)
+		}
+		t.mu.Lock()
+		t.sending = false
+		t.sent.Broadcast()
+	}
+	t.mu.Unlock()
 }

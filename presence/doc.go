@@ -9,7 +9,9 @@
 // a grace period, or they left explicitly, or the node holding their
 // streams was lost). A reload or a tab switch within the grace period says
 // nothing; a peer that TCP gave up on ([sfere.ErrPeerVanished]) departs at
-// once.
+// once. When many streams break at once, the grace period stretches to
+// [Options.StormGrace], so that a crowd coming back slowly after a proxy
+// restart or a blip at the server is announced to nobody.
 //
 // # Resume window
 //
@@ -56,9 +58,10 @@
 //
 // # Wiring
 //
-// The tracker learns of streams from the hub's hooks: pass [Tracker.Opened]
-// as (or call it from) [sfere.HubOptions.OnOpen] and [Tracker.Evicted] from
-// the store's [sfere.EvictFunc]. Streams of other categories are ignored.
+// There is none to do: [New] takes the hub and follows its streams from
+// then on ([sfere.Hub.OnOpen], [sfere.Stream.AfterEnd]), so the hub, its
+// store and their options know nothing of the tracker. Make the tracker
+// before the hub serves the room. Streams of other categories are ignored.
 //
 // # Cluster
 //

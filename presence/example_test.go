@@ -1,6 +1,7 @@
 package presence_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -17,10 +18,8 @@ import (
 // the person arrives with the first and departs when the last has been
 // gone for the grace period.
 func Example() {
-	var tracker *presence.Tracker
-	store := sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: func(ev sfere.Eviction) { tracker.Evicted(ev) }})
-	hub := sfere.NewHub(store, sfere.HubOptions{OnOpen: func(s *sfere.Stream) { tracker.Opened(s) }})
-	tracker, _ = presence.New(hub, presence.Options{
+	hub := sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), sfere.HubOptions{})
+	tracker, _ := presence.New(hub, presence.Options{
 		Room:  "lobby",
 		Grace: 2 * time.Second,
 		Snapshot: func(ms []presence.Member, d presence.Diff) []sfere.Effect {
@@ -66,9 +65,12 @@ func Example() {
 			return
 		}
 		defer resp.Body.Close()
-	}
-	for hub.Count(presence.StreamsOf("lobby", "u42")) < 2 {
-		time.Sleep(time.Millisecond)
+		// Its first event is the room's state (a snapshot): the tracker
+		// has recorded the stream.
+		if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
+			fmt.Println(err)
+			return
+		}
 	}
 	for _, m := range tracker.Members() {
 		fmt.Println(m.ID, m.Meta, "present:", m.Present)
@@ -113,11 +115,9 @@ func ExampleTracker_Claim() {
 // With a resume window, a person whose page lost its stream departs as
 // ever, but keeps its name: when the page reconnects, the person is back.
 func ExampleOptions_resume() {
-	var tracker *presence.Tracker
-	store := sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: func(ev sfere.Eviction) { tracker.Evicted(ev) }})
-	hub := sfere.NewHub(store, sfere.HubOptions{OnOpen: func(s *sfere.Stream) { tracker.Opened(s) }})
+	hub := sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), sfere.HubOptions{})
 	lines := make(chan string, 16)
-	tracker, _ = presence.New(hub, presence.Options{
+	tracker, _ := presence.New(hub, presence.Options{
 		Room:     "lobby",
 		Grace:    -1, // depart as soon as the last stream ends
 		Resume:   2 * time.Minute,

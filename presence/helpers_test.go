@@ -2,6 +2,7 @@ package presence_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -55,8 +56,54 @@ type rig struct {
 	srv     *httptest.Server
 	url     string
 
+	clock   *presence.FakeClock // nil: the person timers run on the real clock
+	markers int                 // markers sent (settle)
+
 	mu    sync.Mutex
 	diffs []presence.Diff // every batch, as OnDiff saw it
+}
+
+// newRigClock is newRig with a fake clock for the person timers (claim
+// timeout, grace, resume window): they fire only when r.clock advances.
+func newRigClock(t testing.TB, opts presence.Options) *rig {
+	t.Helper()
+	r := newRig(t, opts)
+	r.clock = presence.UseFakeClock(r.tracker)
+	return r
+}
+
+// waitState waits until the tracker holds person id in state, with
+// streams of its streams on this node.
+func (r *rig) waitState(id, state string, streams int) {
+	r.t.Helper()
+	ssetest.Eventually(r.t, waitLong, id+" "+state, func() bool {
+		s, n := presence.PersonState(r.tracker, id)
+		return s == state && n == streams
+	})
+}
+
+// checkState checks that the tracker holds person id in state now.
+func (r *rig) checkState(id, state string) {
+	r.t.Helper()
+	if s, _ := presence.PersonState(r.tracker, id); s != state {
+		r.t.Errorf("%s is %s, want %s", id, s, state)
+	}
+}
+
+// settle sends the pending batch, then a marker to every stream of the
+// room, and waits until each of tabs read it: each has read all the
+// tracker sent it so far.
+func (r *rig) settle(tabs ...*tab) {
+	r.t.Helper()
+	presence.Flush(r.tracker)
+	r.markers++
+	marker := fmt.Sprintf(`<p id="marker-%d"></p>`, r.markers)
+	if _, err := r.hub.Broadcast(presence.Everyone(room), nil, sfere.PatchElements(marker)); err != nil {
+		r.t.Fatal(err)
+	}
+	for _, tb := range tabs {
+		tb.waitFor(marker)
+	}
 }
 
 func newRig(t testing.TB, opts presence.Options) *rig {
@@ -69,9 +116,7 @@ func newRig(t testing.TB, opts presence.Options) *rig {
 func newRigUserTimeout(t testing.TB, opts presence.Options, userTimeout time.Duration) *rig {
 	t.Helper()
 	r := &rig{t: t}
-	var tr *presence.Tracker
-	store := sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: func(ev sfere.Eviction) { tr.Evicted(ev) }})
-	r.hub = sfere.NewHub(store, sfere.HubOptions{OnOpen: func(s *sfere.Stream) { tr.Opened(s) }})
+	r.hub = sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), sfere.HubOptions{})
 	opts.Room = room
 	if opts.Snapshot == nil {
 		opts.Snapshot = renderSnapshot
@@ -84,8 +129,8 @@ func newRigUserTimeout(t testing.TB, opts presence.Options, userTimeout time.Dur
 		r.diffs = append(r.diffs, d)
 		r.mu.Unlock()
 	}
-	var err error
-	if tr, err = presence.New(r.hub, opts); err != nil {
+	tr, err := presence.New(r.hub, opts)
+	if err != nil {
 		t.Fatal(err)
 	}
 	r.tracker = tr

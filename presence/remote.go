@@ -12,7 +12,7 @@ var _ Notify = notify{}
 func (n notify) Held(node string, h Hold) {
 	t := n.t
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	t.heldLocked(node, h)
 }
 
@@ -31,7 +31,7 @@ func (t *Tracker) heldLocked(node string, h Hold) {
 		}
 		if old := t.owners[h.Owner]; old != nil {
 			// The owner moved to another id through that node.
-			t.departLocked(old, Departure{Reason: ReasonRenamed}, false)
+			t.stepLocked(old, evRename)
 		}
 		p = t.newPersonLocked(h.Claim)
 	}
@@ -44,19 +44,16 @@ func (t *Tracker) heldLocked(node string, h Hold) {
 			p.remote = make(map[string]int)
 		}
 		p.remote[node] = h.Streams
-		p.stopTimerLocked()
-		if p.away {
+		if p.epoch == 0 && !h.Since.IsZero() {
+			p.since = h.Since // it arrives with this stream
+		}
+		wasAway := p.state == stAway
+		t.stepLocked(p, evStream)
+		if wasAway {
 			// Back through that node, under the Ref it gave the return;
 			// this node keeps asserting the claim as it did while away.
-			t.backLocked(p, h.Ref)
-			t.cluster.Reserve(p.claim())
-		}
-		if p.epoch == 0 {
-			if !h.Since.IsZero() {
-				p.since = h.Since
-			}
-			t.arriveLocked(p)
-			t.changedLocked()
+			p.ref = h.Ref
+			t.callLocked(reserve(p.claim()))
 		}
 		return
 	}
@@ -66,14 +63,14 @@ func (t *Tracker) heldLocked(node string, h Hold) {
 	delete(p.remote, node)
 	if !p.held() {
 		p.vanished, p.lastCause, p.lastErr = h.Vanished, sfere.CauseClosed, nil
-		t.checkLocked(p)
+		t.stepLocked(p, lastEnded(h.Vanished))
 	}
 }
 
 func (n notify) Snapshot(node string, holds []Hold) {
 	t := n.t
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	in := make(map[string]bool, len(holds))
 	for _, h := range holds {
 		in[h.Person] = true
@@ -89,7 +86,7 @@ func (n notify) Snapshot(node string, holds []Hold) {
 func (n notify) NodeLost(node string) {
 	t := n.t
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	if t.closed {
 		return
 	}
@@ -98,8 +95,8 @@ func (n notify) NodeLost(node string) {
 			continue
 		}
 		delete(p.remote, node)
-		if !p.held() && p.epoch != 0 {
-			t.departLocked(p, Departure{Reason: ReasonNodeLost, Cause: sfere.CauseNodeLost}, false)
+		if !p.held() {
+			t.stepLocked(p, evNodeLost)
 		}
 	}
 }
@@ -109,22 +106,22 @@ func (n notify) Left(person, owner string) {
 	t.mu.Lock()
 	p := t.people[person]
 	if t.closed || p == nil || p.owner != owner {
-		t.mu.Unlock()
+		t.unlock()
 		return
 	}
-	closing := t.departLocked(p, Departure{Reason: ReasonLeft}, true)
-	t.mu.Unlock()
+	closing := t.stepLocked(p, evLeave)
+	t.unlock()
 	t.end(closing, ErrLeft)
 }
 
 func (n notify) Holds() []Hold {
 	t := n.t
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	var out []Hold
 	for _, p := range t.people {
-		if p.local > 0 {
-			out = append(out, Hold{Claim: p.claim(), Streams: p.local, Since: p.since})
+		if len(p.streams) > 0 {
+			out = append(out, Hold{Claim: p.claim(), Streams: len(p.streams), Since: p.since})
 		}
 	}
 	return out

@@ -108,30 +108,34 @@ func TestResumeAfterVanishedPeer(t *testing.T) {
 	if n := bs2.count(backOf("brian")) + bs2.count(leaves("brian")); n != 0 {
 		t.Errorf("brian's new stream was told of his own return (%d)", n)
 	}
-	r.ping()
-	time.Sleep(300 * time.Millisecond) // anything doubled would be queued by now
+	r.settle(ps, bs2)
 	backOnce(t, ps, "closed")
 }
 
 // A departure after the grace period is resumable too; the claim timeout
 // does not cut the window short.
 func TestResumeAfterGrace(t *testing.T) {
-	r := newRig(t, presence.Options{Grace: 100 * time.Millisecond, Resume: 5 * time.Second,
-		ClaimTimeout: 100 * time.Millisecond})
+	const grace, claimTimeout = 100 * time.Millisecond, 100 * time.Millisecond
+	r := newRigClock(t, presence.Options{Grace: grace, Resume: 5 * time.Second, ClaimTimeout: claimTimeout})
 	r.claim("phil", "s2")
 	ps := r.open("s2")
 	r.claim("brian", "s1")
 	bs := r.open("s1")
 	ps.waitFor(`data-joins="brian"`)
 	bs.Close()
+	r.waitState("brian", "grace", 0)
+	r.clock.Advance(grace)
 	ps.waitFor(`data-leaves="brian:closed"`)
-	time.Sleep(300 * time.Millisecond) // three claim timeouts
+	r.clock.Advance(3 * claimTimeout)
+	r.checkState("brian", "away")
 	reserved(t, r)
 	r.claim("brian", "s1") // the owner claims its own id again: it stays away
+	r.clock.Advance(3 * claimTimeout)
+	r.checkState("brian", "away")
 	bs2 := r.open("s1")
 	bs2.waitFor(`data-ids="phil,brian"`)
 	ps.waitFor(backOf("brian"))
-	time.Sleep(300 * time.Millisecond)
+	r.settle(ps, bs2)
 	backOnce(t, ps, "closed")
 	var backs int
 	for _, d := range r.batches() {
@@ -221,8 +225,7 @@ func TestLeaveNotResumable(t *testing.T) {
 	if _, ok := r.tracker.Lookup(t.Context(), "s3"); ok {
 		t.Errorf("carol's owner holds a person after leaving")
 	}
-	r.ping()
-	time.Sleep(200 * time.Millisecond)
+	r.settle(ps)
 	if n := ps.count(leaves("carol")); n != 1 {
 		t.Errorf("phil saw %d departures of carol, want 1", n)
 	}

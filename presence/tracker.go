@@ -3,8 +3,6 @@ package presence
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -125,6 +123,17 @@ type Options struct {
 	// (a reload) before its departure. Zero means [DefaultGrace];
 	// negative means no grace.
 	Grace time.Duration
+	// StormGrace is the grace period when many streams break at once (a
+	// proxy restart, a blip at the server): at least 20 people's last
+	// streams, and a tenth of the room's people, within one Grace.
+	// Their people come back all together, and the server takes a while
+	// to answer them all: each person whose stream broke in the storm, or
+	// was in its grace period when the storm began, may come back within
+	// StormGrace of its break, and no storm grace runs out while the
+	// storm's people are still coming back (one did within the last
+	// Grace). Zero means 5 × Grace; a StormGrace not above Grace turns
+	// the rule off.
+	StormGrace time.Duration
 	// Window is the batching window: changes within it reach each stream
 	// as one event. Zero means [DefaultWindow]; negative means every
 	// change goes out alone, at once.
@@ -185,12 +194,14 @@ type Options struct {
 
 // Tracker follows the people of one room over their streams on one hub.
 // All its methods are safe for concurrent use. It holds one lock; nothing
-// that waits on the network runs under it (broadcasts only queue bytes).
+// that waits on the network runs under it (broadcasts only queue bytes),
+// and it never calls its cluster with the lock held.
 type Tracker struct {
 	hub              *sfere.Hub
 	room             string
 	everyone         sfere.Pattern
 	grace            time.Duration
+	stormGrace       time.Duration
 	window           time.Duration
 	maxWindow        time.Duration
 	claimTimeout     time.Duration
@@ -202,28 +213,35 @@ type Tracker struct {
 	resumeKeepsState bool
 	cluster          Cluster
 	log              *slog.Logger
+	clock            clock
 
-	mu        sync.Mutex
-	closed    bool
-	seq       uint64                    // arrival epochs
-	people    map[string]*person        // id -> person (claimed, present, in grace or away)
-	owners    map[string]*person        // owner -> person
-	opening   map[sfere.Key]opening     // streams on their way into the store
-	streams   map[*sfere.Stream]*person // this node's streams
-	published map[string]Member         // the state as of the last batch
-	sorted    []Member                  // published in order of arrival; nil when stale
-	epochs    map[string]uint64         // published arrival epoch by id
-	dirty     map[string]struct{}       // ids changed since the last batch
-	departed  map[string]Departure      // this batch's departures by id
-	fresh     sfere.KeySet              // streams opened since the last batch
-	gone      map[string]time.Time      // Refs of departed claims, and when
-	lastFlush time.Time                 // when the last batch went out
-	current   time.Duration             // the window in force: Window, doubled while a storm lasts
-	flushing  *time.Timer               // the pending batch's timer, if any
+	mu          sync.Mutex
+	outbox      []func(Cluster) // cluster calls decided under mu, made after it (see unlock)
+	sending     bool            // a goroutine is making the outbox's calls
+	sent        sync.Cond       // signalled when it stops; L is &mu
+	closed      bool
+	seq         uint64                // arrival epochs
+	people      map[string]*person    // id -> person (claimed, present, in grace or away)
+	owners      map[string]*person    // owner -> person
+	opening     map[sfere.Key]opening // streams on their way into the store
+	published   map[string]Member     // the state as of the last batch
+	sorted      []Member              // published in order of arrival; nil when stale
+	epochs      map[string]uint64     // published arrival epoch by id
+	dirty       map[string]struct{}   // ids changed since the last batch
+	departed    map[string]Departure  // this batch's departures by id
+	fresh       sfere.KeySet          // streams opened since the last batch
+	gone        map[string]time.Time  // Refs of departed claims, and when
+	lastFlush   time.Time             // when the last batch went out
+	current     time.Duration         // the window in force: Window, doubled while a storm lasts
+	breaks      rate                  // people whose last stream ended, lately (see storm.go)
+	stormReturn time.Time             // when one of a storm's people last came back
+	storm       bool                  // the last break was in a storm
+	flushing    *time.Timer           // the pending batch's timer, if any
 }
 
-// New returns a tracker of opts.Room on hub. Wire [Tracker.Opened] and
-// [Tracker.Evicted] to the hub's hooks (see the package doc).
+// New returns a tracker of opts.Room on hub. It follows the hub's streams
+// from now on (see [sfere.Hub.OnOpen]): there is nothing to wire. Make it
+// before the hub serves any stream of the room.
 func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 	if opts.Room == "" {
 		return nil, errors.New("presence: Options.Room is required")
@@ -247,10 +265,10 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 		resumeKeepsState: opts.ResumeKeepsState,
 		cluster:          opts.Cluster,
 		log:              cmp.Or(opts.Logger, slog.Default()),
+		clock:            realClock{},
 		people:           make(map[string]*person),
 		owners:           make(map[string]*person),
 		opening:          make(map[sfere.Key]opening),
-		streams:          make(map[*sfere.Stream]*person),
 		published:        make(map[string]Member),
 		epochs:           make(map[string]uint64),
 		dirty:            make(map[string]struct{}),
@@ -258,6 +276,9 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 		fresh:            make(sfere.KeySet),
 		gone:             make(map[string]time.Time),
 	}
+	t.sent.L = &t.mu
+	t.stormGrace = cmp.Or(opts.StormGrace, 5*t.grace)
+	t.breaks.span = max(t.grace, minStormSpan)
 	t.maxWindow = max(t.maxWindow, t.window)
 	t.current = t.window
 	if t.cluster != nil {
@@ -265,6 +286,7 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 			return nil, fmt.Errorf("presence: start cluster: %w", err)
 		}
 	}
+	hub.OnOpen(t.opened)
 	return t, nil
 }
 
@@ -281,18 +303,18 @@ func (t *Tracker) Room() string { return t.room }
 func (t *Tracker) Claim(ctx context.Context, person, owner, meta string) (renamed string, err error) {
 	t.mu.Lock()
 	if t.closed {
-		t.mu.Unlock()
+		t.unlock()
 		return "", ErrClosed
 	}
 	if p := t.people[person]; p != nil {
-		defer t.mu.Unlock()
+		defer t.unlock()
 		if p.owner != owner {
 			return "", fmt.Errorf("%w: %q", ErrTaken, person)
 		}
 		p.meta = meta
 		return "", nil
 	}
-	t.mu.Unlock()
+	t.unlock()
 
 	c := Claim{Person: person, Owner: owner, Meta: meta, Ref: newConnID()}
 	if t.cluster != nil {
@@ -303,16 +325,14 @@ func (t *Tracker) Claim(ctx context.Context, person, owner, meta string) (rename
 
 	t.mu.Lock()
 	if t.closed {
-		t.mu.Unlock()
+		t.unlock()
 		return "", ErrClosed
 	}
 	if p := t.people[person]; p != nil {
 		// Claimed here (or seen held elsewhere) while the cluster answered.
-		defer t.mu.Unlock()
+		defer t.unlock()
 		if p.owner != owner {
-			if t.cluster != nil {
-				t.cluster.Release(person, owner)
-			}
+			t.callLocked(release(person, owner))
 			return "", fmt.Errorf("%w: %q", ErrTaken, person)
 		}
 		return "", nil
@@ -320,14 +340,14 @@ func (t *Tracker) Claim(ctx context.Context, person, owner, meta string) (rename
 	var closing []*sfere.Stream
 	if old := t.owners[owner]; old != nil {
 		renamed = old.id
-		if old.away && t.cluster != nil {
+		if old.state == stAway {
 			// The other nodes keep it reserved too: they drop it now.
-			t.cluster.Leave(old.id, old.owner)
+			t.callLocked(leave(old.id, old.owner))
 		}
-		closing = t.departLocked(old, Departure{Reason: ReasonRenamed}, true)
+		closing = t.stepLocked(old, evRename)
 	}
-	t.claimedLocked(c)
-	t.mu.Unlock()
+	t.newPersonLocked(c)
+	t.unlock()
 	t.end(closing, ErrLeft)
 	return renamed, nil
 }
@@ -342,7 +362,7 @@ func (t *Tracker) Lookup(ctx context.Context, owner string) (Member, bool) {
 		return Member{}, false
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	return p.member(), true
 }
 
@@ -351,11 +371,11 @@ func (t *Tracker) Lookup(ctx context.Context, owner string) (Member, bool) {
 func (t *Tracker) holder(ctx context.Context, owner string) (*person, error) {
 	t.mu.Lock()
 	if t.closed {
-		t.mu.Unlock()
+		t.unlock()
 		return nil, ErrClosed
 	}
 	p := t.owners[owner]
-	t.mu.Unlock()
+	t.unlock()
 	if p != nil {
 		return p, nil
 	}
@@ -367,29 +387,14 @@ func (t *Tracker) holder(ctx context.Context, owner string) (*person, error) {
 		return nil, ErrNotClaimed
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	if p := t.owners[owner]; p != nil {
 		return p, nil
 	}
 	if t.people[c.Person] != nil || t.departedRef(c.Ref) {
 		return nil, ErrNotClaimed // held here by another owner, or gone
 	}
-	return t.claimedLocked(c), nil
-}
-
-// claimedLocked records c, a claim no stream came for yet on this node:
-// made here, or through another node. A claim the cluster keeps for a
-// person away (c.Away) waits for the resume window, and the person's
-// first stream here is a return.
-func (t *Tracker) claimedLocked(c Claim) *person {
-	p := t.newPersonLocked(c)
-	if c.Away && t.resume > 0 {
-		p.away = true
-		t.setTimerLocked(p, t.resume, t.resumeOver)
-		return p
-	}
-	t.setTimerLocked(p, t.claimTimeout, t.claimLapsed)
-	return p
+	return t.newPersonLocked(c), nil
 }
 
 // Serve serves a new stream of owner's person, under its own key, until
@@ -415,13 +420,13 @@ func (t *Tracker) open(w http.ResponseWriter, r *http.Request, owner string, ini
 	key := StreamKey(t.room, p.id, newConnID())
 	t.mu.Lock()
 	if t.people[p.id] != p {
-		t.mu.Unlock()
+		t.unlock()
 		return nil, ErrNotClaimed // it left meanwhile
 	}
 	// A request with a Last-Event-ID header is a client reconnecting
 	// (a page's first request passes its position as a query parameter).
 	t.opening[key] = opening{p, t.resumeKeepsState && r.Header.Get("Last-Event-ID") != ""}
-	t.mu.Unlock()
+	t.unlock()
 	var s *sfere.Stream
 	if detach {
 		s, err = t.hub.Detach(w, r, key, initial...)
@@ -431,7 +436,7 @@ func (t *Tracker) open(w http.ResponseWriter, r *http.Request, owner string, ini
 	if err != nil {
 		t.mu.Lock()
 		delete(t.opening, key)
-		t.mu.Unlock()
+		t.unlock()
 	}
 	return s, err
 }
@@ -444,10 +449,11 @@ type opening struct {
 	reconnect bool
 }
 
-// Opened records a stream the hub stored: call it from
-// [sfere.HubOptions.OnOpen]. A stream of the room that the tracker did not
-// open for a claimed person is sent [Options.Goodbye] and closed.
-func (t *Tracker) Opened(s *sfere.Stream) {
+// opened records a stream the hub stored (the hub calls it: see [New]),
+// and arranges for its end to be recorded. A stream of the room that the
+// tracker did not open for a claimed person is sent [Options.Goodbye] and
+// closed.
+func (t *Tracker) opened(s *sfere.Stream) {
 	key := s.Key()
 	if key.Category != t.room {
 		return
@@ -457,107 +463,57 @@ func (t *Tracker) Opened(s *sfere.Stream) {
 	p := o.p
 	delete(t.opening, key)
 	if t.closed || p == nil || t.people[p.id] != p {
-		t.mu.Unlock()
+		t.unlock()
 		t.end([]*sfere.Stream{s}, ErrNotClaimed)
 		return
 	}
-	t.streams[s] = p
-	p.local++
-	p.stopTimerLocked()
+	p.streams[s] = struct{}{}
 	p.vanished = false
 	if !o.reconnect || !s.Recovery().Recovered {
 		t.fresh[key] = struct{}{} // the next batch sends it a snapshot
 	}
-	if p.away {
-		// Back within the resume window, under a new Ref: news of the
-		// departed one (remembered as gone) is not mistaken for this.
-		t.backLocked(p, nextRef(p.ref))
-	}
-	if p.epoch == 0 {
-		t.arriveLocked(p)
-	}
+	t.stepLocked(p, evStream)
 	t.holdLocked(p)
-	select {
-	case <-s.Done():
-		// It was evicted before it was recorded: its eviction found
-		// nothing to do, so its end is handled here.
-		t.endedLocked(s, sfere.CauseClosed, nil)
-	default:
-	}
 	t.changedLocked()
-	t.mu.Unlock()
+	t.unlock()
+	// Outside the lock: a stream that ended already runs it now.
+	s.AfterEnd(func() { t.ended(p, s) })
 }
 
-// Evicted records a stream that left the store: call it from the store's
-// [sfere.EvictFunc]. Streams of other rooms are ignored.
-func (t *Tracker) Evicted(ev sfere.Eviction) {
-	if ev.Key.Category != t.room || ev.Stream == nil {
-		return
-	}
+// ended records the end of p's stream s.
+func (t *Tracker) ended(p *person, s *sfere.Stream) {
+	ev := s.Eviction()
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.endedLocked(ev.Stream, ev.Cause, ev.Err)
+	defer t.unlock()
+	t.endedLocked(p, s, ev.Cause, ev.Err)
 }
 
 // endedLocked handles the end of one of this node's streams.
-func (t *Tracker) endedLocked(s *sfere.Stream, cause sfere.Cause, err error) {
-	p := t.streams[s]
-	if p == nil {
-		return
+func (t *Tracker) endedLocked(p *person, s *sfere.Stream, cause sfere.Cause, err error) {
+	if _, ok := p.streams[s]; !ok {
+		return // p was forgotten meanwhile, and its streams with it
 	}
-	delete(t.streams, s)
+	delete(p.streams, s)
 	delete(t.fresh, s.Key())
-	p.local--
 	if t.closed {
 		return
 	}
 	p.lastCause, p.lastErr = cause, err
-	if p.local == 0 {
+	if len(p.streams) == 0 {
 		p.vanished = errors.Is(err, sfere.ErrPeerVanished)
 	}
 	t.holdLocked(p)
-	t.checkLocked(p)
-}
-
-// checkLocked starts the grace period of a present person held nowhere,
-// or makes it depart at once when its last stream's peer vanished (or
-// there is no grace).
-func (t *Tracker) checkLocked(p *person) {
-	if p.held() || p.epoch == 0 || p.timer != nil {
-		return
-	}
-	if p.vanished || t.grace < 0 {
-		t.departLocked(p, Departure{Reason: ReasonClosed, Cause: p.lastCause, Err: p.lastErr}, false)
-		return
-	}
-	t.setTimerLocked(p, t.grace, t.graceOver)
-}
-
-// graceOver ends a grace period: the person departs unless a stream came
-// back meanwhile.
-func (t *Tracker) graceOver(p *person, gen uint64) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed || p.gen != gen || t.people[p.id] != p {
-		return
-	}
-	p.timer = nil
 	if !p.held() {
-		t.departLocked(p, Departure{Reason: ReasonClosed, Cause: p.lastCause, Err: p.lastErr}, false)
+		t.stepLocked(p, lastEnded(p.vanished))
 	}
 }
 
-// claimLapsed drops a claim no stream came for, silently.
-func (t *Tracker) claimLapsed(p *person, gen uint64) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed || p.gen != gen || t.people[p.id] != p {
-		return
+// lastEnded is the event of a person's last stream ending.
+func lastEnded(vanished bool) personEvent {
+	if vanished {
+		return evVanished
 	}
-	p.timer = nil
-	if p.epoch == 0 && !p.held() {
-		t.departLocked(p, Departure{}, false)
-	}
+	return evEnded
 }
 
 // Leave makes owner's person depart now ([ReasonLeft]) and ends its
@@ -571,112 +527,14 @@ func (t *Tracker) Leave(ctx context.Context, owner string) (string, error) {
 	}
 	t.mu.Lock()
 	if t.people[p.id] != p {
-		t.mu.Unlock()
+		t.unlock()
 		return "", ErrNotClaimed
 	}
-	closing := t.departLocked(p, Departure{Reason: ReasonLeft}, true)
-	if t.cluster != nil {
-		t.cluster.Leave(p.id, p.owner)
-	}
-	t.mu.Unlock()
+	closing := t.stepLocked(p, evLeave)
+	t.callLocked(leave(p.id, p.owner))
+	t.unlock()
 	t.end(closing, ErrLeft)
 	return p.id, nil
-}
-
-// departLocked is the one place a person departs: it forgets p, and if p
-// had arrived, records the departure for the next batch. It returns p's
-// streams on this node, which the caller ends (after unlocking) if
-// closeStreams. A departure that may be resumed (see [Options.Resume])
-// keeps p, away, for the resume window.
-func (t *Tracker) departLocked(p *person, d Departure, closeStreams bool) []*sfere.Stream {
-	p.stopTimerLocked()
-	t.rememberGoneLocked(p.ref)
-	if t.resume > 0 && p.epoch != 0 && (d.Reason == ReasonClosed || d.Reason == ReasonNodeLost) {
-		t.awayLocked(p, d)
-		return nil
-	}
-	delete(t.people, p.id)
-	if t.owners[p.owner] == p {
-		delete(t.owners, p.owner)
-	}
-	var closing []*sfere.Stream
-	for s, q := range t.streams {
-		if q == p {
-			delete(t.streams, s)
-			delete(t.fresh, s.Key())
-			if closeStreams {
-				closing = append(closing, s)
-			}
-		}
-	}
-	if t.cluster != nil {
-		t.cluster.Release(p.id, p.owner)
-		if p.local > 0 {
-			t.cluster.Hold(Hold{Claim: p.claim()})
-		}
-	}
-	p.local = 0
-	if p.epoch != 0 && d.Reason != 0 {
-		d.Member = p.member()
-		t.recordDepartureLocked(d)
-	}
-	return closing
-}
-
-// recordDepartureLocked records the departure d for the next batch; the
-// person's state must show it already (a batch may go out at once).
-func (t *Tracker) recordDepartureLocked(d Departure) {
-	d.Member.Present = true
-	t.departed[d.ID] = d
-	t.dirty[d.ID] = struct{}{}
-	t.changedLocked()
-}
-
-// awayLocked makes p depart resumably: the departure is announced, but p
-// keeps its claim (on every node: the cluster keeps asserting it) until
-// the resume window runs out or its owner comes back. p is held nowhere,
-// so it has no stream on this node. Its Ref was remembered as gone: a
-// return comes under a new one.
-func (t *Tracker) awayLocked(p *person, d Departure) {
-	d.Resumable = true
-	d.Member = p.member()
-	p.epoch, p.since = 0, time.Time{}
-	p.away, p.back = true, false
-	p.remote = nil
-	if t.cluster != nil {
-		t.cluster.Reserve(p.claim())
-	}
-	t.setTimerLocked(p, t.resume, t.resumeOver)
-	t.recordDepartureLocked(d)
-}
-
-// backLocked ends p's time away: the caller is about to announce its
-// arrival, a return, under ref.
-func (t *Tracker) backLocked(p *person, ref string) {
-	p.away, p.back = false, true
-	p.ref = ref
-}
-
-// nextRef is the Ref of a return after a departure under ref: a new one,
-// the same on every node (two nodes that see the person back at once, or
-// a node that knew it only from the cluster, agree on it).
-func nextRef(ref string) string {
-	sum := sha256.Sum256([]byte(ref))
-	return hex.EncodeToString(sum[:8])
-}
-
-// resumeOver ends a resume window: the claim of a person still away is
-// released, silently (its departure was announced).
-func (t *Tracker) resumeOver(p *person, gen uint64) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed || p.gen != gen || t.people[p.id] != p {
-		return
-	}
-	p.timer = nil
-	if p.away && !p.held() {
-		t.departLocked(p, Departure{}, false)
-	}
 }
 
 // goneFor is how long the Ref of a departed claim is remembered: late news
@@ -706,21 +564,9 @@ func (t *Tracker) departedRef(ref string) bool {
 	return ok && time.Since(at) <= goneFor
 }
 
-// arriveLocked announces p's arrival in the next batch.
-func (t *Tracker) arriveLocked(p *person) {
-	t.seq++
-	p.epoch = t.seq
-	if p.since.IsZero() {
-		p.since = time.Now()
-	}
-	t.dirty[p.id] = struct{}{}
-}
-
 // holdLocked tells the cluster what this node holds of p.
 func (t *Tracker) holdLocked(p *person) {
-	if t.cluster != nil {
-		t.cluster.Hold(Hold{Claim: p.claim(), Streams: p.local, Since: p.since, Vanished: p.vanished})
-	}
+	t.callLocked(hold(Hold{Claim: p.claim(), Streams: len(p.streams), Since: p.since, Vanished: p.vanished}))
 }
 
 // end sends why's goodbye to streams and closes them. t.mu must not be
@@ -744,14 +590,14 @@ func (t *Tracker) end(streams []*sfere.Stream, why error) {
 // order of arrival.
 func (t *Tracker) Members() []Member {
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	return slices.Clone(t.membersLocked())
 }
 
 // Count returns how many people the streams were last told of.
 func (t *Tracker) Count() int {
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	return len(t.published)
 }
 
@@ -779,7 +625,7 @@ func byArrival(a, b Member) int {
 func (t *Tracker) Close() {
 	t.mu.Lock()
 	if t.closed {
-		t.mu.Unlock()
+		t.unlock()
 		return
 	}
 	t.closed = true
@@ -790,7 +636,10 @@ func (t *Tracker) Close() {
 		t.flushing.Stop()
 		t.flushing = nil
 	}
-	t.mu.Unlock()
+	for t.sending {
+		t.sent.Wait() // the cluster calls in flight go before Close
+	}
+	t.unlock()
 	if t.cluster != nil {
 		t.cluster.Close()
 	}

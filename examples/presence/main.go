@@ -31,9 +31,8 @@ func main() {
 
 // run serves the room on addr until ctx ends.
 func run(ctx context.Context, addr string) error {
-	var tracker *presence.Tracker
-	store := sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: func(ev sfere.Eviction) { tracker.Evicted(ev) }})
-	hub := sfere.NewHub(store, sfere.HubOptions{OnOpen: func(s *sfere.Stream) { tracker.Opened(s) }})
+	hub := sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), sfere.HubOptions{})
+	// The tracker follows the hub's streams from here on: nothing to wire.
 	tracker, err := presence.New(hub, presence.Options{
 		Room:  "lobby",
 		Grace: 2 * time.Second,

@@ -325,14 +325,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("lobby: unknown store %q (want ttl or memory)", opts.Store)
 	}
 
-	// Hub over the store; it tells the tracker of each stream it stores.
-	// In a cluster the node builds it, to announce the streams to the
-	// others.
+	// Hub over the store (the tracker follows its streams by itself). In
+	// a cluster the node builds it, to announce the streams to the others.
 	// With a history, every event carries its position as its SSE id, and
 	// a page that reconnects is sent what it missed. Retry spreads the
 	// pages' reconnects (a quarter to half the grace period, at most one
 	// to two seconds), so a broken stream is back within the grace.
-	hubOpts := sfere.HubOptions{OnOpen: s.opened, Retry: min(max(opts.Grace/4, 10*time.Millisecond), time.Second)}
+	hubOpts := sfere.HubOptions{Retry: min(max(opts.Grace/4, 10*time.Millisecond), time.Second)}
 	if opts.History > 0 {
 		hubOpts.History = sfere.HistoryOptions{Size: opts.History, MaxAge: opts.HistoryAge, MaxBytes: max(opts.HistoryBytes, 0)}
 		if !opts.HiddenHeartbeat {
@@ -586,13 +585,7 @@ func watchHeartbeat(hb *sfere.Heartbeat, interval time.Duration, log *slog.Logge
 	}
 }
 
-// opened is the hub's OnOpen hook: the tracker learns of the stream (its
-// person arrives, or the stream gets the join form back). In a cluster the
-// node announces the stream to the others after this.
-func (s *Server) opened(st *sfere.Stream) { s.lobby.tracker.Opened(st) }
-
 // evicted is the store's eviction callback.
 func (s *Server) evicted(ev sfere.Eviction) {
 	s.lobby.metrics.evictions.WithLabelValues(ev.Cause.String()).Inc()
-	s.lobby.tracker.Evicted(ev)
 }

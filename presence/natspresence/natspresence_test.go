@@ -90,10 +90,8 @@ func startNodeResume(t *testing.T, url, id string, resume time.Duration) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tr *presence.Tracker
-	store := sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: func(ev sfere.Eviction) { tr.Evicted(ev) }})
-	n.hub = sfere.NewHub(store, sfere.HubOptions{OnOpen: func(s *sfere.Stream) { tr.Opened(s) }})
-	tr, err = presence.New(n.hub, presence.Options{Room: room, Grace: grace, Window: 20 * time.Millisecond,
+	n.hub = sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), sfere.HubOptions{})
+	tr, err := presence.New(n.hub, presence.Options{Room: room, Grace: grace, Window: 20 * time.Millisecond,
 		Resume: resume, Snapshot: renderSnapshot, Diff: renderDiff, Cluster: cl})
 	if err != nil {
 		t.Fatal(err)
