@@ -54,49 +54,51 @@ func (t *Tracker) flushTimer() {
 	t.flushLocked()
 }
 
-// flushLocked sends one batch: the diff to every stream that holds a
-// snapshot, and the snapshot after the diff to the streams that opened
-// since the last batch. Both only queue bytes (the hub never waits for a
-// client), so they run under the lock that orders every change: a stream
-// is either fresh (gets the snapshot, which includes this batch) or not
-// (gets the batch), never both and never neither; a stream not yet
-// recorded gets neither, and its snapshot with the next batch.
+// flushLocked sends one batch: first the room's state before it (the
+// published members, a snapshot) to the streams that opened since the
+// last batch, then the batch's diff to every stream that holds a
+// snapshot, the fresh ones included. Both only queue bytes (the hub never
+// waits for a client), so they run under the lock that orders every
+// change, and each stream gets its snapshot before any diff; a stream
+// not yet recorded gets neither, and its snapshot with the next batch.
+//
+// The snapshot is live (addressed to streams no later stream shares a
+// key with, it is kept in no history and carries no position); the diff
+// is kept like any broadcast. So a fresh stream that breaks and resumes
+// from before the diff is replayed the diff once, and one that got the
+// diff resumes after it: no change is ever shown twice. (A snapshot that
+// held the batch itself, in place of the diff, was doubled by such a
+// replay.)
 func (t *Tracker) flushLocked() {
 	t.lastFlush = time.Now()
-	d := t.diffLocked()
-	if !d.Empty() {
-		if t.onDiff != nil {
-			t.onDiff(d)
-		}
-		// Only to streams that hold a snapshot: not to the fresh ones,
-		// nor to a stream stored but not yet recorded (its opened waits
-		// for the lock), which gets its snapshot at the next batch, and
-		// nothing before it. Each exclusion is a copy the tracker never
-		// changes: a hub with a history matches it again when a stream
-		// resumes, from its own goroutine.
-		skip := make(sfere.KeySet, len(t.opening)+len(t.fresh))
-		for k, o := range t.opening {
-			if !o.reconnect { // a reconnecting client takes every batch
-				skip[k] = struct{}{}
-			}
-		}
-		for k := range t.fresh {
-			skip[k] = struct{}{}
-		}
-		if _, err := t.hub.Broadcast(t.everyone, skip, t.diff(d)...); err != nil {
-			t.log.Error("presence: diff", "err", err)
-		}
-	}
 	if len(t.fresh) > 0 {
 		// The fresh set goes with the broadcast; the tracker starts a new one.
 		fresh := t.fresh
 		t.fresh = make(sfere.KeySet)
-		// A snapshot is addressed to the streams that just opened, whose
-		// keys no later stream has: no reconnect could be replayed it, so
-		// it goes out without a position and stays out of the history.
-		if _, err := t.hub.BroadcastLive(t.everyone, excluding(fresh), t.snapshot(t.membersLocked(), d)...); err != nil {
+		if _, err := t.hub.BroadcastLive(t.everyone, excluding(fresh), t.snapshot(t.membersLocked())...); err != nil {
 			t.log.Error("presence: snapshot", "err", err)
 		}
+	}
+	d := t.diffLocked()
+	if d.Empty() {
+		return
+	}
+	if t.onDiff != nil {
+		t.onDiff(d)
+	}
+	// Not to a stream stored but not yet recorded (its opened waits for
+	// the lock), which gets its snapshot at the next batch and nothing
+	// before it. The exclusion is a copy the tracker never changes: a hub
+	// with a history matches it again when a stream resumes, from its own
+	// goroutine.
+	skip := make(sfere.KeySet, len(t.opening))
+	for k, o := range t.opening {
+		if !o.reconnect { // a reconnecting client takes every batch
+			skip[k] = struct{}{}
+		}
+	}
+	if _, err := t.hub.Broadcast(t.everyone, skip, t.diff(d)...); err != nil {
+		t.log.Error("presence: diff", "err", err)
 	}
 }
 

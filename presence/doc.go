@@ -50,9 +50,11 @@
 // within [Options.Window] go out together at the end of the window; while
 // changes keep coming, each window is twice the last, up to
 // [Options.MaxWindow]. N people arriving at once cost each stream a few
-// dozen events, however large N is, not N. A
-// stream that opened since the last batch receives the snapshot instead of
-// the diff: the snapshot already holds that batch, so no stream ever sees
+// dozen events, however large N is, not N. A stream that opened since
+// the last batch receives the snapshot of the state before the batch,
+// then the batch's diff like every other stream: the diff is kept in the
+// hub's history and the snapshot is not, so a stream that breaks and
+// resumes is replayed only what it did not apply, and no stream ever sees
 // a change twice or misses one. Presence traffic is queued to streams like
 // any other broadcast and never holds up the application's own.
 //

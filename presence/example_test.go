@@ -22,7 +22,7 @@ func Example() {
 	tracker, _ := presence.New(hub, presence.Options{
 		Room:  "lobby",
 		Grace: 2 * time.Second,
-		Snapshot: func(ms []presence.Member, d presence.Diff) []sfere.Effect {
+		Snapshot: func(ms []presence.Member) []sfere.Effect {
 			var b strings.Builder
 			for _, m := range ms {
 				fmt.Fprintf(&b, "<li>%s</li>", m.Meta) // escape it in a real app
@@ -87,7 +87,7 @@ func ExampleTracker_Claim() {
 	hub := sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), sfere.HubOptions{})
 	tracker, _ := presence.New(hub, presence.Options{
 		Room:     "lobby",
-		Snapshot: func([]presence.Member, presence.Diff) []sfere.Effect { return nil },
+		Snapshot: func([]presence.Member) []sfere.Effect { return nil },
 		Diff:     func(presence.Diff) []sfere.Effect { return nil },
 	})
 	defer tracker.Close()
@@ -122,7 +122,7 @@ func ExampleOptions_resume() {
 		Grace:    -1, // depart as soon as the last stream ends
 		Resume:   2 * time.Minute,
 		Window:   -1, // every change at once
-		Snapshot: func([]presence.Member, presence.Diff) []sfere.Effect { return nil },
+		Snapshot: func([]presence.Member) []sfere.Effect { return nil },
 		Diff:     func(presence.Diff) []sfere.Effect { return nil }, // a real app renders the lines below
 		OnDiff: func(d presence.Diff) {
 			for _, l := range d.Leaves {

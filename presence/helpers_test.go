@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,7 +23,7 @@ const (
 
 // render writes presence as two kinds of element the tests parse back:
 // a snapshot (every member) and a diff (joins and leaves).
-func renderSnapshot(ms []presence.Member, d presence.Diff) []sfere.Effect {
+func renderSnapshot(ms []presence.Member) []sfere.Effect {
 	ids := make([]string, len(ms))
 	for i, m := range ms {
 		ids[i] = m.ID
@@ -246,6 +247,41 @@ func (tb *tab) waitFor(text string) string {
 	tb.t.Helper()
 	e := tb.WaitSeen(waitLong, ssetest.Containing(text))
 	return elements(e)
+}
+
+// waitList waits until the list the stream shows (its snapshot, then each
+// diff: departures removed, arrivals appended) is want, in that order.
+func (tb *tab) waitList(want ...string) {
+	tb.t.Helper()
+	w := strings.Join(want, ",")
+	var got string
+	ssetest.Eventually(tb.t, waitLong, "the list "+w, func() bool {
+		got = strings.Join(shownList(tb.all()), ",")
+		return got == w
+	})
+}
+
+// shownList is the list a stream shows after the element patches events:
+// its snapshot, then each diff's departures removed and arrivals
+// appended.
+func shownList(events []string) []string {
+	var list []string
+	for _, e := range events {
+		if m := idsAttr.FindStringSubmatch(e); m != nil {
+			list = split(m[1])
+			continue
+		}
+		if m := leavesAttr.FindStringSubmatch(e); m != nil {
+			for _, l := range split(m[1]) {
+				id, _, _ := strings.Cut(l, ":")
+				list = slices.DeleteFunc(list, func(x string) bool { return x == id })
+			}
+		}
+		if m := joinsAttr.FindStringSubmatch(e); m != nil {
+			list = append(list, split(m[1])...)
+		}
+	}
+	return list
 }
 
 // elements is what an element patch carries, its data lines without

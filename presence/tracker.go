@@ -162,10 +162,11 @@ type Options struct {
 	// Zero (or negative) means no window: the claim is released at the
 	// departure. Every node of a cluster must use the same Resume.
 	Resume time.Duration
-	// Snapshot renders the state for streams that opened since the last
-	// batch: the members after the batch d (d is also given, so that the
-	// page can show its lines). Required.
-	Snapshot func(members []Member, d Diff) []sfere.Effect
+	// Snapshot renders the room's state for a stream that opened since
+	// the last batch: the members before the batch, which the stream then
+	// receives like every other (so a newcomer sees its own arrival in the
+	// diff). Required.
+	Snapshot func(members []Member) []sfere.Effect
 	// Diff renders a batch for every other stream of the room. Required.
 	Diff func(d Diff) []sfere.Effect
 	// Goodbye, if set, renders what a stream the tracker ends receives
@@ -206,7 +207,7 @@ type Tracker struct {
 	maxWindow        time.Duration
 	claimTimeout     time.Duration
 	resume           time.Duration
-	snapshot         func([]Member, Diff) []sfere.Effect
+	snapshot         func([]Member) []sfere.Effect
 	diff             func(Diff) []sfere.Effect
 	goodbye          func(error) []sfere.Effect
 	onDiff           func(Diff)

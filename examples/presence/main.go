@@ -36,7 +36,7 @@ func run(ctx context.Context, addr string) error {
 	tracker, err := presence.New(hub, presence.Options{
 		Room:  "lobby",
 		Grace: 2 * time.Second,
-		Snapshot: func(ms []presence.Member, d presence.Diff) []sfere.Effect {
+		Snapshot: func(ms []presence.Member) []sfere.Effect {
 			return []sfere.Effect{sfere.PatchElements(peopleList(ms))}
 		},
 		Diff: func(d presence.Diff) []sfere.Effect { return diffEffects(d) }, // d.Leaves, then d.Joins

@@ -218,31 +218,19 @@ func (l *Lobby) broadcast(ctx context.Context, effects ...sfere.Effect) error {
 	return nil
 }
 
-// renderSnapshot is what a new stream receives: the whole list, and the
-// "joined" lines of the batch it arrived with (its own, for a newcomer).
-func (l *Lobby) renderSnapshot(ms []presence.Member, d presence.Diff) []sfere.Effect {
+// renderSnapshot is what a new stream receives first: the whole list as
+// it was before the batch the stream opened in (that batch's lines and
+// items follow in the diff, a newcomer's own arrival among them).
+func (l *Lobby) renderSnapshot(ms []presence.Member) []sfere.Effect {
 	list, err := l.views.participantList(displayNames(ms))
 	if err != nil {
 		l.log.Error("render participant list", "err", err)
 		return nil
 	}
-	effects := []sfere.Effect{sfere.PatchElements(list)}
-	var lines strings.Builder
-	for _, j := range d.Joins {
-		line, err := l.views.systemLine(arrivalText(j))
-		if err != nil {
-			l.log.Error("render arrival", "err", err)
-			continue
-		}
-		lines.WriteString(line)
-	}
-	if lines.Len() > 0 {
-		effects = append(effects, sfere.AppendElements("#messages", lines.String()))
-	}
-	return effects
+	return []sfere.Effect{sfere.PatchElements(list)}
 }
 
-// renderDiff is what every other stream receives for a batch: one removal
+// renderDiff is what every stream receives for a batch: one removal
 // per departure, the arrivals' items appended to the list in one patch,
 // and every "left" and "joined" line in one patch.
 func (l *Lobby) renderDiff(d presence.Diff) []sfere.Effect {

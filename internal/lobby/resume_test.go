@@ -350,3 +350,55 @@ func cookieHeader(b *browser) string {
 	}
 	return r.Header.Get("Cookie")
 }
+
+// A stream broken right after its opening's list, before the batch of
+// arrivals that came with it, resumes from its opening's id and is
+// replayed that batch once: its page shows each arrival once. (The list
+// once held the batch itself, unpositioned, and the replay doubled it; the
+// fault campaign found it after restarts and storms.)
+func TestBrokenAfterTheListShowsArrivalsOnce(t *testing.T) {
+	srv := startServer(t, lobby.Options{})
+	brian, phil := newBrowser(t, srv), newBrowser(t, srv)
+	brian.enter("brian")
+
+	phil.join("phil")
+	ps := phil.openStream()
+	ps.waitFor(joinedLine("phil"))
+	// What the page applied before the break: everything up to the list
+	// (which carries no id), and the id the opening carried.
+	var applied []ssetest.Event
+	opening := ""
+	for _, e := range ps.Events() {
+		applied = append(applied, e)
+		if e.HasID {
+			opening = e.ID
+		}
+		if strings.Contains(e.Text(), `id="participant-list"`) {
+			break
+		}
+	}
+	if opening == "" {
+		t.Fatalf("the opening carried no id before the list:\n%s", ps.dump())
+	}
+	ps.close()
+
+	again := phil.openStreamFrom(opening)
+	again.waitFor(joinedLine("phil"))
+	seen := append(applied, again.Events()...)
+	count := func(text string) int {
+		n := 0
+		for _, e := range seen {
+			n += strings.Count(e.Text(), text)
+		}
+		return n
+	}
+	if n := count(joinedLine("phil")); n != 1 {
+		t.Errorf("the page shows %d \"phil joined\" lines, want 1:\n%s\n-- after the break --\n%s", n, ps.dump(), again.dump())
+	}
+	if n := count(`<li id="` + participantID("phil") + `">`); n != 1 {
+		t.Errorf("the page lists phil %d times, want 1", n)
+	}
+	if n := count(`<li id="` + participantID("brian") + `">`); n != 1 {
+		t.Errorf("the page lists brian %d times, want 1", n)
+	}
+}

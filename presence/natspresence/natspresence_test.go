@@ -30,7 +30,7 @@ const (
 	waitLong = 5 * time.Second
 )
 
-func renderSnapshot(ms []presence.Member, _ presence.Diff) []sfere.Effect {
+func renderSnapshot(ms []presence.Member) []sfere.Effect {
 	ids := make([]string, len(ms))
 	for i, m := range ms {
 		ids[i] = m.ID
@@ -173,6 +173,24 @@ func (tb *tab) waitFor(text string) {
 	tb.WaitSeen(waitLong, ssetest.Containing(text))
 }
 
+// waitShown waits until the stream shows exactly ids (its snapshot, then
+// its diffs).
+func (tb *tab) waitShown(ids ...string) {
+	tb.t.Helper()
+	ssetest.Eventually(tb.t, waitLong, "the stream to show "+strings.Join(ids, ", "), func() bool {
+		shown := tb.replay(tb.t, false)
+		if len(shown) != len(ids) {
+			return false
+		}
+		for _, id := range ids {
+			if !shown[id] {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func (tb *tab) isEnded() bool {
 	select {
 	case <-tb.Done():
@@ -201,8 +219,8 @@ func TestTabsOnTwoNodesAreOnePerson(t *testing.T) {
 	ta := a.open("s1")
 	ps.waitFor(joined("brian"))
 	tb := b.open("s1") // the same session through node b
-	tb.waitFor(`data-ids="phil,brian"`)
-	ta.waitFor(`data-ids="phil,brian"`)
+	tb.waitShown("phil", "brian")
+	ta.waitShown("phil", "brian")
 
 	// Taken on every node.
 	if err := b.claim("brian", "s9"); !errors.Is(err, presence.ErrTaken) {
