@@ -1,6 +1,7 @@
 package natspresence_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -80,13 +81,21 @@ func startNode(t *testing.T, url, id string) *node {
 // startNodeResume is startNode with a resume window.
 func startNodeResume(t *testing.T, url, id string, resume time.Duration) *node {
 	t.Helper()
+	return startNodeWith(t, url, id, resume, natspresence.Options{})
+}
+
+// startNodeWith is startNodeResume with the cluster's options (NodeID is
+// the test's, Interval too unless set). url may list several servers.
+func startNodeWith(t *testing.T, url, id string, resume time.Duration, opts natspresence.Options) *node {
+	t.Helper()
 	n := &node{t: t}
 	var err error
 	n.nc, err = nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := natspresence.New(t.Context(), n.nc, room, natspresence.Options{NodeID: id, Interval: interval})
+	opts.NodeID, opts.Interval = id, cmp.Or(opts.Interval, interval)
+	cl, err := natspresence.New(t.Context(), n.nc, room, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
