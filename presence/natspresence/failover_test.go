@@ -470,3 +470,52 @@ func TestClaimsThroughBucketLoss(t *testing.T) {
 	}
 	r.check()
 }
+
+// A node cut off from NATS (its only server down) for longer than its
+// claims live is lost to the others: its people depart there, and their
+// names are free. A newcomer takes one through another node. When the
+// cut node is back it finds the name held by another owner and gives it
+// up: its person's stream ends and the name has one holder again.
+func TestCutNodeGivesUpATakenName(t *testing.T) {
+	trio := startNATSTrio(t)
+	other := "nats://" + trio.opts[1].Addr + ",nats://" + trio.opts[2].Addr
+	b := startNodeWith(t, other, "b", 0, natspresence.Options{Replicas: 3, Interval: failoverInterval})
+	// a knows server 1 only, so that losing it cuts a off.
+	nc, err := nats.Connect("nats://"+trio.opts[0].Addr, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.IgnoreDiscoveredServers())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startNodeOnConn(t, nc, "a", natspresence.Options{Replicas: 3, Interval: failoverInterval})
+	if err := b.claim("watch", "w"); err != nil {
+		t.Fatal(err)
+	}
+	watch := b.open("w")
+	if err := a.claim("phil", "a:phil"); err != nil {
+		t.Fatal(err)
+	}
+	phil := a.open("a:phil")
+	watch.waitFor(joined("phil"))
+
+	trio.mu.Lock()
+	s := trio.srv[0]
+	trio.srv[0] = nil
+	trio.mu.Unlock()
+	s.Shutdown()
+	watch.WaitSeen(ceiling, ssetest.Containing(left("phil", "node-lost")))
+	ssetest.Eventually(t, ceiling, "phil's name free through b", func() bool { return b.claim("phil", "b:phil") == nil })
+	newPhil := b.open("b:phil")
+
+	trio.start(0)
+	ssetest.Eventually(t, ceiling, "the cut node's phil ends", phil.isEnded)
+	ssetest.Eventually(t, ceiling, "a gave phil up", func() bool {
+		m, ok := a.tracker.Lookup(t.Context(), "a:phil")
+		return !ok || m.ID != "phil"
+	})
+	ssetest.Eventually(t, ceiling, "a shows b's phil", func() bool {
+		_, err := a.tracker.Claim(t.Context(), "phil", "a:phil", "")
+		return errors.Is(err, presence.ErrTaken)
+	})
+	if newPhil.isEnded() {
+		t.Errorf("the newcomer's stream ended: %v", newPhil.Err())
+	}
+}

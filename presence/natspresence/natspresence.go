@@ -18,6 +18,12 @@
 //     rebuilt within one Interval. A node refuses claims until it has
 //     heard the others for a while after it starts or reconnects, so a
 //     name held on another node is never given out twice.
+//   - A claim is a lease. A node cut off from NATS (or stalled) for
+//     longer than a claim lives is lost to the others, and its people's
+//     names are free there. If one was given to another owner meanwhile,
+//     the node finds it so when it is back (twice in a row, an Interval
+//     apart) and gives its person up: the person's streams on it end and
+//     it departs, so that the name has one holder again.
 //
 // A person away within its resume window ([presence.Options.Resume]) has
 // no stream anywhere, so every node that knew it keeps re-asserting its
@@ -137,7 +143,8 @@ type partial struct {
 
 type claimRev struct {
 	presence.Claim
-	rev uint64 // the key's last known revision; 0 if unknown
+	rev   uint64 // the key's last known revision; 0 if unknown
+	taken bool   // the last re-assertion found another owner's claim
 }
 
 // message is what nodes publish on the room's subject.
@@ -412,8 +419,20 @@ func (c *Cluster) Claim(ctx context.Context, cl presence.Claim) (presence.Claim,
 func (c *Cluster) create(ctx context.Context, kv jetstream.KeyValue, cl presence.Claim) (presence.Claim, uint64, error) {
 	val, _ := json.Marshal(claimValue{Owner: cl.Owner, Meta: cl.Meta, Ref: cl.Ref, Away: cl.Away})
 	rev, err := kv.Create(ctx, personKey(cl.Person), val)
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	for tries := 1; errors.Is(err, jetstream.ErrKeyExists); tries++ {
 		e, gerr := kv.Get(ctx, personKey(cl.Person))
+		if errors.Is(gerr, jetstream.ErrKeyNotFound) && tries < 4 {
+			// The key lapsed or was released between the two, or the
+			// read went to a replica that has not got the key yet: try
+			// again in a moment.
+			select {
+			case <-ctx.Done():
+				return cl, 0, fmt.Errorf("natspresence: claim %q: %w", cl.Person, ctx.Err())
+			case <-time.After(time.Duration(tries) * 20 * time.Millisecond):
+			}
+			rev, err = kv.Create(ctx, personKey(cl.Person), val)
+			continue
+		}
 		if gerr != nil {
 			return cl, 0, fmt.Errorf("natspresence: claim %q: %w", cl.Person, gerr)
 		}
@@ -759,17 +778,50 @@ func (c *Cluster) reassert(cr claimRev) {
 	})
 	cancel()
 	if errors.Is(err, presence.ErrTaken) {
-		c.log.Warn("natspresence: a claim of this node is held by another owner", "person", cr.Person)
-	} else if err != nil {
+		c.giveUp(cr)
+		return
+	}
+	if err != nil {
 		c.log.Warn("natspresence: claim not re-asserted", "person", cr.Person, "err", err)
 		return
 	}
 	c.mu.Lock()
 	if cur, ok := c.mine[cr.Person]; ok && cur.Owner == cr.Owner {
-		cur.rev = rev
+		cur.rev, cur.taken = rev, false
 		c.mine[cr.Person] = cur
 	}
 	c.mu.Unlock()
+}
+
+// giveUp drops a claim of this node that the bucket holds for another
+// owner: it lapsed while this node could not re-assert it (cut off from
+// NATS, or stalled, for longer than a claim lives) and another node gave
+// the name out meanwhile. The bucket decides: the person ends here (its
+// streams end, it departs), so that the name has one holder again. It
+// does so the second time in a row it finds the claim taken, an
+// interval apart: a read served by a replica that lags behind the
+// bucket's leader never ends a person.
+func (c *Cluster) giveUp(cr claimRev) {
+	c.mu.Lock()
+	cur, ok := c.mine[cr.Person]
+	ok = ok && cur.Owner == cr.Owner
+	if ok && !cur.taken {
+		cur.taken = true
+		c.mine[cr.Person] = cur
+		c.mu.Unlock()
+		return
+	}
+	if ok {
+		delete(c.mine, cr.Person)
+		delete(c.changed, cr.Person)
+	}
+	n := c.n
+	c.mu.Unlock()
+	if !ok {
+		return // released or changed meanwhile
+	}
+	c.log.Warn("natspresence: a claim of this node is held by another owner; giving the person up", "person", cr.Person, "node", c.node)
+	n.Left(cr.Person, cr.Owner)
 }
 
 func (c *Cluster) assertOne(ctx context.Context, kv jetstream.KeyValue, cr claimRev) (uint64, error) {
@@ -781,8 +833,12 @@ func (c *Cluster) assertOne(ctx context.Context, kv jetstream.KeyValue, cr claim
 	}
 	if cr.rev == 0 || errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) {
 		rev, err = kv.Create(ctx, personKey(cr.Person), val)
-		if errors.Is(err, jetstream.ErrKeyExists) {
+		for tries := 1; errors.Is(err, jetstream.ErrKeyExists); tries++ {
 			e, gerr := kv.Get(ctx, personKey(cr.Person))
+			if errors.Is(gerr, jetstream.ErrKeyNotFound) && tries < 3 {
+				rev, err = kv.Create(ctx, personKey(cr.Person), val)
+				continue
+			}
 			if gerr != nil {
 				return 0, gerr
 			}

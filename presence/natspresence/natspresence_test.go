@@ -88,12 +88,23 @@ func startNodeResume(t *testing.T, url, id string, resume time.Duration) *node {
 // the test's, Interval too unless set). url may list several servers.
 func startNodeWith(t *testing.T, url, id string, resume time.Duration, opts natspresence.Options) *node {
 	t.Helper()
-	n := &node{t: t}
-	var err error
-	n.nc, err = nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startNodeResumeOnConn(t, nc, id, resume, opts)
+}
+
+// startNodeOnConn is startNodeWith on a connection the test made (the
+// node closes it).
+func startNodeOnConn(t *testing.T, nc *nats.Conn, id string, opts natspresence.Options) *node {
+	t.Helper()
+	return startNodeResumeOnConn(t, nc, id, 0, opts)
+}
+
+func startNodeResumeOnConn(t *testing.T, nc *nats.Conn, id string, resume time.Duration, opts natspresence.Options) *node {
+	t.Helper()
+	n := &node{t: t, nc: nc}
 	opts.NodeID, opts.Interval = id, cmp.Or(opts.Interval, interval)
 	cl, err := natspresence.New(t.Context(), n.nc, room, opts)
 	if err != nil {
