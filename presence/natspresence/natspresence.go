@@ -13,9 +13,12 @@
 //   - Who may hold a person id is a JetStream key-value bucket, whose
 //     compare-and-set create decides two claims of one id. Every node
 //     re-asserts the claims of its people every Interval, and keys expire
-//     after 3 Intervals without it: a crashed node's claims lapse, and if
-//     the bucket is lost (a NATS server without storage restarted) it is
-//     rebuilt within one Interval. A node refuses claims until it has
+//     after 6 Intervals without it (at least a second): a crashed node's
+//     claims lapse, and if the bucket is lost (a NATS server without
+//     storage restarted) it is rebuilt within one Interval. A claim
+//     outlives by 3 Intervals the moment its node is found lost, so a
+//     node that was only slow (a stalled process, a NATS reconnect)
+//     re-asserts its claims before anyone else can take them. A node refuses claims until it has
 //     heard the others for a while after it starts or reconnects, so a
 //     name held on another node is never given out twice.
 //   - A claim is a lease. A node cut off from NATS (or stalled) for
@@ -222,8 +225,9 @@ func New(ctx context.Context, nc *nats.Conn, room string, opts Options) (*Cluste
 // ID returns the node's id.
 func (c *Cluster) ID() string { return c.node }
 
-// ttl is how long a claim lives without being re-asserted.
-func (c *Cluster) ttl() time.Duration { return max(3*c.interval, time.Second) }
+// ttl is how long a claim lives without being re-asserted: twice as long
+// as it takes to find its node lost.
+func (c *Cluster) ttl() time.Duration { return max(6*c.interval, time.Second) }
 
 // openBucket finds or makes the claims bucket, with its replicas raised
 // to the wanted count (never lowered: another node may want more).

@@ -25,10 +25,16 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const (
-	room     = "room"
-	interval = 100 * time.Millisecond
+	room = "room"
+	// interval is the nodes' Interval: a node silent for 3 of them is
+	// lost, so it is long enough that a loaded machine (a 2-core one
+	// running the race detector beside other work) does not stall a
+	// live node's messages that long.
+	interval = 200 * time.Millisecond
 	grace    = 300 * time.Millisecond
-	waitLong = 5 * time.Second
+	// waitLong bounds a wait for what must come: generous, a test that
+	// passes waits far less.
+	waitLong = 20 * time.Second
 )
 
 func renderSnapshot(ms []presence.Member, _ presence.Diff) []sfere.Effect {
