@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -34,7 +35,8 @@ const (
 	// ceiling bounds a wait that spans a NATS failover on a loaded
 	// machine: generous, a test that passes waits far less.
 	ceiling = time.Minute
-	// failoverInterval is the nodes' Interval in the failover tests.
+	// failoverInterval is the nodes' Interval in the failover tests;
+	// their claims live as long as by default (DefaultClaimTTL).
 	failoverInterval = 500 * time.Millisecond
 )
 
@@ -44,13 +46,22 @@ const (
 type natsTrio struct {
 	t    *testing.T
 	opts [3]natscluster.ServerOptions
+	bin  string // a nats-server binary: the servers are processes, killed with SIGKILL
 	mu   sync.Mutex
 	srv  [3]*natscluster.Server
+	proc [3]*exec.Cmd
 }
 
 func startNATSTrio(t *testing.T) *natsTrio {
 	t.Helper()
-	n := &natsTrio{t: t}
+	return startNATSTrioOf(t, "")
+}
+
+// startNATSTrioOf is startNATSTrio with the servers run as processes of
+// the nats-server binary bin (in this process if "").
+func startNATSTrioOf(t *testing.T, bin string) *natsTrio {
+	t.Helper()
+	n := &natsTrio{t: t, bin: bin}
 	dir := t.TempDir()
 	addrs := testport.Addrs(t, 2*len(n.opts))
 	var routes []string
@@ -71,12 +82,22 @@ func startNATSTrio(t *testing.T) *natsTrio {
 				s.Shutdown()
 			}
 		}
+		for _, p := range n.proc {
+			if p != nil {
+				p.Process.Kill()
+				p.Wait()
+			}
+		}
 	})
 	return n
 }
 
 func (n *natsTrio) start(i int) {
 	n.t.Helper()
+	if n.bin != "" {
+		n.startProcess(i)
+		return
+	}
 	s, err := natscluster.StartServerWith(n.opts[i])
 	if err != nil {
 		n.t.Fatal(err)
@@ -95,15 +116,20 @@ func (n *natsTrio) urls() string {
 	return strings.Join(u, ",")
 }
 
-// replace loses server i with its disk and starts a fresh one in its
-// place.
+// replace loses server i with its disk (shut down, or killed with
+// SIGKILL if it is a process) and starts a fresh one in its place.
 func (n *natsTrio) replace(i int) {
 	n.t.Helper()
 	n.mu.Lock()
-	s := n.srv[i]
-	n.srv[i] = nil
+	s, p := n.srv[i], n.proc[i]
+	n.srv[i], n.proc[i] = nil, nil
 	n.mu.Unlock()
-	s.Shutdown()
+	if p != nil {
+		p.Process.Kill()
+		p.Wait()
+	} else {
+		s.Shutdown()
+	}
 	if err := os.RemoveAll(n.opts[i].StoreDir); err != nil {
 		n.t.Fatal(err)
 	}
@@ -113,6 +139,9 @@ func (n *natsTrio) replace(i int) {
 // current reports whether server i is a current member of JetStream and
 // of stream's replica group.
 func (n *natsTrio) current(i int, stream string) bool {
+	if n.bin != "" {
+		return n.currentProcess(i, stream)
+	}
 	n.mu.Lock()
 	s := n.srv[i]
 	n.mu.Unlock()
@@ -147,7 +176,11 @@ type claimRace struct {
 
 func startClaimRace(t *testing.T) *claimRace {
 	t.Helper()
-	trio := startNATSTrio(t)
+	return startClaimRaceOn(t, startNATSTrio(t))
+}
+
+func startClaimRaceOn(t *testing.T, trio *natsTrio) *claimRace {
+	t.Helper()
 	r := &claimRace{t: t, trio: trio, nodes: map[string]*node{}, watchers: map[string]*tab{},
 		won: map[string]string{}, streams: map[string]*ssetest.Client{}, changed: make(chan struct{}), stop: make(chan struct{})}
 	for _, id := range []string{"a", "b"} {
@@ -421,6 +454,29 @@ func TestClaimsThroughServerLoss(t *testing.T) {
 	r.check()
 }
 
+// The NATS server that leads the bucket is killed (SIGKILL: no leader
+// hand-over, the others elect one when they miss it) and replaced by a
+// fresh one without its disk, three times, while two nodes race for the
+// same names.
+func TestClaimsThroughKilledLeader(t *testing.T) {
+	r := startClaimRaceOn(t, startNATSTrioOf(t, natsServerBinary(t)))
+	r.rounds(5)
+	for range 3 {
+		var leader string
+		ssetest.Eventually(t, ceiling, "the bucket has a leader", func() bool {
+			leader = r.bucketLeader()
+			return leader != ""
+		})
+		i := slices.IndexFunc(r.trio.opts[:], func(o natscluster.ServerOptions) bool { return o.Name == leader })
+		r.trio.replace(i)
+		t.Logf("%s killed and replaced", leader)
+		r.rounds(5)
+		ssetest.Eventually(t, ceiling, "the fresh server caught up", func() bool { return r.trio.current(i, bucketStream) })
+	}
+	r.rounds(5)
+	r.check()
+}
+
 // The bucket's leader steps down, again and again, while two nodes race
 // for the same names.
 func TestClaimsThroughLeaderChange(t *testing.T) {
@@ -479,13 +535,15 @@ func TestClaimsThroughBucketLoss(t *testing.T) {
 func TestCutNodeGivesUpATakenName(t *testing.T) {
 	trio := startNATSTrio(t)
 	other := "nats://" + trio.opts[1].Addr + ",nats://" + trio.opts[2].Addr
-	b := startNodeWith(t, other, "b", 0, natspresence.Options{Replicas: 3, Interval: failoverInterval})
+	// Claims that lapse soon after the cut node is found lost.
+	opts := natspresence.Options{Replicas: 3, Interval: failoverInterval, ClaimTTL: 4 * failoverInterval}
+	b := startNodeWith(t, other, "b", 0, opts)
 	// a knows server 1 only, so that losing it cuts a off.
 	nc, err := nats.Connect("nats://"+trio.opts[0].Addr, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.IgnoreDiscoveredServers())
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := startNodeOnConn(t, nc, "a", natspresence.Options{Replicas: 3, Interval: failoverInterval})
+	a := startNodeOnConn(t, nc, "a", opts)
 	if err := b.claim("watch", "w"); err != nil {
 		t.Fatal(err)
 	}
@@ -517,5 +575,21 @@ func TestCutNodeGivesUpATakenName(t *testing.T) {
 	})
 	if newPhil.isEnded() {
 		t.Errorf("the newcomer's stream ended: %v", newPhil.Err())
+	}
+}
+
+// A claim life shorter than the time it takes to find a node lost is
+// refused: such a node's names would be given out while it is alive.
+func TestClaimTTLShorterThanLossRefused(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	defer ns.Shutdown()
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_, err = natspresence.New(t.Context(), nc, room, natspresence.Options{Interval: time.Second, ClaimTTL: 2 * time.Second})
+	if !errors.Is(err, natspresence.ErrBadClaimTTL) {
+		t.Fatalf("New with a 2 s claim life and a 1 s interval: %v, want ErrBadClaimTTL", err)
 	}
 }

@@ -13,12 +13,14 @@
 //   - Who may hold a person id is a JetStream key-value bucket, whose
 //     compare-and-set create decides two claims of one id. Every node
 //     re-asserts the claims of its people every Interval, and keys expire
-//     after 6 Intervals without it (at least a second): a crashed node's
-//     claims lapse, and if the bucket is lost (a NATS server without
-//     storage restarted) it is rebuilt within one Interval. A claim
-//     outlives by 3 Intervals the moment its node is found lost, so a
-//     node that was only slow (a stalled process, a NATS reconnect)
-//     re-asserts its claims before anyone else can take them. A node refuses claims until it has
+//     after [Options.ClaimTTL] without it (15 s by default): a crashed
+//     node's claims lapse, and if the bucket is lost (a NATS server
+//     without storage restarted) it is rebuilt within one Interval. A
+//     claim outlives the moment its node is found lost (3 Intervals), so
+//     a node that was only slow (a stalled process, a NATS reconnect)
+//     re-asserts its claims before anyone else can take them, and it
+//     outlives the leader election of the bucket that follows the loss
+//     of a NATS server. A node refuses claims until it has
 //     heard the others for a while after it starts or reconnects, so a
 //     name held on another node is never given out twice.
 //   - A claim is a lease. A node cut off from NATS (or stalled) for
@@ -98,7 +100,24 @@ type Options struct {
 	// can place them, else 1. A bucket found with fewer replicas is
 	// raised to this count, never lowered.
 	Replicas int
+	// ClaimTTL is how long a claim lives in the bucket without being
+	// re-asserted: a crashed node's names are free to other owners after
+	// it. Zero means 6 Intervals or [DefaultClaimTTL], whichever is
+	// longer: long enough to ride through the leader election that
+	// follows the loss of the bucket's leader (JetStream waits 4 to 9 s
+	// before it elects another), during which no claim can be written.
+	// It must be at least 3 Intervals, so that a node found lost still
+	// holds its claims.
+	ClaimTTL time.Duration
 }
+
+// DefaultClaimTTL is the shortest claim life when [Options.ClaimTTL] is
+// zero.
+const DefaultClaimTTL = 15 * time.Second
+
+// ErrBadClaimTTL is returned by [New] for an [Options.ClaimTTL] shorter
+// than 3 Intervals.
+var ErrBadClaimTTL = errors.New("natspresence: a claim must live at least 3 intervals")
 
 // ErrBadReplicas is returned by [New] for a replica count JetStream
 // cannot have (below 0 or above 5).
@@ -114,6 +133,7 @@ type Cluster struct {
 	subject  string
 	bucket   string
 	interval time.Duration
+	claimTTL time.Duration
 	timeout  time.Duration
 	replicas int
 	log      *slog.Logger
@@ -185,6 +205,10 @@ func New(ctx context.Context, nc *nats.Conn, room string, opts Options) (*Cluste
 	if opts.Replicas < 0 || opts.Replicas > 5 {
 		return nil, fmt.Errorf("%w: %d", ErrBadReplicas, opts.Replicas)
 	}
+	interval := cmp.Or(opts.Interval, DefaultInterval)
+	if opts.ClaimTTL != 0 && opts.ClaimTTL < 3*interval {
+		return nil, fmt.Errorf("%w: %v with interval %v", ErrBadClaimTTL, opts.ClaimTTL, interval)
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("natspresence: %w", err)
@@ -197,7 +221,8 @@ func New(ctx context.Context, nc *nats.Conn, room string, opts Options) (*Cluste
 		node:     cmp.Or(opts.NodeID, nuid.Next()),
 		subject:  prefix + ".presence." + hex.EncodeToString([]byte(room)),
 		bucket:   prefix + "_claims",
-		interval: cmp.Or(opts.Interval, DefaultInterval),
+		interval: interval,
+		claimTTL: cmp.Or(opts.ClaimTTL, max(6*interval, DefaultClaimTTL)),
 		timeout:  cmp.Or(opts.Timeout, DefaultTimeout),
 		replicas: opts.Replicas,
 		log:      cmp.Or(opts.Logger, slog.Default()),
@@ -225,10 +250,6 @@ func New(ctx context.Context, nc *nats.Conn, room string, opts Options) (*Cluste
 // ID returns the node's id.
 func (c *Cluster) ID() string { return c.node }
 
-// ttl is how long a claim lives without being re-asserted: twice as long
-// as it takes to find its node lost.
-func (c *Cluster) ttl() time.Duration { return max(6*c.interval, time.Second) }
-
 // openBucket finds or makes the claims bucket, with its replicas raised
 // to the wanted count (never lowered: another node may want more).
 func (c *Cluster) openBucket(ctx context.Context) (jetstream.KeyValue, error) {
@@ -243,7 +264,7 @@ func (c *Cluster) openBucket(ctx context.Context) (jetstream.KeyValue, error) {
 	var kv jetstream.KeyValue
 	err := withReplicas(c.replicas, have, func(r int) (err error) {
 		kv, err = c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: c.bucket, TTL: c.ttl(), History: 1, Storage: jetstream.FileStorage, Replicas: r,
+			Bucket: c.bucket, TTL: c.claimTTL, History: 1, Storage: jetstream.FileStorage, Replicas: r,
 		})
 		return err
 	})
@@ -671,11 +692,20 @@ func bucketGone(err error) bool {
 }
 
 // withBucket runs f on the claims bucket, and once more after creating the
-// bucket again if it was missing.
+// bucket again if it was missing. A bucket that did not answer but is
+// still there (its replicas electing a leader after a NATS server was
+// lost) is left alone: the caller tries again later.
 func (c *Cluster) withBucket(ctx context.Context, f func(kv jetstream.KeyValue) error) error {
 	err := f(c.bucketKV())
 	if !bucketGone(err) {
 		return err
+	}
+	kv, serr := c.js.KeyValue(ctx, c.bucket)
+	if serr == nil {
+		return f(kv) // there (made again by another node, or led again)
+	}
+	if !errors.Is(serr, jetstream.ErrBucketNotFound) {
+		return errors.Join(err, serr) // not known either way: later
 	}
 	kv, oerr := c.openBucket(ctx)
 	if oerr != nil {

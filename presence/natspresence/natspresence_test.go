@@ -32,6 +32,9 @@ const (
 	// live node's messages that long.
 	interval = 200 * time.Millisecond
 	grace    = 300 * time.Millisecond
+	// claimLife is the nodes' ClaimTTL: short, so that the tests that
+	// outwait it are quick, and longer than 3 intervals as it must be.
+	claimLife = 6 * interval
 	// waitLong bounds a wait for what must come: generous, a test that
 	// passes waits far less.
 	waitLong = 20 * time.Second
@@ -90,8 +93,9 @@ func startNodeResume(t *testing.T, url, id string, resume time.Duration) *node {
 	return startNodeWith(t, url, id, resume, natspresence.Options{})
 }
 
-// startNodeWith is startNodeResume with the cluster's options (NodeID is
-// the test's, Interval too unless set). url may list several servers.
+// startNodeWith is startNodeResume with the cluster's options: NodeID is
+// id, and Interval and ClaimTTL are the tests' (interval, claimLife)
+// unless Interval is set. url may list several servers.
 func startNodeWith(t *testing.T, url, id string, resume time.Duration, opts natspresence.Options) *node {
 	t.Helper()
 	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
@@ -111,7 +115,10 @@ func startNodeOnConn(t *testing.T, nc *nats.Conn, id string, opts natspresence.O
 func startNodeResumeOnConn(t *testing.T, nc *nats.Conn, id string, resume time.Duration, opts natspresence.Options) *node {
 	t.Helper()
 	n := &node{t: t, nc: nc}
-	opts.NodeID, opts.Interval = id, cmp.Or(opts.Interval, interval)
+	opts.NodeID = id
+	if opts.Interval == 0 {
+		opts.Interval, opts.ClaimTTL = interval, cmp.Or(opts.ClaimTTL, claimLife)
+	}
 	cl, err := natspresence.New(t.Context(), n.nc, room, opts)
 	if err != nil {
 		t.Fatal(err)

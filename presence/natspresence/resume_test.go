@@ -10,10 +10,6 @@ import (
 	"github.com/sfere-go/sfere/presence"
 )
 
-// claimLife is how long natspresence keeps a claim that is not
-// re-asserted at the tests' interval: 6 intervals, at least a second.
-const claimLife = max(6*interval, time.Second)
-
 func back(id string) string { return `id="join" data-id="` + id + `" data-back="true"` }
 
 // takenEverywhere checks that another owner cannot claim person through
