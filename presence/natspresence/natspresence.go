@@ -138,6 +138,12 @@ type Cluster struct {
 	replicas int
 	log      *slog.Logger
 
+	// pubMu orders hold messages and snapshots (see snapshot); holds
+	// counts the hold messages. The tracker's lock may be held when it
+	// is taken, never the other way round.
+	pubMu sync.Mutex
+	holds uint64
+
 	mu       sync.Mutex
 	kv       jetstream.KeyValue
 	n        presence.Notify
@@ -340,6 +346,9 @@ func (c *Cluster) Hold(h presence.Hold) {
 	if h.Streams > 0 {
 		c.keep(h.Claim)
 	}
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
+	c.holds++
 	c.publish(message{Node: c.node, Op: opHold, Holds: []hold{toWire(h)}})
 }
 
@@ -718,21 +727,40 @@ const snapshotChunk = 1000
 
 // snapshot publishes what this node holds, in parts under NATS's payload
 // limit; a peer applies the whole set once the last part arrived.
+//
+// A snapshot must not go out after a hold message newer than it: a peer
+// applies both in the order sent, and a stale snapshot after a hold
+// would drop the person the hold announced (announced gone, then back
+// when the next snapshot comes). So it is taken again if a hold was
+// published while it was being taken (up to 5 times: under a stream of
+// holds that never pauses, the next snapshot is in an Interval).
 func (c *Cluster) snapshot() {
 	c.mu.Lock()
 	n := c.n
 	c.seq++
 	seq := c.seq
 	c.mu.Unlock()
-	holds := n.Holds()
-	wire := make([]hold, len(holds))
-	for i, h := range holds {
-		wire[i] = toWire(h)
-	}
-	parts := max(1, (len(wire)+snapshotChunk-1)/snapshotChunk)
-	for i := range parts {
-		chunk := wire[i*snapshotChunk : min(len(wire), (i+1)*snapshotChunk)]
-		c.publish(message{Node: c.node, Op: opSnapshot, Seq: seq, Part: i, Parts: parts, Holds: chunk})
+	for tries := 1; ; tries++ {
+		c.pubMu.Lock()
+		before := c.holds
+		c.pubMu.Unlock()
+		holds := n.Holds()
+		c.pubMu.Lock()
+		if c.holds != before && tries < 5 {
+			c.pubMu.Unlock()
+			continue
+		}
+		wire := make([]hold, len(holds))
+		for i, h := range holds {
+			wire[i] = toWire(h)
+		}
+		parts := max(1, (len(wire)+snapshotChunk-1)/snapshotChunk)
+		for i := range parts {
+			chunk := wire[i*snapshotChunk : min(len(wire), (i+1)*snapshotChunk)]
+			c.publish(message{Node: c.node, Op: opSnapshot, Seq: seq, Part: i, Parts: parts, Holds: chunk})
+		}
+		c.pubMu.Unlock()
+		return
 	}
 }
 
@@ -777,7 +805,12 @@ func (c *Cluster) assert() {
 			return
 		default:
 		}
-		c.reassert(cr)
+		if !c.reassert(cr) {
+			// The bucket is out of reach (its replicas electing a
+			// leader, NATS away): the others would wait as long each.
+			// The next Interval tries them all again.
+			return
+		}
 	}
 }
 
@@ -792,18 +825,28 @@ func (c *Cluster) assertChanged() {
 	}
 	clear(c.changed)
 	c.mu.Unlock()
-	for _, cr := range changed {
+	for i, cr := range changed {
 		select {
 		case <-c.stop:
 			return
 		default:
 		}
-		c.reassert(cr)
+		if !c.reassert(cr) {
+			// Out of reach: these are asserted with the others, at
+			// the next Interval.
+			c.mu.Lock()
+			for _, cr := range changed[i+1:] {
+				c.changed[cr.Person] = struct{}{}
+			}
+			c.mu.Unlock()
+			return
+		}
 	}
 }
 
-// reassert re-asserts one claim and records its new revision.
-func (c *Cluster) reassert(cr claimRev) {
+// reassert re-asserts one claim and records its new revision. It
+// returns false if the bucket could not be reached.
+func (c *Cluster) reassert(cr claimRev) bool {
 	var rev uint64
 	ctx, cancel := c.ctx()
 	err := c.withBucket(ctx, func(kv jetstream.KeyValue) (err error) {
@@ -813,11 +856,11 @@ func (c *Cluster) reassert(cr claimRev) {
 	cancel()
 	if errors.Is(err, presence.ErrTaken) {
 		c.giveUp(cr)
-		return
+		return true
 	}
 	if err != nil {
 		c.log.Warn("natspresence: claim not re-asserted", "person", cr.Person, "err", err)
-		return
+		return !notReady(err)
 	}
 	c.mu.Lock()
 	if cur, ok := c.mine[cr.Person]; ok && cur.Owner == cr.Owner {
@@ -825,6 +868,7 @@ func (c *Cluster) reassert(cr claimRev) {
 		c.mine[cr.Person] = cur
 	}
 	c.mu.Unlock()
+	return true
 }
 
 // giveUp drops a claim of this node that the bucket holds for another
