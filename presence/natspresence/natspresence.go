@@ -13,11 +13,22 @@
 //   - Who may hold a person id is a JetStream key-value bucket, whose
 //     compare-and-set create decides two claims of one id. Every node
 //     re-asserts the claims of its people every Interval, and keys expire
-//     after 3 Intervals without it: a crashed node's claims lapse, and if
-//     the bucket is lost (a NATS server without storage restarted) it is
-//     rebuilt within one Interval. A node refuses claims until it has
+//     after [Options.ClaimTTL] without it (15 s by default): a crashed
+//     node's claims lapse, and if the bucket is lost (a NATS server
+//     without storage restarted) it is rebuilt within one Interval. A
+//     claim outlives the moment its node is found lost (3 Intervals), so
+//     a node that was only slow (a stalled process, a NATS reconnect)
+//     re-asserts its claims before anyone else can take them, and it
+//     outlives the leader election of the bucket that follows the loss
+//     of a NATS server. A node refuses claims until it has
 //     heard the others for a while after it starts or reconnects, so a
 //     name held on another node is never given out twice.
+//   - A claim is a lease. A node cut off from NATS (or stalled) for
+//     longer than a claim lives is lost to the others, and its people's
+//     names are free there. If one was given to another owner meanwhile,
+//     the node finds it so when it is back (twice in a row, an Interval
+//     apart) and gives its person up: the person's streams on it end and
+//     it departs, so that the name has one holder again.
 //
 // A person away within its resume window ([presence.Options.Resume]) has
 // no stream anywhere, so every node that knew it keeps re-asserting its
@@ -89,7 +100,24 @@ type Options struct {
 	// can place them, else 1. A bucket found with fewer replicas is
 	// raised to this count, never lowered.
 	Replicas int
+	// ClaimTTL is how long a claim lives in the bucket without being
+	// re-asserted: a crashed node's names are free to other owners after
+	// it. Zero means 6 Intervals or [DefaultClaimTTL], whichever is
+	// longer: long enough to ride through the leader election that
+	// follows the loss of the bucket's leader (JetStream waits 4 to 9 s
+	// before it elects another), during which no claim can be written.
+	// It must be at least 3 Intervals, so that a node found lost still
+	// holds its claims.
+	ClaimTTL time.Duration
 }
+
+// DefaultClaimTTL is the shortest claim life when [Options.ClaimTTL] is
+// zero.
+const DefaultClaimTTL = 15 * time.Second
+
+// ErrBadClaimTTL is returned by [New] for an [Options.ClaimTTL] shorter
+// than 3 Intervals.
+var ErrBadClaimTTL = errors.New("natspresence: a claim must live at least 3 intervals")
 
 // ErrBadReplicas is returned by [New] for a replica count JetStream
 // cannot have (below 0 or above 5).
@@ -105,9 +133,16 @@ type Cluster struct {
 	subject  string
 	bucket   string
 	interval time.Duration
+	claimTTL time.Duration
 	timeout  time.Duration
 	replicas int
 	log      *slog.Logger
+
+	// pubMu orders hold messages and snapshots (see snapshot); holds
+	// counts the hold messages. The tracker's lock may be held when it
+	// is taken, never the other way round.
+	pubMu sync.Mutex
+	holds uint64
 
 	mu       sync.Mutex
 	kv       jetstream.KeyValue
@@ -137,7 +172,8 @@ type partial struct {
 
 type claimRev struct {
 	presence.Claim
-	rev uint64 // the key's last known revision; 0 if unknown
+	rev   uint64 // the key's last known revision; 0 if unknown
+	taken bool   // the last re-assertion found another owner's claim
 }
 
 // message is what nodes publish on the room's subject.
@@ -175,6 +211,10 @@ func New(ctx context.Context, nc *nats.Conn, room string, opts Options) (*Cluste
 	if opts.Replicas < 0 || opts.Replicas > 5 {
 		return nil, fmt.Errorf("%w: %d", ErrBadReplicas, opts.Replicas)
 	}
+	interval := cmp.Or(opts.Interval, DefaultInterval)
+	if opts.ClaimTTL != 0 && opts.ClaimTTL < 3*interval {
+		return nil, fmt.Errorf("%w: %v with interval %v", ErrBadClaimTTL, opts.ClaimTTL, interval)
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("natspresence: %w", err)
@@ -187,7 +227,8 @@ func New(ctx context.Context, nc *nats.Conn, room string, opts Options) (*Cluste
 		node:     cmp.Or(opts.NodeID, nuid.Next()),
 		subject:  prefix + ".presence." + hex.EncodeToString([]byte(room)),
 		bucket:   prefix + "_claims",
-		interval: cmp.Or(opts.Interval, DefaultInterval),
+		interval: interval,
+		claimTTL: cmp.Or(opts.ClaimTTL, max(6*interval, DefaultClaimTTL)),
 		timeout:  cmp.Or(opts.Timeout, DefaultTimeout),
 		replicas: opts.Replicas,
 		log:      cmp.Or(opts.Logger, slog.Default()),
@@ -215,9 +256,6 @@ func New(ctx context.Context, nc *nats.Conn, room string, opts Options) (*Cluste
 // ID returns the node's id.
 func (c *Cluster) ID() string { return c.node }
 
-// ttl is how long a claim lives without being re-asserted.
-func (c *Cluster) ttl() time.Duration { return max(3*c.interval, time.Second) }
-
 // openBucket finds or makes the claims bucket, with its replicas raised
 // to the wanted count (never lowered: another node may want more).
 func (c *Cluster) openBucket(ctx context.Context) (jetstream.KeyValue, error) {
@@ -232,7 +270,7 @@ func (c *Cluster) openBucket(ctx context.Context) (jetstream.KeyValue, error) {
 	var kv jetstream.KeyValue
 	err := withReplicas(c.replicas, have, func(r int) (err error) {
 		kv, err = c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: c.bucket, TTL: c.ttl(), History: 1, Storage: jetstream.FileStorage, Replicas: r,
+			Bucket: c.bucket, TTL: c.claimTTL, History: 1, Storage: jetstream.FileStorage, Replicas: r,
 		})
 		return err
 	})
@@ -308,6 +346,9 @@ func (c *Cluster) Hold(h presence.Hold) {
 	if h.Streams > 0 {
 		c.keep(h.Claim)
 	}
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
+	c.holds++
 	c.publish(message{Node: c.node, Op: opHold, Holds: []hold{toWire(h)}})
 }
 
@@ -412,8 +453,20 @@ func (c *Cluster) Claim(ctx context.Context, cl presence.Claim) (presence.Claim,
 func (c *Cluster) create(ctx context.Context, kv jetstream.KeyValue, cl presence.Claim) (presence.Claim, uint64, error) {
 	val, _ := json.Marshal(claimValue{Owner: cl.Owner, Meta: cl.Meta, Ref: cl.Ref, Away: cl.Away})
 	rev, err := kv.Create(ctx, personKey(cl.Person), val)
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	for tries := 1; errors.Is(err, jetstream.ErrKeyExists); tries++ {
 		e, gerr := kv.Get(ctx, personKey(cl.Person))
+		if errors.Is(gerr, jetstream.ErrKeyNotFound) && tries < 4 {
+			// The key lapsed or was released between the two, or the
+			// read went to a replica that has not got the key yet: try
+			// again in a moment.
+			select {
+			case <-ctx.Done():
+				return cl, 0, fmt.Errorf("natspresence: claim %q: %w", cl.Person, ctx.Err())
+			case <-time.After(time.Duration(tries) * 20 * time.Millisecond):
+			}
+			rev, err = kv.Create(ctx, personKey(cl.Person), val)
+			continue
+		}
 		if gerr != nil {
 			return cl, 0, fmt.Errorf("natspresence: claim %q: %w", cl.Person, gerr)
 		}
@@ -648,11 +701,20 @@ func bucketGone(err error) bool {
 }
 
 // withBucket runs f on the claims bucket, and once more after creating the
-// bucket again if it was missing.
+// bucket again if it was missing. A bucket that did not answer but is
+// still there (its replicas electing a leader after a NATS server was
+// lost) is left alone: the caller tries again later.
 func (c *Cluster) withBucket(ctx context.Context, f func(kv jetstream.KeyValue) error) error {
 	err := f(c.bucketKV())
 	if !bucketGone(err) {
 		return err
+	}
+	kv, serr := c.js.KeyValue(ctx, c.bucket)
+	if serr == nil {
+		return f(kv) // there (made again by another node, or led again)
+	}
+	if !errors.Is(serr, jetstream.ErrBucketNotFound) {
+		return errors.Join(err, serr) // not known either way: later
 	}
 	kv, oerr := c.openBucket(ctx)
 	if oerr != nil {
@@ -665,21 +727,40 @@ const snapshotChunk = 1000
 
 // snapshot publishes what this node holds, in parts under NATS's payload
 // limit; a peer applies the whole set once the last part arrived.
+//
+// A snapshot must not go out after a hold message newer than it: a peer
+// applies both in the order sent, and a stale snapshot after a hold
+// would drop the person the hold announced (announced gone, then back
+// when the next snapshot comes). So it is taken again if a hold was
+// published while it was being taken (up to 5 times: under a stream of
+// holds that never pauses, the next snapshot is in an Interval).
 func (c *Cluster) snapshot() {
 	c.mu.Lock()
 	n := c.n
 	c.seq++
 	seq := c.seq
 	c.mu.Unlock()
-	holds := n.Holds()
-	wire := make([]hold, len(holds))
-	for i, h := range holds {
-		wire[i] = toWire(h)
-	}
-	parts := max(1, (len(wire)+snapshotChunk-1)/snapshotChunk)
-	for i := range parts {
-		chunk := wire[i*snapshotChunk : min(len(wire), (i+1)*snapshotChunk)]
-		c.publish(message{Node: c.node, Op: opSnapshot, Seq: seq, Part: i, Parts: parts, Holds: chunk})
+	for tries := 1; ; tries++ {
+		c.pubMu.Lock()
+		before := c.holds
+		c.pubMu.Unlock()
+		holds := n.Holds()
+		c.pubMu.Lock()
+		if c.holds != before && tries < 5 {
+			c.pubMu.Unlock()
+			continue
+		}
+		wire := make([]hold, len(holds))
+		for i, h := range holds {
+			wire[i] = toWire(h)
+		}
+		parts := max(1, (len(wire)+snapshotChunk-1)/snapshotChunk)
+		for i := range parts {
+			chunk := wire[i*snapshotChunk : min(len(wire), (i+1)*snapshotChunk)]
+			c.publish(message{Node: c.node, Op: opSnapshot, Seq: seq, Part: i, Parts: parts, Holds: chunk})
+		}
+		c.pubMu.Unlock()
+		return
 	}
 }
 
@@ -724,7 +805,12 @@ func (c *Cluster) assert() {
 			return
 		default:
 		}
-		c.reassert(cr)
+		if !c.reassert(cr) {
+			// The bucket is out of reach (its replicas electing a
+			// leader, NATS away): the others would wait as long each.
+			// The next Interval tries them all again.
+			return
+		}
 	}
 }
 
@@ -739,18 +825,28 @@ func (c *Cluster) assertChanged() {
 	}
 	clear(c.changed)
 	c.mu.Unlock()
-	for _, cr := range changed {
+	for i, cr := range changed {
 		select {
 		case <-c.stop:
 			return
 		default:
 		}
-		c.reassert(cr)
+		if !c.reassert(cr) {
+			// Out of reach: these are asserted with the others, at
+			// the next Interval.
+			c.mu.Lock()
+			for _, cr := range changed[i+1:] {
+				c.changed[cr.Person] = struct{}{}
+			}
+			c.mu.Unlock()
+			return
+		}
 	}
 }
 
-// reassert re-asserts one claim and records its new revision.
-func (c *Cluster) reassert(cr claimRev) {
+// reassert re-asserts one claim and records its new revision. It
+// returns false if the bucket could not be reached.
+func (c *Cluster) reassert(cr claimRev) bool {
 	var rev uint64
 	ctx, cancel := c.ctx()
 	err := c.withBucket(ctx, func(kv jetstream.KeyValue) (err error) {
@@ -759,17 +855,51 @@ func (c *Cluster) reassert(cr claimRev) {
 	})
 	cancel()
 	if errors.Is(err, presence.ErrTaken) {
-		c.log.Warn("natspresence: a claim of this node is held by another owner", "person", cr.Person)
-	} else if err != nil {
+		c.giveUp(cr)
+		return true
+	}
+	if err != nil {
 		c.log.Warn("natspresence: claim not re-asserted", "person", cr.Person, "err", err)
-		return
+		return !notReady(err)
 	}
 	c.mu.Lock()
 	if cur, ok := c.mine[cr.Person]; ok && cur.Owner == cr.Owner {
-		cur.rev = rev
+		cur.rev, cur.taken = rev, false
 		c.mine[cr.Person] = cur
 	}
 	c.mu.Unlock()
+	return true
+}
+
+// giveUp drops a claim of this node that the bucket holds for another
+// owner: it lapsed while this node could not re-assert it (cut off from
+// NATS, or stalled, for longer than a claim lives) and another node gave
+// the name out meanwhile. The bucket decides: the person ends here (its
+// streams end, it departs), so that the name has one holder again. It
+// does so the second time in a row it finds the claim taken, an
+// interval apart: a read served by a replica that lags behind the
+// bucket's leader never ends a person.
+func (c *Cluster) giveUp(cr claimRev) {
+	c.mu.Lock()
+	cur, ok := c.mine[cr.Person]
+	ok = ok && cur.Owner == cr.Owner
+	if ok && !cur.taken {
+		cur.taken = true
+		c.mine[cr.Person] = cur
+		c.mu.Unlock()
+		return
+	}
+	if ok {
+		delete(c.mine, cr.Person)
+		delete(c.changed, cr.Person)
+	}
+	n := c.n
+	c.mu.Unlock()
+	if !ok {
+		return // released or changed meanwhile
+	}
+	c.log.Warn("natspresence: a claim of this node is held by another owner; giving the person up", "person", cr.Person, "node", c.node)
+	n.Left(cr.Person, cr.Owner)
 }
 
 func (c *Cluster) assertOne(ctx context.Context, kv jetstream.KeyValue, cr claimRev) (uint64, error) {
@@ -781,8 +911,12 @@ func (c *Cluster) assertOne(ctx context.Context, kv jetstream.KeyValue, cr claim
 	}
 	if cr.rev == 0 || errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) {
 		rev, err = kv.Create(ctx, personKey(cr.Person), val)
-		if errors.Is(err, jetstream.ErrKeyExists) {
+		for tries := 1; errors.Is(err, jetstream.ErrKeyExists); tries++ {
 			e, gerr := kv.Get(ctx, personKey(cr.Person))
+			if errors.Is(gerr, jetstream.ErrKeyNotFound) && tries < 3 {
+				rev, err = kv.Create(ctx, personKey(cr.Person), val)
+				continue
+			}
 			if gerr != nil {
 				return 0, gerr
 			}

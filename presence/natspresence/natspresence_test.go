@@ -1,6 +1,7 @@
 package natspresence_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -24,10 +25,19 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const (
-	room     = "room"
-	interval = 100 * time.Millisecond
+	room = "room"
+	// interval is the nodes' Interval: a node silent for 3 of them is
+	// lost, so it is long enough that a loaded machine (a 2-core one
+	// running the race detector beside other work) does not stall a
+	// live node's messages that long.
+	interval = 200 * time.Millisecond
 	grace    = 300 * time.Millisecond
-	waitLong = 5 * time.Second
+	// claimLife is the nodes' ClaimTTL: short, so that the tests that
+	// outwait it are quick, and longer than 3 intervals as it must be.
+	claimLife = 6 * interval
+	// waitLong bounds a wait for what must come: generous, a test that
+	// passes waits far less.
+	waitLong = 20 * time.Second
 )
 
 func renderSnapshot(ms []presence.Member) []sfere.Effect {
@@ -80,13 +90,36 @@ func startNode(t *testing.T, url, id string) *node {
 // startNodeResume is startNode with a resume window.
 func startNodeResume(t *testing.T, url, id string, resume time.Duration) *node {
 	t.Helper()
-	n := &node{t: t}
-	var err error
-	n.nc, err = nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	return startNodeWith(t, url, id, resume, natspresence.Options{})
+}
+
+// startNodeWith is startNodeResume with the cluster's options: NodeID is
+// id, and Interval and ClaimTTL are the tests' (interval, claimLife)
+// unless Interval is set. url may list several servers.
+func startNodeWith(t *testing.T, url, id string, resume time.Duration, opts natspresence.Options) *node {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := natspresence.New(t.Context(), n.nc, room, natspresence.Options{NodeID: id, Interval: interval})
+	return startNodeResumeOnConn(t, nc, id, resume, opts)
+}
+
+// startNodeOnConn is startNodeWith on a connection the test made (the
+// node closes it).
+func startNodeOnConn(t *testing.T, nc *nats.Conn, id string, opts natspresence.Options) *node {
+	t.Helper()
+	return startNodeResumeOnConn(t, nc, id, 0, opts)
+}
+
+func startNodeResumeOnConn(t *testing.T, nc *nats.Conn, id string, resume time.Duration, opts natspresence.Options) *node {
+	t.Helper()
+	n := &node{t: t, nc: nc}
+	opts.NodeID = id
+	if opts.Interval == 0 {
+		opts.Interval, opts.ClaimTTL = interval, cmp.Or(opts.ClaimTTL, claimLife)
+	}
+	cl, err := natspresence.New(t.Context(), n.nc, room, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

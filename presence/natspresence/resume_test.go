@@ -80,9 +80,10 @@ func TestResumeThroughAnotherNode(t *testing.T) {
 		tb.waitFor(left("brian", "closed"))
 	}
 	takenEverywhere(t, "brian", "s1", nodes)
-	// Longer than a claim lives in the bucket without being re-asserted
-	// (3 intervals): a node started now knows brian only from there.
-	time.Sleep(5 * interval)
+	// Longer than a claim lives in the bucket without being re-asserted:
+	// only the nodes' re-assertions keep it, and a node started now
+	// knows brian only from there.
+	time.Sleep(claimLife + interval)
 	d := startNodeResume(t, ns.ClientURL(), "d", time.Minute)
 	if err := d.claim("brian", "s9"); !errors.Is(err, presence.ErrTaken) {
 		t.Errorf("a node started while brian was away gave his name to another owner: %v", err)
@@ -129,7 +130,7 @@ func TestResumeAfterNodeLost(t *testing.T) {
 	for _, tb := range tabs {
 		tb.waitFor(left("brian", "node-lost"))
 	}
-	time.Sleep(5 * interval) // the lost node's re-assertions have run out
+	time.Sleep(claimLife + interval) // the lost node's re-assertions have run out
 	takenEverywhere(t, "brian", "s1", map[string]*node{"a": a, "b": b})
 
 	a.open("s1") // the page reconnects through a
