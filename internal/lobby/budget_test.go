@@ -3,6 +3,7 @@ package lobby_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/netip"
 	"path/filepath"
@@ -149,6 +150,88 @@ func TestNamesPerAddressCapped(t *testing.T) {
 	}
 	if r := newBrowser(t, srv).post("/join", map[string]any{"username": "after"}); r.status != http.StatusOK {
 		t.Fatalf("a join after a leave freed a place: status %d", r.status)
+	}
+}
+
+// Concurrent joins from one address never hold more names than the cap:
+// a join whose name is not claimed yet still counts (a check of the
+// others' liveness must not take it for a session that ended). Each round
+// is one address (forwarded by the test, a trusted proxy) sending three times
+// the cap's joins at once; each join carries the session of a person who
+// joined from elsewhere under the same name (a phone that moved from one
+// network to another), so it ends that session, and records it as
+// revoked, before it claims the name.
+func TestNamesPerAddressConcurrentJoins(t *testing.T) {
+	const limit, rounds, perRound = 4, 30, 3 * 4
+	srv := startServer(t, lobby.Options{NamesPerAddress: limit, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+		RevocationFile: filepath.Join(t.TempDir(), "revoked")})
+	hc := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: perRound}}
+	t.Cleanup(hc.CloseIdleConnections)
+	join := func(addr, name, session string) (int, string, error) {
+		req, err := http.NewRequest(http.MethodPost, srv.URL()+"/join", strings.NewReader(fmt.Sprintf(`{"username":%q}`, name)))
+		if err != nil {
+			return 0, "", err
+		}
+		req.Header.Set("Datastar-Request", "true")
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Forwarded-For", addr)
+		if session != "" {
+			req.AddCookie(&http.Cookie{Name: "lobby_session", Value: session})
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		_, err = io.Copy(io.Discard, resp.Body)
+		for _, c := range resp.Cookies() {
+			if c.Name == "lobby_session" {
+				session = c.Value
+			}
+		}
+		return resp.StatusCode, session, err
+	}
+	for round := range rounds {
+		sessions := make([]string, perRound)
+		for i := range sessions {
+			status, sid, err := join(fmt.Sprintf("10.%d.0.%d", round, i+1), fmt.Sprintf("r%02dn%02d", round, i), "")
+			if err != nil || status != http.StatusOK {
+				t.Fatalf("round %d: the first join of person %d: %d %v", round, i, status, err)
+			}
+			sessions[i] = sid
+		}
+		addr := fmt.Sprintf("192.0.2.%d", round+1)
+		var (
+			wg       sync.WaitGroup
+			mu       sync.Mutex
+			accepted int
+			errs     []error
+		)
+		start := make(chan struct{})
+		for i := range perRound {
+			wg.Go(func() {
+				<-start
+				status, _, err := join(addr, fmt.Sprintf("r%02dn%02d", round, i), sessions[i])
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err != nil:
+					errs = append(errs, err)
+				case status == http.StatusOK:
+					accepted++
+				case status != http.StatusTooManyRequests:
+					errs = append(errs, fmt.Errorf("status %d", status))
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if len(errs) > 0 {
+			t.Fatalf("round %d: %v", round, errs)
+		}
+		if accepted != limit {
+			t.Fatalf("round %d: %d concurrent joins from %s accepted, want exactly the cap, %d", round, accepted, addr, limit)
+		}
 	}
 }
 
