@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sfere-go/sfere/internal/lobby"
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 // cookieOf returns the value of the cookie name in b's jar.
@@ -103,6 +104,70 @@ func TestLeaveNotUndoneByRestart(t *testing.T) {
 	s.waitFor("please join again")
 	if page := replay.get("/"); strings.Contains(page.body, "You are <strong>brian</strong>") {
 		t.Fatal("the page of a session that left shows it in the lobby after a restart")
+	}
+}
+
+// A session whose resume window ran out has ended as surely as one that
+// left: its member cookie takes nothing back, neither in the run where it
+// ended (a cookie an earlier run signed would otherwise resume it) nor
+// after a restart, and it cannot speak.
+func TestExpiredSessionRevoked(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	opts := lobby.Options{SessionKey: key, RevocationFile: filepath.Join(t.TempDir(), "session-key.revoked"), Resume: time.Second}
+	restart := func(srv *lobby.Server) *lobby.Server {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return startServer(t, opts)
+	}
+	inLobby := func(b *browser) bool { return strings.Contains(b.get("/").body, "You are <strong>brian</strong>") }
+	refused := func(srv *lobby.Server, cookies []*http.Cookie, when string) {
+		t.Helper()
+		b := newBrowser(t, srv)
+		b.jar.SetCookies(b.base, cookies)
+		if inLobby(b) {
+			t.Fatalf("%s: the page shows the ended session in the lobby", when)
+		}
+		b.openStream().waitFor("please join again")
+		if r := b.post("/message", map[string]any{"message": "a ghost speaks"}); r.status != http.StatusForbidden {
+			t.Fatalf("%s: the ended session's message: status %d, want 403", when, r.status)
+		}
+	}
+
+	// Run 1 signs brian's member cookie; run 2 takes the session back
+	// from it, and signs it again.
+	a := startServer(t, opts)
+	brian := newBrowser(t, a)
+	brian.enter("brian")
+	signedBy1 := brian.jar.Cookies(brian.base)
+	b := restart(a)
+	brian.base.Host = b.Addr().String()
+	watcher := newBrowser(t, b)
+	ws := watcher.enter("watcher")
+	bs := brian.openStream()
+	ws.waitFor(joinedLine("brian"))
+	bs.waitFor(`id="participant-list"`)
+	signedBy2 := brian.jar.Cookies(brian.base)
+
+	// brian's tab closes and stays closed: the departure is announced
+	// after the grace period, and the name is kept for the resume window.
+	bs.close()
+	ws.waitFor(leftLine("brian"))
+	ssetest.Eventually(t, waitLong, "the resume window to end", func() bool { return !inLobby(brian) })
+	// Run 1's cookie is from an earlier run, so run 2 would take it.
+	replay := newBrowser(t, b)
+	replay.jar.SetCookies(replay.base, signedBy1)
+	ssetest.Eventually(t, waitLong, "run 1's cookie to be refused", func() bool { return !inLobby(replay) })
+	refused(b, signedBy1, "run 2, run 1's cookie")
+
+	c := restart(b)
+	refused(c, signedBy2, "run 3, run 2's cookie")
+	refused(c, signedBy1, "run 3, run 1's cookie")
+	if r := newBrowser(t, c).post("/join", map[string]any{"username": "brian"}); r.status != http.StatusOK {
+		t.Errorf("brian's name after its session ended: status %d, want 200", r.status)
 	}
 }
 
