@@ -49,6 +49,7 @@
 //	bin/lobby-load -scenario storm -n 1000,5000 -json storm.json
 //	bin/lobby-load -scenario churn -json churn.json
 //	bin/lobby-load -scenario reconnect -n 5000 -json reconnect.json
+//	bin/lobby-load -scenario flood -json flood.json
 //
 // Every phase is bounded in time and the tool stops by itself.
 package main
