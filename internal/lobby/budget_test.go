@@ -151,6 +151,9 @@ func TestExpiredSessionRevoked(t *testing.T) {
 	ws.waitFor(joinedLine("brian"))
 	bs.waitFor(`id="participant-list"`)
 	signedBy2 := brian.jar.Cookies(brian.base)
+	if !inLobby(brian) {
+		t.Fatal("the session taken back in run 2 does not see the lobby")
+	}
 
 	// brian's tab closes and stays closed: the departure is announced
 	// after the grace period, and the name is kept for the resume window.
@@ -168,6 +171,41 @@ func TestExpiredSessionRevoked(t *testing.T) {
 	refused(c, signedBy1, "run 3, run 1's cookie")
 	if r := newBrowser(t, c).post("/join", map[string]any{"username": "brian"}); r.status != http.StatusOK {
 		t.Errorf("brian's name after its session ended: status %d, want 200", r.status)
+	}
+}
+
+// A session that joins again under its own name leaves, and its new
+// session takes the name, while the departure still waits for its batch
+// (a wide presence window makes sure it does): it is the new session that
+// is revoked when its resume window runs out, and it is revoked.
+func TestExpiredSessionRevokedAfterRejoin(t *testing.T) {
+	opts := lobby.Options{SessionKey: []byte("0123456789abcdef0123456789abcdef"), RevocationFile: filepath.Join(t.TempDir(), "revoked"),
+		Resume: 3 * time.Second, PresenceWindow: 2 * time.Second}
+	a := startServer(t, opts)
+	brian := newBrowser(t, a)
+	brian.enter("brian") // its arrival goes out at once; changes in the next 2 s wait for one batch
+	brian.join("brian")  // the first session leaves, the second takes the name
+	s := brian.openStream()
+	s.waitFor(`id="participant-list"`)
+	second := brian.jar.Cookies(brian.base)
+	if !strings.Contains(brian.get("/").body, "You are <strong>brian</strong>") {
+		t.Fatal("the second session does not see the lobby")
+	}
+	s.close()
+	ssetest.Eventually(t, 20*time.Second, "the second session's resume window to end",
+		func() bool { return !strings.Contains(brian.get("/").body, "You are <strong>brian</strong>") })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := startServer(t, opts)
+	replay := newBrowser(t, b)
+	replay.jar.SetCookies(replay.base, second)
+	replay.openStream().waitFor("please join again")
+	if r := replay.post("/message", map[string]any{"message": "a ghost speaks"}); r.status != http.StatusForbidden {
+		t.Fatalf("the ended session's message after a restart: status %d, want 403", r.status)
 	}
 }
 

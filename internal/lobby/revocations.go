@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -281,10 +282,7 @@ func (rv *revocations) rewrite() error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o600)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), rv.path)
+		err = os.Rename(tmp.Name(), rv.path) // CreateTemp made it 0600
 	}
 	if err != nil {
 		_ = os.Remove(tmp.Name())
@@ -308,17 +306,37 @@ func (rv *revocations) rewrite() error {
 type sessionEnds struct {
 	rv     *revocations
 	resume time.Duration // the resume window; <= 0: none
+	// batch bounds how long the tracker holds a change before its batch
+	// goes out: a departure told of now happened up to that long ago, so
+	// its window ends up to that much sooner. The revocation takes effect
+	// that much early rather than late (a session that comes back first
+	// takes it back; one whose window ended is taken back by nobody).
+	batch time.Duration
 
 	mu      sync.Mutex
-	owners  map[string]string // person id -> the session of its latest claim
+	owners  map[string][]claimRecord // person id -> its latest claims, oldest first (at most maxClaims)
+	size    int                      // claim records held
 	pruneAt int
 }
 
-func newSessionEnds(rv *revocations, resume time.Duration) *sessionEnds {
-	return &sessionEnds{rv: rv, resume: resume, owners: make(map[string]string), pruneAt: minPruneAt}
+// claimRecord is a session's claim of a person id, and when it was made.
+// A batch may tell of a departure after the id was claimed again (a
+// session that joins again under its own name leaves, and its new session
+// claims the name, within one batch window): the departure is that of the
+// latest claim made before the departing person arrived.
+type claimRecord struct {
+	sid string
+	at  time.Time
 }
 
-// claimed records that session sid claimed person id. known reports
+// maxClaims is how many claims of one id are remembered.
+const maxClaims = 2
+
+func newSessionEnds(rv *revocations, resume, batch time.Duration) *sessionEnds {
+	return &sessionEnds{rv: rv, resume: resume, batch: max(batch, 0), owners: make(map[string][]claimRecord), pruneAt: minPruneAt}
+}
+
+// claimed records that session sid claimed person id now. known reports
 // whether the tracker still knows a session: when the record has grown,
 // the sessions it forgot are dropped (it releases names silently).
 func (e *sessionEnds) claimed(id, sid string, known func(sid string) bool) {
@@ -326,31 +344,69 @@ func (e *sessionEnds) claimed(id, sid string, known func(sid string) bool) {
 		return
 	}
 	e.mu.Lock()
-	e.owners[id] = sid
-	if len(e.owners) < e.pruneAt {
+	recs := append(e.owners[id], claimRecord{sid: sid, at: time.Now()})
+	if len(recs) > maxClaims {
+		recs = slices.Delete(recs, 0, len(recs)-maxClaims)
+	} else {
+		e.size++
+	}
+	e.owners[id] = recs
+	if e.size < e.pruneAt {
 		e.mu.Unlock()
 		return
 	}
-	held := make(map[string]string, len(e.owners))
-	for k, v := range e.owners {
-		held[k] = v
+	var held []claimRecord
+	for _, recs := range e.owners {
+		held = append(held, recs...)
 	}
-	e.pruneAt = max(minPruneAt, 2*len(e.owners)) // no other prune meanwhile
+	e.pruneAt = max(minPruneAt, 2*e.size) // no other prune meanwhile
 	e.mu.Unlock()
 	// known takes the tracker's lock, which is held when diff takes
 	// e.mu: never call it under e.mu.
-	for k, v := range held {
-		if !known(v) {
-			e.mu.Lock()
-			if e.owners[k] == v {
-				delete(e.owners, k)
-			}
-			e.mu.Unlock()
+	ended := make(map[string]bool)
+	for _, r := range held {
+		if !known(r.sid) {
+			ended[r.sid] = true
 		}
 	}
 	e.mu.Lock()
-	e.pruneAt = max(minPruneAt, 2*len(e.owners))
-	e.mu.Unlock()
+	defer e.mu.Unlock()
+	for id := range e.owners {
+		e.dropLocked(id, func(r claimRecord) bool { return ended[r.sid] })
+	}
+	e.pruneAt = max(minPruneAt, 2*e.size)
+}
+
+// dropLocked drops the claims of person id that gone reports. e.mu must
+// be held.
+func (e *sessionEnds) dropLocked(id string, gone func(claimRecord) bool) {
+	recs := e.owners[id]
+	n := len(recs)
+	recs = slices.DeleteFunc(recs, gone)
+	e.size -= n - len(recs)
+	if len(recs) == 0 {
+		delete(e.owners, id)
+	} else {
+		e.owners[id] = recs
+	}
+}
+
+// forgetLocked drops the claim of session sid of person id. e.mu must be
+// held.
+func (e *sessionEnds) forgetLocked(id, sid string) {
+	e.dropLocked(id, func(r claimRecord) bool { return r.sid == sid })
+}
+
+// ownerLocked returns the session whose claim made the arrival of m: the
+// latest claim of m's id made before m arrived. e.mu must be held.
+func (e *sessionEnds) ownerLocked(m presence.Member) (string, bool) {
+	recs := e.owners[m.ID]
+	for i := len(recs) - 1; i >= 0; i-- {
+		if m.Since.IsZero() || recs[i].at.Before(m.Since) {
+			return recs[i].sid, true
+		}
+	}
+	return "", false
 }
 
 // diff learns of a presence batch. It runs under the tracker's lock (it
@@ -363,25 +419,25 @@ func (e *sessionEnds) diff(d presence.Diff) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, dep := range d.Leaves {
-		sid, ok := e.owners[dep.ID]
+		sid, ok := e.ownerLocked(dep.Member)
 		if !ok {
 			continue
 		}
 		switch {
 		case dep.Resumable:
-			e.rv.expire(sid, now.Add(e.resume))
+			e.rv.expire(sid, now.Add(max(e.resume-e.batch, 0)))
 		case dep.Reason == presence.ReasonClosed || dep.Reason == presence.ReasonNodeLost:
 			// No resume window: the session ended now.
 			e.rv.expire(sid, now)
-			delete(e.owners, dep.ID)
+			e.forgetLocked(dep.ID, sid)
 		default:
 			// It left or renamed itself: /leave and /join revoke
 			// it themselves.
-			delete(e.owners, dep.ID)
+			e.forgetLocked(dep.ID, sid)
 		}
 	}
 	for _, j := range d.Joins {
-		if sid, ok := e.owners[j.ID]; ok {
+		if sid, ok := e.ownerLocked(j); ok {
 			e.rv.back(sid)
 		}
 	}

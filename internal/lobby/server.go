@@ -364,7 +364,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if s.cluster == nil {
 		// Sessions whose resume window runs out are revoked like those
 		// that left (in a cluster no node takes a session back).
-		s.lobby.ends = newSessionEnds(revoked, opts.Resume)
+		s.lobby.ends = newSessionEnds(revoked, opts.Resume, max(opts.PresenceWindow, presence.DefaultMaxWindow))
 	}
 
 	// The presence tracker: who is in the lobby, over their streams.
