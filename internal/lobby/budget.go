@@ -32,13 +32,18 @@ func retryAfter(d time.Duration) string {
 // nameBudget caps the sessions (each holding one name) that one address
 // made and the lobby still knows. It learns that a session ended by
 // asking (alive), when the address joins again or the record grows, so
-// the lobby needs no hook for every way a name is released.
+// the lobby needs no hook for every way a name is released. A session
+// counts from [nameBudget.acquire] on, but it is asked about only once
+// its join claimed the name ([nameBudget.confirm]): before that the lobby
+// does not know it yet, and taking it for ended would let concurrent joins
+// from one address past the cap. Every check and change of the record
+// happens under its lock.
 type nameBudget struct {
 	max   int
 	alive func(ctx context.Context, sid string) bool
 
 	mu      sync.Mutex
-	held    map[string]map[string]struct{} // address -> its sessions
+	held    map[string]map[string]bool // address -> its sessions -> claimed (false: its join is under way)
 	total   int
 	pruneAt int
 }
@@ -47,11 +52,12 @@ func newNameBudget(max int, alive func(ctx context.Context, sid string) bool) *n
 	if max <= 0 {
 		return nil
 	}
-	return &nameBudget{max: max, alive: alive, held: make(map[string]map[string]struct{}), pruneAt: minPruneAt}
+	return &nameBudget{max: max, alive: alive, held: make(map[string]map[string]bool), pruneAt: minPruneAt}
 }
 
 // acquire counts session sid against addr, unless addr holds the most
-// names already.
+// names already. The join that made sid then calls confirm once it
+// claimed its name, or release if it did not.
 func (b *nameBudget) acquire(ctx context.Context, addr, sid string) bool {
 	if b == nil {
 		return true
@@ -73,12 +79,27 @@ func (b *nameBudget) acquire(ctx context.Context, addr, sid string) bool {
 		return false
 	}
 	if set == nil {
-		set = make(map[string]struct{})
+		set = make(map[string]bool)
 		b.held[addr] = set
 	}
-	set[sid] = struct{}{}
+	set[sid] = false
 	b.total++
 	return true
+}
+
+// confirm says that the join of session sid of addr claimed its name:
+// from now on the session counts while the lobby knows it.
+func (b *nameBudget) confirm(addr, sid string) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if set, ok := b.held[addr]; ok {
+		if _, ok := set[sid]; ok {
+			set[sid] = true
+		}
+	}
 }
 
 // release forgets session sid of addr (its join failed).
@@ -99,11 +120,12 @@ func (b *nameBudget) release(addr, sid string) {
 	}
 }
 
-// pruneLocked forgets the sessions of addr that ended.
+// pruneLocked forgets the sessions of addr that claimed their names and
+// ended since. b.mu must be held.
 func (b *nameBudget) pruneLocked(ctx context.Context, addr string) {
 	set := b.held[addr]
-	for sid := range set {
-		if !b.alive(ctx, sid) {
+	for sid, claimed := range set {
+		if claimed && !b.alive(ctx, sid) {
 			delete(set, sid)
 			b.total--
 		}

@@ -3,6 +3,7 @@ package lobby_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/netip"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sfere-go/sfere/internal/lobby"
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 // cookieOf returns the value of the cookie name in b's jar.
@@ -105,6 +107,108 @@ func TestLeaveNotUndoneByRestart(t *testing.T) {
 	}
 }
 
+// A session whose resume window ran out has ended as surely as one that
+// left: its member cookie takes nothing back, neither in the run where it
+// ended (a cookie an earlier run signed would otherwise resume it) nor
+// after a restart, and it cannot speak.
+func TestExpiredSessionRevoked(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	opts := lobby.Options{SessionKey: key, RevocationFile: filepath.Join(t.TempDir(), "session-key.revoked"), Resume: time.Second}
+	restart := func(srv *lobby.Server) *lobby.Server {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return startServer(t, opts)
+	}
+	inLobby := func(b *browser) bool { return strings.Contains(b.get("/").body, "You are <strong>brian</strong>") }
+	refused := func(srv *lobby.Server, cookies []*http.Cookie, when string) {
+		t.Helper()
+		b := newBrowser(t, srv)
+		b.jar.SetCookies(b.base, cookies)
+		if inLobby(b) {
+			t.Fatalf("%s: the page shows the ended session in the lobby", when)
+		}
+		b.openStream().waitFor("please join again")
+		if r := b.post("/message", map[string]any{"message": "a ghost speaks"}); r.status != http.StatusForbidden {
+			t.Fatalf("%s: the ended session's message: status %d, want 403", when, r.status)
+		}
+	}
+
+	// Run 1 signs brian's member cookie; run 2 takes the session back
+	// from it, and signs it again.
+	a := startServer(t, opts)
+	brian := newBrowser(t, a)
+	brian.enter("brian")
+	signedBy1 := brian.jar.Cookies(brian.base)
+	b := restart(a)
+	brian.base.Host = b.Addr().String()
+	watcher := newBrowser(t, b)
+	ws := watcher.enter("watcher")
+	bs := brian.openStream()
+	ws.waitFor(joinedLine("brian"))
+	bs.waitFor(`id="participant-list"`)
+	signedBy2 := brian.jar.Cookies(brian.base)
+	if !inLobby(brian) {
+		t.Fatal("the session taken back in run 2 does not see the lobby")
+	}
+
+	// brian's tab closes and stays closed: the departure is announced
+	// after the grace period, and the name is kept for the resume window.
+	bs.close()
+	ws.waitFor(leftLine("brian"))
+	ssetest.Eventually(t, waitLong, "the resume window to end", func() bool { return !inLobby(brian) })
+	// Run 1's cookie is from an earlier run, so run 2 would take it.
+	replay := newBrowser(t, b)
+	replay.jar.SetCookies(replay.base, signedBy1)
+	ssetest.Eventually(t, waitLong, "run 1's cookie to be refused", func() bool { return !inLobby(replay) })
+	refused(b, signedBy1, "run 2, run 1's cookie")
+
+	c := restart(b)
+	refused(c, signedBy2, "run 3, run 2's cookie")
+	refused(c, signedBy1, "run 3, run 1's cookie")
+	if r := newBrowser(t, c).post("/join", map[string]any{"username": "brian"}); r.status != http.StatusOK {
+		t.Errorf("brian's name after its session ended: status %d, want 200", r.status)
+	}
+}
+
+// A session that joins again under its own name leaves, and its new
+// session takes the name, while the departure still waits for its batch
+// (a wide presence window makes sure it does): it is the new session that
+// is revoked when its resume window runs out, and it is revoked.
+func TestExpiredSessionRevokedAfterRejoin(t *testing.T) {
+	opts := lobby.Options{SessionKey: []byte("0123456789abcdef0123456789abcdef"), RevocationFile: filepath.Join(t.TempDir(), "revoked"),
+		Resume: 3 * time.Second, PresenceWindow: 2 * time.Second}
+	a := startServer(t, opts)
+	brian := newBrowser(t, a)
+	brian.enter("brian") // its arrival goes out at once; changes in the next 2 s wait for one batch
+	brian.join("brian")  // the first session leaves, the second takes the name
+	s := brian.openStream()
+	s.waitFor(`id="participant-list"`)
+	second := brian.jar.Cookies(brian.base)
+	if !strings.Contains(brian.get("/").body, "You are <strong>brian</strong>") {
+		t.Fatal("the second session does not see the lobby")
+	}
+	s.close()
+	ssetest.Eventually(t, 20*time.Second, "the second session's resume window to end",
+		func() bool { return !strings.Contains(brian.get("/").body, "You are <strong>brian</strong>") })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := startServer(t, opts)
+	replay := newBrowser(t, b)
+	replay.jar.SetCookies(replay.base, second)
+	replay.openStream().waitFor("please join again")
+	if r := replay.post("/message", map[string]any{"message": "a ghost speaks"}); r.status != http.StatusForbidden {
+		t.Fatalf("the ended session's message after a restart: status %d, want 403", r.status)
+	}
+}
+
 // Squatting from one address: at most NamesPerAddress names held at once,
 // so at most that many arrivals announced; a name released (left) frees a
 // place.
@@ -149,6 +253,88 @@ func TestNamesPerAddressCapped(t *testing.T) {
 	}
 	if r := newBrowser(t, srv).post("/join", map[string]any{"username": "after"}); r.status != http.StatusOK {
 		t.Fatalf("a join after a leave freed a place: status %d", r.status)
+	}
+}
+
+// Concurrent joins from one address never hold more names than the cap:
+// a join whose name is not claimed yet still counts (a check of the
+// others' liveness must not take it for a session that ended). Each round
+// is one address (forwarded by the test, a trusted proxy) sending three times
+// the cap's joins at once; each join carries the session of a person who
+// joined from elsewhere under the same name (a phone that moved from one
+// network to another), so it ends that session, and records it as
+// revoked, before it claims the name.
+func TestNamesPerAddressConcurrentJoins(t *testing.T) {
+	const limit, rounds, perRound = 4, 30, 3 * 4
+	srv := startServer(t, lobby.Options{NamesPerAddress: limit, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+		RevocationFile: filepath.Join(t.TempDir(), "revoked")})
+	hc := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: perRound}}
+	t.Cleanup(hc.CloseIdleConnections)
+	join := func(addr, name, session string) (int, string, error) {
+		req, err := http.NewRequest(http.MethodPost, srv.URL()+"/join", strings.NewReader(fmt.Sprintf(`{"username":%q}`, name)))
+		if err != nil {
+			return 0, "", err
+		}
+		req.Header.Set("Datastar-Request", "true")
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Forwarded-For", addr)
+		if session != "" {
+			req.AddCookie(&http.Cookie{Name: "lobby_session", Value: session})
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		_, err = io.Copy(io.Discard, resp.Body)
+		for _, c := range resp.Cookies() {
+			if c.Name == "lobby_session" {
+				session = c.Value
+			}
+		}
+		return resp.StatusCode, session, err
+	}
+	for round := range rounds {
+		sessions := make([]string, perRound)
+		for i := range sessions {
+			status, sid, err := join(fmt.Sprintf("10.%d.0.%d", round, i+1), fmt.Sprintf("r%02dn%02d", round, i), "")
+			if err != nil || status != http.StatusOK {
+				t.Fatalf("round %d: the first join of person %d: %d %v", round, i, status, err)
+			}
+			sessions[i] = sid
+		}
+		addr := fmt.Sprintf("192.0.2.%d", round+1)
+		var (
+			wg       sync.WaitGroup
+			mu       sync.Mutex
+			accepted int
+			errs     []error
+		)
+		start := make(chan struct{})
+		for i := range perRound {
+			wg.Go(func() {
+				<-start
+				status, _, err := join(addr, fmt.Sprintf("r%02dn%02d", round, i), sessions[i])
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err != nil:
+					errs = append(errs, err)
+				case status == http.StatusOK:
+					accepted++
+				case status != http.StatusTooManyRequests:
+					errs = append(errs, fmt.Errorf("status %d", status))
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if len(errs) > 0 {
+			t.Fatalf("round %d: %v", round, errs)
+		}
+		if accepted != limit {
+			t.Fatalf("round %d: %d concurrent joins from %s accepted, want exactly the cap, %d", round, accepted, addr, limit)
+		}
 	}
 }
 

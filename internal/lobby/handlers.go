@@ -203,6 +203,8 @@ func (h *handlers) join(w http.ResponseWriter, r *http.Request) {
 	res, err := h.lobby.join(ctx, sid, name)
 	if err != nil {
 		h.budgets.names.release(addr, sid)
+	} else {
+		h.budgets.names.confirm(addr, sid)
 	}
 	switch {
 	case errors.Is(err, ErrShutdown):

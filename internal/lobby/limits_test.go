@@ -347,3 +347,30 @@ func TestPageSecurityHeaders(t *testing.T) {
 		t.Errorf("CSP with a local client: %q", csp)
 	}
 }
+
+// The integrity hash the page gives the CDN's script is that of the
+// Datastar v1.0.2 bundle: with DATASTAR_JS naming a copy of it (first line
+// "// Datastar v1.0.2"), the constant must be that file's sha384, or every
+// browser would refuse the script the page loads by default. A file of
+// another version, or none, says nothing about the constant: skipped.
+func TestDatastarCDNIntegrityIsTheBundles(t *testing.T) {
+	path := os.Getenv("DATASTAR_JS")
+	if path == "" {
+		t.Skip("DATASTAR_JS names no copy of the Datastar v1.0.2 bundle")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("DATASTAR_JS: %v", err)
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	if strings.TrimRight(first, "\r") != "// Datastar v1.0.2" {
+		t.Skipf("DATASTAR_JS (%s) is not the v1.0.2 bundle: its first line is %q", path, first)
+	}
+	if !strings.Contains(lobby.DatastarCDN, "@1.0.2/") {
+		t.Errorf("DatastarCDN %s does not name v1.0.2, the version its integrity hash is checked against", lobby.DatastarCDN)
+	}
+	sum := sha512.Sum384(b)
+	if want := "sha384-" + base64.StdEncoding.EncodeToString(sum[:]); lobby.DatastarCDNIntegrity != want {
+		t.Errorf("DatastarCDNIntegrity = %s, but the v1.0.2 bundle at %s is %s", lobby.DatastarCDNIntegrity, path, want)
+	}
+}

@@ -61,6 +61,9 @@ type Lobby struct {
 
 	// cluster carries chat to every node; nil on a single node.
 	cluster *natscluster.Node
+	// ends revokes the sessions whose resume window ran out; nil in a
+	// cluster.
+	ends *sessionEnds
 }
 
 func newLobby(log *slog.Logger, m *metrics, v *views) *Lobby {
@@ -113,6 +116,7 @@ func (l *Lobby) join(ctx context.Context, sid, name string) (joinResult, error) 
 	case err != nil:
 		return joinResult{}, err
 	}
+	l.ends.claimed(id, sid, func(sid string) bool { return l.knows(ctx, sid) })
 	return joinResult{name: name, renamed: renamed}, nil
 }
 
@@ -288,8 +292,11 @@ func (l *Lobby) goodbye(why error) []sfere.Effect {
 }
 
 // counted logs and counts a batch before it is sent: whoever sees a
-// "left" line and then reads /metrics must find it counted.
+// "left" line and then reads /metrics must find it counted. It also tells
+// the record of ended sessions of the departures and returns (see
+// [sessionEnds]).
 func (l *Lobby) counted(d presence.Diff) {
+	l.ends.diff(d)
 	for _, dep := range d.Leaves {
 		label := departureLabel(dep)
 		l.metrics.departures.WithLabelValues(label).Inc()

@@ -89,7 +89,8 @@ type Options struct {
 	// lobby take a session back) is honoured after it was signed; it is
 	// signed again at every stream opening. Zero means a day.
 	MemberMaxAge time.Duration
-	// RevocationFile, if set, keeps the sessions that left, so that no
+	// RevocationFile, if set, keeps the sessions that ended (they left,
+	// or their resume window ran out with no stream back), so that no
 	// later run takes them back from their member cookies (each for
 	// MemberMaxAge). The lobby command keeps it beside the session key.
 	RevocationFile string
@@ -236,6 +237,7 @@ type Server struct {
 	lobby     *Lobby
 	ttl       *sfere.TTLStore // nil for the memory store
 	cluster   *cluster        // nil for a single node
+	revoked   *revocations    // sessions that ended
 	hub       *sfere.Hub
 	heartbeat *sfere.Heartbeat
 	stopBeat  func()
@@ -287,7 +289,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	revoked, err := loadRevocations(opts.RevocationFile, opts.MemberMaxAge)
+	revoked, err := loadRevocations(opts.RevocationFile, opts.MemberMaxAge, time.Now, opts.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -357,6 +359,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		s.hub = sfere.NewHub(store, hubOpts)
 	}
 	s.lobby.hub = s.hub
+	s.revoked = revoked
+	if s.cluster == nil {
+		// Sessions whose resume window runs out are revoked like those
+		// that left (in a cluster no node takes a session back).
+		s.lobby.ends = newSessionEnds(revoked, opts.Resume, max(opts.PresenceWindow, presence.DefaultMaxWindow))
+	}
 
 	// The presence tracker: who is in the lobby, over their streams.
 	if s.lobby.tracker, err = presence.New(s.hub, popts); err != nil {
@@ -487,6 +495,9 @@ func (s *Server) stop(ctx context.Context) error {
 	}
 	if s.cluster != nil {
 		s.cluster.close()
+	}
+	if err := s.revoked.close(); err != nil {
+		s.log.Warn("sessions that ended could be taken back after a restart", "err", err)
 	}
 	s.log.Info("lobby stopped")
 	return errors.Join(errs...)

@@ -92,8 +92,9 @@ func setSession(w http.ResponseWriter, secure bool, sid string) {
 // is set when a stream of the session opens (so a /join whose stream never
 // opened leaves nothing to resume), renewed at every stream opening, and
 // cleared at /leave; it expires [Options.MemberMaxAge] after it was
-// signed, and a session that left is revoked for that long (see
-// revocations.go), so no restart brings it back.
+// signed, and a session that ended (it left, or its resume window ran out)
+// is revoked for that long (see revocations.go), so no restart brings it
+// back.
 //
 // Only a later run honours it: a session this run does not know but
 // signed itself has ended here (it left, or its resume window passed),

@@ -13,6 +13,16 @@
 //     arrival, stay a moment and leave, paced at -rate cycles a second.
 //     The tool reports chat delivery p50/p99/max at the chatters' streams,
 //     lines missing, and the cycle rate achieved.
+//   - flood: the snapshot flood of issue 17. -members people with names
+//     of -name-len characters hold a stream each while one more person
+//     opens and closes extra streams of its own session (-flood-conc at a
+//     time, for -flood-duration), each sent the whole participant list.
+//     The tool samples the lobby process's RSS (/proc/PID/status) and
+//     reports its growth over the RSS with everyone present (target: at
+//     most -history-bytes + 10 MiB), then has everyone leave and reports
+//     when the RSS is back within 10 MiB of that (target: within
+//     -history-age, which the tool passes to the lobby with
+//     -history-bytes). It needs a lobby the tool starts.
 //   - reconnect: N people (default 5,000) join and hold a stream each while
 //     -speakers of them chat (-chat-rate lines a second in all, numbered,
 //     each speaker's in order). Then every stream's connection is reset
@@ -39,6 +49,7 @@
 //	bin/lobby-load -scenario storm -n 1000,5000 -json storm.json
 //	bin/lobby-load -scenario churn -json churn.json
 //	bin/lobby-load -scenario reconnect -n 5000 -json reconnect.json
+//	bin/lobby-load -scenario flood -json flood.json
 //
 // Every phase is bounded in time and the tool stops by itself.
 package main
@@ -68,6 +79,8 @@ type Results struct {
 	Churns  []ChurnResult `json:"churns,omitempty"`
 	// Reconnects are the reconnect trials.
 	Reconnects []ReconnectResult `json:"reconnects,omitempty"`
+	// Floods are the snapshot floods.
+	Floods []FloodResult `json:"floods,omitempty"`
 }
 
 type config struct {
@@ -93,7 +106,7 @@ type config struct {
 
 func main() {
 	var (
-		scenario   = flag.String("scenario", "storm,churn", "scenarios to run: storm, churn, reconnect (comma separated)")
+		scenario   = flag.String("scenario", "storm,churn", "scenarios to run: storm, churn, reconnect, flood (comma separated)")
 		nFlag      = flag.String("n", "1000,5000", "storm and reconnect: people (a list runs each; reconnect's default is 5000)")
 		conc       = flag.Int("conc", 64, "requests in flight while people join")
 		chatAt     = flag.Float64("chat-at", 0.5, "storm: say the chat line once this fraction of the people have seen their own arrival")
@@ -118,14 +131,20 @@ func main() {
 		jsonOut    = flag.String("json", "lobby-load.json", "results file")
 		quiet      = flag.Bool("quiet", false, "no progress lines")
 		maxTime    = flag.Duration("max-time", time.Hour, "exit after this long, whatever happens")
+		members    = flag.Int("members", 150, "flood: people present, each holding a stream")
+		nameLen    = flag.Int("name-len", 32, "flood: the length of their names (the lobby allows 32)")
+		floodConc  = flag.Int("flood-conc", 4, "flood: extra streams the flooder opens at a time")
+		floodDur   = flag.Duration("flood-duration", 30*time.Second, "flood: how long the flooder opens streams")
+		histBytes  = flag.Int64("history-bytes", 16<<20, "flood: the lobby's -history-bytes (passed to it)")
+		histAge    = flag.Duration("history-age", 2*time.Minute, "flood: the lobby's -history-age (passed to it)")
 		scenarios  = map[string]bool{}
 		stormSizes []int
 	)
 	flag.Parse()
 	for _, s := range strings.Split(*scenario, ",") {
 		s = strings.TrimSpace(s)
-		if s != "storm" && s != "churn" && s != "reconnect" {
-			fatalf("unknown scenario %q (want storm, churn or reconnect)", s)
+		if s != "storm" && s != "churn" && s != "reconnect" && s != "flood" {
+			fatalf("unknown scenario %q (want storm, churn, reconnect or flood)", s)
 		}
 		scenarios[s] = true
 	}
@@ -157,6 +176,10 @@ func main() {
 		fatalf("-chat-at must be in (0, 1]")
 	case scenarios["churn"] && (*churners < 1 || *chatters < 2 || *rate <= 0 || *chatRate <= 0 || *duration <= 0):
 		fatalf("churn needs -churners >= 1, -chatters >= 2, and positive -rate, -chat-rate and -duration")
+	case scenarios["flood"] && (*members < 1 || *nameLen < 12 || *nameLen > 32 || *floodConc < 1 || *floodDur <= 0 || *histBytes < 0 || *histAge <= 0):
+		fatalf("flood needs -members >= 1, -name-len in 12..32, -flood-conc >= 1, a positive -flood-duration and -history-age, and -history-bytes >= 0")
+	case scenarios["flood"] && *lobbyURL != "":
+		fatalf("flood measures the lobby process's memory: it starts its own lobby (no -url)")
 	case scenarios["reconnect"] && (*speakers < 1 || *chatRate <= 0 || *pre < 0 || *post < 0 || *resumeTO <= 0):
 		fatalf("reconnect needs -speakers >= 1, a positive -chat-rate and -resume-timeout, and -pre, -post >= 0")
 	}
@@ -193,7 +216,8 @@ func main() {
 	}
 
 	res := Results{Started: time.Now().UTC(), Machine: host.Describe(), Args: os.Args[1:]}
-	var starter func() (*lobbyProc, error)
+	flood := floodConfig{members: *members, nameLen: *nameLen, conc: *floodConc, duration: *floodDur, historyBytes: *histBytes, historyAge: *histAge}
+	var starter, floodStarter func() (*lobbyProc, error)
 	if *lobbyURL != "" {
 		res.Lobby = *lobbyURL
 		starter = func() (*lobbyProc, error) { return &lobbyProc{url: strings.TrimRight(*lobbyURL, "/")}, nil }
@@ -205,6 +229,7 @@ func main() {
 		res.Lobby = bin
 		args := append([]string{"-addr", "127.0.0.1:0", "-max-streams-per-ip", "0", "-join-rate", "0", "-stream-rate", "0", "-address-message-rate", "0", "-names-per-ip", "0"}, strings.Fields(*lobbyArgs)...)
 		starter = func() (*lobbyProc, error) { return startLobby(bin, args) }
+		floodStarter = func() (*lobbyProc, error) { return startLobby(bin, append(slices.Clip(args), flood.lobbyArgs()...)) }
 	}
 	failed := false
 	if scenarios["storm"] {
@@ -238,6 +263,15 @@ func main() {
 			printReconnect(r)
 			writeJSON(*jsonOut, &res)
 		}
+	}
+	if scenarios["flood"] {
+		logf("flood: %d members, the flooder %d streams at a time for %v; history %d bytes, %v",
+			flood.members, flood.conc, flood.duration, flood.historyBytes, flood.historyAge)
+		r := runTrial(floodStarter, func(l *lobbyProc) FloodResult { return runFlood(cfg, flood, l) })
+		res.Floods = append(res.Floods, r)
+		failed = failed || len(r.Errors) > 0
+		printFlood(r)
+		writeJSON(*jsonOut, &res)
 	}
 	logf("results: %s", *jsonOut)
 	if failed {
