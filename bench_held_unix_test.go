@@ -36,7 +36,7 @@ func benchHeldFanout(b *testing.B, gzip bool) {
 				s, peer := heldPair(b, hub, lobbyKey(fmt.Sprint(i)))
 				if gzip {
 					s.sink.(*connSink).gz = new(gzipStream)
-					hub.zip.streams.Add(1)
+					s.compressed = true
 				}
 				st.Put(s)
 				peers[i] = peer

@@ -87,8 +87,7 @@ func (o *outBuffer) Write(p []byte) (int, error) {
 
 // groups are a hub's shared compressors, one per pattern broadcast to.
 type groups struct {
-	opts    CompressionOptions
-	streams atomic.Int64 // compressed streams open: none, and nothing is compressed
+	opts CompressionOptions
 
 	mu        sync.Mutex
 	byPattern map[Pattern]*group
@@ -99,34 +98,56 @@ func newGroups(opts CompressionOptions) *groups {
 	return &groups{opts: opts.withDefaults(), byPattern: make(map[Pattern]*group)}
 }
 
-// lock returns p's group, locked, made if there is none (dropping the
-// least recently used one if there are too many).
+// lock returns p's group, locked, made if there is none. Past
+// MaxGroups, the group used least recently is dropped and its compressor
+// goes to the new one: a hub that broadcasts to many patterns in turn
+// resets a compressor, it does not allocate one.
 func (gs *groups) lock(p Pattern, now time.Time) *group {
-	gs.mu.Lock()
-	g := gs.byPattern[p]
-	if g == nil {
-		if len(gs.byPattern) >= gs.opts.MaxGroups {
-			var oldest Pattern
-			var at int64
-			first := true
-			for q, o := range gs.byPattern {
-				if t := o.lastUse.Load(); first || t < at {
-					oldest, at, first = q, t, false
-				}
-			}
-			delete(gs.byPattern, oldest)
+	for {
+		gs.mu.Lock()
+		g := gs.byPattern[p]
+		if g == nil {
+			g = &group{fw: gs.compressor()}
+			gs.byPattern[p] = g
 		}
+		gs.mu.Unlock()
+		g.mu.Lock()
+		if g.fw != nil {
+			g.lastUse.Store(now.UnixNano())
+			return g
+		}
+		g.mu.Unlock() // dropped meanwhile: its pattern has a new one
+	}
+}
+
+// compressor returns a compressor for a new group: a new one, or that of
+// the group used least recently, which is dropped. Called with gs.mu
+// held.
+func (gs *groups) compressor() *flate.Writer {
+	if len(gs.byPattern) < gs.opts.MaxGroups {
 		fw, err := flate.NewWriter(nil, gs.opts.Level)
 		if err != nil { // the level was checked
 			panic("sfere: flate writer: " + err.Error())
 		}
-		g = &group{fw: fw}
-		gs.byPattern[p] = g
+		return fw
 	}
-	gs.mu.Unlock()
-	g.mu.Lock()
-	g.lastUse.Store(now.UnixNano())
-	return g
+	var (
+		oldest Pattern
+		old    *group
+	)
+	for q, g := range gs.byPattern {
+		if old == nil || g.lastUse.Load() < old.lastUse.Load() {
+			oldest, old = q, g
+		}
+	}
+	delete(gs.byPattern, oldest)
+	// Taken once no broadcast uses it; a broadcast that waited for the
+	// dropped group finds it has no compressor and asks again.
+	old.mu.Lock()
+	fw := old.fw
+	old.fw = nil
+	old.mu.Unlock()
+	return fw
 }
 
 // pack compresses m as the group's next output and attaches it to m, so

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -311,12 +312,21 @@ func TestCompressedStreamsMatchPlain(t *testing.T) {
 // was written, in order, whatever mix of group bytes and stored blocks
 // they took: two groups broadcast to, full flushes, messages the stream
 // skipped (as an excluded stream does), messages of its own and
-// heartbeat comments.
+// heartbeat comments. With one group at most, the two take its
+// compressor in turn.
 func TestGzipStreamDecodes(t *testing.T) {
+	for _, maxGroups := range []int{16, 1} {
+		t.Run(fmt.Sprint("groups-", maxGroups), func(t *testing.T) {
+			testGzipStreamDecodes(t, CompressionOptions{FlushBytes: 4 << 10, JoinDelay: time.Nanosecond, MaxGroups: maxGroups})
+		})
+	}
+}
+
+func testGzipStreamDecodes(t *testing.T, opts CompressionOptions) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	gs := newGroups(CompressionOptions{FlushBytes: 4 << 10, JoinDelay: time.Nanosecond})
+	gs := newGroups(opts)
 	beat := &message{data: []byte(": heartbeat\n\n"), idAt: -1, heartbeat: true}
-	for round := range 20 {
+	for round := range 8 {
 		var (
 			z       gzipStream
 			wire    []byte
@@ -397,4 +407,53 @@ func TestGzipGroupDeliveryAllocatesNothing(t *testing.T) {
 	if z.group == nil || z.seq != uint64(len(msgs)) {
 		t.Errorf("the stream is not in step with its group after its outputs: group %p, output %d", z.group, z.seq)
 	}
+}
+
+// Broadcasts from several goroutines at once reach every stream in one
+// order, compressed or not (the group's lock orders them), and every
+// compressed stream decodes to the same events as the uncompressed one.
+func TestCompressedConcurrentBroadcasts(t *testing.T) {
+	bothPaths(t, func(t *testing.T, noHijack bool) {
+		hub := NewHub(NewMemoryStore(MemoryOptions{}), HubOptions{
+			NoHijack:    noHijack,
+			Compression: &CompressionOptions{FlushBytes: 8 << 10, JoinDelay: time.Millisecond},
+		})
+		srv := testServer(t, hub, PatchElements(`<ul id="messages"></ul>`))
+		plain := dialGzip(t, srv, "plain", "", nil)
+		var zipped []*ssetest.Client
+		for i := range 3 {
+			zipped = append(zipped, dialGzip(t, srv, fmt.Sprint("zip", i), "gzip", nil))
+		}
+		for _, c := range append(zipped, plain) {
+			c.WaitSeen(waitLong, ssetest.Containing(`<ul id="messages"></ul>`))
+		}
+		const senders, each = 4, 50
+		done := make(chan error, senders)
+		for g := range senders {
+			go func() {
+				for i := range each {
+					_, err := hub.Broadcast(InCategory("lobby"), nil, chat(g*each+i))
+					if err != nil {
+						done <- err
+						return
+					}
+				}
+				done <- nil
+			}()
+		}
+		for range senders {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, c := range append(zipped, plain) {
+			ssetest.Eventually(t, waitLong, "every event", func() bool { return len(events(c)) == 1+senders*each })
+		}
+		want := events(plain)
+		for i, c := range zipped {
+			if got := events(c); !slices.Equal(got, want) {
+				t.Errorf("compressed stream %d: its events differ from the uncompressed stream's", i)
+			}
+		}
+	})
 }

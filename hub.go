@@ -203,9 +203,7 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, key Key, initial []Ef
 	c.s = s
 	if gz {
 		c.gz = new(gzipStream)
-		// Counted until it ends (a detached stream outlives open).
-		h.zip.streams.Add(1)
-		s.AfterEnd(func() { h.zip.streams.Add(-1) })
+		s.compressed = true
 	}
 	h.admit(s, r, first)
 	c.wake(nil)
@@ -462,7 +460,9 @@ func (h *Hub) publish(p Pattern, exclude Matcher, m *message, wroteSince int64) 
 // publishLocked is publish once m has its position, if it takes one (the
 // history's lock is then held).
 func (h *Hub) publishLocked(p Pattern, exclude Matcher, m *message, wroteSince int64) (res Result, skipped int) {
-	if h.zip != nil && wroteSince == 0 && !m.heartbeat && len(m.data) > 0 && h.zip.streams.Load() > 0 {
+	buf := h.buffers.Get().(*[]*Stream)
+	streams := h.store.AppendStreams((*buf)[:0], p)
+	if h.zip != nil && wroteSince == 0 && !m.heartbeat && len(m.data) > 0 && anyCompressed(streams, exclude) {
 		// Compressed once for every compressed stream it reaches, under
 		// the group's lock until it is queued to all of them.
 		now := time.Now()
@@ -470,8 +470,6 @@ func (h *Hub) publishLocked(p Pattern, exclude Matcher, m *message, wroteSince i
 		defer g.mu.Unlock()
 		g.pack(m, &h.zip.opts, now)
 	}
-	buf := h.buffers.Get().(*[]*Stream)
-	streams := h.store.AppendStreams((*buf)[:0], p)
 	wakes := wakeBatch{w: &h.writers}
 	for _, s := range streams {
 		if exclude != nil && exclude.Match(s.key) || (m.offset != 0 || m.positioned) && s.admitting.Load() {
@@ -492,6 +490,16 @@ func (h *Hub) publishLocked(p Pattern, exclude Matcher, m *message, wroteSince i
 	*buf = streams[:0]
 	h.buffers.Put(buf)
 	return res, skipped
+}
+
+// anyCompressed reports whether any of streams not excluded is compressed.
+func anyCompressed(streams []*Stream, exclude Matcher) bool {
+	for _, s := range streams {
+		if s.compressed && (exclude == nil || !exclude.Match(s.key)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Send queues effects to the stream stored under key. It returns an error

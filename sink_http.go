@@ -42,8 +42,7 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, key Key, first *
 	var z *httpZip
 	if gz {
 		z = &httpZip{}
-		h.zip.streams.Add(1)
-		defer h.zip.streams.Add(-1)
+		s.compressed = true
 	}
 	h.admit(s, r, first)
 
