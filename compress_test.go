@@ -457,3 +457,74 @@ func TestCompressedConcurrentBroadcasts(t *testing.T) {
 		}
 	})
 }
+
+// A group makes a full flush (a new segment, whose first output any
+// stream may take) at its first output, once FlushBytes of input were
+// compressed, and when a stream waits to join and JoinDelay has passed
+// since the last one; not otherwise.
+func TestGroupFullFlushes(t *testing.T) {
+	opts := CompressionOptions{FlushBytes: 1000, JoinDelay: time.Second}.withDefaults()
+	gs := newGroups(opts)
+	t0 := time.Unix(1_700_000_000, 0)
+	i := 0
+	pack := func(at time.Duration) *packed {
+		t.Helper()
+		m, err := render([]Effect{chat(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		i++
+		g := gs.lock(All, t0.Add(at))
+		defer g.mu.Unlock()
+		g.pack(m, &gs.opts, t0.Add(at))
+		return m.packed
+	}
+	want := func(p *packed, seg, seq uint64) {
+		t.Helper()
+		if p.seg != seg || p.seq != seq {
+			t.Fatalf("output %d of segment %d, want %d of %d", p.seq, p.seg, seq, seg)
+		}
+	}
+	want(pack(0), 1, 1)
+	want(pack(time.Millisecond), 1, 2)
+	g := gs.lock(All, t0)
+	g.waiting.Store(true) // a stream fell out of step
+	g.mu.Unlock()
+	want(pack(500*time.Millisecond), 1, 3) // too soon after the last full flush
+	want(pack(time.Second), 2, 1)          // JoinDelay passed: the stream may join here
+	want(pack(1100*time.Millisecond), 2, 2)
+	// No stream waits: only the input size makes the next one.
+	seq := uint64(2)
+	for p := pack(5 * time.Second); p.seg == 2; p = pack(5 * time.Second) {
+		seq++
+		want(p, 2, seq)
+		if seq > 10 {
+			t.Fatal("no full flush after FlushBytes of input")
+		}
+	}
+}
+
+// Past MaxGroups, the group used least recently is dropped and its
+// compressor goes to the new group.
+func TestGroupsBounded(t *testing.T) {
+	gs := newGroups(CompressionOptions{MaxGroups: 2})
+	t0 := time.Unix(1_700_000_000, 0)
+	use := func(p Pattern, at time.Duration) *group {
+		g := gs.lock(p, t0.Add(at))
+		g.mu.Unlock()
+		return g
+	}
+	a := use(InCategory("a"), 0)
+	fw := a.fw
+	use(InCategory("b"), time.Second)
+	c := use(InCategory("c"), 2*time.Second)
+	if len(gs.byPattern) != 2 {
+		t.Fatalf("%d groups, want 2", len(gs.byPattern))
+	}
+	if c.fw != fw || a.fw != nil {
+		t.Error("the new group did not take the compressor of the one used least recently")
+	}
+	if again := use(InCategory("a"), 3*time.Second); again == a || again.fw == nil {
+		t.Error("a pattern whose group was dropped did not get a new one")
+	}
+}
