@@ -332,6 +332,9 @@ type Summary struct {
 	Closed          int64   `json:"closed_by_server_total"`
 	HBDeltaMs       float64 `json:"hb_p99_delta_ms,omitempty"`
 	RSSIdleMiB      float64 `json:"rss_idle_mib"` // summed over the nodes
+	// WirePerDelivery is the bytes the client read per delivery in the
+	// sustained phase (one broadcast when there is none).
+	WirePerDelivery float64 `json:"wire_bytes_per_delivery"`
 
 	// With several nodes: node 0 (local) against the others (remote);
 	// Cross is the median over runs of remote p99 / local p99.
@@ -426,6 +429,12 @@ func summarize(trials []Trial, modes []string, ns []int) []*Summary {
 				return t.HBImpact.DeltaMs
 			}))
 			s.RSSIdleMiB = med(func(t Trial) float64 { return float64(t.RSSIdle) / (1 << 20) })
+			s.WirePerDelivery = med(func(t Trial) float64 {
+				if t.Sustained.WirePerDelivery > 0 {
+					return t.Sustained.WirePerDelivery
+				}
+				return t.Single.WirePerDelivery
+			})
 			if ts[0].Single.Local != nil {
 				lat := func(ph func(Trial) Phase, remote bool, fn func(NodeLat) float64) float64 {
 					return nan0(med(func(t Trial) float64 {

@@ -74,6 +74,12 @@ type Phase struct {
 
 	Net host.Counters `json:"net"` // kernel drops and retransmissions during the phase
 
+	// WireBytes is what the client read from every socket during the
+	// phase, as it came (compressed or not, HTTP framing included);
+	// WirePerDelivery is that over Delivered.
+	WireBytes       int64   `json:"wire_bytes"`
+	WirePerDelivery float64 `json:"wire_bytes_per_delivery"`
+
 	// With -nodes > 1: latency of the streams on node 0, where the
 	// broadcasts are issued (Local), on every other node together
 	// (Remote, reached through NATS), and on each node.
@@ -300,6 +306,7 @@ func measure(srv *server, f *fleet, req wire.BroadcastRequest, expected int64, p
 	ph := Phase{Broadcasts: req.Count, Rate: req.Rate, Expected: expected}
 	f.window(req.Seq0, uint64(req.Count))
 	net0 := host.Read()
+	wire0 := f.wire.Load()
 	issueBound := 10*time.Minute + time.Duration(float64(req.Count)/math.Max(req.Rate, 1)*10*float64(time.Second))
 	type answer struct {
 		res wire.BroadcastResult
@@ -362,6 +369,10 @@ func measure(srv *server, f *fleet, req wire.BroadcastRequest, expected int64, p
 	}
 	ph.Net = host.Read().Sub(net0)
 	ph.Delivered = f.delivered.Load()
+	ph.WireBytes = f.wire.Load() - wire0
+	if ph.Delivered > 0 {
+		ph.WirePerDelivery = float64(ph.WireBytes) / float64(ph.Delivered)
+	}
 	ph.Short, ph.Missing = f.short(uint32(req.Count))
 	ph.Reordered = f.reorder.Load()
 	ph.Failed = res.Failed
@@ -515,7 +526,11 @@ func requestFor(mode string, i int) []byte {
 		// {"id":1,"connect":{}} — a connect command in centrifuge's JSON protocol.
 		path = "/sse?cf_connect=%7B%22id%22%3A1%2C%22connect%22%3A%7B%7D%7D"
 	}
-	return []byte("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n")
+	accept := ""
+	if wire.Gzipped(mode) {
+		accept = "Accept-Encoding: gzip\r\n"
+	}
+	return []byte("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n" + accept + "\r\n")
 }
 
 // reuseAddr sets SO_REUSEADDR, so that a fixed local port still in
@@ -569,6 +584,8 @@ func medianPhase(ps []Phase) Phase {
 	out.PerSec = pick(func(p Phase) float64 { return p.PerSec })
 	out.TotalSec = pick(func(p Phase) float64 { return p.TotalSec })
 	out.IssueSec = pick(func(p Phase) float64 { return p.IssueSec })
+	out.WirePerDelivery = pick(func(p Phase) float64 { return p.WirePerDelivery })
+	out.WireBytes = int64(pick(func(p Phase) float64 { return float64(p.WireBytes) }))
 	out.Expected, out.Delivered, out.Missing, out.Short, out.Reordered, out.Failed = 0, 0, 0, 0, 0, 0
 	if ps[0].Local != nil {
 		lats := func(fn func(Phase) *NodeLat) *NodeLat {
