@@ -79,6 +79,9 @@ type Phase struct {
 	// WirePerDelivery is that over Delivered.
 	WireBytes       int64   `json:"wire_bytes"`
 	WirePerDelivery float64 `json:"wire_bytes_per_delivery"`
+	// ClientCPUSec is the CPU time (user and system) this tool spent
+	// during the phase: its readers share the machine with the server.
+	ClientCPUSec float64 `json:"client_cpu_s"`
 
 	// With -nodes > 1: latency of the streams on node 0, where the
 	// broadcasts are issued (Local), on every other node together
@@ -243,8 +246,8 @@ func runTrial(cfg trialConfig, bin, label, serverMode string, n, k, run int) (t 
 			prof = func() error { return srv.profile(path, cfg.duration) }
 		}
 		t.Sustained = measure(srv, f, req, want*int64(count), cfg.progress, prof)
-		logf("  %s N=%d: sustained %d x %.0f/s: %.0f deliveries/s, p50 %.1fms p99 %.1fms max %.1fms, missing %d, kernel drops %d, retransmits %d",
-			mode, n, count, rate, t.Sustained.PerSec, t.Sustained.P50ms, t.Sustained.P99ms, t.Sustained.Maxms, t.Sustained.Missing, t.Sustained.Net.SoftnetDrops, t.Sustained.Net.RetransSegs)
+		logf("  %s N=%d: sustained %d x %.0f/s: %.0f deliveries/s, p50 %.1fms p99 %.1fms max %.1fms, missing %d, kernel drops %d, retransmits %d, client CPU %.1fs",
+			mode, n, count, rate, t.Sustained.PerSec, t.Sustained.P50ms, t.Sustained.P99ms, t.Sustained.Maxms, t.Sustained.Missing, t.Sustained.Net.SoftnetDrops, t.Sustained.Net.RetransSegs, t.Sustained.ClientCPUSec)
 		logNodes(mode, n, "sustained", t.Sustained)
 	}
 
@@ -307,6 +310,7 @@ func measure(srv *server, f *fleet, req wire.BroadcastRequest, expected int64, p
 	f.window(req.Seq0, uint64(req.Count))
 	net0 := host.Read()
 	wire0 := f.wire.Load()
+	cpu0 := selfCPU()
 	issueBound := 10*time.Minute + time.Duration(float64(req.Count)/math.Max(req.Rate, 1)*10*float64(time.Second))
 	type answer struct {
 		res wire.BroadcastResult
@@ -370,6 +374,7 @@ func measure(srv *server, f *fleet, req wire.BroadcastRequest, expected int64, p
 	ph.Net = host.Read().Sub(net0)
 	ph.Delivered = f.delivered.Load()
 	ph.WireBytes = f.wire.Load() - wire0
+	ph.ClientCPUSec = (selfCPU() - cpu0).Seconds()
 	if ph.Delivered > 0 {
 		ph.WirePerDelivery = float64(ph.WireBytes) / float64(ph.Delivered)
 	}
@@ -517,6 +522,15 @@ func connect(addrs []string, mode string, n, conc, readBuf, srcPort int, progres
 		refused = fmt.Sprintf("%d of %d streams failed to open (%d errors)", n-len(f.conns), n, errs.Load())
 	}
 	return f, refused
+}
+
+// selfCPU is the CPU time this process has used (user and system).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // requestFor is the HTTP request that opens stream i in mode.
