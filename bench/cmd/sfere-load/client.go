@@ -30,6 +30,7 @@ type fleet struct {
 	closed    atomic.Int64 // streams the server ended (or that broke)
 	closing   atomic.Bool  // set when the tool itself closes the streams
 	wire      atomic.Int64 // bytes read from every socket, as they came (compressed or not)
+	hop       bool         // -client-hop: uncompressed bodies go through a pipe to a goroutine too, as the gzip modes' do
 	wg        sync.WaitGroup
 }
 
@@ -127,11 +128,11 @@ func (f *fleet) feed(s *stream, p []byte, now int64) {
 		s.ok = bytes.HasPrefix(h, []byte("HTTP/1.1 200")) || bytes.HasPrefix(h, []byte("HTTP/1.0 200"))
 		lower := bytes.ToLower(h)
 		s.chunked = bytes.Contains(lower, []byte("transfer-encoding: chunked"))
-		if bytes.Contains(lower, []byte("content-encoding: gzip")) {
+		if gz := bytes.Contains(lower, []byte("content-encoding: gzip")); gz || f.hop {
 			pr, pw := io.Pipe()
 			s.zw = pw
 			f.wg.Add(1)
-			go f.inflate(s, pr, len(p))
+			go f.inflate(s, pr, len(p), gz)
 		}
 		p = s.head[end+4:]
 		s.head = nil
@@ -214,19 +215,24 @@ func (f *fleet) body(s *stream, p []byte, now int64) {
 	}
 }
 
-// inflate decodes a gzipped body with the standard gzip reader, scanning
-// what it decodes for stamps, received when decoded. Only this goroutine
-// scans the stream from then on.
-func (f *fleet) inflate(s *stream, pr *io.PipeReader, bufSize int) {
+// inflate decodes a gzipped body with the standard gzip reader (or takes
+// an uncompressed one as it is, with -client-hop), scanning what it
+// decodes for stamps, received when decoded. Only this goroutine scans
+// the stream from then on.
+func (f *fleet) inflate(s *stream, pr *io.PipeReader, bufSize int, gz bool) {
 	defer f.wg.Done()
-	zr, err := gzip.NewReader(pr)
-	if err != nil {
-		pr.CloseWithError(err)
-		return
+	var r io.Reader = pr
+	if gz {
+		zr, err := gzip.NewReader(pr)
+		if err != nil {
+			pr.CloseWithError(err)
+			return
+		}
+		r = zr
 	}
 	buf := make([]byte, max(bufSize, 4096))
 	for {
-		n, err := zr.Read(buf)
+		n, err := r.Read(buf)
 		if n > 0 {
 			f.scan(s, buf[:n], time.Now().UnixNano())
 		}

@@ -61,6 +61,7 @@ func main() {
 		conc        = flag.Int("conc", 64, "connections opened at a time")
 		srcPort     = flag.Int("src-port", 12000, "bind stream i to local port src-port+i, below the ephemeral range (0: kernel's choice)")
 		readBuf     = flag.Int("readbuf", 8192, "read buffer per client connection, bytes")
+		clientHop   = flag.Bool("client-hop", false, "hand every uncompressed body to a goroutine of its own through a pipe before scanning it, as the gzip modes' decoders are fed: a control for what the gzip modes' clients add to latency")
 		settle      = flag.Duration("settle", 2*time.Second, "idle time before reading idle RSS")
 		serverBin   = flag.String("server", "", "sfere-bench-server binary (default: next to this tool, on PATH, or go build)")
 		serverArgs  = flag.String("server-args", "", "extra server flags, space separated (e.g. \"-gogc 200\")")
@@ -180,7 +181,7 @@ func main() {
 	}
 	cfg := trialConfig{
 		size: *size, singles: *singles, sweeps: *sweeps, duration: *duration, rate: *rate, offered: *offered,
-		conc: *conc, readBuf: *readBuf, srcPort: *srcPort, settle: *settle, serverArgs: strings.Fields(*serverArgs),
+		conc: *conc, readBuf: *readBuf, clientHop: *clientHop, srcPort: *srcPort, settle: *settle, serverArgs: strings.Fields(*serverArgs),
 		profileDir: *profileDir, profileModes: strings.Split(*profileMode, ","), hbImpact: *hbImpact, progress: !*quiet,
 		natsServers: *natsServers, natsBin: *natsBin,
 	}

@@ -116,6 +116,7 @@ type trialConfig struct {
 	duration               time.Duration
 	rate, offered          float64
 	conc, readBuf, srcPort int
+	clientHop              bool // every body through a decoder goroutine (see fleet.hop)
 	settle                 time.Duration
 	serverArgs             []string
 	natsServers            int     // NATS servers under k > 1 nodes
@@ -153,7 +154,7 @@ func runTrial(cfg trialConfig, bin, label, serverMode string, n, k, run int) (t 
 
 	// Connect: stream i to node i mod k.
 	start := time.Now()
-	f, refused := connect(cl.streamAddrs(), serverMode, n, cfg.conc, cfg.readBuf, cfg.srcPort, cfg.progress)
+	f, refused := connect(cl.streamAddrs(), serverMode, n, cfg.conc, cfg.readBuf, cfg.srcPort, cfg.clientHop, cfg.progress)
 	defer f.closeAll()
 	t.Held, t.Refused = len(f.conns), refused
 	if refused != "" {
@@ -410,8 +411,8 @@ func measure(srv *server, f *fleet, req wire.BroadcastRequest, expected int64, p
 // ephemeral loopback ports (nftables drops by port) cannot hit our streams.
 //
 // Stream i goes to addrs[i mod len(addrs)]: round-robin over the nodes.
-func connect(addrs []string, mode string, n, conc, readBuf, srcPort int, progress bool) (*fleet, string) {
-	f := &fleet{}
+func connect(addrs []string, mode string, n, conc, readBuf, srcPort int, hop, progress bool) (*fleet, string) {
+	f := &fleet{hop: hop}
 	if len(addrs) > 1 {
 		for range addrs {
 			f.nodeLat = append(f.nodeLat, &hist{})
