@@ -6,34 +6,88 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"syscall"
 	"testing"
 )
 
-// Fan-out of one rendered message to N held streams over real sockets
+// Fan-out of one rendered chat line to N held streams over real sockets
 // (Unix socket pairs): queuing, the writers, and one write per stream,
 // until every stream has written it. The peers are drained between
 // rounds, off the clock.
-func BenchmarkHeldFanout(b *testing.B) {
+func BenchmarkHeldFanout(b *testing.B) { benchHeldFanout(b, false) }
+
+// BenchmarkHeldFanoutGzip is BenchmarkHeldFanout with every stream
+// compressed: one group compresses each broadcast once, and every stream
+// writes the same compressed bytes (with its own CRC). wire-B/delivery
+// is what each stream's socket is written per broadcast.
+func BenchmarkHeldFanoutGzip(b *testing.B) { benchHeldFanout(b, true) }
+
+func benchHeldFanout(b *testing.B, gzip bool) {
 	for _, n := range []int{100, 1_000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			st := NewMemoryStore(MemoryOptions{})
-			hub := NewHub(st, HubOptions{})
+			opts := HubOptions{}
+			if gzip {
+				opts.Compression = &CompressionOptions{}
+			}
+			hub := NewHub(st, opts)
+			runtime.GC()
+			var before runtime.MemStats
+			runtime.ReadMemStats(&before)
 			peers := make([]int, n)
 			for i := range n {
 				s, peer := heldPair(b, hub, lobbyKey(fmt.Sprint(i)))
+				if gzip {
+					s.sink.(*connSink).gz = new(gzipStream)
+					s.compressed = true
+				}
 				st.Put(s)
 				peers[i] = peer
 			}
-			m, err := render([]Effect{AppendElements("#messages", "<div>200 bytes of chat..........................................................................................................................................................</div>")})
-			if err != nil {
-				b.Fatal(err)
+			// Lobby-like chat lines, a new one each round (a group
+			// compresses each one; the same bytes again would compress
+			// to almost nothing).
+			ring := make([]*message, 256)
+			for i := range ring {
+				m, err := render([]Effect{chat(i)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				ring[i] = m
 			}
 			sink := make([]byte, 64<<10)
+			drain := func() (wire int64) {
+				for _, fd := range peers {
+					for {
+						k, _ := syscall.Read(fd, sink)
+						wire += int64(max(k, 0))
+						if k < len(sink) {
+							break
+						}
+					}
+				}
+				return wire
+			}
+			// A first broadcast (a compressed stream writes its gzip
+			// header with it), then what the streams hold: the heap the
+			// hub, the streams and their connections hold, over n.
+			written := make(chan int64, 1)
+			m := ring[len(ring)-1]
+			m.track = newTracker(func(w, _ int64) { written <- w })
+			hub.publish(All, nil, m, 0)
+			m.track.release()
+			<-written
+			drain()
+			runtime.GC()
+			var after runtime.MemStats
+			runtime.ReadMemStats(&after)
+			var wire int64
 			b.ReportAllocs()
 			b.ResetTimer()
-			for range b.N {
+			for i := range b.N {
 				written := make(chan int64, 1)
+				m := ring[i%len(ring)]
 				m.track = newTracker(func(w, _ int64) { written <- w })
 				hub.publish(All, nil, m, 0)
 				m.track.release()
@@ -41,16 +95,13 @@ func BenchmarkHeldFanout(b *testing.B) {
 					b.Fatalf("%d of %d streams wrote", w, n)
 				}
 				b.StopTimer()
-				for _, fd := range peers {
-					for {
-						if k, _ := syscall.Read(fd, sink); k < len(sink) {
-							break
-						}
-					}
-				}
+				wire += drain()
 				b.StartTimer()
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/delivery")
+			b.ReportMetric(float64(wire)/float64(b.N*n), "wire-B/delivery")
+			b.ReportMetric(float64(int64(after.HeapInuse)-int64(before.HeapInuse))/float64(n), "heap-B/stream")
+			runtime.KeepAlive(st)
 		})
 	}
 }

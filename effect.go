@@ -196,6 +196,7 @@ type message struct {
 	heartbeat  bool     // a heartbeat's beat, not the app's traffic
 	positioned bool     // carries the history's position without being kept there (a visible beat): skips admitting streams like an event
 	track      *tracker // nil unless someone waits for the writes (the heartbeat)
+	packed     *packed  // data as a group compressed it, for compressed streams (compress_group.go); nil: none
 }
 
 // Render returns the Datastar SSE bytes of effects, in order, as the
@@ -247,7 +248,7 @@ func (m *message) withID(id string) *message {
 	data = append(data, '\n')
 	data = append(data, m.data[at:]...)
 	c := *m
-	c.data = data
+	c.data, c.packed = data, nil
 	return &c
 }
 

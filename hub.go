@@ -54,6 +54,10 @@ type HubOptions struct {
 	// connections over (see [Hub.Serve]). Each stream then keeps a
 	// goroutine and net/http's buffers for its whole life.
 	NoHijack bool
+	// Compression, if set, writes gzip to every stream whose client
+	// accepts it, each broadcast compressed once for all of them (see
+	// [CompressionOptions]). Nil: no stream is compressed.
+	Compression *CompressionOptions
 }
 
 // Hub binds a [Store] to live Datastar SSE streams: [Hub.Serve] opens and
@@ -65,6 +69,7 @@ type Hub struct {
 	hist        *history      // nil: no history
 	buffers     sync.Pool     // *[]*Stream for broadcasts
 	writers     writers       // write streams on taken-over connections (writers.go)
+	zip         *groups       // shared compressors (compress_group.go); nil: compression off
 	verdictWait time.Duration // readerVerdictWait; a test lengthens it
 
 	mu      sync.Mutex
@@ -90,6 +95,9 @@ func NewHub(store Store, opts HubOptions) *Hub {
 		hist:        newHistory(opts.History, opts.MaxQueueBytes),
 		verdictWait: readerVerdictWait,
 		closing:     make(chan struct{}),
+	}
+	if opts.Compression != nil {
+		h.zip = newGroups(*opts.Compression)
 	}
 	h.writers.init(h)
 	h.buffers.New = func() any { return new([]*Stream) }
@@ -161,6 +169,11 @@ func (h *Hub) Store() Store { return h.store }
 // TLS, when a middleware set a Content-Encoding, when w cannot hijack, or
 // with [HubOptions.NoHijack], the stream stays on w and Serve's goroutine
 // writes it.
+//
+// To compress streams, let the hub do it ([HubOptions.Compression]) rather
+// than a middleware: its gzip works on both paths, taken over or not, and
+// compresses each broadcast once for every stream instead of once per
+// stream.
 func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, key Key, initial ...Effect) error {
 	_, err := h.open(w, r, key, initial, false)
 	return err
@@ -192,10 +205,14 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, key Key, initial []Ef
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
+	gz := h.negotiate(w, r)
 	hj, ok := h.canTakeOver(w, r)
+	if gz {
+		hdr.Set("Content-Encoding", "gzip")
+	}
 	if !ok {
 		defer h.active.Done()
-		return h.serveHTTP(w, r, key, first)
+		return h.serveHTTP(w, r, key, first, gz)
 	}
 	c, err := h.takeOver(hj, w)
 	if err != nil {
@@ -204,6 +221,10 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, key Key, initial []Ef
 	}
 	s := newStream(key, h.opts.MaxQueueBytes, c)
 	c.s = s
+	if gz {
+		c.gz = new(gzipStream)
+		s.compressed = true
+	}
 	h.admit(s, r, first)
 	c.wake(nil)
 	if detach {
@@ -215,6 +236,18 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, key Key, initial []Ef
 	defer stop()
 	h.watch(ctx, c)
 	return s, nil
+}
+
+// negotiate says whether the stream is compressed: the hub compresses,
+// no middleware encodes the body already, and the client accepts gzip.
+// With compression on, the response varies with Accept-Encoding either
+// way.
+func (h *Hub) negotiate(w http.ResponseWriter, r *http.Request) bool {
+	if h.zip == nil {
+		return false
+	}
+	w.Header().Add("Vary", "Accept-Encoding")
+	return w.Header().Get("Content-Encoding") == "" && acceptsGzip(r)
 }
 
 // admit stores s and gives it its opening: the events its client missed,
@@ -454,6 +487,14 @@ func (h *Hub) publish(p Pattern, exclude Matcher, m *message, wroteSince int64) 
 func (h *Hub) publishLocked(p Pattern, exclude Matcher, m *message, wroteSince int64) (res Result, skipped int) {
 	buf := h.buffers.Get().(*[]*Stream)
 	streams := h.store.AppendStreams((*buf)[:0], p)
+	if h.zip != nil && wroteSince == 0 && !m.heartbeat && len(m.data) > 0 && anyCompressed(streams, exclude) {
+		// Compressed once for every compressed stream it reaches, under
+		// the group's lock until it is queued to all of them.
+		now := time.Now()
+		g := h.zip.lock(p, now)
+		defer g.mu.Unlock()
+		g.pack(m, &h.zip.opts, now)
+	}
 	wakes := wakeBatch{w: &h.writers}
 	for _, s := range streams {
 		if exclude != nil && exclude.Match(s.key) || (m.offset != 0 || m.positioned) && s.admitting.Load() {
@@ -474,6 +515,16 @@ func (h *Hub) publishLocked(p Pattern, exclude Matcher, m *message, wroteSince i
 	*buf = streams[:0]
 	h.buffers.Put(buf)
 	return res, skipped
+}
+
+// anyCompressed reports whether any of streams not excluded is compressed.
+func anyCompressed(streams []*Stream, exclude Matcher) bool {
+	for _, s := range streams {
+		if s.compressed && (exclude == nil || !exclude.Match(s.key)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Send queues effects to the stream stored under key. It returns an error

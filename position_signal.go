@@ -70,7 +70,7 @@ func (m *message) withPosition(id, signal string) *message {
 	data := make([]byte, 0, len(m.data)+len(patchSignalsHead)+len(signal)+2*len(id)+16)
 	data = append(data, m.data...)
 	c := *m
-	c.data = appendPositionEvent(data, signal, id, true)
+	c.data, c.packed = appendPositionEvent(data, signal, id, true), nil
 	c.idAt = len(m.data)
 	return &c
 }

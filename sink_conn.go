@@ -87,8 +87,9 @@ type connSink struct {
 
 	// Owned by the writer that holds the connection, then by whoever
 	// closes it (the state machine hands it over under mu).
-	broken bool       // a write failed or left part of a chunk: no last chunk
-	spare  []*message // the writer's second batch slice (see Hub.drain)
+	broken bool        // a write failed or left part of a chunk: no last chunk
+	spare  []*message  // the writer's second batch slice (see Hub.drain)
+	gz     *gzipStream // the stream's gzip state; nil: not compressed
 
 	// writeErr is a failed write's error, left for the reader, which ends
 	// the stream with it (see Hub.wrote).
@@ -284,13 +285,18 @@ var lastChunk = []byte("0\r\n\r\n")
 // were whole and the socket takes it now, and closes the connection. Only
 // the caller that [connSink.step] told to (doClose) calls it.
 func (c *connSink) close() {
+	end := lastChunk
+	if c.gz != nil && c.gz.started {
+		// A compressed stream's gzip member ends first (compress_stream.go).
+		end = append(appendChunk(nil, c.gz.appendTrailer(nil)), lastChunk...)
+	}
 	switch {
 	case c.broken:
 	case c.raw != nil:
-		_, _ = newRawWriter().try(c.raw, lastChunk)
+		_, _ = newRawWriter().try(c.raw, end)
 	default:
 		_ = c.nc.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
-		_, _ = c.nc.Write(lastChunk)
+		_, _ = c.nc.Write(end)
 	}
 	_ = c.nc.Close()
 }

@@ -27,7 +27,7 @@ func (k *httpSink) interrupt() {
 
 // serveHTTP is a stream's life on net/http's response writer: store it,
 // write what is queued whenever woken, end when something says so.
-func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, key Key, first *message) (*Stream, error) {
+func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, key Key, first *message, gz bool) (*Stream, error) {
 	rc := http.NewResponseController(w)
 	if r.ProtoMajor == 1 {
 		w.Header().Set("Connection", "keep-alive")
@@ -39,10 +39,16 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, key Key, first *
 
 	k := &httpSink{wakeup: make(chan struct{}, 1)}
 	s := newStream(key, h.opts.MaxQueueBytes, k)
+	var z *httpZip
+	if gz {
+		z = &httpZip{}
+		s.compressed = true
+	}
 	h.admit(s, r, first)
 
 	var (
 		ctx      = r.Context()
+		failed   bool // a write failed: the body ends broken
 		spare    []*message
 		deadline time.Time // the write deadline in force; see writeHTTP
 		why      error     // why the stream ends itself; nil if it was evicted
@@ -66,7 +72,8 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, key Key, first *
 		}
 		if len(batch) > 0 {
 			start := time.Now()
-			n, err := h.writeHTTP(w, rc, batch, &deadline, start)
+			n, err := h.writeHTTP(w, rc, batch, &deadline, start, z)
+			failed = err != nil
 			if why = h.afterWrite(s, batch, n, start, err); why != nil {
 				if err != nil {
 					why = h.vanishedWrite(ctx, why)
@@ -84,7 +91,23 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, key Key, first *
 		}
 	}
 	h.retire(s, why)
+	if z != nil && !failed && z.gz.started {
+		// The gzip member ends (compress_stream.go) before net/http ends
+		// the response: ten bytes, under the write timeout.
+		if h.opts.WriteTimeout > 0 {
+			_ = rc.SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
+		}
+		if _, err := w.Write(z.gz.appendTrailer(nil)); err == nil {
+			_ = rc.Flush()
+		}
+	}
 	return s, nil
+}
+
+// httpZip is a compressed stream's state on net/http's response writer.
+type httpZip struct {
+	gz  gzipStream
+	buf []byte // the batch's bytes, reused
 }
 
 // writeHTTP writes a batch (up to a close-stream message) under one
@@ -93,7 +116,7 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, key Key, first *
 // Moving a deadline costs a timer update, so it is moved only once less
 // than half the write timeout is left on it: a write may run for at least
 // WriteTimeout/2 and at most WriteTimeout.
-func (h *Hub) writeHTTP(w http.ResponseWriter, rc *http.ResponseController, batch []*message, deadline *time.Time, now time.Time) (int, error) {
+func (h *Hub) writeHTTP(w http.ResponseWriter, rc *http.ResponseController, batch []*message, deadline *time.Time, now time.Time, z *httpZip) (int, error) {
 	if h.opts.WriteTimeout > 0 && deadline.Sub(now) < h.opts.WriteTimeout/2 {
 		*deadline = now.Add(h.opts.WriteTimeout)
 		// An error means the writer has no deadlines (not a real
@@ -101,8 +124,19 @@ func (h *Hub) writeHTTP(w http.ResponseWriter, rc *http.ResponseController, batc
 		_ = rc.SetWriteDeadline(*deadline)
 	}
 	n := upToClose(batch)
-	for _, m := range batch[:n] {
-		if _, err := w.Write(m.data); err != nil {
+	if z == nil {
+		for _, m := range batch[:n] {
+			if _, err := w.Write(m.data); err != nil {
+				return 0, err
+			}
+		}
+	} else {
+		z.buf = z.gz.appendMessages(z.buf[:0], batch[:n])
+		_, err := w.Write(z.buf)
+		if cap(z.buf) > 1<<20 {
+			z.buf = nil // one huge batch does not pin its buffer
+		}
+		if err != nil {
 			return 0, err
 		}
 	}

@@ -27,6 +27,9 @@ type Stream struct {
 	key      Key
 	maxQueue int  // bytes; 0 means unbounded
 	sink     sink // how the queue reaches the client; set before the stream is stored (nil: nobody writes it)
+	// compressed: the stream is written gzip (compress_stream.go); set
+	// before it is stored.
+	compressed bool
 
 	mu        sync.Mutex
 	queue     []*message

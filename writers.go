@@ -58,6 +58,7 @@ func (b *wakeBatch) flush() {
 
 type writerState struct {
 	buf []byte // the chunk being written
+	zip []byte // a compressed stream's bytes, before they are framed as a chunk
 	raw *rawWriter
 }
 
@@ -112,6 +113,9 @@ func (w *writers) run() {
 	if cap(ws.buf) > 1<<20 {
 		ws.buf = nil // one huge batch does not pin its buffer
 	}
+	if cap(ws.zip) > 1<<20 {
+		ws.zip = nil
+	}
 	w.states.Put(ws)
 }
 
@@ -136,7 +140,15 @@ func (h *Hub) drain(c *connSink, ws *writerState) {
 		h.letGo(c)
 		return
 	}
-	data, n := join(ws.buf[:0], batch)
+	var data []byte
+	var n int
+	if c.gz != nil {
+		n = upToClose(batch)
+		ws.zip = c.gz.appendMessages(ws.zip[:0], batch[:n])
+		data = appendChunk(ws.buf[:0], ws.zip)
+	} else {
+		data, n = join(ws.buf[:0], batch)
+	}
 	ws.buf = data
 	start := time.Now()
 	k, err := ws.raw.try(c.raw, data)
@@ -171,6 +183,18 @@ func join(dst []byte, batch []*message) ([]byte, int) {
 		dst = append(dst, m.data...)
 	}
 	return append(dst, "\r\n"...), n
+}
+
+// appendChunk appends data to dst as one HTTP chunk (none if data is
+// empty: an empty chunk would end the response).
+func appendChunk(dst, data []byte) []byte {
+	if len(data) == 0 {
+		return dst
+	}
+	dst = strconv.AppendInt(dst, int64(len(data)), 16)
+	dst = append(dst, "\r\n"...)
+	dst = append(dst, data...)
+	return append(dst, "\r\n"...)
 }
 
 // writeSlow writes the rest of a batch to a client whose socket buffer was

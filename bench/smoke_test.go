@@ -66,6 +66,57 @@ func TestSmokeAllModes(t *testing.T) {
 	}
 }
 
+// TestSmokeCompressed runs the compressed modes at N=50 on lobby-like
+// payloads beside uncompressed sfere: every stream of sfere-gzip and
+// naive-gzip is decoded with the standard gzip reader and gets every
+// broadcast, and sfere-gzip's wire bytes per delivery, read at the
+// client's sockets, are a fraction of uncompressed sfere's.
+func TestSmokeCompressed(t *testing.T) {
+	bin := buildTools(t, "./cmd/sfere-bench-server", "./cmd/sfere-load")
+	out := filepath.Join(t.TempDir(), "gzip.json")
+	run := exec.Command(filepath.Join(bin, "sfere-load"),
+		"-n", "50", "-modes", "sfere,sfere-gzip,naive-gzip", "-server-args", "-payload lobby",
+		"-singles", "2", "-sweeps", "1", "-duration", "1s", "-rate", "50", "-src-port", "0",
+		"-settle", "100ms", "-quiet", "-hb-impact=false", "-json", out, "-max-time", "2m")
+	log, err := run.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sfere-load: %v\n%s", err, log)
+	}
+	t.Logf("%s", log)
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Trials []struct {
+			Mode      string `json:"mode"`
+			Held      int    `json:"held"`
+			Closed    int64  `json:"closed_by_server"`
+			Sustained struct {
+				phase
+				WirePerDelivery float64 `json:"wire_bytes_per_delivery"`
+			} `json:"sustained"`
+		} `json:"trials"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	wire := map[string]float64{}
+	for _, tr := range res.Trials {
+		ph := tr.Sustained
+		if tr.Held != 50 || tr.Closed != 0 || ph.Expected == 0 || ph.Delivered != ph.Expected || ph.Missing != 0 {
+			t.Errorf("%s: held %d, closed %d, delivered %d of %d, missing %d", tr.Mode, tr.Held, tr.Closed, ph.Delivered, ph.Expected, ph.Missing)
+		}
+		wire[tr.Mode] = ph.WirePerDelivery
+	}
+	if len(wire) != 3 {
+		t.Fatalf("trials of %v, want sfere, sfere-gzip and naive-gzip", wire)
+	}
+	if wire["sfere"] == 0 || wire["sfere-gzip"] == 0 || wire["sfere-gzip"]*2 > wire["sfere"] {
+		t.Errorf("wire bytes per delivery: sfere %.1f, sfere-gzip %.1f: want gzip at most half", wire["sfere"], wire["sfere-gzip"])
+	}
+}
+
 // TestSmokeNodes runs the load tool with -nodes 2 at N=40: an embedded
 // NATS server, two sfere nodes in a natscluster, streams spread over both,
 // broadcasts triggered on node 0 reach every stream on both nodes.

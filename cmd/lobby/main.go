@@ -105,6 +105,7 @@ func parseFlags(args []string, out io.Writer, log *slog.Logger) (lobby.Options, 
 	fs.StringVar(&opts.Addr, "addr", d.Addr, "TCP address to listen on")
 	fs.DurationVar(&opts.Heartbeat, "heartbeat", d.Heartbeat, "interval of the heartbeat that finds dead streams")
 	visible := fs.Bool("visible-heartbeat", true, "send the heartbeat as a signal patch the page sees, and run the page's watchdog, which shows \"reconnecting…\" and reopens a stream silent for 2.2 heartbeats (false: an SSE comment, no watchdog)")
+	compress := fs.Bool("compress", true, "send each stream gzipped to browsers that accept it, each broadcast compressed once for all streams (false: uncompressed)")
 	fs.DurationVar(&opts.UserTimeout, "user-timeout", d.UserTimeout, "TCP user timeout: how long unacknowledged data may wait before a vanished client is dropped")
 	fs.DurationVar(&opts.Grace, "grace", d.Grace, "how long a participant whose stream ended may come back (a reload) before it is announced as gone")
 	fs.StringVar(&opts.Store, "store", d.Store, "stream store: ttl or memory")
@@ -148,6 +149,7 @@ func parseFlags(args []string, out io.Writer, log *slog.Logger) (lobby.Options, 
 		return opts, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	opts.HiddenHeartbeat = !*visible
+	opts.NoCompression = !*compress
 	if *natsRoutes != "" {
 		for _, r := range strings.Split(*natsRoutes, ",") {
 			if r = strings.TrimSpace(r); r != "" {

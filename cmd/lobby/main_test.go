@@ -24,7 +24,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		"-max-streams-per-ip", "-message-rate", "-message-burst", "-read-header-timeout", "-body-timeout",
 		"-nats", "-nats-embed", "-nats-cluster", "-nats-routes", "-nats-store", "-nats-replicas", "-node", "-tls-cert", "-tls-key", "-presence-window", "-history", "-history-age", "-session-key-file", "-resume",
 		"-join-rate", "-join-burst", "-stream-rate", "-stream-burst", "-address-message-rate", "-address-message-burst", "-names-per-ip",
-		"-trusted-proxies", "-member-max-age", "-history-bytes", "-page-lines", "-visible-heartbeat"} {
+		"-trusted-proxies", "-member-max-age", "-history-bytes", "-page-lines", "-visible-heartbeat", "-compress"} {
 		if !strings.Contains(out.String(), flag+" ") && !strings.Contains(out.String(), flag+"\n") {
 			t.Errorf("-h does not list %s:\n%s", flag, out.String())
 		}
@@ -63,7 +63,7 @@ func TestFlagDefaults(t *testing.T) {
 		"-tls-cert", "/x/cert.pem", "-tls-key", "/x/key.pem", "-presence-window", "80ms",
 		"-history", "50", "-history-age", "30s", "-session-key-file", "", "-resume", "0",
 		"-join-rate", "0.5", "-join-burst", "2", "-stream-rate", "0", "-stream-burst", "4", "-address-message-rate", "3", "-address-message-burst", "6",
-		"-names-per-ip", "7", "-trusted-proxies", "127.0.0.1, 10.0.0.0/8", "-member-max-age", "1h", "-history-bytes", "1000", "-page-lines", "0", "-visible-heartbeat=false"}, new(strings.Builder))
+		"-names-per-ip", "7", "-trusted-proxies", "127.0.0.1, 10.0.0.0/8", "-member-max-age", "1h", "-history-bytes", "1000", "-page-lines", "0", "-visible-heartbeat=false", "-compress=false"}, new(strings.Builder))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestFlagDefaults(t *testing.T) {
 		TLSCert: "/x/cert.pem", TLSKey: "/x/key.pem", PresenceWindow: 80 * time.Millisecond, History: 50, HistoryAge: 30 * time.Second, Resume: -1,
 		JoinRate: 0.5, JoinBurst: 2, StreamRate: -1, StreamBurst: 4, AddressMessageRate: 3, AddressMessageBurst: 6, NamesPerAddress: 7,
 		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("10.0.0.0/8")},
-		MemberMaxAge:   time.Hour, HistoryBytes: 1000, PageLines: -1, HiddenHeartbeat: true}
+		MemberMaxAge:   time.Hour, HistoryBytes: 1000, PageLines: -1, HiddenHeartbeat: true, NoCompression: true}
 	if !reflect.DeepEqual(opts, want) {
 		t.Errorf("parsed = %+v, want %+v", opts, want)
 	}

@@ -33,6 +33,11 @@ type Options struct {
 	// silent (a network that drops packets) then stays dead on the page
 	// until the browser's TCP notices, a minute or so later.
 	HiddenHeartbeat bool
+	// NoCompression writes every stream uncompressed. By default a page
+	// whose browser accepts gzip (every browser does) is sent its stream
+	// gzipped, each broadcast compressed once for all of them (see
+	// sfere.CompressionOptions).
+	NoCompression bool
 	// UserTimeout is TCP_USER_TIMEOUT for client connections: how long
 	// written data may stay unacknowledged before a vanished client's
 	// connection is dropped.
@@ -340,6 +345,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			hubOpts.History.PositionSignal = positionSignal // what the watchdog reopens from
 		}
 	}
+	if !opts.NoCompression {
+		hubOpts.Compression = &sfere.CompressionOptions{}
+	}
 	if !opts.HiddenHeartbeat {
 		v.watchdog = newWatchdog(opts.Heartbeat)
 	}
@@ -421,7 +429,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		go func() { s.served <- s.http.Serve(s.ln) }()
 	}
 	serving = true
-	opts.Logger.Info("lobby listening", "url", s.URL(), "store", opts.Store, "heartbeat", opts.Heartbeat, "visible_heartbeat", !opts.HiddenHeartbeat,
+	opts.Logger.Info("lobby listening", "url", s.URL(), "store", opts.Store, "heartbeat", opts.Heartbeat, "visible_heartbeat", !opts.HiddenHeartbeat, "compression", !opts.NoCompression,
 		"user_timeout", opts.UserTimeout, "grace", opts.Grace, "ttl", opts.TTL, "debug", opts.Debug, "tls", s.tls != nil)
 	return s, nil
 }

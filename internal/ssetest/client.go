@@ -2,6 +2,7 @@ package ssetest
 
 import (
 	"bufio"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -52,6 +54,7 @@ type config struct {
 	slowChunk  int
 	slowPause  time.Duration
 	keepLines  bool
+	gunzip     bool
 }
 
 // RecvBuffer sets the client socket's receive buffer (SO_RCVBUF) before it
@@ -67,6 +70,14 @@ func NoRead() Option { return func(c *config) { c.noRead = true } }
 // arrived, for a test that checks the wire grammar itself (the record of
 // events drops what a browser would ignore); [Client.Lines] returns them.
 func KeepLines() Option { return func(c *config) { c.keepLines = true } }
+
+// Gunzip makes the client decode a body whose response says
+// Content-Encoding: gzip with the standard library's gzip reader, as a
+// browser would, and record the events it decodes. A body that ends
+// without a whole gzip trailer, or whose checksum is wrong, ends the
+// stream with that reader's error ([Client.Err]). Without Gunzip such a
+// body is read as it came, compressed.
+func Gunzip() Option { return func(c *config) { c.gunzip = true } }
 
 // SlowReads makes the client read at most chunk bytes at a time, pausing
 // before each read: a slow reader.
@@ -95,6 +106,7 @@ type Client struct {
 	mu      sync.Mutex
 	head    *http.Response
 	headErr error
+	wire    *countingReader // bytes read from the socket; nil for FromResponse
 	events  []Event
 	lines   []string      // with KeepLines
 	next    int           // the cursor of Next
@@ -166,8 +178,9 @@ func start(conn net.Conn, req Request, cfg config) (*Client, error) {
 	if cfg.slowChunk > 0 {
 		r = slowReader{conn, cfg.slowChunk, cfg.slowPause}
 	}
+	c.wire = &countingReader{r: r}
 	c.reading = true
-	go c.read(bufio.NewReader(r), req.Method, cfg.keepLines)
+	go c.read(bufio.NewReader(c.wire), req.Method, cfg.keepLines, cfg.gunzip)
 	return c, nil
 }
 
@@ -236,7 +249,7 @@ func cmp(s, otherwise string) string {
 }
 
 // read reads the response: its head, then its body as SSE.
-func (c *Client) read(br *bufio.Reader, method string, keepLines bool) {
+func (c *Client) read(br *bufio.Reader, method string, keepLines, gunzip bool) {
 	defer close(c.done)
 	resp, err := http.ReadResponse(br, &http.Request{Method: cmp(method, http.MethodGet)})
 	c.setHead(resp, err)
@@ -248,7 +261,18 @@ func (c *Client) read(br *bufio.Reader, method string, keepLines bool) {
 	if keepLines {
 		line = c.addLine
 	}
-	err = parse(resp.Body, c.add, line)
+	var body io.Reader = resp.Body
+	if gunzip && resp.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(resp.Body)
+		if err != nil {
+			resp.Body.Close()
+			c.stop(fmt.Errorf("ssetest: gzip header: %w", err))
+			return
+		}
+		zr.Multistream(false)
+		body = zr
+	}
+	err = parse(body, c.add, line)
 	resp.Body.Close()
 	c.stop(err)
 }
@@ -287,6 +311,16 @@ func (c *Client) stop(err error) {
 func (c *Client) changedLocked() {
 	close(c.changed)
 	c.changed = make(chan struct{})
+}
+
+// WireBytes is how many bytes the client has read from its socket so
+// far, the response head included: what came over the wire, compressed
+// or not. It is 0 for [FromResponse] and [NoRead].
+func (c *Client) WireBytes() int64 {
+	if c.wire == nil {
+		return 0
+	}
+	return c.wire.n.Load()
 }
 
 // Conn is the client's socket (nil for [FromResponse]): write to it, set
@@ -516,6 +550,18 @@ func (c *Client) tb() testing.TB {
 		panic("ssetest: the Wait methods need a client from Open, OpenConn or FromResponse; use Next, Seen, Head or End")
 	}
 	return c.t
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // slowReader reads at most chunk bytes at a time, pausing before each read.

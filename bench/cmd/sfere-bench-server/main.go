@@ -64,7 +64,7 @@ var errNoSweep = errors.New("this mode has no heartbeat sweep")
 
 func main() {
 	var (
-		modeName   = flag.String("mode", wire.ModeSfere, "sfere (Hub.Detach), centrifuge, naive, raw, or sfere-serve (Hub.Serve) or sfere-nethttp (HubOptions.NoHijack)")
+		modeName   = flag.String("mode", wire.ModeSfere, "sfere (Hub.Detach), centrifuge, naive, raw, or sfere-serve (Hub.Serve), sfere-nethttp (HubOptions.NoHijack), sfere-gzip (HubOptions.Compression), naive-gzip (datastar-go's per-stream gzip)")
 		streamAddr = flag.String("addr", "127.0.0.1:0", "stream listener address (loopback only)")
 		ctlAddr    = flag.String("ctl", "127.0.0.1:0", "control API address (loopback only)")
 		rawWriters = flag.Int("raw-writers", 4, "raw mode: writer goroutines, each owning a shard of the sockets")
@@ -75,6 +75,7 @@ func main() {
 		natsURL    = flag.String("nats", "", "sfere mode: join a natscluster on these NATS servers (nats://127.0.0.1:port,...: one NATS cluster); broadcasts then reach every node's streams")
 		nodeID     = flag.String("node", "", "sfere mode with -nats: this node's id (empty: random)")
 		history    = flag.Int("history", 0, "sfere mode with -nats: keep a history of this many events, so every broadcast goes through the cluster's JetStream log (0: none)")
+		payload    = flag.String("payload", "dots", "broadcast payload: dots (the stamp padded with dots) or lobby (a chat line of words chosen by the sequence number, which compresses as a lobby's does: use it to compare compressed modes)")
 		callers    = flag.Int("callers", 1, "broadcasts in flight at once: 1 issues each after the previous returned; more model an app's concurrent request handlers (a broadcast through a JetStream log returns only once the log has it)")
 		replicas   = flag.Int("replicas", 0, "sfere mode with -nats and -history: replicas of the JetStream log (0: 3 where the NATS cluster can place them, else 1)")
 	)
@@ -123,8 +124,12 @@ func main() {
 		m, err = newSfereMode("", "", pathNetHTTP, clusterLog{})
 	case wire.ModeCentrifuge:
 		m, err = newCentrifugeMode()
+	case wire.ModeSfereGzip:
+		m, err = newSfereMode("", "", pathGzip, clusterLog{})
 	case wire.ModeNaive:
-		m = newNaiveMode()
+		m = newNaiveMode(false)
+	case wire.ModeNaiveGzip:
+		m = newNaiveMode(true)
 	case wire.ModeRaw:
 		m = newRawMode(*rawWriters)
 	default:
@@ -149,7 +154,15 @@ func main() {
 	}
 	quit := make(chan struct{})
 	var quitOnce sync.Once
-	ctl := &http.Server{Handler: controlMux(*modeName, m, max(*callers, 1), func() { quitOnce.Do(func() { close(quit) }) }), ReadHeaderTimeout: 10 * time.Second}
+	html := wire.HTML
+	switch *payload {
+	case "dots":
+	case "lobby":
+		html = wire.LobbyHTML
+	default:
+		log.Fatalf("-payload %q: want dots or lobby", *payload)
+	}
+	ctl := &http.Server{Handler: controlMux(*modeName, m, max(*callers, 1), html, func() { quitOnce.Do(func() { close(quit) }) }), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = ctl.Serve(cln) }()
 	served := make(chan error, 1)
 	go func() { served <- m.serve(ln) }()
@@ -172,7 +185,7 @@ func main() {
 
 // controlMux is the control API: GET /stats, POST /broadcast,
 // POST /heartbeat, POST /gc, POST /quit, and /debug/pprof/.
-func controlMux(name string, m mode, callers int, quit func()) *http.ServeMux {
+func controlMux(name string, m mode, callers int, html func(seq uint64, ts int64, size int) string, quit func()) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/debug/pprof/", http.DefaultServeMux)
 	var busy sync.Mutex // one broadcast run at a time
@@ -192,7 +205,7 @@ func controlMux(name string, m mode, callers int, quit func()) *http.ServeMux {
 		}
 		busy.Lock()
 		defer busy.Unlock()
-		writeJSON(w, runBroadcasts(m, req, callers))
+		writeJSON(w, runBroadcasts(m, req, callers, html))
 	})
 	mux.HandleFunc("POST /heartbeat", func(w http.ResponseWriter, r *http.Request) {
 		res, err := m.sweep()
@@ -217,9 +230,9 @@ func controlMux(name string, m mode, callers int, quit func()) *http.ServeMux {
 // at most callers of them in flight at once. Each payload carries its
 // sequence number and the time it was handed to the mode, so clients
 // measure send-to-receive latency.
-func runBroadcasts(m mode, req wire.BroadcastRequest, callers int) wire.BroadcastResult {
+func runBroadcasts(m mode, req wire.BroadcastRequest, callers int, html func(seq uint64, ts int64, size int) string) wire.BroadcastResult {
 	if callers > 1 {
-		return runBroadcastsConcurrently(m, req, callers)
+		return runBroadcastsConcurrently(m, req, callers, html)
 	}
 	var res wire.BroadcastResult
 	start := time.Now()
@@ -235,7 +248,7 @@ func runBroadcasts(m mode, req wire.BroadcastRequest, callers int) wire.Broadcas
 			res.FirstSend = ts
 		}
 		res.LastSend = ts
-		d, f := m.broadcast(wire.HTML(req.Seq0+uint64(i), ts, req.Size))
+		d, f := m.broadcast(html(req.Seq0+uint64(i), ts, req.Size))
 		res.Delivered += int64(d)
 		res.Failed += int64(f)
 		res.Issued++
@@ -249,7 +262,7 @@ func runBroadcasts(m mode, req wire.BroadcastRequest, callers int) wire.Broadcas
 // a broadcast that waits (for a JetStream acknowledgement) does not hold
 // up the next. Broadcasts in flight together may reach a stream in
 // either order.
-func runBroadcastsConcurrently(m mode, req wire.BroadcastRequest, callers int) wire.BroadcastResult {
+func runBroadcastsConcurrently(m mode, req wire.BroadcastRequest, callers int, html func(seq uint64, ts int64, size int) string) wire.BroadcastResult {
 	var (
 		res   wire.BroadcastResult
 		mu    sync.Mutex
@@ -272,7 +285,7 @@ func runBroadcastsConcurrently(m mode, req wire.BroadcastRequest, callers int) w
 		res.LastSend = ts
 		wg.Go(func() {
 			defer func() { <-slots }()
-			d, f := m.broadcast(wire.HTML(req.Seq0+uint64(i), ts, req.Size))
+			d, f := m.broadcast(html(req.Seq0+uint64(i), ts, req.Size))
 			mu.Lock()
 			res.Delivered += int64(d)
 			res.Failed += int64(f)

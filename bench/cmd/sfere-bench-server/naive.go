@@ -14,18 +14,23 @@ import (
 
 // naiveMode is what a user would write with datastar-go alone: a
 // mutex-guarded map of generators, and a broadcast that loops over it with
-// one synchronous write (and flush) per stream.
+// one synchronous write (and flush) per stream. With gzip, each generator
+// compresses its own stream (datastar.WithCompression, gzip level 5).
 type naiveMode struct {
 	mu   sync.Mutex
 	gens map[*datastar.ServerSentEventGenerator]struct{}
 	srv  *http.Server
 }
 
-func newNaiveMode() *naiveMode {
+func newNaiveMode(gzip bool) *naiveMode {
 	m := &naiveMode{gens: make(map[*datastar.ServerSentEventGenerator]struct{})}
+	var opts []datastar.SSEOption
+	if gzip {
+		opts = append(opts, datastar.WithCompression(datastar.WithGzip(datastar.WithGzipLevel(5))))
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /sse", func(w http.ResponseWriter, r *http.Request) {
-		sse := datastar.NewSSE(w, r)
+		sse := datastar.NewSSE(w, r, opts...)
 		m.mu.Lock()
 		m.gens[sse] = struct{}{}
 		m.mu.Unlock()

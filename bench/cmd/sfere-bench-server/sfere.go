@@ -50,6 +50,7 @@ const (
 	pathDetach  streamPath = iota // Hub.Detach: the handler returns; what a big server uses
 	pathServe                     // Hub.Serve: the handler's goroutine waits for the end
 	pathNetHTTP                   // Hub.Serve with HubOptions.NoHijack: net/http writes
+	pathGzip                      // Hub.Detach with HubOptions.Compression: gzip for clients that accept it
 )
 
 // clusterLog is the cluster's event log of a node: with history > 0 every
@@ -71,6 +72,9 @@ func newSfereMode(natsURL, nodeID string, path streamPath, cl clusterLog) (*sfer
 		m.mu.Unlock()
 	}})
 	hopts := sfere.HubOptions{NoHijack: path == pathNetHTTP}
+	if path == pathGzip {
+		hopts.Compression = &sfere.CompressionOptions{}
+	}
 	if natsURL != "" {
 		nc, err := nats.Connect(natsURL, nats.Name("sfere-bench-server "+nodeID))
 		if err != nil {
@@ -93,7 +97,7 @@ func newSfereMode(natsURL, nodeID string, path streamPath, cl clusterLog) (*sfer
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /sse", func(w http.ResponseWriter, r *http.Request) {
 		key := sfere.NewKey(sfere.DefaultScope, sfereCategory, r.URL.Query().Get("id"))
-		if path == pathDetach {
+		if path == pathDetach || path == pathGzip {
 			_, _ = hub.Detach(w, r, key)
 			return
 		}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -27,6 +29,8 @@ type fleet struct {
 	reorder   atomic.Int64 // a stamp not above the stream's previous one
 	closed    atomic.Int64 // streams the server ended (or that broke)
 	closing   atomic.Bool  // set when the tool itself closes the streams
+	wire      atomic.Int64 // bytes read from every socket, as they came (compressed or not)
+	hop       bool         // -client-hop: uncompressed bodies go through a pipe to a goroutine too, as the gzip modes' do
 	wg        sync.WaitGroup
 }
 
@@ -49,6 +53,7 @@ type stream struct {
 	inHead  bool
 	head    []byte
 	chunked bool
+	zw      *io.PipeWriter // a gzipped body goes to its decoder (inflate); nil: scanned as read
 	cstate  uint8
 	csize   uint64
 
@@ -89,9 +94,13 @@ func (f *fleet) read(s *stream, bufSize int) {
 	for {
 		n, err := s.c.Read(buf)
 		if n > 0 {
+			f.wire.Add(int64(n))
 			f.feed(s, buf[:n], time.Now().UnixNano())
 		}
 		if err != nil {
+			if s.zw != nil {
+				s.zw.CloseWithError(err)
+			}
 			if s.inHead {
 				s.inHead = false
 				close(s.ready)
@@ -117,14 +126,21 @@ func (f *fleet) feed(s *stream, p []byte, now int64) {
 		}
 		h := s.head[:end]
 		s.ok = bytes.HasPrefix(h, []byte("HTTP/1.1 200")) || bytes.HasPrefix(h, []byte("HTTP/1.0 200"))
-		s.chunked = bytes.Contains(bytes.ToLower(h), []byte("transfer-encoding: chunked"))
+		lower := bytes.ToLower(h)
+		s.chunked = bytes.Contains(lower, []byte("transfer-encoding: chunked"))
+		if gz := bytes.Contains(lower, []byte("content-encoding: gzip")); gz || f.hop {
+			pr, pw := io.Pipe()
+			s.zw = pw
+			f.wg.Add(1)
+			go f.inflate(s, pr, len(p), gz)
+		}
 		p = s.head[end+4:]
 		s.head = nil
 		s.inHead = false
 		close(s.ready)
 	}
 	if !s.chunked {
-		f.scan(s, p, now)
+		f.body(s, p, now)
 		return
 	}
 	for len(p) > 0 {
@@ -153,7 +169,7 @@ func (f *fleet) feed(s *stream, p []byte, now int64) {
 			f.endSizeLine(s)
 		case csData:
 			k := min(uint64(len(p)), s.csize)
-			f.scan(s, p[:k], now)
+			f.body(s, p[:k], now)
 			p = p[k:]
 			s.csize -= k
 			if s.csize == 0 {
@@ -185,6 +201,46 @@ func (f *fleet) endSizeLine(s *stream) {
 	}
 	s.gone = true
 	_ = s.c.Close()
+}
+
+// body takes bytes of the response body: scanned for stamps, or handed to
+// the stream's gzip decoder.
+func (f *fleet) body(s *stream, p []byte, now int64) {
+	if s.zw == nil {
+		f.scan(s, p, now)
+		return
+	}
+	if _, err := s.zw.Write(p); err != nil {
+		s.zw = nil // the decoder failed: the stream counts what it got
+	}
+}
+
+// inflate decodes a gzipped body with the standard gzip reader (or takes
+// an uncompressed one as it is, with -client-hop), scanning what it
+// decodes for stamps, received when decoded. Only this goroutine scans
+// the stream from then on.
+func (f *fleet) inflate(s *stream, pr *io.PipeReader, bufSize int, gz bool) {
+	defer f.wg.Done()
+	var r io.Reader = pr
+	if gz {
+		zr, err := gzip.NewReader(pr)
+		if err != nil {
+			pr.CloseWithError(err)
+			return
+		}
+		r = zr
+	}
+	buf := make([]byte, max(bufSize, 4096))
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			f.scan(s, buf[:n], time.Now().UnixNano())
+		}
+		if err != nil {
+			pr.CloseWithError(err)
+			return
+		}
+	}
 }
 
 // scan finds ^seq:ts^ stamps in body bytes, across read boundaries.

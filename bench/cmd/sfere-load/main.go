@@ -61,6 +61,7 @@ func main() {
 		conc        = flag.Int("conc", 64, "connections opened at a time")
 		srcPort     = flag.Int("src-port", 12000, "bind stream i to local port src-port+i, below the ephemeral range (0: kernel's choice)")
 		readBuf     = flag.Int("readbuf", 8192, "read buffer per client connection, bytes")
+		clientHop   = flag.Bool("client-hop", false, "hand every uncompressed body to a goroutine of its own through a pipe before scanning it, as the gzip modes' decoders are fed: a control for what the gzip modes' clients add to latency")
 		settle      = flag.Duration("settle", 2*time.Second, "idle time before reading idle RSS")
 		serverBin   = flag.String("server", "", "sfere-bench-server binary (default: next to this tool, on PATH, or go build)")
 		serverArgs  = flag.String("server-args", "", "extra server flags, space separated (e.g. \"-gogc 200\")")
@@ -180,7 +181,7 @@ func main() {
 	}
 	cfg := trialConfig{
 		size: *size, singles: *singles, sweeps: *sweeps, duration: *duration, rate: *rate, offered: *offered,
-		conc: *conc, readBuf: *readBuf, srcPort: *srcPort, settle: *settle, serverArgs: strings.Fields(*serverArgs),
+		conc: *conc, readBuf: *readBuf, clientHop: *clientHop, srcPort: *srcPort, settle: *settle, serverArgs: strings.Fields(*serverArgs),
 		profileDir: *profileDir, profileModes: strings.Split(*profileMode, ","), hbImpact: *hbImpact, progress: !*quiet,
 		natsServers: *natsServers, natsBin: *natsBin,
 	}
@@ -332,6 +333,9 @@ type Summary struct {
 	Closed          int64   `json:"closed_by_server_total"`
 	HBDeltaMs       float64 `json:"hb_p99_delta_ms,omitempty"`
 	RSSIdleMiB      float64 `json:"rss_idle_mib"` // summed over the nodes
+	// WirePerDelivery is the bytes the client read per delivery in the
+	// sustained phase (one broadcast when there is none).
+	WirePerDelivery float64 `json:"wire_bytes_per_delivery"`
 
 	// With several nodes: node 0 (local) against the others (remote);
 	// Cross is the median over runs of remote p99 / local p99.
@@ -426,6 +430,12 @@ func summarize(trials []Trial, modes []string, ns []int) []*Summary {
 				return t.HBImpact.DeltaMs
 			}))
 			s.RSSIdleMiB = med(func(t Trial) float64 { return float64(t.RSSIdle) / (1 << 20) })
+			s.WirePerDelivery = med(func(t Trial) float64 {
+				if t.Sustained.WirePerDelivery > 0 {
+					return t.Sustained.WirePerDelivery
+				}
+				return t.Single.WirePerDelivery
+			})
 			if ts[0].Single.Local != nil {
 				lat := func(ph func(Trial) Phase, remote bool, fn func(NodeLat) float64) float64 {
 					return nan0(med(func(t Trial) float64 {

@@ -16,12 +16,12 @@ func printTable(w io.Writer, sums []*Summary, cfg trialConfig) {
 		fmt.Fprintf(w, "\nMedians over runs; ratios to raw in the same run (settings: see the results file's args).\n\n")
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tN\theld\tconnect s\tRSS/stream KiB\t1x p50 ms\t1x p99 ms\t1x max ms\tvs raw\tsweep ms\tvs raw\tsust deliv/s\tvs raw\tsust p99 ms\tmissing\tclosed\thb +p99 ms\t")
+	fmt.Fprintln(tw, "mode\tN\theld\tconnect s\tRSS/stream KiB\t1x p50 ms\t1x p99 ms\t1x max ms\tvs raw\tsweep ms\tvs raw\tsust deliv/s\tvs raw\tsust p99 ms\tmissing\tclosed\thb +p99 ms\twire B/deliv\t")
 	for _, s := range sums {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%s\t%s\t%.0f\t%s\t%.0f\t%d\t%d\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%s\t%s\t%.0f\t%s\t%.0f\t%d\t%d\t%s\t%.1f\t\n",
 			s.Mode, s.N, s.Held, s.ConnectSec, s.RSSPerStreamKiB, s.SingleP50, s.SingleP99, s.SingleMax,
 			ratioText(s.Mode, s.SingleMaxVsRaw), msText(s.SweepMs), ratioText(s.Mode, s.SweepVsRaw),
-			s.PerSec, ratioText(s.Mode, s.PerSecVsRaw), s.SustP99, s.Missing, s.Closed, msText(s.HBDeltaMs))
+			s.PerSec, ratioText(s.Mode, s.PerSecVsRaw), s.SustP99, s.Missing, s.Closed, msText(s.HBDeltaMs), s.WirePerDelivery)
 	}
 	_ = tw.Flush()
 	printNodes(w, sums)
@@ -38,6 +38,20 @@ func printTable(w io.Writer, sums []*Summary, cfg trialConfig) {
 			}
 			fmt.Fprintf(w, "N=%d: sfere/%s deliveries/s %.2fx (sustained p99 %.0f ms vs %.0f ms); one broadcast max %.2fx\n",
 				s.N, p.Mode, s.PerSec/p.PerSec, s.SustP99, p.SustP99, s.SingleMax/p.SingleMax)
+		}
+	}
+	// Compressed sfere against uncompressed sfere and datastar-go's
+	// per-stream gzip at each N.
+	for _, s := range sums {
+		if s.Mode != wire.ModeSfereGzip {
+			continue
+		}
+		for _, p := range sums {
+			if p.N != s.N || (p.Mode != wire.ModeSfere && p.Mode != wire.ModeNaiveGzip) || p.PerSec == 0 || p.Nodes > 1 || p.WirePerDelivery == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "N=%d: sfere-gzip/%s deliveries/s %.2fx; one broadcast max %.2fx; wire bytes per delivery %.1f vs %.1f (%.2fx)\n",
+				s.N, p.Mode, s.PerSec/p.PerSec, s.SingleMax/p.SingleMax, s.WirePerDelivery, p.WirePerDelivery, s.WirePerDelivery/p.WirePerDelivery)
 		}
 	}
 }

@@ -74,6 +74,15 @@ type Phase struct {
 
 	Net host.Counters `json:"net"` // kernel drops and retransmissions during the phase
 
+	// WireBytes is what the client read from every socket during the
+	// phase, as it came (compressed or not, HTTP framing included);
+	// WirePerDelivery is that over Delivered.
+	WireBytes       int64   `json:"wire_bytes"`
+	WirePerDelivery float64 `json:"wire_bytes_per_delivery"`
+	// ClientCPUSec is the CPU time (user and system) this tool spent
+	// during the phase: its readers share the machine with the server.
+	ClientCPUSec float64 `json:"client_cpu_s"`
+
 	// With -nodes > 1: latency of the streams on node 0, where the
 	// broadcasts are issued (Local), on every other node together
 	// (Remote, reached through NATS), and on each node.
@@ -107,6 +116,7 @@ type trialConfig struct {
 	duration               time.Duration
 	rate, offered          float64
 	conc, readBuf, srcPort int
+	clientHop              bool // every body through a decoder goroutine (see fleet.hop)
 	settle                 time.Duration
 	serverArgs             []string
 	natsServers            int     // NATS servers under k > 1 nodes
@@ -144,7 +154,7 @@ func runTrial(cfg trialConfig, bin, label, serverMode string, n, k, run int) (t 
 
 	// Connect: stream i to node i mod k.
 	start := time.Now()
-	f, refused := connect(cl.streamAddrs(), serverMode, n, cfg.conc, cfg.readBuf, cfg.srcPort, cfg.progress)
+	f, refused := connect(cl.streamAddrs(), serverMode, n, cfg.conc, cfg.readBuf, cfg.srcPort, cfg.clientHop, cfg.progress)
 	defer f.closeAll()
 	t.Held, t.Refused = len(f.conns), refused
 	if refused != "" {
@@ -237,8 +247,8 @@ func runTrial(cfg trialConfig, bin, label, serverMode string, n, k, run int) (t 
 			prof = func() error { return srv.profile(path, cfg.duration) }
 		}
 		t.Sustained = measure(srv, f, req, want*int64(count), cfg.progress, prof)
-		logf("  %s N=%d: sustained %d x %.0f/s: %.0f deliveries/s, p50 %.1fms p99 %.1fms max %.1fms, missing %d, kernel drops %d, retransmits %d",
-			mode, n, count, rate, t.Sustained.PerSec, t.Sustained.P50ms, t.Sustained.P99ms, t.Sustained.Maxms, t.Sustained.Missing, t.Sustained.Net.SoftnetDrops, t.Sustained.Net.RetransSegs)
+		logf("  %s N=%d: sustained %d x %.0f/s: %.0f deliveries/s, p50 %.1fms p99 %.1fms max %.1fms, missing %d, kernel drops %d, retransmits %d, client CPU %.1fs",
+			mode, n, count, rate, t.Sustained.PerSec, t.Sustained.P50ms, t.Sustained.P99ms, t.Sustained.Maxms, t.Sustained.Missing, t.Sustained.Net.SoftnetDrops, t.Sustained.Net.RetransSegs, t.Sustained.ClientCPUSec)
 		logNodes(mode, n, "sustained", t.Sustained)
 	}
 
@@ -300,6 +310,8 @@ func measure(srv *server, f *fleet, req wire.BroadcastRequest, expected int64, p
 	ph := Phase{Broadcasts: req.Count, Rate: req.Rate, Expected: expected}
 	f.window(req.Seq0, uint64(req.Count))
 	net0 := host.Read()
+	wire0 := f.wire.Load()
+	cpu0 := selfCPU()
 	issueBound := 10*time.Minute + time.Duration(float64(req.Count)/math.Max(req.Rate, 1)*10*float64(time.Second))
 	type answer struct {
 		res wire.BroadcastResult
@@ -362,6 +374,11 @@ func measure(srv *server, f *fleet, req wire.BroadcastRequest, expected int64, p
 	}
 	ph.Net = host.Read().Sub(net0)
 	ph.Delivered = f.delivered.Load()
+	ph.WireBytes = f.wire.Load() - wire0
+	ph.ClientCPUSec = (selfCPU() - cpu0).Seconds()
+	if ph.Delivered > 0 {
+		ph.WirePerDelivery = float64(ph.WireBytes) / float64(ph.Delivered)
+	}
 	ph.Short, ph.Missing = f.short(uint32(req.Count))
 	ph.Reordered = f.reorder.Load()
 	ph.Failed = res.Failed
@@ -394,8 +411,8 @@ func measure(srv *server, f *fleet, req wire.BroadcastRequest, expected int64, p
 // ephemeral loopback ports (nftables drops by port) cannot hit our streams.
 //
 // Stream i goes to addrs[i mod len(addrs)]: round-robin over the nodes.
-func connect(addrs []string, mode string, n, conc, readBuf, srcPort int, progress bool) (*fleet, string) {
-	f := &fleet{}
+func connect(addrs []string, mode string, n, conc, readBuf, srcPort int, hop, progress bool) (*fleet, string) {
+	f := &fleet{hop: hop}
 	if len(addrs) > 1 {
 		for range addrs {
 			f.nodeLat = append(f.nodeLat, &hist{})
@@ -508,6 +525,15 @@ func connect(addrs []string, mode string, n, conc, readBuf, srcPort int, progres
 	return f, refused
 }
 
+// selfCPU is the CPU time this process has used (user and system).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // requestFor is the HTTP request that opens stream i in mode.
 func requestFor(mode string, i int) []byte {
 	path := fmt.Sprintf("/sse?id=%d", i)
@@ -515,7 +541,11 @@ func requestFor(mode string, i int) []byte {
 		// {"id":1,"connect":{}} — a connect command in centrifuge's JSON protocol.
 		path = "/sse?cf_connect=%7B%22id%22%3A1%2C%22connect%22%3A%7B%7D%7D"
 	}
-	return []byte("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n")
+	accept := ""
+	if wire.Gzipped(mode) {
+		accept = "Accept-Encoding: gzip\r\n"
+	}
+	return []byte("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n" + accept + "\r\n")
 }
 
 // reuseAddr sets SO_REUSEADDR, so that a fixed local port still in
@@ -569,6 +599,8 @@ func medianPhase(ps []Phase) Phase {
 	out.PerSec = pick(func(p Phase) float64 { return p.PerSec })
 	out.TotalSec = pick(func(p Phase) float64 { return p.TotalSec })
 	out.IssueSec = pick(func(p Phase) float64 { return p.IssueSec })
+	out.WirePerDelivery = pick(func(p Phase) float64 { return p.WirePerDelivery })
+	out.WireBytes = int64(pick(func(p Phase) float64 { return float64(p.WireBytes) }))
 	out.Expected, out.Delivered, out.Missing, out.Short, out.Reordered, out.Failed = 0, 0, 0, 0, 0, 0
 	if ps[0].Local != nil {
 		lats := func(fn func(Phase) *NodeLat) *NodeLat {

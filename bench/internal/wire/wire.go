@@ -4,6 +4,7 @@
 package wire
 
 import (
+	"fmt"
 	"strconv"
 )
 
@@ -25,13 +26,24 @@ const (
 	// ModeSfere, which uses Hub.Detach.
 	ModeSfereServe   = "sfere-serve"
 	ModeSfereNetHTTP = "sfere-nethttp"
+	// ModeSfereGzip is ModeSfere with HubOptions.Compression (each
+	// broadcast compressed once for every stream); ModeNaiveGzip is
+	// ModeNaive with datastar-go's own per-stream gzip
+	// (datastar.WithCompression, level 5). Their clients send
+	// Accept-Encoding: gzip and decode what they get. Run only when asked
+	// for.
+	ModeSfereGzip = "sfere-gzip"
+	ModeNaiveGzip = "naive-gzip"
 )
+
+// Gzipped reports whether the clients of mode ask for gzip.
+func Gzipped(mode string) bool { return mode == ModeSfereGzip || mode == ModeNaiveGzip }
 
 // Modes lists every mode, in the order reports show them.
 var Modes = []string{ModeSfere, ModeRaw, ModeCentrifuge, ModeNaive}
 
 // KnownModes are the modes the server accepts.
-var KnownModes = []string{ModeSfere, ModeRaw, ModeCentrifuge, ModeNaive, ModeSfereServe, ModeSfereNetHTTP}
+var KnownModes = []string{ModeSfere, ModeRaw, ModeCentrifuge, ModeNaive, ModeSfereServe, ModeSfereNetHTTP, ModeSfereGzip, ModeNaiveGzip}
 
 // HTML returns a size-byte HTML element (at least the stamp's length)
 // whose text carries ^seq:ts^, padded with dots.
@@ -48,6 +60,38 @@ func HTML(seq uint64, ts int64, size int) string {
 	}
 	b = append(b, "</p>"...)
 	return string(b)
+}
+
+// LobbyHTML is [HTML] shaped like a lobby's chat line instead of padded
+// with dots (which compress to nothing): a list item with an id, a
+// speaker, a few words chosen by seq with the stamp among them, and a
+// time, filled to size with more words and cut to size. The same seq
+// gives the same line.
+func LobbyHTML(seq uint64, ts int64, size int) string {
+	names := [...]string{"brian", "phil", "alice", "carol", "dave", "erin", "frank", "grace"}
+	words := [...]string{"hello", "there", "is", "anyone", "up", "for", "a", "game", "tonight", "see", "you", "at", "five", "lol", "brb", "the", "lobby", "looks", "busy", "today", "ok", "sure", "why", "not"}
+	b := make([]byte, 0, size+64)
+	b = append(b, `<li id="m`...)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, `" class="chat-message"><strong class="who">`...)
+	b = append(b, names[seq%uint64(len(names))]...)
+	b = append(b, `</strong>: <span class="text">`...)
+	b = append(b, Marker)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, ':')
+	b = strconv.AppendInt(b, ts, 10)
+	b = append(b, Marker)
+	tail := fmt.Sprintf(`</span> <time>%02d:%02d</time></li>`, seq/60%24, seq%60)
+	x := seq*2654435761 + 1
+	for len(b) < size-len(tail)-1 {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		b = append(b, ' ')
+		b = append(b, words[x%uint64(len(words))]...)
+	}
+	b = b[:min(len(b), max(size-len(tail), 0))]
+	return string(append(b, tail...))
 }
 
 // Selector is where the payload is appended in the (imaginary) page.
