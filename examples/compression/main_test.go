@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/sfere-go/sfere/internal/ssetest"
+)
+
+const ceiling = 20 * time.Second
+
+// A client that accepts gzip gets a gzip stream that decodes, event by
+// event, to what a client that does not gets as it is.
+func TestRunCompressesForClientsThatAcceptIt(t *testing.T) {
+	addr := serve(t)
+	zipped := ssetest.Open(t, addr, ssetest.Request{Method: http.MethodPost, Target: "/sse?user=brian",
+		Header: http.Header{"Accept-Encoding": {"gzip"}}}, ssetest.Gunzip())
+	plain := ssetest.Open(t, addr, ssetest.Request{Method: http.MethodPost, Target: "/sse?user=phil"})
+	if enc := zipped.WaitHead(ceiling).Header.Get("Content-Encoding"); enc != "gzip" {
+		t.Fatalf("Content-Encoding %q for a client that accepts gzip", enc)
+	}
+	if enc := plain.WaitHead(ceiling).Header.Get("Content-Encoding"); enc != "" {
+		t.Fatalf("Content-Encoding %q for a client that does not accept gzip", enc)
+	}
+	for _, msg := range []string{"one", "<b>two</b>"} {
+		resp, err := http.Post("http://"+addr+"/message?message="+url.QueryEscape(msg), "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	for _, c := range []*ssetest.Client{zipped, plain} {
+		c.Wait(ceiling, ssetest.Containing("<p>one</p>"))
+		c.Wait(ceiling, ssetest.Containing("<p>&lt;b&gt;two&lt;/b&gt;</p>"))
+	}
+}
+
+// serve runs the example on a free port until the test ends.
+func serve(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	return ln.Addr().String()
+}
