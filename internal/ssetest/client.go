@@ -17,6 +17,9 @@ import (
 )
 
 // Errors of [Client.Next] and [Client.End], for errors.Is.
+// dialTimeout bounds a dial: see Dial.
+const dialTimeout = 30 * time.Second
+
 var (
 	// ErrTimeout: what was awaited did not happen within the ceiling.
 	ErrTimeout = errors.New("ssetest: timed out")
@@ -118,12 +121,18 @@ type Client struct {
 // response (unless [NoRead]). The caller closes the client. Tests use
 // [Open]; Dial is for goroutines that must not fail the test, such as a
 // client retrying a server that is down.
+//
+// The dial itself is bounded by dialTimeout.
 func Dial(addr string, req Request, opts ...Option) (*Client, error) {
 	var cfg config
 	for _, o := range opts {
 		o(&cfg)
 	}
-	d := net.Dialer{Timeout: 5 * time.Second}
+	// A loopback dial takes microseconds; the bound only ends a dial
+	// that cannot succeed, so it is as generous as the waits for events
+	// (a 5 s bound timed out once in CI, in a process starved long
+	// enough for its NATS peers to count it lost).
+	d := net.Dialer{Timeout: dialTimeout}
 	if cfg.recvBuffer > 0 {
 		d.Control = recvBufferControl(cfg.recvBuffer)
 	}
