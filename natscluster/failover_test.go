@@ -14,13 +14,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sfere-go/sfere"
+	"github.com/sfere-go/sfere/internal/natstest"
 	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 // replicatedNode starts a node with a history on the NATS cluster nc.
-func replicatedNode(t *testing.T, nc *natsCluster, name string, replicas int) *testNode {
+func replicatedNode(t *testing.T, nc *natstest.Cluster, name string, replicas int) *testNode {
 	t.Helper()
-	return newTestNodeOn(t, nc.urls(), name, Options{Interval: interval, Replicas: replicas, Hub: sfere.HubOptions{
+	return newTestNodeOn(t, nc.URLs(), name, Options{Interval: interval, Replicas: replicas, Hub: sfere.HubOptions{
 		History: sfere.HistoryOptions{Size: 4096},
 	}})
 }
@@ -44,7 +45,7 @@ func streamReplicas(t *testing.T, tn *testNode) int {
 // On a three-server NATS cluster the log has 3 replicas by default, and a
 // log made with one replica is raised to 3 by a node that wants them.
 func TestLogReplicas(t *testing.T) {
-	nc := startNATSCluster(t)
+	nc := natstest.StartCluster(t)
 	a := replicatedNode(t, nc, "a", 1)
 	if r := streamReplicas(t, a); r != 1 {
 		t.Fatalf("log made with Replicas 1 has %d replicas", r)
@@ -84,17 +85,17 @@ func TestFailoverLosesNoAcknowledgedBroadcast(t *testing.T) {
 	if testing.Short() {
 		t.Skip("replaces three NATS servers")
 	}
-	failover(t, startNATSCluster(t))
+	failover(t, natstest.StartCluster(t))
 }
 
 // The same with NATS servers that die hard: nats-server processes killed
 // with SIGKILL (no leader hand-over, no goodbye), their disks deleted.
 func TestFailoverKilledServersLoseNoAcknowledgedBroadcast(t *testing.T) {
-	failover(t, startNATSClusterOf(t, natsServerBinary(t)))
+	failover(t, natstest.StartProcessCluster(t))
 }
 
 // failover runs the failover target on nc.
-func failover(t *testing.T, nc *natsCluster) {
+func failover(t *testing.T, nc *natstest.Cluster) {
 	nodes := []*testNode{replicatedNode(t, nc, "a", 0), replicatedNode(t, nc, "b", 0), replicatedNode(t, nc, "c", 0)}
 	if r := streamReplicas(t, nodes[0]); r != 3 {
 		t.Fatalf("log replicas %d, want 3", r)
@@ -137,9 +138,9 @@ func failover(t *testing.T, nc *natsCluster) {
 	for i := range 3 {
 		time.Sleep(time.Second)
 		start := time.Now()
-		nc.replace(i)
-		ssetest.Eventually(t, time.Minute, fmt.Sprintf("fresh server n%d caught up", i+1), func() bool { return nc.current(i, name) })
-		t.Logf("server n%d lost with its disk; the fresh one caught up in %v", i+1, time.Since(start).Round(time.Millisecond))
+		nc.Replace(i)
+		ssetest.Eventually(t, time.Minute, fmt.Sprintf("fresh server %d caught up", i+1), func() bool { return nc.Current(i, name) })
+		t.Logf("server %d lost with its disk; the fresh one caught up in %v", i+1, time.Since(start).Round(time.Millisecond))
 	}
 	time.Sleep(time.Second)
 	close(stop)

@@ -37,29 +37,19 @@ func TestRunServesALobby(t *testing.T) {
 	log.SetOutput(&logged)
 	defer log.SetOutput(os.Stderr)
 
-	free, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := free.Addr().String()
-	free.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ran := make(chan error, 1)
-	go func() { ran <- run(ctx, addr) }()
-
-	phil := openStream(t, addr, "phil", ran)
-	brian := openStream(t, addr, "brian", ran)
+	srv := ssetest.Serve(t, ceiling, run)
+	phil := openStream(t, srv.Addr, "phil")
+	brian := openStream(t, srv.Addr, "brian")
 	for _, c := range []*ssetest.Client{phil, brian} {
 		c.Wait(ceiling, ssetest.Containing(`elements <ul id="participants"></ul>`))
 	}
 
-	if status := post(t, "http://"+addr+"/message?user=brian&message=%3Cb%3Ehi"); status != http.StatusOK {
+	if status := post(t, "http://"+srv.Addr+"/message?user=brian&message=%3Cb%3Ehi"); status != http.StatusOK {
 		t.Fatalf("message: %d", status)
 	}
 	phil.Wait(ceiling, ssetest.Containing(`elements <div class="message">brian: &lt;b&gt;hi</div>`))
 	brian.Wait(ceiling, ssetest.Containing(`signals {"message":""}`))
-	if status := post(t, "http://"+addr+"/message?user=nobody&message=hi"); status != http.StatusConflict {
+	if status := post(t, "http://"+srv.Addr+"/message?user=nobody&message=hi"); status != http.StatusConflict {
 		t.Fatalf("message without a stream: %d, want 409", status)
 	}
 
@@ -67,33 +57,13 @@ func TestRunServesALobby(t *testing.T) {
 	ssetest.Eventually(t, ceiling, "brian's departure logged", func() bool {
 		return strings.Contains(logged.String(), "default/lobby/brian left: closed")
 	})
-	cancel()
-	select {
-	case err := <-ran:
-		if err != nil {
-			t.Fatalf("run after its context ended: %v", err)
-		}
-	case <-time.After(ceiling):
-		t.Fatal("run did not return after its context ended")
-	}
+	srv.Stop()
 	phil.WaitEnd(ceiling)
 }
 
-// openStream opens user's stream once the server listens.
-func openStream(t *testing.T, addr, user string, ran <-chan error) *ssetest.Client {
+// openStream opens user's stream.
+func openStream(t *testing.T, addr, user string) *ssetest.Client {
 	t.Helper()
-	ssetest.Eventually(t, ceiling, "the server to listen", func() bool {
-		select {
-		case err := <-ran:
-			t.Fatalf("run ended before serving: %v", err)
-		default:
-		}
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
 	return ssetest.Open(t, addr, ssetest.Request{Method: http.MethodPost, Target: "/sse?user=" + user})
 }
 

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -15,7 +13,7 @@ const ceiling = 20 * time.Second
 // Two tabs of one person are one entry; a second person's arrival reaches
 // both tabs; leaving removes the person from the others' lists.
 func TestRunShowsPeopleNotTabs(t *testing.T) {
-	addr := serve(t)
+	addr := ssetest.Serve(t, ceiling, run).Addr
 	join(t, addr, "user=brian&session=s1&name=Brian")
 	tab1, tab2 := openTab(t, addr, "s1"), openTab(t, addr, "s1")
 	for _, tab := range []*ssetest.Client{tab1, tab2} {
@@ -58,32 +56,4 @@ func post(t *testing.T, url string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
-}
-
-// serve runs the example on a free port until the test ends.
-func serve(t *testing.T) string {
-	t.Helper()
-	free, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := free.Addr().String()
-	free.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- run(ctx, addr) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-ran; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
-	ssetest.Eventually(t, ceiling, "the server to listen", func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return addr
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -25,29 +24,14 @@ const ceiling = 20 * time.Second
 func TestRunServesHTTP2(t *testing.T) {
 	t.Chdir(t.TempDir())
 	pool := writeCert(t)
-	free, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := free.Addr().String()
-	free.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- run(ctx, addr) }()
-	defer func() {
-		cancel()
-		if err := <-ran; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
+	addr := ssetest.Serve(t, ceiling, run).Addr
 
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
 	defer client.CloseIdleConnections()
-	var resp *http.Response
-	ssetest.Eventually(t, ceiling, "the server to answer", func() bool {
-		resp, err = client.Post("https://"+addr+"/sse?user=brian", "application/json", nil)
-		return err == nil
-	})
+	resp, err := client.Post("https://"+addr+"/sse?user=brian", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if resp.ProtoMajor != 2 {
 		t.Fatalf("served over %s, want HTTP/2", resp.Proto)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -18,7 +17,9 @@ const ceiling = 20 * time.Second
 // stream gets visible beats with the newest position, and a stream
 // reopened from a beat's position gets exactly the line said after it.
 func TestRunBeatsAndResumes(t *testing.T) {
-	addr := serve(t, 100*time.Millisecond)
+	addr := ssetest.Serve(t, ceiling, func(ctx context.Context, addr string) error {
+		return run(ctx, addr, 100*time.Millisecond)
+	}).Addr
 	resp, err := http.Get("http://" + addr + "/")
 	if err != nil {
 		t.Fatal(err)
@@ -62,32 +63,4 @@ func post(t *testing.T, addr, msg string) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-}
-
-// serve runs the example on a free port until the test ends.
-func serve(t *testing.T, interval time.Duration) string {
-	t.Helper()
-	free, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := free.Addr().String()
-	free.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- run(ctx, addr, interval) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-ran; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
-	ssetest.Eventually(t, ceiling, "the server to listen", func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return addr
 }

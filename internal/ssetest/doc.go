@@ -13,6 +13,8 @@
 //   - [Eventually]: poll a condition until it holds, or fail the test with
 //     what was awaited and for how long.
 //   - [Logger]: a quiet [log/slog] logger that writes to the test's log.
+//   - [Serve]: run a server's run function (the examples' run) on a free
+//     loopback address until the test ends, once it takes connections.
 //
 // A test waits for the event it expects; it never sleeps for a fixed time
 // and then asserts. Ceilings should be generous (seconds): they cost

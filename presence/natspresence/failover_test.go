@@ -7,9 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,9 +17,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sfere-go/sfere/internal/natstest"
 	"github.com/sfere-go/sfere/internal/ssetest"
-	"github.com/sfere-go/sfere/internal/testport"
-	"github.com/sfere-go/sfere/natscluster"
 	"github.com/sfere-go/sfere/presence"
 	"github.com/sfere-go/sfere/presence/natspresence"
 )
@@ -40,121 +36,13 @@ const (
 	failoverInterval = 500 * time.Millisecond
 )
 
-// natsTrio is three in-process NATS servers routed into one cluster,
-// each with its own store, on fixed ports below the ephemeral range so
-// that each can be replaced by a fresh one at the same place.
-type natsTrio struct {
-	t    *testing.T
-	opts [3]natscluster.ServerOptions
-	bin  string // a nats-server binary: the servers are processes, killed with SIGKILL
-	mu   sync.Mutex
-	srv  [3]*natscluster.Server
-	proc [3]*exec.Cmd
-}
-
-func startNATSTrio(t *testing.T) *natsTrio {
-	t.Helper()
-	return startNATSTrioOf(t, "")
-}
-
-// startNATSTrioOf is startNATSTrio with the servers run as processes of
-// the nats-server binary bin (in this process if "").
-func startNATSTrioOf(t *testing.T, bin string) *natsTrio {
-	t.Helper()
-	n := &natsTrio{t: t, bin: bin}
-	dir := t.TempDir()
-	addrs := testport.Addrs(t, 2*len(n.opts))
-	var routes []string
-	for i := range n.opts {
-		name := "nats" + strconv.Itoa(i+1)
-		n.opts[i] = natscluster.ServerOptions{Addr: addrs[2*i], Cluster: addrs[2*i+1], Name: name, StoreDir: filepath.Join(dir, name)}
-		routes = append(routes, "nats://"+n.opts[i].Cluster)
-	}
-	for i := range n.opts {
-		n.opts[i].Routes = routes
-		n.start(i)
-	}
-	t.Cleanup(func() {
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		for _, s := range n.srv {
-			if s != nil {
-				s.Shutdown()
-			}
-		}
-		for _, p := range n.proc {
-			if p != nil {
-				p.Process.Kill()
-				p.Wait()
-			}
-		}
-	})
-	return n
-}
-
-func (n *natsTrio) start(i int) {
-	n.t.Helper()
-	if n.bin != "" {
-		n.startProcess(i)
-		return
-	}
-	s, err := natscluster.StartServerWith(n.opts[i])
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	n.mu.Lock()
-	n.srv[i] = s
-	n.mu.Unlock()
-}
-
-// urls lists every server, as nats.Connect takes them.
-func (n *natsTrio) urls() string {
-	u := make([]string, len(n.opts))
-	for i, o := range n.opts {
-		u[i] = "nats://" + o.Addr
-	}
-	return strings.Join(u, ",")
-}
-
-// replace loses server i with its disk (shut down, or killed with
-// SIGKILL if it is a process) and starts a fresh one in its place.
-func (n *natsTrio) replace(i int) {
-	n.t.Helper()
-	n.mu.Lock()
-	s, p := n.srv[i], n.proc[i]
-	n.srv[i], n.proc[i] = nil, nil
-	n.mu.Unlock()
-	if p != nil {
-		p.Process.Kill()
-		p.Wait()
-	} else {
-		s.Shutdown()
-	}
-	if err := os.RemoveAll(n.opts[i].StoreDir); err != nil {
-		n.t.Fatal(err)
-	}
-	n.start(i)
-}
-
-// current reports whether server i is a current member of JetStream and
-// of stream's replica group.
-func (n *natsTrio) current(i int, stream string) bool {
-	if n.bin != "" {
-		return n.currentProcess(i, stream)
-	}
-	n.mu.Lock()
-	s := n.srv[i]
-	n.mu.Unlock()
-	return s != nil && s.JetStreamIsCurrent() && s.JetStreamIsStreamCurrent("$G", stream)
-}
-
 // claimRace is two nodes claiming the same names at the same moments,
 // round after round, while the test cuts NATS under them. A winner opens
 // its person's stream at once, as the lobby's page does; each node also
 // tries, every round, a name the other node won earlier.
 type claimRace struct {
 	t        *testing.T
-	trio     *natsTrio
+	trio     *natstest.Cluster
 	nodes    map[string]*node
 	watchers map[string]*tab // a person on each node who sees everyone arrive
 	admin    jetstream.JetStream
@@ -176,15 +64,15 @@ type claimRace struct {
 
 func startClaimRace(t *testing.T) *claimRace {
 	t.Helper()
-	return startClaimRaceOn(t, startNATSTrio(t))
+	return startClaimRaceOn(t, natstest.StartCluster(t))
 }
 
-func startClaimRaceOn(t *testing.T, trio *natsTrio) *claimRace {
+func startClaimRaceOn(t *testing.T, trio *natstest.Cluster) *claimRace {
 	t.Helper()
 	r := &claimRace{t: t, trio: trio, nodes: map[string]*node{}, watchers: map[string]*tab{},
 		won: map[string]string{}, streams: map[string]*ssetest.Client{}, changed: make(chan struct{}), stop: make(chan struct{})}
 	for _, id := range []string{"a", "b"} {
-		r.nodes[id] = startNodeWith(t, trio.urls(), id, 0, natspresence.Options{Replicas: 3, Interval: failoverInterval})
+		r.nodes[id] = startNodeWith(t, trio.URLs(), id, 0, natspresence.Options{Replicas: 3, Interval: failoverInterval})
 	}
 	for id, n := range r.nodes {
 		if err := n.claim("watch-"+id, "w"+id); err != nil {
@@ -197,7 +85,7 @@ func startClaimRaceOn(t *testing.T, trio *natsTrio) *claimRace {
 			w.waitFor(`watch-` + id)
 		}
 	}
-	nc, err := nats.Connect(trio.urls(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	nc, err := nats.Connect(trio.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,10 +333,10 @@ func TestClaimsThroughServerLoss(t *testing.T) {
 	r := startClaimRace(t)
 	r.rounds(5)
 	for i := range 3 {
-		r.trio.replace(i)
+		r.trio.Replace(i)
 		t.Logf("server %d replaced", i+1)
 		r.rounds(5)
-		ssetest.Eventually(t, ceiling, "the fresh server caught up", func() bool { return r.trio.current(i, bucketStream) })
+		ssetest.Eventually(t, ceiling, "the fresh server caught up", func() bool { return r.trio.Current(i, bucketStream) })
 	}
 	r.rounds(5)
 	r.check()
@@ -459,7 +347,7 @@ func TestClaimsThroughServerLoss(t *testing.T) {
 // fresh one without its disk, three times, while two nodes race for the
 // same names.
 func TestClaimsThroughKilledLeader(t *testing.T) {
-	r := startClaimRaceOn(t, startNATSTrioOf(t, natsServerBinary(t)))
+	r := startClaimRaceOn(t, natstest.StartProcessCluster(t))
 	r.rounds(5)
 	for range 3 {
 		var leader string
@@ -467,11 +355,11 @@ func TestClaimsThroughKilledLeader(t *testing.T) {
 			leader = r.bucketLeader()
 			return leader != ""
 		})
-		i := slices.IndexFunc(r.trio.opts[:], func(o natscluster.ServerOptions) bool { return o.Name == leader })
-		r.trio.replace(i)
+		i := slices.Index(r.trio.Names(), leader)
+		r.trio.Replace(i)
 		t.Logf("%s killed and replaced", leader)
 		r.rounds(5)
-		ssetest.Eventually(t, ceiling, "the fresh server caught up", func() bool { return r.trio.current(i, bucketStream) })
+		ssetest.Eventually(t, ceiling, "the fresh server caught up", func() bool { return r.trio.Current(i, bucketStream) })
 	}
 	r.rounds(5)
 	r.check()
@@ -533,13 +421,13 @@ func TestClaimsThroughBucketLoss(t *testing.T) {
 // cut node is back it finds the name held by another owner and gives it
 // up: its person's stream ends and the name has one holder again.
 func TestCutNodeGivesUpATakenName(t *testing.T) {
-	trio := startNATSTrio(t)
-	other := "nats://" + trio.opts[1].Addr + ",nats://" + trio.opts[2].Addr
+	trio := natstest.StartCluster(t)
+	other := trio.URL(1) + "," + trio.URL(2)
 	// Claims that lapse soon after the cut node is found lost.
 	opts := natspresence.Options{Replicas: 3, Interval: failoverInterval, ClaimTTL: 4 * failoverInterval}
 	b := startNodeWith(t, other, "b", 0, opts)
 	// a knows server 1 only, so that losing it cuts a off.
-	nc, err := nats.Connect("nats://"+trio.opts[0].Addr, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.IgnoreDiscoveredServers())
+	nc, err := nats.Connect(trio.URL(0), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.IgnoreDiscoveredServers())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -554,16 +442,12 @@ func TestCutNodeGivesUpATakenName(t *testing.T) {
 	phil := a.open("a:phil")
 	watch.waitFor(joined("phil"))
 
-	trio.mu.Lock()
-	s := trio.srv[0]
-	trio.srv[0] = nil
-	trio.mu.Unlock()
-	s.Shutdown()
+	trio.Stop(0)
 	watch.WaitSeen(ceiling, ssetest.Containing(left("phil", "node-lost")))
 	ssetest.Eventually(t, ceiling, "phil's name free through b", func() bool { return b.claim("phil", "b:phil") == nil })
 	newPhil := b.open("b:phil")
 
-	trio.start(0)
+	trio.Start(0)
 	ssetest.Eventually(t, ceiling, "the cut node's phil ends", phil.isEnded)
 	ssetest.Eventually(t, ceiling, "a gave phil up", func() bool {
 		m, ok := a.tracker.Lookup(t.Context(), "a:phil")
