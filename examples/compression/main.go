@@ -21,18 +21,14 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ln, err := net.Listen("tcp", "127.0.0.1:8080")
-	if err != nil {
-		log.Fatal(err)
-	}
 	log.Print("serving on http://127.0.0.1:8080 (Ctrl-C stops)")
-	if err := run(ctx, ln); err != nil {
+	if err := run(ctx, "127.0.0.1:8080"); err != nil {
 		log.Fatal(err)
 	}
 }
 
-// run serves the chat on ln until ctx ends.
-func run(ctx context.Context, ln net.Listener) error {
+// run serves the chat on addr until ctx ends.
+func run(ctx context.Context, addr string) error {
 	store := sfere.NewMemoryStore(sfere.MemoryOptions{})
 	hub := sfere.NewHub(store, sfere.HubOptions{
 		Compression: &sfere.CompressionOptions{}, // gzip for every client that accepts it; defaults below
@@ -53,6 +49,10 @@ func run(ctx context.Context, ln net.Listener) error {
 		}
 	})
 
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
 	srv := &http.Server{Handler: mux, ConnContext: sfere.ConnContext}
 	context.AfterFunc(ctx, func() { srv.Close() })
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

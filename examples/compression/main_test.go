@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"net"
 	"net/http"
 	"net/url"
 	"testing"
@@ -16,7 +14,7 @@ const ceiling = 20 * time.Second
 // A client that accepts gzip gets a gzip stream that decodes, event by
 // event, to what a client that does not gets as it is.
 func TestRunCompressesForClientsThatAcceptIt(t *testing.T) {
-	addr := serve(t)
+	addr := ssetest.Serve(t, ceiling, run).Addr
 	zipped := ssetest.Open(t, addr, ssetest.Request{Method: http.MethodPost, Target: "/sse?user=brian",
 		Header: http.Header{"Accept-Encoding": {"gzip"}}}, ssetest.Gunzip())
 	plain := ssetest.Open(t, addr, ssetest.Request{Method: http.MethodPost, Target: "/sse?user=phil"})
@@ -37,23 +35,4 @@ func TestRunCompressesForClientsThatAcceptIt(t *testing.T) {
 		c.Wait(ceiling, ssetest.Containing("<p>one</p>"))
 		c.Wait(ceiling, ssetest.Containing("<p>&lt;b&gt;two&lt;/b&gt;</p>"))
 	}
-}
-
-// serve runs the example on a free port until the test ends.
-func serve(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
-	return ln.Addr().String()
 }
