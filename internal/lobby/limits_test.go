@@ -348,8 +348,8 @@ func TestPageSecurityHeaders(t *testing.T) {
 	}
 }
 
-// The integrity hash the page gives the CDN's script is that of the
-// Datastar v1.0.2 bundle: with DATASTAR_JS naming a copy of it (first line
+// The integrity hash the page gives the CDN's script is that of the v1.0.2
+// bundle of Datastar: with DATASTAR_JS naming a copy of it (first line
 // "// Datastar v1.0.2"), the constant must be that file's sha384, or every
 // browser would refuse the script the page loads by default. A file of
 // another version, or none, says nothing about the constant: skipped.
