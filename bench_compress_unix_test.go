@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"runtime"
 	"syscall"
 	"testing"
@@ -89,24 +88,8 @@ func BenchmarkDatastarGoGzipFanout(b *testing.B) {
 // both sides' bytes alike), and the other end's descriptor, non-blocking,
 // for reading. Both close when b ends.
 func socketResponse(b *testing.B) (http.ResponseWriter, int) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	f := os.NewFile(uintptr(fds[0]), "response")
-	nc, err := net.FileConn(f)
-	f.Close()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := syscall.SetNonblock(fds[1], true); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		nc.Close()
-		syscall.Close(fds[1])
-	})
-	return &connResponse{nc: nc, header: http.Header{}}, fds[1]
+	nc, peer := socketPair(b, "response")
+	return &connResponse{nc: nc, header: http.Header{}}, peer
 }
 
 type connResponse struct {

@@ -4,8 +4,6 @@ package sfere
 
 import (
 	"fmt"
-	"net"
-	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -112,23 +110,7 @@ func BenchmarkHeartbeatSweep(b *testing.B) {
 // all over one end of one Unix socket pair, and the other end's
 // descriptor, non-blocking, for reading. Both close when b ends.
 func heldStreamsOnOnePair(b *testing.B, hub *Hub, keys ...Key) ([]*Stream, int) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	f := os.NewFile(uintptr(fds[0]), "held")
-	nc, err := net.FileConn(f)
-	f.Close()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := syscall.SetNonblock(fds[1], true); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		nc.Close()
-		syscall.Close(fds[1])
-	})
+	nc, peer := socketPair(b, "held")
 	raw, err := nc.(syscall.Conn).SyscallConn()
 	if err != nil {
 		b.Fatal(err)
@@ -139,7 +121,7 @@ func heldStreamsOnOnePair(b *testing.B, hub *Hub, keys ...Key) ([]*Stream, int) 
 		c.s = newStream(key, 0, c)
 		out = append(out, c.s)
 	}
-	return out, fds[1]
+	return out, peer
 }
 
 // cpuTime is the user and system CPU time this process has used.

@@ -106,15 +106,15 @@ func benchHeldFanout(b *testing.B, gzip bool) {
 	}
 }
 
-// heldPair returns a held stream (not stored) over one end of a Unix
-// socket pair, and the other end's descriptor, non-blocking, for reading.
-// Both close when b ends.
-func heldPair(b *testing.B, hub *Hub, key Key) (*Stream, int) {
+// socketPair returns one end of a Unix socket pair as a connection and
+// the other end's descriptor, non-blocking, for reading. Both close when
+// b ends.
+func socketPair(b *testing.B, name string) (net.Conn, int) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
-	f := os.NewFile(uintptr(fds[0]), "held")
+	f := os.NewFile(uintptr(fds[0]), name)
 	nc, err := net.FileConn(f)
 	f.Close()
 	if err != nil {
@@ -127,11 +127,19 @@ func heldPair(b *testing.B, hub *Hub, key Key) (*Stream, int) {
 		nc.Close()
 		syscall.Close(fds[1])
 	})
+	return nc, fds[1]
+}
+
+// heldPair returns a held stream (not stored) over one end of a Unix
+// socket pair, and the other end's descriptor, non-blocking, for reading.
+// Both close when b ends.
+func heldPair(b *testing.B, hub *Hub, key Key) (*Stream, int) {
+	nc, peer := socketPair(b, "held")
 	raw, err := nc.(syscall.Conn).SyscallConn()
 	if err != nil {
 		b.Fatal(err)
 	}
 	c := &connSink{nc: nc, raw: raw, writers: &hub.writers}
 	c.s = newStream(key, 0, c)
-	return c.s, fds[1]
+	return c.s, peer
 }
