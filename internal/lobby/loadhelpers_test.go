@@ -179,7 +179,10 @@ type dialOpts struct {
 // stalled reader).
 func (c *lclient) openProbe(read bool, o dialOpts) (*probe, error) {
 	host := strings.TrimPrefix(c.base, "http://")
-	d := &net.Dialer{Timeout: 5 * time.Second}
+	// As generous as the waits for events: a loopback dial takes
+	// microseconds, but a dropped SYN is sent again only after 1 s, then
+	// 2 s more (a 5 s bound failed a CI run of the churn soak here).
+	d := &net.Dialer{Timeout: 30 * time.Second}
 	if o.rcvbuf > 0 {
 		d.Control = func(network, address string, rc syscall.RawConn) error {
 			var serr error
