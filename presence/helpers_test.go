@@ -261,6 +261,20 @@ func (tb *tab) waitList(want ...string) {
 	})
 }
 
+// waitMembers waits until the list the stream shows holds exactly want,
+// in any order. A stream's own person is in its snapshot or arrives in a
+// diff after it, depending on which batch recorded the stream first, so a
+// test counts the list, never the arrivals.
+func (tb *tab) waitMembers(want ...string) {
+	tb.t.Helper()
+	w := strings.Join(slices.Sorted(slices.Values(want)), ",")
+	ssetest.Eventually(tb.t, waitLong, "the members "+w, func() bool {
+		got := shownList(tb.all())
+		slices.Sort(got)
+		return strings.Join(got, ",") == w
+	})
+}
+
 // shownList is the list a stream shows after the element patches events:
 // its snapshot, then each diff's departures removed and arrivals
 // appended.

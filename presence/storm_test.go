@@ -31,7 +31,7 @@ func TestStormOfBreaksAnnouncesNobodyWhoComesBack(t *testing.T) {
 	}
 	r.claim("gone", "sgone")
 	goneTab := r.open("sgone")
-	ssetest.Eventually(t, waitLong, "everyone is in", func() bool { return len(joined(obs)) == n+1 })
+	obs.waitMembers(append(ids(n), "observer", "gone")...)
 
 	// The break: every connection reset at once, from the client side.
 	broke := time.Now()
@@ -91,7 +91,7 @@ func TestStormGraceLastsWhileTheyComeBack(t *testing.T) {
 		r.claim(id, "s"+id)
 		tabs[i] = r.open("s" + id)
 	}
-	ssetest.Eventually(t, waitLong, "everyone is in", func() bool { return len(joined(obs)) == n })
+	obs.waitMembers(append(ids(n), "observer")...)
 	var wg sync.WaitGroup
 	for _, tb := range tabs {
 		wg.Go(func() { _ = tb.Reset() })
@@ -121,4 +121,13 @@ func TestStormGraceLastsWhileTheyComeBack(t *testing.T) {
 			}
 		}
 	}
+}
+
+// ids returns the names p00 to p(n-1) the storm tests use.
+func ids(n int) []string {
+	out := make([]string, n)
+	for i := range n {
+		out[i] = fmt.Sprintf("p%02d", i)
+	}
+	return out
 }

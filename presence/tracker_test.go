@@ -223,9 +223,11 @@ func TestStormIsBatched(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	ssetest.Eventually(t, waitLong, "every arrival reaches the observer", func() bool {
-		return len(joined(obs)) == n+1 // and its own, before the storm
-	})
+	want := []string{"observer"}
+	for i := range n {
+		want = append(want, fmt.Sprintf("p%03d", i))
+	}
+	obs.waitMembers(want...)
 	elapsed := time.Since(start)
 	diffs := len(obs.all()) - before
 	t.Logf("%d arrivals over %v reached the observer in %d events (window %v)", n, elapsed.Round(time.Millisecond), diffs, window)
