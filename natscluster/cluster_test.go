@@ -76,7 +76,7 @@ func newTestNodeOn(t *testing.T, urls, name string, opts Options) *testNode {
 		tn.evs = append(tn.evs, ev)
 		tn.evMu.Unlock()
 	}})
-	nc, err := nats.Connect(urls, nats.ReconnectWait(50*time.Millisecond), nats.MaxReconnects(-1))
+	nc, err := nats.Connect(urls, nats.ReconnectWait(50*time.Millisecond), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1))
 	if err != nil {
 		t.Fatal(err)
 	}

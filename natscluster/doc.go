@@ -17,7 +17,8 @@
 // stream open and end; the store's eviction callback and the hub's OnOpen
 // stay the app's own:
 //
-//	nc, err := nats.Connect("nats://127.0.0.1:4222", nats.MaxReconnects(-1))
+//	nc, err := nats.Connect("nats://127.0.0.1:4222", nats.MaxReconnects(-1),
+//		nats.ReconnectBufSize(-1)) // with a history, New requires it: see ErrReconnectBuffer
 //	if err != nil {
 //		return err
 //	}
@@ -74,7 +75,9 @@
 // event is delivered nowhere, on no node: an app answers "not sent, try
 // again" (the lobby answers 503). We chose this over an outbox that
 // delivers later: the person who typed the line knows at once, and no
-// line appears minutes after it was said. One case stays ambiguous: an
+// line appears minutes after it was said. A refusal is honest because
+// [New] requires a connection that keeps nothing while it reconnects
+// ([ErrReconnectBuffer]). One case stays ambiguous: an
 // acknowledgement lost on every retry while JetStream did store the
 // event gives an error for an event that every node then delivers once.
 //

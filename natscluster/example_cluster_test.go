@@ -44,7 +44,7 @@ func ExampleStartServerWith() {
 		}
 		defer s.Shutdown()
 	}
-	nc, err := nats.Connect(strings.Join(urls, ","))
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.ReconnectBufSize(-1))
 	if err != nil {
 		fmt.Println(err)
 		return

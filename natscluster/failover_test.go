@@ -60,7 +60,7 @@ func TestLogReplicas(t *testing.T) {
 	if r := streamReplicas(t, historyNode(t, lone, "c")); r != 1 {
 		t.Fatalf("on a lone server the log has %d replicas, want 1", r)
 	}
-	ncl, err := nats.Connect(lone.ClientURL())
+	ncl, err := nats.Connect(lone.ClientURL(), nats.ReconnectBufSize(-1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,6 +72,17 @@ func TestLogReplicas(t *testing.T) {
 	}
 	if _, err := New(ncl, sfere.NewMemoryStore(sfere.MemoryOptions{}), Options{Replicas: -1}); !errors.Is(err, ErrBadReplicas) {
 		t.Fatalf("Replicas -1: %v, want ErrBadReplicas", err)
+	}
+	// A connection that would keep a refused publish and send it later
+	// is refused for a node with a history.
+	buffered, err := nats.Connect(lone.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buffered.Close()
+	if _, err := New(buffered, sfere.NewMemoryStore(sfere.MemoryOptions{}), Options{Prefix: "buffered",
+		Hub: sfere.HubOptions{History: sfere.HistoryOptions{Size: 8}}}); !errors.Is(err, ErrReconnectBuffer) {
+		t.Fatalf("a connection with a reconnect buffer: %v, want ErrReconnectBuffer", err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sfere-go/sfere"
@@ -43,6 +44,10 @@ type event struct {
 	Pattern sfere.Pattern  `json:"pattern"`
 	Exclude *wireMatcher   `json:"exclude,omitempty"`
 	Effects []sfere.Effect `json:"effects"`
+	// Until is the event's deadline (Unix nanoseconds; 0: none): stored
+	// after it, the event was refused to its caller, and no node delivers
+	// it (see publish).
+	Until int64 `json:"until,omitempty"`
 }
 
 // eventLog is a node's end of the cluster's event log.
@@ -158,7 +163,7 @@ func (l *eventLog) start(ctx context.Context, epoch string, next, last uint64) e
 		if err != nil {
 			return
 		}
-		if l.apply(epoch, meta.Sequence.Stream, msg.Data()) >= last {
+		if l.apply(epoch, meta.Sequence.Stream, meta.Timestamp, msg.Data()) >= last {
 			once.Do(func() { close(caughtUp) })
 		}
 	}, jetstream.PullExpiry(consumeExpiry), jetstream.PullHeartbeat(consumeHeartbeat),
@@ -187,13 +192,16 @@ func (l *eventLog) start(ctx context.Context, epoch string, next, last uint64) e
 	}
 }
 
-// apply writes one event of the log to the local hub, if it is the next
-// one of epoch, and returns the last sequence applied. An event past the
+// apply writes one event of the log, stored at the time stored, to the
+// local hub, if it is the next one of epoch, and returns the last
+// sequence applied. An event stored after its deadline takes its place
+// in the history but goes to no stream, now or on a replay: its
+// publisher was told it was delivered nowhere. An event past the
 // next one is a gap (a consumer placed on a replica still catching up
 // skips what that replica lacks): it is not applied, and the consumer is
 // made anew from the next one (see check), unless the log no longer has
 // it.
-func (l *eventLog) apply(epoch string, seq uint64, data []byte) uint64 {
+func (l *eventLog) apply(epoch string, seq uint64, stored time.Time, data []byte) uint64 {
 	l.mu.Lock()
 	applied := l.applied
 	switch {
@@ -213,7 +221,12 @@ func (l *eventLog) apply(epoch string, seq uint64, data []byte) uint64 {
 		l.n.log.Warn("cluster: bad event in the log", "seq", seq, "err", err)
 	} else {
 		pos := sfere.Position{Epoch: epoch, Offset: seq}
-		res, err := l.n.hub.BroadcastAt(pos, e.Pattern, e.Exclude.matcher(), e.Effects...)
+		exclude := e.Exclude.matcher()
+		if e.Until != 0 && stored.UnixNano() > e.Until {
+			exclude = sfere.All
+			l.n.logLate.Add(1)
+		}
+		res, err := l.n.hub.BroadcastAt(pos, e.Pattern, exclude, e.Effects...)
 		if err != nil {
 			l.n.log.Warn("cluster: event not delivered", "seq", seq, "err", err)
 		}
@@ -264,6 +277,9 @@ func (l *eventLog) check() {
 		epoch, first, last, err = l.ensure(ctx)
 	}
 	if err != nil {
+		if errors.Is(err, nats.ErrReconnectBufExceeded) {
+			return // NATS is out of reach: checked again when it is back
+		}
 		l.n.log.Warn("cluster: event log unavailable", "err", err)
 		return
 	}

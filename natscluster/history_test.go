@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sfere-go/sfere"
+	"github.com/sfere-go/sfere/internal/netfault"
 	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
@@ -176,6 +178,84 @@ func TestBroadcastWithoutTheLogGoesNowhere(t *testing.T) {
 	if st := a.node.Stats(); st.LogRefused < 2 {
 		t.Fatalf("LogRefused = %d, want at least 2", st.LogRefused)
 	}
+}
+
+// A refusal stays true when the publish's bytes reach JetStream after it
+// was given: the network to NATS goes silent (packets dropped, no FIN) as
+// a broadcast is made, and comes back after the publisher gave up. TCP
+// delivers the stuck publish then and JetStream stores it, late: the
+// broadcast was refused, and no node delivers it, now or on a replay.
+func TestRefusedBroadcastStoredLateGoesNowhere(t *testing.T) {
+	if err := netfault.Available(); err != nil {
+		t.Skip(err)
+	}
+	ns := startNATS(t)
+	const timeout = time.Second
+	opts := Options{Interval: interval, PublishTimeout: timeout, Hub: sfere.HubOptions{History: sfere.HistoryOptions{Size: 64}}}
+	a, b := newTestNodeWith(t, ns, "a", opts), newTestNodeWith(t, ns, "b", opts)
+	ca := a.resume(t, "")
+	cb := ssetest.Open(t, b.srv.Listener.Addr().String(), ssetest.DatastarPost("/?id=phil", "{}"))
+	waitFor(t, "phil's stream", func() bool { return b.hub.Count(lobbyKey("phil").Pattern()) == 1 })
+	if _, err := a.node.Broadcast(sfere.All, nil, numbered(1)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*ssetest.Client{ca, cb} {
+		c.Wait(ceiling, ssetest.Containing("<p>1</p>"))
+	}
+
+	restore := netfault.DropPort(t, ns.Addr().(*net.TCPAddr).Port)
+	start := time.Now()
+	refused := make(chan error, 1)
+	go func() {
+		_, err := a.node.Broadcast(sfere.All, nil, numbered(2))
+		refused <- err
+	}()
+	// Back after the event's deadline (the give-up plus clockSkew): the
+	// retransmitted publish is stored after it.
+	time.Sleep(time.Until(start.Add(timeout + clockSkew + 300*time.Millisecond)))
+	restore()
+	var err error
+	select {
+	case err = <-refused:
+	case <-time.After(ceiling):
+		t.Fatal("the broadcast never returned")
+	}
+	if !errors.Is(err, ErrNoLog) {
+		t.Fatalf("a broadcast made while NATS was silent: %v, want ErrNoLog", err)
+	}
+	waitFor(t, "the late event stored and skipped on both nodes", func() bool {
+		return a.node.Stats().LogLate == 1 && b.node.Stats().LogLate == 1
+	})
+	if _, err := a.node.Broadcast(sfere.All, nil, numbered(3)); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]*ssetest.Client{"a": ca, "b": cb} {
+		c.Wait(ceiling, ssetest.Containing("<p>3</p>"))
+		if _, ok := c.Find(ssetest.Containing("<p>2</p>")); ok {
+			t.Fatalf("the refused event was delivered on %s", name)
+		}
+	}
+	// Nor on a replay from before it, on either node.
+	from := firstID(t, ca)
+	for _, tn := range []*testNode{a, b} {
+		c := tn.resume(t, from)
+		c.Wait(ceiling, ssetest.Containing("<p>3</p>"))
+		if _, ok := c.Find(ssetest.Containing("<p>2</p>")); ok {
+			t.Fatalf("the refused event was replayed on %s", tn.name)
+		}
+	}
+}
+
+// firstID returns the id of the first event c was sent that carried one.
+func firstID(t *testing.T, c *ssetest.Client) string {
+	t.Helper()
+	for _, e := range c.Events() {
+		if e.HasID {
+			return e.ID
+		}
+	}
+	t.Fatal("no event with an id")
+	return ""
 }
 
 // Send reads the view of the peers under the node's lock while presence

@@ -106,6 +106,9 @@ type Stats struct {
 	// take in time, refused with [ErrNoLog].
 	PublishRetries uint64
 	LogRefused     uint64
+	// LogLate counts events of the log that this node applied to no
+	// stream: stored after their deadline, refused to their caller.
+	LogLate uint64
 }
 
 // Node is one hub's membership in a cluster.
@@ -132,7 +135,7 @@ type Node struct {
 	done chan struct{}
 
 	broadcastsSent, broadcastsReceived, remoteSends, nodesLost, gaps atomic.Uint64
-	logDelivered, logFailed, publishRetries, logRefused              atomic.Uint64
+	logDelivered, logFailed, publishRetries, logRefused, logLate     atomic.Uint64
 	gapTime                                                          atomic.Int64
 }
 
@@ -201,6 +204,9 @@ func New(nc *nats.Conn, store sfere.Store, opts Options) (*Node, error) {
 		first, last uint64
 	)
 	if hubOpts.History.Size > 0 {
+		if nc.Opts.AllowReconnect && nc.Opts.ReconnectBufSize >= 0 {
+			return nil, ErrReconnectBuffer
+		}
 		js, err := jetstream.New(nc)
 		if err != nil {
 			return nil, fmt.Errorf("natscluster: %w", err)
@@ -349,7 +355,11 @@ func (n *Node) publish(p presence) {
 	if err == nil {
 		err = n.nc.Publish(n.prefix+subjectPresence, b)
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, nats.ErrReconnectBufExceeded):
+		// NATS is out of reach (the gap is logged once): the snapshot
+		// sent when the connection is back tells peers what they missed.
+	case err != nil:
 		n.log.Warn("cluster: presence not sent", "op", p.Op, "err", err)
 	}
 }
@@ -540,6 +550,16 @@ func (n *Node) heldElsewhere(k sfere.Key) bool {
 // leader, the log's servers lost): the event was delivered nowhere, on
 // no node. Try again later, or tell the person it was not sent.
 var ErrNoLog = errors.New("natscluster: the cluster's event log did not take the event; delivered nowhere")
+
+// ErrReconnectBuffer is returned by [New] with a history when nc keeps
+// publishes while it reconnects (the nats.go default, 8 MB): such a
+// publish, refused with [ErrNoLog] once its time ran out, would still be
+// sent when the connection is back, and the log would hold an event its
+// caller was told was delivered nowhere. Connect with
+// nats.ReconnectBufSize(-1): a publish made while the connection is down
+// then fails at once, and the node tries it again, with the same
+// Nats-Msg-Id, until the connection is back or its time runs out.
+var ErrReconnectBuffer = errors.New("natscluster: the NATS connection keeps publishes while it reconnects; connect with nats.ReconnectBufSize(-1)")
 
 // ErrBadReplicas is returned by [New] for a replica count JetStream
 // cannot have (below 0 or above 5).
@@ -759,6 +779,7 @@ func (n *Node) Stats() Stats {
 		LogFailed:          n.logFailed.Load(),
 		PublishRetries:     n.publishRetries.Load(),
 		LogRefused:         n.logRefused.Load(),
+		LogLate:            n.logLate.Load(),
 	}
 }
 

@@ -22,15 +22,26 @@ import (
 // node's PublishTimeout. Nothing is delivered by the publish itself:
 // every node, this one included, delivers the event as it applies the
 // log. So a nil error means the log holds the event (a majority of its
-// replicas has it) and every node will deliver it; an error means this
-// publish put it nowhere.
+// replicas has it) and every node will deliver it; an error means no
+// node delivers it.
 //
-// The one case the caller cannot tell apart: an acknowledgement lost on
-// every attempt while JetStream did store the event (the connection cut
-// at the moment of the last attempt's reply). The error then wraps
-// [ErrNoLog] although every node delivers the event once. It is never the
-// other way round: a nil error is never returned for an event the log
-// does not hold.
+// A refusal has to stay true after it was given: bytes of an attempt
+// that got no answer may still reach JetStream later (held in a paused
+// server's socket, or in a stalled network), and be stored. So each
+// event carries its deadline (Until: the moment its publisher gives up,
+// plus clockSkew), every node applies an event stored after its deadline
+// to nobody (it keeps its position; see apply), and a publisher that
+// gave up after sending bytes settles the outcome: once the deadline has
+// passed on every clock, it publishes the event once more with the same
+// id. JetStream then either stores it now (too late: nobody delivers it)
+// or answers that it holds it already, and the stored time says whether
+// in time (then the publish succeeded after all, and returns nil).
+//
+// The one case left open: NATS out of reach from the deadline on while
+// an earlier attempt was stored in time without its acknowledgement
+// reaching this node. The error then wraps [ErrNoLog] although every
+// node delivers the event once. A nil error is never returned for an
+// event the log does not hold or that nodes do not deliver.
 
 // publishAttempt bounds one publish round trip; publishBackoff is the
 // first wait between attempts, doubled up to publishBackoffMax.
@@ -40,58 +51,142 @@ const (
 	publishBackoffMax = 500 * time.Millisecond
 )
 
+// clockSkew is how far apart a node's clock and the NATS servers' may be
+// (NTP keeps them within milliseconds): an event's deadline is this much
+// after its publisher gives up, and the publisher settles a refusal only
+// this much after the deadline.
+const clockSkew = time.Second
+
+// settleFor bounds how long a publisher that gave up tries to settle the
+// outcome.
+const settleFor = 2 * time.Second
+
 // publish appends an event to the log, retrying as the package doc says;
-// the error wraps [ErrNoLog] when the log did not take it.
+// the error wraps [ErrNoLog] when no node will deliver the event. Once it
+// sent bytes, an error is returned only after the event's deadline
+// passed, even if ctx ended before.
 func (l *eventLog) publish(ctx context.Context, p sfere.Pattern, exclude sfere.Matcher, effects []sfere.Effect) error {
 	wm, err := encodeMatcher(exclude)
 	if err != nil {
 		return err
 	}
-	b, err := json.Marshal(event{Pattern: p, Exclude: wm, Effects: effects})
+	giveUp := time.Now().Add(l.retryFor)
+	if d, ok := ctx.Deadline(); ok && d.Before(giveUp) {
+		giveUp = d
+	}
+	until := giveUp.Add(clockSkew)
+	b, err := json.Marshal(event{Pattern: p, Exclude: wm, Effects: effects, Until: until.UnixNano()})
 	if err != nil {
 		return fmt.Errorf("natscluster: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, l.retryFor)
-	defer cancel()
 	id := nuid.Next()
-	wait := publishBackoff
-	for attempt := 1; ; attempt++ {
-		err = l.attempt(ctx, id, b)
-		if err == nil {
-			if attempt > 1 {
-				l.n.publishRetries.Add(uint64(attempt - 1))
-			}
-			return nil
+	attempts, sent, err := l.retry(ctx, giveUp, id, b)
+	if err == nil {
+		if attempts > 1 {
+			l.n.publishRetries.Add(uint64(attempts - 1))
 		}
-		if !retryable(err) {
-			break
+		return nil
+	}
+	if sent && retryable(err) {
+		if serr := l.settle(id, b, until); serr == nil {
+			l.n.publishRetries.Add(uint64(attempts))
+			return nil
+		} else if !errors.Is(serr, errLate) {
+			err = fmt.Errorf("%w (and the outcome could not be settled: %w)", err, serr)
+		}
+	}
+	return fmt.Errorf("%w: gave up after %d attempts: %w", ErrNoLog, attempts, err)
+}
+
+// retry attempts the publish of event id until JetStream takes it, an
+// error that no retry mends, or giveUp (or ctx's end). sent reports
+// whether any attempt may have reached a server.
+func (l *eventLog) retry(ctx context.Context, giveUp time.Time, id string, b []byte) (attempts int, sent bool, err error) {
+	ctx, cancel := context.WithDeadline(ctx, giveUp)
+	defer cancel()
+	wait := publishBackoff
+	for attempts = 1; ; attempts++ {
+		var maybe bool
+		_, maybe, err = l.attempt(ctx, id, b)
+		sent = sent || maybe
+		if err == nil || !retryable(err) {
+			return attempts, sent, err
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("%w: gave up after %d attempts in %v: %w", ErrNoLog, attempt, l.retryFor, err)
+			return attempts, sent, err
 		case <-t.C:
 		}
 		wait = min(2*wait, publishBackoffMax)
 	}
-	return fmt.Errorf("%w: %w", ErrNoLog, err)
 }
 
-// errNotConnected stands for an attempt not made: a publish while the
-// connection is down would wait in nats.go's reconnect buffer and could
-// reach the log after the caller was told it did not.
+// errLate is settle's answer for an event the log took after its
+// deadline, or only now: no node delivers it.
+var errLate = errors.New("stored after its deadline")
+
+// settle finds out, after a publish gave up having sent bytes, whether
+// the log holds event id in time: it waits until the deadline has passed
+// on every clock and publishes the event again with its id. nil means
+// the log held it in time (every node delivers it); errLate means no
+// node delivers it; any other error means it could not find out.
+func (l *eventLog) settle(id string, b []byte, until time.Time) error {
+	time.Sleep(time.Until(until.Add(clockSkew)))
+	ctx, cancel := context.WithTimeout(context.Background(), settleFor)
+	defer cancel()
+	wait := publishBackoff
+	for {
+		ack, _, err := l.attempt(ctx, id, b)
+		if err == nil {
+			if !ack.Duplicate {
+				return errLate // stored only now
+			}
+			st, err := l.js.Stream(ctx, l.config.Name)
+			if err != nil {
+				return err
+			}
+			m, err := st.GetMsg(ctx, ack.Sequence)
+			if err != nil {
+				return err
+			}
+			if m.Time.After(until) {
+				return errLate
+			}
+			return nil
+		}
+		if !retryable(err) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, publishBackoffMax)
+	}
+}
+
+// errNotConnected stands for an attempt not made while the connection is
+// down. (A publish that races the connection's loss fails too: [New]
+// requires a connection without a reconnect buffer, so nothing waits to
+// reach the log after the caller was told it did not.)
 var errNotConnected = errors.New("not connected to NATS")
 
-// attempt makes one publish of the event id with payload b.
-func (l *eventLog) attempt(ctx context.Context, id string, b []byte) error {
+// attempt makes one publish of the event id with payload b; sent
+// reports whether its bytes may have reached a server.
+func (l *eventLog) attempt(ctx context.Context, id string, b []byte) (ack *jetstream.PubAck, sent bool, err error) {
 	if !l.n.nc.IsConnected() {
-		return errNotConnected
+		return nil, false, errNotConnected
 	}
 	actx, cancel := context.WithTimeout(ctx, publishAttempt)
 	defer cancel()
-	_, err := l.js.Publish(actx, l.config.Subjects[0], b, jetstream.WithMsgID(id))
-	return err
+	ack, err = l.js.Publish(actx, l.config.Subjects[0], b, jetstream.WithMsgID(id))
+	sent = !errors.Is(err, nats.ErrReconnectBufExceeded) && !errors.Is(err, jetstream.ErrNoStreamResponse)
+	return ack, sent, err
 }
 
 // retryable reports whether a failed publish may succeed if tried again:

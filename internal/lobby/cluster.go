@@ -51,7 +51,8 @@ func startCluster(ctx context.Context, opts Options, store sfere.Store, hubOpts 
 		c.log.Info("embedded NATS server", "url", srv.ClientURL())
 	}
 	var err error
-	c.nc, err = nats.Connect(url, nats.Name("sfere-lobby"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	c.nc, err = nats.Connect(url, nats.Name("sfere-lobby"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectBufSize(-1)) // a refused line must never be sent later: natscluster.ErrReconnectBuffer
 	if err != nil {
 		c.close()
 		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)

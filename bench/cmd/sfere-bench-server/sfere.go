@@ -76,7 +76,7 @@ func newSfereMode(natsURL, nodeID string, path streamPath, cl clusterLog) (*sfer
 		hopts.Compression = &sfere.CompressionOptions{}
 	}
 	if natsURL != "" {
-		nc, err := nats.Connect(natsURL, nats.Name("sfere-bench-server "+nodeID))
+		nc, err := nats.Connect(natsURL, nats.Name("sfere-bench-server "+nodeID), nats.ReconnectBufSize(-1))
 		if err != nil {
 			return nil, fmt.Errorf("nats %s: %w", natsURL, err)
 		}
