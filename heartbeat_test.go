@@ -105,7 +105,7 @@ func TestHeartbeatFindsVanishedPeer(t *testing.T) {
 		stop := NewHeartbeat(hub, All, interval).Start()
 		defer stop()
 
-		netfault.DropPort(t, brian.LocalPort())
+		netfault.DropConn(t, brian.LocalPort(), brian.RemotePort())
 		vanished := time.Now()
 		got := ev.next(t, interval+userTimeout+2*time.Second)
 		took := time.Since(vanished)

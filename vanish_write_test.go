@@ -35,7 +35,7 @@ func TestVanishedPeerUnderWritesIsVanished(t *testing.T) {
 		brian := dial(t, srv, "brian")
 		brian.Wait(waitLong, ssetest.Containing(": hello"))
 		defer keepSending(hub, lobbyKey("brian"), Comment("busy"), time.Millisecond)()
-		netfault.DropPort(t, brian.LocalPort())
+		netfault.DropConn(t, brian.LocalPort(), brian.RemotePort())
 		got := ev.next(t, userTimeout+3*time.Second)
 		if got.Cause != CauseClosed || !errors.Is(got.Err, ErrPeerVanished) {
 			t.Fatalf("eviction = %v (%v), want closed, vanished", got.Cause, got.Err)
@@ -135,11 +135,11 @@ func TestVanishedPeerUnderWritesOverHTTP2IsVanished(t *testing.T) {
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { hub.Shutdown(context.Background()) })
 	client := srv.Client()
-	port := make(chan int, 1)
+	ports := make(chan [2]int, 1)
 	client.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 		if err == nil {
-			port <- c.LocalAddr().(*net.TCPAddr).Port
+			ports <- [2]int{c.LocalAddr().(*net.TCPAddr).Port, c.RemoteAddr().(*net.TCPAddr).Port}
 		}
 		return c, err
 	}
@@ -152,7 +152,8 @@ func TestVanishedPeerUnderWritesOverHTTP2IsVanished(t *testing.T) {
 	}
 	ssetest.FromResponse(t, resp).Wait(waitLong, ssetest.Containing(": hello"))
 	defer keepSending(hub, lobbyKey("brian"), Comment("busy"), time.Millisecond)()
-	netfault.DropPort(t, <-port)
+	p := <-ports
+	netfault.DropConn(t, p[0], p[1])
 	got := ev.next(t, userTimeout+3*time.Second)
 	if got.Cause != CauseClosed || !errors.Is(got.Err, ErrPeerVanished) {
 		t.Fatalf("eviction = %v (%v), want closed, vanished", got.Cause, got.Err)

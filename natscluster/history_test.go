@@ -15,6 +15,7 @@ import (
 	"github.com/sfere-go/sfere"
 	"github.com/sfere-go/sfere/internal/netfault"
 	"github.com/sfere-go/sfere/internal/ssetest"
+	"github.com/sfere-go/sfere/internal/testport"
 )
 
 // historyNode starts a node whose hub keeps the cluster's history.
@@ -189,7 +190,13 @@ func TestRefusedBroadcastStoredLateGoesNowhere(t *testing.T) {
 	if err := netfault.Available(); err != nil {
 		t.Skip(err)
 	}
-	ns := startNATS(t)
+	// A port below the ephemeral range, so that dropping it catches no
+	// other test's connection (see netfault.DropPort).
+	ns, err := StartServer(testport.Addr(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
 	const timeout = time.Second
 	opts := Options{Interval: interval, PublishTimeout: timeout, Hub: sfere.HubOptions{History: sfere.HistoryOptions{Size: 64}}}
 	a, b := newTestNodeWith(t, ns, "a", opts), newTestNodeWith(t, ns, "b", opts)
@@ -214,7 +221,6 @@ func TestRefusedBroadcastStoredLateGoesNowhere(t *testing.T) {
 	// retransmitted publish is stored after it.
 	time.Sleep(time.Until(start.Add(timeout + clockSkew + 300*time.Millisecond)))
 	restore()
-	var err error
 	select {
 	case err = <-refused:
 	case <-time.After(ceiling):

@@ -74,7 +74,7 @@ func TestResumeAfterVanishedPeer(t *testing.T) {
 	r.claim("brian", "s1")
 	bs := r.open("s1")
 	ps.waitFor(`data-joins="brian"`)
-	netfault.DropPort(t, bs.LocalPort())
+	netfault.DropConn(t, bs.LocalPort(), bs.RemotePort())
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { // something must be written for TCP to notice

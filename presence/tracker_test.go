@@ -176,7 +176,7 @@ func TestVanishedPeerSkipsGrace(t *testing.T) {
 	r.claim("brian", "s1")
 	bs := r.open("s1")
 	ps.waitFor(`data-joins="brian"`)
-	netfault.DropPort(t, bs.LocalPort())
+	netfault.DropConn(t, bs.LocalPort(), bs.RemotePort())
 	dropped := time.Now()
 	// Something must be written for TCP to notice: a broadcast every 200 ms.
 	stop := make(chan struct{})

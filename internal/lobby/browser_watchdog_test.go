@@ -13,6 +13,7 @@ import (
 
 	"github.com/sfere-go/sfere/internal/lobby"
 	"github.com/sfere-go/sfere/internal/netfault"
+	"github.com/sfere-go/sfere/internal/testport"
 )
 
 // The page's watchdog in Chromium with the real Datastar client: Brian's
@@ -68,7 +69,10 @@ func blackhole(t *testing.T, bc blackholeCase) {
 	if err := netfault.Available(); err != nil {
 		t.Skip(err)
 	}
-	srv := startServer(t, lobby.Options{DatastarJS: js, Heartbeat: bc.heartbeat, UserTimeout: bc.userTimeout,
+	// A port below the ephemeral range: DropFrom drops every packet of
+	// 127.0.0.1 to and from it, which must not catch another test's
+	// client that happens to use the same number as its source port.
+	srv := startServer(t, lobby.Options{Addr: testport.Addr(t), DatastarJS: js, Heartbeat: bc.heartbeat, UserTimeout: bc.userTimeout,
 		Grace: bc.grace, Resume: time.Minute, TTL: 4 * bc.heartbeat})
 	port := srv.Addr().(*net.TCPAddr).Port
 	// Phil speaks from 127.0.0.2: the silence is Brian's (127.0.0.1) only.

@@ -387,7 +387,11 @@ func (p *probe) close() {
 	}
 }
 
-func (p *probe) localPort() int { return p.conn.LocalAddr().(*net.TCPAddr).Port }
+// ports returns the probe connection's local and server ports, as
+// netfault.DropConn takes them.
+func (p *probe) ports() (local, remote int) {
+	return p.conn.LocalAddr().(*net.TCPAddr).Port, p.conn.RemoteAddr().(*net.TCPAddr).Port
+}
 
 // snapshot returns a copy of the counters under the lock.
 func (p *probe) with(f func(p *probe)) {

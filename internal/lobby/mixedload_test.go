@@ -214,7 +214,8 @@ func runMixedLoad(t *testing.T, cfg mixedConfig) {
 			t.Fatal("the vanishing client's stream did not open")
 		}
 		t.Cleanup(vanished.close)
-		netfault.DropPort(t, vanished.localPort())
+		local, remote := vanished.ports()
+		netfault.DropConn(t, local, remote)
 		vanishedAt = time.Now()
 	} else {
 		t.Logf("no vanished peer in this run: %v", nf)

@@ -78,7 +78,8 @@ func TestShutdownUnderLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 		vanished.waitListed(waitLong)
-		netfault.DropPort(t, vanished.localPort())
+		local, remote := vanished.ports()
+		netfault.DropConn(t, local, remote)
 	}
 	slow, err := net.Dial("tcp", srv.Addr().String())
 	if err != nil {

@@ -245,7 +245,7 @@ func awayAndBack(t *testing.T, bs *stream, back, phil *browser, watchers []*stre
 	}
 	phil.say("before the drop")
 	lastID := bs.idAfter("before the drop")
-	restore := netfault.DropPort(t, bs.localPort())
+	restore := netfault.DropConn(t, bs.LocalPort(), bs.RemotePort())
 	lines := []string{"missed one", "missed two", "missed three"}
 	for _, text := range lines {
 		phil.say(text)

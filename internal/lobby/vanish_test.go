@@ -40,7 +40,7 @@ func testVanishedPeer(t *testing.T, heartbeat, userTimeout, grace time.Duration)
 	ps := phil.enter("phil")
 	bs.waitFor(joinedLine("phil"))
 
-	netfault.DropPort(t, bs.localPort())
+	netfault.DropConn(t, bs.LocalPort(), bs.RemotePort())
 	dropped := time.Now()
 	limit := heartbeat + userTimeout + 2*time.Second
 	left := ps.waitForWithin(leftLine("brian"), limit)

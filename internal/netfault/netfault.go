@@ -51,9 +51,12 @@ var available = sync.OnceValue(func() error {
 })
 
 // DropPort silently drops every loopback TCP packet whose source or
-// destination port is port. Pass the client's local (ephemeral) port so that
-// only that one connection vanishes and the server's other connections keep
-// working.
+// destination port is port: every connection to a server on port
+// vanishes. Give the server a port from internal/testport, below the
+// ephemeral range: a port in that range may be, at the same moment, the
+// source port of unrelated connections (Linux reuses an ephemeral port
+// for connections to other destinations), and those would vanish too. To
+// make one connection vanish, use [DropConn].
 //
 // Packets are dropped on arrival (input hook), never on departure: every
 // loopback packet passes through input, and a drop in the output hook would
@@ -74,25 +77,55 @@ func DropPort(t testing.TB, port int) (restore func()) {
 	if port <= 0 || port > 65535 {
 		t.Fatalf("netfault: invalid port %d", port)
 	}
+	return install(t, fmt.Sprintf("port %d", port), fmt.Sprintf(`
+		iifname "lo" tcp sport %[1]d drop
+		iifname "lo" tcp dport %[1]d drop`, port))
+}
+
+// DropConn silently drops every loopback TCP packet between the ports
+// local and remote, both ways: the one connection between them vanishes
+// (pass a client's local port and its server's port), and every other
+// connection keeps working, even one that reuses either port number with
+// another peer (Linux gives an ephemeral port to several connections at
+// once when their peers differ, so dropping all of one ephemeral port's
+// packets once made unrelated dials of other tests time out). Like
+// [DropPort] it drops on arrival (input hook); the returned restore
+// function deletes the rules, and is also registered with t.Cleanup.
+func DropConn(t testing.TB, local, remote int) (restore func()) {
+	t.Helper()
+	if err := Available(); err != nil {
+		t.Skip(err)
+	}
+	if local <= 0 || local > 65535 || remote <= 0 || remote > 65535 {
+		t.Fatalf("netfault: DropConn(%d, %d): invalid port", local, remote)
+	}
+	return install(t, fmt.Sprintf("connection %d-%d", local, remote), fmt.Sprintf(`
+		iifname "lo" tcp sport %[1]d tcp dport %[2]d drop
+		iifname "lo" tcp sport %[2]d tcp dport %[1]d drop`, local, remote))
+}
+
+// install puts rules into the input chain of a table of their own, and
+// returns the function that deletes the table (idempotent, also
+// registered with t.Cleanup); what names them in errors.
+func install(t testing.TB, what, rules string) (restore func()) {
+	t.Helper()
 	name := tableName()
-	// Priority -300 (raw) runs before any ordinary filter chain, so no other
-	// rule can accept, answer or reject the packets first.
-	ruleset := fmt.Sprintf(`table inet %[1]s {
+	// Priority -300 (raw) runs before any ordinary filter chain, so no
+	// other rule can accept, answer or reject the packets first.
+	ruleset := fmt.Sprintf(`table inet %s {
 	chain input {
-		type filter hook input priority -300; policy accept;
-		iifname "lo" tcp sport %[2]d drop
-		iifname "lo" tcp dport %[2]d drop
+		type filter hook input priority -300; policy accept;%s
 	}
 }
-`, name, port)
+`, name, rules)
 	if err := nft(ruleset, "-f", "-"); err != nil {
-		t.Fatalf("netfault: installing drop rules for port %d: %v", port, err)
+		t.Fatalf("netfault: installing drop rules for %s: %v", what, err)
 	}
 	var once sync.Once
 	restore = func() {
 		once.Do(func() {
 			if err := nft("", "delete", "table", "inet", name); err != nil {
-				t.Errorf("netfault: removing drop rules for port %d: %v", port, err)
+				t.Errorf("netfault: removing drop rules for %s: %v", what, err)
 			}
 		})
 	}
@@ -117,28 +150,9 @@ func DropFrom(t testing.TB, from netip.Addr, port int) (restore func()) {
 	if !from.Is4() || !from.IsLoopback() || port <= 0 || port > 65535 {
 		t.Fatalf("netfault: DropFrom(%v, %d): want an IPv4 loopback address and a port", from, port)
 	}
-	name := tableName()
-	ruleset := fmt.Sprintf(`table inet %[1]s {
-	chain input {
-		type filter hook input priority -300; policy accept;
-		iifname "lo" ip saddr %[2]s tcp dport %[3]d drop
-		iifname "lo" ip daddr %[2]s tcp sport %[3]d drop
-	}
-}
-`, name, from, port)
-	if err := nft(ruleset, "-f", "-"); err != nil {
-		t.Fatalf("netfault: installing drop rules for %v to port %d: %v", from, port, err)
-	}
-	var once sync.Once
-	restore = func() {
-		once.Do(func() {
-			if err := nft("", "delete", "table", "inet", name); err != nil {
-				t.Errorf("netfault: removing drop rules for %v to port %d: %v", from, port, err)
-			}
-		})
-	}
-	t.Cleanup(restore)
-	return restore
+	return install(t, fmt.Sprintf("%v to port %d", from, port), fmt.Sprintf(`
+		iifname "lo" ip saddr %[1]s tcp dport %[2]d drop
+		iifname "lo" ip daddr %[1]s tcp sport %[2]d drop`, from, port))
 }
 
 // tableName returns a table name unique to this process and call.

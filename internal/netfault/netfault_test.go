@@ -23,7 +23,7 @@ const tcpUserTimeout = 18
 // userTimeout is how long the server side tolerates unacknowledged data.
 const userTimeout = 2 * time.Second
 
-func TestDropPortVanishedPeer(t *testing.T) {
+func TestDropConnVanishedPeer(t *testing.T) {
 	skipUnlessAvailable(t)
 	ln := listen(t)
 	victim, victimSrv := pair(t, ln)
@@ -34,7 +34,7 @@ func TestDropPortVanishedPeer(t *testing.T) {
 	roundTrip(t, victim, victimSrv)
 	roundTrip(t, other, otherSrv)
 
-	DropPort(t, localPort(victim))
+	DropConn(t, localPort(victim), ln.Addr().(*net.TCPAddr).Port)
 	start := time.Now()
 
 	// Write to the vanished client every 200ms until the kernel gives up.
@@ -67,6 +67,52 @@ func TestDropPortVanishedPeer(t *testing.T) {
 		t.Fatalf("dropped client Read = %d, %v; want deadline exceeded", n, err)
 	}
 	roundTrip(t, other, otherSrv)
+}
+
+// DropConn spares a connection that shares the dropped connection's local
+// port with another peer, as Linux lets an ephemeral port serve several
+// connections whose peers differ.
+func TestDropConnSparesASharedPort(t *testing.T) {
+	skipUnlessAvailable(t)
+	ln1, ln2 := listen(t), listen(t)
+	reuse := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+		})
+		return errors.Join(err, serr)
+	}}
+	victim, err := reuse.Dial("tcp4", ln1.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Close()
+	reuse.LocalAddr = victim.LocalAddr()
+	sharer, err := reuse.Dial("tcp4", ln2.Addr().String())
+	if err != nil {
+		t.Skipf("cannot share local port %d with another peer here: %v", localPort(victim), err)
+	}
+	defer sharer.Close()
+	victimSrv, err := ln1.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer victimSrv.Close()
+	sharerSrv, err := ln2.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sharerSrv.Close()
+
+	DropConn(t, localPort(victim), ln1.Addr().(*net.TCPAddr).Port)
+	if _, err := victimSrv.Write([]byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	victim.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, err := victim.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the dropped connection read %d, %v; want deadline exceeded", n, err)
+	}
+	roundTrip(t, sharer, sharerSrv) // same local port, another peer: untouched
 }
 
 func TestDropPortRestore(t *testing.T) {

@@ -339,6 +339,10 @@ func (c *Client) Conn() net.Conn { return c.conn }
 // LocalPort is the client socket's local (ephemeral) port.
 func (c *Client) LocalPort() int { return c.conn.LocalAddr().(*net.TCPAddr).Port }
 
+// RemotePort returns the server's port of the stream's connection (with
+// LocalPort, what netfault.DropConn takes).
+func (c *Client) RemotePort() int { return c.conn.RemoteAddr().(*net.TCPAddr).Port }
+
 // Close closes the connection as a closed tab does (FIN), and waits for
 // the reading to stop.
 func (c *Client) Close() error {
