@@ -239,11 +239,11 @@ func anchor(heading string) string {
 	return b.String()
 }
 
-// Every relative link of the README, docs/*.md, CHANGELOG.md and
-// SECURITY.md names a file or directory that exists, and a link with an
-// anchor into a markdown file names one of its headings.
+// Every relative link of the README, docs/*.md, CHANGELOG.md, SECURITY.md
+// and bench/BENCHMARKS.md names a file or directory that exists, and a
+// link with an anchor into a markdown file names one of its headings.
 func TestDocLinksResolve(t *testing.T) {
-	files := append(docFiles(t), "CHANGELOG.md", "SECURITY.md")
+	files := append(docFiles(t), "CHANGELOG.md", "SECURITY.md", "bench/BENCHMARKS.md")
 	anchorsOf := map[string]map[string]bool{} // markdown file → its anchors
 	read := func(doc string) ([]mdLink, map[string]bool, error) {
 		text, err := os.ReadFile(filepath.Join("..", doc))
