@@ -13,7 +13,7 @@ import (
 	"github.com/sfere-go/sfere"
 )
 
-// The server side of the page's watchdog (see the README): the hub keeps
+// The server side of the page's watchdog (see docs/heartbeat.md): the hub keeps
 // the page's position in a signal, and the heartbeat's beat is a signal
 // patch the page sees. A page that has seen no event for about 2.5
 // intervals reopens its stream from $_position. Here one stream opens,

@@ -85,7 +85,7 @@ func NewHeartbeat(hub *Hub, p Pattern, interval time.Duration) *Heartbeat {
 // changes no element: a page that watches for it grows nothing. A page
 // that has seen no event for about 2.5 intervals (a stream gets a beat or
 // app traffic at least every 1.5 intervals) knows its stream is dead and
-// can reopen it from the position signal; see the README's watchdog. It
+// can reopen it from the position signal; see docs/heartbeat.md's watchdog. It
 // returns an error wrapping [ErrBadSignalName] for a bad signal name.
 func NewVisibleHeartbeat(hub *Hub, p Pattern, interval time.Duration, signal string) (*Heartbeat, error) {
 	if err := checkSignalName(signal); err != nil {

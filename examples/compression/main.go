@@ -1,4 +1,4 @@
-// Command compression is the README's compressed streams as a whole
+// Command compression is docs/compression.md's compressed streams as a whole
 // program: a chat whose streams are gzip for every client that accepts
 // it, each line compressed once for all of them.
 package main

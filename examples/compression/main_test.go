@@ -24,12 +24,24 @@ func TestRunCompressesForClientsThatAcceptIt(t *testing.T) {
 	if enc := plain.WaitHead(ceiling).Header.Get("Content-Encoding"); enc != "" {
 		t.Fatalf("Content-Encoding %q for a client that does not accept gzip", enc)
 	}
-	for _, msg := range []string{"one", "<b>two</b>"} {
+	say := func(msg string) {
+		t.Helper()
 		resp, err := http.Post("http://"+addr+"/message?message="+url.QueryEscape(msg), "", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
+	}
+	// The response head is written before the hub stores the stream: a
+	// line said at once may miss it. Say "ready" until both have one.
+	ssetest.Eventually(t, ceiling, "both streams stored", func() bool {
+		say("ready")
+		_, z := zipped.Find(ssetest.Containing("<p>ready</p>"))
+		_, p := plain.Find(ssetest.Containing("<p>ready</p>"))
+		return z && p
+	})
+	for _, msg := range []string{"one", "<b>two</b>"} {
+		say(msg)
 	}
 	for _, c := range []*ssetest.Client{zipped, plain} {
 		c.Wait(ceiling, ssetest.Containing("<p>one</p>"))

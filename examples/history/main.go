@@ -1,4 +1,4 @@
-// Command history is the README's history example as a whole program: a
+// Command history is docs/history.md's example as a whole program: a
 // chat whose streams carry positions, so a client that reconnects with
 // Last-Event-ID gets exactly the lines it missed.
 package main

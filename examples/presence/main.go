@@ -1,4 +1,4 @@
-// Command presence is the README's presence example as a whole program: a
+// Command presence is docs/presence.md's example as a whole program: a
 // room that shows who is here, one entry per person however many tabs
 // they have open.
 package main

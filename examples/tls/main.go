@@ -1,4 +1,4 @@
-// Command tls is the README's TLS example as a whole program: streams over
+// Command tls is docs/deploy.md's TLS example as a whole program: streams over
 // HTTPS, where browsers speak HTTP/2. It reads cert.pem and key.pem from
 // the working directory; for a local try,
 //

@@ -1,4 +1,4 @@
-// Command watchdog is the README's page watchdog as a whole program: a
+// Command watchdog is docs/heartbeat.md's page watchdog as a whole program: a
 // chat whose heartbeat the page can see, and a page that reopens its
 // stream from its last position when the beats stop.
 package main

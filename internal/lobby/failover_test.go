@@ -243,7 +243,7 @@ func lobbyFailover(t *testing.T, trio *natstest.Cluster) {
 	}
 }
 
-// The README's walkthrough: three lobby nodes, each embedding a NATS
+// The walkthrough of docs/cluster.md: three lobby nodes, each embedding a NATS
 // server routed to the others, need no other service, and killing one
 // node (its NATS server and all) loses no line said on the others: the
 // log and the claims have 3 replicas.

@@ -16,7 +16,7 @@ import (
 	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
-// nginxConf is the README's proxy setup, on loopback: nginx reaches the
+// nginxConf is the proxy setup of docs/deploy.md, on loopback: nginx reaches the
 // lobby from proxyAddr (proxy_bind), which the lobby trusts.
 const nginxConf = `daemon off;
 master_process off;
@@ -117,7 +117,7 @@ func from(t *testing.T, base, src string) *browser {
 	return b
 }
 
-// Behind the real nginx of the README, a lobby that trusts the proxy
+// Behind the real nginx of docs/deploy.md, a lobby that trusts the proxy
 // counts each client by its own address (X-Forwarded-For): one client's
 // budget is not another's, a header a client forges is not believed, and
 // a client that reaches the lobby directly cannot claim another address.
