@@ -54,7 +54,7 @@ func Example() {
 	defer hub.Shutdown(context.Background())
 
 	// Brian claims his id (say, at login), then opens two tabs.
-	if _, err := tracker.Claim(context.Background(), "u42", "session-of-brian", "Brian"); err != nil {
+	if _, err := tracker.Claim(context.Background(), presence.Claim{Person: "u42", Owner: "session-of-brian", Meta: "Brian"}); err != nil {
 		fmt.Println(err)
 		return
 	}
@@ -93,16 +93,16 @@ func ExampleTracker_Claim() {
 	defer tracker.Close()
 	ctx := context.Background()
 
-	_, err := tracker.Claim(ctx, "phil", "session-1", "Phil")
+	_, err := tracker.Claim(ctx, presence.Claim{Person: "phil", Owner: "session-1", Meta: "Phil"})
 	fmt.Println("session-1 claims phil:", err)
-	_, err = tracker.Claim(ctx, "phil", "session-2", "Phil")
+	_, err = tracker.Claim(ctx, presence.Claim{Person: "phil", Owner: "session-2", Meta: "Phil"})
 	fmt.Println("session-2 claims phil:", errors.Is(err, presence.ErrTaken))
 	m, ok := tracker.Lookup(ctx, "session-1")
 	fmt.Println("session-1 holds:", m.ID, ok, "present:", m.Present)
 
 	left, _ := tracker.Leave(ctx, "session-1")
 	fmt.Println("left:", left)
-	_, err = tracker.Claim(ctx, "phil", "session-2", "Phil")
+	_, err = tracker.Claim(ctx, presence.Claim{Person: "phil", Owner: "session-2", Meta: "Phil"})
 	fmt.Println("session-2 claims phil:", err)
 	// Output:
 	// session-1 claims phil: <nil>
@@ -147,7 +147,7 @@ func ExampleOptions_resume() {
 	defer hub.Shutdown(context.Background())
 	ctx := context.Background()
 
-	if _, err := tracker.Claim(ctx, "u42", "session-of-brian", "Brian"); err != nil {
+	if _, err := tracker.Claim(ctx, presence.Claim{Person: "u42", Owner: "session-of-brian", Meta: "Brian"}); err != nil {
 		fmt.Println(err)
 		return
 	}
@@ -161,7 +161,7 @@ func ExampleOptions_resume() {
 	srv.CloseClientConnections()
 	fmt.Println(<-lines)
 
-	_, err = tracker.Claim(ctx, "u42", "session-of-someone-else", "Mallory")
+	_, err = tracker.Claim(ctx, presence.Claim{Person: "u42", Owner: "session-of-someone-else", Meta: "Mallory"})
 	fmt.Println("taken meanwhile:", errors.Is(err, presence.ErrTaken))
 	m, _ := tracker.Lookup(ctx, "session-of-brian")
 	fmt.Println("brian's session holds:", m.ID, "present:", m.Present)

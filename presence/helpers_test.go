@@ -137,7 +137,7 @@ func newRigUserTimeout(t testing.TB, opts presence.Options, userTimeout time.Dur
 	r.tracker = tr
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /claim", func(w http.ResponseWriter, q *http.Request) {
-		if _, err := tr.Claim(q.Context(), q.URL.Query().Get("id"), q.URL.Query().Get("owner"), ""); err != nil {
+		if _, err := tr.Claim(q.Context(), presence.Claim{Person: q.URL.Query().Get("id"), Owner: q.URL.Query().Get("owner")}); err != nil {
 			http.Error(w, err.Error(), http.StatusConflict)
 		}
 	})

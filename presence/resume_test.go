@@ -246,7 +246,7 @@ func TestRenameWhileAwaySilent(t *testing.T) {
 	ps.waitFor(`data-joins="brian"`)
 	bs.Close()
 	ps.waitFor(`data-leaves="brian:closed"`)
-	renamed, err := r.tracker.Claim(t.Context(), "bryan", "s1", "")
+	renamed, err := r.tracker.Claim(t.Context(), presence.Claim{Person: "bryan", Owner: "s1"})
 	if err != nil || renamed != "brian" {
 		t.Fatalf("claim of another id while away = %q, %v; want renamed brian", renamed, err)
 	}

@@ -177,7 +177,7 @@ type Options struct {
 	// sent (for logs and metrics). It runs with the tracker's lock held:
 	// it must not block or call the tracker.
 	OnDiff func(Diff)
-	// ResumeKeepsState says that the hub keeps a history of its own (not
+	// ReplayHoldsState says that the hub keeps a history of its own (not
 	// a cluster's shared log, whose positions the tracker's batches do not
 	// take): a client that reconnects (its request carries a Last-Event-ID
 	// header) and whose stream recovered was replayed every batch it
@@ -186,7 +186,7 @@ type Options struct {
 	// it was rendered at as the lastEventID query parameter, not the
 	// header: it holds no batch yet. Without it every stream gets a
 	// snapshot (at 5,000 people, a list of about 250 KB each).
-	ResumeKeepsState bool
+	ReplayHoldsState bool
 	// Cluster, if set, shares the room with other nodes.
 	Cluster Cluster
 	// Logger receives the tracker's warnings. Nil means slog.Default().
@@ -211,7 +211,7 @@ type Tracker struct {
 	diff             func(Diff) []sfere.Effect
 	goodbye          func(error) []sfere.Effect
 	onDiff           func(Diff)
-	resumeKeepsState bool
+	replayHoldsState bool
 	cluster          Cluster
 	log              *slog.Logger
 	clock            clock
@@ -263,7 +263,7 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 		diff:             opts.Diff,
 		goodbye:          opts.Goodbye,
 		onDiff:           opts.OnDiff,
-		resumeKeepsState: opts.ResumeKeepsState,
+		replayHoldsState: opts.ReplayHoldsState,
 		cluster:          opts.Cluster,
 		log:              cmp.Or(opts.Logger, slog.Default()),
 		clock:            realClock{},
@@ -294,14 +294,17 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 // Room returns the room the tracker follows.
 func (t *Tracker) Room() string { return t.room }
 
-// Claim reserves person for owner. Claiming a person owner already holds
-// changes nothing but its metadata; a person held by another owner is
-// refused with [ErrTaken], also while that person is away within its
-// resume window. If owner held another person, that one departs
+// Claim reserves c.Person for c.Owner, with c.Meta as its metadata (c.Ref
+// and c.Away are the tracker's own: they are ignored). Claiming a person
+// the owner already holds changes nothing but its metadata; a person held
+// by another owner is refused with [ErrTaken], also while that person is
+// away within its resume window. If the owner held another person, that
+// one departs
 // ([ReasonRenamed]; silently if it was away, its window given up) and its
 // id is returned as renamed. A claim lapses, silently, if no stream of the
 // person opens within the claim timeout.
-func (t *Tracker) Claim(ctx context.Context, person, owner, meta string) (renamed string, err error) {
+func (t *Tracker) Claim(ctx context.Context, c Claim) (renamed string, err error) {
+	person, owner, meta := c.Person, c.Owner, c.Meta
 	t.mu.Lock()
 	if t.closed {
 		t.unlock()
@@ -317,7 +320,7 @@ func (t *Tracker) Claim(ctx context.Context, person, owner, meta string) (rename
 	}
 	t.unlock()
 
-	c := Claim{Person: person, Owner: owner, Meta: meta, Ref: newConnID()}
+	c = Claim{Person: person, Owner: owner, Meta: meta, Ref: newConnID()}
 	if t.cluster != nil {
 		if c, err = t.cluster.Claim(ctx, c); err != nil {
 			return "", err
@@ -426,7 +429,7 @@ func (t *Tracker) open(w http.ResponseWriter, r *http.Request, owner string, ini
 	}
 	// A request with a Last-Event-ID header is a client reconnecting
 	// (a page's first request passes its position as a query parameter).
-	t.opening[key] = opening{p, t.resumeKeepsState && r.Header.Get("Last-Event-ID") != ""}
+	t.opening[key] = opening{p, t.replayHoldsState && r.Header.Get("Last-Event-ID") != ""}
 	t.unlock()
 	var s *sfere.Stream
 	if detach {
@@ -444,7 +447,7 @@ func (t *Tracker) open(w http.ResponseWriter, r *http.Request, owner string, ini
 
 // opening is a stream on its way into the store: its person, and whether
 // it is a client reconnecting that holds the room's state if its stream
-// recovers (see [Options.ResumeKeepsState]).
+// recovers (see [Options.ReplayHoldsState]).
 type opening struct {
 	p         *person
 	reconnect bool

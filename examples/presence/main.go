@@ -49,7 +49,7 @@ func run(ctx context.Context, addr string) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /join", func(w http.ResponseWriter, r *http.Request) {
 		// The person's id, the owner (a secret such as the session id), metadata.
-		if _, err := tracker.Claim(r.Context(), userID(r), sessionID(r), displayName(r)); err != nil {
+		if _, err := tracker.Claim(r.Context(), presence.Claim{Person: userID(r), Owner: sessionID(r), Meta: displayName(r)}); err != nil {
 			http.Error(w, err.Error(), http.StatusConflict)
 		}
 	})

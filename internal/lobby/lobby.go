@@ -81,7 +81,7 @@ func (l *Lobby) presenceOptions(opts Options) presence.Options {
 		Resume:       max(opts.Resume, 0),
 		// On one node the presence batches are in the hub's history: a
 		// page that reconnects and recovers needs no participant list.
-		ResumeKeepsState: opts.History > 0 && opts.NATS == "" && opts.NATSEmbed == "",
+		ReplayHoldsState: opts.History > 0 && opts.NATS == "" && opts.NATSEmbed == "",
 		Snapshot:         l.renderSnapshot,
 		Diff:             l.renderDiff,
 		Goodbye:          l.goodbye,
@@ -107,7 +107,7 @@ func (l *Lobby) join(ctx context.Context, sid, name string) (joinResult, error) 
 	if m, ok := l.tracker.Lookup(ctx, sid); ok && m.ID == id {
 		return joinResult{name: displayName(m)}, nil
 	}
-	renamed, err := l.tracker.Claim(ctx, id, sid, name)
+	renamed, err := l.tracker.Claim(ctx, presence.Claim{Person: id, Owner: sid, Meta: name})
 	switch {
 	case errors.Is(err, presence.ErrTaken):
 		return joinResult{}, ErrNameTaken

@@ -156,7 +156,7 @@ func (r *claimRace) wonByOther(id string, round int) string {
 func (r *claimRace) claim(id string, n *node, person string) {
 	owner := id + ":" + person
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
-	_, err := n.tracker.Claim(ctx, person, owner, "")
+	_, err := n.tracker.Claim(ctx, presence.Claim{Person: person, Owner: owner})
 	cancel()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -454,7 +454,7 @@ func TestCutNodeGivesUpATakenName(t *testing.T) {
 		return !ok || m.ID != "phil"
 	})
 	ssetest.Eventually(t, ceiling, "a shows b's phil", func() bool {
-		_, err := a.tracker.Claim(t.Context(), "phil", "a:phil", "")
+		_, err := a.tracker.Claim(t.Context(), presence.Claim{Person: "phil", Owner: "a:phil"})
 		return errors.Is(err, presence.ErrTaken)
 	})
 	if newPhil.isEnded() {

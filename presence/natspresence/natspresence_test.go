@@ -156,7 +156,7 @@ func (n *node) crash() { n.nc.Close() }
 func (n *node) claim(person, owner string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 	defer cancel()
-	_, err := n.tracker.Claim(ctx, person, owner, "")
+	_, err := n.tracker.Claim(ctx, presence.Claim{Person: person, Owner: owner})
 	return err
 }
 

@@ -214,7 +214,7 @@ func TestResumeWindowRunsOutEverywhere(t *testing.T) {
 func TestRenameWhileAwayAcrossNodes(t *testing.T) {
 	a, b, tabs, _ := brianAway(t, time.Minute)
 	takenEverywhere(t, "brian", "s1", map[string]*node{"a": a, "b": b})
-	renamed, err := b.tracker.Claim(t.Context(), "bryan", "s1", "")
+	renamed, err := b.tracker.Claim(t.Context(), presence.Claim{Person: "bryan", Owner: "s1"})
 	if err != nil || renamed != "brian" {
 		t.Fatalf("claim of another id while away = %q, %v; want renamed brian", renamed, err)
 	}
