@@ -41,9 +41,55 @@ func TestShutdownUnderLoad(t *testing.T) {
 	}
 	base := srv.URL()
 	tr := newTransport(t)
-	healthy := make([]*probe, streams)
-	var chatter *lclient
-	for i := range healthy {
+	healthy, chatter := openListed(t, base, tr, streams)
+	bad := openBadClients(t, srv, tr)
+	defer bad.slow.Close()
+	stopLoad := chatAndChurn(base, tr, chatter)
+	time.Sleep(500 * time.Millisecond) // pacing: the load runs a while before the shutdown
+
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = srv.Shutdown(ctx)
+	took := time.Since(start)
+	stopLoad()
+	if err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+	last := checkToldToReconnect(t, healthy, start)
+	t.Logf("%d streams + stalled + vanished + slow body + churn + chat: Shutdown returned after %v; last healthy stream ended after %v",
+		streams, took.Round(time.Millisecond), last.Round(time.Millisecond))
+	if took > 5*time.Second {
+		t.Errorf("shutdown took %v", took)
+	}
+	// The bad connections were closed by the server.
+	for what, c := range map[string]net.Conn{"stalled reader": bad.stalled.conn, "slow body": bad.slow} {
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		_, err := io.Copy(io.Discard, c)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Errorf("%s: connection still open after shutdown", what)
+		}
+	}
+	if bad.vanished != nil {
+		bad.vanished.close()
+	}
+	for _, p := range healthy {
+		p.close()
+	}
+	bad.stalled.close()
+	bad.slow.Close()
+	tr.CloseIdleConnections()
+	goleak.VerifyNone(t, ignore)
+}
+
+// openListed joins n users (user0000…) and opens their streams, each
+// listed before the next joins; the last user's client is returned too.
+func openListed(t *testing.T, base string, tr *http.Transport, n int) ([]*probe, *lclient) {
+	t.Helper()
+	probes := make([]*probe, n)
+	var last *lclient
+	for i := range probes {
 		c := newLClient(base, tr)
 		if err := c.join(fmt.Sprintf("user%04d", i)); err != nil {
 			t.Fatal(err)
@@ -55,39 +101,54 @@ func TestShutdownUnderLoad(t *testing.T) {
 		if err := p.waitListed(waitLong); err != nil {
 			t.Fatal(err)
 		}
-		healthy[i] = p
-		chatter = c
+		probes[i] = p
+		last = c
 	}
+	return probes, last
+}
 
-	// The bad ones.
+// badClients are the clients a shutdown must not wait for: one that stops
+// reading, one whose packets are dropped (nil where that is not
+// possible), and one that sends a request body too slowly.
+type badClients struct {
+	stalled, vanished *probe
+	slow              net.Conn
+}
+
+func openBadClients(t *testing.T, srv *lobby.Server, tr *http.Transport) badClients {
+	t.Helper()
+	var bad badClients
+	base := srv.URL()
 	sc := newLClient(base, tr)
 	if err := sc.join("stalled"); err != nil {
 		t.Fatal(err)
 	}
-	stalled, err := sc.openProbe(false, dialOpts{rcvbuf: 2048})
-	if err != nil {
+	var err error
+	if bad.stalled, err = sc.openProbe(false, dialOpts{rcvbuf: 2048}); err != nil {
 		t.Fatal(err)
 	}
-	var vanished *probe
 	if netfault.Available() == nil {
 		vc := newLClient(base, tr)
 		if err := vc.join("vanished"); err != nil {
 			t.Fatal(err)
 		}
-		if vanished, err = vc.openProbe(true, dialOpts{}); err != nil {
+		if bad.vanished, err = vc.openProbe(true, dialOpts{}); err != nil {
 			t.Fatal(err)
 		}
-		vanished.waitListed(waitLong)
-		netfault.DropPort(t, vanished.localPort())
+		bad.vanished.waitListed(waitLong)
+		netfault.DropPort(t, bad.vanished.localPort())
 	}
-	slow, err := net.Dial("tcp", srv.Addr().String())
-	if err != nil {
+	if bad.slow, err = net.Dial("tcp", srv.Addr().String()); err != nil {
 		t.Fatal(err)
 	}
-	defer slow.Close()
-	fmt.Fprintf(slow, "POST /message HTTP/1.1\r\nHost: x\r\nDatastar-Request: true\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+	fmt.Fprintf(bad.slow, "POST /message HTTP/1.1\r\nHost: x\r\nDatastar-Request: true\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+	return bad
+}
 
-	// The load: chat and churn until the server is gone.
+// chatAndChurn has chatter post a line every 20 ms and four workers join
+// and open a stream in a loop, until the returned stop, which waits for
+// them. Its sleeps pace the load.
+func chatAndChurn(base string, tr *http.Transport, chatter *lclient) (stop func()) {
 	loadCtx, stopLoad := context.WithCancel(context.Background())
 	var load sync.WaitGroup
 	load.Go(func() {
@@ -111,19 +172,17 @@ func TestShutdownUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(500 * time.Millisecond)
-
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err = srv.Shutdown(ctx)
-	took := time.Since(start)
-	stopLoad()
-	load.Wait()
-	if err != nil {
-		t.Errorf("shutdown: %v", err)
+	return func() {
+		stopLoad()
+		load.Wait()
 	}
-	var last time.Duration
+}
+
+// checkToldToReconnect checks that every healthy stream ended cleanly
+// within 5 s of start, told to reconnect and told of no departure but a
+// churner's; it returns when the last one ended, after start.
+func checkToldToReconnect(t *testing.T, healthy []*probe, start time.Time) (last time.Duration) {
+	t.Helper()
 	for i, p := range healthy {
 		err, ended := p.waitEnd(5*time.Second - time.Since(start))
 		if !ended || !errors.Is(err, io.EOF) {
@@ -142,30 +201,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	t.Logf("%d streams + stalled + vanished + slow body + churn + chat: Shutdown returned after %v; last healthy stream ended after %v",
-		streams, took.Round(time.Millisecond), last.Round(time.Millisecond))
-	if took > 5*time.Second {
-		t.Errorf("shutdown took %v", took)
-	}
-	// The bad connections were closed by the server.
-	for what, c := range map[string]net.Conn{"stalled reader": stalled.conn, "slow body": slow} {
-		c.SetReadDeadline(time.Now().Add(3 * time.Second))
-		_, err := io.Copy(io.Discard, c)
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			t.Errorf("%s: connection still open after shutdown", what)
-		}
-	}
-	if vanished != nil {
-		vanished.close()
-	}
-	for _, p := range healthy {
-		p.close()
-	}
-	stalled.close()
-	slow.Close()
-	tr.CloseIdleConnections()
-	goleak.VerifyNone(t, ignore)
+	return last
 }
 
 // quietSlog is the test's logger, warnings only (the load is loud).
