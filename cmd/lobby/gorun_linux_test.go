@@ -219,6 +219,7 @@ func pdeathChild() int {
 		<-done
 	}
 	os.NewFile(3, "ready").Close()
+	// Polls (no testing.T here): the parent's death is seen as a new ppid.
 	for deadline := time.Now().Add(30 * time.Second); os.Getppid() == parent; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			fmt.Println("the parent still runs after 30 s")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -487,6 +488,9 @@ func brianAndPhil(t *testing.T) (srv *lobby.Server, brian, phil *browser, bs, ps
 	bs = brian.enter("brian")
 	ps = phil.enter("phil")
 	bs.waitFor(joinedLine("phil"))
-	time.Sleep(50 * time.Millisecond)
+	// Phil's own arrival is in his snapshot or in a diff after it: quiet
+	// once his list shows both.
+	want := map[string]bool{participantID("brian"): true, participantID("phil"): true}
+	ssetest.Eventually(t, waitLong, "phil's list shows brian and phil", func() bool { return maps.Equal(listModel(ps), want) })
 	return srv, brian, phil, bs, ps, ps.len()
 }

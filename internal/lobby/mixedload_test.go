@@ -75,12 +75,12 @@ func runMixedLoad(t *testing.T, cfg mixedConfig) {
 	r.startChurners()
 	t.Logf("%v: started", time.Since(r.started).Round(time.Millisecond))
 	// Warm-up until every churner is in its loop, then phase A: churn only.
-	time.Sleep(cfg.pause[1] + cfg.hold[1])
+	time.Sleep(cfg.pause[1] + cfg.hold[1]) // pacing: the warm-up
 	r.calm.Store(true)
-	time.Sleep(cfg.phase)
+	time.Sleep(cfg.phase) // pacing: the calm phase
 	// Phase B: the bad clients arrive and fail.
 	r.addBadClients()
-	time.Sleep(max(cfg.phase, cfg.heartbeat+cfg.userTO+3*time.Second))
+	time.Sleep(max(cfg.phase, cfg.heartbeat+cfg.userTO+3*time.Second)) // pacing: the faulty phase
 	r.stopLoad()
 	r.checkTicks()
 	r.checkBadClients()
@@ -213,12 +213,12 @@ func (r *mixedRun) churn(ctx context.Context, id int) {
 		r.churnErrs.Add(1)
 		r.firstErr.CompareAndSwap(nil, &err)
 	}
-	time.Sleep(between(cfg.pause))
+	time.Sleep(between(cfg.pause)) // pacing: the churn load
 	for n := 0; ctx.Err() == nil; n++ {
 		c := newLClient(r.base, r.tr)
 		if err := c.join(fmt.Sprintf("churn%04d-%d", id, n)); err != nil {
 			fail(err)
-			time.Sleep(between(cfg.pause))
+			time.Sleep(between(cfg.pause)) // pacing: the churn load
 			continue
 		}
 		p, err := c.openProbe(true, dialOpts{light: true})
@@ -229,7 +229,7 @@ func (r *mixedRun) churn(ctx context.Context, id int) {
 		if err := p.waitListed(waitLong); err != nil {
 			fail(fmt.Errorf("churner %d/%d: %w", id, n, err))
 		}
-		time.Sleep(between(cfg.hold))
+		time.Sleep(between(cfg.hold)) // pacing: the churn load
 		switch n % 3 {
 		case 0: // the tab closes
 			p.close()
@@ -249,7 +249,7 @@ func (r *mixedRun) churn(ctx context.Context, id int) {
 			}
 		}
 		r.cycles.Add(1)
-		time.Sleep(between(cfg.pause))
+		time.Sleep(between(cfg.pause)) // pacing: the churn load
 	}
 }
 
@@ -425,13 +425,13 @@ func (r *mixedRun) checkBaseline() {
 	var heap1 uint64
 	var gor1 int
 	deadline := time.Now().Add(10 * time.Second)
-	for { // polls until the goroutines are back, or 10 s
+	for {
 		r.tr.CloseIdleConnections()
 		heap1, gor1 = heapAndGoroutines()
 		if gor1 <= r.gor0+2 || time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // polls: until the goroutines are back, or 10 s
 	}
 	t.Logf("baseline: %d goroutines, heap %.1f MiB; after: %d goroutines, heap %.1f MiB",
 		r.gor0, float64(r.heap0)/mib, gor1, float64(heap1)/mib)

@@ -154,7 +154,7 @@ func chatAndChurn(base string, tr *http.Transport, chatter *lclient) (stop func(
 	load.Go(func() {
 		for n := 0; loadCtx.Err() == nil; n++ {
 			chatter.post("/message", map[string]any{"message": fmt.Sprintf("tick %d", n)})
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // pacing: the chat load
 		}
 	})
 	for w := range 4 {
@@ -162,7 +162,7 @@ func chatAndChurn(base string, tr *http.Transport, chatter *lclient) (stop func(
 			for n := 0; loadCtx.Err() == nil; n++ {
 				c := newLClient(base, tr)
 				if c.join(fmt.Sprintf("churn%d-%d", w, n)) != nil {
-					time.Sleep(20 * time.Millisecond)
+					time.Sleep(20 * time.Millisecond) // pacing: the churn load
 					continue
 				}
 				if p, err := c.openProbe(true, dialOpts{light: true}); err == nil {
@@ -251,7 +251,7 @@ func testRestart(t *testing.T, how string) {
 		lobby.CrashForTest(a) // every connection breaks; nothing is said
 		defer a.Shutdown(context.Background())
 	}
-	time.Sleep(300 * time.Millisecond) // the clients retry against a closed port
+	time.Sleep(300 * time.Millisecond) // pacing: the clients retry against a closed port
 
 	opts.Addr = addr
 	var b *lobby.Server
@@ -262,7 +262,7 @@ func testRestart(t *testing.T, how string) {
 		if try > 50 {
 			t.Fatalf("restart on %s: %v", addr, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // pacing: retries until the old run frees the port
 	}
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -278,7 +278,7 @@ func testRestart(t *testing.T, how string) {
 	for _, c := range clients {
 		want[participantID(c.name)] = true
 	}
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // negative check: a second rejoin would come by now
 	for _, c := range clients {
 		c.mu.Lock()
 		p, rejoins, reconnects := c.cur, c.rejoins, c.reconnects
@@ -342,7 +342,7 @@ func (d *dsClient) run() {
 	for !d.stopped.Load() {
 		p, err := d.c.openProbe(true, dialOpts{})
 		if err != nil { // connection refused: the server is down
-			time.Sleep(backoff)
+			time.Sleep(backoff) // pacing: the client backs off as Datastar does
 			backoff = min(2*backoff, time.Second)
 			continue
 		}
@@ -370,17 +370,17 @@ func (d *dsClient) run() {
 			d.rejoins++
 			d.mu.Unlock()
 			for d.c.cookie = ""; d.c.join(d.name) != nil && !d.stopped.Load(); {
-				time.Sleep(backoff)
+				time.Sleep(backoff) // pacing: the client backs off as Datastar does
 			}
 		case reconnect:
 			d.mu.Lock()
 			d.reconnects++
 			d.mu.Unlock()
-			time.Sleep(100 * time.Millisecond) // data-init__delay
+			time.Sleep(100 * time.Millisecond) // pacing: data-init__delay
 		case errors.Is(err, io.EOF):
 			return // a normal end: Datastar does not retry
 		default: // a broken connection
-			time.Sleep(backoff)
+			time.Sleep(backoff) // pacing: the client backs off as Datastar does
 			backoff = min(2*backoff, time.Second)
 		}
 	}
