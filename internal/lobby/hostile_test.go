@@ -98,7 +98,7 @@ func TestHostileNames(t *testing.T) {
 	}
 
 	// Every selector any stream got is one of the page's own.
-	time.Sleep(100 * time.Millisecond) // negative check: what the hostile requests caused would have come by now
+	presenceBarrier(t, srv, "after the hostile joins", ps)
 	removalRE := regexp.MustCompile(`(?m)^selector (.*)$`)
 	for _, e := range ps.events() {
 		for _, m := range removalRE.FindAllStringSubmatch(e.Text(), -1) {

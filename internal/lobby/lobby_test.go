@@ -56,7 +56,10 @@ func TestJoinBothSeeEachOther(t *testing.T) {
 	}
 	bs.waitFor(joinedLine("phil"))
 
-	time.Sleep(100 * time.Millisecond) // negative check: a doubled arrival would come in the next presence batch
+	if keys := debugPeople(t, phil); !slices.Equal(keys, []string{"brian", "phil"}) {
+		t.Errorf("debug keys = %q", keys)
+	}
+	presenceBarrier(t, srv, "carol", bs, ps)
 	if n := bs.count(joinedLine("phil")); n != 1 {
 		t.Errorf("Brian saw %d \"phil joined\" lines, want 1", n)
 	}
@@ -65,9 +68,6 @@ func TestJoinBothSeeEachOther(t *testing.T) {
 	}
 	if n := bs.count(joinedLine("brian")) + ps.count(joinedLine("phil")); n != 2 {
 		t.Errorf("own joined lines = %d, want one each", n)
-	}
-	if keys := debugPeople(t, phil); !slices.Equal(keys, []string{"brian", "phil"}) {
-		t.Errorf("debug keys = %q", keys)
 	}
 }
 
@@ -167,7 +167,7 @@ func TestLeaveAnnouncesOnce(t *testing.T) {
 	// Coming back is a new arrival, announced once.
 	brian.enter("brian")
 	ps.waitFor(joinedLine("brian"))
-	time.Sleep(100 * time.Millisecond) // negative check: a doubled arrival would come in the next presence batch
+	presenceBarrier(t, srv, "carol", ps)
 	if n := ps.count(joinedLine("brian")); n != 1 {
 		t.Errorf("Phil saw %d \"brian joined\" lines after the return, want 1", n)
 	}
