@@ -135,6 +135,10 @@ func startFailoverLobby(t *testing.T, trio *natstest.Cluster, names []string) (n
 	}
 	for i, name := range names {
 		b := newBrowser(t, nodes[i])
+		// A line waits for the event log up to the publish timeout, then
+		// for the publish that settles its outcome: on a busy machine the
+		// answer can take longer than waitLong, and a 503 is an answer.
+		b.client.Timeout = 30 * time.Second
 		people = append(people, b)
 		streams = append(streams, b.enter(name))
 	}
