@@ -87,6 +87,7 @@ func Example() {
 	fmt.Println(readComment())
 
 	// b learns of phil's stream from a's announcement, within milliseconds.
+	// Polls (an Example has no testing.T for ssetest.Eventually).
 	for deadline := time.Now().Add(10 * time.Second); b.Count(sfere.All) == 0; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			fmt.Println("b never saw phil")

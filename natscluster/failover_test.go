@@ -147,13 +147,13 @@ func failover(t *testing.T, nc *natstest.Cluster) {
 	}
 	name := streamName(DefaultPrefix)
 	for i := range 3 {
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) // pacing: broadcasts between two losses
 		start := time.Now()
 		nc.Replace(i)
 		ssetest.Eventually(t, time.Minute, fmt.Sprintf("fresh server %d caught up", i+1), func() bool { return nc.Current(i, name) })
 		t.Logf("server %d lost with its disk; the fresh one caught up in %v", i+1, time.Since(start).Round(time.Millisecond))
 	}
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // pacing: broadcasts after the last loss
 	close(stop)
 	wg.Wait()
 

@@ -219,7 +219,7 @@ func TestRefusedBroadcastStoredLateGoesNowhere(t *testing.T) {
 	}()
 	// Back after the event's deadline (the give-up plus clockSkew): the
 	// retransmitted publish is stored after it.
-	time.Sleep(time.Until(start.Add(timeout + clockSkew + 300*time.Millisecond)))
+	time.Sleep(time.Until(start.Add(timeout + clockSkew + 300*time.Millisecond))) // pacing: waits out the event's deadline, wall time compared across nodes
 	restore()
 	select {
 	case err = <-refused:

@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -123,4 +127,112 @@ func (b *lockedBuffer) Bytes() []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return bytes.Clone(b.b.Bytes())
+}
+
+// The parent's death signal is a thread's setting: disarmed from another
+// thread than the one that armed it, it stays armed there, and the
+// kernel's SIGTERM, sent again each time the lobby passes from one of the
+// dying go command's threads to another, kills a lobby that has already
+// stopped listening for it (a full test run once saw "shutting down" and
+// no "lobby stopped"). Here the arming and the disarming goroutines are
+// locked to two different threads, and the parent dies once disarm has
+// returned: no SIGTERM may follow. Armed and never disarmed, it must.
+func TestParentDeathSignalDisarmsFromAnyThread(t *testing.T) {
+	for _, tc := range []struct {
+		disarm bool
+		want   string
+	}{
+		{disarm: false, want: "SIGTERM after the parent died"},
+		{disarm: true, want: "no SIGTERM after the parent died"},
+	} {
+		t.Run(fmt.Sprintf("disarm=%v", tc.disarm), func(t *testing.T) {
+			var out bytes.Buffer
+			cmd := exec.Command(os.Args[0])
+			cmd.Env = append(os.Environ(), "LOBBY_TEST_PDEATH=parent", fmt.Sprintf("LOBBY_TEST_PDEATH_DISARM=%v", tc.disarm))
+			cmd.Stdout = &out
+			cmd.Stderr = &out
+			// Wait returns once the orphaned child has closed its output too.
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("parent: %v\n%s", err, out.Bytes())
+			}
+			if got := strings.TrimSpace(out.String()); got != tc.want {
+				t.Fatalf("child said %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func init() {
+	switch os.Getenv("LOBBY_TEST_PDEATH") {
+	case "parent":
+		os.Exit(pdeathParent())
+	case "child":
+		os.Exit(pdeathChild())
+	}
+}
+
+// pdeathParent starts the child of TestParentDeathSignalDisarmsFromAnyThread,
+// waits until it has armed (and perhaps disarmed) the signal, and exits
+// without waiting for it.
+func pdeathParent() int {
+	r, w, err := os.Pipe()
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	child := exec.Command(os.Args[0])
+	child.Env = append(os.Environ(), "LOBBY_TEST_PDEATH=child")
+	child.Stdout = os.Stdout
+	child.Stderr = os.Stderr
+	child.ExtraFiles = []*os.File{w} // fd 3
+	if err := child.Start(); err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	w.Close()
+	io.Copy(io.Discard, r) // until the child closes fd 3: it is ready
+	return 0
+}
+
+// pdeathChild arms the parent's death signal on one thread, disarms it
+// from another if asked, tells the parent it is ready, and says whether a
+// SIGTERM came once the parent was gone.
+func pdeathChild() int {
+	terms := make(chan os.Signal, 1)
+	signal.Notify(terms, syscall.SIGTERM)
+	parent := os.Getppid()
+	disarms := make(chan func())
+	go func() { // keeps its thread, so the disarming goroutine gets another
+		runtime.LockOSThread()
+		disarms <- signalOnParentDeath(parent, syscall.SIGTERM)
+		select {}
+	}()
+	disarm := <-disarms
+	if os.Getenv("LOBBY_TEST_PDEATH_DISARM") == "true" {
+		done := make(chan struct{})
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			disarm()
+			close(done)
+		}()
+		<-done
+	}
+	os.NewFile(3, "ready").Close()
+	// Polls (no testing.T here): the parent's death is seen as a new ppid.
+	for deadline := time.Now().Add(30 * time.Second); os.Getppid() == parent; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			fmt.Println("the parent still runs after 30 s")
+			return 1
+		}
+	}
+	select {
+	case <-terms:
+		fmt.Println("SIGTERM after the parent died")
+	// A negative check no clock can fake: the kernel queues the signal as
+	// it hands the child to a new parent, so a second is plenty.
+	case <-time.After(time.Second):
+		fmt.Println("no SIGTERM after the parent died")
+	}
+	return 0
 }

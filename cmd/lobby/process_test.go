@@ -234,7 +234,7 @@ func chat(c *client) (stop func()) {
 			default:
 			}
 			c.post("/message", map[string]any{"message": fmt.Sprintf("tick %d %s", i, strings.Repeat("x", 500))})
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond) // pacing: the chat load
 		}
 	}()
 	return func() {
@@ -261,7 +261,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	}
 	stalled := ssetest.Open(t, stalledClient.addr(), stalledClient.request(), ssetest.NoRead(), ssetest.RecvBuffer(2048))
 	stopChat := chat(chatter)
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // pacing: the load runs a while before the SIGTERM
 
 	start := time.Now()
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -334,7 +334,7 @@ func (r *rejoiner) run(stop <-chan struct{}) {
 		}
 		s, err := ssetest.Dial(r.cl.addr(), r.cl.request(r.lastID()))
 		if err != nil { // refused: the server is down
-			time.Sleep(backoff)
+			time.Sleep(backoff) // pacing: the client backs off as Datastar does
 			backoff = min(2*backoff, time.Second)
 			continue
 		}
@@ -356,12 +356,12 @@ func (r *rejoiner) run(stop <-chan struct{}) {
 			r.rejoins++
 			r.mu.Unlock()
 			for r.cl.join() != nil {
-				time.Sleep(backoff)
+				time.Sleep(backoff) // pacing: the client backs off as Datastar does
 			}
 		case errors.Is(s.Err(), io.EOF):
 			return
 		default: // broken: retry with backoff
-			time.Sleep(backoff)
+			time.Sleep(backoff) // pacing: the client backs off as Datastar does
 			backoff = min(2*backoff, time.Second)
 		}
 	}
@@ -440,11 +440,11 @@ func TestKillAndRestartReconnects(t *testing.T) {
 	killed := time.Now()
 	a.cmd.Process.Kill()
 	<-a.exited
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // pacing: the clients retry against a closed port
 	b := startChild(t, "-addr", addr, "-heartbeat", "1s", "-grace", "200ms", "-debug", "-max-streams-per-ip", "0", "-join-rate", "0", "-stream-rate", "0", "-address-message-rate", "0", "-names-per-ip", "0", "-session-key-file", keyFile)
 	ssetest.Eventually(t, 15*time.Second, "every client to see everyone after the restart", everyoneSeesEveryone(killed))
 	t.Logf("kill -9 and restart: all %d clients back after %v", n, time.Since(killed).Round(time.Millisecond))
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // negative check: a second rejoin would come by now
 	for i, u := range users {
 		u.mu.Lock()
 		items, rejoins := items(u.cur), u.rejoins

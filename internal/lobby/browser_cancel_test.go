@@ -74,7 +74,7 @@ func TestBrowserDatastarCancelsTheSameURL(t *testing.T) {
 				go_, ge := counts(name)
 				t.Fatalf("%s: request %q opened %d and ended %d times, want %d and %d", what, name, go_, ge, o, e)
 			}
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // polls: the counts are the server log
 		}
 	}
 
@@ -91,7 +91,7 @@ func TestBrowserDatastarCancelsTheSameURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCounts("another URL opens", "2", 1, 0)
-	time.Sleep(300 * time.Millisecond) // an abort would have reached the server by now
+	time.Sleep(300 * time.Millisecond) // negative check: an abort would have reached the server by now
 	waitCounts("another URL leaves the first request open", "1", 1, 0)
 
 	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS("#same"))); err != nil {

@@ -81,7 +81,7 @@ document.addEventListener('securitypolicyviolation', e => window.__violations.pu
 	}
 	down := time.Now()
 	waitPage(t, brian, "the page is told the server restarts", `document.getElementById('messages').textContent.includes('restarting')`, waitLong)
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // pacing: the server stays down a second, as a restart takes
 	opts.Addr = a.Addr().String()
 	b, err := lobby.Start(t.Context(), opts)
 	if err != nil {

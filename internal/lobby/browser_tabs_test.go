@@ -103,7 +103,7 @@ func TestBrowserOneSessionTwoTabs(t *testing.T) {
 	// Brian closes his first tab: nothing is announced, the second tab
 	// still receives.
 	closeBrian1()
-	time.Sleep(browserGrace + 3*heartbeat)
+	time.Sleep(browserGrace + 3*heartbeat) // negative check: a departure would come at grace, a heartbeat-found one soon after
 	if n := lines(philTab, "brian left the lobby"); n != 0 {
 		t.Fatalf("closing one of Brian's two tabs announced %d departures", n)
 	}
@@ -117,7 +117,7 @@ func TestBrowserOneSessionTwoTabs(t *testing.T) {
 	waitPage(t, philTab, "Phil sees Brian leave", `document.querySelector('#participant-list #`+participantID("brian")+`') === null && `+
 		messagesHave("brian left the lobby"), browserGrace+2*time.Second)
 	t.Logf("last tab closed -> Phil's page shows the departure after %v", time.Since(closed).Round(time.Millisecond))
-	time.Sleep(browserGrace + 3*heartbeat)
+	time.Sleep(browserGrace + 3*heartbeat) // negative check: a second departure (grace or heartbeat) would come by now
 	if n := lines(philTab, "brian left the lobby"); n != 1 {
 		t.Errorf("Phil's page shows %d \"brian left\" lines, want 1", n)
 	}

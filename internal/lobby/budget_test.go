@@ -239,7 +239,7 @@ func TestNamesPerAddressCapped(t *testing.T) {
 	if len(held) != limit-1 || refused != 2*limit+1 {
 		t.Fatalf("%d names held and %d refused from one address, want %d and %d", len(held), refused, limit-1, 2*limit+1)
 	}
-	time.Sleep(500 * time.Millisecond) // any further arrival would be announced by now
+	time.Sleep(500 * time.Millisecond) // negative check: any further arrival would be announced by now
 	joins := 0
 	for i := range 3 * limit {
 		joins += ws.count(joinedLine(fmt.Sprintf("squat%02d", i)))

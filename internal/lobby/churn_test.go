@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sfere-go/sfere/internal/lobby"
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 var itemIDRE = regexp.MustCompile(`id="(participant-[0-9a-f]+)"`)
@@ -92,17 +93,25 @@ func TestChurnKeepsListsExact(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	time.Sleep(grace + time.Second)
-
+	// The departures come (a closed tab's at grace), and the lists settle.
 	want := map[string]bool{participantID("phil"): true, participantID("late"): true}
+	for _, p := range people {
+		if p.act != "reload" {
+			ps.waitForWithin(leftLine(p.name), grace+waitLong)
+		} else {
+			want[participantID(p.name)] = true
+		}
+	}
+	for name, s := range map[string]*stream{"phil": ps, "late": late} {
+		ssetest.Eventually(t, waitLong, name+"'s list settles", func() bool { return maps.Equal(listModel(s), want) })
+	}
+	time.Sleep(time.Second) // negative check: a second departure, or one for a reload, would come by now
+
 	for _, p := range people {
 		left, joined := ps.count(leftLine(p.name)), ps.count(joinedLine(p.name))
 		gone := p.act != "reload"
 		if gone && (left != 1 || ps.count(removal(p.name)) != 1) || !gone && left != 0 || joined != 1 {
 			t.Errorf("%s (%s): Phil saw %d left, %d joined lines", p.name, p.act, left, joined)
-		}
-		if !gone {
-			want[participantID(p.name)] = true
 		}
 	}
 	for name, s := range map[string]*stream{"phil": ps, "late": late} {

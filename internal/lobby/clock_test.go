@@ -298,3 +298,78 @@ func (s *pipeSSE) ended() bool {
 func (s *pipeSSE) err() error { return s.Err() }
 
 func (s *pipeSSE) close() { s.Close() }
+
+// Two tabs of one person under the fake clock: closing one is never
+// announced, however long the other stays; closing the last is announced
+// once, exactly at grace, and never again. The real-time counterparts,
+// over TCP, are TestTwoTabsOfOneSession and
+// TestTabCloseAnnouncesOneDeparture; here "never" is minutes of fake time,
+// exact and instant.
+func TestTabsFakeClock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const (
+			grace     = 2 * time.Second
+			heartbeat = 10 * time.Second
+		)
+		pl := newPipeListener()
+		defer swapListen(pl)()
+		srv, err := Start(context.Background(), Options{Addr: "pipe", Grace: grace, Heartbeat: heartbeat,
+			Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := &http.Transport{DialContext: pl.dial}
+		hc := &http.Client{Transport: tr}
+
+		ps := pipeStream(t, pl, pipeJoin(t, hc, "phil"))
+		synctest.Wait()
+		brian := pipeJoin(t, hc, "brian")
+		tab1 := pipeStream(t, pl, brian)
+		synctest.Wait()
+		tab2 := pipeStream(t, pl, brian)
+		synctest.Wait()
+		time.Sleep(presence.DefaultWindow)
+		synctest.Wait()
+		if n := strings.Count(ps.text(), "brian joined the lobby"); n != 1 {
+			t.Fatalf("phil saw brian join %d times with two tabs, want 1:\n%s", n, ps.text())
+		}
+
+		tab1.close()
+		synctest.Wait()
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		if ps.has("brian left the lobby") {
+			t.Fatalf("closing one of two tabs was announced:\n%s", ps.text())
+		}
+		if tab2.ended() {
+			t.Fatalf("the other tab's stream ended: %v", tab2.err())
+		}
+
+		tab2.close()
+		closedAt := time.Since(ps.start)
+		synctest.Wait()
+		time.Sleep(grace - time.Nanosecond)
+		synctest.Wait()
+		if ps.has("brian left the lobby") {
+			t.Fatalf("brian's departure announced before grace:\n%s", ps.text())
+		}
+		time.Sleep(presence.DefaultWindow + time.Nanosecond)
+		synctest.Wait()
+		if at, ok := ps.at("brian left the lobby"); !ok || at-closedAt != grace {
+			t.Fatalf("brian's departure announced at +%v (seen %v), want exactly +%v:\n%s", at-closedAt, ok, grace, ps.text())
+		}
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		if n := strings.Count(ps.text(), "brian left the lobby"); n != 1 {
+			t.Errorf("phil saw brian leave %d times, want 1:\n%s", n, ps.text())
+		}
+
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		ps.close()
+		tr.CloseIdleConnections()
+	})
+}

@@ -80,7 +80,7 @@ func TestClusterJoinsMessagesAndDepartures(t *testing.T) {
 	bs.close()
 	ps.waitForWithin(leftLine("brian"), testGrace+time.Second)
 	cs.waitForWithin(leftLine("brian"), testGrace+time.Second)
-	time.Sleep(testGrace + 3*clusterHeartbeat)
+	time.Sleep(testGrace + 3*clusterHeartbeat) // negative check: a second departure, from any node, would come by now
 	for name, s := range map[string]*stream{"phil": ps, "carol": cs} {
 		if n := s.count(leftLine("brian")); n != 1 {
 			t.Errorf("%s saw %d \"brian left\" lines, want 1", name, n)
@@ -93,7 +93,7 @@ func TestClusterJoinsMessagesAndDepartures(t *testing.T) {
 	if err := cs.waitEnd(waitLong); !errors.Is(err, io.EOF) {
 		t.Errorf("carol's stream on c: %v", err)
 	}
-	time.Sleep(2 * clusterHeartbeat)
+	time.Sleep(2 * clusterHeartbeat) // negative check: a second departure, from any node, would come by now
 	if n := ps.count(leftLine("carol")); n != 1 {
 		t.Errorf("phil saw %d \"carol left\" lines, want 1", n)
 	}
@@ -115,7 +115,7 @@ func TestClusterReloadThroughAnotherNode(t *testing.T) {
 	bs.close()
 	bs2 := brian.via(b).openStream()
 	bs2.waitFor(`id="participant-list"`)
-	time.Sleep(grace + 3*clusterHeartbeat) // past the grace a started
+	time.Sleep(grace + 3*clusterHeartbeat) // negative check: past the grace a started departure would end
 	if n := ps.count(leftLine("brian")); n != 0 {
 		t.Fatalf("a reload through another node announced %d departures", n)
 	}
@@ -135,14 +135,14 @@ func TestClusterReloadThroughAnotherNode(t *testing.T) {
 		s.waitFor("<strong>phil</strong>: to both tabs")
 	}
 	bs2.close()
-	time.Sleep(grace + 2*clusterHeartbeat)
+	time.Sleep(grace + 2*clusterHeartbeat) // negative check: a departure would come at grace
 	if n := ps.count(leftLine("brian")) + ps.count(joinedLine("brian")); n != 0 {
 		t.Fatalf("a second tab on another node, then closing one, announced %d lines", n)
 	}
 	// Closing the last tab is one departure, seen once.
 	bs3.close()
 	ps.waitForWithin(leftLine("brian"), grace+2*time.Second)
-	time.Sleep(2 * clusterHeartbeat)
+	time.Sleep(2 * clusterHeartbeat) // negative check: a second departure, from any node, would come by now
 	if n := ps.count(leftLine("brian")); n != 1 {
 		t.Fatalf("phil saw %d \"brian left\" lines, want 1", n)
 	}
@@ -165,7 +165,7 @@ func TestClusterLostNode(t *testing.T) {
 		s.waitForWithin(leftLine("carol"), 3*clusterHeartbeat+time.Second)
 	}
 	t.Logf("lost node's participant announced gone after %v (heartbeat %v)", time.Since(killed).Round(time.Millisecond), clusterHeartbeat)
-	time.Sleep(4 * clusterHeartbeat)
+	time.Sleep(4 * clusterHeartbeat) // negative check: a second departure, from any node, would come by now
 	for name, s := range map[string]*stream{"brian": bs, "phil": ps} {
 		if n := s.count(leftLine("carol")); n != 1 {
 			t.Errorf("%s saw %d \"carol left\" lines, want 1", name, n)
@@ -244,7 +244,7 @@ func TestClusterRestartedNodeLeavesNoGhosts(t *testing.T) {
 	cs := cody.via(c2).openStream()
 	cs.waitFor(`id="participant-list"`)
 	ps.waitForWithin(leftLine("carol"), 3*clusterHeartbeat+2*time.Second)
-	time.Sleep(4 * clusterHeartbeat)
+	time.Sleep(4 * clusterHeartbeat) // negative check: a second departure, from any node, would come by now
 	if n := ps.count(leftLine("carol")); n != 1 {
 		t.Fatalf("phil saw %d \"carol left\" lines, want 1", n)
 	}
@@ -288,8 +288,8 @@ func TestClusterSharedStateLost(t *testing.T) {
 
 	lobby.KillForTest(a)
 	a2 := startServer(t, withEmbedded())
-	// A newcomer on the restarted node tries phil's name, at once and
-	// for a few presence intervals: refused every time.
+	// Pacing: a newcomer on the restarted node tries phil's name, at once
+	// and for a few presence intervals: refused every time.
 	for end := time.Now().Add(4 * clusterHeartbeat); time.Now().Before(end); time.Sleep(clusterHeartbeat / 4) {
 		if r := newBrowser(t, a2).post("/join", map[string]any{"username": "phil"}); r.status == http.StatusOK {
 			t.Fatalf("phil's name was given to another session while phil is on node b")
@@ -300,7 +300,7 @@ func TestClusterSharedStateLost(t *testing.T) {
 		r := phil.post("/message", map[string]any{"message": "after the loss"})
 		return r.status == http.StatusOK && bs.count("after the loss") > 0
 	})
-	time.Sleep(testGrace + 3*clusterHeartbeat)
+	time.Sleep(testGrace + 3*clusterHeartbeat) // negative check: a repeated arrival or a departure would come by now
 	if n := ps.count(joinedLine("brian")); n != 1 {
 		t.Errorf("phil saw brian arrive %d times", n)
 	}

@@ -85,17 +85,60 @@ func TestFailoverKilledNATSLosesNoLine(t *testing.T) {
 }
 
 func lobbyFailover(t *testing.T, trio *natstest.Cluster) {
-	const heartbeat = time.Second
-	node := func(id string) *lobby.Server {
-		return startServer(t, lobby.Options{NATS: trio.URLs(), NodeID: id, Heartbeat: heartbeat, TTL: 10 * heartbeat,
-			NATSPublishTimeout: 3 * time.Second, MessageRate: 50, MessageBurst: 50})
-	}
-	nodes := []*lobby.Server{node("a"), node("b"), node("c")}
 	names := []string{"phil", "carol", "dave"}
-	var people []*browser
-	var streams []*stream
+	nodes, people, streams := startFailoverLobby(t, trio, names)
+	const logStream, claims = "SFERE_LOBBY_EVENTS", "KV_sfere_lobby_claims"
+	for _, st := range []string{logStream, claims} {
+		if r := replicas(t, trio.URLs(), st); r != 3 {
+			t.Fatalf("%s has %d replicas on a three-server NATS cluster, want 3", st, r)
+		}
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	results := chatThrough(t, &wg, stop, names, people)
+	wg.Go(func() { stealNames(t, stop, names, nodes) })
+	for i := range 3 {
+		time.Sleep(2 * time.Second) // pacing: chat between two losses
+		lost := time.Now()
+		trio.Replace(i)
+		ssetest.Eventually(t, time.Minute, fmt.Sprintf("fresh NATS server %d caught up", i+1), func() bool {
+			return trio.Current(i, logStream, claims)
+		})
+		t.Logf("NATS server %d lost with its disk; the fresh one caught up in %v", i+1, time.Since(lost).Round(time.Millisecond))
+	}
+	time.Sleep(2 * time.Second) // pacing: chat after the last loss
+	close(stop)
+	wg.Wait()
+
+	total, ok := 0, 0
+	for i, r := range results {
+		total += len(r.ok) + len(r.refused) + len(r.other)
+		ok += len(r.ok)
+		t.Logf("%s: %d lines answered 2xx, %d refused (503)", names[i], len(r.ok), len(r.refused))
+	}
+	if ok*10 < total*9 {
+		t.Errorf("%d of %d lines answered 2xx, want at least 90%%", ok, total)
+	}
+	for pi, s := range streams {
+		checkFailoverStream(t, names, pi, s, results)
+	}
+}
+
+// startFailoverLobby starts three lobby nodes on trio and one person per
+// name on each node in turn, and waits until everyone lists the others.
+func startFailoverLobby(t *testing.T, trio *natstest.Cluster, names []string) (nodes []*lobby.Server, people []*browser, streams []*stream) {
+	const heartbeat = time.Second
+	for _, id := range []string{"a", "b", "c"} {
+		nodes = append(nodes, startServer(t, lobby.Options{NATS: trio.URLs(), NodeID: id, Heartbeat: heartbeat, TTL: 10 * heartbeat,
+			NATSPublishTimeout: 3 * time.Second, MessageRate: 50, MessageBurst: 50}))
+	}
 	for i, name := range names {
 		b := newBrowser(t, nodes[i])
+		// A line waits for the event log up to the publish timeout, then
+		// for the publish that settles its outcome: on a busy machine the
+		// answer can take longer than waitLong, and a 503 is an answer.
+		b.client.Timeout = 30 * time.Second
 		people = append(people, b)
 		streams = append(streams, b.enter(name))
 	}
@@ -106,22 +149,19 @@ func lobbyFailover(t *testing.T, trio *natstest.Cluster) {
 			}
 		}
 	}
+	return nodes, people, streams
+}
 
-	const logStream, claims = "SFERE_LOBBY_EVENTS", "KV_sfere_lobby_claims"
-	for _, st := range []string{logStream, claims} {
-		if r := replicas(t, trio.URLs(), st); r != 3 {
-			t.Fatalf("%s has %d replicas on a three-server NATS cluster, want 3", st, r)
-		}
-	}
+// failoverSaid is what the lobby answered to one person's numbered lines:
+// 2xx, 503 (refused), anything else.
+type failoverSaid struct{ ok, refused, other []int }
 
-	type said struct{ ok, refused, other []int }
-	results := make([]said, len(names))
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
+// chatThrough has every person post a numbered line three times a second,
+// on wg, until stop is closed; the results are complete once wg is done.
+func chatThrough(t *testing.T, wg *sync.WaitGroup, stop chan struct{}, names []string, people []*browser) []failoverSaid {
+	results := make([]failoverSaid, len(names))
 	for i := range names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			tick := time.NewTicker(time.Second / 3)
 			defer tick.Stop()
 			for n := 1; ; n++ {
@@ -144,102 +184,85 @@ func lobbyFailover(t *testing.T, trio *natstest.Cluster) {
 					results[i].other = append(results[i].other, n)
 				}
 			}
-		}()
-	}
-	// Someone keeps trying the present names on every node.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for k := 0; ; k++ {
-			select {
-			case <-stop:
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-			thief := newBrowser(t, nodes[k%3])
-			status, err := thief.postStatus("/join", map[string]any{"username": names[(k/3)%3]})
-			if err == nil && status/100 == 2 {
-				t.Errorf("%s's name was given to another session on node %d", names[(k/3)%3], k%3)
-			}
-		}
-	}()
-
-	for i := range 3 {
-		time.Sleep(2 * time.Second)
-		lost := time.Now()
-		trio.Replace(i)
-		ssetest.Eventually(t, time.Minute, fmt.Sprintf("fresh NATS server %d caught up", i+1), func() bool {
-			return trio.Current(i, logStream, claims)
 		})
-		t.Logf("NATS server %d lost with its disk; the fresh one caught up in %v", i+1, time.Since(lost).Round(time.Millisecond))
 	}
-	time.Sleep(2 * time.Second)
-	close(stop)
-	wg.Wait()
+	return results
+}
 
-	total, ok := 0, 0
-	for i, r := range results {
-		total += len(r.ok) + len(r.refused) + len(r.other)
-		ok += len(r.ok)
-		t.Logf("%s: %d lines answered 2xx, %d refused (503)", names[i], len(r.ok), len(r.refused))
-	}
-	if ok*10 < total*9 {
-		t.Errorf("%d of %d lines answered 2xx, want at least 90%%", ok, total)
-	}
-	line := regexp.MustCompile(`line ([a-z]+)-(\d+)`)
-	for pi, s := range streams {
-		for si, r := range results {
-			if si == pi || len(r.ok) == 0 {
-				continue
-			}
-			s.waitForWithin(fmt.Sprintf("line %s-%d<", names[si], r.ok[len(r.ok)-1]), 20*time.Second)
-		}
-		got := map[string][]int{}
-		for _, e := range s.events() {
-			for _, m := range line.FindAllStringSubmatch(e.Text(), -1) {
-				n, _ := strconv.Atoi(m[2])
-				got[m[1]] = append(got[m[1]], n)
-			}
-		}
-		for si, r := range results {
-			seen := map[int]int{}
-			for _, n := range got[names[si]] {
-				seen[n]++
-			}
-			for _, n := range r.ok {
-				if seen[n] != 1 {
-					t.Errorf("%s saw %s's line %d (answered 2xx) %d times", names[pi], names[si], n, seen[n])
-				}
-			}
-			for _, n := range r.refused {
-				if seen[n] > 1 {
-					t.Errorf("%s saw %s's refused line %d %d times", names[pi], names[si], n, seen[n])
-				}
-			}
-			seq := got[names[si]]
-			for k := 1; k < len(seq); k++ {
-				if seq[k] <= seq[k-1] {
-					t.Errorf("%s saw %s's lines out of order: %d after %d", names[pi], names[si], seq[k], seq[k-1])
-					break
-				}
-			}
-		}
-		for oi, other := range names {
-			if oi == pi {
-				continue
-			}
-			if n := s.count(leftLine(other)); n != 0 {
-				t.Errorf("%s saw %s leave %d times", names[pi], other, n)
-			}
-			if n := s.count(joinedLine(other)); n > 1 {
-				t.Errorf("%s saw %s arrive %d times", names[pi], other, n)
-			}
-		}
+// stealNames keeps trying the present names on every node until stop is
+// closed: none may be given to another session.
+func stealNames(t *testing.T, stop chan struct{}, names []string, nodes []*lobby.Server) {
+	for k := 0; ; k++ {
 		select {
-		case <-s.Done():
-			t.Errorf("%s's stream ended: %v", names[pi], s.Err())
-		default:
+		case <-stop:
+			return
+		case <-time.After(200 * time.Millisecond):
 		}
+		thief := newBrowser(t, nodes[k%3])
+		status, err := thief.postStatus("/join", map[string]any{"username": names[(k/3)%3]})
+		if err == nil && status/100 == 2 {
+			t.Errorf("%s's name was given to another session on node %d", names[(k/3)%3], k%3)
+		}
+	}
+}
+
+// checkFailoverStream checks what person pi's stream s saw: every line
+// answered 2xx once, no refused line twice, each person's lines in order,
+// nobody leaving or arriving twice, and the stream still open.
+func checkFailoverStream(t *testing.T, names []string, pi int, s *stream, results []failoverSaid) {
+	t.Helper()
+	line := regexp.MustCompile(`line ([a-z]+)-(\d+)`)
+	for si, r := range results {
+		if si == pi || len(r.ok) == 0 {
+			continue
+		}
+		s.waitForWithin(fmt.Sprintf("line %s-%d<", names[si], r.ok[len(r.ok)-1]), 20*time.Second)
+	}
+	got := map[string][]int{}
+	for _, e := range s.events() {
+		for _, m := range line.FindAllStringSubmatch(e.Text(), -1) {
+			n, _ := strconv.Atoi(m[2])
+			got[m[1]] = append(got[m[1]], n)
+		}
+	}
+	for si, r := range results {
+		seen := map[int]int{}
+		for _, n := range got[names[si]] {
+			seen[n]++
+		}
+		for _, n := range r.ok {
+			if seen[n] != 1 {
+				t.Errorf("%s saw %s's line %d (answered 2xx) %d times", names[pi], names[si], n, seen[n])
+			}
+		}
+		for _, n := range r.refused {
+			if seen[n] > 1 {
+				t.Errorf("%s saw %s's refused line %d %d times", names[pi], names[si], n, seen[n])
+			}
+		}
+		seq := got[names[si]]
+		for k := 1; k < len(seq); k++ {
+			if seq[k] <= seq[k-1] {
+				t.Errorf("%s saw %s's lines out of order: %d after %d", names[pi], names[si], seq[k], seq[k-1])
+				break
+			}
+		}
+	}
+	for oi, other := range names {
+		if oi == pi {
+			continue
+		}
+		if n := s.count(leftLine(other)); n != 0 {
+			t.Errorf("%s saw %s leave %d times", names[pi], other, n)
+		}
+		if n := s.count(joinedLine(other)); n > 1 {
+			t.Errorf("%s saw %s arrive %d times", names[pi], other, n)
+		}
+	}
+	select {
+	case <-s.Done():
+		t.Errorf("%s's stream ended: %v", names[pi], s.Err())
+	default:
 	}
 }
 

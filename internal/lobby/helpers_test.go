@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -477,6 +478,19 @@ func debugPeople(t testing.TB, b *browser) []string {
 	return people
 }
 
+// presenceBarrier has a newcomer named name enter srv's lobby and waits
+// until each of streams shows its arrival. The lobby's presence sends its
+// batches to a stream in order, so whatever it had queued for those
+// streams before (a doubled arrival, say) has reached them by then: a
+// check that something was announced once waits for this, not for a time.
+func presenceBarrier(t *testing.T, srv *lobby.Server, name string, streams ...*stream) {
+	t.Helper()
+	newBrowser(t, srv).enter(name)
+	for _, s := range streams {
+		s.waitFor(joinedLine(name))
+	}
+}
+
 // brianAndPhil starts a server (debug on) with Brian and Phil in the lobby
 // and quiet, and returns how many events Phil's stream holds by then, so a
 // test can check that what it does next changes nothing.
@@ -487,6 +501,9 @@ func brianAndPhil(t *testing.T) (srv *lobby.Server, brian, phil *browser, bs, ps
 	bs = brian.enter("brian")
 	ps = phil.enter("phil")
 	bs.waitFor(joinedLine("phil"))
-	time.Sleep(50 * time.Millisecond)
+	// Phil's own arrival is in his snapshot or in a diff after it: quiet
+	// once his list shows both.
+	want := map[string]bool{participantID("brian"): true, participantID("phil"): true}
+	ssetest.Eventually(t, waitLong, "phil's list shows brian and phil", func() bool { return maps.Equal(listModel(ps), want) })
 	return srv, brian, phil, bs, ps, ps.len()
 }

@@ -98,7 +98,7 @@ func TestHostileNames(t *testing.T) {
 	}
 
 	// Every selector any stream got is one of the page's own.
-	time.Sleep(100 * time.Millisecond)
+	presenceBarrier(t, srv, "after the hostile joins", ps)
 	removalRE := regexp.MustCompile(`(?m)^selector (.*)$`)
 	for _, e := range ps.events() {
 		for _, m := range removalRE.FindAllStringSubmatch(e.Text(), -1) {
@@ -331,7 +331,7 @@ func TestSlowBodiesTimedOut(t *testing.T) {
 	}
 
 	// A stream is not a slow body: it lives on.
-	time.Sleep(4 * bodyTimeout)
+	time.Sleep(4 * bodyTimeout) // negative check: a stream outlives four body timeouts
 	phil.say("after the body timeout")
 	ps.waitFor("<strong>phil</strong>: after the body timeout")
 	if err := ps.Err(); err != nil {

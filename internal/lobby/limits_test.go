@@ -63,7 +63,7 @@ func TestCrossSitePostsRefused(t *testing.T) {
 			}
 		}
 	}
-	time.Sleep(testGrace + 100*time.Millisecond)
+	time.Sleep(testGrace + 100*time.Millisecond) // negative check: what the refused requests caused would have come by now
 	if n := ps.len(); n != before {
 		t.Errorf("cross-site requests reached Phil's stream:\n%s", ps.dump())
 	}
@@ -132,7 +132,7 @@ func TestMissingAndForgedCookies(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(testGrace + 100*time.Millisecond)
+	time.Sleep(testGrace + 100*time.Millisecond) // negative check: what the forged cookies caused would have come by now
 	if n := ps.len(); n != before {
 		t.Errorf("forged cookies reached Phil's stream:\n%s", ps.dump())
 	}
@@ -255,7 +255,7 @@ func TestMessageRateLimited(t *testing.T) {
 	}
 	phil.say("phil is not limited")
 	ps.waitFor("phil is not limited")
-	time.Sleep(600 * time.Millisecond)
+	time.Sleep(600 * time.Millisecond) // pacing: the rate limiter refills with time
 	brian.say("after a pause")
 	ps.waitFor("after a pause")
 	if n := ps.count("spam"); n != ok {

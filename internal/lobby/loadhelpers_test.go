@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/sfere-go/sfere"
+	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
 // soak reports whether the long runs were asked for (SFERE_SOAK=1); the
@@ -108,14 +109,13 @@ func (c *lclient) join(name string) error {
 // and removals are counted by name; a few flags say whether the stream was
 // told to join again or to reconnect.
 //
-// It is not internal/ssetest's Client, on purpose: the load tests hold
-// thousands of probes for minutes, and a probe keeps only what it counts
-// (tick times, counters by name, the last few events), where the kit
-// keeps every event and, with KeepLines, every line for the client's
-// life; a light probe (dialOpts.light) stops parsing after the
-// participant list and only drains the socket, which the kit cannot do;
-// and the kit has no per-event callback to count with, so a probe on it
-// would have to poll and rescan its record.
+// It parses with the kit's parser (ssetest.ReadEvents) but is not the
+// kit's Client, on purpose: the load tests hold thousands of probes for
+// minutes, and a probe keeps only what it counts (tick times, counters by
+// name, the last few events), where the Client keeps every event and,
+// with KeepLines, every line for its life; and a light probe
+// (dialOpts.light) stops parsing after the participant list and only
+// drains the socket.
 type probe struct {
 	conn   net.Conn
 	opened time.Time
@@ -234,51 +234,43 @@ func (c *lclient) openProbe(read bool, o dialOpts) (*probe, error) {
 func (p *probe) read(body io.ReadCloser, light bool) {
 	defer close(p.done)
 	defer body.Close()
-	r := bufio.NewReaderSize(body, 64<<10)
-	var data []string
 	listed := false
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			p.mu.Lock()
-			p.err = err
-			p.mu.Unlock()
-			return
-		}
-		now := time.Now()
-		line = strings.TrimSuffix(line, "\n")
-		if light && listed {
-			_, err := io.Copy(io.Discard, r)
-			p.mu.Lock()
-			p.err = err
-			if err == nil {
-				p.err = io.EOF
-			}
-			p.mu.Unlock()
-			return
-		}
+	err := ssetest.ReadEvents(body, func(e ssetest.Event) error {
 		p.mu.Lock()
+		defer p.mu.Unlock()
+		switch {
+		case e.IsComment:
+			p.comments++
+		case len(e.Data) > 0:
+			p.event(e.Text(), e.At)
+			if !listed && strings.Contains(e.Data[0], `<ul id="participant-list">`) {
+				listed = true
+				close(p.listed)
+				if light {
+					return errLightProbe
+				}
+			}
+		}
+		return nil
+	}, func(line string) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
 		if !sseLineOK(line) && len(p.badLines) < 10 {
 			p.badLines = append(p.badLines, line)
 		}
-		switch {
-		case strings.HasPrefix(line, ":"):
-			p.comments++
-		case line == "":
-			if len(data) > 0 {
-				p.event(strings.Join(data, "\n"), now)
-				if !listed && strings.Contains(data[0], `<ul id="participant-list">`) {
-					listed = true
-					close(p.listed)
-				}
-			}
-			data = data[:0]
-		case strings.HasPrefix(line, "data: "):
-			data = append(data, line[len("data: "):])
+	})
+	if err == errLightProbe { // listed: only drain the socket now
+		if _, err = io.Copy(io.Discard, body); err == nil {
+			err = io.EOF
 		}
-		p.mu.Unlock()
 	}
+	p.mu.Lock()
+	p.err = err
+	p.mu.Unlock()
 }
+
+// errLightProbe stops a light probe's parsing once it is listed.
+var errLightProbe = errors.New("light probe: listed")
 
 // event records one event's data. p.mu is held.
 func (p *probe) event(data string, at time.Time) {

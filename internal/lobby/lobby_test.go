@@ -56,7 +56,10 @@ func TestJoinBothSeeEachOther(t *testing.T) {
 	}
 	bs.waitFor(joinedLine("phil"))
 
-	time.Sleep(100 * time.Millisecond)
+	if keys := debugPeople(t, phil); !slices.Equal(keys, []string{"brian", "phil"}) {
+		t.Errorf("debug keys = %q", keys)
+	}
+	presenceBarrier(t, srv, "carol", bs, ps)
 	if n := bs.count(joinedLine("phil")); n != 1 {
 		t.Errorf("Brian saw %d \"phil joined\" lines, want 1", n)
 	}
@@ -65,9 +68,6 @@ func TestJoinBothSeeEachOther(t *testing.T) {
 	}
 	if n := bs.count(joinedLine("brian")) + ps.count(joinedLine("phil")); n != 2 {
 		t.Errorf("own joined lines = %d, want one each", n)
-	}
-	if keys := debugPeople(t, phil); !slices.Equal(keys, []string{"brian", "phil"}) {
-		t.Errorf("debug keys = %q", keys)
 	}
 }
 
@@ -97,7 +97,7 @@ func TestTabCloseAnnouncesOneDeparture(t *testing.T) {
 			}
 
 			// Wait out more grace periods and heartbeats: still exactly one.
-			time.Sleep(testGrace + 3*300*time.Millisecond)
+			time.Sleep(testGrace + 3*300*time.Millisecond) // negative check: a second departure (grace or heartbeat) would come by now
 			if n := ps.count(leftLine("brian")); n != 1 {
 				t.Errorf("Phil saw %d \"brian left\" lines, want 1:\n%s", n, ps.dump())
 			}
@@ -151,7 +151,7 @@ func TestLeaveAnnouncesOnce(t *testing.T) {
 		t.Errorf("Brian's own stream got %d left lines about himself", n)
 	}
 
-	time.Sleep(testGrace + 3*heartbeat)
+	time.Sleep(testGrace + 3*heartbeat) // negative check: a second departure (grace or heartbeat) would come by now
 	if n := ps.count(leftLine("brian")); n != 1 {
 		t.Errorf("Phil saw %d \"brian left\" lines, want 1:\n%s", n, ps.dump())
 	}
@@ -167,7 +167,7 @@ func TestLeaveAnnouncesOnce(t *testing.T) {
 	// Coming back is a new arrival, announced once.
 	brian.enter("brian")
 	ps.waitFor(joinedLine("brian"))
-	time.Sleep(100 * time.Millisecond)
+	presenceBarrier(t, srv, "carol", ps)
 	if n := ps.count(joinedLine("brian")); n != 1 {
 		t.Errorf("Phil saw %d \"brian joined\" lines after the return, want 1", n)
 	}
@@ -195,7 +195,7 @@ func TestRefreshWithinGraceIsSilent(t *testing.T) {
 		t.Errorf("reopened stream's list: %s", list.Text())
 	}
 
-	time.Sleep(grace + 500*time.Millisecond)
+	time.Sleep(grace + 500*time.Millisecond) // negative check: a departure for the reload would come at grace
 	if n := ps.count(leftLine("brian")) + ps.count(removal("brian")); n != 0 {
 		t.Errorf("Phil saw a departure for a reload:\n%s", ps.dump())
 	}
@@ -266,7 +266,7 @@ func TestImpersonationRefused(t *testing.T) {
 	ps.waitFor(leftLine("mallory"))
 	bs.waitFor(leftLine("mallory"))
 	ms.waitEnd(waitLong)
-	time.Sleep(testGrace + 200*time.Millisecond)
+	time.Sleep(testGrace + 200*time.Millisecond) // negative check: what Mallory's requests caused would have come by now
 	if n := ps.count("<strong>brian</strong>") + ps.count("brian left"); n != 0 {
 		t.Errorf("Mallory spoke or left as Brian:\n%s", ps.dump())
 	}
@@ -338,7 +338,7 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 		}
 	}
 
-	time.Sleep(testGrace + 200*time.Millisecond)
+	time.Sleep(testGrace + 200*time.Millisecond) // negative check: what the bad requests caused would have come by now
 	if n := ps.len(); n != before {
 		t.Errorf("bad requests reached Phil's stream:\n%s", ps.dump())
 	}
@@ -460,7 +460,7 @@ func TestRenameIsLeaveThenJoin(t *testing.T) {
 	ps.waitFor(leftLine("brian"))
 	ps.waitFor(joinedLine("bob"))
 	bs.waitEnd(waitLong)
-	time.Sleep(testGrace + 200*time.Millisecond)
+	time.Sleep(testGrace + 200*time.Millisecond) // negative check: a second departure would come within a grace
 	if n := ps.count(leftLine("brian")); n != 1 {
 		t.Errorf("Phil saw %d \"brian left\" lines, want 1", n)
 	}

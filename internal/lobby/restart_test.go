@@ -41,9 +41,55 @@ func TestShutdownUnderLoad(t *testing.T) {
 	}
 	base := srv.URL()
 	tr := newTransport(t)
-	healthy := make([]*probe, streams)
-	var chatter *lclient
-	for i := range healthy {
+	healthy, chatter := openListed(t, base, tr, streams)
+	bad := openBadClients(t, srv, tr)
+	defer bad.slow.Close()
+	stopLoad := chatAndChurn(base, tr, chatter)
+	time.Sleep(500 * time.Millisecond) // pacing: the load runs a while before the shutdown
+
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = srv.Shutdown(ctx)
+	took := time.Since(start)
+	stopLoad()
+	if err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+	last := checkToldToReconnect(t, healthy, start)
+	t.Logf("%d streams + stalled + vanished + slow body + churn + chat: Shutdown returned after %v; last healthy stream ended after %v",
+		streams, took.Round(time.Millisecond), last.Round(time.Millisecond))
+	if took > 5*time.Second {
+		t.Errorf("shutdown took %v", took)
+	}
+	// The bad connections were closed by the server.
+	for what, c := range map[string]net.Conn{"stalled reader": bad.stalled.conn, "slow body": bad.slow} {
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		_, err := io.Copy(io.Discard, c)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Errorf("%s: connection still open after shutdown", what)
+		}
+	}
+	if bad.vanished != nil {
+		bad.vanished.close()
+	}
+	for _, p := range healthy {
+		p.close()
+	}
+	bad.stalled.close()
+	bad.slow.Close()
+	tr.CloseIdleConnections()
+	goleak.VerifyNone(t, ignore)
+}
+
+// openListed joins n users (user0000…) and opens their streams, each
+// listed before the next joins; the last user's client is returned too.
+func openListed(t *testing.T, base string, tr *http.Transport, n int) ([]*probe, *lclient) {
+	t.Helper()
+	probes := make([]*probe, n)
+	var last *lclient
+	for i := range probes {
 		c := newLClient(base, tr)
 		if err := c.join(fmt.Sprintf("user%04d", i)); err != nil {
 			t.Fatal(err)
@@ -55,46 +101,61 @@ func TestShutdownUnderLoad(t *testing.T) {
 		if err := p.waitListed(waitLong); err != nil {
 			t.Fatal(err)
 		}
-		healthy[i] = p
-		chatter = c
+		probes[i] = p
+		last = c
 	}
+	return probes, last
+}
 
-	// The bad ones.
+// badClients are the clients a shutdown must not wait for: one that stops
+// reading, one whose packets are dropped (nil where that is not
+// possible), and one that sends a request body too slowly.
+type badClients struct {
+	stalled, vanished *probe
+	slow              net.Conn
+}
+
+func openBadClients(t *testing.T, srv *lobby.Server, tr *http.Transport) badClients {
+	t.Helper()
+	var bad badClients
+	base := srv.URL()
 	sc := newLClient(base, tr)
 	if err := sc.join("stalled"); err != nil {
 		t.Fatal(err)
 	}
-	stalled, err := sc.openProbe(false, dialOpts{rcvbuf: 2048})
-	if err != nil {
+	var err error
+	if bad.stalled, err = sc.openProbe(false, dialOpts{rcvbuf: 2048}); err != nil {
 		t.Fatal(err)
 	}
-	var vanished *probe
 	if netfault.Available() == nil {
 		vc := newLClient(base, tr)
 		if err := vc.join("vanished"); err != nil {
 			t.Fatal(err)
 		}
-		if vanished, err = vc.openProbe(true, dialOpts{}); err != nil {
+		if bad.vanished, err = vc.openProbe(true, dialOpts{}); err != nil {
 			t.Fatal(err)
 		}
-		vanished.waitListed(waitLong)
-		local, remote := vanished.ports()
+		bad.vanished.waitListed(waitLong)
+		local, remote := bad.vanished.ports()
 		netfault.DropConn(t, local, remote)
 	}
-	slow, err := net.Dial("tcp", srv.Addr().String())
-	if err != nil {
+	if bad.slow, err = net.Dial("tcp", srv.Addr().String()); err != nil {
 		t.Fatal(err)
 	}
-	defer slow.Close()
-	fmt.Fprintf(slow, "POST /message HTTP/1.1\r\nHost: x\r\nDatastar-Request: true\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+	fmt.Fprintf(bad.slow, "POST /message HTTP/1.1\r\nHost: x\r\nDatastar-Request: true\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+	return bad
+}
 
-	// The load: chat and churn until the server is gone.
+// chatAndChurn has chatter post a line every 20 ms and four workers join
+// and open a stream in a loop, until the returned stop, which waits for
+// them. Its sleeps pace the load.
+func chatAndChurn(base string, tr *http.Transport, chatter *lclient) (stop func()) {
 	loadCtx, stopLoad := context.WithCancel(context.Background())
 	var load sync.WaitGroup
 	load.Go(func() {
 		for n := 0; loadCtx.Err() == nil; n++ {
 			chatter.post("/message", map[string]any{"message": fmt.Sprintf("tick %d", n)})
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // pacing: the chat load
 		}
 	})
 	for w := range 4 {
@@ -102,7 +163,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 			for n := 0; loadCtx.Err() == nil; n++ {
 				c := newLClient(base, tr)
 				if c.join(fmt.Sprintf("churn%d-%d", w, n)) != nil {
-					time.Sleep(20 * time.Millisecond)
+					time.Sleep(20 * time.Millisecond) // pacing: the churn load
 					continue
 				}
 				if p, err := c.openProbe(true, dialOpts{light: true}); err == nil {
@@ -112,19 +173,17 @@ func TestShutdownUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(500 * time.Millisecond)
-
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err = srv.Shutdown(ctx)
-	took := time.Since(start)
-	stopLoad()
-	load.Wait()
-	if err != nil {
-		t.Errorf("shutdown: %v", err)
+	return func() {
+		stopLoad()
+		load.Wait()
 	}
-	var last time.Duration
+}
+
+// checkToldToReconnect checks that every healthy stream ended cleanly
+// within 5 s of start, told to reconnect and told of no departure but a
+// churner's; it returns when the last one ended, after start.
+func checkToldToReconnect(t *testing.T, healthy []*probe, start time.Time) (last time.Duration) {
+	t.Helper()
 	for i, p := range healthy {
 		err, ended := p.waitEnd(5*time.Second - time.Since(start))
 		if !ended || !errors.Is(err, io.EOF) {
@@ -143,30 +202,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	t.Logf("%d streams + stalled + vanished + slow body + churn + chat: Shutdown returned after %v; last healthy stream ended after %v",
-		streams, took.Round(time.Millisecond), last.Round(time.Millisecond))
-	if took > 5*time.Second {
-		t.Errorf("shutdown took %v", took)
-	}
-	// The bad connections were closed by the server.
-	for what, c := range map[string]net.Conn{"stalled reader": stalled.conn, "slow body": slow} {
-		c.SetReadDeadline(time.Now().Add(3 * time.Second))
-		_, err := io.Copy(io.Discard, c)
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			t.Errorf("%s: connection still open after shutdown", what)
-		}
-	}
-	if vanished != nil {
-		vanished.close()
-	}
-	for _, p := range healthy {
-		p.close()
-	}
-	stalled.close()
-	slow.Close()
-	tr.CloseIdleConnections()
-	goleak.VerifyNone(t, ignore)
+	return last
 }
 
 // quietSlog is the test's logger, warnings only (the load is loud).
@@ -216,7 +252,7 @@ func testRestart(t *testing.T, how string) {
 		lobby.CrashForTest(a) // every connection breaks; nothing is said
 		defer a.Shutdown(context.Background())
 	}
-	time.Sleep(300 * time.Millisecond) // the clients retry against a closed port
+	time.Sleep(300 * time.Millisecond) // pacing: the clients retry against a closed port
 
 	opts.Addr = addr
 	var b *lobby.Server
@@ -227,7 +263,7 @@ func testRestart(t *testing.T, how string) {
 		if try > 50 {
 			t.Fatalf("restart on %s: %v", addr, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // pacing: retries until the old run frees the port
 	}
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -243,7 +279,7 @@ func testRestart(t *testing.T, how string) {
 	for _, c := range clients {
 		want[participantID(c.name)] = true
 	}
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // negative check: a second rejoin would come by now
 	for _, c := range clients {
 		c.mu.Lock()
 		p, rejoins, reconnects := c.cur, c.rejoins, c.reconnects
@@ -307,7 +343,7 @@ func (d *dsClient) run() {
 	for !d.stopped.Load() {
 		p, err := d.c.openProbe(true, dialOpts{})
 		if err != nil { // connection refused: the server is down
-			time.Sleep(backoff)
+			time.Sleep(backoff) // pacing: the client backs off as Datastar does
 			backoff = min(2*backoff, time.Second)
 			continue
 		}
@@ -335,17 +371,17 @@ func (d *dsClient) run() {
 			d.rejoins++
 			d.mu.Unlock()
 			for d.c.cookie = ""; d.c.join(d.name) != nil && !d.stopped.Load(); {
-				time.Sleep(backoff)
+				time.Sleep(backoff) // pacing: the client backs off as Datastar does
 			}
 		case reconnect:
 			d.mu.Lock()
 			d.reconnects++
 			d.mu.Unlock()
-			time.Sleep(100 * time.Millisecond) // data-init__delay
+			time.Sleep(100 * time.Millisecond) // pacing: data-init__delay
 		case errors.Is(err, io.EOF):
 			return // a normal end: Datastar does not retry
 		default: // a broken connection
-			time.Sleep(backoff)
+			time.Sleep(backoff) // pacing: the client backs off as Datastar does
 			backoff = min(2*backoff, time.Second)
 		}
 	}

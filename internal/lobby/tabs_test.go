@@ -43,7 +43,7 @@ func TestTwoTabsOfOneSession(t *testing.T) {
 
 	// One tab closes: nothing is said; the other still receives.
 	tab1.close()
-	time.Sleep(testGrace + 3*300*time.Millisecond)
+	time.Sleep(testGrace + 3*300*time.Millisecond) // negative check: a departure would come at grace, a heartbeat-found one soon after
 	if n := ps.count(leftLine("brian")) + ps.count(removal("brian")); n != 0 {
 		t.Fatalf("closing one of two tabs was announced:\n%s", ps.dump())
 	}
@@ -57,7 +57,7 @@ func TestTwoTabsOfOneSession(t *testing.T) {
 	if took := left.At.Sub(closed); took < testGrace {
 		t.Errorf("departure after %v, before the grace period (%v)", took, testGrace)
 	}
-	time.Sleep(testGrace + 3*300*time.Millisecond)
+	time.Sleep(testGrace + 3*300*time.Millisecond) // negative check: a second departure (grace or heartbeat) would come by now
 	if n := ps.count(leftLine("brian")); n != 1 {
 		t.Errorf("phil saw %d \"brian left\" lines, want 1", n)
 	}

@@ -51,7 +51,7 @@ func testVanishedPeer(t *testing.T, heartbeat, userTimeout, grace time.Duration)
 	t.Logf("vanished peer -> \"brian left the lobby\" at Phil after %v (heartbeat %v, user timeout %v, grace %v; limit %v)",
 		left.At.Sub(dropped).Round(time.Millisecond), heartbeat, userTimeout, grace, limit)
 
-	time.Sleep(grace + min(2*heartbeat, 3*time.Second))
+	time.Sleep(grace + min(2*heartbeat, 3*time.Second)) // negative check: a second departure (grace or heartbeat) would come by now
 	if n := ps.count(leftLine("brian")); n != 1 {
 		t.Errorf("Phil saw %d \"brian left\" lines, want 1:\n%s", n, ps.dump())
 	}

@@ -294,12 +294,13 @@ func (c *Client) setHead(resp *http.Response, err error) {
 }
 
 // add records one event.
-func (c *Client) add(e Event) {
+func (c *Client) add(e Event) error {
 	c.mu.Lock()
 	e.Seq = len(c.events)
 	c.events = append(c.events, e)
 	c.changedLocked()
 	c.mu.Unlock()
+	return nil
 }
 
 // addLine records one line of the body.

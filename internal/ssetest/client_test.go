@@ -340,7 +340,7 @@ func TestSeenLooksAtTheWholeRecord(t *testing.T) {
 		t.Fatalf("Seen(a) = %v", e)
 	}
 	go func() {
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // pacing: c comes while WaitSeen waits, usually
 		out <- "data: c\n\n"
 	}()
 	if e := c.WaitSeen(5*time.Second, Containing("data: c")); e.Seq != 2 {
@@ -388,7 +388,7 @@ func TestOpenConnOverPipeInASynctestBubble(t *testing.T) {
 				return
 			}
 			io.WriteString(server, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: now\n\n")
-			time.Sleep(time.Hour)
+			time.Sleep(time.Hour) // fake clock: an hour of the bubble
 			io.WriteString(server, "data: an hour later\n\n")
 		}()
 		c := OpenConn(t, client, DatastarPost("/sse", "{}"))

@@ -114,12 +114,20 @@ func Where(desc string, test func(Event) bool) Match {
 	return Match{Desc: desc, Test: test}
 }
 
-// parse reads an SSE body and hands each event and comment to emit, and
-// each line as it arrived (without its LF) to line if it is not nil, until
-// the body ends. Lines end with LF or CRLF (a lone CR, which the format
-// also allows, is not recognised: no server here writes it). It returns
-// the error that stopped the reading, io.EOF for a body that ended.
-func parse(r io.Reader, emit func(Event), keep func(string)) error {
+// ReadEvents reads an SSE body as a [Client] does, for a test that reads
+// a stream itself (a load probe): it hands each event and comment to emit
+// as it completes, stamped with its arrival time (Seq is left 0), and each
+// line as it arrived (without its LF) to line, if line is not nil, until
+// the body ends or emit returns an error. Lines end with LF or CRLF (a
+// lone CR, which the format also allows, is not recognised: no server here
+// writes it). It returns the error that stopped the reading (io.EOF for a
+// body that ended) or the one emit returned.
+func ReadEvents(r io.Reader, emit func(Event) error, line func(string)) error {
+	return parse(r, emit, line)
+}
+
+// parse is [ReadEvents].
+func parse(r io.Reader, emit func(Event) error, keep func(string)) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	var (
 		cur     Event
@@ -141,13 +149,17 @@ func parse(r io.Reader, emit func(Event), keep func(string)) error {
 		if line == "" {
 			if pending {
 				cur.At = now
-				emit(cur)
+				if err := emit(cur); err != nil {
+					return err
+				}
 			}
 			cur, pending = Event{}, false
 			continue
 		}
 		if text, ok := strings.CutPrefix(line, ":"); ok {
-			emit(Event{At: now, IsComment: true, Comment: strings.TrimPrefix(text, " ")})
+			if err := emit(Event{At: now, IsComment: true, Comment: strings.TrimPrefix(text, " ")}); err != nil {
+				return err
+			}
 			continue
 		}
 		field, value, _ := strings.Cut(line, ":")
@@ -180,9 +192,10 @@ func parse(r io.Reader, emit func(Event), keep func(string)) error {
 // ended by a blank line is dropped, as a browser drops it.
 func Parse(r io.Reader) ([]Event, error) {
 	var events []Event
-	err := parse(r, func(e Event) {
+	err := parse(r, func(e Event) error {
 		e.Seq = len(events)
 		events = append(events, e)
+		return nil
 	}, nil)
 	if err != io.EOF {
 		return events, err

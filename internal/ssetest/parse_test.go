@@ -1,6 +1,8 @@
 package ssetest
 
 import (
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,5 +26,33 @@ func TestParseReadsAWholeText(t *testing.T) {
 	}
 	if b.Type != "b" || b.Text() != "z" || b.Seq != 2 {
 		t.Errorf("last event %+v", b)
+	}
+}
+
+// ReadEvents hands over events and lines as they come, and stops at the
+// first error emit returns.
+func TestReadEventsStopsWhenEmitFails(t *testing.T) {
+	stop := errors.New("enough")
+	body := strings.NewReader("data: a\r\n\r\n: beat\n\ndata: b\n\ndata: c\n\n")
+	var got, lines []string
+	err := ReadEvents(body, func(e Event) error {
+		if e.IsComment {
+			got = append(got, ":"+e.Comment)
+			return nil
+		}
+		got = append(got, e.Text())
+		if e.Text() == "b" {
+			return stop
+		}
+		return nil
+	}, func(l string) { lines = append(lines, l) })
+	if err != stop {
+		t.Fatalf("ReadEvents returned %v, want emit's error", err)
+	}
+	if want := []string{"a", ":beat", "b"}; !slices.Equal(got, want) {
+		t.Errorf("events %q, want %q", got, want)
+	}
+	if want := []string{"data: a\r", "\r", ": beat", "", "data: b", ""}; !slices.Equal(lines, want) {
+		t.Errorf("lines %q, want %q", lines, want)
 	}
 }

@@ -43,7 +43,7 @@ func TestEventuallyWaitsForTheCondition(t *testing.T) {
 	var n atomic.Int64
 	go func() {
 		for range 5 {
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond) // pacing: the ticks Eventually waits for
 			n.Add(1)
 		}
 	}()

@@ -302,7 +302,7 @@ func (r *claimRace) check() {
 	for p, o := range won {
 		ssetest.Eventually(t, ceiling, "the bucket holds "+p+"'s claim", func() bool { return r.bucketOwner(p) == o })
 	}
-	time.Sleep(grace + 4*interval) // what else would be announced, if anything
+	time.Sleep(grace + 4*interval) // negative check: what else would be announced, if anything
 	for id, w := range r.watchers {
 		for p := range won {
 			if n := w.count(joined(p)); n != 1 {

@@ -261,7 +261,7 @@ func TestTabsOnTwoNodesAreOnePerson(t *testing.T) {
 	}
 
 	ta.Close()
-	time.Sleep(grace + 3*interval)
+	time.Sleep(grace + 3*interval) // negative check: a departure would come at grace, from any node
 	if n := ps.count(left("brian", "closed")); n != 0 {
 		t.Fatalf("closing one of two tabs (on two nodes) announced a departure")
 	}
@@ -269,7 +269,7 @@ func TestTabsOnTwoNodesAreOnePerson(t *testing.T) {
 	tb.Close()
 	ps.waitFor(left("brian", "closed"))
 	t.Logf("last tab closed on node b -> departure on node c's stream after %v (grace %v)", time.Since(closed).Round(time.Millisecond), grace)
-	time.Sleep(grace + 3*interval)
+	time.Sleep(grace + 3*interval) // negative check: a second departure, from any node, would come by now
 	if n := ps.count(`data-id="brian"`); n != 2 {
 		t.Errorf("phil saw %d events about brian, want 2 (one arrival, one departure)", n)
 	}
@@ -309,7 +309,7 @@ func TestLostNodesPeopleDepartOnce(t *testing.T) {
 		tb.waitFor(left("carol", "node-lost"))
 	}
 	t.Logf("lost node's person departed after %v (interval %v)", time.Since(crashed).Round(time.Millisecond), interval)
-	time.Sleep(grace + 5*interval)
+	time.Sleep(grace + 5*interval) // negative check: a second departure, from any node, would come by now
 	for _, tb := range []*tab{pa, pb} {
 		if n := tb.count(`data-id="carol" data-reason`); n != 1 {
 			t.Errorf("%d departures of carol, want 1", n)
@@ -343,7 +343,7 @@ func TestLeaveThroughAnotherNode(t *testing.T) {
 	}
 	ps.waitFor(left("carol", "left"))
 	ssetest.Eventually(t, waitLong, "carol's tab on b ends", cs.isEnded)
-	time.Sleep(grace + 4*interval)
+	time.Sleep(grace + 4*interval) // negative check: a second departure, from any node, would come by now
 	if n := ps.count(`data-id="carol"`); n != 2 {
 		t.Errorf("phil saw %d events about carol, want 2", n)
 	}
@@ -385,7 +385,7 @@ func TestSharedStateLostIsRebuilt(t *testing.T) {
 	if err := c.claim("phil", "s9"); !errors.Is(err, presence.ErrTaken) {
 		t.Errorf("a new node gave phil's name to another owner: %v", err)
 	}
-	time.Sleep(grace + 4*interval)
+	time.Sleep(grace + 4*interval) // negative check: a departure, from any node, would come by now
 	for who, tb := range map[string]*tab{"brian": bs, "phil": ps} {
 		if n := tb.count(`data-reason`); n != 0 {
 			t.Errorf("%s saw %d departures after the state was lost", who, n)

@@ -83,7 +83,7 @@ func TestResumeThroughAnotherNode(t *testing.T) {
 	// Longer than a claim lives in the bucket without being re-asserted:
 	// only the nodes' re-assertions keep it, and a node started now
 	// knows brian only from there.
-	time.Sleep(claimLife + interval)
+	time.Sleep(claimLife + interval) // negative check: the claim's life in the bucket (the NATS server's clock) runs out
 	d := startNodeResume(t, ns.ClientURL(), "d", time.Minute)
 	if err := d.claim("brian", "s9"); !errors.Is(err, presence.ErrTaken) {
 		t.Errorf("a node started while brian was away gave his name to another owner: %v", err)
@@ -99,7 +99,7 @@ func TestResumeThroughAnotherNode(t *testing.T) {
 			return strings.Contains(names(n.tracker.Members()), "brian")
 		})
 	}
-	time.Sleep(grace + 4*interval) // anything doubled would have come by now
+	time.Sleep(grace + 4*interval) // negative check: anything doubled would have come by now
 	leftAndBackOnce(t, "brian", "closed", tabs)
 	for id, n := range nodes {
 		if m, ok := n.tracker.Lookup(t.Context(), "s1"); !ok || !m.Present {
@@ -130,14 +130,14 @@ func TestResumeAfterNodeLost(t *testing.T) {
 	for _, tb := range tabs {
 		tb.waitFor(left("brian", "node-lost"))
 	}
-	time.Sleep(claimLife + interval) // the lost node's re-assertions have run out
+	time.Sleep(claimLife + interval) // negative check: the lost node's re-assertions have run out (the NATS server's clock)
 	takenEverywhere(t, "brian", "s1", map[string]*node{"a": a, "b": b})
 
 	a.open("s1") // the page reconnects through a
 	for _, tb := range tabs {
 		tb.waitFor(back("brian"))
 	}
-	time.Sleep(grace + 4*interval)
+	time.Sleep(grace + 4*interval) // negative check: anything doubled would have come by now
 	leftAndBackOnce(t, "brian", "node-lost", tabs)
 }
 
@@ -170,8 +170,8 @@ func TestResumeThroughRestartedNode(t *testing.T) {
 	pb := b.open("s2")
 	b.open("s1")
 	pa.waitFor(back("brian"))
-	pb.waitFor(back("brian")) // it never saw him leave, but it is a return
-	time.Sleep(grace + 4*interval)
+	pb.waitFor(back("brian"))      // it never saw him leave, but it is a return
+	time.Sleep(grace + 4*interval) // negative check: anything doubled would have come by now
 	leftAndBackOnce(t, "brian", "closed", map[string]*tab{"phil on a": pa})
 	if n := pb.count(`data-id="brian"`); n != 1 {
 		t.Errorf("phil on the restarted node saw %d events about brian, want 1 (back)", n)
@@ -198,7 +198,7 @@ func TestResumeWindowRunsOutEverywhere(t *testing.T) {
 	for name, tb := range tabs {
 		ssetest.Eventually(t, waitLong, name+" sees the new brian", func() bool { return tb.count(joined("brian")) == 2 })
 	}
-	time.Sleep(grace + 4*interval)
+	time.Sleep(grace + 4*interval) // negative check: anything doubled would have come by now
 	for name, tb := range tabs {
 		if n := tb.count(`data-id="brian" data-reason`); n != 1 {
 			t.Errorf("%s saw %d departures of brian, want 1", name, n)
@@ -227,7 +227,7 @@ func TestRenameWhileAwayAcrossNodes(t *testing.T) {
 	for _, tb := range tabs {
 		tb.waitFor(joined("bryan"))
 	}
-	time.Sleep(grace + 4*interval)
+	time.Sleep(grace + 4*interval) // negative check: anything doubled would have come by now
 	for name, tb := range tabs {
 		if n := tb.count(`data-id="brian"`); n != 2 {
 			t.Errorf("%s saw %d events about brian, want 2 (arrival, departure)", name, n)
@@ -253,7 +253,7 @@ func TestLeaveWhileAwayAcrossNodes(t *testing.T) {
 			t.Errorf("brian's owner holds a person on node %s after leaving", id)
 		}
 	}
-	time.Sleep(grace + 4*interval)
+	time.Sleep(grace + 4*interval) // negative check: anything doubled would have come by now
 	for name, tb := range tabs {
 		if n := tb.count(`data-id="brian"`); n != 2 {
 			t.Errorf("%s saw %d events about brian, want 2 (arrival, departure)", name, n)

@@ -108,64 +108,24 @@ func runFlood(cfg config, f floodConfig, l *lobbyProc) (res FloodResult) {
 	res.StartRSSMiB = l.server().RSSMiB
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c := newClient(l.url, cfg.conc, time.Minute)
-	tag := strconv.FormatInt(time.Now().UnixNano()%1e6, 36)
-
-	// Everyone in, each with a stream that is read to its end.
-	type member struct {
-		sid  string
-		seen chan struct{} // its stream showed the flooder's arrival
-	}
-	flooderName := "flooder-" + tag
-	var streams sync.WaitGroup
 	streamsCtx, endStreams := context.WithCancel(ctx)
-	hold := func(sid string, seen chan struct{}) error {
-		body, err := c.openStream(streamsCtx, sid, 0)
-		if err != nil {
-			return err
-		}
-		streams.Go(func() {
-			defer body.Close()
-			mark := [][]byte{[]byte(">" + flooderName + " joined the lobby<")}
-			s := newScanner(64<<10, mark, func(int, time.Time) { close(seen) }, nil)
-			_ = s.run(body)
-		})
-		return nil
-	}
-	members := make([]member, f.members)
-	var joinWG sync.WaitGroup
-	next := atomic.Int64{}
-	for range min(16, f.members) {
-		joinWG.Go(func() {
-			for i := int(next.Add(1) - 1); i < f.members; i = int(next.Add(1) - 1) {
-				name := fmt.Sprintf("%s-%05d-", tag, i)
-				name += strings.Repeat("x", max(0, f.nameLen-len(name)))
-				sid, err := c.join(ctx, name)
-				if err != nil {
-					errs.add("member join: " + errKind(err))
-					continue
-				}
-				members[i] = member{sid: sid, seen: make(chan struct{})}
-				if err := hold(sid, members[i].seen); err != nil {
-					errs.add("member stream: " + errKind(err))
-				}
-			}
-		})
-	}
-	joinWG.Wait()
-	flooder, err := c.join(ctx, flooderName)
+	tag := strconv.FormatInt(time.Now().UnixNano()%1e6, 36)
+	fl := &floodTrial{f: f, l: l, ctx: ctx, streamsCtx: streamsCtx, c: newClient(l.url, cfg.conc, time.Minute),
+		errs: &errs, flooderName: "flooder-" + tag}
+	fl.seat(tag)
+	flooder, err := fl.c.join(ctx, fl.flooderName)
 	if err == nil {
-		err = hold(flooder, make(chan struct{}))
+		err = fl.hold(flooder, make(chan struct{}))
 	}
 	if err != nil {
 		errs.add("flooder: " + errKind(err))
 		endStreams()
-		streams.Wait()
+		fl.streams.Wait()
 		return res
 	}
 	// Every member saw the flooder arrive: the arrivals are all out.
 	waitCtx, waited := context.WithTimeout(ctx, time.Minute)
-	for _, m := range members {
+	for _, m := range fl.members {
 		if m.seen == nil {
 			continue
 		}
@@ -183,7 +143,90 @@ func runFlood(cfg config, f floodConfig, l *lobbyProc) (res FloodResult) {
 	logf("flood: %d members and the flooder in; lobby RSS %.1f MiB (%.1f MiB at start), heap %.1f MiB",
 		f.members, res.BaselineRSSMiB, res.StartRSSMiB, res.HeapMiB[0])
 
-	// The flood, with the RSS sampled throughout.
+	fl.flood(&res, flooder)
+
+	// Everyone leaves; the RSS is followed for the history age (and a
+	// minute more, to say when it settled if it did not in time).
+	for _, sid := range append([]string{flooder}, sidsOf(fl.members, func(m floodMember) string { return m.sid })...) {
+		if sid == "" {
+			continue
+		}
+		if err := fl.c.leave(ctx, sid); err != nil {
+			errs.add("leave: " + errKind(err))
+		}
+	}
+	endStreams()
+	fl.streams.Wait()
+	fl.followRSS(&res)
+	return res
+}
+
+// floodMember is one member of the lobby the flood runs in.
+type floodMember struct {
+	sid  string
+	seen chan struct{} // its stream showed the flooder's arrival
+}
+
+// floodTrial is one snapshot flood under way: the members, each with a
+// stream read to its end, and the flooder.
+type floodTrial struct {
+	f           floodConfig
+	l           *lobbyProc
+	ctx         context.Context
+	streamsCtx  context.Context // the members' and the flooder's streams
+	c           *client
+	errs        *tally
+	flooderName string
+	members     []floodMember
+	streams     sync.WaitGroup
+}
+
+// hold opens sid's stream and reads it to its end; seen is closed when it
+// shows the flooder's arrival.
+func (fl *floodTrial) hold(sid string, seen chan struct{}) error {
+	body, err := fl.c.openStream(fl.streamsCtx, sid, 0)
+	if err != nil {
+		return err
+	}
+	fl.streams.Go(func() {
+		defer body.Close()
+		mark := [][]byte{[]byte(">" + fl.flooderName + " joined the lobby<")}
+		s := newScanner(64<<10, mark, func(int, time.Time) { close(seen) }, nil)
+		_ = s.run(body)
+	})
+	return nil
+}
+
+// seat has the members join, 16 at a time, each with a stream.
+func (fl *floodTrial) seat(tag string) {
+	f := fl.f
+	fl.members = make([]floodMember, f.members)
+	var joinWG sync.WaitGroup
+	next := atomic.Int64{}
+	for range min(16, f.members) {
+		joinWG.Go(func() {
+			for i := int(next.Add(1) - 1); i < f.members; i = int(next.Add(1) - 1) {
+				name := fmt.Sprintf("%s-%05d-", tag, i)
+				name += strings.Repeat("x", max(0, f.nameLen-len(name)))
+				sid, err := fl.c.join(fl.ctx, name)
+				if err != nil {
+					fl.errs.add("member join: " + errKind(err))
+					continue
+				}
+				fl.members[i] = floodMember{sid: sid, seen: make(chan struct{})}
+				if err := fl.hold(sid, fl.members[i].seen); err != nil {
+					fl.errs.add("member stream: " + errKind(err))
+				}
+			}
+		})
+	}
+	joinWG.Wait()
+}
+
+// flood has the flooder open its stream again and again, f.conc at a
+// time, for f.duration, the lobby's RSS sampled throughout.
+func (fl *floodTrial) flood(res *FloodResult, flooder string) {
+	f, l, ctx := fl.f, fl.l, fl.ctx
 	var (
 		opens    atomic.Int64
 		peak     atomic.Int64 // KiB
@@ -214,7 +257,7 @@ func runFlood(cfg config, f floodConfig, l *lobbyProc) (res FloodResult) {
 	for range f.conc {
 		wg.Go(func() {
 			for floodCtx.Err() == nil {
-				n, err := snapshotOnce(floodCtx, c, flooder, mark)
+				n, err := snapshotOnce(floodCtx, fl.c, flooder, mark)
 				switch {
 				case err == nil:
 					opens.Add(1)
@@ -222,7 +265,7 @@ func runFlood(cfg config, f floodConfig, l *lobbyProc) (res FloodResult) {
 					sizes = append(sizes, float64(n)/1024)
 					sizesMu.Unlock()
 				case floodCtx.Err() == nil:
-					errs.add("flood stream: " + errKind(err))
+					fl.errs.add("flood stream: " + errKind(err))
 				}
 			}
 		})
@@ -237,42 +280,33 @@ func runFlood(cfg config, f floodConfig, l *lobbyProc) (res FloodResult) {
 	res.HeapMiB[1] = heapMiB(ctx, l.url)
 	logf("flood: %d openings in %.1f s (%.0f/s, %.1f KiB each); lobby RSS peak %.1f MiB (+%.1f MiB, limit +%.1f), heap %.1f MiB",
 		res.Opens, elapsed.Seconds(), res.OpensPerSec, res.SnapshotKiB, res.PeakRSSMiB, res.GrowthMiB, res.GrowthLimitMiB, res.HeapMiB[1])
+}
 
-	// Everyone leaves; the RSS is followed for the history age (and a
-	// minute more, to say when it settled if it did not in time).
-	for _, sid := range append([]string{flooder}, sidsOf(members, func(m member) string { return m.sid })...) {
-		if sid == "" {
-			continue
-		}
-		if err := c.leave(ctx, sid); err != nil {
-			errs.add("leave: " + errKind(err))
-		}
-	}
-	endStreams()
-	streams.Wait()
+// followRSS samples the lobby's RSS every second once everyone left, for
+// the history age and until it settles (a minute more at most).
+func (fl *floodTrial) followRSS(res *FloodResult) {
 	left := time.Now()
 	limit := res.BaselineRSSMiB + 10
 	atAge := false
 	for next := time.Duration(0); ; next += time.Second {
 		time.Sleep(time.Until(left.Add(next)))
 		since := time.Since(left)
-		rss := l.server().RSSMiB
+		rss := fl.l.server().RSSMiB
 		if next%(5*time.Second) == 0 {
 			res.Samples = append(res.Samples, RSSSample{AtSec: since.Seconds(), RSSMiB: rss})
 		}
 		if res.SettleSec < 0 && rss <= limit {
 			res.SettleSec = since.Seconds()
 		}
-		if !atAge && since >= f.historyAge {
+		if !atAge && since >= fl.f.historyAge {
 			atAge = true
 			res.RSSAtAgeMiB = rss
-			res.HeapMiB[2] = heapMiB(ctx, l.url)
+			res.HeapMiB[2] = heapMiB(fl.ctx, fl.l.url)
 		}
-		if atAge && (res.SettleSec >= 0 || since >= f.historyAge+time.Minute) {
+		if atAge && (res.SettleSec >= 0 || since >= fl.f.historyAge+time.Minute) {
 			break
 		}
 	}
-	return res
 }
 
 func sidsOf[T any](xs []T, f func(T) string) []string {

@@ -692,7 +692,6 @@ func (t *rcTrial) apply(p *rcPerson, ev *rcEvent, stamps [][2]int64, now time.Ti
 // storm breaks every stream at once, waits until all are live again, closes
 // the window and checks it. from is the window's start.
 func (t *rcTrial) storm(l *lobbyProc, positions bool, from int64) (BreakResult, int64) {
-	cfg := t.cfg
 	n := len(t.people)
 	res := BreakResult{Positions: positions, LoadAvg: host.LoadAvg()}
 	t.positions.Store(positions)
@@ -702,26 +701,64 @@ func (t *rcTrial) storm(l *lobbyProc, positions bool, from int64) (BreakResult, 
 	}
 	var errs0 = t.errs.total()
 	srv0, cpu0, net0, read0 := l.server(), cpuTime(), host.Read(), t.bytesRead.Load()
+	at := t.breakAll(&res)
+	logf("reconnect %d: broke every stream in %v; reconnecting %s", n, time.Since(at).Round(time.Millisecond), mode)
 
-	// The break: every connection reset at once, from the client side.
-	// An abortive close (SO_LINGER 0: the socket sends RST and is gone)
-	// models a network break better than a plain close. A break is what a
-	// proxy, NAT or load balancer dropping the connection does, or the
-	// client's OS tearing its sockets down on a network change: abortive,
-	// nothing more is delivered, no orderly FIN exchange as a closing tab
-	// makes (a plain close would also leave the client's end in
-	// TIME_WAIT, holding the fixed local port the reconnect binds again).
-	// The lobby sees either end at once, as a closed tab (not a vanished
-	// peer, which departs at once), so the person's grace starts at the
-	// break: the strictest case. A silent break (packets dropped, the
-	// lobby learns only from its heartbeat and TCP user timeout) would
-	// need nftables (root), as the lobby's vanished-peer tests use.
-	//
-	// Go resets the socket when its last user lets go of it: the reader
-	// goroutine, woken by Close. A busy tool spreads the resets over the
-	// loop's time (BreakMs); each stream is timed from its own reset.
-	// First each person's break state (under the locks the readers take),
-	// then the break itself, without a lock.
+	t.waitResumed(at)
+	allAt := time.Now()
+	srv := l.server()
+	res.LobbyCPUSec = max(0, srv.CPUSec-srv0.CPUSec)
+	if srv.Exited {
+		t.errs.add(fmt.Sprintf("the lobby process died during the storm: %s", strings.Join(srv.Crash, " | ")))
+	}
+	res.ClientCPUSec = seconds(cpuTime() - cpu0)
+	res.Net = host.Read().Sub(net0)
+	res.ReadMiB = float64(t.bytesRead.Load()-read0) / (1 << 20)
+	res.Resumed = t.resumed()
+	if nt := t.noticed.Load(); nt != 0 {
+		res.NoticedMs = float64(nt-at.UnixNano()) / 1e6
+	}
+	if res.Resumed == n {
+		var last int64
+		for _, p := range t.people {
+			p.mu.Lock()
+			last = max(last, p.b.resumedAt)
+			p.mu.Unlock()
+		}
+		res.AllResumedSec = float64(last-at.UnixNano()) / 1e9
+		logf("reconnect %d: all resumed %.2f s after the break", n, res.AllResumedSec)
+	} else {
+		t.errs.add(fmt.Sprintf("%s: %d of %d streams resumed within %v", mode, res.Resumed, n, t.cfg.resumeTimeout))
+	}
+
+	seqs, to := t.closeWindow(&res, allAt, from)
+	t.checkStreams(&res, seqs)
+	t.judge(&res, srv, errs0)
+	return res, to
+}
+
+// breakAll breaks every stream at once and returns when the break began.
+//
+// The break: every connection reset at once, from the client side.
+// An abortive close (SO_LINGER 0: the socket sends RST and is gone)
+// models a network break better than a plain close. A break is what a
+// proxy, NAT or load balancer dropping the connection does, or the
+// client's OS tearing its sockets down on a network change: abortive,
+// nothing more is delivered, no orderly FIN exchange as a closing tab
+// makes (a plain close would also leave the client's end in
+// TIME_WAIT, holding the fixed local port the reconnect binds again).
+// The lobby sees either end at once, as a closed tab (not a vanished
+// peer, which departs at once), so the person's grace starts at the
+// break: the strictest case. A silent break (packets dropped, the
+// lobby learns only from its heartbeat and TCP user timeout) would
+// need nftables (root), as the lobby's vanished-peer tests use.
+//
+// Go resets the socket when its last user lets go of it: the reader
+// goroutine, woken by Close. A busy tool spreads the resets over the
+// loop's time (BreakMs); each stream is timed from its own reset.
+// First each person's break state (under the locks the readers take),
+// then the break itself, without a lock.
+func (t *rcTrial) breakAll(res *BreakResult) time.Time {
 	for _, p := range t.people {
 		p.mu.Lock()
 		p.b = rcBreak{at: 1, retry: p.retry}
@@ -738,64 +775,48 @@ func (t *rcTrial) storm(l *lobbyProc, positions bool, from int64) (BreakResult, 
 		}
 		_ = rc.c.Close()
 	}
-	res.Broken = n
+	res.Broken = len(t.people)
 	res.BreakMs = ms(time.Since(at))
 	for _, p := range t.people {
 		p.mu.Lock()
 		p.b.at = p.brokeAt.Load()
 		p.mu.Unlock()
 	}
-	logf("reconnect %d: broke every stream in %v; reconnecting %s", n, time.Since(at).Round(time.Millisecond), mode)
+	return at
+}
 
-	// Wait until every stream is live again.
-	resumed := func() int {
-		k := 0
-		for _, p := range t.people {
-			p.mu.Lock()
-			if p.b.resumedAt != 0 {
-				k++
-			}
-			p.mu.Unlock()
+// resumed counts the streams live again since the break.
+func (t *rcTrial) resumed() int {
+	k := 0
+	for _, p := range t.people {
+		p.mu.Lock()
+		if p.b.resumedAt != 0 {
+			k++
 		}
-		return k
+		p.mu.Unlock()
 	}
-	deadline := at.Add(cfg.resumeTimeout)
+	return k
+}
+
+// waitResumed waits until every stream is live again, or -resume-timeout
+// after the break at at.
+func (t *rcTrial) waitResumed(at time.Time) {
+	n := len(t.people)
+	deadline := at.Add(t.cfg.resumeTimeout)
 	lastLog := time.Now()
-	for resumed() < n && time.Now().Before(deadline) {
+	for t.resumed() < n && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
-		if cfg.progress && time.Since(lastLog) > 2*time.Second {
+		if t.cfg.progress && time.Since(lastLog) > 2*time.Second {
 			lastLog = time.Now()
-			logf("reconnect %d: %.0f s after the break, %d resumed", n, time.Since(at).Seconds(), resumed())
+			logf("reconnect %d: %.0f s after the break, %d resumed", n, time.Since(at).Seconds(), t.resumed())
 		}
 	}
-	allAt := time.Now()
-	srv := l.server()
-	res.LobbyCPUSec = max(0, srv.CPUSec-srv0.CPUSec)
-	if srv.Exited {
-		t.errs.add(fmt.Sprintf("the lobby process died during the storm: %s", strings.Join(srv.Crash, " | ")))
-	}
-	res.ClientCPUSec = seconds(cpuTime() - cpu0)
-	res.Net = host.Read().Sub(net0)
-	res.ReadMiB = float64(t.bytesRead.Load()-read0) / (1 << 20)
-	res.Resumed = resumed()
-	if nt := t.noticed.Load(); nt != 0 {
-		res.NoticedMs = float64(nt-at.UnixNano()) / 1e6
-	}
-	if res.Resumed == n {
-		var last int64
-		for _, p := range t.people {
-			p.mu.Lock()
-			last = max(last, p.b.resumedAt)
-			p.mu.Unlock()
-		}
-		res.AllResumedSec = float64(last-at.UnixNano()) / 1e9
-		logf("reconnect %d: all resumed %.2f s after the break", n, res.AllResumedSec)
-	} else {
-		t.errs.add(fmt.Sprintf("%s: %d of %d streams resumed within %v", mode, res.Resumed, n, cfg.resumeTimeout))
-	}
+}
 
-	// Close the window after -post more chat, and let its lines arrive.
-	time.Sleep(time.Until(allAt.Add(cfg.post)))
+// closeWindow closes the window after -post more chat from allAt, and
+// lets its lines arrive; it returns the window's lines and its end.
+func (t *rcTrial) closeWindow(res *BreakResult, allAt time.Time, from int64) ([]int, int64) {
+	time.Sleep(time.Until(allAt.Add(t.cfg.post)))
 	to := time.Now().UnixNano()
 	res.WindowS = float64(to-from) / 1e9
 	var seqs []int
@@ -808,7 +829,7 @@ func (t *rcTrial) storm(l *lobbyProc, positions bool, from int64) (BreakResult, 
 		time.Sleep(10 * time.Millisecond)
 	}
 	res.Lines = len(seqs)
-	if len(seqs) > 0 && res.Resumed == n {
+	if len(seqs) > 0 && res.Resumed == len(t.people) {
 		// Lines of one speaker arrive in order: once every stream has the
 		// window's last line of every speaker, no line of it is on its way.
 		lastOf := make(map[int]int)
@@ -835,10 +856,14 @@ func (t *rcTrial) storm(l *lobbyProc, positions bool, from int64) (BreakResult, 
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	return seqs, to
+}
 
-	// The checks, stream by stream.
+// checkStreams checks the window's lines seqs on every stream, and
+// resets each stream's break record.
+func (t *rcTrial) checkStreams(res *BreakResult, seqs []int) {
 	var resume, connect, reopen, retry, replayed, lost, lists []float64
-	res.Expected = int64(len(seqs)) * int64(n)
+	res.Expected = int64(len(seqs)) * int64(len(t.people))
 	for _, p := range t.people {
 		p.mu.Lock()
 		var pl int64
@@ -904,7 +929,12 @@ func (t *rcTrial) storm(l *lobbyProc, positions bool, from int64) (BreakResult, 
 	res.Lists = percentiles(lists)
 	res.Resume, res.Connect, res.Reopen, res.RetryMs, res.Replayed, res.LostPerStream =
 		percentiles(resume), percentiles(connect), percentiles(reopen), percentiles(retry), percentiles(replayed), percentiles(lost)
+}
 
+// judge turns what the checks found into the break's errors.
+func (t *rcTrial) judge(res *BreakResult, srv Server, errs0 int) {
+	n := len(t.people)
+	positions := res.Positions
 	fail := func(format string, args ...any) { res.Errors = append(res.Errors, fmt.Sprintf(format, args...)) }
 	if positions && res.Gaps > 0 {
 		fail("%d lines missing between lines a stream delivered (gaps)", res.Gaps)
@@ -942,7 +972,6 @@ func (t *rcTrial) storm(l *lobbyProc, positions bool, from int64) (BreakResult, 
 	if e := t.errs.total() - errs0; e > 0 {
 		fail("%d errors during the storm (see the trial's errors)", e)
 	}
-	return res, to
 }
 
 func printReconnect(r ReconnectResult) {

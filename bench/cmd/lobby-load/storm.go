@@ -73,185 +73,215 @@ func runStorm(cfg config, l *lobbyProc, n int) StormResult {
 	res := StormResult{N: n, Conc: cfg.conc, Started: time.Now().UTC(), LoadAvg: host.LoadAvg()}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
 	defer cancel()
-	c := newClient(l.url, cfg.conc, cfg.timeout)
-	tag := strconv.FormatInt(time.Now().UnixNano()%1e6, 36)
-	chatText := "storm-chat-" + tag
-	people := make([]*stormPerson, n)
-	for i := range people {
-		people[i] = &stormPerson{name: fmt.Sprintf("st%s-%05d", tag, i)}
-	}
-	var (
-		errs     tally
-		joined   atomic.Int64
-		streams  atomic.Int64
-		arrived  atomic.Int64
-		arrivals = make(chan int, n)
-		readers  sync.WaitGroup
-		ending   atomic.Bool
-		cpu0     = cpuTime()
-		net0     = host.Read()
-		srv0     = l.server()
-		jobs     = make(chan int)
-		workers  sync.WaitGroup
-		t0       time.Time
-	)
-	read := func(i int, body io.ReadCloser) {
-		defer readers.Done()
-		defer body.Close()
-		p := people[i]
-		marks := [][]byte{[]byte(">" + p.name + " joined the lobby<"), []byte(chatText)}
-		s := newScanner(16<<10, marks, func(m int, at time.Time) {
-			switch m {
-			case 0:
-				p.arrived.Store(at.UnixNano())
-				arrived.Add(1)
-				arrivals <- i
-			case 1:
-				p.chat.Store(at.UnixNano())
-			}
-		}, nil)
-		err := s.run(body)
-		if !ending.Load() {
-			errs.add("stream ended before the trial did: " + errKind(err))
-		}
-	}
-	for range cfg.conc {
-		workers.Go(func() {
-			for i := range jobs {
-				p := people[i]
-				p.joinStart = time.Now().UnixNano()
-				sid, err := c.join(ctx, p.name)
-				p.joinDone = time.Now().UnixNano()
-				if err != nil {
-					errs.add(errKind(err))
-					continue
-				}
-				p.sid = sid
-				joined.Add(1)
-				port := 0
-				if cfg.srcPort > 0 {
-					port = cfg.srcPort + i
-				}
-				body, err := c.openStream(ctx, sid, port)
-				if err != nil {
-					errs.add(errKind(err))
-					continue
-				}
-				streams.Add(1)
-				readers.Add(1)
-				go read(i, body)
-			}
-		})
-	}
-
-	// The chat line: said by the first person in, once -chat-at of the
-	// people are in, to everyone who is in at that moment.
-	var (
-		chatSent    atomic.Int64 // unix nanos just before the POST
-		chatPresent []int
-		chatPostMs  float64
-		chatDone    = make(chan struct{})
-	)
-	threshold := max(2, int(math.Ceil(cfg.chatAt*float64(n))))
+	t := newStormTrial(ctx, cfg, l, n)
+	cpu0, net0, srv0 := cpuTime(), host.Read(), l.server()
+	t.startWorkers()
+	go t.sayChatLine()
+	t.t0 = time.Now()
 	go func() {
-		defer close(chatDone)
-		first, count := -1, 0
-		for {
-			select {
-			case i := <-arrivals:
-				count++
-				if first < 0 {
-					first = i
-				}
-			case <-ctx.Done():
-				return
-			}
-			if count < threshold || chatSent.Load() != 0 {
-				if count == n {
-					return
-				}
-				continue
-			}
-			for j, p := range people {
-				if p.arrived.Load() != 0 {
-					chatPresent = append(chatPresent, j)
-				}
-			}
-			start := time.Now()
-			chatSent.Store(start.UnixNano())
-			if err := c.say(ctx, people[first].sid, chatText); err != nil {
-				errs.add("chat line: " + errKind(err))
-			}
-			chatPostMs = ms(time.Since(start))
-			if count == n {
-				return
-			}
-		}
-	}()
-
-	t0 = time.Now()
-	go func() {
-		defer close(jobs)
+		defer close(t.jobs)
 		for i := range n {
 			select {
-			case jobs <- i:
+			case t.jobs <- i:
 			case <-ctx.Done():
 				return
 			}
 		}
 	}()
-
-	// Wait until everyone is in and everyone present got the chat line, or
-	// the timeout.
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	lastLog := time.Now()
-	chatReached := func() bool {
-		if chatSent.Load() == 0 {
-			return n < threshold
-		}
-		for _, j := range chatPresent {
-			if people[j].chat.Load() == 0 {
-				return false
-			}
-		}
-		return true
-	}
-wait:
-	for {
-		select {
-		case <-ctx.Done():
-			errs.add(fmt.Sprintf("timeout after %v: %d of %d people saw their own arrival", cfg.timeout, arrived.Load(), n))
-			break wait
-		case <-tick.C:
-		}
-		if arrived.Load() == int64(n) {
-			<-chatDone
-			if chatReached() {
-				break wait
-			}
-		}
-		if cfg.progress && time.Since(lastLog) > 5*time.Second {
-			lastLog = time.Now()
-			logf("storm %d: %.0f s, %d joined, %d streams, %d in", n, time.Since(t0).Seconds(), joined.Load(), streams.Load(), arrived.Load())
-		}
-	}
+	t.waitAllIn()
 	res.Server = l.server()
 	res.Server.CPUSec -= srv0.CPUSec
 	res.LoadEnd = host.LoadAvg()
 	res.Net = host.Read().Sub(net0)
 	res.ClientCPUSec = seconds(cpuTime() - cpu0)
 
-	ending.Store(true)
+	t.ending.Store(true)
 	cancel() // ends every stream
-	workers.Wait()
-	readers.Wait()
-	<-chatDone
+	t.workers.Wait()
+	t.readers.Wait()
+	<-t.chatDone
+	t.results(&res)
+	return res
+}
 
-	res.Joined, res.Streams, res.Arrived = int(joined.Load()), int(streams.Load()), int(arrived.Load())
+// stormTrial is one join storm under way.
+type stormTrial struct {
+	cfg      config
+	ctx      context.Context
+	c        *client
+	n        int
+	people   []*stormPerson
+	chatText string
+	errs     tally
+	joined   atomic.Int64
+	streams  atomic.Int64
+	arrived  atomic.Int64
+	arrivals chan int // people who saw their own arrival, in turn
+	readers  sync.WaitGroup
+	ending   atomic.Bool
+	jobs     chan int // the people whose turn came
+	workers  sync.WaitGroup
+	t0       time.Time // the storm's first request
+
+	// The chat line: said by the first person in, once -chat-at of the
+	// people are in, to everyone who is in at that moment.
+	threshold   int
+	chatSent    atomic.Int64 // unix nanos just before the POST
+	chatPresent []int
+	chatPostMs  float64
+	chatDone    chan struct{}
+}
+
+func newStormTrial(ctx context.Context, cfg config, l *lobbyProc, n int) *stormTrial {
+	tag := strconv.FormatInt(time.Now().UnixNano()%1e6, 36)
+	t := &stormTrial{cfg: cfg, ctx: ctx, c: newClient(l.url, cfg.conc, cfg.timeout), n: n,
+		people: make([]*stormPerson, n), chatText: "storm-chat-" + tag,
+		arrivals: make(chan int, n), jobs: make(chan int), chatDone: make(chan struct{}),
+		threshold: max(2, int(math.Ceil(cfg.chatAt*float64(n))))}
+	for i := range t.people {
+		t.people[i] = &stormPerson{name: fmt.Sprintf("st%s-%05d", tag, i)}
+	}
+	return t
+}
+
+// startWorkers starts cfg.conc workers that take the people from t.jobs:
+// each joins, opens its stream and hands it to a reader.
+func (t *stormTrial) startWorkers() {
+	for range t.cfg.conc {
+		t.workers.Go(func() {
+			for i := range t.jobs {
+				p := t.people[i]
+				p.joinStart = time.Now().UnixNano()
+				sid, err := t.c.join(t.ctx, p.name)
+				p.joinDone = time.Now().UnixNano()
+				if err != nil {
+					t.errs.add(errKind(err))
+					continue
+				}
+				p.sid = sid
+				t.joined.Add(1)
+				port := 0
+				if t.cfg.srcPort > 0 {
+					port = t.cfg.srcPort + i
+				}
+				body, err := t.c.openStream(t.ctx, sid, port)
+				if err != nil {
+					t.errs.add(errKind(err))
+					continue
+				}
+				t.streams.Add(1)
+				t.readers.Add(1)
+				go t.read(i, body)
+			}
+		})
+	}
+}
+
+// read reads person i's stream for its own arrival and the chat line.
+func (t *stormTrial) read(i int, body io.ReadCloser) {
+	defer t.readers.Done()
+	defer body.Close()
+	p := t.people[i]
+	marks := [][]byte{[]byte(">" + p.name + " joined the lobby<"), []byte(t.chatText)}
+	s := newScanner(16<<10, marks, func(m int, at time.Time) {
+		switch m {
+		case 0:
+			p.arrived.Store(at.UnixNano())
+			t.arrived.Add(1)
+			t.arrivals <- i
+		case 1:
+			p.chat.Store(at.UnixNano())
+		}
+	}, nil)
+	err := s.run(body)
+	if !t.ending.Load() {
+		t.errs.add("stream ended before the trial did: " + errKind(err))
+	}
+}
+
+// sayChatLine counts the arrivals and has the first person in say the
+// chat line once t.threshold people are in; it closes t.chatDone once
+// everyone is in, the line said, or the trial's context is done.
+func (t *stormTrial) sayChatLine() {
+	defer close(t.chatDone)
+	first, count := -1, 0
+	for {
+		select {
+		case i := <-t.arrivals:
+			count++
+			if first < 0 {
+				first = i
+			}
+		case <-t.ctx.Done():
+			return
+		}
+		if count < t.threshold || t.chatSent.Load() != 0 {
+			if count == t.n {
+				return
+			}
+			continue
+		}
+		for j, p := range t.people {
+			if p.arrived.Load() != 0 {
+				t.chatPresent = append(t.chatPresent, j)
+			}
+		}
+		start := time.Now()
+		t.chatSent.Store(start.UnixNano())
+		if err := t.c.say(t.ctx, t.people[first].sid, t.chatText); err != nil {
+			t.errs.add("chat line: " + errKind(err))
+		}
+		t.chatPostMs = ms(time.Since(start))
+		if count == t.n {
+			return
+		}
+	}
+}
+
+// waitAllIn waits until everyone is in and everyone present got the chat
+// line, or the timeout.
+func (t *stormTrial) waitAllIn() {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	lastLog := time.Now()
+	chatReached := func() bool {
+		if t.chatSent.Load() == 0 {
+			return t.n < t.threshold
+		}
+		for _, j := range t.chatPresent {
+			if t.people[j].chat.Load() == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	for {
+		select {
+		case <-t.ctx.Done():
+			t.errs.add(fmt.Sprintf("timeout after %v: %d of %d people saw their own arrival", t.cfg.timeout, t.arrived.Load(), t.n))
+			return
+		case <-tick.C:
+		}
+		if t.arrived.Load() == int64(t.n) {
+			<-t.chatDone
+			if chatReached() {
+				return
+			}
+		}
+		if t.cfg.progress && time.Since(lastLog) > 5*time.Second {
+			lastLog = time.Now()
+			logf("storm %d: %.0f s, %d joined, %d streams, %d in", t.n, time.Since(t.t0).Seconds(), t.joined.Load(), t.streams.Load(), t.arrived.Load())
+		}
+	}
+}
+
+// results fills res with the counts, the times and the chat line's
+// delivery, once the trial has ended.
+func (t *stormTrial) results(res *StormResult) {
+	res.Joined, res.Streams, res.Arrived = int(t.joined.Load()), int(t.streams.Load()), int(t.arrived.Load())
 	var since, own, join []float64
-	t0n := t0.UnixNano()
-	for _, p := range people {
+	t0n := t.t0.UnixNano()
+	for _, p := range t.people {
 		if p.joinDone != 0 {
 			join = append(join, float64(p.joinDone-p.joinStart)/1e6)
 		}
@@ -261,25 +291,24 @@ wait:
 		}
 	}
 	res.Arrival, res.OwnWait, res.JoinMs = percentiles(since), percentiles(own), percentiles(join)
-	if res.Arrived == n {
+	if res.Arrived == t.n {
 		res.AllInSec = res.Arrival.Max
 	}
-	if sent := chatSent.Load(); sent != 0 {
+	if sent := t.chatSent.Load(); sent != 0 {
 		var d []float64
-		for _, j := range chatPresent {
-			if got := people[j].chat.Load(); got != 0 {
+		for _, j := range t.chatPresent {
+			if got := t.people[j].chat.Load(); got != 0 {
 				d = append(d, float64(got-sent)/1e6)
 			}
 		}
-		res.Chat = StormChat{SaidAtSec: float64(sent-t0n) / 1e9, Present: len(chatPresent), Reached: len(d), Delivery: percentiles(d), PostMs: chatPostMs}
-		if len(d) < len(chatPresent) {
-			errs.add(fmt.Sprintf("the chat line reached %d of the %d people present", len(d), len(chatPresent)))
+		res.Chat = StormChat{SaidAtSec: float64(sent-t0n) / 1e9, Present: len(t.chatPresent), Reached: len(d), Delivery: percentiles(d), PostMs: t.chatPostMs}
+		if len(d) < len(t.chatPresent) {
+			t.errs.add(fmt.Sprintf("the chat line reached %d of the %d people present", len(d), len(t.chatPresent)))
 		}
-	} else if n >= threshold {
-		errs.add("the chat line was never said")
+	} else if t.n >= t.threshold {
+		t.errs.add("the chat line was never said")
 	}
-	res.Errors = errs.lines()
-	return res
+	res.Errors = t.errs.lines()
 }
 
 func printStorm(r StormResult) {

@@ -160,17 +160,8 @@ func runTrial(cfg trialConfig, bin, label, serverMode string, n, k, run int) (t 
 	if refused != "" {
 		logf("  %s: %s", mode, refused)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		st, err := cl.stats()
-		if err == nil && st.Streams >= t.Held {
-			break
-		}
-		if time.Now().After(deadline) {
-			fail(fmt.Errorf("server holds %d of %d streams after 20s", st.Streams, t.Held))
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := waitHeld(cl, t.Held); err != nil {
+		fail(err)
 	}
 	t.ConnectSec = time.Since(start).Seconds()
 	logf("  %s N=%d: %d streams held, connected in %.2fs", mode, n, t.Held, t.ConnectSec)
@@ -179,116 +170,14 @@ func runTrial(cfg trialConfig, bin, label, serverMode string, n, k, run int) (t 
 	}
 
 	time.Sleep(cfg.settle)
-	if st, err := cl.stats(); err == nil {
-		t.RSSIdle, t.Goroutines, t.StackInuse, t.HeapInuse = st.RSSBytes, st.Goroutines, st.StackInuse, st.HeapInuse
-		t.RSSPerStreamKiB = float64(st.RSSBytes-t.RSSBase) / float64(t.Held) / 1024
-	}
-	if st, err := cl.gc(); err == nil {
-		t.RSSIdleGC = st.RSSBytes
-		t.GCPerStreamKiB = float64(st.RSSBytes-t.RSSBase) / float64(t.Held) / 1024
-	}
-	if cfg.profileDir != "" && slices.Contains(cfg.profileModes, mode) {
-		path := filepath.Join(cfg.profileDir, fmt.Sprintf("heap-idle-%s-%d-run%d.pprof", mode, t.Held, run))
-		if err := srv.heapProfile(path); err != nil {
-			logf("  heap profile: %v", err)
-		}
-	}
-
+	idleMemory(cfg, cl, srv, &t)
 	seq := uint64(1)
-	want := int64(t.Held)
-
-	// One broadcast to every stream, several times.
-	for range cfg.singles {
-		ph := measure(srv, f, wire.BroadcastRequest{Count: 1, Size: cfg.size, Seq0: seq}, want, false, nil)
-		seq++
-		t.SingleAll = append(t.SingleAll, ph)
-		time.Sleep(200 * time.Millisecond)
+	seq = singleBroadcasts(cfg, srv, f, &t, seq)
+	if err := sweepTimes(cfg, srv, k, &t); err != nil {
+		fail(err)
 	}
-	t.Single = medianPhase(t.SingleAll)
-	logNodes(mode, n, "one broadcast", t.Single)
-	logf("  %s N=%d: one broadcast: p50 %.1fms p99 %.1fms max %.1fms (median of %d), missing %d, kernel drops %d, retransmits %d",
-		mode, n, t.Single.P50ms, t.Single.P99ms, t.Single.Maxms, len(t.SingleAll), t.Single.Missing, t.Single.Net.SoftnetDrops, t.Single.Net.RetransSegs)
-
-	// Heartbeat sweeps (one node: a sweep is a node's own business, and
-	// the cross-node figures are about broadcasts).
-	sweeps := cfg.sweeps
-	if k > 1 {
-		sweeps = 0
-	}
-	for range sweeps {
-		res, err := srv.sweep()
-		if errors.Is(err, errNotImplemented) {
-			break
-		}
-		if err != nil {
-			fail(err)
-			break
-		}
-		t.SweepAll = append(t.SweepAll, float64(res.SweepNS)/1e6)
-		time.Sleep(100 * time.Millisecond)
-	}
-	if len(t.SweepAll) > 0 {
-		t.SweepMs = median(t.SweepAll)
-		logf("  %s N=%d: heartbeat sweep %.1fms (median of %d)", mode, n, t.SweepMs, len(t.SweepAll))
-	}
-
-	// Sustained broadcasts.
-	if cfg.duration > 0 {
-		rate := cfg.rate
-		if rate <= 0 {
-			rate = math.Max(1, math.Round(cfg.offered/float64(t.Held)))
-		}
-		count := max(1, int(math.Round(rate*cfg.duration.Seconds())))
-		req := wire.BroadcastRequest{Count: count, Size: cfg.size, Rate: rate, Seq0: seq}
-		seq += uint64(count)
-		var prof func() error
-		if cfg.profileDir != "" && slices.Contains(cfg.profileModes, mode) {
-			path := filepath.Join(cfg.profileDir, fmt.Sprintf("cpu-%s-%d-run%d.pprof", mode, t.Held, run))
-			prof = func() error { return srv.profile(path, cfg.duration) }
-		}
-		t.Sustained = measure(srv, f, req, want*int64(count), cfg.progress, prof)
-		logf("  %s N=%d: sustained %d x %.0f/s: %.0f deliveries/s, p50 %.1fms p99 %.1fms max %.1fms, missing %d, kernel drops %d, retransmits %d, client CPU %.1fs",
-			mode, n, count, rate, t.Sustained.PerSec, t.Sustained.P50ms, t.Sustained.P99ms, t.Sustained.Maxms, t.Sustained.Missing, t.Sustained.Net.SoftnetDrops, t.Sustained.Net.RetransSegs, t.Sustained.ClientCPUSec)
-		logNodes(mode, n, "sustained", t.Sustained)
-	}
-
-	// Heartbeat impact: a light broadcast rate (a fifth of the offered
-	// load), without and then with a sweep every 500 ms.
-	if cfg.hbImpact && len(t.SweepAll) > 0 {
-		rate := math.Max(1, math.Round(cfg.offered/5/float64(t.Held)))
-		count := max(1, int(math.Round(rate*10)))
-		imp := &HBImpact{}
-		req := wire.BroadcastRequest{Count: count, Size: cfg.size, Rate: rate, Seq0: seq}
-		seq += uint64(count)
-		imp.Without = measure(srv, f, req, want*int64(count), false, nil)
-		req.Seq0 = seq
-		seq += uint64(count)
-		stop := make(chan struct{})
-		var sweeps atomic.Int64
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			tick := time.NewTicker(500 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-tick.C:
-					if _, err := srv.sweep(); err == nil {
-						sweeps.Add(1)
-					}
-				}
-			}
-		})
-		imp.With = measure(srv, f, req, want*int64(count), false, nil)
-		close(stop)
-		wg.Wait()
-		imp.Sweeps = int(sweeps.Load())
-		imp.DeltaMs = imp.With.P99ms - imp.Without.P99ms
-		t.HBImpact = imp
-		logf("  %s N=%d: heartbeat impact at %.0f/s: p99 %.1fms without, %.1fms with %d sweeps (+%.1fms)",
-			mode, n, rate, imp.Without.P99ms, imp.With.P99ms, imp.Sweeps, imp.DeltaMs)
-	}
+	seq = sustained(cfg, srv, f, &t, seq)
+	heartbeatImpact(cfg, srv, f, &t, seq)
 
 	if st, err := cl.stats(); err == nil {
 		t.RSSAfter = st.RSSBytes
@@ -302,6 +191,152 @@ func runTrial(cfg trialConfig, bin, label, serverMode string, n, k, run int) (t 
 		fail(fmt.Errorf("%d streams were closed by the server", t.Closed))
 	}
 	return t
+}
+
+// waitHeld waits (up to 20 s) until the nodes hold held streams in all.
+func waitHeld(cl *nodes, held int) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, err := cl.stats()
+		if err == nil && st.Streams >= held {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("server holds %d of %d streams after 20s", st.Streams, held)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// idleMemory records the nodes' memory with every stream held and idle,
+// before and after a GC, and a heap profile if asked for.
+func idleMemory(cfg trialConfig, cl *nodes, srv *server, t *Trial) {
+	if st, err := cl.stats(); err == nil {
+		t.RSSIdle, t.Goroutines, t.StackInuse, t.HeapInuse = st.RSSBytes, st.Goroutines, st.StackInuse, st.HeapInuse
+		t.RSSPerStreamKiB = float64(st.RSSBytes-t.RSSBase) / float64(t.Held) / 1024
+	}
+	if st, err := cl.gc(); err == nil {
+		t.RSSIdleGC = st.RSSBytes
+		t.GCPerStreamKiB = float64(st.RSSBytes-t.RSSBase) / float64(t.Held) / 1024
+	}
+	if cfg.profileDir != "" && slices.Contains(cfg.profileModes, t.Mode) {
+		path := filepath.Join(cfg.profileDir, fmt.Sprintf("heap-idle-%s-%d-run%d.pprof", t.Mode, t.Held, t.Run))
+		if err := srv.heapProfile(path); err != nil {
+			logf("  heap profile: %v", err)
+		}
+	}
+}
+
+// singleBroadcasts times one broadcast to every stream, several times; it
+// returns the next sequence number.
+func singleBroadcasts(cfg trialConfig, srv *server, f *fleet, t *Trial, seq uint64) uint64 {
+	mode, n, want := t.Mode, t.N, int64(t.Held)
+	for range cfg.singles {
+		ph := measure(srv, f, wire.BroadcastRequest{Count: 1, Size: cfg.size, Seq0: seq}, want, false, nil)
+		seq++
+		t.SingleAll = append(t.SingleAll, ph)
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Single = medianPhase(t.SingleAll)
+	logNodes(mode, n, "one broadcast", t.Single)
+	logf("  %s N=%d: one broadcast: p50 %.1fms p99 %.1fms max %.1fms (median of %d), missing %d, kernel drops %d, retransmits %d",
+		mode, n, t.Single.P50ms, t.Single.P99ms, t.Single.Maxms, len(t.SingleAll), t.Single.Missing, t.Single.Net.SoftnetDrops, t.Single.Net.RetransSegs)
+	return seq
+}
+
+// sweepTimes times heartbeat sweeps (one node only: a sweep is a node's
+// own business, and the cross-node figures are about broadcasts).
+func sweepTimes(cfg trialConfig, srv *server, k int, t *Trial) error {
+	sweeps := cfg.sweeps
+	if k > 1 {
+		sweeps = 0
+	}
+	var ferr error
+	for range sweeps {
+		res, err := srv.sweep()
+		if errors.Is(err, errNotImplemented) {
+			break
+		}
+		if err != nil {
+			ferr = err
+			break
+		}
+		t.SweepAll = append(t.SweepAll, float64(res.SweepNS)/1e6)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(t.SweepAll) > 0 {
+		t.SweepMs = median(t.SweepAll)
+		logf("  %s N=%d: heartbeat sweep %.1fms (median of %d)", t.Mode, t.N, t.SweepMs, len(t.SweepAll))
+	}
+	return ferr
+}
+
+// sustained measures sustained broadcasts for cfg.duration (if any); it
+// returns the next sequence number.
+func sustained(cfg trialConfig, srv *server, f *fleet, t *Trial, seq uint64) uint64 {
+	if cfg.duration <= 0 {
+		return seq
+	}
+	mode, n, want := t.Mode, t.N, int64(t.Held)
+	rate := cfg.rate
+	if rate <= 0 {
+		rate = math.Max(1, math.Round(cfg.offered/float64(t.Held)))
+	}
+	count := max(1, int(math.Round(rate*cfg.duration.Seconds())))
+	req := wire.BroadcastRequest{Count: count, Size: cfg.size, Rate: rate, Seq0: seq}
+	seq += uint64(count)
+	var prof func() error
+	if cfg.profileDir != "" && slices.Contains(cfg.profileModes, mode) {
+		path := filepath.Join(cfg.profileDir, fmt.Sprintf("cpu-%s-%d-run%d.pprof", mode, t.Held, t.Run))
+		prof = func() error { return srv.profile(path, cfg.duration) }
+	}
+	t.Sustained = measure(srv, f, req, want*int64(count), cfg.progress, prof)
+	logf("  %s N=%d: sustained %d x %.0f/s: %.0f deliveries/s, p50 %.1fms p99 %.1fms max %.1fms, missing %d, kernel drops %d, retransmits %d, client CPU %.1fs",
+		mode, n, count, rate, t.Sustained.PerSec, t.Sustained.P50ms, t.Sustained.P99ms, t.Sustained.Maxms, t.Sustained.Missing, t.Sustained.Net.SoftnetDrops, t.Sustained.Net.RetransSegs, t.Sustained.ClientCPUSec)
+	logNodes(mode, n, "sustained", t.Sustained)
+	return seq
+}
+
+// heartbeatImpact measures a light broadcast rate (a fifth of the offered
+// load), without and then with a sweep every 500 ms, if asked for and if
+// the server sweeps.
+func heartbeatImpact(cfg trialConfig, srv *server, f *fleet, t *Trial, seq uint64) {
+	if !cfg.hbImpact || len(t.SweepAll) == 0 {
+		return
+	}
+	want := int64(t.Held)
+	rate := math.Max(1, math.Round(cfg.offered/5/float64(t.Held)))
+	count := max(1, int(math.Round(rate*10)))
+	imp := &HBImpact{}
+	req := wire.BroadcastRequest{Count: count, Size: cfg.size, Rate: rate, Seq0: seq}
+	seq += uint64(count)
+	imp.Without = measure(srv, f, req, want*int64(count), false, nil)
+	req.Seq0 = seq
+	stop := make(chan struct{})
+	var sweeps atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if _, err := srv.sweep(); err == nil {
+					sweeps.Add(1)
+				}
+			}
+		}
+	})
+	imp.With = measure(srv, f, req, want*int64(count), false, nil)
+	close(stop)
+	wg.Wait()
+	imp.Sweeps = int(sweeps.Load())
+	imp.DeltaMs = imp.With.P99ms - imp.Without.P99ms
+	t.HBImpact = imp
+	logf("  %s N=%d: heartbeat impact at %.0f/s: p99 %.1fms without, %.1fms with %d sweeps (+%.1fms)",
+		t.Mode, t.N, rate, imp.Without.P99ms, imp.With.P99ms, imp.Sweeps, imp.DeltaMs)
 }
 
 // measure runs one broadcast request and waits until every expected stamp
