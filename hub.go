@@ -137,7 +137,8 @@ func (h *Hub) Store() Store { return h.store }
 // headers already set on w are sent.
 //
 // With a history ([HubOptions.History]) every event written from a
-// broadcast or send carries its [Position] as its SSE id, and a request
+// broadcast or send carries its [Position] as its SSE id (each event of a
+// broadcast of several effects its own: see [Position.Part]), and a request
 // that carries a position (the Last-Event-ID header a reconnecting client
 // sends, or a lastEventID query parameter) resumes: if the history still
 // holds every event after it, the stream is sent exactly those of them it
