@@ -455,33 +455,29 @@ func (h *history) replayLocked(dst []*message, from Position, key Key, now time.
 		return dst, ErrPositionGone
 	}
 	start, n, size := len(dst), uint64(len(h.ring)), 0
-	o := from.Offset + 1
-	if from.Part != 0 {
-		o = from.Offset // the rest of the message at from.Offset first
+	if e := &h.ring[from.Offset%n]; from.Part != 0 && e.pattern.Match(key) && (e.exclude == nil || !e.exclude.Match(key)) {
+		// The rest of the message from is inside comes first.
+		rest, ok := e.msg.after(from.Part)
+		switch {
+		case !ok:
+			return dst, ErrPositionUnknown
+		case h.maxReplayBytes > 0 && len(rest.data) > h.maxReplayBytes:
+			return dst, ErrReplayLimit
+		}
+		size = len(rest.data)
+		dst = append(dst, rest)
 	}
-	for ; o <= h.top; o++ {
+	for o := from.Offset + 1; o <= h.top; o++ {
 		e := &h.ring[o%n]
 		if !e.pattern.Match(key) || (e.exclude != nil && e.exclude.Match(key)) {
 			continue
 		}
-		m := e.msg
-		if o == from.Offset {
-			var ok bool
-			if m, ok = m.after(from.Part); !ok {
-				return dst, ErrPositionUnknown
-			}
-		}
-		size += len(m.data)
+		size += len(e.msg.data)
 		if len(dst)-start == h.maxReplay || h.maxReplayBytes > 0 && size > h.maxReplayBytes {
 			clear(dst[start:])
 			return dst[:start], ErrReplayLimit
 		}
-		dst = append(dst, m)
+		dst = append(dst, e.msg)
 	}
 	return dst, nil
-}
-
-// isFor reports whether e was for key.
-func (h *history) isFor(e *entry, key Key) bool {
-	return e.pattern.Match(key) && (e.exclude == nil || !e.exclude.Match(key))
 }
