@@ -148,7 +148,9 @@ type Recovery struct {
 	// have received was replayed, in order and before any live event, in
 	// place of the initial effects.
 	Recovered bool
-	// Replayed counts the replayed events.
+	// Replayed counts the replayed broadcasts and sends (each one
+	// message, of one or several SSE events); the rest of a message the
+	// client was cut off inside counts as one.
 	Replayed int
 	// Err says why a position could not be recovered (nil if none was
 	// asked for): [ErrPositionUnknown], [ErrPositionGone],
