@@ -158,10 +158,10 @@ func (b *Heartbeat) beatThen(wroteSince int64, done func()) Result {
 		// The position and the queuing under the history's lock, as for
 		// an event: every event up to the position is queued ahead of
 		// the beat, on every stream it reaches.
-		h.mu.Lock()
-		m.data, m.positioned = b.visible(start, h.signal, Position{h.epoch, h.top}.String()), true
-		res, skipped = b.hub.publishLocked(b.pattern, nil, m, wroteSince)
-		h.mu.Unlock()
+		h.atTop(func(top Position) {
+			m.data, m.positioned = b.visible(start, h.signal, top.String()), true
+			res, skipped = b.hub.deliver(b.pattern, nil, m, wroteSince)
+		})
 	} else {
 		if b.signal != "" {
 			m.data = b.visible(start, "", "")

@@ -87,7 +87,7 @@ func TestVisibleHeartbeatCarriesThePosition(t *testing.T) {
 		hub.Broadcast(All, nil, numbered(2))
 		for n := 1; n <= 2; n++ {
 			e := c.Wait(waitLong, patching(t, "_pos"))
-			want := Position{start.Epoch, start.Offset + uint64(n)}.String()
+			want := Position{Epoch: start.Epoch, Offset: start.Offset + uint64(n)}.String()
 			if m, _ := signalPatch(t, e); m["_pos"] != want || e.ID != want {
 				t.Fatalf("after event %d: %v, want _pos and id %s", n, e, want)
 			}

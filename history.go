@@ -45,9 +45,10 @@ type HistoryOptions struct {
 	Epoch string
 	// PositionSignal, if set, names a Datastar signal the hub keeps at
 	// the page's position, for a page that reopens its stream by itself
-	// (the Datastar client keeps the ids it reads to itself): every event
-	// kept in the history ends with a patch of the signal to its position
-	// (which also carries the id), every stream's opening ends with one,
+	// (the Datastar client keeps the ids it reads to itself): each event
+	// of a message kept in the history is followed by a patch of the
+	// signal to its position (which also carries the id; see
+	// [Position.Part]), every stream's opening ends with one,
 	// and a visible heartbeat ([NewVisibleHeartbeat]) carries it. Start
 	// it with an underscore (e.g. "_position") so the page never sends it
 	// back with its signals. [NewHub] panics on a name that is not a
@@ -66,12 +67,35 @@ type HistoryOptions struct {
 type Position struct {
 	Epoch  string
 	Offset uint64
+	// Part, if not zero, is a place inside the message at Offset (one
+	// broadcast or send of several effects, which the client receives as
+	// several SSE events): the client has its first Part events and not
+	// the rest. Every event of such a message carries a position, the
+	// last one the message's own (Part zero), so a client cut off between
+	// two of them resumes exactly after the last one it read and never
+	// applies one twice. Part is the same on every hub that applies a
+	// shared log ([Hub.BroadcastAt]): each renders the message alike.
+	Part int
 }
 
-// String returns the position's text form, epoch-offset, as sent in ids.
-func (p Position) String() string {
-	return p.Epoch + "-" + strconv.FormatUint(p.Offset, 10)
+// String returns the position's text form, as sent in ids: epoch-offset,
+// or epoch-offset.part for a place inside a message.
+func (p Position) String() string { return string(p.appendText(nil)) }
+
+// appendText appends the position's text form to dst.
+func (p Position) appendText(dst []byte) []byte {
+	dst = append(dst, p.Epoch...)
+	dst = append(dst, '-')
+	dst = strconv.AppendUint(dst, p.Offset, 10)
+	if p.Part != 0 {
+		dst = append(dst, '.')
+		dst = strconv.AppendInt(dst, int64(p.Part), 10)
+	}
+	return dst
 }
+
+// maxPart bounds [Position.Part] as parsed: no message has more events.
+const maxPart = 1 << 30
 
 // ParsePosition parses the text form of a position.
 func ParsePosition(s string) (Position, error) {
@@ -79,11 +103,23 @@ func ParsePosition(s string) (Position, error) {
 	if i <= 0 {
 		return Position{}, fmt.Errorf("sfere: position %q: want epoch-offset", s)
 	}
-	off, err := strconv.ParseUint(s[i+1:], 10, 64)
+	offset, part, inside := strings.Cut(s[i+1:], ".")
+	off, err := strconv.ParseUint(offset, 10, 64)
 	if err != nil {
 		return Position{}, fmt.Errorf("sfere: position %q: %w", s, err)
 	}
-	return Position{Epoch: s[:i], Offset: off}, nil
+	p := Position{Epoch: s[:i], Offset: off}
+	if inside {
+		n, err := strconv.ParseUint(part, 10, 64)
+		switch {
+		case err != nil:
+			return Position{}, fmt.Errorf("sfere: position %q: part: %w", s, err)
+		case n == 0 || n > maxPart:
+			return Position{}, fmt.Errorf("sfere: position %q: part out of range", s)
+		}
+		p.Part = int(n)
+	}
+	return p, nil
 }
 
 // Reasons a stream could not be recovered ([Recovery.Err]).
@@ -112,7 +148,9 @@ type Recovery struct {
 	// have received was replayed, in order and before any live event, in
 	// place of the initial effects.
 	Recovered bool
-	// Replayed counts the replayed events.
+	// Replayed counts the replayed broadcasts and sends (each one
+	// message, of one or several SSE events); the rest of a message the
+	// client was cut off inside counts as one.
 	Replayed int
 	// Err says why a position could not be recovered (nil if none was
 	// asked for): [ErrPositionUnknown], [ErrPositionGone],
@@ -185,12 +223,111 @@ func newHistory(opts HistoryOptions, maxQueue int) *history {
 	return h
 }
 
+// position returns the position of the newest event.
+func (h *history) position() Position {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return Position{Epoch: h.epoch, Offset: h.top}
+}
+
+// record keeps m, an event for the streams matching p and not exclude, as
+// the next one and hands it to deliver as written (with its position),
+// under the history's lock, so that every stream receives events in
+// position order. What the history does not keep (a message of comments
+// only, or any message if the history copies a shared log, whose events
+// come through recordAt) is handed over as it is, without the lock.
+func (h *history) record(m *message, p Pattern, exclude Matcher, deliver func(*message)) {
+	if h.shared || m.idAt < 0 {
+		deliver(m)
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	deliver(h.appendLocked(m, p, exclude, time.Now()))
+}
+
+// recordAt is record for a shared history: m is kept at pos, the
+// position its log gave it, and handed to deliver as written; an event at
+// or before the newest position was applied already and goes nowhere. A
+// message of comments only is handed over as it is.
+func (h *history) recordAt(pos Position, m *message, p Pattern, exclude Matcher, deliver func(*message)) error {
+	switch {
+	case !h.shared:
+		return ErrNoHistory
+	case pos.Part != 0:
+		return fmt.Errorf("sfere: position %v: a log places whole messages, not parts of one", pos)
+	case m.idAt < 0:
+		deliver(m)
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if m, ok := h.appendAtLocked(m, p, exclude, pos, time.Now()); ok {
+		deliver(m)
+	}
+	return nil
+}
+
+// reset is resetLocked for a shared history: its log was made anew in
+// epoch, numbered from 1.
+func (h *history) reset(epoch string) error {
+	if !h.shared {
+		return ErrNoHistory
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.resetLocked(epoch, 0)
+	return nil
+}
+
+// atTop calls f with the newest position under the history's lock: what
+// f queues to a stream comes after every event up to that position.
+func (h *history) atTop(f func(top Position)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f(Position{Epoch: h.epoch, Offset: h.top})
+}
+
+// opening decides the opening of s, stored with s.admitting set, under
+// the history's lock: the events after from that s's key would have
+// received (none, with the reason, if they cannot all be replayed, or if
+// from could not be parsed: fromErr), and top, the position of the
+// newest event, where the stream starts live. Once the lock is taken,
+// events reach s live (admitting is cleared), so an event comes once:
+// before top in the replay, after it live.
+func (h *history) opening(s *Stream, from Position, fromErr error) (replay []*message, top Position, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s.admitting.Store(false)
+	err = fromErr
+	if err == nil {
+		replay, err = h.replayLocked(nil, from, s.key, time.Now())
+	}
+	if err != nil {
+		replay = nil
+	}
+	return replay, Position{Epoch: h.epoch, Offset: h.top}, err
+}
+
+// positionEvent returns the event that ends a stream's opening if the
+// history names a position signal (nil if not): it sets the signal to
+// top, where the stream starts, so the page learns it even when nothing
+// was missed (and sees its stream alive at once). The position the page
+// is told never goes back: events replayed after the initial effects are
+// older than the id those carry.
+func (h *history) positionEvent(top Position) *message {
+	if h.signal == "" {
+		return nil
+	}
+	return &message{data: appendPositionEvent(nil, h.signal, top, false), idAt: -1}
+}
+
 // appendLocked adds m (for p, less exclude) as the next event and returns
-// it as written: with its position as the id (and the position signal's
-// patch, if the history names one).
+// it as written: each of its events with its position as the id (and the
+// position signal's patch, if the history names one).
 func (h *history) appendLocked(m *message, p Pattern, exclude Matcher, now time.Time) *message {
 	h.top++
-	m = m.withPosition(Position{h.epoch, h.top}.String(), h.signal)
+	m = m.withPosition(Position{Epoch: h.epoch, Offset: h.top}, h.signal)
 	m.offset = h.top
 	e := &h.ring[h.top%uint64(len(h.ring))]
 	if e.msg != nil { // the event Size pushes out
@@ -307,17 +444,31 @@ func (h *history) oldestLocked(now time.Time) uint64 {
 
 // replayLocked appends to dst the events after from that key would have
 // received, and says why it cannot if it cannot (dst is then returned
-// as it was).
+// as it was). From a place inside a message (from.Part), the rest of that
+// message comes first.
 func (h *history) replayLocked(dst []*message, from Position, key Key, now time.Time) ([]*message, error) {
+	oldest := h.oldestLocked(now)
 	switch {
-	case from.Epoch != h.epoch:
+	case from.Epoch != h.epoch, from.Part != 0 && from.Offset == 0:
 		return dst, ErrPositionUnknown
 	case from.Offset > h.top:
 		return dst, ErrPositionAhead
-	case from.Offset+1 < h.oldestLocked(now):
+	case from.Offset+1 < oldest, from.Part != 0 && from.Offset < oldest:
 		return dst, ErrPositionGone
 	}
 	start, n, size := len(dst), uint64(len(h.ring)), 0
+	if e := &h.ring[from.Offset%n]; from.Part != 0 && e.pattern.Match(key) && (e.exclude == nil || !e.exclude.Match(key)) {
+		// The rest of the message from is inside comes first.
+		rest, ok := e.msg.after(from.Part)
+		switch {
+		case !ok:
+			return dst, ErrPositionUnknown
+		case h.maxReplayBytes > 0 && len(rest.data) > h.maxReplayBytes:
+			return dst, ErrReplayLimit
+		}
+		size = len(rest.data)
+		dst = append(dst, rest)
+	}
 	for o := from.Offset + 1; o <= h.top; o++ {
 		e := &h.ring[o%n]
 		if !e.pattern.Match(key) || (e.exclude != nil && e.exclude.Match(key)) {

@@ -137,7 +137,8 @@ func (h *Hub) Store() Store { return h.store }
 // headers already set on w are sent.
 //
 // With a history ([HubOptions.History]) every event written from a
-// broadcast or send carries its [Position] as its SSE id, and a request
+// broadcast or send carries its [Position] as its SSE id (each event of a
+// broadcast of several effects its own: see [Position.Part]), and a request
 // that carries a position (the Last-Event-ID header a reconnecting client
 // sends, or a lastEventID query parameter) resumes: if the history still
 // holds every event after it, the stream is sent exactly those of them it
@@ -272,43 +273,32 @@ func (h *Hub) admit(s *Stream, r *http.Request, first *message) {
 		var err error
 		if text := lastEventID(r); text != "" {
 			from, err = ParsePosition(text)
+			if err != nil {
+				err = ErrPositionUnknown
+			}
 			rec.From, asked = from, true
 		}
 		// Events with a position skip the stream from its storing until
-		// the history's lock is taken here: its opening brings every event
-		// up to the newest (each matched against its exclusions now, with
-		// the key new), and every later one reaches it live. So an event
-		// comes once, and an exclusion the app changes later (a KeySet it
-		// keeps filling) never brings back an event the stream did not get.
+		// its opening is decided (under the history's lock): its opening
+		// brings every event up to the newest (each matched against its
+		// exclusions now, with the key new), and every later one reaches
+		// it live. So an event comes once, and an exclusion the app
+		// changes later (a KeySet it keeps filling) never brings back an
+		// event the stream did not get.
 		s.admitting.Store(true)
 		h.store.Put(s)
-		h.hist.mu.Lock()
-		s.admitting.Store(false)
-		if err == nil {
-			replay, err = h.hist.replayLocked(nil, from, s.key, time.Now())
-		} else {
-			err = ErrPositionUnknown
-		}
+		var top Position
+		replay, top, err = h.hist.opening(s, from, err)
 		if asked {
 			rec.Err, rec.Recovered = err, err == nil
-		}
-		if err != nil {
-			replay = nil
 		}
 		if rec.Recovered {
 			rec.Replayed = len(replay)
 		}
-		top := Position{h.hist.epoch, h.hist.top}.String()
-		first = first.withID(top)
-		if h.hist.signal != "" {
-			// The opening ends with its position: the page learns where
-			// its stream starts from even when nothing was missed (and
-			// sees it alive at once), and the position it is told never
-			// goes back (events replayed after the initial effects are
-			// older than the id those carry).
-			replay = append(replay, &message{data: appendPositionEvent(nil, h.hist.signal, top, false), idAt: -1})
+		first = first.withID(top.String())
+		if end := h.hist.positionEvent(top); end != nil {
+			replay = append(replay, end)
 		}
-		h.hist.mu.Unlock()
 	}
 	s.mu.Lock()
 	s.recovery = rec // known to OnOpen
@@ -344,9 +334,7 @@ func (h *Hub) Position() Position {
 	if h.hist == nil {
 		return Position{}
 	}
-	h.hist.mu.Lock()
-	defer h.hist.mu.Unlock()
-	return Position{h.hist.epoch, h.hist.top}
+	return h.hist.position()
 }
 
 // retire is how a stream's life ends, whichever sink wrote it: the stream
@@ -418,7 +406,7 @@ func (h *Hub) BroadcastLive(p Pattern, exclude Matcher, effects ...Effect) (Resu
 	if err != nil {
 		return Result{}, err
 	}
-	res, _ := h.publishLocked(p, exclude, m, 0)
+	res, _ := h.deliver(p, exclude, m, 0)
 	return res, nil
 }
 
@@ -432,25 +420,28 @@ var ErrNoHistory = errors.New("sfere: hub keeps no shared history")
 // that reads the log. Events must be applied in the log's order; one at
 // or before the newest position is ignored (Result is zero), a gap in
 // the offsets means the events before it are no longer served, and a new
-// epoch starts the history anew.
+// epoch starts the history anew. pos places a whole message ([Position.Part]
+// zero; any other is an error): the events of a message of several take
+// their parts of it, alike on every hub that applies the same log.
+//
+// BroadcastAt and [Hub.ResetHistory] are what any log shared by hubs
+// needs of each of them (package natscluster is one, over JetStream; a
+// database table or a Kafka topic would need the same): apply an event at
+// the position the log gave it, and learn that the log was made anew. The
+// hub's history must be a copy of such a log ([HistoryOptions.Epoch]).
 func (h *Hub) BroadcastAt(pos Position, p Pattern, exclude Matcher, effects ...Effect) (Result, error) {
-	if h.hist == nil || !h.hist.shared {
+	if h.hist == nil {
 		return Result{}, ErrNoHistory
 	}
 	m, err := render(effects)
 	if err != nil {
 		return Result{}, err
 	}
-	if m.idAt >= 0 { // an event, not comments only
-		h.hist.mu.Lock()
-		defer h.hist.mu.Unlock()
-		var ok bool
-		if m, ok = h.hist.appendAtLocked(m, p, exclude, pos, time.Now()); !ok {
-			return Result{}, nil
-		}
-	}
-	res, _ := h.publishLocked(p, exclude, m, 0)
-	return res, nil
+	var res Result
+	err = h.hist.recordAt(pos, m, p, exclude, func(m *message) {
+		res, _ = h.deliver(p, exclude, m, 0)
+	})
+	return res, err
 }
 
 // ResetHistory tells a hub with a shared history that the log it copies
@@ -459,32 +450,29 @@ func (h *Hub) BroadcastAt(pos Position, p Pattern, exclude Matcher, effects ...E
 // cluster calls it as soon as it finds its log lost, before the new log's
 // first event, so no client resumes from a history that no longer exists.
 func (h *Hub) ResetHistory(epoch string) error {
-	if h.hist == nil || !h.hist.shared {
+	if h.hist == nil {
 		return ErrNoHistory
 	}
-	h.hist.mu.Lock()
-	defer h.hist.mu.Unlock()
-	h.hist.resetLocked(epoch, 0)
-	return nil
+	return h.hist.reset(epoch)
 }
 
-// publish queues m to the streams matching p and not exclude. If
-// wroteSince is set, streams that began a successful write of app
-// traffic after it are skipped (and counted in skipped).
+// publish queues m to the streams matching p and not exclude, through
+// the history if the hub keeps one (which gives m its position). If
+// wroteSince is set, streams that began a successful write of app traffic
+// after it are skipped (and counted in skipped).
 func (h *Hub) publish(p Pattern, exclude Matcher, m *message, wroteSince int64) (res Result, skipped int) {
-	if h.hist != nil && !h.hist.shared && m.idAt >= 0 {
-		// Appended and queued under the history's lock, so that every
-		// stream gets events in position order.
-		h.hist.mu.Lock()
-		defer h.hist.mu.Unlock()
-		m = h.hist.appendLocked(m, p, exclude, time.Now())
+	if h.hist == nil {
+		return h.deliver(p, exclude, m, wroteSince)
 	}
-	return h.publishLocked(p, exclude, m, wroteSince)
+	h.hist.record(m, p, exclude, func(m *message) {
+		res, skipped = h.deliver(p, exclude, m, wroteSince)
+	})
+	return res, skipped
 }
 
-// publishLocked is publish once m has its position, if it takes one (the
-// history's lock is then held).
-func (h *Hub) publishLocked(p Pattern, exclude Matcher, m *message, wroteSince int64) (res Result, skipped int) {
+// deliver is publish once m has its position, if it takes one (the
+// history then holds its lock until deliver returns).
+func (h *Hub) deliver(p Pattern, exclude Matcher, m *message, wroteSince int64) (res Result, skipped int) {
 	buf := h.buffers.Get().(*[]*Stream)
 	streams := h.store.AppendStreams((*buf)[:0], p)
 	if h.zip != nil && wroteSince == 0 && !m.heartbeat && len(m.data) > 0 && anyCompressed(streams, exclude) {
@@ -536,23 +524,29 @@ func (h *Hub) Send(key Key, effects ...Effect) (Result, error) {
 		return Result{}, err
 	}
 	s, ok := h.store.Get(key)
-	if h.hist != nil && !h.hist.shared && m.idAt >= 0 {
+	var res Result
+	deliver := func(m *message) {
+		switch {
+		case !ok:
+			err = fmt.Errorf("%w: %v", ErrNoStream, key)
+		case m.offset != 0 && s.admitting.Load():
+			res.Delivered = 1 // its opening brings it (see admit)
+		default:
+			if qerr := s.enqueue(m, nil); qerr != nil {
+				res.Failed, err = 1, fmt.Errorf("sfere: send to %v: %w", key, qerr)
+			} else {
+				res.Delivered = 1
+			}
+		}
+	}
+	if h.hist == nil {
+		deliver(m)
+	} else {
 		// Kept even if no stream is stored now: the key's client may be
 		// reconnecting, and then it gets the event from the history.
-		h.hist.mu.Lock()
-		defer h.hist.mu.Unlock()
-		m = h.hist.appendLocked(m, key.Pattern(), nil, time.Now())
+		h.hist.record(m, key.Pattern(), nil, deliver)
 	}
-	if !ok {
-		return Result{}, fmt.Errorf("%w: %v", ErrNoStream, key)
-	}
-	if m.offset != 0 && s.admitting.Load() {
-		return Result{Delivered: 1}, nil // its opening brings it (see admit)
-	}
-	if err := s.enqueue(m, nil); err != nil {
-		return Result{Failed: 1}, fmt.Errorf("sfere: send to %v: %w", key, err)
-	}
-	return Result{Delivered: 1}, nil
+	return res, err
 }
 
 // List returns the keys of the streams matching p, in no particular order.

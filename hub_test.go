@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -466,4 +467,37 @@ func TestOnOpenAddedAfterConstruction(t *testing.T) {
 			t.Fatal("the stream did not end")
 		}
 	})
+}
+
+// The store's eviction callback runs on the goroutine of the stream that
+// ends (a taken-over connection's reader), never on the writers every
+// stream shares: more streams than there are writers, closed by the app
+// and blocked in their callbacks all at once, hold up no other stream.
+func TestBlockedEvictionCallbacksDelayNoWrite(t *testing.T) {
+	var blocked atomic.Int32
+	release := make(chan struct{})
+	hub := NewHub(NewMemoryStore(MemoryOptions{OnEvict: func(ev Eviction) {
+		if ev.Key != lobbyKey("phil") {
+			blocked.Add(1)
+			<-release
+		}
+	}}), HubOptions{})
+	srv := testServer(t, hub)
+	t.Cleanup(func() { close(release) }) // before the server's cleanups
+	n := hub.writers.max + 1
+	for i := range n {
+		dial(t, srv, fmt.Sprint("c", i))
+	}
+	phil := dial(t, srv, "phil")
+	ssetest.Eventually(t, waitLong, "every stream", func() bool { return hub.Count(All) == n+1 })
+	for i := range n {
+		if _, err := hub.Send(lobbyKey(fmt.Sprint("c", i)), CloseStream()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ssetest.Eventually(t, waitLong, fmt.Sprint(n, " callbacks blocked at once"), func() bool { return blocked.Load() == int32(n) })
+	if _, err := hub.Send(lobbyKey("phil"), AppendElements("#m", "<p>still here</p>")); err != nil {
+		t.Fatal(err)
+	}
+	phil.Wait(waitLong, ssetest.Containing("<p>still here</p>"))
 }

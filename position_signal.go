@@ -33,17 +33,22 @@ const patchSignalsHead = "event: datastar-patch-signals\ndata: signals {"
 
 // appendPositionEvent appends to dst a Datastar event that sets signal to
 // pos; with id it carries pos as its SSE id too, as its last field.
-func appendPositionEvent(dst []byte, signal, pos string, id bool) []byte {
+func appendPositionEvent(dst []byte, signal string, pos Position, id bool) []byte {
 	dst = append(dst, patchSignalsHead...)
 	dst = strconv.AppendQuote(dst, signal) // a checked name: letters, digits, _
 	dst = append(dst, ':')
-	dst = appendJSONString(dst, pos)
+	dst = appendJSONString(dst, pos.String())
 	dst = append(dst, "}\n"...)
 	if id {
-		dst = append(dst, "id: "...)
-		dst = append(dst, pos...)
-		dst = append(dst, '\n')
+		dst = appendIDLine(dst, pos)
 	}
+	return append(dst, '\n')
+}
+
+// appendIDLine appends the SSE id field that carries pos.
+func appendIDLine(dst []byte, pos Position) []byte {
+	dst = append(dst, "id: "...)
+	dst = pos.appendText(dst)
 	return append(dst, '\n')
 }
 
@@ -56,21 +61,4 @@ func appendJSONString(dst []byte, s string) []byte {
 		panic("sfere: marshal a string: " + err.Error())
 	}
 	return append(dst, b...)
-}
-
-// withPosition is [message.withID] for a hub whose history names a
-// position signal: the copy ends with an event that sets the signal to
-// id and carries id as its SSE id, so the page reads the position of the
-// last event it applied (the Datastar client keeps ids to itself) at the
-// moment the client takes the id. Without a signal it is withID.
-func (m *message) withPosition(id, signal string) *message {
-	if signal == "" || m.idAt < 0 {
-		return m.withID(id)
-	}
-	data := make([]byte, 0, len(m.data)+len(patchSignalsHead)+len(signal)+2*len(id)+16)
-	data = append(data, m.data...)
-	c := *m
-	c.data, c.packed = appendPositionEvent(data, signal, id, true), nil
-	c.idAt = len(m.data)
-	return &c
 }

@@ -91,8 +91,12 @@ type connSink struct {
 	spare  []*message  // the writer's second batch slice (see Hub.drain)
 	gz     *gzipStream // the stream's gzip state; nil: not compressed
 
-	// writeErr is a failed write's error, left for the reader, which ends
-	// the stream with it (see Hub.wrote).
+	// writeErr is why a writer found the stream must end (a failed
+	// write's error, an overflow, a close-stream written), left for the
+	// reader, which ends the stream with it (see Hub.wrote): the store's
+	// eviction callback then runs on the reader's goroutine, never on a
+	// writer shared by every stream. Set once: nothing is written after
+	// it.
 	writeErr atomic.Pointer[error]
 	// verdict, if not nil, is closed when the writer holding the
 	// connection lets go, for a reader waiting on it (readFailure).
@@ -146,6 +150,13 @@ func (c *connSink) wake(b *wakeBatch) {
 		return
 	}
 	c.writers.schedule(c)
+}
+
+// endWith has the stream's reader end it with why (see writeErr); a
+// writer calls it at most once, for the connection it holds.
+func (c *connSink) endWith(why error) {
+	c.writeErr.Store(&why)
+	c.interrupt()
 }
 
 // aLongTimeAgo is a deadline in the past: setting it interrupts a read

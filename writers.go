@@ -133,9 +133,9 @@ func (h *Hub) drain(c *connSink, ws *writerState) {
 		// client takes it for a broken connection and reconnects (with a
 		// history, from where it was).
 		settleAll(batch, false)
-		if err != nil && !errors.Is(err, ErrStreamEnded) {
+		if err != nil && !errors.Is(err, ErrStreamEnded) && c.writeErr.Load() == nil {
 			c.broken = true
-			h.store.PurgeStream(c.s, CauseClosed, err)
+			c.endWith(err)
 		}
 		h.letGo(c)
 		return
@@ -226,7 +226,10 @@ func (h *Hub) writeSlow(c *connSink, rest []byte, batch []*message, n int, start
 // part, and the writer lets go. A failed write leaves its error to the
 // reader, which ends the stream: at once, or after readerVerdictWait if
 // the reader may know more. Its verdict is in place before the writer
-// lets go, for a reader that waits for it (connSink.readFailure).
+// lets go, for a reader that waits for it (connSink.readFailure). A
+// stream that must end after a good write (a close-stream written) is
+// ended by its reader too: no writer ever ends a stream itself, so the
+// store's eviction callback never runs on the shared writers.
 func (h *Hub) wrote(c *connSink, batch []*message, n int, start time.Time, err error) {
 	why := h.afterWrite(c.s, batch, n, start, err)
 	switch {
@@ -242,7 +245,7 @@ func (h *Hub) wrote(c *connSink, batch []*message, n int, start time.Time, err e
 			c.interrupt()
 		}
 	case why != nil:
-		h.store.PurgeStream(c.s, CauseClosed, why)
+		c.endWith(why)
 	default:
 		clear(batch)
 		c.spare = batch[:0]

@@ -101,6 +101,46 @@ func TestResumeOnAnotherNode(t *testing.T) {
 	})
 }
 
+// A message of several events carries a position on each of them, the
+// same on every node (each renders the log's event alike): a client cut
+// after the first event of a three-event message resumes on another node
+// with only the two it had not read.
+func TestCutInsideAMessageResumesOnAnotherNode(t *testing.T) {
+	ns := startNATS(t)
+	a, b := historyNode(t, ns, "a"), historyNode(t, ns, "b")
+	first := a.resume(t, "")
+	waitFor(t, "b sees brian", func() bool { return b.node.Count(sfere.All) == 1 })
+	if _, err := b.node.Broadcast(sfere.All, nil, numbered(1), numbered(2), numbered(3)); err != nil {
+		t.Fatal(err)
+	}
+	first.Wait(ceiling, ssetest.Containing("<p>3</p>"))
+	var ids []string
+	for _, e := range first.Events() {
+		if e.HasID {
+			ids = append(ids, e.ID)
+		}
+	}
+	if len(ids) != 3 {
+		t.Fatalf("ids of a three-event message: %q, want one per event", ids)
+	}
+	// The connection breaks after the first event: the client resumes
+	// from the id of the last event it read.
+	first.Close()
+	<-first.Done()
+	waitFor(t, "brian gone everywhere", func() bool { return b.node.Count(sfere.All) == 0 })
+	waitFor(t, "b applied the log", func() bool { return b.hub.Position() == a.hub.Position() && b.hub.Position().Offset >= 1 })
+	second := b.resume(t, ids[0])
+	b.node.Broadcast(sfere.All, nil, numbered(4))
+	second.Wait(ceiling, ssetest.Containing("<p>4</p>"))
+	if got, _ := elements(second); strings.Join(got, " ") != "<p>2</p> <p>3</p> <p>4</p>" {
+		t.Fatalf("resumed on another node after the first event, got %q, want 2 3 then live 4", got)
+	}
+	s, _ := b.hub.Store().Get(lobbyKey("brian"))
+	if rec := s.Recovery(); !rec.Recovered || rec.Replayed != 1 {
+		t.Fatalf("recovery = %+v, want the rest of the message replayed", rec)
+	}
+}
+
 // When JetStream loses the log (a NATS server without storage restarted),
 // the log is made anew in a new epoch: positions of the old one are not
 // recovered (the client gets the full state), and new events flow.

@@ -410,8 +410,9 @@ func sseProblem(data []byte) error {
 }
 
 // watchdogSignalsRE matches the signals of a visible beat or a position
-// patch: the time in milliseconds, a position (epoch-offset).
-var watchdogSignalsRE = regexp.MustCompile(`^\{("_streamBeat":\d+,?)?("_streamPos":"[0-9a-zA-Z_.]*-\d+")?\}$`)
+// patch: the time in milliseconds, a position (epoch-offset, or
+// epoch-offset.part inside a message of several events).
+var watchdogSignalsRE = regexp.MustCompile(`^\{("_streamBeat":\d+,?)?("_streamPos":"[0-9a-zA-Z_.]*-\d+(\.\d+)?")?\}$`)
 
 // The checker the fuzzers rely on catches what it must.
 func TestSSECheckerCatchesInjections(t *testing.T) {
