@@ -78,6 +78,7 @@ type Hub struct {
 	active  sync.WaitGroup
 
 	onOpen atomic.Pointer[[]func(*Stream)] // added by OnOpen; replaced whole, under mu
+	stats  hubStats                        // hub_stats.go
 }
 
 // NewHub returns a hub over store.
@@ -313,6 +314,7 @@ func (h *Hub) admit(s *Stream, r *http.Request, first *message) {
 	s.mu.Lock()
 	s.recovery = rec // known to OnOpen
 	s.mu.Unlock()
+	h.stats.opened.Add(1)
 	if h.opts.OnOpen != nil {
 		h.opts.OnOpen(s)
 	}
@@ -358,6 +360,7 @@ func (h *Hub) retire(s *Stream, why error) {
 		h.store.PurgeStream(s, CauseClosed, why)
 	}
 	<-s.finished
+	h.stats.endedWith(s.Eviction().Cause)
 	settleAll(s.leftovers(), false)
 }
 
@@ -511,6 +514,9 @@ func (h *Hub) publishLocked(p Pattern, exclude Matcher, m *message, wroteSince i
 		}
 	}
 	wakes.flush()
+	if !m.heartbeat {
+		h.stats.published(res)
+	}
 	clear(streams)
 	*buf = streams[:0]
 	h.buffers.Put(buf)
@@ -547,11 +553,14 @@ func (h *Hub) Send(key Key, effects ...Effect) (Result, error) {
 		return Result{}, fmt.Errorf("%w: %v", ErrNoStream, key)
 	}
 	if m.offset != 0 && s.admitting.Load() {
+		h.stats.sent(Result{Delivered: 1})
 		return Result{Delivered: 1}, nil // its opening brings it (see admit)
 	}
 	if err := s.enqueue(m, nil); err != nil {
+		h.stats.sent(Result{Failed: 1})
 		return Result{Failed: 1}, fmt.Errorf("sfere: send to %v: %w", key, err)
 	}
+	h.stats.sent(Result{Delivered: 1})
 	return Result{Delivered: 1}, nil
 }
 
