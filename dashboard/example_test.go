@@ -26,7 +26,7 @@ func Example() {
 	mux.HandleFunc("POST /sse", func(w http.ResponseWriter, r *http.Request) {
 		_ = hub.Serve(w, r, sfere.NewKey(sfere.DefaultScope, "lobby", r.URL.Query().Get("id")))
 	})
-	mux.Handle("/debug/dashboard", dash) // the page (guard it like any debug route)
+	mux.Handle("/debug/dashboard", dash)  // the page (guard it like any debug route)
 	mux.Handle("/debug/dashboard/", dash) // its stream and search
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
