@@ -28,7 +28,7 @@ type Stream struct {
 	key      Key
 	opened   time.Time // when it was made (see Info)
 	maxQueue int       // bytes; 0 means unbounded
-	sink     sink // how the queue reaches the client; set before the stream is stored (nil: nobody writes it)
+	sink     sink      // how the queue reaches the client; set before the stream is stored (nil: nobody writes it)
 	// compressed: the stream is written gzip (compress_stream.go); set
 	// before it is stored.
 	compressed bool
