@@ -250,11 +250,11 @@ func (d *Dashboard) serveStream(w http.ResponseWriter, r *http.Request) {
 	}
 	d.conns[sig.Conn] = search
 	d.mu.Unlock()
-	d.ownOpened.Add(1)
-	v := d.currentView(search)
+	v := d.currentView(search) // before the stream counts as the dashboard's own
 	if d.hub.Count(key.Pattern()) == 0 {
 		v.Overview.Own++ // this stream, about to be stored
 	}
+	d.ownOpened.Add(1)
 	s, err := d.hub.Detach(w, r, key, d.effects(v)...)
 	if err != nil {
 		d.ownOpened.Add(^uint64(0))

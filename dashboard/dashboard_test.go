@@ -30,7 +30,13 @@ type app struct {
 
 func newApp(t *testing.T, opts dashboard.Options) *app {
 	t.Helper()
-	hub := sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), sfere.HubOptions{})
+	return newAppWith(t, opts, sfere.HubOptions{})
+}
+
+// newAppWith is newApp with a hub made with hubOpts.
+func newAppWith(t *testing.T, opts dashboard.Options, hubOpts sfere.HubOptions) *app {
+	t.Helper()
+	hub := sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), hubOpts)
 	tracker, err := presence.New(hub, presence.Options{Room: "room", Grace: -1,
 		Snapshot: func([]presence.Member) []sfere.Effect { return []sfere.Effect{sfere.Comment("snapshot")} },
 		Diff:     func(presence.Diff) []sfere.Effect { return []sfere.Effect{sfere.Comment("diff")} },
@@ -225,7 +231,7 @@ func TestFiguresMatchTheHub(t *testing.T) {
 		t.Fatalf("hub counts %d streams", got)
 	}
 	ev := c.Wait(wait, ssetest.Containing(`id="dash-streams-total">4<`))
-	for _, want := range []string{`<td>lobby</td><td class="n">2</td>`, `<td>chat</td><td class="n">1</td>`, `+ 1 dashboard`} {
+	for _, want := range []string{`<td>lobby</td><td class="n">2</td>`, `<td>chat</td><td class="n">1</td>`, `+ 1 dashboard`, `<td>taken over</td>`} {
 		if !strings.Contains(ev.Text(), want) {
 			t.Errorf("update lacks %s:\n%s", want, ev.Text())
 		}
@@ -318,5 +324,53 @@ func TestNewRefusesBadOptions(t *testing.T) {
 	}
 	if _, err := dashboard.New(nil, dashboard.Options{}); err == nil {
 		t.Error("a nil hub accepted")
+	}
+}
+
+// A client that stops reading shows in the Streams pane: its queued bytes
+// and its bucket of the queue-depth histogram.
+func TestStalledStreamShowsItsQueue(t *testing.T) {
+	// No write deadline and no queue bound: the stalled stream stays.
+	a := newAppWith(t, dashboard.Options{}, sfere.HubOptions{WriteTimeout: -1, MaxQueueBytes: -1})
+	ssetest.Open(t, a.addr(), ssetest.DatastarPost("/sse?cat=lobby&id=stalled", "{}"), ssetest.NoRead(), ssetest.RecvBuffer(4<<10))
+	key := sfere.NewKey(sfere.DefaultScope, "lobby", "stalled")
+	ssetest.Eventually(t, wait, "the stalled client's stream stored", func() bool { return a.hub.Count(key.Pattern()) == 1 })
+	chunk := `<p id="p">` + strings.Repeat("x", 64<<10) + `</p>`
+	// Send until the socket's buffers are full: the writer is stuck, and
+	// the queue holds more than 16 KiB (at most 16 + 64 KiB) and keeps it.
+	deadline := time.Now().Add(wait)
+	queued := func() int {
+		s, ok := a.hub.Store().Get(key)
+		if !ok {
+			t.Fatal("the stalled stream ended")
+		}
+		return s.Info().Queued
+	}
+	for {
+		if _, err := a.hub.Send(key, sfere.PatchElements(chunk)); err != nil {
+			t.Fatal(err)
+		}
+		if queued() > 16<<10 {
+			time.Sleep(20 * time.Millisecond) // time for a writer that is not stuck to take the queue
+			if queued() > 16<<10 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("nothing queued for a client that reads nothing")
+		}
+		time.Sleep(time.Millisecond) // paces the sends: the writer takes each into the socket
+	}
+	_, conn := a.page(t)
+	c := a.open(t, conn, "*/lobby/*")
+	ev := c.Wait(wait, ssetest.Containing(`<td>stalled</td>`))
+	text := ev.Text()
+	for _, want := range []string{"≤ 256 KiB 1", "taken over"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the Streams pane lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, `<td class="n">0 B</td>`) {
+		t.Errorf("the stalled stream shows nothing queued:\n%s", text)
 	}
 }

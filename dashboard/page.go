@@ -25,6 +25,9 @@ type pageStatic struct {
 func newPageStatic(opts Options) pageStatic {
 	t := template.Must(template.New("dashboard").Funcs(template.FuncMap{
 		"path": func() string { return opts.Path },
+		// bar is the x of the i-th bar of a histogram: 5 bars of 40
+		// units, 8 apart.
+		"bar": func(i int) int { return 4 + i*48 },
 	}).ParseFS(templateFiles, "templates/dashboard.html"))
 	return pageStatic{t: t, csp: contentSecurityPolicy(opts.Script)}
 }

@@ -71,9 +71,33 @@ type streamsView struct {
 	Total      int
 	Categories []categoryCount
 	MoreCats   int
-	Keys       []sfere.Key
+	Streams    []streamRow
 	MoreKeys   int
+	Queues     []queueBar // how many streams have how much queued
 }
+
+type streamRow struct {
+	Key       sfere.Key
+	Age       string
+	Queued    string
+	LastWrite string // how long ago
+	Transport string
+}
+
+// queueBar is one bucket of the queue-depth histogram, drawn as a bar.
+type queueBar struct {
+	Label  string
+	Count  int
+	Y      int // the bar's top, in SVG units
+	Height int
+}
+
+// queueBuckets are the upper bounds of the queue-depth histogram's
+// buckets, in bytes (the last bucket takes the rest).
+var queueBuckets = []struct {
+	max   int
+	label string
+}{{0, "empty"}, {1 << 10, "≤ 1 KiB"}, {16 << 10, "≤ 16 KiB"}, {256 << 10, "≤ 256 KiB"}, {-1, "more"}}
 
 type categoryCount struct {
 	Category string
@@ -190,11 +214,29 @@ func (d *Dashboard) streamsView(search string) streamsView {
 		sv.Err = err.Error()
 		return sv
 	}
-	keys := d.hub.List(p)
-	sv.Total = len(keys)
+	// The store's streams, not Hub.List: the rows show what each stream
+	// is doing, and Store.Get would count as an access (a sliding expiry).
+	streams := d.hub.Store().AppendStreams(nil, p)
+	sv.Total = len(streams)
 	counts := make(map[string]int)
-	for _, k := range keys {
-		counts[k.Category]++
+	queues := make([]int, len(queueBuckets))
+	for _, s := range streams {
+		counts[s.Key().Category]++
+		info := s.Info()
+		b := 0
+		for b < len(queueBuckets)-1 && info.Queued > queueBuckets[b].max {
+			b++
+		}
+		queues[b]++
+	}
+	top := slices.Max(queues)
+	for i, n := range queues {
+		bar := queueBar{Label: queueBuckets[i].label, Count: n}
+		if top > 0 {
+			bar.Height = n * (plotHeight - 2) / top
+		}
+		bar.Y = plotHeight - bar.Height
+		sv.Queues = append(sv.Queues, bar)
 	}
 	for c, n := range counts {
 		sv.Categories = append(sv.Categories, categoryCount{Category: c, Count: n})
@@ -206,14 +248,30 @@ func (d *Dashboard) streamsView(search string) streamsView {
 		sv.MoreCats = len(sv.Categories) - maxCategories
 		sv.Categories = sv.Categories[:maxCategories]
 	}
-	slices.SortFunc(keys, func(a, b sfere.Key) int {
+	slices.SortFunc(streams, func(x, y *sfere.Stream) int {
+		a, b := x.Key(), y.Key()
 		return cmp.Or(cmp.Compare(a.Category, b.Category), cmp.Compare(a.Scope, b.Scope), cmp.Compare(a.ID, b.ID))
 	})
-	if len(keys) > maxKeys {
-		sv.MoreKeys = len(keys) - maxKeys
-		keys = keys[:maxKeys]
+	if len(streams) > maxKeys {
+		sv.MoreKeys = len(streams) - maxKeys
+		streams = streams[:maxKeys]
 	}
-	sv.Keys = keys
+	now := time.Now()
+	for _, s := range streams {
+		info := s.Info()
+		row := streamRow{Key: s.Key(), Age: ago(now, info.Opened), Queued: bytesText(float64(info.Queued)),
+			LastWrite: "never", Transport: "net/http"}
+		if !info.LastWrite.IsZero() {
+			row.LastWrite = ago(now, info.LastWrite) + " ago"
+		}
+		if info.TakenOver {
+			row.Transport = "taken over"
+		}
+		if info.Compressed {
+			row.Transport += ", gzip"
+		}
+		sv.Streams = append(sv.Streams, row)
+	}
 	return sv
 }
 
@@ -231,7 +289,7 @@ func (d *Dashboard) roomView(t *presence.Tracker) roomView {
 		rv.Members = append(rv.Members, memberView{
 			ID:    m.ID,
 			Meta:  m.Meta,
-			Since: now.Sub(m.Since).Round(time.Second).String(),
+			Since: ago(now, m.Since),
 			Tabs:  d.hub.Count(presence.StreamsOf(t.Room(), m.ID)),
 		})
 	}
@@ -261,6 +319,19 @@ func (d *Dashboard) clusterView(s *sample) *clusterView {
 			{"log refused", u(st.LogRefused)},
 			{"log late", u(st.LogLate)},
 		},
+	}
+}
+
+// ago writes the time from then to now, rounded to what a reader needs.
+func ago(now, then time.Time) string {
+	d := now.Sub(then)
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	default:
+		return d.Round(time.Second).String()
 	}
 }
 
