@@ -87,6 +87,11 @@ type Dashboard struct {
 	ownOpened, ownEnded, ownBroadcasts, ownDelivered atomic.Uint64
 	ownEndedBy                                       [numCauses]atomic.Uint64
 
+	// Recoveries of the hub's streams, counted only while watched (the
+	// hook that counts them costs an atomic load otherwise).
+	watching                       atomic.Bool
+	recovered, unrecovered, replay atomic.Uint64
+
 	mu       sync.Mutex
 	conns    map[string]string // open page streams: id → its search (a pattern's text; "" for all)
 	stop     context.CancelFunc
@@ -132,8 +137,25 @@ func New(hub *sfere.Hub, opts Options) (*Dashboard, error) {
 		rtBuffer: newRuntimeBuffer(),
 	}
 	d.page = newPageStatic(opts)
+	hub.OnOpen(d.opened)
 	d.handler = http.NewCrossOriginProtection().Handler(http.HandlerFunc(d.route))
 	return d, nil
+}
+
+// opened counts what became of the position a stream of the hub asked
+// for, while a page watches.
+func (d *Dashboard) opened(s *sfere.Stream) {
+	if !d.watching.Load() {
+		return
+	}
+	rec := s.Recovery()
+	switch {
+	case rec.Recovered:
+		d.recovered.Add(1)
+		d.replay.Add(uint64(rec.Replayed))
+	case rec.Err != nil:
+		d.unrecovered.Add(1)
+	}
 }
 
 // validPath reports whether p is "/" followed by letters, digits and
@@ -288,6 +310,7 @@ func (d *Dashboard) release(conn string, s *sfere.Stream) {
 	}
 	delete(d.conns, conn)
 	if len(d.conns) == 0 && d.stop != nil {
+		d.watching.Store(false)
 		d.stop()
 		d.stop = nil
 	}
@@ -299,6 +322,7 @@ func (d *Dashboard) watchLocked() {
 	if d.stop != nil {
 		return
 	}
+	d.watching.Store(true)
 	ctx, cancel := context.WithCancel(context.Background())
 	prev, done := d.stopped, make(chan struct{})
 	d.stop, d.stopped = cancel, done
@@ -390,6 +414,7 @@ func (d *Dashboard) readLocked(now time.Time) *sample {
 	if d.opts.Node != nil {
 		s.node = d.opts.Node.Stats()
 	}
+	s.recovered, s.unrecovered, s.replayed = d.recovered.Load(), d.unrecovered.Load(), d.replay.Load()
 	s.readRuntime(d.rtBuffer)
 	return s
 }

@@ -2,6 +2,7 @@ package dashboard_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -372,5 +373,34 @@ func TestStalledStreamShowsItsQueue(t *testing.T) {
 	}
 	if strings.Contains(text, `<td class="n">0 B</td>`) {
 		t.Errorf("the stalled stream shows nothing queued:\n%s", text)
+	}
+}
+
+// Streams that resume from a position are counted while a page watches:
+// one replayed what it missed, one asked for a position the history
+// never had.
+func TestRecoveriesCountedWhileWatched(t *testing.T) {
+	a := newAppWith(t, dashboard.Options{}, sfere.HubOptions{History: sfere.HistoryOptions{Size: 100}})
+	_, conn := a.page(t)
+	c := a.open(t, conn, "")
+	c.Wait(wait, ssetest.Containing(`id="dash-history"`))
+	from := a.hub.Position().String()
+	for i := range 3 {
+		if _, err := a.hub.Broadcast(sfere.InCategory("lobby"), nil, sfere.PatchElements(fmt.Sprintf(`<p id="p">%d</p>`, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resume := func(id, pos string) {
+		req := ssetest.DatastarPost("/sse?cat=lobby&id="+id, "{}")
+		req.Header.Set("Last-Event-ID", pos)
+		ssetest.Open(t, a.addr(), req).WaitHead(wait)
+	}
+	resume("back", from)
+	resume("lost", "nonsense")
+	ev := c.Wait(wait, ssetest.Containing(`id="dash-recovered">1<`))
+	for _, want := range []string{`id="dash-unrecovered">1<`, "3 events replayed", "Newest position: <code>"} {
+		if !strings.Contains(ev.Text(), want) {
+			t.Errorf("the History pane lacks %q:\n%s", want, ev.Text())
+		}
 	}
 }

@@ -19,6 +19,9 @@ type sample struct {
 	// Counts of the dashboard's own doing, taken out of the hub's figures.
 	ownOpened, ownEnded, ownBroadcasts, ownDelivered uint64
 	ownEndedBy                                       [numCauses]uint64
+	// Streams that asked for a position, counted while watched: served
+	// from the history, refused; events replayed.
+	recovered, unrecovered, replayed uint64
 
 	goroutines uint64
 	heap       uint64 // bytes of live and unswept heap objects
@@ -67,12 +70,14 @@ func newRuntimeBuffer() []metrics.Sample {
 
 // rates are the per-second figures between two samples.
 type rates struct {
-	opens, ends           float64
-	broadcasts, delivered float64
-	failed                float64
-	bytes                 float64
-	sweeps                float64
-	gcs                   float64
+	opens, ends            float64
+	broadcasts, delivered  float64
+	failed                 float64
+	bytes                  float64
+	sweeps                 float64
+	gcs                    float64
+	recovered, unrecovered float64
+	replayed               float64
 	// maxPause is an upper bound of the longest GC pause between the
 	// samples (the upper edge of its histogram bucket); zero if none.
 	maxPause time.Duration
@@ -104,14 +109,17 @@ func ratesBetween(a, b *sample) rates {
 		return float64(to-from) / dt
 	}
 	r := rates{
-		opens:      per(a.hub.Opened-a.ownOpened, b.hub.Opened-b.ownOpened),
-		ends:       per(a.hub.Ended-a.ownEnded, b.hub.Ended-b.ownEnded),
-		broadcasts: per(a.hub.Broadcasts+a.hub.Sends-a.ownBroadcasts, b.hub.Broadcasts+b.hub.Sends-b.ownBroadcasts),
-		delivered:  per(a.hub.Delivered-a.ownDelivered, b.hub.Delivered-b.ownDelivered),
-		failed:     per(a.hub.Failed, b.hub.Failed),
-		bytes:      per(a.hub.Written, b.hub.Written),
-		sweeps:     per(a.beat.Sweeps, b.beat.Sweeps),
-		gcs:        per(a.gcCycles, b.gcCycles),
+		opens:       per(a.hub.Opened-a.ownOpened, b.hub.Opened-b.ownOpened),
+		ends:        per(a.hub.Ended-a.ownEnded, b.hub.Ended-b.ownEnded),
+		broadcasts:  per(a.hub.Broadcasts+a.hub.Sends-a.ownBroadcasts, b.hub.Broadcasts+b.hub.Sends-b.ownBroadcasts),
+		delivered:   per(a.hub.Delivered-a.ownDelivered, b.hub.Delivered-b.ownDelivered),
+		failed:      per(a.hub.Failed, b.hub.Failed),
+		bytes:       per(a.hub.Written, b.hub.Written),
+		sweeps:      per(a.beat.Sweeps, b.beat.Sweeps),
+		gcs:         per(a.gcCycles, b.gcCycles),
+		recovered:   per(a.recovered, b.recovered),
+		unrecovered: per(a.unrecovered, b.unrecovered),
+		replayed:    per(a.replayed, b.replayed),
 	}
 	for _, c := range causes {
 		r.endsBy[c] = per(a.hub.EndedBy(c)-a.ownEndedBy[c], b.hub.EndedBy(c)-b.ownEndedBy[c])

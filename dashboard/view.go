@@ -25,7 +25,18 @@ type view struct {
 	Streams  streamsView
 	People   []roomView
 	Cluster  *clusterView
-	History  string // the hub's position; "" without a history
+	History  historyView
+}
+
+// historyView is the hub's history as the page shows it.
+type historyView struct {
+	Position string // the newest event's; "" without a history
+	// Streams that asked for a position since a page began watching:
+	// recovered (replayed what they missed) or not, and events replayed,
+	// in all and per second.
+	Recovered, Unrecovered, Replayed uint64
+	RecoveredRate, UnrecoveredRate   string
+	ReplayedRate                     string
 }
 
 type overview struct {
@@ -169,8 +180,11 @@ func (d *Dashboard) currentView(search string) view {
 		v.Cluster = d.clusterView(last)
 	}
 	if pos := d.hub.Position(); pos != (sfere.Position{}) {
-		v.History = pos.String()
+		v.History.Position = pos.String()
 	}
+	v.History.Recovered, v.History.Unrecovered, v.History.Replayed = last.recovered, last.unrecovered, last.replayed
+	v.History.RecoveredRate, v.History.UnrecoveredRate = rateText(cur.r.recovered), rateText(cur.r.unrecovered)
+	v.History.ReplayedRate = rateText(cur.r.replayed)
 	return v
 }
 
