@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/metrics"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -92,6 +93,13 @@ type Dashboard struct {
 	watching                       atomic.Bool
 	recovered, unrecovered, replay atomic.Uint64
 
+	// Recent arrivals and departures per room (index of Options.Trackers),
+	// recorded only while watched. Their own lock: the trackers' hooks
+	// take it under a tracker's lock, so nothing holds it while calling
+	// a tracker.
+	recentMu sync.Mutex
+	recent   [][]change
+
 	mu       sync.Mutex
 	conns    map[string]string // open page streams: id → its search (a pattern's text; "" for all)
 	stop     context.CancelFunc
@@ -138,6 +146,10 @@ func New(hub *sfere.Hub, opts Options) (*Dashboard, error) {
 	}
 	d.page = newPageStatic(opts)
 	hub.OnOpen(d.opened)
+	d.recent = make([][]change, len(opts.Trackers))
+	for i, t := range opts.Trackers {
+		t.OnDiff(func(diff presence.Diff) { d.changed(i, diff) })
+	}
 	d.handler = http.NewCrossOriginProtection().Handler(http.HandlerFunc(d.route))
 	return d, nil
 }
@@ -156,6 +168,59 @@ func (d *Dashboard) opened(s *sfere.Stream) {
 	case rec.Err != nil:
 		d.unrecovered.Add(1)
 	}
+}
+
+// maxRecent bounds the recent changes kept per room.
+const maxRecent = 20
+
+// change is one arrival or departure in a room.
+type change struct {
+	at       time.Time
+	id, meta string
+	what     string
+}
+
+// changed records a tracker's batch, while a page watches. It runs under
+// the tracker's lock.
+func (d *Dashboard) changed(room int, diff presence.Diff) {
+	if !d.watching.Load() {
+		return
+	}
+	now := time.Now()
+	var batch []change
+	for _, l := range diff.Leaves {
+		what := "left: " + l.Reason.String()
+		if l.Reason == presence.ReasonClosed && l.Cause != 0 {
+			what += " (" + l.Cause.String() + ")" // never l.Err: it may name the client's address
+		}
+		if l.Resumable {
+			what += ", may resume"
+		}
+		batch = append(batch, change{at: now, id: l.ID, meta: l.Meta, what: what})
+	}
+	for _, m := range diff.Joins {
+		what := "arrived"
+		if m.Back {
+			what = "came back"
+		}
+		batch = append(batch, change{at: now, id: m.ID, meta: m.Meta, what: what})
+	}
+	d.recentMu.Lock()
+	defer d.recentMu.Unlock()
+	r := append(d.recent[room], batch...)
+	if len(r) > maxRecent {
+		r = append(r[:0], r[len(r)-maxRecent:]...)
+	}
+	d.recent[room] = r
+}
+
+// recentOf returns room's recent changes, newest first.
+func (d *Dashboard) recentOf(room int) []change {
+	d.recentMu.Lock()
+	defer d.recentMu.Unlock()
+	r := slices.Clone(d.recent[room])
+	slices.Reverse(r)
+	return r
 }
 
 // validPath reports whether p is "/" followed by letters, digits and

@@ -404,3 +404,23 @@ func TestRecoveriesCountedWhileWatched(t *testing.T) {
 		}
 	}
 }
+
+// While a page watches, the People pane lists a room's recent arrivals and
+// departures, with why the person left.
+func TestRecentArrivalsAndDepartures(t *testing.T) {
+	a := newApp(t, dashboard.Options{})
+	_, conn := a.page(t)
+	c := a.open(t, conn, "")
+	c.Wait(wait, ssetest.Containing("None while a dashboard was open."))
+	if _, err := a.tracker.Claim(context.Background(), "brian", "owner", "Brian <3"); err != nil {
+		t.Fatal(err)
+	}
+	p := ssetest.Open(t, a.addr(), ssetest.DatastarPost("/people?owner=owner", "{}"))
+	p.WaitHead(wait)
+	c.Wait(wait, ssetest.Containing("<td>Brian &lt;3</td><td>arrived</td>"))
+	p.Close()
+	ev := c.Wait(wait, ssetest.Containing("<td>left: closed (closed)</td>"))
+	if !strings.Contains(ev.Text(), "0 present") {
+		t.Errorf("brian still present after leaving:\n%s", ev.Text())
+	}
+}

@@ -25,12 +25,20 @@
 //     heartbeat's sweeps ([Options.Heartbeat]), goroutines, heap and GC,
 //     with small SVG plots drawn by the server.
 //   - Streams: the keys by category with counts, searched with the hub's
-//     pattern text ([sfere.ParsePattern]: scope/category/id, * for any).
+//     pattern text ([sfere.ParsePattern]: scope/category/id, * for any);
+//     each stream's age, queued bytes, last write and transport
+//     ([sfere.Stream.Info]), and a histogram of queued bytes.
 //   - People (with [Options.Trackers]): who is present per room, since
-//     when, and how many tabs each has open on this node.
+//     when, and how many tabs each has open on this node; the room's
+//     recent arrivals and departures, with why each left (the departure's
+//     reason and its last stream's cause, never its error, which may name
+//     the client's address), recorded while a page is open
+//     ([presence.Tracker.OnDiff]).
 //   - Cluster (with [Options.Node]): the node's id, its peers, the
 //     cluster's stream count and the node's counters.
-//   - History: the hub's newest position, if it keeps a history.
+//   - History: the hub's newest position, if it keeps a history, and the
+//     streams that resumed from a position or could not, counted while a
+//     page is open ([sfere.Hub.OnOpen], [sfere.Stream.Recovery]).
 //
 // # Safety
 //

@@ -120,6 +120,11 @@ type roomView struct {
 	Count   int
 	Members []memberView
 	More    int
+	Recent  []changeView // newest first
+}
+
+type changeView struct {
+	Ago, ID, Meta, What string
 }
 
 type memberView struct {
@@ -173,8 +178,8 @@ func (d *Dashboard) currentView(search string) view {
 
 	v := view{Overview: overviewOf(last, cur, d.opts.Heartbeat != nil), Streams: d.streamsView(search)}
 	v.Overview.Plots = plots
-	for _, t := range d.opts.Trackers {
-		v.People = append(v.People, d.roomView(t))
+	for i, t := range d.opts.Trackers {
+		v.People = append(v.People, d.roomView(i, t))
 	}
 	if d.opts.Node != nil {
 		v.Cluster = d.clusterView(last)
@@ -291,7 +296,7 @@ func (d *Dashboard) streamsView(search string) streamsView {
 
 // roomView lists the people of t's room, with the tabs each has open on
 // this hub.
-func (d *Dashboard) roomView(t *presence.Tracker) roomView {
+func (d *Dashboard) roomView(i int, t *presence.Tracker) roomView {
 	members := t.Members()
 	rv := roomView{Room: t.Room(), Count: len(members)}
 	if len(members) > maxMembers {
@@ -306,6 +311,9 @@ func (d *Dashboard) roomView(t *presence.Tracker) roomView {
 			Since: ago(now, m.Since),
 			Tabs:  d.hub.Count(presence.StreamsOf(t.Room(), m.ID)),
 		})
+	}
+	for _, c := range d.recentOf(i) {
+		rv.Recent = append(rv.Recent, changeView{Ago: ago(now, c.at), ID: c.id, Meta: c.meta, What: c.what})
 	}
 	return rv
 }
