@@ -31,7 +31,8 @@ func TestBrowserDashboard(t *testing.T) {
 	waitPage(t, dash, "the streams plot draws a line", `document.querySelector('svg[aria-label="streams"] polyline') !== null`, waitLong)
 
 	joinLobby(t, person, srv.URL(), "brian")
-	waitPage(t, dash, "brian's stream and person shown", streamsNow+` === '1' && `+
+	waitPage(t, dash, "brian's stream, person and arrival shown", streamsNow+` === '1' && `+
+		`document.getElementById('dash-people').textContent.includes('arrived') && `+
 		`document.getElementById('dash-people').textContent.includes('1 present') && `+
 		`document.getElementById('dash-people').textContent.includes('brian')`, waitLong)
 	waitPage(t, dash, "the streams plot rises to 1", `document.querySelector('svg[aria-label="streams"]').parentElement.textContent.includes('streams: 1')`, waitLong)
@@ -47,6 +48,7 @@ func TestBrowserDashboard(t *testing.T) {
 	waitPage(t, dash, "the search holds over updates", `document.getElementById('dash-streams').textContent.includes('match nobody/*/*')`, waitLong)
 
 	closePerson()
-	waitPage(t, dash, "brian's departure shown", streamsNow+` === '0' && `+
-		`document.getElementById('dash-people').textContent.includes('0 present')`, waitLong)
+	waitPage(t, dash, "brian's departure shown, with its reason", streamsNow+` === '0' && `+
+		`document.getElementById('dash-people').textContent.includes('0 present') && `+
+		`document.getElementById('dash-people').textContent.includes('left: closed')`, waitLong)
 }
