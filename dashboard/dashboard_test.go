@@ -424,3 +424,26 @@ func TestRecentArrivalsAndDepartures(t *testing.T) {
 		t.Errorf("brian still present after leaving:\n%s", ev.Text())
 	}
 }
+
+// What a dashboard holds is bounded: its plots keep one window of points
+// however long a page stays open, and it forgets pages once they close.
+func TestHoldsOneWindowAndForgetsClosedPages(t *testing.T) {
+	const interval, window = 10 * time.Millisecond, 100 * time.Millisecond
+	a := newApp(t, dashboard.Options{Interval: interval, Window: window})
+	var pages []*ssetest.Client
+	for range 3 {
+		_, conn := a.page(t)
+		pages = append(pages, a.open(t, conn, ""))
+	}
+	ssetest.Eventually(t, wait, "40 updates (4 windows)", func() bool { return a.dash.Renders() >= 40 })
+	if points, conns := dashboard.Held(a.dash); points > int(window/interval)+1 || conns != 3 {
+		t.Fatalf("holds %d points (window: %d) and %d pages (3 open)", points, int(window/interval)+1, conns)
+	}
+	for _, p := range pages {
+		p.Close()
+	}
+	ssetest.Eventually(t, wait, "the closed pages forgotten, the sampler stopped", func() bool {
+		_, conns := dashboard.Held(a.dash)
+		return conns == 0 && !dashboard.SamplerRunning(a.dash)
+	})
+}

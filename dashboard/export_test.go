@@ -25,3 +25,13 @@ var (
 	SamplerRunning = (*Dashboard).samplerRunning
 	SampleCount    = (*Dashboard).sampleCount
 )
+
+// held returns how many plot points and open pages the dashboard holds.
+func (d *Dashboard) held() (points, conns int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.points), len(d.conns)
+}
+
+// Held lets the external tests look at what a dashboard holds.
+var Held = (*Dashboard).held
