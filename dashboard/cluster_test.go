@@ -26,6 +26,7 @@ func TestClusterPaneShowsPeersAndStreams(t *testing.T) {
 	}
 	t.Cleanup(ns.Shutdown)
 	node := func(id string) (*natscluster.Node, string) {
+		t.Helper()
 		nc, err := nats.Connect(ns.ClientURL())
 		if err != nil {
 			t.Fatal(err)
@@ -39,7 +40,7 @@ func TestClusterPaneShowsPeersAndStreams(t *testing.T) {
 			_ = n.Hub().Serve(w, r, sfere.NewKey(sfere.DefaultScope, "lobby", r.URL.Query().Get("id")))
 		})
 		if id == "a" {
-			d, err := dashboard.New(n.Hub(), dashboard.Options{Node: n, Interval: 100 * time.Millisecond})
+			d, err := dashboard.New(n.Hub(), dashboard.Options{Node: n, NATS: nc, Interval: 100 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -65,8 +66,10 @@ func TestClusterPaneShowsPeersAndStreams(t *testing.T) {
 	ev := c.Wait(wait, ssetest.Where("node a sees peer b and b's stream", func(e ssetest.Event) bool {
 		return strings.Contains(e.Text(), "peers: <code>b</code>") && strings.Contains(e.Text(), "2 streams on every node")
 	}))
-	if !strings.Contains(ev.Text(), "Node <code>a</code>") {
-		t.Errorf("the Cluster pane lacks the node's id:\n%s", ev.Text())
+	for _, want := range []string{"Node <code>a</code>", "<td>status</td><td>CONNECTED</td>", "<td>server</td><td>nats://127.0.0.1:"} {
+		if !strings.Contains(ev.Text(), want) {
+			t.Errorf("the Cluster pane lacks %q:\n%s", want, ev.Text())
+		}
 	}
 	if !strings.Contains(ev.Text(), `id="dash-streams-now">0<`) {
 		t.Errorf("node a counts a stream of its own:\n%s", ev.Text())

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/sfere-go/sfere"
 	"github.com/sfere-go/sfere/natscluster"
 	"github.com/sfere-go/sfere/presence"
@@ -62,6 +64,10 @@ type Options struct {
 	// Node, if set, fills the Cluster pane. Its hub should be the hub
 	// given to [New].
 	Node *natscluster.Node
+	// NATS, if set, adds the state of this NATS connection (the node's)
+	// to the Cluster pane: its status, server (passwords redacted),
+	// traffic and reconnects.
+	NATS *nats.Conn
 }
 
 // Dashboard is an [http.Handler] serving a live page about a hub: its

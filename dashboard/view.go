@@ -138,6 +138,7 @@ type clusterView struct {
 	Peers   []string
 	Streams int // every node's, as the node sees them
 	Stats   []figure
+	NATS    []figure // the connection's state; nil without Options.NATS
 }
 
 type figure struct {
@@ -183,6 +184,20 @@ func (d *Dashboard) currentView(search string) view {
 	}
 	if d.opts.Node != nil {
 		v.Cluster = d.clusterView(last)
+	}
+	if nc := d.opts.NATS; nc != nil {
+		if v.Cluster == nil {
+			v.Cluster = &clusterView{}
+		}
+		st := nc.Stats()
+		u := func(v uint64) string { return strconv.FormatUint(v, 10) }
+		v.Cluster.NATS = []figure{
+			{"status", nc.Status().String()},
+			{"server", nc.ConnectedUrlRedacted()},
+			{"messages in / out", u(st.InMsgs) + " / " + u(st.OutMsgs)},
+			{"bytes in / out", bytesText(float64(st.InBytes)) + " / " + bytesText(float64(st.OutBytes))},
+			{"reconnects", u(st.Reconnects)},
+		}
 	}
 	if pos := d.hub.Position(); pos != (sfere.Position{}) {
 		v.History.Position = pos.String()

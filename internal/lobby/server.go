@@ -405,7 +405,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		dopts := dashboard.Options{Path: dashboardPath, Script: v.datastarJS, Integrity: v.integrity,
 			Heartbeat: s.heartbeat, Trackers: []*presence.Tracker{s.lobby.tracker}}
 		if s.cluster != nil {
-			dopts.Node = s.cluster.node
+			dopts.Node, dopts.NATS = s.cluster.node, s.cluster.nc
 		}
 		if dash, err = dashboard.New(s.hub, dopts); err != nil {
 			panic("lobby: " + err.Error()) // constant options
