@@ -87,11 +87,14 @@ func newAppWith(t *testing.T, opts dashboard.Options, hubOpts sfere.HubOptions) 
 
 func (a *app) addr() string { return a.srv.Listener.Addr().String() }
 
-// stream opens an app stream under (default, category, id).
+// stream opens an app stream under (default, category, id) and waits
+// until the hub stored it.
 func (a *app) stream(t *testing.T, category, id string) *ssetest.Client {
 	t.Helper()
 	c := ssetest.Open(t, a.addr(), ssetest.DatastarPost("/sse?cat="+url.QueryEscape(category)+"&id="+url.QueryEscape(id), "{}"))
 	c.WaitHead(wait)
+	key := sfere.NewKey(sfere.DefaultScope, category, id)
+	ssetest.Eventually(t, wait, "the stream "+key.String()+" stored", func() bool { return a.hub.Count(key.Pattern()) == 1 })
 	return c
 }
 

@@ -24,7 +24,7 @@ func Example() {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /sse", func(w http.ResponseWriter, r *http.Request) {
-		_ = hub.Serve(w, r, sfere.NewKey(sfere.DefaultScope, "lobby", r.URL.Query().Get("id")))
+		_ = hub.Serve(w, r, sfere.NewKey(sfere.DefaultScope, "lobby", r.URL.Query().Get("id")), sfere.Comment("welcome"))
 	})
 	mux.Handle("/debug/dashboard", dash)  // the page (guard it like any debug route)
 	mux.Handle("/debug/dashboard/", dash) // its stream and search
@@ -40,6 +40,11 @@ func Example() {
 			return
 		}
 		defer resp.Body.Close()
+		// Its first line: the stream is stored.
+		if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
+			fmt.Println(err)
+			return
+		}
 	}
 
 	// A page's stream, as its data-init opens it (the page carries the

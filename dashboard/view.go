@@ -282,16 +282,9 @@ func (d *Dashboard) streamsView(search string) streamsView {
 		sv.MoreCats = len(sv.Categories) - maxCategories
 		sv.Categories = sv.Categories[:maxCategories]
 	}
-	slices.SortFunc(streams, func(x, y *sfere.Stream) int {
-		a, b := x.Key(), y.Key()
-		return cmp.Or(cmp.Compare(a.Category, b.Category), cmp.Compare(a.Scope, b.Scope), cmp.Compare(a.ID, b.ID))
-	})
-	if len(streams) > maxKeys {
-		sv.MoreKeys = len(streams) - maxKeys
-		streams = streams[:maxKeys]
-	}
+	sv.MoreKeys = max(len(streams)-maxKeys, 0)
 	now := time.Now()
-	for _, s := range streams {
+	for _, s := range firstStreams(streams, maxKeys) {
 		info := s.Info()
 		row := streamRow{Key: s.Key(), Age: ago(now, info.Opened), Queued: bytesText(float64(info.Queued)),
 			LastWrite: "never", Transport: "net/http"}
@@ -307,6 +300,28 @@ func (d *Dashboard) streamsView(search string) streamsView {
 		sv.Streams = append(sv.Streams, row)
 	}
 	return sv
+}
+
+// firstStreams returns the first n of streams in key order (category,
+// scope, id), sorted: a bounded insertion, so that a hub of many streams
+// costs a pass over them rather than a sort of them all.
+func firstStreams(streams []*sfere.Stream, n int) []*sfere.Stream {
+	less := func(x, y *sfere.Stream) int {
+		a, b := x.Key(), y.Key()
+		return cmp.Or(cmp.Compare(a.Category, b.Category), cmp.Compare(a.Scope, b.Scope), cmp.Compare(a.ID, b.ID))
+	}
+	first := make([]*sfere.Stream, 0, min(n, len(streams)))
+	for _, s := range streams {
+		if len(first) == n && less(s, first[n-1]) >= 0 {
+			continue
+		}
+		i, _ := slices.BinarySearchFunc(first, s, less)
+		if len(first) == n {
+			first = first[:n-1]
+		}
+		first = slices.Insert(first, i, s)
+	}
+	return first
 }
 
 // roomView lists the people of t's room, with the tabs each has open on

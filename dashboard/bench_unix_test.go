@@ -1,3 +1,5 @@
+//go:build unix
+
 package dashboard
 
 import (
@@ -5,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,8 +19,12 @@ import (
 // an open dashboard costs the server once per interval. %core is that
 // share of one core at the default interval.
 func BenchmarkTick(b *testing.B) {
-	for _, n := range []int{100, 1_000} {
+	for _, n := range []int{100, 1_000, 5_000} { // 10k streams take more descriptors than a process here may open
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			var lim syscall.Rlimit
+			if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < uint64(3*n) {
+				b.Skipf("%d streams need %d file descriptors (client and server side); the limit is %d", n, 2*n, lim.Cur)
+			}
 			hub := sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), sfere.HubOptions{})
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				_, _ = hub.Detach(w, r, sfere.NewKey(sfere.DefaultScope, "lobby", r.URL.Query().Get("id")))
