@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -449,4 +451,26 @@ func TestHoldsOneWindowAndForgetsClosedPages(t *testing.T) {
 		_, conns := dashboard.Held(a.dash)
 		return conns == 0 && !dashboard.SamplerRunning(a.dash)
 	})
+}
+
+// The Streams pane lists the first 100 streams in key order, and counts
+// the rest.
+func TestStreamsPaneListsTheFirstKeysInOrder(t *testing.T) {
+	a := newApp(t, dashboard.Options{})
+	const n = 105
+	for _, i := range rand.Perm(n) {
+		a.stream(t, "lobby", fmt.Sprintf("%03d", i))
+	}
+	_, conn := a.page(t)
+	c := a.open(t, conn, "*/lobby/*")
+	ev := c.Wait(wait, ssetest.Containing("and 5 more"))
+	ids := regexp.MustCompile(`<td>default</td><td>lobby</td><td>(\d+)</td>`).FindAllStringSubmatch(ev.Text(), -1)
+	if len(ids) != 100 {
+		t.Fatalf("%d rows, want 100", len(ids))
+	}
+	for i, m := range ids {
+		if want := fmt.Sprintf("%03d", i); m[1] != want {
+			t.Fatalf("row %d is %s, want %s", i, m[1], want)
+		}
+	}
 }
