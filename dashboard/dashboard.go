@@ -115,7 +115,11 @@ type Dashboard struct {
 	rtBuffer []metrics.Sample
 }
 
-// New returns a dashboard of hub.
+// New returns a dashboard of hub. From then on it follows the hub's
+// streams ([sfere.Hub.OnOpen]) and the trackers' batches
+// ([presence.Tracker.OnDiff]) for the figures it counts only while a page
+// is open; with none open, each hook is one atomic load. Hooks cannot be
+// removed: make one dashboard per hub, for the life of the hub.
 func New(hub *sfere.Hub, opts Options) (*Dashboard, error) {
 	if hub == nil {
 		return nil, fmt.Errorf("%w: no hub", ErrBadOptions)

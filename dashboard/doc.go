@@ -35,7 +35,8 @@
 //     the client's address), recorded while a page is open
 //     ([presence.Tracker.OnDiff]).
 //   - Cluster (with [Options.Node]): the node's id, its peers, the
-//     cluster's stream count and the node's counters.
+//     cluster's stream count and the node's counters; with [Options.NATS],
+//     the connection's status, server, traffic and reconnects.
 //   - History: the hub's newest position, if it keeps a history, and the
 //     streams that resumed from a position or could not, counted while a
 //     page is open ([sfere.Hub.OnOpen], [sfere.Stream.Recovery]).
