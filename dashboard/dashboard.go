@@ -92,6 +92,7 @@ type Dashboard struct {
 	// What the dashboard's own streams did to the hub's counters, taken
 	// out of the figures.
 	ownOpened, ownEnded, ownBroadcasts, ownDelivered atomic.Uint64
+	ownWritten                                       atomic.Uint64 // bytes queued to its own streams
 	ownEndedBy                                       [numCauses]atomic.Uint64
 
 	// Recoveries of the hub's streams, counted only while watched (the
@@ -352,9 +353,13 @@ func (d *Dashboard) serveStream(w http.ResponseWriter, r *http.Request) {
 		v.Overview.Own++ // this stream, about to be stored
 	}
 	d.ownOpened.Add(1)
-	s, err := d.hub.Detach(w, r, key, d.effects(v)...)
+	opening := d.effects(v)
+	size := uint64(renderedLen(opening))
+	d.ownWritten.Add(size)
+	s, err := d.hub.Detach(w, r, key, opening...)
 	if err != nil {
 		d.ownOpened.Add(^uint64(0))
+		d.ownWritten.Add(-size)
 		d.release(sig.Conn, nil)
 		if errors.Is(err, sfere.ErrHubClosed) {
 			http.Error(w, "dashboard: server shutting down", http.StatusServiceUnavailable)
@@ -466,7 +471,19 @@ func (d *Dashboard) publish(p sfere.Pattern, exclude sfere.Matcher, effects []sf
 	res, err := d.hub.BroadcastLive(p, exclude, effects...)
 	if err == nil {
 		d.ownDelivered.Add(uint64(res.Delivered))
+		d.ownWritten.Add(uint64(res.Delivered * renderedLen(effects)))
 	}
+}
+
+// renderedLen is the size of effects as an event: what the hub writes of
+// them to each stream (its id and framing aside), taken out of the bytes
+// the hub wrote.
+func renderedLen(effects []sfere.Effect) int {
+	data, err := sfere.Render(effects...)
+	if err != nil {
+		return 0
+	}
+	return len(data)
 }
 
 // readLocked reads a sample at now (the runtime's figures into the
@@ -476,7 +493,7 @@ func (d *Dashboard) readLocked(now time.Time) *sample {
 	// Own counts first: an own stream the hub has counted is then always
 	// counted here too (the hub's figures minus these never go below).
 	s.ownOpened, s.ownEnded = d.ownOpened.Load(), d.ownEnded.Load()
-	s.ownBroadcasts, s.ownDelivered = d.ownBroadcasts.Load(), d.ownDelivered.Load()
+	s.ownBroadcasts, s.ownDelivered, s.ownWritten = d.ownBroadcasts.Load(), d.ownDelivered.Load(), d.ownWritten.Load()
 	for i := range s.ownEndedBy {
 		s.ownEndedBy[i] = d.ownEndedBy[i].Load()
 	}

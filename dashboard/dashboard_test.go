@@ -474,3 +474,39 @@ func TestStreamsPaneListsTheFirstKeysInOrder(t *testing.T) {
 		}
 	}
 }
+
+// The rates leave the dashboard's own traffic out: with the app sending,
+// its deliveries show; once it stops, the deliveries fall to 0 and the
+// bytes out to less than a KiB a second, though the dashboard itself
+// still sends each page several KiB per update.
+func TestRatesLeaveTheDashboardsOwnTrafficOut(t *testing.T) {
+	a := newApp(t, dashboard.Options{})
+	a.stream(t, "lobby", "a")
+	_, conn := a.page(t)
+	c := a.open(t, conn, "")
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond): // paces the app's traffic
+				_, _ = a.hub.Broadcast(sfere.InCategory("lobby"), nil, sfere.PatchElements(`<p id="p">hello</p>`))
+			}
+		}
+	}()
+	busy := regexp.MustCompile(`deliveries / s<b>[1-9]`)
+	c.Wait(wait, ssetest.Where("the app's deliveries per second", func(e ssetest.Event) bool { return busy.MatchString(e.Text()) }))
+	close(stop)
+	<-done
+	idle := regexp.MustCompile(`deliveries / s<b>0</b>`)
+	quiet := regexp.MustCompile(`bytes out<b>\d+ B/s</b>`)
+	ev := c.Wait(wait, ssetest.Where("no app deliveries and under a KiB/s out", func(e ssetest.Event) bool {
+		return idle.MatchString(e.Text()) && quiet.MatchString(e.Text()) && strings.Contains(e.Text(), "broadcasts + sends / s<b>0</b>")
+	}))
+	if n := len(ev.Text()); n < 2<<10 {
+		t.Fatalf("an update of %d bytes: the test needs the dashboard's own traffic to be KiBs a second", n)
+	}
+}

@@ -18,6 +18,7 @@ type sample struct {
 	node    natscluster.Stats
 	// Counts of the dashboard's own doing, taken out of the hub's figures.
 	ownOpened, ownEnded, ownBroadcasts, ownDelivered uint64
+	ownWritten                                       uint64
 	ownEndedBy                                       [numCauses]uint64
 	// Streams that asked for a position, counted while watched: served
 	// from the history, refused; events replayed.
@@ -102,19 +103,25 @@ func ratesBetween(a, b *sample) rates {
 	if dt <= 0 {
 		return rates{}
 	}
-	per := func(from, to uint64) float64 {
-		if to < from || to > 1<<63 { // an own count ahead of the hub's, for an instant
+	// net is the app's share of a hub counter: its growth less the
+	// dashboard's own. The two are counted at different moments (the own
+	// bytes as queued, the hub's as written), so a share that comes out
+	// below zero is zero.
+	net := func(from, to, ownFrom, ownTo uint64) float64 {
+		d := int64(to-from) - int64(ownTo-ownFrom)
+		if d <= 0 {
 			return 0
 		}
-		return float64(to-from) / dt
+		return float64(d) / dt
 	}
+	per := func(from, to uint64) float64 { return net(from, to, 0, 0) }
 	r := rates{
-		opens:       per(a.hub.Opened-a.ownOpened, b.hub.Opened-b.ownOpened),
-		ends:        per(a.hub.Ended-a.ownEnded, b.hub.Ended-b.ownEnded),
-		broadcasts:  per(a.hub.Broadcasts+a.hub.Sends-a.ownBroadcasts, b.hub.Broadcasts+b.hub.Sends-b.ownBroadcasts),
-		delivered:   per(a.hub.Delivered-a.ownDelivered, b.hub.Delivered-b.ownDelivered),
+		opens:       net(a.hub.Opened, b.hub.Opened, a.ownOpened, b.ownOpened),
+		ends:        net(a.hub.Ended, b.hub.Ended, a.ownEnded, b.ownEnded),
+		broadcasts:  net(a.hub.Broadcasts+a.hub.Sends, b.hub.Broadcasts+b.hub.Sends, a.ownBroadcasts, b.ownBroadcasts),
+		delivered:   net(a.hub.Delivered, b.hub.Delivered, a.ownDelivered, b.ownDelivered),
 		failed:      per(a.hub.Failed, b.hub.Failed),
-		bytes:       per(a.hub.Written, b.hub.Written),
+		bytes:       net(a.hub.Written, b.hub.Written, a.ownWritten, b.ownWritten),
 		sweeps:      per(a.beat.Sweeps, b.beat.Sweeps),
 		gcs:         per(a.gcCycles, b.gcCycles),
 		recovered:   per(a.recovered, b.recovered),
@@ -122,7 +129,7 @@ func ratesBetween(a, b *sample) rates {
 		replayed:    per(a.replayed, b.replayed),
 	}
 	for _, c := range causes {
-		r.endsBy[c] = per(a.hub.EndedBy(c)-a.ownEndedBy[c], b.hub.EndedBy(c)-b.ownEndedBy[c])
+		r.endsBy[c] = net(a.hub.EndedBy(c), b.hub.EndedBy(c), a.ownEndedBy[c], b.ownEndedBy[c])
 	}
 	if a.gcPauses != nil && b.gcPauses != nil && len(a.gcPauses.Counts) == len(b.gcPauses.Counts) {
 		for i := len(b.gcPauses.Counts) - 1; i >= 0; i-- {
