@@ -78,6 +78,7 @@ type Hub struct {
 	active  sync.WaitGroup
 
 	onOpen atomic.Pointer[[]func(*Stream)] // added by OnOpen; replaced whole, under mu
+	stats  hubStats                        // hub_stats.go
 }
 
 // NewHub returns a hub over store.
@@ -303,6 +304,7 @@ func (h *Hub) admit(s *Stream, r *http.Request, first *message) {
 	s.mu.Lock()
 	s.recovery = rec // known to OnOpen
 	s.mu.Unlock()
+	h.stats.opened.Add(1)
 	if h.opts.OnOpen != nil {
 		h.opts.OnOpen(s)
 	}
@@ -346,6 +348,7 @@ func (h *Hub) retire(s *Stream, why error) {
 		h.store.PurgeStream(s, CauseClosed, why)
 	}
 	<-s.finished
+	h.stats.endedWith(s.Eviction().Cause)
 	settleAll(s.leftovers(), false)
 }
 
@@ -499,6 +502,9 @@ func (h *Hub) deliver(p Pattern, exclude Matcher, m *message, wroteSince int64) 
 		}
 	}
 	wakes.flush()
+	if !m.heartbeat {
+		h.stats.published(res)
+	}
 	clear(streams)
 	*buf = streams[:0]
 	h.buffers.Put(buf)
@@ -545,6 +551,9 @@ func (h *Hub) Send(key Key, effects ...Effect) (Result, error) {
 		// Kept even if no stream is stored now: the key's client may be
 		// reconnecting, and then it gets the event from the history.
 		h.hist.record(m, key.Pattern(), nil, deliver)
+	}
+	if ok {
+		h.stats.sent(res)
 	}
 	return res, err
 }

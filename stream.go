@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // ErrStreamEnded is returned when a message is sent to a stream that has
@@ -25,8 +26,9 @@ var ErrStreamEnded = errors.New("sfere: stream ended")
 // let go of it, and the functions given to AfterEnd run.
 type Stream struct {
 	key      Key
-	maxQueue int  // bytes; 0 means unbounded
-	sink     sink // how the queue reaches the client; set before the stream is stored (nil: nobody writes it)
+	opened   time.Time // when it was made (see Info)
+	maxQueue int       // bytes; 0 means unbounded
+	sink     sink      // how the queue reaches the client; set before the stream is stored (nil: nobody writes it)
 	// compressed: the stream is written gzip (compress_stream.go); set
 	// before it is stored.
 	compressed bool
@@ -70,6 +72,7 @@ type sink interface {
 func newStream(key Key, maxQueue int, sink sink) *Stream {
 	return &Stream{
 		key:      key,
+		opened:   time.Now(),
 		maxQueue: maxQueue,
 		sink:     sink,
 		done:     make(chan struct{}),

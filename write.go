@@ -35,12 +35,15 @@ func upToClose(batch []*message) int {
 // what it reads is no sign that the server has recorded anything yet.
 func (h *Hub) afterWrite(s *Stream, batch []*message, n int, start time.Time, err error) error {
 	if err == nil {
+		app, bytes := false, 0
 		for _, m := range batch[:n] {
-			if !m.heartbeat && len(m.data) > 0 {
-				s.lastAppWrite.Store(start.UnixNano())
-				break
-			}
+			app = app || !m.heartbeat && len(m.data) > 0
+			bytes += len(m.data)
 		}
+		if app {
+			s.lastAppWrite.Store(start.UnixNano())
+		}
+		h.stats.written.Add(uint64(bytes))
 	}
 	settleAll(batch[:n], err == nil)
 	settleAll(batch[n:], false)

@@ -86,6 +86,9 @@ func (t *Tracker) flushLocked() {
 	if t.onDiff != nil {
 		t.onDiff(d)
 	}
+	for _, f := range t.onDiffs {
+		f(d)
+	}
 	// Not to a stream stored but not yet recorded (its opened waits for
 	// the lock), which gets its snapshot at the next batch and nothing
 	// before it. The exclusion is a copy the tracker never changes: a hub

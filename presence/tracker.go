@@ -211,6 +211,7 @@ type Tracker struct {
 	diff             func(Diff) []sfere.Effect
 	goodbye          func(error) []sfere.Effect
 	onDiff           func(Diff)
+	onDiffs          []func(Diff) // added by Tracker.OnDiff, under mu
 	replayHoldsState bool
 	cluster          Cluster
 	log              *slog.Logger

@@ -111,7 +111,7 @@ func parseFlags(args []string, out io.Writer, log *slog.Logger) (lobby.Options, 
 	fs.StringVar(&opts.Store, "store", d.Store, "stream store: ttl or memory")
 	fs.DurationVar(&opts.TTL, "ttl", d.TTL, "sliding expiry of the ttl store (reset by every successful write)")
 	fs.StringVar(&opts.DatastarJS, "datastar-js", "", "serve this local Datastar client file at /datastar.js instead of loading it from\n"+lobby.DatastarCDN)
-	fs.BoolVar(&opts.Debug, "debug", false, "enable GET /debug/connections (the keys of the open streams)")
+	fs.BoolVar(&opts.Debug, "debug", false, "enable GET /debug/connections (the keys of the open streams) and the live dashboard at /debug/dashboard")
 	fs.IntVar(&opts.MaxStreamsPerIP, "max-streams-per-ip", d.MaxStreamsPerIP, "most open streams (lobby tabs) per client address, IPv4 or IPv6 /64; more are refused with 429 (0: no cap)")
 	fs.Float64Var(&opts.MessageRate, "message-rate", d.MessageRate, "chat messages a second one session may send on average; more are refused with 429 (0: no limit)")
 	fs.IntVar(&opts.MessageBurst, "message-burst", d.MessageBurst, "chat messages one session may send at once, above -message-rate")

@@ -41,6 +41,9 @@ var (
 	errAddressTooFast  = errors.New("too many messages from your address: wait a moment")
 )
 
+// dashboardPath is where the debug routes mount the live dashboard.
+const dashboardPath = "/debug/dashboard"
+
 // handlers serves the lobby's routes.
 type handlers struct {
 	lobby      *Lobby
@@ -51,6 +54,7 @@ type handlers struct {
 	revoked    *revocations // sessions that left: their member cookies take nothing back
 	clients    clients      // who sent a request (trusted proxies)
 	debug      bool
+	dashboard  http.Handler // with debug: the live dashboard at dashboardPath
 	log        *slog.Logger
 
 	// bodyTimeout bounds the time a request's body may take to arrive
@@ -76,6 +80,8 @@ func (h *handlers) routes() http.Handler {
 	mux.Handle("GET /metrics", h.metrics.handler())
 	if h.debug {
 		mux.HandleFunc("GET /debug/connections", h.connections)
+		mux.Handle(dashboardPath, h.dashboard)
+		mux.Handle(dashboardPath+"/", h.dashboard)
 	}
 	if h.datastarJS != nil {
 		mux.HandleFunc("GET /datastar.js", h.script)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sfere-go/sfere"
+	"github.com/sfere-go/sfere/dashboard"
 	"github.com/sfere-go/sfere/presence"
 )
 
@@ -53,7 +54,8 @@ type Options struct {
 	// DatastarJS names a local file to serve at /datastar.js instead of
 	// loading the Datastar client from its CDN.
 	DatastarJS string
-	// Debug enables GET /debug/connections.
+	// Debug enables GET /debug/connections and the live dashboard at
+	// /debug/dashboard (package dashboard).
 	Debug bool
 	// JoinTimeout is how long a name reserved by /join waits for its
 	// stream before it is released (silently: it was never announced).
@@ -398,7 +400,20 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 
 	s.ln = &notifyListener{Listener: ln, closed: make(chan struct{})}
 
+	var dash *dashboard.Dashboard
+	if opts.Debug {
+		dopts := dashboard.Options{Path: dashboardPath, Script: v.datastarJS, Integrity: v.integrity,
+			Heartbeat: s.heartbeat, Trackers: []*presence.Tracker{s.lobby.tracker}}
+		if s.cluster != nil {
+			dopts.Node, dopts.NATS = s.cluster.node, s.cluster.nc
+		}
+		if dash, err = dashboard.New(s.hub, dopts); err != nil {
+			panic("lobby: " + err.Error()) // constant options
+		}
+	}
+
 	h := &handlers{lobby: s.lobby, views: v, metrics: m, datastarJS: script, sessions: sessions, debug: opts.Debug, log: opts.Logger,
+		dashboard:   dash,
 		revoked:     revoked,
 		clients:     clients{trusted: opts.TrustedProxies},
 		bodyTimeout: opts.BodyTimeout,
