@@ -202,7 +202,11 @@ func TestClusterSurvivesNATSRestart(t *testing.T) {
 
 	ns.Shutdown()
 	// A line the cluster's log cannot take reaches nobody, not even its
-	// own node, and is refused: the page keeps it to send again.
+	// own node, and is refused: the page keeps it to send again. The
+	// refusal may take the publish timeout, twice the allowed clock skew
+	// and the time to settle the outcome (1 + 2 + 2 s here): more than
+	// waitLong.
+	brian.client.Timeout = 4 * waitLong
 	if r := brian.post("/message", map[string]any{"message": "during the gap"}); r.status != http.StatusServiceUnavailable {
 		t.Fatalf("a line said while NATS is down: status %d, want 503", r.status)
 	}

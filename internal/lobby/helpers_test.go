@@ -505,5 +505,11 @@ func brianAndPhil(t *testing.T) (srv *lobby.Server, brian, phil *browser, bs, ps
 	// once his list shows both.
 	want := map[string]bool{participantID("brian"): true, participantID("phil"): true}
 	ssetest.Eventually(t, waitLong, "phil's list shows brian and phil", func() bool { return maps.Equal(listModel(ps), want) })
+	// A diff is written as two events (the list item, then the line), and
+	// the client may have parsed only the first: when Phil's arrival came
+	// as a diff, its line follows.
+	if _, asDiff := ps.Find(withData("mode append\nelements <li id=\"" + participantID("phil"))); asDiff {
+		ps.waitFor(joinedLine("phil"))
+	}
 	return srv, brian, phil, bs, ps, ps.len()
 }
