@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -161,6 +162,7 @@ type rcPerson struct {
 	lastSeq  []int   // per speaker: the latest line seq delivered
 	epoch    string
 	offset   uint64
+	part     uint64 // of the last id: its Part, or math.MaxUint64 for a message's last event
 	idBack   int64
 	outOrder int64
 	unrecov  int
@@ -623,6 +625,29 @@ func (t *rcTrial) read(p *rcPerson, body io.Reader, rc *rcConn) error {
 	}
 }
 
+// parseID splits an event id, epoch-offset or epoch-offset.k (the k-th
+// event of a message whose last event carries epoch-offset), into what
+// orders ids on a stream: offset, then part, a message's last event
+// (no part) after its other events.
+func parseID(id string) (epoch string, offset, part uint64, ok bool) {
+	i := strings.LastIndexByte(id, '-')
+	if i <= 0 {
+		return "", 0, 0, false
+	}
+	text, k, hasPart := strings.Cut(id[i+1:], ".")
+	offset, err := strconv.ParseUint(text, 10, 64)
+	if err != nil {
+		return "", 0, 0, false
+	}
+	part = math.MaxUint64
+	if hasPart {
+		if part, err = strconv.ParseUint(k, 10, 64); err != nil {
+			return "", 0, 0, false
+		}
+	}
+	return id[:i], offset, part, true
+}
+
 // rcEvent is what one event of a stream carried.
 type rcEvent struct {
 	id                         string
@@ -639,17 +664,11 @@ func (t *rcTrial) apply(p *rcPerson, ev *rcEvent, stamps [][2]int64, now time.Ti
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if ev.id != "" {
-		if i := strings.LastIndexByte(ev.id, '-'); i > 0 {
-			epoch := ev.id[:i]
-			off, err := strconv.ParseUint(ev.id[i+1:], 10, 64)
-			if err == nil {
-				if epoch == p.epoch && off <= p.offset {
-					p.idBack++
-				}
-				p.epoch, p.offset = epoch, off
-			}
+	if epoch, off, part, ok := parseID(ev.id); ok {
+		if epoch == p.epoch && (off < p.offset || off == p.offset && part <= p.part) {
+			p.idBack++
 		}
+		p.epoch, p.offset, p.part = epoch, off, part
 	}
 	if ev.unrecov {
 		p.unrecov++
