@@ -47,6 +47,7 @@ var available = sync.OnceValue(func() error {
 	if err := nft("", "delete", "table", "inet", name); err != nil {
 		return fmt.Errorf("netfault: cannot delete nftables table %s: %w", name, err)
 	}
+	sweepStale()
 	return nil
 })
 
@@ -157,7 +158,7 @@ func DropFrom(t testing.TB, from netip.Addr, port int) (restore func()) {
 
 // tableName returns a table name unique to this process and call.
 func tableName() string {
-	return fmt.Sprintf("sfere_netfault_%d_%d", os.Getpid(), seq.Add(1))
+	return fmt.Sprintf("%s%d_%d", tablePrefix, os.Getpid(), seq.Add(1))
 }
 
 // nft runs the nft CLI with args, feeding it stdin if non-empty. The error
