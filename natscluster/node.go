@@ -123,12 +123,21 @@ type Node struct {
 	hub      *sfere.Hub
 	events   *eventLog // the cluster's event log; nil without a history
 
+	replicas int // of the log and the adapters' buckets; 0: automatic
+
 	// mu guards the maps and orders every presence publish with them, so
 	// peers see opens, closes and snapshots in the order they happened.
 	mu    sync.Mutex
 	local map[*sfere.Stream]*localStream
 	peers map[string]*peer
 	seq   uint64
+	// selfSeen is when this node last received one of its own presence
+	// messages: a node behind on them cannot tell silent peers from its
+	// own lag, and decides nobody lost.
+	selfSeen time.Time
+	warmAt   time.Time // Warm waits until then (after a start or a reconnect)
+	watches  map[uint64]Watch
+	watchSeq uint64
 
 	subs []*nats.Subscription
 	stop chan struct{}
@@ -170,8 +179,10 @@ func New(nc *nats.Conn, store sfere.Store, opts Options) (*Node, error) {
 		onLost:   opts.OnNodeLost,
 		log:      opts.Logger,
 		nc:       nc,
+		replicas: opts.Replicas,
 		local:    make(map[*sfere.Stream]*localStream),
 		peers:    make(map[string]*peer),
+		watches:  make(map[uint64]Watch),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -191,6 +202,7 @@ func New(nc *nats.Conn, store sfere.Store, opts Options) (*Node, error) {
 		n.log = slog.Default()
 	}
 	n.log = n.log.With("node", n.id)
+	n.warmAt = time.Now().Add(n.warmup())
 	hubOpts := opts.Hub
 	appOpened := hubOpts.OnOpen
 	hubOpts.OnOpen = func(s *sfere.Stream) {
@@ -377,13 +389,22 @@ func (n *Node) onPresence(msg *nats.Msg) {
 		return
 	}
 	if p.Node == n.id {
+		n.mu.Lock()
+		n.selfSeen = time.Now()
+		n.mu.Unlock()
 		return
 	}
 	var yield []*sfere.Stream
 	n.mu.Lock()
 	if p.Op == opBye {
 		delete(n.peers, p.Node)
+		watches := n.watchesLocked()
 		n.mu.Unlock()
+		for _, w := range watches {
+			if w.Left != nil {
+				w.Left(p.Node)
+			}
+		}
 		return
 	}
 	pr := n.peers[p.Node]
@@ -443,6 +464,7 @@ func (n *Node) run() {
 	status := n.nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CONNECTED, nats.CLOSED)
 	defer n.nc.RemoveStatusListener(status)
 	var gapStart time.Time
+	reconnects := n.nc.Stats().Reconnects
 	n.snapshot()
 	for {
 		select {
@@ -459,12 +481,25 @@ func (n *Node) run() {
 				gapStart = time.Time{}
 				n.gapTime.Add(int64(gap))
 				n.log.Info("cluster: NATS connection back; cross-node delivery resumed", "gap", gap)
+				n.mu.Lock()
+				n.rewarmLocked()
+				n.mu.Unlock()
 				n.snapshot() // peers may have dropped this node meanwhile
 				n.checkLog()
 			}
 		case <-t.C:
 			n.snapshot()
-			n.reap()
+			if r := n.nc.Stats().Reconnects; r != reconnects {
+				// Back from a gap in which nothing could be heard (the
+				// status change may come later, or have been missed):
+				// the peers get their time again.
+				reconnects = r
+				n.mu.Lock()
+				n.rewarmLocked()
+				n.mu.Unlock()
+			} else if n.nc.IsConnected() {
+				n.reap()
+			}
 			n.checkLog()
 		}
 	}
@@ -494,11 +529,18 @@ func (n *Node) snapshot() {
 	}
 }
 
-// reap drops peers silent for 3 intervals and reports their streams.
+// reap drops peers silent for 3 intervals and reports their streams to
+// [Options.OnNodeLost] and every [Watch]: the one decision that a node is
+// lost. It decides nothing while this node is as far behind on its own
+// messages (a stalled process, a busy machine): it cannot tell then.
 func (n *Node) reap() {
 	var lost []Lost
 	n.mu.Lock()
 	cutoff := time.Now().Add(-3 * n.interval)
+	if !n.nc.Opts.NoEcho && n.selfSeen.Before(cutoff) {
+		n.mu.Unlock()
+		return
+	}
 	for id, p := range n.peers {
 		if p.lastSeen.After(cutoff) {
 			continue
@@ -519,6 +561,7 @@ func (n *Node) reap() {
 			announcer = false
 		}
 	}
+	watches := n.watchesLocked()
 	n.mu.Unlock()
 	for _, l := range lost {
 		l.Announcer = announcer
@@ -526,6 +569,11 @@ func (n *Node) reap() {
 		n.log.Warn("cluster: node lost", "lost", l.Node, "streams", len(l.Evictions), "announcer", announcer)
 		if n.onLost != nil {
 			n.onLost(l)
+		}
+		for _, w := range watches {
+			if w.Lost != nil {
+				w.Lost(l)
+			}
 		}
 	}
 }
