@@ -177,16 +177,6 @@ type Options struct {
 	// sent (for logs and metrics). It runs with the tracker's lock held:
 	// it must not block or call the tracker.
 	OnDiff func(Diff)
-	// ReplayHoldsState says that the hub keeps a history of its own (not
-	// a cluster's shared log, whose positions the tracker's batches do not
-	// take): a client that reconnects (its request carries a Last-Event-ID
-	// header) and whose stream recovered was replayed every batch it
-	// missed, and holds the room's state, so it gets no snapshot, only the
-	// batches after. A page's first request should then pass the position
-	// it was rendered at as the lastEventID query parameter, not the
-	// header: it holds no batch yet. Without it every stream gets a
-	// snapshot (at 5,000 people, a list of about 250 KB each).
-	ReplayHoldsState bool
 	// Cluster, if set, shares the room with other nodes.
 	Cluster Cluster
 	// Logger receives the tracker's warnings. Nil means slog.Default().
@@ -264,7 +254,7 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 		diff:             opts.Diff,
 		goodbye:          opts.Goodbye,
 		onDiff:           opts.OnDiff,
-		replayHoldsState: opts.ReplayHoldsState,
+		replayHoldsState: replayHoldsState(hub, opts.Cluster),
 		cluster:          opts.Cluster,
 		log:              cmp.Or(opts.Logger, slog.Default()),
 		clock:            realClock{},
@@ -446,9 +436,23 @@ func (t *Tracker) open(w http.ResponseWriter, r *http.Request, owner string, ini
 	return s, err
 }
 
+// replayHoldsState reports whether a client that reconnects (its request
+// carries a Last-Event-ID header) and whose stream recovered was replayed
+// every batch it missed, and so holds the room's state: it then gets no
+// snapshot, only the batches after. That holds when the hub keeps a
+// history of its own, which the tracker's batches are in; not with a
+// cluster, whose shared log (natscluster's) the batches do not go
+// through: there every stream gets a snapshot (at 5,000 people, a list of
+// about 250 KB each). A page's first request should pass the position it
+// was rendered at as the lastEventID query parameter, not the header: it
+// holds no batch yet.
+func replayHoldsState(hub *sfere.Hub, cluster Cluster) bool {
+	return cluster == nil && hub.Position().Epoch != ""
+}
+
 // opening is a stream on its way into the store: its person, and whether
 // it is a client reconnecting that holds the room's state if its stream
-// recovers (see [Options.ReplayHoldsState]).
+// recovers (see replayHoldsState).
 type opening struct {
 	p         *person
 	reconnect bool
