@@ -222,7 +222,7 @@ type Tracker struct {
 	dirty       map[string]struct{}   // ids changed since the last batch
 	departed    map[string]Departure  // this batch's departures by id
 	fresh       sfere.KeySet          // streams opened since the last batch
-	gone        map[string]time.Time  // Refs of departed claims, and when
+	gone        map[string]goneRef    // Refs of departed claims
 	lastFlush   time.Time             // when the last batch went out
 	current     time.Duration         // the window in force: Window, doubled while a storm lasts
 	breaks      rate                  // people whose last stream ended, lately (see storm.go)
@@ -266,7 +266,7 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 		dirty:            make(map[string]struct{}),
 		departed:         make(map[string]Departure),
 		fresh:            make(sfere.KeySet),
-		gone:             make(map[string]time.Time),
+		gone:             make(map[string]goneRef),
 	}
 	t.sent.L = &t.mu
 	t.stormGrace = cmp.Or(opts.StormGrace, 5*t.grace)
@@ -550,6 +550,13 @@ func (t *Tracker) Leave(ctx context.Context, owner string) (string, error) {
 // from other nodes about it is ignored meanwhile.
 const goneFor = time.Minute
 
+// goneRef is a departed claim: when, and the node whose loss it departed
+// with, if that is why.
+type goneRef struct {
+	at     time.Time
+	lostTo string
+}
+
 // rememberGoneLocked records a departed claim's Ref.
 func (t *Tracker) rememberGoneLocked(ref string) {
 	if ref == "" {
@@ -557,20 +564,20 @@ func (t *Tracker) rememberGoneLocked(ref string) {
 	}
 	now := time.Now()
 	if len(t.gone) >= 1024 && len(t.gone)%1024 == 0 {
-		for r, at := range t.gone {
-			if now.Sub(at) > goneFor {
+		for r, g := range t.gone {
+			if now.Sub(g.at) > goneFor {
 				delete(t.gone, r)
 			}
 		}
 	}
-	t.gone[ref] = now
+	t.gone[ref] = goneRef{at: now}
 }
 
 // departedRef reports whether ref is a claim that departed lately. t.mu
 // must be held.
 func (t *Tracker) departedRef(ref string) bool {
-	at, ok := t.gone[ref]
-	return ok && time.Since(at) <= goneFor
+	g, ok := t.gone[ref]
+	return ok && time.Since(g.at) <= goneFor
 }
 
 // holdLocked tells the cluster what this node holds of p.

@@ -154,7 +154,8 @@ func (d *decisions) list() []string {
 // streams and its people are declared lost at the same moment, once,
 // the streams first and the people within that decision, never one
 // without the other. The paused node, which hears nobody either, decides
-// nobody lost: it cannot tell the others' silence from its own.
+// nobody lost: it cannot tell the others' silence from its own. Once it
+// is heard again, its streams and its people are back on the others.
 func TestPausedNodeLostByOneDecision(t *testing.T) {
 	ns := startNATS(t, "127.0.0.1:0")
 	defer ns.Shutdown()
@@ -223,9 +224,17 @@ func TestPausedNodeLostByOneDecision(t *testing.T) {
 		}
 	}
 
-	// Thawed, c is heard again, and hears the others: it never found
-	// anyone lost while it heard nobody.
-	ssetest.Eventually(t, waitLong, "a hears c again", func() bool { return slices.Contains(a.cnode.Peers(), "c") })
+	// Thawed, c is heard again: its stream and its person come back on
+	// the others together (carol arrives again), and c, which never
+	// found anyone lost while it heard nobody, hears the others.
+	for name, tb := range map[string]*tab{"alice": alice, "bob": bob} {
+		ssetest.Eventually(t, waitLong, "carol back on "+name+"'s page", func() bool { return tb.count(joined("carol")) == 2 })
+	}
+	for id, n := range map[string]*node{"a": a, "b": b} {
+		if got := n.cnode.List(sfere.All); !slices.Contains(got, carolKey[0]) {
+			t.Errorf("%s lists %v without carol's stream, though carol is back", id, got)
+		}
+	}
 	if err := a.claim("dave", "o-dave"); err != nil {
 		t.Fatal(err)
 	}
