@@ -55,7 +55,8 @@ type Options struct {
 	// holds a remote stream to answer. Zero means [DefaultSendTimeout].
 	SendTimeout time.Duration
 	// Replicas is how many NATS servers hold the event log's stream (with
-	// a history): 3 tolerates the loss of any one. Zero means
+	// a history) and the adapters' buckets ([Node.KeyValue]: the claims
+	// of package natspresence): 3 tolerates the loss of any one. Zero means
 	// [AutoReplicas] where the NATS cluster can place them, else 1. A
 	// stream found with fewer replicas is raised to this count, never
 	// lowered.
