@@ -1,6 +1,7 @@
 package natspresence_test
 
 import (
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -175,7 +176,7 @@ func TestPausedNodeLostByOneDecision(t *testing.T) {
 			for _, l := range diff.Leaves {
 				// The tracker's lock is held; the node's is not taken
 				// under it anywhere, so asking the node is safe.
-				d.add("left " + l.ID + " " + l.Reason.String() + " peers=" + strings.Join(n.cnode.Peers(), ","))
+				d.add(fmt.Sprintf("left %s %s, c a peer: %v", l.ID, l.Reason, slices.Contains(n.cnode.Peers(), "c")))
 			}
 		})
 	}
@@ -205,22 +206,35 @@ func TestPausedNodeLostByOneDecision(t *testing.T) {
 	fr.thaw()
 
 	for id, n := range map[string]*node{"a": a, "b": b} {
-		var l natscluster.Lost
-		select {
-		case l = <-n.lost:
-		default:
-			t.Fatalf("%s: carol departed node-lost without a decision of the node", id)
+		var ofC []natscluster.Lost
+	drain:
+		for {
+			select {
+			case l := <-n.lost:
+				if l.Node == "c" {
+					ofC = append(ofC, l)
+				}
+			default:
+				break drain
+			}
 		}
-		if l.Node != "c" || len(l.Evictions) != 1 || l.Evictions[0].Key != carolKey[0] {
+		if len(ofC) != 1 {
+			t.Fatalf("%s decided c lost %d times, want once", id, len(ofC))
+		}
+		if l := ofC[0]; len(l.Evictions) != 1 || l.Evictions[0].Key != carolKey[0] {
 			t.Errorf("%s decided %+v, want node c with carol's stream", id, l)
 		}
-		ev := seen[id].list()
-		want := []string{"lost c", "left carol node-lost peers=" + map[string]string{"a": "b", "b": "a"}[id]}
+		// Only c's and carol's: on a loaded machine another node may be
+		// lost too, which is not what this test is about.
+		var ev []string
+		for _, e := range seen[id].list() {
+			if e == "lost c" || strings.HasPrefix(e, "left carol ") {
+				ev = append(ev, e)
+			}
+		}
+		want := []string{"lost c", "left carol node-lost, c a peer: false"}
 		if !slices.Equal(ev, want) {
 			t.Errorf("%s: decisions and departures %q, want %q (one decision: the streams, then the people)", id, ev, want)
-		}
-		if got := n.cnode.Stats().NodesLost; got != 1 {
-			t.Errorf("%s decided %d nodes lost, want 1", id, got)
 		}
 	}
 
