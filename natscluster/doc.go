@@ -9,7 +9,23 @@
 // subject at once, and its whole set of keys every Interval. Peers keep a
 // view of each other from those messages: List and Count may lag a change
 // by the NATS delivery time (milliseconds) and heal any divergence within
-// one Interval. A node silent for 3 Intervals is lost.
+// one Interval. A node silent for 3 Intervals is lost, unless this node
+// is as far behind on its own messages (a stalled process, a busy
+// machine): it decides nobody lost then, since it cannot tell.
+//
+// # One membership for the cluster
+//
+// The node is the one owner of the cluster's membership: which nodes are
+// there, when one is lost, when this node, after it started or
+// reconnected, has heard the others ([Node.Warm]). An adapter that keeps
+// per-node state of its own (package natspresence keeps who holds which
+// person) takes it from the node instead of running its own heartbeats:
+// [Node.Watch] tells it each decision (a node lost: right after
+// [Options.OnNodeLost], on the same goroutine; a node closed), so streams
+// and the adapter's state are declared lost by one decision, at one
+// moment, and the two never disagree. [Node.Heard] counts the adapter's
+// news of a node as a sign of its life, and [Node.KeyValue] opens the
+// adapter's bucket with the node's replicas.
 //
 // # Wiring
 //

@@ -55,7 +55,8 @@ type Options struct {
 	// holds a remote stream to answer. Zero means [DefaultSendTimeout].
 	SendTimeout time.Duration
 	// Replicas is how many NATS servers hold the event log's stream (with
-	// a history): 3 tolerates the loss of any one. Zero means
+	// a history) and the adapters' buckets ([Node.KeyValue]: the claims
+	// of package natspresence): 3 tolerates the loss of any one. Zero means
 	// [AutoReplicas] where the NATS cluster can place them, else 1. A
 	// stream found with fewer replicas is raised to this count, never
 	// lowered.
@@ -123,12 +124,21 @@ type Node struct {
 	hub      *sfere.Hub
 	events   *eventLog // the cluster's event log; nil without a history
 
+	replicas int // of the log and the adapters' buckets; 0: automatic
+
 	// mu guards the maps and orders every presence publish with them, so
 	// peers see opens, closes and snapshots in the order they happened.
 	mu    sync.Mutex
 	local map[*sfere.Stream]*localStream
 	peers map[string]*peer
 	seq   uint64
+	// selfSeen is when this node last received one of its own presence
+	// messages: a node behind on them cannot tell silent peers from its
+	// own lag, and decides nobody lost.
+	selfSeen time.Time
+	warmAt   time.Time // Warm waits until then (after a start or a reconnect)
+	watches  map[uint64]Watch
+	watchSeq uint64
 
 	subs []*nats.Subscription
 	stop chan struct{}
@@ -170,8 +180,10 @@ func New(nc *nats.Conn, store sfere.Store, opts Options) (*Node, error) {
 		onLost:   opts.OnNodeLost,
 		log:      opts.Logger,
 		nc:       nc,
+		replicas: opts.Replicas,
 		local:    make(map[*sfere.Stream]*localStream),
 		peers:    make(map[string]*peer),
+		watches:  make(map[uint64]Watch),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -191,6 +203,7 @@ func New(nc *nats.Conn, store sfere.Store, opts Options) (*Node, error) {
 		n.log = slog.Default()
 	}
 	n.log = n.log.With("node", n.id)
+	n.warmAt = time.Now().Add(n.warmup())
 	hubOpts := opts.Hub
 	appOpened := hubOpts.OnOpen
 	hubOpts.OnOpen = func(s *sfere.Stream) {
@@ -377,13 +390,22 @@ func (n *Node) onPresence(msg *nats.Msg) {
 		return
 	}
 	if p.Node == n.id {
+		n.mu.Lock()
+		n.selfSeen = time.Now()
+		n.mu.Unlock()
 		return
 	}
 	var yield []*sfere.Stream
 	n.mu.Lock()
 	if p.Op == opBye {
 		delete(n.peers, p.Node)
+		watches := n.watchesLocked()
 		n.mu.Unlock()
+		for _, w := range watches {
+			if w.Left != nil {
+				w.Left(p.Node)
+			}
+		}
 		return
 	}
 	pr := n.peers[p.Node]
@@ -443,6 +465,7 @@ func (n *Node) run() {
 	status := n.nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CONNECTED, nats.CLOSED)
 	defer n.nc.RemoveStatusListener(status)
 	var gapStart time.Time
+	reconnects := n.nc.Stats().Reconnects
 	n.snapshot()
 	for {
 		select {
@@ -459,12 +482,25 @@ func (n *Node) run() {
 				gapStart = time.Time{}
 				n.gapTime.Add(int64(gap))
 				n.log.Info("cluster: NATS connection back; cross-node delivery resumed", "gap", gap)
+				n.mu.Lock()
+				n.rewarmLocked()
+				n.mu.Unlock()
 				n.snapshot() // peers may have dropped this node meanwhile
 				n.checkLog()
 			}
 		case <-t.C:
 			n.snapshot()
-			n.reap()
+			if r := n.nc.Stats().Reconnects; r != reconnects {
+				// Back from a gap in which nothing could be heard (the
+				// status change may come later, or have been missed):
+				// the peers get their time again.
+				reconnects = r
+				n.mu.Lock()
+				n.rewarmLocked()
+				n.mu.Unlock()
+			} else if n.nc.IsConnected() {
+				n.reap()
+			}
 			n.checkLog()
 		}
 	}
@@ -494,11 +530,18 @@ func (n *Node) snapshot() {
 	}
 }
 
-// reap drops peers silent for 3 intervals and reports their streams.
+// reap drops peers silent for 3 intervals and reports their streams to
+// [Options.OnNodeLost] and every [Watch]: the one decision that a node is
+// lost. It decides nothing while this node is as far behind on its own
+// messages (a stalled process, a busy machine): it cannot tell then.
 func (n *Node) reap() {
 	var lost []Lost
 	n.mu.Lock()
 	cutoff := time.Now().Add(-3 * n.interval)
+	if !n.nc.Opts.NoEcho && n.selfSeen.Before(cutoff) {
+		n.mu.Unlock()
+		return
+	}
 	for id, p := range n.peers {
 		if p.lastSeen.After(cutoff) {
 			continue
@@ -519,6 +562,7 @@ func (n *Node) reap() {
 			announcer = false
 		}
 	}
+	watches := n.watchesLocked()
 	n.mu.Unlock()
 	for _, l := range lost {
 		l.Announcer = announcer
@@ -526,6 +570,11 @@ func (n *Node) reap() {
 		n.log.Warn("cluster: node lost", "lost", l.Node, "streams", len(l.Evictions), "announcer", announcer)
 		if n.onLost != nil {
 			n.onLost(l)
+		}
+		for _, w := range watches {
+			if w.Lost != nil {
+				w.Lost(l)
+			}
 		}
 	}
 }

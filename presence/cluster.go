@@ -82,7 +82,9 @@ type Notify interface {
 	// Snapshot replaces everything recorded of node with holds.
 	Snapshot(node string, holds []Hold)
 	// NodeLost drops everything node held: the people held nowhere else
-	// depart at once with [ReasonNodeLost].
+	// depart at once with [ReasonNodeLost]. If node holds one of them
+	// again under the same Ref (it was not lost: stalled, or cut off),
+	// that person arrives again.
 	NodeLost(node string)
 	// Left ends person's streams on this node and makes it depart
 	// ([ReasonLeft]), if owner still holds it.

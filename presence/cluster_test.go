@@ -92,3 +92,60 @@ func TestClusterCalledWithoutLock(t *testing.T) {
 		t.Errorf("brian's holds as the cluster heard them: %v, want %v", got, want)
 	}
 }
+
+// A person who departed because the node holding it was found lost
+// arrives again when that node speaks of it again (it was not lost: a
+// stalled process, a cut link). Late news of the departed claim from any
+// other node, or of a departure that was not a loss, is still ignored.
+func TestPersonOfALostNodeThatSpeaksAgainArrives(t *testing.T) {
+	cl := &callbackCluster{}
+	r := newRig(t, presence.Options{Grace: 50 * time.Millisecond, Cluster: cl})
+	r.claim("watch", "w")
+	obs := r.open("w")
+	carol := presence.Hold{Claim: presence.Claim{Person: "carol", Owner: "oc", Ref: "r-carol"}, Streams: 1}
+	dave := presence.Hold{Claim: presence.Claim{Person: "dave", Owner: "od", Ref: "r-dave"}, Streams: 1}
+
+	cl.n.Held("x", carol)
+	cl.n.Held("x", dave)
+	obs.waitMembers("watch", "carol", "dave")
+	cl.n.NodeLost("x")
+	obs.waitFor(`carol:node-lost`)
+	obs.waitFor(`dave:node-lost`)
+
+	cl.n.Held("y", carol) // another node's late news of the departed claim
+	r.settle(obs)
+	if n := r.arrivals("carol"); n != 1 {
+		t.Fatalf("carol arrived %d times after late news from another node, want 1", n)
+	}
+	cl.n.Held("x", carol) // the lost node speaks again
+	obs.waitMembers("watch", "carol")
+	r.settle(obs)
+	if n := r.arrivals("carol"); n != 2 {
+		t.Errorf("carol arrived %d times, want 2 (before the loss, after it)", n)
+	}
+
+	// Dave back through x too, then gone for good (his last stream there
+	// closed): news of that claim from x is late news now.
+	cl.n.Held("x", dave)
+	obs.waitMembers("watch", "carol", "dave")
+	cl.n.Held("x", presence.Hold{Claim: dave.Claim})
+	obs.waitFor(`dave:closed`)
+	cl.n.Held("x", dave)
+	r.settle(obs)
+	if n := r.arrivals("dave"); n != 2 {
+		t.Errorf("dave arrived %d times, want 2: news of a closed claim is late news", n)
+	}
+}
+
+// arrivals counts the arrivals of id in the batches.
+func (r *rig) arrivals(id string) int {
+	n := 0
+	for _, b := range r.batches() {
+		for _, j := range b.Joins {
+			if j.ID == id {
+				n++
+			}
+		}
+	}
+	return n
+}

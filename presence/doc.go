@@ -67,9 +67,11 @@
 //
 // # Cluster
 //
-// With [Options.Cluster] set (see package natspresence), the trackers of a
-// room on several nodes behave as one: a person with tabs on two nodes is
-// one person, a name claimed on one node is taken on all, and when a node
-// is lost its people depart once on every other node (ReasonNodeLost).
+// With [Options.Cluster] set (see package natspresence, an adapter over a
+// natscluster node, which decides which nodes are there), the trackers of
+// a room on several nodes behave as one: a person with tabs on two nodes
+// is one person, a name claimed on one node is taken on all, and when a
+// node is lost its people depart once on every other node
+// (ReasonNodeLost).
 // Each node announces changes to its own streams only.
 package presence

@@ -116,8 +116,14 @@ func newRig(t testing.TB, opts presence.Options) *rig {
 // that a vanished client is found.
 func newRigUserTimeout(t testing.TB, opts presence.Options, userTimeout time.Duration) *rig {
 	t.Helper()
+	return newRigHub(t, sfere.HubOptions{}, opts, userTimeout)
+}
+
+// newRigHub is newRigUserTimeout with the hub's options.
+func newRigHub(t testing.TB, hubOpts sfere.HubOptions, opts presence.Options, userTimeout time.Duration) *rig {
+	t.Helper()
 	r := &rig{t: t}
-	r.hub = sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), sfere.HubOptions{})
+	r.hub = sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), hubOpts)
 	opts.Room = room
 	if opts.Snapshot == nil {
 		opts.Snapshot = renderSnapshot

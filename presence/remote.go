@@ -22,7 +22,13 @@ func (t *Tracker) heldLocked(node string, h Hold) {
 		return
 	}
 	if t.departedRef(h.Ref) {
-		return // late news of a claim that departed
+		if h.Streams == 0 || t.gone[h.Ref].lostTo != node {
+			return // late news of a claim that departed
+		}
+		// It departed because node was found lost, and node still holds
+		// it: node was not lost (a stalled process, a cut link) and is
+		// heard again. Its person arrives again, as its streams do.
+		delete(t.gone, h.Ref)
 	}
 	p := t.people[h.Person]
 	if p == nil {
@@ -96,7 +102,12 @@ func (n notify) NodeLost(node string) {
 		}
 		delete(p.remote, node)
 		if !p.held() {
+			ref := p.ref
 			t.stepLocked(p, evNodeLost)
+			if g, ok := t.gone[ref]; ok && g.lostTo == "" {
+				g.lostTo = node // departed with node's loss: see heldLocked
+				t.gone[ref] = g
+			}
 		}
 	}
 }

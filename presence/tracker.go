@@ -177,16 +177,6 @@ type Options struct {
 	// sent (for logs and metrics). It runs with the tracker's lock held:
 	// it must not block or call the tracker.
 	OnDiff func(Diff)
-	// ReplayHoldsState says that the hub keeps a history of its own (not
-	// a cluster's shared log, whose positions the tracker's batches do not
-	// take): a client that reconnects (its request carries a Last-Event-ID
-	// header) and whose stream recovered was replayed every batch it
-	// missed, and holds the room's state, so it gets no snapshot, only the
-	// batches after. A page's first request should then pass the position
-	// it was rendered at as the lastEventID query parameter, not the
-	// header: it holds no batch yet. Without it every stream gets a
-	// snapshot (at 5,000 people, a list of about 250 KB each).
-	ReplayHoldsState bool
 	// Cluster, if set, shares the room with other nodes.
 	Cluster Cluster
 	// Logger receives the tracker's warnings. Nil means slog.Default().
@@ -232,7 +222,7 @@ type Tracker struct {
 	dirty       map[string]struct{}   // ids changed since the last batch
 	departed    map[string]Departure  // this batch's departures by id
 	fresh       sfere.KeySet          // streams opened since the last batch
-	gone        map[string]time.Time  // Refs of departed claims, and when
+	gone        map[string]goneRef    // Refs of departed claims
 	lastFlush   time.Time             // when the last batch went out
 	current     time.Duration         // the window in force: Window, doubled while a storm lasts
 	breaks      rate                  // people whose last stream ended, lately (see storm.go)
@@ -264,7 +254,7 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 		diff:             opts.Diff,
 		goodbye:          opts.Goodbye,
 		onDiff:           opts.OnDiff,
-		replayHoldsState: opts.ReplayHoldsState,
+		replayHoldsState: replayHoldsState(hub, opts.Cluster),
 		cluster:          opts.Cluster,
 		log:              cmp.Or(opts.Logger, slog.Default()),
 		clock:            realClock{},
@@ -276,7 +266,7 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 		dirty:            make(map[string]struct{}),
 		departed:         make(map[string]Departure),
 		fresh:            make(sfere.KeySet),
-		gone:             make(map[string]time.Time),
+		gone:             make(map[string]goneRef),
 	}
 	t.sent.L = &t.mu
 	t.stormGrace = cmp.Or(opts.StormGrace, 5*t.grace)
@@ -446,9 +436,23 @@ func (t *Tracker) open(w http.ResponseWriter, r *http.Request, owner string, ini
 	return s, err
 }
 
+// replayHoldsState reports whether a client that reconnects (its request
+// carries a Last-Event-ID header) and whose stream recovered was replayed
+// every batch it missed, and so holds the room's state: it then gets no
+// snapshot, only the batches after. That holds when the hub keeps a
+// history of its own, which the tracker's batches are in; not with a
+// cluster, whose shared log (natscluster's) the batches do not go
+// through: there every stream gets a snapshot (at 5,000 people, a list of
+// about 250 KB each). A page's first request should pass the position it
+// was rendered at as the lastEventID query parameter, not the header: it
+// holds no batch yet.
+func replayHoldsState(hub *sfere.Hub, cluster Cluster) bool {
+	return cluster == nil && hub.Position().Epoch != ""
+}
+
 // opening is a stream on its way into the store: its person, and whether
 // it is a client reconnecting that holds the room's state if its stream
-// recovers (see [Options.ReplayHoldsState]).
+// recovers (see replayHoldsState).
 type opening struct {
 	p         *person
 	reconnect bool
@@ -546,6 +550,13 @@ func (t *Tracker) Leave(ctx context.Context, owner string) (string, error) {
 // from other nodes about it is ignored meanwhile.
 const goneFor = time.Minute
 
+// goneRef is a departed claim: when, and the node whose loss it departed
+// with, if that is why.
+type goneRef struct {
+	at     time.Time
+	lostTo string
+}
+
 // rememberGoneLocked records a departed claim's Ref.
 func (t *Tracker) rememberGoneLocked(ref string) {
 	if ref == "" {
@@ -553,20 +564,20 @@ func (t *Tracker) rememberGoneLocked(ref string) {
 	}
 	now := time.Now()
 	if len(t.gone) >= 1024 && len(t.gone)%1024 == 0 {
-		for r, at := range t.gone {
-			if now.Sub(at) > goneFor {
+		for r, g := range t.gone {
+			if now.Sub(g.at) > goneFor {
 				delete(t.gone, r)
 			}
 		}
 	}
-	t.gone[ref] = now
+	t.gone[ref] = goneRef{at: now}
 }
 
 // departedRef reports whether ref is a claim that departed lately. t.mu
 // must be held.
 func (t *Tracker) departedRef(ref string) bool {
-	at, ok := t.gone[ref]
-	return ok && time.Since(at) <= goneFor
+	g, ok := t.gone[ref]
+	return ok && time.Since(g.at) <= goneFor
 }
 
 // holdLocked tells the cluster what this node holds of p.

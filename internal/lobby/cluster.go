@@ -14,8 +14,9 @@ import (
 )
 
 // cluster is what a lobby node runs to share one lobby with other nodes
-// over NATS: the natscluster node carries chat to every node's streams,
-// and the presence cluster shares who is here (package natspresence).
+// over NATS: the natscluster node carries chat to every node's streams
+// and decides which nodes are there, and the presence cluster, an adapter
+// over it (package natspresence), shares who is here.
 // Every call into natscluster is in this file.
 type cluster struct {
 	log      *slog.Logger
@@ -30,7 +31,7 @@ const prefix = "sfere_lobby"
 
 // startCluster joins the lobby to the cluster that opts.NATS (or an
 // embedded server on opts.NATSEmbed) carries; the node builds the lobby's
-// hub over store with hubOpts (c.node.Hub()). The presence interval is half
+// hub over store with hubOpts (c.node.Hub()). The node's interval is half
 // the heartbeat, so a lost node is noticed within 3 intervals: well inside
 // 3 heartbeats.
 func startCluster(ctx context.Context, opts Options, store sfere.Store, hubOpts sfere.HubOptions) (*cluster, error) {
@@ -73,13 +74,7 @@ func startCluster(ctx context.Context, opts Options, store sfere.Store, hubOpts 
 	}
 	pctx, cancel := context.WithTimeout(ctx, natscluster.DefaultStartTimeout)
 	defer cancel()
-	c.presence, err = natspresence.New(pctx, c.nc, Category, natspresence.Options{
-		NodeID:   c.node.ID(),
-		Prefix:   prefix,
-		Interval: interval,
-		Logger:   opts.Logger,
-		Replicas: opts.NATSReplicas,
-	})
+	c.presence, err = natspresence.New(pctx, c.node, Category, natspresence.Options{Logger: opts.Logger})
 	if err != nil {
 		c.close()
 		return nil, err

@@ -79,14 +79,11 @@ func (l *Lobby) presenceOptions(opts Options) presence.Options {
 		Window:       opts.PresenceWindow,
 		ClaimTimeout: opts.JoinTimeout,
 		Resume:       max(opts.Resume, 0),
-		// On one node the presence batches are in the hub's history: a
-		// page that reconnects and recovers needs no participant list.
-		ReplayHoldsState: opts.History > 0 && opts.NATS == "" && opts.NATSEmbed == "",
-		Snapshot:         l.renderSnapshot,
-		Diff:             l.renderDiff,
-		Goodbye:          l.goodbye,
-		OnDiff:           l.counted,
-		Logger:           opts.Logger,
+		Snapshot:     l.renderSnapshot,
+		Diff:         l.renderDiff,
+		Goodbye:      l.goodbye,
+		OnDiff:       l.counted,
+		Logger:       opts.Logger,
 	}
 }
 

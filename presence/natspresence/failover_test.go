@@ -17,8 +17,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sfere-go/sfere"
 	"github.com/sfere-go/sfere/internal/natstest"
 	"github.com/sfere-go/sfere/internal/ssetest"
+	"github.com/sfere-go/sfere/natscluster"
 	"github.com/sfere-go/sfere/presence"
 	"github.com/sfere-go/sfere/presence/natspresence"
 )
@@ -26,7 +28,7 @@ import (
 // The claims bucket of the tests' nodes (natspresence's default prefix),
 // and the JetStream stream that holds it.
 const (
-	bucket       = natspresence.DefaultPrefix + "_claims"
+	bucket       = natscluster.DefaultPrefix + "_claims"
 	bucketStream = "KV_" + bucket
 	// ceiling bounds a wait that spans a NATS failover on a loaded
 	// machine: generous, a test that passes waits far less.
@@ -72,7 +74,7 @@ func startClaimRaceOn(t *testing.T, trio *natstest.Cluster) *claimRace {
 	r := &claimRace{t: t, trio: trio, nodes: map[string]*node{}, watchers: map[string]*tab{},
 		won: map[string]string{}, streams: map[string]*ssetest.Client{}, changed: make(chan struct{}), stop: make(chan struct{})}
 	for _, id := range []string{"a", "b"} {
-		r.nodes[id] = startNodeWith(t, trio.URLs(), id, 0, natspresence.Options{Replicas: 3, Interval: failoverInterval})
+		r.nodes[id] = startNodeWith(t, trio.URLs(), id, 0, nodeOptions{Replicas: 3, Interval: failoverInterval})
 	}
 	for id, n := range r.nodes {
 		if err := n.claim("watch-"+id, "w"+id); err != nil {
@@ -424,7 +426,7 @@ func TestCutNodeGivesUpATakenName(t *testing.T) {
 	trio := natstest.StartCluster(t)
 	other := trio.URL(1) + "," + trio.URL(2)
 	// Claims that lapse soon after the cut node is found lost.
-	opts := natspresence.Options{Replicas: 3, Interval: failoverInterval, ClaimTTL: 4 * failoverInterval}
+	opts := nodeOptions{Replicas: 3, Interval: failoverInterval, ClaimTTL: 4 * failoverInterval}
 	b := startNodeWith(t, other, "b", 0, opts)
 	// a knows server 1 only, so that losing it cuts a off.
 	nc, err := nats.Connect(trio.URL(0), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.IgnoreDiscoveredServers())
@@ -472,7 +474,12 @@ func TestClaimTTLShorterThanLossRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	_, err = natspresence.New(t.Context(), nc, room, natspresence.Options{Interval: time.Second, ClaimTTL: 2 * time.Second})
+	cnode, err := natscluster.New(nc, sfere.NewMemoryStore(sfere.MemoryOptions{}), natscluster.Options{Interval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cnode.Close()
+	_, err = natspresence.New(t.Context(), cnode, room, natspresence.Options{ClaimTTL: 2 * time.Second})
 	if !errors.Is(err, natspresence.ErrBadClaimTTL) {
 		t.Fatalf("New with a 2 s claim life and a 1 s interval: %v, want ErrBadClaimTTL", err)
 	}

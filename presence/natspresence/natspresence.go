@@ -1,28 +1,36 @@
 // Package natspresence shares a [presence.Tracker]'s room between nodes
-// over NATS: it implements [presence.Cluster].
+// over NATS: it implements [presence.Cluster] as an adapter over a
+// [natscluster.Node].
 //
-// Two mechanisms, each for what it is good at:
+// The node owns the cluster: its membership (which nodes are there, when
+// one is lost, when a node that just started or reconnected has heard the
+// others), its NATS connection and where shared state lives. This package
+// adds what a room needs on top:
 //
-//   - Who holds whom travels as plain NATS messages: each node publishes
-//     at once how many streams of a person it holds whenever that changes,
-//     and its whole set every Interval. The nodes hold the truth about
-//     their own streams; the others' views heal within one Interval of any
-//     loss. A node silent for 3 Intervals (while this node is connected
-//     and keeps up with its own messages) is lost: its people depart once
-//     on every other node, unless they still have a stream elsewhere.
-//   - Who may hold a person id is a JetStream key-value bucket, whose
-//     compare-and-set create decides two claims of one id. Every node
-//     re-asserts the claims of its people every Interval, and keys expire
-//     after [Options.ClaimTTL] without it (15 s by default): a crashed
-//     node's claims lapse, and if the bucket is lost (a NATS server
-//     without storage restarted) it is rebuilt within one Interval. A
-//     claim outlives the moment its node is found lost (3 Intervals), so
-//     a node that was only slow (a stalled process, a NATS reconnect)
-//     re-asserts its claims before anyone else can take them, and it
-//     outlives the leader election of the bucket that follows the loss
-//     of a NATS server. A node refuses claims until it has
-//     heard the others for a while after it starts or reconnects, so a
-//     name held on another node is never given out twice.
+//   - Who holds whom travels as plain NATS messages on the room's subject:
+//     each node publishes at once how many streams of a person it holds
+//     whenever that changes, and its whole set every Interval (the node's).
+//     The nodes hold the truth about their own streams; the others' views
+//     heal within one Interval of any loss. These messages are news, not
+//     heartbeats of their own: whether a node is lost is the node's
+//     decision (a node silent for 3 Intervals, while this node keeps up
+//     with its own messages), made once for its streams and its people,
+//     at one moment. Its people then depart once on every other node,
+//     unless they still have a stream elsewhere.
+//   - Who may hold a person id is a JetStream key-value bucket that the
+//     node opens ([natscluster.Node.KeyValue]), whose compare-and-set
+//     create decides two claims of one id. Every node re-asserts the
+//     claims of its people every Interval, and keys expire after
+//     [Options.ClaimTTL] without it (15 s by default): a crashed node's
+//     claims lapse, and if the bucket is lost (a NATS server without
+//     storage restarted) it is rebuilt within one Interval. A claim
+//     outlives the moment its node is found lost (3 Intervals), so a node
+//     that was only slow (a stalled process, a NATS reconnect) re-asserts
+//     its claims before anyone else can take them, and it outlives the
+//     leader election of the bucket that follows the loss of a NATS
+//     server. Claims wait until the node is warm after it starts or
+//     reconnects ([natscluster.Node.Warm]), so a name held on another node
+//     is never given out twice.
 //   - A claim is a lease. A node cut off from NATS (or stalled) for
 //     longer than a claim lives is lost to the others, and its people's
 //     names are free there. If one was given to another owner meanwhile,
@@ -37,17 +45,17 @@
 // owner, and the owner's return through a node that never knew the person
 // (found in the bucket) is still a return.
 //
-// The claims bucket is on disk (file storage) with [Options.Replicas]
-// replicas: by default 3 where the NATS cluster has at least 3 JetStream
-// servers, else 1. Its contents are re-asserted every Interval, so even
-// a bucket lost whole is rebuilt; replicas make a lost server or a
-// leader change of the bucket a pause of a few seconds (claims wait, a
-// Claim may fail and is tried again by the person) instead of a rebuild.
-// A claim is a compare-and-set that a majority of the replicas
-// acknowledged, so no name is given twice across the loss of one server.
-// JetStream's lazy fsync (2 minutes by default) matters little here: a
-// claim lost with every server's page cache is re-asserted within one
-// Interval by the nodes that hold its person.
+// The claims bucket is on disk (file storage) with the node's replicas
+// ([natscluster.Options.Replicas]): by default 3 where the NATS cluster
+// has at least 3 JetStream servers, else 1. Its contents are re-asserted
+// every Interval, so even a bucket lost whole is rebuilt; replicas make a
+// lost server or a leader change of the bucket a pause of a few seconds
+// (claims wait, a Claim may fail and is tried again by the person)
+// instead of a rebuild. A claim is a compare-and-set that a majority of
+// the replicas acknowledged, so no name is given twice across the loss of
+// one server. JetStream's lazy fsync (2 minutes by default) matters
+// little here: a claim lost with every server's page cache is re-asserted
+// within one Interval by the nodes that hold its person.
 //
 // No NATS round trip runs under the tracker's lock: the calls made under
 // it (Hold, Leave, Release) only publish or queue.
@@ -66,40 +74,23 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 
+	"github.com/sfere-go/sfere/natscluster"
 	"github.com/sfere-go/sfere/presence"
 )
 
-// Defaults of [Options].
-const (
-	DefaultPrefix   = "sfere_presence"
-	DefaultInterval = time.Second
-	DefaultTimeout  = 2 * time.Second
-)
+// DefaultTimeout is the default of [Options.Timeout].
+const DefaultTimeout = 2 * time.Second
 
-// Options configures a [Cluster]. The zero value is usable.
+// Options configures a [Cluster]. The zero value is usable. The node id,
+// the subjects' prefix, the Interval and the bucket's replicas are the
+// node's ([natscluster.Options]): nodes of one cluster sharing a room
+// share its people.
 type Options struct {
-	// NodeID names this node, uniquely among the room's nodes. Empty
-	// means random. A node restarted under the same id takes over.
-	NodeID string
-	// Prefix starts the subjects and names the bucket; nodes with the
-	// same prefix and room on one NATS share the room. Empty means
-	// [DefaultPrefix]. Letters, digits, '-' and '_' only.
-	Prefix string
-	// Interval is how often a node publishes its whole set and re-asserts
-	// its claims; a node silent for 3 Intervals is lost. Zero means
-	// [DefaultInterval].
-	Interval time.Duration
 	// Timeout bounds each key-value operation. Zero means [DefaultTimeout].
 	Timeout time.Duration
 	// Logger receives warnings. Nil means slog.Default().
 	Logger *slog.Logger
-	// Replicas is how many NATS servers hold the claims bucket: 3
-	// tolerates the loss of any one. Zero means 3 where the NATS cluster
-	// can place them, else 1. A bucket found with fewer replicas is
-	// raised to this count, never lowered.
-	Replicas int
 	// ClaimTTL is how long a claim lives in the bucket without being
 	// re-asserted: a crashed node's names are free to other owners after
 	// it. Zero means 6 Intervals or [DefaultClaimTTL], whichever is
@@ -119,13 +110,10 @@ const DefaultClaimTTL = 15 * time.Second
 // than 3 Intervals.
 var ErrBadClaimTTL = errors.New("natspresence: a claim must live at least 3 intervals")
 
-// ErrBadReplicas is returned by [New] for a replica count JetStream
-// cannot have (below 0 or above 5).
-var ErrBadReplicas = errors.New("natspresence: replicas must be 0 (automatic) to 5")
-
 // Cluster is one node's share of a room. Create it with [New] and give it
 // to [presence.Options.Cluster]; the tracker starts and closes it.
 type Cluster struct {
+	cnode    *natscluster.Node // owns the membership, the connection, the bucket's place
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	room     string
@@ -135,7 +123,6 @@ type Cluster struct {
 	interval time.Duration
 	claimTTL time.Duration
 	timeout  time.Duration
-	replicas int
 	log      *slog.Logger
 
 	// pubMu orders hold messages and snapshots (see snapshot); holds
@@ -144,23 +131,21 @@ type Cluster struct {
 	pubMu sync.Mutex
 	holds uint64
 
-	mu       sync.Mutex
-	kv       jetstream.KeyValue
-	n        presence.Notify
-	mine     map[string]claimRev // person -> the claim this node asserts
-	peers    map[string]time.Time
-	pending  map[string]*partial // snapshots being assembled, by node
-	seq      uint64              // this node's snapshots
-	selfSeen time.Time           // when this node last received one of its own messages
-	warmAt   time.Time           // claims wait until then after a start or reconnect
-	sub      *nats.Subscription
-	work     chan func()         // key-value work queued under the tracker's lock
-	kick     chan struct{}       // re-assert the claims now (after a reconnect)
-	changed  map[string]struct{} // claims kept or changed since they were last asserted
-	soon     chan struct{}       // assert the changed claims now
-	stop     chan struct{}
-	done     sync.WaitGroup
-	stopped  bool
+	mu      sync.Mutex
+	kv      jetstream.KeyValue
+	n       presence.Notify
+	mine    map[string]claimRev // person -> the claim this node asserts
+	pending map[string]*partial // snapshots being assembled, by node
+	seq     uint64              // this node's snapshots
+	sub     *nats.Subscription
+	unwatch func()              // stops the node's membership news
+	work    chan func()         // key-value work queued under the tracker's lock
+	kick    chan struct{}       // re-assert the claims now (after a reconnect)
+	changed map[string]struct{} // claims kept or changed since they were last asserted
+	soon    chan struct{}       // assert the changed claims now
+	stop    chan struct{}
+	done    sync.WaitGroup
+	stopped bool
 }
 
 // partial is a snapshot whose parts are arriving.
@@ -204,36 +189,32 @@ const (
 	opBye      = "bye"
 )
 
-// New returns a cluster for room on nc, creating the claims bucket if
-// need be (the NATS server must have JetStream). The caller keeps nc
-// (connected with reconnects enabled) and closes it after the tracker.
-func New(ctx context.Context, nc *nats.Conn, room string, opts Options) (*Cluster, error) {
-	if opts.Replicas < 0 || opts.Replicas > 5 {
-		return nil, fmt.Errorf("%w: %d", ErrBadReplicas, opts.Replicas)
-	}
-	interval := cmp.Or(opts.Interval, DefaultInterval)
+// New returns node's share of room, creating the claims bucket if need
+// be (the NATS servers must have JetStream), waiting for JetStream until
+// ctx ends. The node's id, prefix, Interval and replicas are the room's.
+// Close the tracker that runs it before the node.
+func New(ctx context.Context, node *natscluster.Node, room string, opts Options) (*Cluster, error) {
+	interval := node.Interval()
 	if opts.ClaimTTL != 0 && opts.ClaimTTL < 3*interval {
 		return nil, fmt.Errorf("%w: %v with interval %v", ErrBadClaimTTL, opts.ClaimTTL, interval)
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(node.Conn())
 	if err != nil {
 		return nil, fmt.Errorf("natspresence: %w", err)
 	}
-	prefix := cmp.Or(opts.Prefix, DefaultPrefix)
 	c := &Cluster{
-		nc:       nc,
+		cnode:    node,
+		nc:       node.Conn(),
 		js:       js,
 		room:     room,
-		node:     cmp.Or(opts.NodeID, nuid.Next()),
-		subject:  prefix + ".presence." + hex.EncodeToString([]byte(room)),
-		bucket:   prefix + "_claims",
+		node:     node.ID(),
+		subject:  node.Prefix() + ".people." + hex.EncodeToString([]byte(room)),
+		bucket:   node.Prefix() + "_claims",
 		interval: interval,
 		claimTTL: cmp.Or(opts.ClaimTTL, max(6*interval, DefaultClaimTTL)),
 		timeout:  cmp.Or(opts.Timeout, DefaultTimeout),
-		replicas: opts.Replicas,
 		log:      cmp.Or(opts.Logger, slog.Default()),
 		mine:     make(map[string]claimRev),
-		peers:    make(map[string]time.Time),
 		pending:  make(map[string]*partial),
 		work:     make(chan func(), 1024),
 		kick:     make(chan struct{}, 1),
@@ -241,13 +222,7 @@ func New(ctx context.Context, nc *nats.Conn, room string, opts Options) (*Cluste
 		soon:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
-	if err := c.untilReady(ctx, func(ctx context.Context) error {
-		_, err := c.openBucket(ctx)
-		return err
-	}); err != nil {
-		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
-			return nil, fmt.Errorf("%w (the NATS servers need JetStream: nats-server -js)", err)
-		}
+	if _, err := c.openBucket(ctx); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -256,26 +231,14 @@ func New(ctx context.Context, nc *nats.Conn, room string, opts Options) (*Cluste
 // ID returns the node's id.
 func (c *Cluster) ID() string { return c.node }
 
-// openBucket finds or makes the claims bucket, with its replicas raised
-// to the wanted count (never lowered: another node may want more).
+// openBucket finds or makes the claims bucket through the node, which
+// gives it the cluster's replicas.
 func (c *Cluster) openBucket(ctx context.Context) (jetstream.KeyValue, error) {
-	have := 0
-	if kv, err := c.js.KeyValue(ctx, c.bucket); err == nil {
-		if st, err := kv.Status(ctx); err == nil {
-			if si, ok := st.(*jetstream.KeyValueBucketStatus); ok {
-				have = si.StreamInfo().Config.Replicas
-			}
-		}
-	}
-	var kv jetstream.KeyValue
-	err := withReplicas(c.replicas, have, func(r int) (err error) {
-		kv, err = c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: c.bucket, TTL: c.claimTTL, History: 1, Storage: jetstream.FileStorage, Replicas: r,
-		})
-		return err
+	kv, err := c.cnode.KeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: c.bucket, TTL: c.claimTTL, History: 1, Storage: jetstream.FileStorage,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("natspresence: bucket %s: %w", c.bucket, err)
+		return nil, fmt.Errorf("natspresence: %w", err)
 	}
 	c.mu.Lock()
 	c.kv = kv
@@ -289,11 +252,12 @@ func (c *Cluster) bucketKV() jetstream.KeyValue {
 	return c.kv
 }
 
-// Start implements [presence.Cluster].
+// Start implements [presence.Cluster]: from now on the node's decisions
+// about other nodes reach the tracker (a node lost: its people held
+// nowhere else depart; a node closed: as if their streams there ended).
 func (c *Cluster) Start(n presence.Notify) error {
 	c.mu.Lock()
 	c.n = n
-	c.warmAt = time.Now().Add(c.warmup())
 	c.mu.Unlock()
 	sub, err := c.nc.Subscribe(c.subject, c.receive)
 	if err != nil {
@@ -304,6 +268,10 @@ func (c *Cluster) Start(n presence.Notify) error {
 		return fmt.Errorf("natspresence: %w", err)
 	}
 	c.sub = sub
+	c.unwatch = c.cnode.Watch(natscluster.Watch{
+		Lost: func(l natscluster.Lost) { n.NodeLost(l.Node) },
+		Left: func(node string) { c.forget(node) },
+	})
 	c.done.Add(3)
 	go c.run()
 	go c.asserting()
@@ -321,6 +289,7 @@ func (c *Cluster) Close() {
 	}
 	c.stopped = true
 	c.mu.Unlock()
+	c.unwatch()
 	close(c.stop)
 	c.done.Wait()
 	c.sub.Unsubscribe()
@@ -487,31 +456,14 @@ func (c *Cluster) create(ctx context.Context, kv jetstream.KeyValue, cl presence
 	return cl, rev, nil
 }
 
-// warmup is how long claims wait after a start or a reconnect: long
-// enough for the other nodes to reconnect too (as this node would, with
-// its reconnect wait and jitter) and send their snapshots, and to
-// re-assert their claims, which they do at once when they reconnect.
-func (c *Cluster) warmup() time.Duration {
-	return c.interval*3/2 + c.nc.Opts.ReconnectWait + c.nc.Opts.ReconnectJitter
-}
-
-// warm waits, after a start or a reconnect, until the other nodes have
-// had time to tell what they hold.
+// warm waits, after the node started or reconnected, until the other
+// nodes have had time to tell what they hold and to re-assert their
+// claims, which they do at once when they reconnect.
 func (c *Cluster) warm(ctx context.Context) error {
-	c.mu.Lock()
-	wait := time.Until(c.warmAt)
-	c.mu.Unlock()
-	if wait <= 0 {
-		return nil
+	if err := c.cnode.Warm(ctx); err != nil {
+		return fmt.Errorf("natspresence: claim: %w", err)
 	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("natspresence: claim: %w", ctx.Err())
-	}
+	return nil
 }
 
 // Lookup implements [presence.Cluster].
@@ -566,19 +518,17 @@ func (c *Cluster) receive(msg *nats.Msg) {
 		return
 	}
 	if m.Node == c.node {
-		c.mu.Lock()
-		c.selfSeen = time.Now()
-		c.mu.Unlock()
 		return
 	}
+	if m.Op == opBye {
+		c.forget(m.Node)
+		return
+	}
+	// News of a node is a sign of its life: the node decides its loss,
+	// even if its own messages never come.
+	c.cnode.Heard(m.Node)
 	c.mu.Lock()
 	n := c.n
-	if m.Op == opBye {
-		delete(c.peers, m.Node)
-		delete(c.pending, m.Node)
-	} else {
-		c.peers[m.Node] = time.Now()
-	}
 	c.mu.Unlock()
 	switch m.Op {
 	case opHold:
@@ -593,9 +543,17 @@ func (c *Cluster) receive(msg *nats.Msg) {
 		for _, h := range m.Holds {
 			n.Left(h.Person, h.Owner)
 		}
-	case opBye:
-		n.Snapshot(m.Node, nil)
 	}
+}
+
+// forget drops what node held, as if its streams had ended: it closed
+// (said goodbye on the room's subject, or the node did on the cluster's).
+func (c *Cluster) forget(node string) {
+	c.mu.Lock()
+	delete(c.pending, node)
+	n := c.n
+	c.mu.Unlock()
+	n.Snapshot(node, nil)
 }
 
 // assemble adds a snapshot part and returns the whole set once complete.
@@ -622,23 +580,19 @@ func (c *Cluster) assemble(m message) ([]presence.Hold, bool) {
 	return p.holds, true
 }
 
-// run publishes snapshots, re-asserts claims and finds lost nodes.
+// run publishes snapshots, and at once when the connection is back.
 func (c *Cluster) run() {
 	defer c.done.Done()
 	t := time.NewTicker(c.interval)
 	defer t.Stop()
 	status := c.nc.StatusChanged(nats.CONNECTED)
 	defer c.nc.RemoveStatusListener(status)
-	reconnects := c.nc.Stats().Reconnects
 	c.snapshot()
 	for {
 		select {
 		case <-c.stop:
 			return
 		case <-status:
-			c.mu.Lock()
-			c.warmAt = time.Now().Add(c.warmup())
-			c.mu.Unlock()
 			c.snapshot() // tell the others at once what this node holds
 			select {
 			case c.kick <- struct{}{}: // and re-assert its claims: the server may have lost them
@@ -646,24 +600,6 @@ func (c *Cluster) run() {
 			}
 		case <-t.C:
 			c.snapshot()
-			if !c.nc.IsConnected() {
-				continue
-			}
-			if r := c.nc.Stats().Reconnects; r != reconnects {
-				// Back from a gap in which nothing could be heard:
-				// give the peers time again before counting silence,
-				// and hold claims until they have spoken.
-				reconnects = r
-				c.mu.Lock()
-				now := time.Now()
-				for id := range c.peers {
-					c.peers[id] = now
-				}
-				c.warmAt = now.Add(c.warmup())
-				c.mu.Unlock()
-			} else {
-				c.reap()
-			}
 		}
 	}
 }
@@ -764,32 +700,6 @@ func (c *Cluster) snapshot() {
 	}
 }
 
-// reap reports nodes silent for 3 intervals as lost, unless this node is
-// as far behind on its own messages (it cannot tell then).
-func (c *Cluster) reap() {
-	cutoff := time.Now().Add(-3 * c.interval)
-	var lost []string
-	c.mu.Lock()
-	if !c.nc.Opts.NoEcho && c.selfSeen.Before(cutoff) {
-		// This node's own snapshots have not come back either: it is
-		// behind on its messages (a busy machine), not the others silent.
-		c.mu.Unlock()
-		return
-	}
-	n := c.n
-	for id, seen := range c.peers {
-		if seen.Before(cutoff) {
-			delete(c.peers, id)
-			lost = append(lost, id)
-		}
-	}
-	c.mu.Unlock()
-	for _, id := range lost {
-		c.log.Warn("natspresence: node lost", "lost", id, "node", c.node)
-		n.NodeLost(id)
-	}
-}
-
 // assert re-asserts this node's claims: each is created again if it
 // lapsed (or the bucket was lost) and refreshed otherwise.
 func (c *Cluster) assert() {
@@ -860,7 +770,7 @@ func (c *Cluster) reassert(cr claimRev) bool {
 	}
 	if err != nil {
 		c.log.Warn("natspresence: claim not re-asserted", "person", cr.Person, "err", err)
-		return !notReady(err)
+		return !natscluster.NotReady(err)
 	}
 	c.mu.Lock()
 	if cur, ok := c.mine[cr.Person]; ok && cur.Owner == cr.Owner {

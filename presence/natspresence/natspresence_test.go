@@ -63,14 +63,28 @@ func renderDiff(d presence.Diff) []sfere.Effect {
 	return fx
 }
 
-// node is one process of the cluster: its NATS connection, hub, tracker
-// and HTTP server.
+// node is one process of the cluster: its NATS connection, cluster node,
+// hub, tracker and HTTP server.
 type node struct {
 	t       *testing.T
 	nc      *nats.Conn
+	cnode   *natscluster.Node
 	hub     *sfere.Hub
 	tracker *presence.Tracker
 	srv     *httptest.Server
+	lost    chan natscluster.Lost // the node's decisions, as OnNodeLost tells them
+}
+
+// nodeOptions are a test node's: its cluster node's Interval and
+// Replicas, its room's ClaimTTL. Interval zero means the tests' interval,
+// with claimLife unless ClaimTTL is set.
+type nodeOptions struct {
+	Interval time.Duration
+	Replicas int
+	ClaimTTL time.Duration
+	// OnNodeLost, if set, is called with the node's decisions (after
+	// they are sent on the node's lost channel).
+	OnNodeLost func(natscluster.Lost)
 }
 
 func startNATS(t *testing.T, addr string) *natscluster.Server {
@@ -90,13 +104,13 @@ func startNode(t *testing.T, url, id string) *node {
 // startNodeResume is startNode with a resume window.
 func startNodeResume(t *testing.T, url, id string, resume time.Duration) *node {
 	t.Helper()
-	return startNodeWith(t, url, id, resume, natspresence.Options{})
+	return startNodeWith(t, url, id, resume, nodeOptions{})
 }
 
 // startNodeWith is startNodeResume with the cluster's options: NodeID is
 // id, and Interval and ClaimTTL are the tests' (interval, claimLife)
 // unless Interval is set. url may list several servers.
-func startNodeWith(t *testing.T, url, id string, resume time.Duration, opts natspresence.Options) *node {
+func startNodeWith(t *testing.T, url, id string, resume time.Duration, opts nodeOptions) *node {
 	t.Helper()
 	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
@@ -107,23 +121,41 @@ func startNodeWith(t *testing.T, url, id string, resume time.Duration, opts nats
 
 // startNodeOnConn is startNodeWith on a connection the test made (the
 // node closes it).
-func startNodeOnConn(t *testing.T, nc *nats.Conn, id string, opts natspresence.Options) *node {
+func startNodeOnConn(t *testing.T, nc *nats.Conn, id string, opts nodeOptions) *node {
 	t.Helper()
 	return startNodeResumeOnConn(t, nc, id, 0, opts)
 }
 
-func startNodeResumeOnConn(t *testing.T, nc *nats.Conn, id string, resume time.Duration, opts natspresence.Options) *node {
+func startNodeResumeOnConn(t *testing.T, nc *nats.Conn, id string, resume time.Duration, opts nodeOptions) *node {
 	t.Helper()
-	n := &node{t: t, nc: nc}
-	opts.NodeID = id
+	n := &node{t: t, nc: nc, lost: make(chan natscluster.Lost, 16)}
 	if opts.Interval == 0 {
 		opts.Interval, opts.ClaimTTL = interval, cmp.Or(opts.ClaimTTL, claimLife)
 	}
-	cl, err := natspresence.New(t.Context(), n.nc, room, opts)
+	var err error
+	n.cnode, err = natscluster.New(nc, sfere.NewMemoryStore(sfere.MemoryOptions{}), natscluster.Options{
+		NodeID: id, Interval: opts.Interval, Replicas: opts.Replicas,
+		OnNodeLost: func(l natscluster.Lost) {
+			select {
+			case n.lost <- l:
+			default:
+			}
+			if opts.OnNodeLost != nil {
+				opts.OnNodeLost(l)
+			}
+		},
+	})
 	if err != nil {
+		nc.Close()
 		t.Fatal(err)
 	}
-	n.hub = sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), sfere.HubOptions{})
+	cl, err := natspresence.New(t.Context(), n.cnode, room, natspresence.Options{ClaimTTL: opts.ClaimTTL})
+	if err != nil {
+		n.cnode.Close()
+		nc.Close()
+		t.Fatal(err)
+	}
+	n.hub = n.cnode.Hub()
 	tr, err := presence.New(n.hub, presence.Options{Room: room, Grace: grace, Window: 20 * time.Millisecond,
 		Resume: resume, Snapshot: renderSnapshot, Diff: renderDiff, Cluster: cl})
 	if err != nil {
@@ -146,6 +178,7 @@ func (n *node) stop() {
 	defer cancel()
 	n.hub.Shutdown(ctx)
 	n.srv.Close()
+	n.cnode.Close()
 	n.nc.Close()
 }
 
