@@ -13,13 +13,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"go.uber.org/goleak"
 
 	"github.com/sfere-go/sfere"
+	"github.com/sfere-go/sfere/internal/natstest"
 	"github.com/sfere-go/sfere/internal/ssetest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { natstest.VerifyTestMain(m) } // goleak, with time for nats-server to stop
 
 // interval is the test nodes' presence interval: a node silent for three
 // of them is lost, so it is long enough that a loaded machine does not

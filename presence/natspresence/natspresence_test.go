@@ -13,16 +13,16 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"go.uber.org/goleak"
 
 	"github.com/sfere-go/sfere"
+	"github.com/sfere-go/sfere/internal/natstest"
 	"github.com/sfere-go/sfere/internal/ssetest"
 	"github.com/sfere-go/sfere/natscluster"
 	"github.com/sfere-go/sfere/presence"
 	"github.com/sfere-go/sfere/presence/natspresence"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { natstest.VerifyTestMain(m) } // goleak, with time for nats-server to stop
 
 const (
 	room = "room"
