@@ -134,8 +134,14 @@ func (h *Hub) Store() Store { return h.store }
 // When Serve returns, the stream is out of the store and its eviction
 // callback has returned. It returns nil once the stream was served; an
 // error only if it could not start: bad initial effects, a response that
-// cannot stream, or [ErrHubClosed]. Call it before writing anything to w;
-// headers already set on w are sent.
+// cannot stream (w can neither flush nor be taken over), or
+// [ErrHubClosed]. Call it before writing anything to w; headers already
+// set on w are sent.
+//
+// The stream is stored before its response head is written, on either
+// path: a client that has received the head is sent every [Hub.Broadcast]
+// and [Hub.Send] made after that, after its opening. (A head that cannot
+// be written ends the stream like any failed write.)
 //
 // With a history ([HubOptions.History]) every event written from a
 // broadcast or send carries its [Position] as its SSE id (each event of a
@@ -216,7 +222,7 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, key Key, initial []Ef
 		defer h.active.Done()
 		return h.serveHTTP(w, r, key, first, gz)
 	}
-	c, err := h.takeOver(hj, w)
+	c, head, err := h.takeOver(hj, w)
 	if err != nil {
 		h.active.Done()
 		return nil, err
@@ -227,8 +233,10 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, key Key, initial []Ef
 		c.gz = new(gzipStream)
 		s.compressed = true
 	}
+	// Stored before the client has its head: a broadcast made once it has
+	// it reaches the stream.
 	h.admit(s, r, first)
-	c.wake(nil)
+	h.writeHead(c, head)
 	if detach {
 		go h.watch(nil, c)
 		return s, nil
@@ -389,7 +397,9 @@ type Result struct {
 // Broadcast renders effects once and queues the same bytes to every stream
 // whose key matches p and not exclude (nil excludes nothing). All effects
 // of one call reach each stream together, in order. It never waits for a
-// client; a slow or dead client only fails its own stream.
+// client; a slow or dead client only fails its own stream. A stream whose
+// client has received its response head is reached by every broadcast
+// made after that (see [Hub.Serve]).
 func (h *Hub) Broadcast(p Pattern, exclude Matcher, effects ...Effect) (Result, error) {
 	m, err := render(effects)
 	if err != nil {
