@@ -276,9 +276,11 @@ func (h *Hub) admit(s *Stream, r *http.Request, first *message) {
 	if h.hist == nil {
 		h.store.Put(s)
 	} else {
-		// The initial effects were rendered about now: a stream that asks
-		// for no position is sent what comes after this one, after them.
-		from, asked := h.Position(), false
+		// The initial effects were rendered about now: base is the state
+		// they hold. A stream that asks for no position, or for one that
+		// cannot be served, is sent what comes after base, after them.
+		base := h.Position()
+		from, asked := base, false
 		var err error
 		if text := lastEventID(r); text != "" {
 			from, err = ParsePosition(text)
@@ -297,15 +299,20 @@ func (h *Hub) admit(s *Stream, r *http.Request, first *message) {
 		s.admitting.Store(true)
 		h.store.Put(s)
 		var top Position
-		replay, top, err = h.hist.opening(s, from, err)
+		replay, top, err = h.hist.opening(s, from, base, err)
 		if asked {
 			rec.Err, rec.Recovered = err, err == nil
 		}
 		if rec.Recovered {
 			rec.Replayed = len(replay)
 		}
-		first = first.withID(top.String())
-		if end := h.hist.positionEvent(top); end != nil {
+		// Each event of the initial effects carries a position, the last
+		// one base: a client cut off inside them resumes with a new
+		// opening, one that has them all with what came since.
+		first = first.asOpening(base, h.hist.signal)
+		// With a position signal, the opening ends at top, unless the
+		// initial effects' own patch of it says so already.
+		if end := h.hist.positionEvent(top); end != nil && (rec.Recovered || top != base || first.idAt < 0) {
 			replay = append(replay, end)
 		}
 	}
