@@ -158,7 +158,7 @@ func TestVisiblePositionsNeverGoBack(t *testing.T) {
 					return
 				default:
 					hb.Beat()
-					time.Sleep(100 * time.Microsecond)
+					time.Sleep(100 * time.Microsecond) // pacing: beats among the broadcasts
 				}
 			}
 		})
