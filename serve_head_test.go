@@ -1,7 +1,10 @@
 package sfere
 
 import (
+	"errors"
 	"fmt"
+	"net/http"
+	"sync/atomic"
 	"testing"
 
 	"github.com/sfere-go/sfere/internal/ssetest"
@@ -45,5 +48,36 @@ func TestBroadcastAfterHeadReachesStream(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// bareWriter hides every optional interface of the writer it wraps: it
+// can neither flush nor be taken over, as a middleware's writer that
+// does not unwrap.
+type bareWriter struct{ w http.ResponseWriter }
+
+func (b bareWriter) Header() http.Header         { return b.w.Header() }
+func (b bareWriter) Write(p []byte) (int, error) { return b.w.Write(p) }
+func (b bareWriter) WriteHeader(code int)        { b.w.WriteHeader(code) }
+
+// A response that cannot stream is refused before anything is stored or
+// written: Serve returns an error the handler can still answer with.
+func TestServeRefusesAWriterThatCannotFlush(t *testing.T) {
+	hub, _ := newMemoryHub(t, HubOptions{})
+	var opened atomic.Int32
+	hub.OnOpen(func(*Stream) { opened.Add(1) })
+	srv := serveWith(t, nil, hub, func(w http.ResponseWriter, r *http.Request, key Key) error {
+		err := hub.Serve(bareWriter{w}, r, key, numbered(1))
+		if !errors.Is(err, http.ErrNotSupported) {
+			t.Errorf("Serve on a writer that cannot flush: %v, want http.ErrNotSupported", err)
+		}
+		return err
+	})
+	c := ssetest.Open(t, srv.Listener.Addr().String(), ssetest.DatastarPost("/sse?id=brian", "{}"))
+	if head := c.WaitHead(waitLong); head.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want the handler's 503", head.StatusCode)
+	}
+	if n := hub.Count(All); n != 0 || opened.Load() != 0 {
+		t.Fatalf("%d streams stored, OnOpen called %d times; want none", n, opened.Load())
 	}
 }
