@@ -17,9 +17,9 @@ import (
 
 // Timers under a fake clock (testing/synctest): heartbeat intervals, the
 // eviction of a stream whose writes fail, and TTL expiry, each at its exact
-// fake time. The real-time counterparts, with generous bounds, are
-// TestHeartbeatWritesCommentsAndStops, TestHeartbeatFindsVanishedPeer and
-// TestTTLStoreExpiresRealTime below.
+// fake time, and no beat once the heartbeat stopped. The real-time
+// counterparts, with generous bounds, are TestHeartbeatWritesCommentsAndStops,
+// TestHeartbeatFindsVanishedPeer and TestTTLStoreExpiresRealTime below.
 
 // fakeWriter is a ResponseWriter whose flushes can be made to fail, as a
 // connection to a client that went away does.
@@ -129,6 +129,12 @@ func TestHeartbeatFakeClock(t *testing.T) {
 			t.Errorf("stats = %+v, want 8 sweeps, 15 writes, 1 failure", st)
 		}
 		stop()
+		// Stopped means stopped: ten more intervals pass without a sweep.
+		time.Sleep(10 * interval)
+		synctest.Wait()
+		if st := hb.Stats(); st.Sweeps != 8 || len(phil.beatTimes()) != 8 {
+			t.Errorf("after stop and ten intervals: stats %+v, phil %d beats; want 8 sweeps and beats", st, len(phil.beatTimes()))
+		}
 		hub.Shutdown(context.Background())
 		<-pdone
 	})

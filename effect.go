@@ -233,25 +233,6 @@ func retryField(d time.Duration) []byte {
 	return fmt.Appendf(nil, "retry: %d\n\n", d.Milliseconds())
 }
 
-// withID returns a copy of m whose last event carries id (m itself if it
-// has no event), as its last field: a client takes an id as it reads it,
-// so one cut off before the end of the event must not have seen it.
-func (m *message) withID(id string) *message {
-	if m.idAt < 0 {
-		return m
-	}
-	at := m.idAt + bytes.Index(m.data[m.idAt:], []byte("\n\n")) + 1
-	data := make([]byte, 0, len(m.data)+len(id)+5)
-	data = append(data, m.data[:at]...)
-	data = append(data, "id: "...)
-	data = append(data, id...)
-	data = append(data, '\n')
-	data = append(data, m.data[at:]...)
-	c := *m
-	c.data, c.packed = data, nil
-	return &c
-}
-
 func renderOne(sse *datastar.ServerSentEventGenerator, buf *renderBuffer, e Effect, m *message) error {
 	if err := checkOptions(e); err != nil {
 		return err

@@ -161,25 +161,6 @@ func FuzzRenderOneEventPerEffect(f *testing.F) {
 	})
 }
 
-// The id is the last field of the message's last event: a client that is
-// cut off inside that event never saw it, and resumes from before it.
-func TestIDIsTheLastEventsLastField(t *testing.T) {
-	m, err := render([]Effect{AppendElements("#m", "<p>1</p>"), AppendElements("#m", "<p>2</p>"), Comment("after")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := string(m.withID("e-7").data)
-	var events []string
-	for _, e := range strings.Split(got, "\n\n") {
-		if e = strings.Trim(e, "\n"); e != "" {
-			events = append(events, e)
-		}
-	}
-	if len(events) != 3 || strings.Contains(events[0], "id:") || !strings.HasSuffix(events[1], "\nid: e-7") || events[2] != ": after" {
-		t.Fatalf("message with its id:\n%s", got)
-	}
-}
-
 // Options are copies: adding one to an effect leaves the effect it came
 // from as it was, so a base effect can be shared.
 func TestEffectOptionsCopy(t *testing.T) {

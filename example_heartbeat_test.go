@@ -42,9 +42,7 @@ func ExampleNewVisibleHeartbeat() {
 		return
 	}
 	defer resp.Body.Close()
-	for hub.Count(sfere.All) == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	// The stream is stored: it was before its response head came back.
 	hub.Broadcast(sfere.InCategory("lobby"), nil, sfere.AppendElements("#messages", "<p>hello</p>"))
 	beat.Beat()
 

@@ -31,9 +31,7 @@ func ExampleMemoryStore() {
 		fmt.Println(err)
 		return
 	}
-	for store.Count(sfere.All) == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	// Stored by the time the response head came back.
 	fmt.Println(store.Keys(sfere.InCategory("lobby")))
 	store.Purge(sfere.NewKey(sfere.DefaultScope, "lobby", "brian"))
 	resp.Body.Close()
@@ -56,7 +54,8 @@ func ExampleHub_Serve() {
 
 func ExampleHub_Detach() {
 	hub := sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), sfere.HubOptions{})
-	var open atomic.Int64 // what the app holds per stream: here, a count
+	var open atomic.Int64           // what the app holds per stream: here, a count
+	ended := make(chan struct{}, 1) // for this example's output: a stream ended
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := sfere.NewKey(sfere.DefaultScope, "lobby", r.URL.Query().Get("name"))
 		open.Add(1)
@@ -66,7 +65,10 @@ func ExampleHub_Detach() {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		s.AfterEnd(func() { open.Add(-1) })
+		s.AfterEnd(func() {
+			open.Add(-1)
+			ended <- struct{}{}
+		})
 		// The handler returns; the stream lives on until it ends.
 	}))
 	defer srv.Close()
@@ -80,9 +82,7 @@ func ExampleHub_Detach() {
 	line, _ := bufio.NewReader(resp.Body).ReadString('\n')
 	fmt.Printf("brian reads %q; streams open: %d\n", line, open.Load())
 	resp.Body.Close() // brian closes the tab
-	for open.Load() > 0 {
-		time.Sleep(time.Millisecond)
-	}
+	<-ended
 	fmt.Println("streams open:", open.Load(), "stored:", hub.Count(sfere.All))
 	// Output:
 	// brian reads ": welcome\n"; streams open: 1
@@ -109,9 +109,7 @@ func ExampleHub_Broadcast() {
 		return
 	}
 	defer brian.Body.Close()
-	for hub.Count(sfere.InCategory("lobby")) < 2 {
-		time.Sleep(time.Millisecond)
-	}
+	// Both streams are stored: each was before its response head came back.
 
 	// Everyone in the lobby but brian.
 	res, _ := hub.Broadcast(sfere.InCategory("lobby"), sfere.NewKey(sfere.DefaultScope, "lobby", "brian"),
@@ -209,9 +207,7 @@ func ExamplePublisher() {
 		}
 		defer resp.Body.Close()
 	}
-	for hub.Count(sfere.All) < 2 {
-		time.Sleep(time.Millisecond)
-	}
+	// Both streams are stored: each was before its response head came back.
 	delivered, err := announce(hub, "brian") // phil's stream only
 	fmt.Println(delivered, err)
 	// Output:

@@ -78,7 +78,7 @@ func TestVisibleHeartbeatCarriesThePosition(t *testing.T) {
 		srv := testServer(t, hub, AppendElements("#m", "<p>initial</p>"))
 		start := hub.Position()
 		c := dial(t, srv, "brian")
-		if e := c.Wait(waitLong, patching(t, "_pos")); !strings.Contains(c.Events()[e.Seq-1].Text(), "initial") || e.HasID {
+		if e := c.Wait(waitLong, patching(t, "_pos")); !strings.Contains(c.Events()[e.Seq-1].Text(), "initial") || e.ID != start.String() {
 			t.Fatalf("opening: %v", c.Events())
 		} else if m, _ := signalPatch(t, e); m["_pos"] != start.String() {
 			t.Fatalf("opening patched %v, want the position %v after the initial effects", m, start)
@@ -158,7 +158,7 @@ func TestVisiblePositionsNeverGoBack(t *testing.T) {
 					return
 				default:
 					hb.Beat()
-					time.Sleep(100 * time.Microsecond)
+					time.Sleep(100 * time.Microsecond) // pacing: beats among the broadcasts
 				}
 			}
 		})

@@ -193,7 +193,7 @@ func TestSlowReaderGetsEverythingInOrder(t *testing.T) {
 		go func() {
 			for i := messages / 2; i < messages; i++ {
 				send(i)
-				time.Sleep(time.Millisecond)
+				time.Sleep(time.Millisecond) // pacing: sends spread over the client's reads
 			}
 		}()
 		for want := range messages {

@@ -76,10 +76,20 @@ type Position struct {
 	// applies one twice. Part is the same on every hub that applies a
 	// shared log ([Hub.BroadcastAt]): each renders the message alike.
 	Part int
+	// Opening, with Part, is a place inside a stream's opening: the
+	// initial effects, rendered when the newest event was the one at
+	// Offset, of which the client has the first Part events. Every event
+	// of an opening carries a position too, the last one Offset's (the
+	// client then has the state as of Offset), so a client cut off inside
+	// it never keeps an older id it had. No history keeps an opening: a
+	// stream resumed from inside one gets a new one
+	// ([ErrPositionInOpening]).
+	Opening bool
 }
 
 // String returns the position's text form, as sent in ids: epoch-offset,
-// or epoch-offset.part for a place inside a message.
+// epoch-offset.part for a place inside a message, or epoch-offset.opart
+// for one inside an opening.
 func (p Position) String() string { return string(p.appendText(nil)) }
 
 // appendText appends the position's text form to dst.
@@ -89,6 +99,9 @@ func (p Position) appendText(dst []byte) []byte {
 	dst = strconv.AppendUint(dst, p.Offset, 10)
 	if p.Part != 0 {
 		dst = append(dst, '.')
+		if p.Opening {
+			dst = append(dst, 'o')
+		}
 		dst = strconv.AppendInt(dst, int64(p.Part), 10)
 	}
 	return dst
@@ -110,6 +123,7 @@ func ParsePosition(s string) (Position, error) {
 	}
 	p := Position{Epoch: s[:i], Offset: off}
 	if inside {
+		part, p.Opening = strings.CutPrefix(part, "o")
 		n, err := strconv.ParseUint(part, 10, 64)
 		switch {
 		case err != nil:
@@ -133,6 +147,10 @@ var (
 	ErrPositionGone = errors.New("sfere: position no longer in history")
 	// ErrPositionAhead: the position is past the newest event.
 	ErrPositionAhead = errors.New("sfere: position ahead of history")
+	// ErrPositionInOpening: the position is inside a stream's opening
+	// (its initial effects; see [Position.Opening]), which no history
+	// keeps: the client was cut off before it had all of it.
+	ErrPositionInOpening = errors.New("sfere: position inside an opening")
 	// ErrReplayLimit: more events were missed than
 	// [HistoryOptions.MaxReplay], or more bytes than the stream's queue
 	// may hold ([HubOptions.MaxQueueBytes]).
@@ -154,7 +172,7 @@ type Recovery struct {
 	Replayed int
 	// Err says why a position could not be recovered (nil if none was
 	// asked for): [ErrPositionUnknown], [ErrPositionGone],
-	// [ErrPositionAhead] or [ErrReplayLimit].
+	// [ErrPositionAhead], [ErrPositionInOpening] or [ErrReplayLimit].
 	Err error
 }
 
@@ -254,7 +272,7 @@ func (h *history) recordAt(pos Position, m *message, p Pattern, exclude Matcher,
 	switch {
 	case !h.shared:
 		return ErrNoHistory
-	case pos.Part != 0:
+	case pos.Part != 0 || pos.Opening:
 		return fmt.Errorf("sfere: position %v: a log places whole messages, not parts of one", pos)
 	case m.idAt < 0:
 		deliver(m)
@@ -290,21 +308,24 @@ func (h *history) atTop(f func(top Position)) {
 
 // opening decides the opening of s, stored with s.admitting set, under
 // the history's lock: the events after from that s's key would have
-// received (none, with the reason, if they cannot all be replayed, or if
-// from could not be parsed: fromErr), and top, the position of the
-// newest event, where the stream starts live. Once the lock is taken,
-// events reach s live (admitting is cleared), so an event comes once:
-// before top in the replay, after it live.
-func (h *history) opening(s *Stream, from Position, fromErr error) (replay []*message, top Position, err error) {
+// received, or, if they cannot all be replayed (err says why; fromErr if
+// from could not be parsed), the events after base, the position its
+// initial effects were rendered at, which follow them (none if those
+// cannot be replayed either); and top, the position of the newest event,
+// where the stream starts live. Once the lock is taken, events reach s
+// live (admitting is cleared), so an event comes once: before top in the
+// replay, after it live.
+func (h *history) opening(s *Stream, from, base Position, fromErr error) (replay []*message, top Position, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s.admitting.Store(false)
+	now := time.Now()
 	err = fromErr
 	if err == nil {
-		replay, err = h.replayLocked(nil, from, s.key, time.Now())
+		replay, err = h.replayLocked(nil, from, s.key, now)
 	}
 	if err != nil {
-		replay = nil
+		replay, _ = h.replayLocked(nil, base, s.key, now)
 	}
 	return replay, Position{Epoch: h.epoch, Offset: h.top}, err
 }
@@ -313,8 +334,9 @@ func (h *history) opening(s *Stream, from Position, fromErr error) (replay []*me
 // history names a position signal (nil if not): it sets the signal to
 // top, where the stream starts, so the page learns it even when nothing
 // was missed (and sees its stream alive at once). The position the page
-// is told never goes back: events replayed after the initial effects are
-// older than the id those carry.
+// is told never goes back: the initial effects carry the position they
+// were rendered at, the events replayed after them later ones, and top
+// is the newest.
 func (h *history) positionEvent(top Position) *message {
 	if h.signal == "" {
 		return nil
@@ -449,6 +471,8 @@ func (h *history) oldestLocked(now time.Time) uint64 {
 func (h *history) replayLocked(dst []*message, from Position, key Key, now time.Time) ([]*message, error) {
 	oldest := h.oldestLocked(now)
 	switch {
+	case from.Opening:
+		return dst, ErrPositionInOpening
 	case from.Epoch != h.epoch, from.Part != 0 && from.Offset == 0:
 		return dst, ErrPositionUnknown
 	case from.Offset > h.top:

@@ -17,6 +17,13 @@ import (
 )
 
 // line numbers broadcast in recovery tests: <p>N</p>.
+// heldEvents counts the events h holds: the expiry timer drops them.
+func heldEvents(h *history) uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.top + 1 - h.firstLocked()
+}
+
 func numbered(n int) Effect { return AppendElements("#m", fmt.Sprintf("<p>%d</p>", n)) }
 
 // elementsUntil waits for the event containing end on c and returns the
@@ -76,7 +83,7 @@ func TestRecovery(t *testing.T) {
 		{"position evicted by age", HistoryOptions{Size: 8, MaxAge: 50 * time.Millisecond}, func(t *testing.T, hub *Hub) string {
 			from := mark(t, hub)
 			broadcast(t, hub, 1)
-			time.Sleep(100 * time.Millisecond) // only ever longer than MaxAge
+			ssetest.Eventually(t, waitLong, "the event aged out", func() bool { return heldEvents(hub.hist) == 0 })
 			return from
 		}, []string{"<p>initial</p>"}, false, ErrPositionGone},
 		{"position ahead of the top", HistoryOptions{Size: 8}, func(t *testing.T, hub *Hub) string {

@@ -134,8 +134,14 @@ func (h *Hub) Store() Store { return h.store }
 // When Serve returns, the stream is out of the store and its eviction
 // callback has returned. It returns nil once the stream was served; an
 // error only if it could not start: bad initial effects, a response that
-// cannot stream, or [ErrHubClosed]. Call it before writing anything to w;
-// headers already set on w are sent.
+// cannot stream (w can neither flush nor be taken over), or
+// [ErrHubClosed]. Call it before writing anything to w; headers already
+// set on w are sent.
+//
+// The stream is stored before its response head is written, on either
+// path: a client that has received the head is sent every [Hub.Broadcast]
+// and [Hub.Send] made after that, after its opening. (A head that cannot
+// be written ends the stream like any failed write.)
 //
 // With a history ([HubOptions.History]) every event written from a
 // broadcast or send carries its [Position] as its SSE id (each event of a
@@ -216,7 +222,7 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, key Key, initial []Ef
 		defer h.active.Done()
 		return h.serveHTTP(w, r, key, first, gz)
 	}
-	c, err := h.takeOver(hj, w)
+	c, head, err := h.takeOver(hj, w)
 	if err != nil {
 		h.active.Done()
 		return nil, err
@@ -227,8 +233,10 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, key Key, initial []Ef
 		c.gz = new(gzipStream)
 		s.compressed = true
 	}
+	// Stored before the client has its head: a broadcast made once it has
+	// it reaches the stream.
 	h.admit(s, r, first)
-	c.wake(nil)
+	h.writeHead(c, head)
 	if detach {
 		go h.watch(nil, c)
 		return s, nil
@@ -268,9 +276,11 @@ func (h *Hub) admit(s *Stream, r *http.Request, first *message) {
 	if h.hist == nil {
 		h.store.Put(s)
 	} else {
-		// The initial effects were rendered about now: a stream that asks
-		// for no position is sent what comes after this one, after them.
-		from, asked := h.Position(), false
+		// The initial effects were rendered about now: base is the state
+		// they hold. A stream that asks for no position, or for one that
+		// cannot be served, is sent what comes after base, after them.
+		base := h.Position()
+		from, asked := base, false
 		var err error
 		if text := lastEventID(r); text != "" {
 			from, err = ParsePosition(text)
@@ -289,15 +299,20 @@ func (h *Hub) admit(s *Stream, r *http.Request, first *message) {
 		s.admitting.Store(true)
 		h.store.Put(s)
 		var top Position
-		replay, top, err = h.hist.opening(s, from, err)
+		replay, top, err = h.hist.opening(s, from, base, err)
 		if asked {
 			rec.Err, rec.Recovered = err, err == nil
 		}
 		if rec.Recovered {
 			rec.Replayed = len(replay)
 		}
-		first = first.withID(top.String())
-		if end := h.hist.positionEvent(top); end != nil {
+		// Each event of the initial effects carries a position, the last
+		// one base: a client cut off inside them resumes with a new
+		// opening, one that has them all with what came since.
+		first = first.asOpening(base, h.hist.signal)
+		// With a position signal, the opening ends at top, unless the
+		// initial effects' own patch of it says so already.
+		if end := h.hist.positionEvent(top); end != nil && (rec.Recovered || top != base || first.idAt < 0) {
 			replay = append(replay, end)
 		}
 	}
@@ -389,7 +404,9 @@ type Result struct {
 // Broadcast renders effects once and queues the same bytes to every stream
 // whose key matches p and not exclude (nil excludes nothing). All effects
 // of one call reach each stream together, in order. It never waits for a
-// client; a slow or dead client only fails its own stream.
+// client; a slow or dead client only fails its own stream. A stream whose
+// client has received its response head is reached by every broadcast
+// made after that (see [Hub.Serve]).
 func (h *Hub) Broadcast(p Pattern, exclude Matcher, effects ...Effect) (Result, error) {
 	m, err := render(effects)
 	if err != nil {

@@ -250,7 +250,7 @@ func stall(t *testing.T, hub *Hub, key Key) {
 		if _, err := hub.Send(key, chunk); errors.Is(err, ErrSlowClient) {
 			return
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) // pacing: the writer blocks on the full socket meanwhile
 	}
 	t.Fatalf("the queue of %v never filled", key)
 }
@@ -352,7 +352,7 @@ func churn(hub *Hub, keys int) (stop func()) {
 			}
 			hub.Broadcast(InCategory("lobby"), nil, Comment("tick"))
 			hub.Store().Purge(lobbyKey(fmt.Sprint("w0-", time.Now().UnixNano()%int64(keys))))
-			time.Sleep(time.Millisecond)
+			time.Sleep(time.Millisecond) // pacing: churn, not a busy loop
 		}
 	}()
 	return func() {

@@ -19,6 +19,20 @@ import "bytes"
 // Datastar client keeps ids to itself) at the moment the client takes the
 // id. Comments carry nothing. m itself is returned if it has no event.
 func (m *message) withPosition(pos Position, signal string) *message {
+	return m.withPositions(pos, signal, false)
+}
+
+// asOpening is withPosition for a stream's opening (its initial effects,
+// rendered when the newest event was the one at pos): the k-th of its
+// events but the last carries pos with Part k and [Position.Opening], the
+// last one pos itself, so a client cut off inside it holds an id that says
+// so instead of an older one it had (see [ErrPositionInOpening]).
+func (m *message) asOpening(pos Position, signal string) *message {
+	return m.withPositions(pos, signal, true)
+}
+
+// withPositions is withPosition, or asOpening if opening is set.
+func (m *message) withPositions(pos Position, signal string, opening bool) *message {
 	if m.idAt < 0 {
 		return m
 	}
@@ -40,7 +54,7 @@ func (m *message) withPosition(pos Position, signal string) *message {
 		part++
 		p := pos
 		if !last {
-			p.Part = part
+			p.Part, p.Opening = part, opening
 		}
 		if signal != "" {
 			data = append(data, block...)

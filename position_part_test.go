@@ -1,6 +1,7 @@
 package sfere
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -101,7 +102,9 @@ func TestCutInsideAMessageResumesAfterIt(t *testing.T) {
 				if got := applied(t, first, "<p>1</p>"); strings.Join(got, " ") != `<p>initial</p> <p>a</p> signals {"b":1} <p>c</p>` {
 					t.Fatalf("first connection applied %q", got)
 				}
-				cuts := ids(first, "<p>a</p>")
+				// With a position signal, <p>1</p>'s id comes on the patch after it.
+				var cuts []string
+				ssetest.Eventually(t, waitLong, "<p>1</p>'s id", func() bool { cuts = ids(first, "<p>a</p>"); return len(cuts) >= 4 })
 				if len(cuts) != 4 { // three for the message, one for <p>1</p>
 					t.Fatalf("ids from the message on: %q, want one per event", cuts)
 				}
@@ -198,5 +201,114 @@ func TestEveryEventCarriesItsPosition(t *testing.T) {
 	comments := &message{data: []byte(": only\n\n"), idAt: -1}
 	if comments.withPosition(Position{Epoch: "e", Offset: 8}, "_pos") != comments {
 		t.Fatal("a message of comments took a position")
+	}
+}
+
+// Every event of a stream's opening carries a position, so a client cut
+// off inside it holds an id that says so and is sent a new opening, whole,
+// when it comes back. Without one it would keep the id it had before: here
+// a position ahead of the history (a page that comes from a node further
+// on), which the history serves by the time the client comes back, so it
+// would resume from there and never get the rest of its opening. Plain and
+// with a position signal, on both stream paths.
+func TestCutInsideTheOpeningOpensAgain(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts HubOptions
+	}{
+		{name: "plain", opts: HubOptions{History: HistoryOptions{Size: 16}}},
+		{name: "position-signal", opts: HubOptions{History: HistoryOptions{Size: 16, PositionSignal: "_pos"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bothPaths(t, func(t *testing.T, noHijack bool) {
+				opts := tc.opts
+				opts.NoHijack = noHijack
+				hub, _ := newMemoryHub(t, opts)
+				srv := testServer(t, hub, threeEvents...)
+				open := func(from string) (*ssetest.Client, Recovery) {
+					req := ssetest.DatastarPost("/sse?id=brian", "{}")
+					req.Header.Set("Last-Event-ID", from)
+					c := ssetest.Open(t, srv.Listener.Addr().String(), req)
+					c.WaitHead(waitLong) // stored by then
+					s, ok := hub.Store().Get(lobbyKey("brian"))
+					if !ok {
+						t.Fatal("no stream once the head came")
+					}
+					return c, s.Recovery()
+				}
+				hub.Broadcast(All, nil, numbered(1))
+				at := hub.Position()
+				ahead := Position{Epoch: at.Epoch, Offset: at.Offset + 2}
+				first, rec := open(ahead.String())
+				if !errors.Is(rec.Err, ErrPositionAhead) {
+					t.Fatalf("recovery from ahead: %+v", rec)
+				}
+				hub.Broadcast(All, nil, numbered(2))
+				const opening = `<p>a</p> signals {"b":1} <p>c</p>`
+				if got := strings.Join(applied(t, first, "<p>2</p>"), " "); got != opening {
+					t.Fatalf("first connection applied %q, want the opening %q", got, opening)
+				}
+				want := []string{at.String() + ".o1", at.String() + ".o2", at.String(), Position{Epoch: at.Epoch, Offset: at.Offset + 1}.String()}
+				// With a position signal, <p>2</p>'s id comes on the patch after it.
+				var got []string
+				ssetest.Eventually(t, waitLong, "<p>2</p>'s id", func() bool { got = ids(first, "<p>a</p>"); return len(got) >= len(want) })
+				if strings.Join(got, " ") != strings.Join(want, " ") {
+					t.Fatalf("ids from the opening on: %q, want %q", got, want)
+				}
+				if p, err := ParsePosition(want[0]); err != nil || p != (Position{Epoch: at.Epoch, Offset: at.Offset, Part: 1, Opening: true}) {
+					t.Fatalf("ParsePosition(%q) = %+v, %v", want[0], p, err)
+				}
+				first.Close()
+				ssetest.Eventually(t, waitLong, "brian gone", func() bool { return hub.Count(All) == 0 })
+				hub.Broadcast(All, nil, numbered(3)) // the position asked for first exists now
+				// Cut after the first event of the opening: the client holds its id.
+				again, rec := open(want[0])
+				if rec.Recovered || !errors.Is(rec.Err, ErrPositionInOpening) {
+					t.Fatalf("recovery from inside the opening: %+v, want ErrPositionInOpening", rec)
+				}
+				hub.Broadcast(All, nil, numbered(4))
+				if got := strings.Join(applied(t, again, "<p>4</p>"), " "); got != opening {
+					t.Fatalf("cut inside the opening: came back to %q, want the whole opening %q", got, opening)
+				}
+			})
+		})
+	}
+}
+
+// The text of a position inside an opening: epoch-offset.opart, parsed
+// back whole; a part of zero or none is refused; a log never places one.
+func TestOpeningPositionText(t *testing.T) {
+	p := Position{Epoch: "e", Offset: 7, Part: 2, Opening: true}
+	if p.String() != "e-7.o2" {
+		t.Fatalf("String = %q", p.String())
+	}
+	if got, err := ParsePosition("e-7.o2"); err != nil || got != p {
+		t.Fatalf("ParsePosition = %+v, %v", got, err)
+	}
+	for _, bad := range []string{"e-7.o", "e-7.o0", "e-7.oo1", "e-7.o1.2"} {
+		if _, err := ParsePosition(bad); err == nil {
+			t.Fatalf("ParsePosition(%q): nil error", bad)
+		}
+	}
+	hub, _ := newMemoryHub(t, HubOptions{History: HistoryOptions{Size: 4, Epoch: "e"}})
+	if _, err := hub.BroadcastAt(Position{Epoch: "e", Offset: 1, Opening: true}, All, nil, numbered(1)); err == nil {
+		t.Fatal("BroadcastAt a place in an opening: nil error")
+	}
+	m, err := render(threeEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := ssetest.Parse(bytes.NewReader(m.asOpening(Position{Epoch: "e", Offset: 7}, "").data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		if e.HasID {
+			got = append(got, e.ID)
+		}
+	}
+	if strings.Join(got, " ") != "e-7.o1 e-7.o2 e-7" || len(evs) != 3 {
+		t.Fatalf("ids of an opening of three events: %q", got)
 	}
 }

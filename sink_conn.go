@@ -42,7 +42,9 @@ import (
 //
 // One writer at a time holds a busy or waiting connection; after done the
 // writer looks at the queue again and wakes the connection if more came.
-// closed is final.
+// closed is final. A connection starts busy, held by the goroutine serving
+// the stream until the response head is written (Hub.writeHead), so that
+// the stream can be stored first and no writer writes before the head.
 type connState uint8
 
 const (
@@ -183,40 +185,56 @@ func (h *Hub) canTakeOver(w http.ResponseWriter, r *http.Request) (http.Hijacker
 	return hj, ok
 }
 
-// takeOver hijacks the connection and writes the response head (status,
-// the headers set on w, Connection: close) under the write timeout. On
+// takeOver hijacks the connection and renders the response head (status,
+// the headers set on w, Connection: close) for [Hub.writeHead]. The
+// connection starts held by the caller (connBusy): no writer writes to it
+// before its head, which the caller writes once the stream is stored. On
 // error the connection is closed.
-func (h *Hub) takeOver(hj http.Hijacker, w http.ResponseWriter) (*connSink, error) {
+func (h *Hub) takeOver(hj http.Hijacker, w http.ResponseWriter) (c *connSink, head []byte, err error) {
 	nc, _, err := hj.Hijack()
 	if err != nil {
-		return nil, fmt.Errorf("sfere: response cannot stream: %w", err)
+		return nil, nil, fmt.Errorf("sfere: response cannot stream: %w", err)
 	}
 	// Bytes net/http read ahead (a pipelined request) are dropped with its
 	// reader: the response ends the connection.
 	if c, ok := nc.(*conn); ok {
 		nc = c.Conn
 	}
-	var head bytes.Buffer
-	fmt.Fprintf(&head, "HTTP/1.1 200 OK\r\nDate: %s\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n", time.Now().UTC().Format(http.TimeFormat))
-	_ = w.Header().WriteSubset(&head, map[string]bool{"Connection": true, "Content-Length": true, "Transfer-Encoding": true, "Date": true})
-	head.WriteString("\r\n")
-	if h.opts.WriteTimeout > 0 {
-		_ = nc.SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
-	}
-	if _, err := nc.Write(head.Bytes()); err != nil {
-		_ = nc.Close()
-		return nil, fmt.Errorf("sfere: response cannot stream: %w", writeError(err))
-	}
-	// The writers' writes never wait, and a deadline left here would fail
-	// them once it passed.
-	_ = nc.SetWriteDeadline(time.Time{})
-	c := &connSink{nc: nc, writers: &h.writers}
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "HTTP/1.1 200 OK\r\nDate: %s\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n", time.Now().UTC().Format(http.TimeFormat))
+	_ = w.Header().WriteSubset(&buf, map[string]bool{"Connection": true, "Content-Length": true, "Transfer-Encoding": true, "Date": true})
+	buf.WriteString("\r\n")
+	c = &connSink{nc: nc, writers: &h.writers, state: connBusy}
 	if sc, ok := nc.(syscall.Conn); ok && canTryWrite {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
 		}
 	}
-	return c, nil
+	return c, buf.Bytes(), nil
+}
+
+// writeHead writes the response head of a stream already stored, under
+// the write timeout, and lets the writers have the connection (held since
+// takeOver): whatever was queued meanwhile follows the head. A client
+// that has the head is thus sent every event queued after it. If the head
+// cannot be written, the stream's reader ends the stream with why
+// (Hub.watch), without a last chunk.
+func (h *Hub) writeHead(c *connSink, head []byte) {
+	if h.opts.WriteTimeout > 0 {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
+	}
+	_, err := c.nc.Write(head)
+	// The writers' writes never wait, and a deadline left here would fail
+	// them once it passed.
+	_ = c.nc.SetWriteDeadline(time.Time{})
+	if err != nil {
+		c.broken = true
+		c.endWith(writeError(err))
+	}
+	c.step(evDone) // busy to idle: nothing else can have changed it yet
+	if err == nil {
+		c.wake(nil)
+	}
 }
 
 // watch is a taken-over stream's life after it was stored: it reads the

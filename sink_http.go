@@ -28,14 +28,17 @@ func (k *httpSink) interrupt() {
 // serveHTTP is a stream's life on net/http's response writer: store it,
 // write what is queued whenever woken, end when something says so.
 func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, key Key, first *message, gz bool) (*Stream, error) {
+	if !canFlush(w) {
+		return nil, fmt.Errorf("sfere: response cannot stream: %w", http.ErrNotSupported)
+	}
 	rc := http.NewResponseController(w)
 	if r.ProtoMajor == 1 {
 		w.Header().Set("Connection", "keep-alive")
 	}
+	// net/http holds the head until the first flush, which comes once the
+	// stream is stored: a client that has the head is sent every event
+	// queued after it.
 	w.WriteHeader(http.StatusOK)
-	if err := rc.Flush(); err != nil {
-		return nil, fmt.Errorf("sfere: response cannot stream: %w", err)
-	}
 
 	k := &httpSink{wakeup: make(chan struct{}, 1)}
 	s := newStream(key, h.opts.MaxQueueBytes, k)
@@ -53,12 +56,19 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, key Key, first *
 		deadline time.Time // the write deadline in force; see writeHTTP
 		why      error     // why the stream ends itself; nil if it was evicted
 	)
+	if h.opts.WriteTimeout > 0 {
+		deadline = time.Now().Add(h.opts.WriteTimeout)
+		_ = rc.SetWriteDeadline(deadline)
+	}
+	if err := rc.Flush(); err != nil {
+		failed, why = true, h.vanishedWrite(ctx, writeError(err))
+	}
 	// Everything that can end the stream also wakes it, so the loop waits
 	// on one channel: the request context (here), an eviction (its sink's
 	// interrupt) and Shutdown (which interrupts every stored stream).
 	stopWake := context.AfterFunc(ctx, k.interrupt)
 	defer stopWake()
-	for {
+	for why == nil {
 		if why = h.stopReason(ctx); why != nil || s.evicted() {
 			break
 		}
@@ -102,6 +112,21 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, key Key, first *
 		}
 	}
 	return s, nil
+}
+
+// canFlush reports whether w, or a writer it wraps (Unwrap, as
+// [http.ResponseController] follows), can flush.
+func canFlush(w http.ResponseWriter) bool {
+	for {
+		switch t := w.(type) {
+		case interface{ FlushError() error }, http.Flusher:
+			return true
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return false
+		}
+	}
 }
 
 // httpZip is a compressed stream's state on net/http's response writer.
