@@ -510,3 +510,35 @@ func TestRatesLeaveTheDashboardsOwnTrafficOut(t *testing.T) {
 		t.Fatalf("an update of %d bytes: the test needs the dashboard's own traffic to be KiBs a second", n)
 	}
 }
+
+// The overview shows the delivery latency of the last interval, from the
+// hub's histogram, and plots it: figures while events go out.
+func TestLatencyPercentilesShown(t *testing.T) {
+	a := newApp(t, dashboard.Options{})
+	a.stream(t, "lobby", "a")
+	_, conn := a.page(t)
+	c := a.open(t, conn, "")
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond): // paces the app's traffic
+				_, _ = a.hub.Broadcast(sfere.InCategory("lobby"), nil, sfere.PatchElements(`<p id="p">hello</p>`))
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	d := `[0-9.]+(ns|µs|ms|s|m[0-9.]+s)`
+	figures := regexp.MustCompile(`id="dash-latency">` + d + ` / ` + d + ` / ` + d + `</b><span class="muted">of [1-9][0-9]* deliveries`)
+	plotted := regexp.MustCompile(`aria-label="delivery latency p50 / p99"><polyline class="a" points="[^"]+"/><polyline class="b" points="[^"]+"/>`)
+	c.Wait(wait, ssetest.Where("latency figures and their plot", func(e ssetest.Event) bool {
+		return figures.MatchString(e.Text()) && plotted.MatchString(e.Text())
+	}))
+	if l := a.hub.Stats().Latency; l.Count() == 0 || l.Quantile(0.99) < l.Quantile(0.5) {
+		t.Fatalf("the hub's histogram: %d deliveries, p50 %v, p99 %v", l.Count(), l.Quantile(0.5), l.Quantile(0.99))
+	}
+}

@@ -21,7 +21,9 @@
 //   - Overview: the hub's streams now and over the last [Options.Window]
 //     (the dashboard's own left out), opens and ends per second, ends by
 //     cause ([sfere.Cause]), broadcasts, deliveries and refusals per
-//     second, bytes written per second ([sfere.Hub.Stats]), the
+//     second, bytes written per second, the delivery latency's p50, p90
+//     and p99 over the last interval ([sfere.Latencies]: upper bounds,
+//     the dashboard's own updates included) ([sfere.Hub.Stats]), the
 //     heartbeat's sweeps ([Options.Heartbeat]), goroutines, heap and GC,
 //     with small SVG plots drawn by the server.
 //   - Streams: the keys by category with counts, searched with the hub's

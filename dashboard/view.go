@@ -53,6 +53,10 @@ type overview struct {
 	Failed   string
 	Bytes    string // per second
 	EndsBy   []causeFigure
+	// Delivery latency over the last interval: percentiles (upper
+	// bounds) and how many deliveries they are of.
+	P50, P90, P99 string
+	Latencies     uint64
 
 	Heartbeat *heartbeatView
 
@@ -225,6 +229,10 @@ func overviewOf(s *sample, p point, heartbeat bool) overview {
 	o.Sent, o.Deliver, o.Failed = rateText(r.broadcasts), rateText(r.delivered), rateText(r.failed)
 	o.Bytes = bytesText(r.bytes) + "/s"
 	o.GCs = rateText(r.gcs)
+	o.P50, o.P90, o.P99, o.Latencies = "–", "–", "–", r.latencies
+	if r.latencies > 0 {
+		o.P50, o.P90, o.P99 = durationText(r.p50), durationText(r.p90), durationText(r.p99)
+	}
 	o.MaxPause = "none"
 	if r.maxPause > 0 {
 		o.MaxPause = "≤ " + r.maxPause.Round(time.Microsecond).String()
@@ -384,6 +392,21 @@ func ago(now, then time.Time) string {
 		return d.Round(100 * time.Millisecond).String()
 	default:
 		return d.Round(time.Second).String()
+	}
+}
+
+// durationText writes a latency rounded to what a reader needs: three
+// significant digits or so.
+func durationText(d time.Duration) string {
+	switch {
+	case d < time.Microsecond:
+		return d.String()
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond / 10).String()
+	case d < time.Second:
+		return d.Round(10 * time.Microsecond).String()
+	default:
+		return d.Round(10 * time.Millisecond).String()
 	}
 }
 
