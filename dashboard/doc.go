@@ -31,7 +31,9 @@
 //     each stream's age, queued bytes, last write and transport
 //     ([sfere.Stream.Info]), and a histogram of queued bytes.
 //   - People (with [Options.Trackers]): who is present per room, since
-//     when, and how many tabs each has open on this node; the room's
+//     when, and how many tabs each has open on this node; who is away
+//     within the resume window and how long it has left
+//     ([presence.Tracker.Away]); the room's
 //     recent arrivals and departures, with why each left (the departure's
 //     reason and its last stream's cause, never its error, which may name
 //     the client's address), recorded while a page is open

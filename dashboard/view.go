@@ -124,7 +124,15 @@ type roomView struct {
 	Count   int
 	Members []memberView
 	More    int
-	Recent  []changeView // newest first
+	// People away within their resume window, the first to run out
+	// first, with how long each has left.
+	Away     []awayView
+	MoreAway int
+	Recent   []changeView // newest first
+}
+
+type awayView struct {
+	ID, Meta, Left string
 }
 
 type changeView struct {
@@ -350,6 +358,14 @@ func (d *Dashboard) roomView(i int, t *presence.Tracker) roomView {
 			Tabs:  d.hub.Count(presence.StreamsOf(t.Room(), m.ID)),
 		})
 	}
+	away := t.Away()
+	if len(away) > maxMembers {
+		rv.MoreAway = len(away) - maxMembers
+		away = away[:maxMembers]
+	}
+	for _, a := range away {
+		rv.Away = append(rv.Away, awayView{ID: a.ID, Meta: a.Meta, Left: ago(a.Until, now)})
+	}
 	for _, c := range d.recentOf(i) {
 		rv.Recent = append(rv.Recent, changeView{Ago: ago(now, c.at), ID: c.id, Meta: c.meta, What: c.what})
 	}
@@ -382,9 +398,10 @@ func (d *Dashboard) clusterView(s *sample) *clusterView {
 	}
 }
 
-// ago writes the time from then to now, rounded to what a reader needs.
+// ago writes the time from then to now, rounded to what a reader needs
+// (zero if then is later).
 func ago(now, then time.Time) string {
-	d := now.Sub(then)
+	d := max(now.Sub(then), 0)
 	switch {
 	case d < time.Second:
 		return d.Round(time.Millisecond).String()
