@@ -39,8 +39,13 @@
 //     the client's address), recorded while a page is open
 //     ([presence.Tracker.OnDiff]).
 //   - Cluster (with [Options.Node]): the node's id, its peers, the
-//     cluster's stream count and the node's counters; with [Options.NATS],
-//     the connection's status, server, traffic and reconnects.
+//     cluster's stream count and the node's counters; with a history, the
+//     event log's JetStream stream: replicas, leader, followers and their
+//     lag, the sequences it holds, how far this node applied it, gaps and
+//     events lost ([natscluster.Node.LogState], read once per interval
+//     under no lock); with [Options.Presence], the claims this node
+//     asserts; with [Options.NATS], the connection's status, server,
+//     traffic and reconnects.
 //   - History: the hub's newest position, if it keeps a history, and the
 //     streams that resumed from a position or could not, counted while a
 //     page is open ([sfere.Hub.OnOpen], [sfere.Stream.Recovery]).

@@ -16,6 +16,7 @@ type sample struct {
 	hub     sfere.HubStats
 	beat    sfere.HeartbeatStats
 	node    natscluster.Stats
+	log     logState
 	// Counts of the dashboard's own doing, taken out of the hub's figures.
 	ownOpened, ownEnded, ownBroadcasts, ownDelivered uint64
 	ownWritten                                       uint64

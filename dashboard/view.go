@@ -151,6 +151,17 @@ type clusterView struct {
 	Streams int // every node's, as the node sees them
 	Stats   []figure
 	NATS    []figure // the connection's state; nil without Options.NATS
+	// The event log's state (nil without a history) or why it could not
+	// be read, and its followers.
+	Log       []figure
+	LogErr    string
+	Followers []followerView
+	// Claims asserted by this node's presence clusters (Options.Presence).
+	Claims []figure
+}
+
+type followerView struct {
+	Server, State, Lag, Active string
 }
 
 type figure struct {
@@ -180,7 +191,13 @@ func (d *Dashboard) currentView(search string) view {
 	d.mu.Lock()
 	last := d.last
 	if last == nil || now.Sub(last.at) > 2*d.opts.Interval {
-		last = d.readLocked(now) // not a plot's: no sampler runs
+		// No sampler runs: a sample of this view's own, not a plot's,
+		// with the event log read under no lock.
+		d.mu.Unlock()
+		log := d.readLog()
+		d.mu.Lock()
+		last = d.readLocked(now)
+		last.log = log
 	}
 	var cur point
 	if n := len(d.points); n > 0 && d.points[n-1].at.Equal(last.at) {
@@ -378,7 +395,7 @@ func (d *Dashboard) clusterView(s *sample) *clusterView {
 	slices.Sort(peers)
 	st := s.node
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
-	return &clusterView{
+	cv := &clusterView{
 		ID:      n.ID(),
 		Peers:   peers,
 		Streams: n.Count(sfere.All),
@@ -396,6 +413,45 @@ func (d *Dashboard) clusterView(s *sample) *clusterView {
 			{"log late", u(st.LogLate)},
 		},
 	}
+	if s.log.err != nil {
+		cv.LogErr = s.log.err.Error()
+	}
+	if l := s.log.state; l != nil {
+		leader := l.Leader
+		if leader == "" {
+			leader = "none"
+		}
+		cv.Log = []figure{
+			{"stream", l.Stream + " (epoch " + l.Epoch + ")"},
+			{"replicas", strconv.Itoa(l.Replicas)},
+			{"leader", leader},
+			{"sequences held", u(l.First) + " to " + u(l.Last)},
+			{"applied here", u(l.Applied)},
+			{"behind (to apply here)", u(l.Behind)},
+			{"gaps (consumer skipped events)", u(l.Gaps)},
+			{"events lost before applied here", u(l.Lost)},
+		}
+		for _, f := range l.Followers {
+			state := "current"
+			switch {
+			case f.Offline:
+				state = "offline"
+			case !f.Current:
+				state = "catching up"
+			}
+			cv.Followers = append(cv.Followers, followerView{Server: f.Server, State: state, Lag: u(f.Lag),
+				Active: f.Active.Round(time.Millisecond).String() + " ago"})
+		}
+	}
+	for i, c := range d.opts.Presence {
+		n, away := c.Claims()
+		name := "claims asserted"
+		if len(d.opts.Presence) > 1 {
+			name += " (" + strconv.Itoa(i+1) + ")"
+		}
+		cv.Claims = append(cv.Claims, figure{name, strconv.Itoa(n) + " (" + strconv.Itoa(away) + " of people away)"})
+	}
+	return cv
 }
 
 // ago writes the time from then to now, rounded to what a reader needs

@@ -406,6 +406,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			Heartbeat: s.heartbeat, Trackers: []*presence.Tracker{s.lobby.tracker}}
 		if s.cluster != nil {
 			dopts.Node, dopts.NATS = s.cluster.node, s.cluster.nc
+			dopts.Presence = s.cluster.presenceClusters()
 		}
 		if dash, err = dashboard.New(s.hub, dopts); err != nil {
 			panic("lobby: " + err.Error()) // constant options
