@@ -504,7 +504,7 @@ func TestRatesLeaveTheDashboardsOwnTrafficOut(t *testing.T) {
 			}
 		}
 	}()
-	busy := regexp.MustCompile(`deliveries / s<b>[1-9]`)
+	busy := regexp.MustCompile(`(?s)broadcasts \+ sends / s<b>[1-9].*deliveries / s<b>[1-9]`)
 	c.Wait(wait, ssetest.Where("the app's deliveries per second", func(e ssetest.Event) bool { return busy.MatchString(e.Text()) }))
 	close(stop)
 	<-done
