@@ -175,6 +175,18 @@ func New(hub *sfere.Hub, opts Options) (*Dashboard, error) {
 	return d, nil
 }
 
+// Must returns d, and panics if err is not nil: it mounts a dashboard of
+// constant options in one line, as [html/template.Must] parses a constant
+// template.
+//
+//	mux.Handle(dashboard.DefaultPath+"/", dashboard.Must(dashboard.New(hub, dashboard.Options{})))
+func Must(d *Dashboard, err error) *Dashboard {
+	if err != nil {
+		panic(err)
+	}
+	return d
+}
+
 // opened counts what became of the position a stream of the hub asked
 // for, while a page watches.
 func (d *Dashboard) opened(s *sfere.Stream) {
