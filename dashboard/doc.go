@@ -21,10 +21,10 @@
 //   - Overview: the hub's streams now and over the last [Options.Window]
 //     (the dashboard's own left out), opens and ends per second, ends by
 //     cause ([sfere.Cause]), broadcasts, deliveries and refusals per
-//     second, bytes written per second, the delivery latency's p50, p90
-//     and p99 over the last interval ([sfere.Latencies]: upper bounds,
-//     the dashboard's own updates included) ([sfere.Hub.Stats]), the
-//     heartbeat's sweeps ([Options.Heartbeat]), goroutines, heap and GC,
+//     second, bytes written per second ([sfere.Hub.Stats]), the delivery
+//     latency's p50, p90 and p99 over the last interval
+//     ([sfere.Latencies]: upper bounds, the dashboard's own updates
+//     included), the heartbeat's sweeps ([Options.Heartbeat]), goroutines, heap and GC,
 //     with small SVG plots drawn by the server.
 //   - Streams: the keys by category with counts, searched with the hub's
 //     pattern text ([sfere.ParsePattern]: scope/category/id, * for any);
@@ -33,8 +33,8 @@
 //   - People (with [Options.Trackers]): who is present per room, since
 //     when, and how many tabs each has open on this node; who is away
 //     within the resume window and how long it has left
-//     ([presence.Tracker.Away]); the room's
-//     recent arrivals and departures, with why each left (the departure's
+//     ([presence.Tracker.Away]); the room's recent arrivals and
+//     departures, with why each left (the departure's
 //     reason and its last stream's cause, never its error, which may name
 //     the client's address), recorded while a page is open
 //     ([presence.Tracker.OnDiff]).
