@@ -150,4 +150,7 @@ func TestClusterPaneShowsTheEventLogAndClaims(t *testing.T) {
 	if !regexp.MustCompile(`<td>leader</td><td>[^<]+</td>`).MatchString(ev.Text()) {
 		t.Errorf("no leader shown:\n%s", ev.Text())
 	}
+	// NATS gone: the pane says the log cannot be read, and keeps updating.
+	ns.Shutdown()
+	c.Wait(wait, ssetest.Containing("The log's state could not be read: natscluster: event log state: "))
 }
