@@ -69,9 +69,9 @@ type Options struct {
 	// to the Cluster pane: its status, server (passwords redacted),
 	// traffic and reconnects.
 	NATS *nats.Conn
-	// Presence, if set, adds to the Cluster pane the claims these
-	// presence clusters (the Trackers' [presence.Options.Cluster]) assert
-	// for this node ([natspresence.Cluster.Claims]).
+	// Presence, if set with Node, adds to the Cluster pane the claims
+	// these presence clusters (the Trackers' [presence.Options.Cluster])
+	// assert for this node ([natspresence.Cluster.Claims]).
 	Presence []*natspresence.Cluster
 }
 
