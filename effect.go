@@ -197,6 +197,10 @@ type message struct {
 	positioned bool     // carries the history's position without being kept there (a visible beat): skips admitting streams like an event
 	track      *tracker // nil unless someone waits for the writes (the heartbeat)
 	packed     *packed  // data as a group compressed it, for compressed streams (compress_group.go); nil: none
+
+	// rendered is when render made it: where its deliveries' latency
+	// starts (latency.go). Zero for the hub's own messages.
+	rendered time.Time
 }
 
 // Render returns the Datastar SSE bytes of effects, in order, as the
@@ -225,6 +229,7 @@ func render(effects []Effect) (*message, error) {
 		}
 	}
 	m.data = buf.Bytes()
+	m.rendered = time.Now()
 	return m, nil
 }
 

@@ -25,6 +25,10 @@ type HubStats struct {
 	// Written counts the bytes of events written to clients, heartbeats
 	// included, as rendered (before compression).
 	Written uint64
+	// Latency is the histogram of delivery latencies: from an event's
+	// rendering to the end of its write, per stream it reached (see
+	// [Latencies]).
+	Latency Latencies
 
 	ended [numCauses]uint64
 }
@@ -44,6 +48,7 @@ func (s HubStats) EndedBy(c Cause) uint64 {
 type hubStats struct {
 	opened, broadcasts, sends, delivered, failed, written atomic.Uint64
 	ended                                                 [numCauses]atomic.Uint64
+	latency                                               latencyCounts // latency.go
 }
 
 // published records one broadcast's result.
@@ -76,6 +81,7 @@ func (h *Hub) Stats() HubStats {
 		Delivered:  h.stats.delivered.Load(),
 		Failed:     h.stats.failed.Load(),
 		Written:    h.stats.written.Load(),
+		Latency:    h.stats.latency.read(),
 	}
 	for i := range s.ended {
 		s.ended[i] = h.stats.ended[i].Load()

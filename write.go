@@ -44,6 +44,7 @@ func (h *Hub) afterWrite(s *Stream, batch []*message, n int, start time.Time, er
 			s.lastAppWrite.Store(start.UnixNano())
 		}
 		h.stats.written.Add(uint64(bytes))
+		h.stats.latency.wrote(s, batch[:n])
 	}
 	settleAll(batch[:n], err == nil)
 	settleAll(batch[n:], false)

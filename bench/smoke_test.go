@@ -261,3 +261,52 @@ func buildTools(t *testing.T, pkgs ...string) string {
 	}
 	return bin
 }
+
+// TestSmokeDashboard runs sfere with -dashboard at N=50: a second trial,
+// labelled sfere+dash, holds one dashboard stream open throughout, which
+// the server's dashboard keeps updating, and delivers every broadcast.
+func TestSmokeDashboard(t *testing.T) {
+	bin := buildTools(t, "./cmd/sfere-bench-server", "./cmd/sfere-load")
+	out := filepath.Join(t.TempDir(), "smoke.json")
+	run := exec.Command(filepath.Join(bin, "sfere-load"),
+		"-n", "50", "-modes", "sfere", "-dashboard",
+		"-singles", "2", "-sweeps", "2", "-duration", "2s", "-rate", "50",
+		"-settle", "1500ms", "-quiet", "-hb-impact=false", "-json", out, "-max-time", "2m")
+	log, err := run.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sfere-load: %v\n%s", err, log)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Trials []struct {
+			Mode      string   `json:"mode"`
+			Held      int      `json:"held"`
+			Errors    []string `json:"errors"`
+			DashBytes int64    `json:"dashboard_bytes"`
+			Sustained phase    `json:"sustained"`
+		} `json:"trials"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Trials) != 2 || res.Trials[0].Mode != "sfere" || res.Trials[1].Mode != "sfere+dash" {
+		t.Fatalf("want trials sfere and sfere+dash, got %+v\n%s", res.Trials, log)
+	}
+	for _, tr := range res.Trials {
+		ph := tr.Sustained
+		if tr.Held != 50 || len(tr.Errors) > 0 || ph.Expected == 0 || ph.Delivered != ph.Expected {
+			t.Errorf("%s: held %d, errors %v, delivered %d of %d", tr.Mode, tr.Held, tr.Errors, ph.Delivered, ph.Expected)
+		}
+	}
+	// The page's first update, then one a second over a trial of several
+	// seconds: several KiB at the least.
+	if got := res.Trials[1].DashBytes; got < 8<<10 {
+		t.Errorf("the dashboard stream read %d bytes over the trial", got)
+	}
+	if got := res.Trials[0].DashBytes; got != 0 {
+		t.Errorf("the trial without a dashboard read %d dashboard bytes", got)
+	}
+}

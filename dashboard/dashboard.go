@@ -19,6 +19,7 @@ import (
 	"github.com/sfere-go/sfere"
 	"github.com/sfere-go/sfere/natscluster"
 	"github.com/sfere-go/sfere/presence"
+	"github.com/sfere-go/sfere/presence/natspresence"
 	"github.com/starfederation/datastar-go/datastar"
 )
 
@@ -68,6 +69,10 @@ type Options struct {
 	// to the Cluster pane: its status, server (passwords redacted),
 	// traffic and reconnects.
 	NATS *nats.Conn
+	// Presence, if set with Node, adds to the Cluster pane the claims
+	// these presence clusters (the Trackers' [presence.Options.Cluster])
+	// assert for this node ([natspresence.Cluster.Claims]).
+	Presence []*natspresence.Cluster
 }
 
 // Dashboard is an [http.Handler] serving a live page about a hub: its
@@ -149,6 +154,11 @@ func New(hub *sfere.Hub, opts Options) (*Dashboard, error) {
 			return nil, fmt.Errorf("%w: a nil tracker", ErrBadOptions)
 		}
 	}
+	for _, c := range opts.Presence {
+		if c == nil {
+			return nil, fmt.Errorf("%w: a nil presence cluster", ErrBadOptions)
+		}
+	}
 	d := &Dashboard{
 		hub:      hub,
 		opts:     opts,
@@ -163,6 +173,18 @@ func New(hub *sfere.Hub, opts Options) (*Dashboard, error) {
 	}
 	d.handler = http.NewCrossOriginProtection().Handler(http.HandlerFunc(d.route))
 	return d, nil
+}
+
+// Must returns d, and panics if err is not nil: it mounts a dashboard of
+// constant options in one line, as [html/template.Must] parses a constant
+// template.
+//
+//	mux.Handle(dashboard.DefaultPath+"/", dashboard.Must(dashboard.New(hub, dashboard.Options{})))
+func Must(d *Dashboard, err error) *Dashboard {
+	if err != nil {
+		panic(err)
+	}
+	return d
 }
 
 // opened counts what became of the position a stream of the hub asked
@@ -431,8 +453,9 @@ func (d *Dashboard) run(ctx context.Context) {
 
 // tick takes a sample and sends every open page its panes.
 func (d *Dashboard) tick(now time.Time) {
+	log := d.readLog() // a round trip to NATS: under no lock
 	d.mu.Lock()
-	d.sampleLocked(now)
+	d.sampleLocked(now, log)
 	searches := make(map[string][]string) // search → conns
 	for conn, search := range d.conns {
 		searches[search] = append(searches[search], conn)
@@ -486,6 +509,30 @@ func renderedLen(effects []sfere.Effect) int {
 	return len(data)
 }
 
+// logState is the cluster's event log as a sample holds it.
+type logState struct {
+	state *natscluster.LogState // nil: no node, or a node without a history
+	err   error                 // why it could not be read
+}
+
+// readLog asks the node for its event log's state, bounded by the
+// interval (at most 2 s): it waits on NATS, so it runs under no lock.
+func (d *Dashboard) readLog() logState {
+	if d.opts.Node == nil {
+		return logState{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), min(d.opts.Interval, 2*time.Second))
+	defer cancel()
+	st, err := d.opts.Node.LogState(ctx)
+	switch {
+	case errors.Is(err, natscluster.ErrNoHistory):
+		return logState{}
+	case err != nil:
+		return logState{err: err}
+	}
+	return logState{state: &st}
+}
+
 // readLocked reads a sample at now (the runtime's figures into the
 // dashboard's one buffer, hence the lock).
 func (d *Dashboard) readLocked(now time.Time) *sample {
@@ -511,10 +558,12 @@ func (d *Dashboard) readLocked(now time.Time) *sample {
 	return s
 }
 
-// sampleLocked reads a sample at now and adds it to the plots.
-func (d *Dashboard) sampleLocked(now time.Time) {
+// sampleLocked reads a sample at now, with the event log's state log,
+// and adds it to the plots.
+func (d *Dashboard) sampleLocked(now time.Time, log logState) {
 	d.samples.Add(1)
 	s := d.readLocked(now)
+	s.log = log
 	p := point{at: now, streams: s.streams, goroutines: s.goroutines, heap: s.heap}
 	if d.last != nil && now.Sub(d.last.at) < 3*d.opts.Interval {
 		p.r, p.hasRates = ratesBetween(d.last, s), true

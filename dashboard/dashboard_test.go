@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -39,8 +40,14 @@ func newApp(t *testing.T, opts dashboard.Options) *app {
 // newAppWith is newApp with a hub made with hubOpts.
 func newAppWith(t *testing.T, opts dashboard.Options, hubOpts sfere.HubOptions) *app {
 	t.Helper()
+	return newAppResume(t, opts, hubOpts, 0)
+}
+
+// newAppResume is newAppWith with a tracker whose resume window is resume.
+func newAppResume(t *testing.T, opts dashboard.Options, hubOpts sfere.HubOptions, resume time.Duration) *app {
+	t.Helper()
 	hub := sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), hubOpts)
-	tracker, err := presence.New(hub, presence.Options{Room: "room", Grace: -1,
+	tracker, err := presence.New(hub, presence.Options{Room: "room", Grace: -1, Resume: resume,
 		Snapshot: func([]presence.Member) []sfere.Effect { return []sfere.Effect{sfere.Comment("snapshot")} },
 		Diff:     func(presence.Diff) []sfere.Effect { return []sfere.Effect{sfere.Comment("diff")} },
 	})
@@ -497,7 +504,7 @@ func TestRatesLeaveTheDashboardsOwnTrafficOut(t *testing.T) {
 			}
 		}
 	}()
-	busy := regexp.MustCompile(`deliveries / s<b>[1-9]`)
+	busy := regexp.MustCompile(`(?s)broadcasts \+ sends / s<b>[1-9].*deliveries / s<b>[1-9]`)
 	c.Wait(wait, ssetest.Where("the app's deliveries per second", func(e ssetest.Event) bool { return busy.MatchString(e.Text()) }))
 	close(stop)
 	<-done
@@ -509,4 +516,67 @@ func TestRatesLeaveTheDashboardsOwnTrafficOut(t *testing.T) {
 	if n := len(ev.Text()); n < 2<<10 {
 		t.Fatalf("an update of %d bytes: the test needs the dashboard's own traffic to be KiBs a second", n)
 	}
+}
+
+// The overview shows the delivery latency of the last interval, from the
+// hub's histogram, and plots it: figures while events go out.
+func TestLatencyPercentilesShown(t *testing.T) {
+	a := newApp(t, dashboard.Options{})
+	a.stream(t, "lobby", "a")
+	_, conn := a.page(t)
+	c := a.open(t, conn, "")
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond): // paces the app's traffic
+				_, _ = a.hub.Broadcast(sfere.InCategory("lobby"), nil, sfere.PatchElements(`<p id="p">hello</p>`))
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	d := `[0-9.]+(ns|µs|ms|s|m[0-9.]+s)`
+	figures := regexp.MustCompile(`id="dash-latency">` + d + ` / ` + d + ` / ` + d + `</b><span class="muted">of [1-9][0-9]* deliveries`)
+	plotted := regexp.MustCompile(`aria-label="delivery latency p50 / p99"><polyline class="a" points="[^"]+"/><polyline class="b" points="[^"]+"/>`)
+	c.Wait(wait, ssetest.Where("latency figures and their plot", func(e ssetest.Event) bool {
+		return figures.MatchString(e.Text()) && plotted.MatchString(e.Text())
+	}))
+	if l := a.hub.Stats().Latency; l.Count() == 0 || l.Quantile(0.99) < l.Quantile(0.5) {
+		t.Fatalf("the hub's histogram: %d deliveries, p50 %v, p99 %v", l.Count(), l.Quantile(0.5), l.Quantile(0.99))
+	}
+}
+
+// The People pane lists the people away within their resume window, with
+// how long each has left, until they come back.
+func TestAwayPeopleWithTheirWindow(t *testing.T) {
+	a := newAppResume(t, dashboard.Options{}, sfere.HubOptions{}, time.Minute)
+	_, conn := a.page(t)
+	c := a.open(t, conn, "")
+	if _, err := a.tracker.Claim(context.Background(), presence.Claim{Person: "brian", Owner: "owner", Meta: "Brian <3"}); err != nil {
+		t.Fatal(err)
+	}
+	p := ssetest.Open(t, a.addr(), ssetest.DatastarPost("/people?owner=owner", "{}"))
+	p.WaitHead(wait)
+	c.Wait(wait, ssetest.Containing("<td>Brian &lt;3</td><td>arrived</td>"))
+	p.Close()
+	left := regexp.MustCompile(`<tr><td>brian</td><td>Brian &lt;3</td><td>(\d+(\.\d+)?)s</td></tr>`)
+	ev := c.Wait(wait, ssetest.Where("brian away with his window", func(e ssetest.Event) bool {
+		return strings.Contains(e.Text(), "Away, may come back") && left.MatchString(e.Text())
+	}))
+	if secs, _ := strconv.ParseFloat(left.FindStringSubmatch(ev.Text())[1], 64); secs <= 0 || secs > 60 {
+		t.Errorf("brian has %vs left of a minute's window", secs)
+	}
+	if !strings.Contains(ev.Text(), "<td>left: closed (closed), may resume</td>") {
+		t.Errorf("the departure is not shown resumable:\n%s", ev.Text())
+	}
+	p = ssetest.Open(t, a.addr(), ssetest.DatastarPost("/people?owner=owner", "{}"))
+	p.WaitHead(wait)
+	c.Wait(wait, ssetest.Where("brian back, present, no longer away", func(e ssetest.Event) bool {
+		return strings.Contains(e.Text(), "<td>came back</td>") && strings.Contains(e.Text(), "1 present") &&
+			!strings.Contains(e.Text(), "Away, may come back")
+	}))
 }

@@ -21,22 +21,31 @@
 //   - Overview: the hub's streams now and over the last [Options.Window]
 //     (the dashboard's own left out), opens and ends per second, ends by
 //     cause ([sfere.Cause]), broadcasts, deliveries and refusals per
-//     second, bytes written per second ([sfere.Hub.Stats]), the
-//     heartbeat's sweeps ([Options.Heartbeat]), goroutines, heap and GC,
+//     second, bytes written per second ([sfere.Hub.Stats]), the delivery
+//     latency's p50, p90 and p99 over the last interval
+//     ([sfere.Latencies]: upper bounds, the dashboard's own updates
+//     included), the heartbeat's sweeps ([Options.Heartbeat]), goroutines, heap and GC,
 //     with small SVG plots drawn by the server.
 //   - Streams: the keys by category with counts, searched with the hub's
 //     pattern text ([sfere.ParsePattern]: scope/category/id, * for any);
 //     each stream's age, queued bytes, last write and transport
 //     ([sfere.Stream.Info]), and a histogram of queued bytes.
 //   - People (with [Options.Trackers]): who is present per room, since
-//     when, and how many tabs each has open on this node; the room's
-//     recent arrivals and departures, with why each left (the departure's
+//     when, and how many tabs each has open on this node; who is away
+//     within the resume window and how long it has left
+//     ([presence.Tracker.Away]); the room's recent arrivals and
+//     departures, with why each left (the departure's
 //     reason and its last stream's cause, never its error, which may name
 //     the client's address), recorded while a page is open
 //     ([presence.Tracker.OnDiff]).
 //   - Cluster (with [Options.Node]): the node's id, its peers, the
-//     cluster's stream count and the node's counters; with [Options.NATS],
-//     the connection's status, server, traffic and reconnects.
+//     cluster's stream count and the node's counters; with a history, the
+//     event log's JetStream stream: replicas, leader, followers and their
+//     lag, the sequences it holds, how far this node applied it, gaps and
+//     events lost ([natscluster.Node.LogState], read once per interval
+//     under no lock); with [Options.Presence], the claims this node
+//     asserts; with [Options.NATS], the connection's status, server,
+//     traffic and reconnects.
 //   - History: the hub's newest position, if it keeps a history, and the
 //     streams that resumed from a position or could not, counted while a
 //     page is open ([sfere.Hub.OnOpen], [sfere.Stream.Recovery]).

@@ -47,6 +47,11 @@ func (d *Dashboard) plotsLocked(now time.Time) []plot {
 	rated := func(get func(point) float64) func(point) (float64, bool) {
 		return func(p point) (float64, bool) { return get(p), p.hasRates }
 	}
+	// measured is a latency where the interval had deliveries, in seconds.
+	measured := func(get func(point) time.Duration) func(point) (float64, bool) {
+		return func(p point) (float64, bool) { return get(p).Seconds(), p.hasRates && p.r.latencies > 0 }
+	}
+	latency := func(v float64) string { return durationText(time.Duration(v * float64(time.Second))) }
 	always := func(get func(point) float64) func(point) (float64, bool) {
 		return func(p point) (float64, bool) { return get(p), true }
 	}
@@ -57,6 +62,10 @@ func (d *Dashboard) plotsLocked(now time.Time) []plot {
 			rated(func(p point) float64 { return p.r.ends }),
 		}},
 		{"deliveries per s", num, []func(point) (float64, bool){rated(func(p point) float64 { return p.r.delivered })}},
+		{"delivery latency p50 / p99", latency, []func(point) (float64, bool){
+			measured(func(p point) time.Duration { return p.r.p50 }),
+			measured(func(p point) time.Duration { return p.r.p99 }),
+		}},
 		{"bytes out", perSec, []func(point) (float64, bool){rated(func(p point) float64 { return p.r.bytes })}},
 		{"goroutines", count, []func(point) (float64, bool){always(func(p point) float64 { return float64(p.goroutines) })}},
 		{"heap", bytes, []func(point) (float64, bool){always(func(p point) float64 { return float64(p.heap) })}},

@@ -16,6 +16,7 @@ type sample struct {
 	hub     sfere.HubStats
 	beat    sfere.HeartbeatStats
 	node    natscluster.Stats
+	log     logState
 	// Counts of the dashboard's own doing, taken out of the hub's figures.
 	ownOpened, ownEnded, ownBroadcasts, ownDelivered uint64
 	ownWritten                                       uint64
@@ -84,6 +85,10 @@ type rates struct {
 	maxPause time.Duration
 	// ends by cause, per second.
 	endsBy [numCauses]float64
+	// Delivery latencies between the samples ([sfere.Latencies]): how
+	// many, and upper bounds of their median, 90th and 99th percentiles.
+	latencies     uint64
+	p50, p90, p99 time.Duration
 }
 
 // numCauses bounds the causes counted by cause (index 0 is unused).
@@ -128,6 +133,9 @@ func ratesBetween(a, b *sample) rates {
 		unrecovered: per(a.unrecovered, b.unrecovered),
 		replayed:    per(a.replayed, b.replayed),
 	}
+	lat := b.hub.Latency.Sub(a.hub.Latency)
+	r.latencies = lat.Count()
+	r.p50, r.p90, r.p99 = lat.Quantile(0.5), lat.Quantile(0.9), lat.Quantile(0.99)
 	for _, c := range causes {
 		r.endsBy[c] = net(a.hub.EndedBy(c), b.hub.EndedBy(c), a.ownEndedBy[c], b.ownEndedBy[c])
 	}

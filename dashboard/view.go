@@ -53,6 +53,10 @@ type overview struct {
 	Failed   string
 	Bytes    string // per second
 	EndsBy   []causeFigure
+	// Delivery latency over the last interval: percentiles (upper
+	// bounds) and how many deliveries they are of.
+	P50, P90, P99 string
+	Latencies     uint64
 
 	Heartbeat *heartbeatView
 
@@ -120,7 +124,15 @@ type roomView struct {
 	Count   int
 	Members []memberView
 	More    int
-	Recent  []changeView // newest first
+	// People away within their resume window, the first to run out
+	// first, with how long each has left.
+	Away     []awayView
+	MoreAway int
+	Recent   []changeView // newest first
+}
+
+type awayView struct {
+	ID, Meta, Left string
 }
 
 type changeView struct {
@@ -139,6 +151,17 @@ type clusterView struct {
 	Streams int // every node's, as the node sees them
 	Stats   []figure
 	NATS    []figure // the connection's state; nil without Options.NATS
+	// The event log's state (nil without a history) or why it could not
+	// be read, and its followers.
+	Log       []figure
+	LogErr    string
+	Followers []followerView
+	// Claims asserted by this node's presence clusters (Options.Presence).
+	Claims []figure
+}
+
+type followerView struct {
+	Server, State, Lag, Active string
 }
 
 type figure struct {
@@ -168,7 +191,13 @@ func (d *Dashboard) currentView(search string) view {
 	d.mu.Lock()
 	last := d.last
 	if last == nil || now.Sub(last.at) > 2*d.opts.Interval {
-		last = d.readLocked(now) // not a plot's: no sampler runs
+		// No sampler runs: a sample of this view's own, not a plot's,
+		// with the event log read under no lock.
+		d.mu.Unlock()
+		log := d.readLog()
+		d.mu.Lock()
+		last = d.readLocked(now)
+		last.log = log
 	}
 	var cur point
 	if n := len(d.points); n > 0 && d.points[n-1].at.Equal(last.at) {
@@ -225,6 +254,10 @@ func overviewOf(s *sample, p point, heartbeat bool) overview {
 	o.Sent, o.Deliver, o.Failed = rateText(r.broadcasts), rateText(r.delivered), rateText(r.failed)
 	o.Bytes = bytesText(r.bytes) + "/s"
 	o.GCs = rateText(r.gcs)
+	o.P50, o.P90, o.P99, o.Latencies = "–", "–", "–", r.latencies
+	if r.latencies > 0 {
+		o.P50, o.P90, o.P99 = durationText(r.p50), durationText(r.p90), durationText(r.p99)
+	}
 	o.MaxPause = "none"
 	if r.maxPause > 0 {
 		o.MaxPause = "≤ " + r.maxPause.Round(time.Microsecond).String()
@@ -342,6 +375,14 @@ func (d *Dashboard) roomView(i int, t *presence.Tracker) roomView {
 			Tabs:  d.hub.Count(presence.StreamsOf(t.Room(), m.ID)),
 		})
 	}
+	away := t.Away()
+	if len(away) > maxMembers {
+		rv.MoreAway = len(away) - maxMembers
+		away = away[:maxMembers]
+	}
+	for _, a := range away {
+		rv.Away = append(rv.Away, awayView{ID: a.ID, Meta: a.Meta, Left: ago(a.Until, now)})
+	}
 	for _, c := range d.recentOf(i) {
 		rv.Recent = append(rv.Recent, changeView{Ago: ago(now, c.at), ID: c.id, Meta: c.meta, What: c.what})
 	}
@@ -354,7 +395,7 @@ func (d *Dashboard) clusterView(s *sample) *clusterView {
 	slices.Sort(peers)
 	st := s.node
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
-	return &clusterView{
+	cv := &clusterView{
 		ID:      n.ID(),
 		Peers:   peers,
 		Streams: n.Count(sfere.All),
@@ -372,11 +413,51 @@ func (d *Dashboard) clusterView(s *sample) *clusterView {
 			{"log late", u(st.LogLate)},
 		},
 	}
+	if s.log.err != nil {
+		cv.LogErr = s.log.err.Error()
+	}
+	if l := s.log.state; l != nil {
+		leader := l.Leader
+		if leader == "" {
+			leader = "none"
+		}
+		cv.Log = []figure{
+			{"stream", l.Stream + " (epoch " + l.Epoch + ")"},
+			{"replicas", strconv.Itoa(l.Replicas)},
+			{"leader", leader},
+			{"sequences held", u(l.First) + " to " + u(l.Last)},
+			{"applied here", u(l.Applied)},
+			{"behind (to apply here)", u(l.Behind)},
+			{"gaps (consumer skipped events)", u(l.Gaps)},
+			{"events lost before applied here", u(l.Lost)},
+		}
+		for _, f := range l.Followers {
+			state := "current"
+			switch {
+			case f.Offline:
+				state = "offline"
+			case !f.Current:
+				state = "catching up"
+			}
+			cv.Followers = append(cv.Followers, followerView{Server: f.Server, State: state, Lag: u(f.Lag),
+				Active: f.Active.Round(time.Millisecond).String() + " ago"})
+		}
+	}
+	for i, c := range d.opts.Presence {
+		n, away := c.Claims()
+		name := "claims asserted"
+		if len(d.opts.Presence) > 1 {
+			name += " (" + strconv.Itoa(i+1) + ")"
+		}
+		cv.Claims = append(cv.Claims, figure{name, strconv.Itoa(n) + " (" + strconv.Itoa(away) + " of people away)"})
+	}
+	return cv
 }
 
-// ago writes the time from then to now, rounded to what a reader needs.
+// ago writes the time from then to now, rounded to what a reader needs
+// (zero if then is later).
 func ago(now, then time.Time) string {
-	d := now.Sub(then)
+	d := max(now.Sub(then), 0)
 	switch {
 	case d < time.Second:
 		return d.Round(time.Millisecond).String()
@@ -384,6 +465,21 @@ func ago(now, then time.Time) string {
 		return d.Round(100 * time.Millisecond).String()
 	default:
 		return d.Round(time.Second).String()
+	}
+}
+
+// durationText writes a latency rounded to what a reader needs: three
+// significant digits or so.
+func durationText(d time.Duration) string {
+	switch {
+	case d < time.Microsecond:
+		return d.String()
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond / 10).String()
+	case d < time.Second:
+		return d.Round(10 * time.Microsecond).String()
+	default:
+		return d.Round(10 * time.Millisecond).String()
 	}
 }
 

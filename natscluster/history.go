@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -60,6 +61,10 @@ type eventLog struct {
 	retryFor time.Duration // how long a publish retries
 
 	checking sync.Mutex // one check at a time
+
+	// skips counts consumers that skipped events; lost counts events the
+	// log dropped before this node applied them (see LogState).
+	skips, lost atomic.Uint64
 
 	mu       sync.Mutex
 	epoch    string
@@ -211,6 +216,7 @@ func (l *eventLog) apply(epoch string, seq uint64, stored time.Time, data []byte
 	case seq > applied+1:
 		l.mu.Unlock()
 		if l.breaks() {
+			l.skips.Add(1)
 			l.n.log.Info("cluster: the event log consumer skipped events", "applied", applied, "got", seq)
 		}
 		return applied
@@ -297,6 +303,7 @@ func (l *eventLog) check() {
 			l.n.log.Warn("cluster: the event log moved on past what this node applied", "applied", next-1, "first", first)
 			l.mu.Lock()
 			if l.epoch == epoch && l.applied < first-1 {
+				l.lost.Add(first - 1 - l.applied)
 				l.applied = first - 1
 			}
 			l.mu.Unlock()

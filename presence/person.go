@@ -150,8 +150,9 @@ type person struct {
 	brokeAt   time.Time // when its grace period started
 	stormed   bool      // its grace period is a storm's (see storm.go)
 
-	timer stopper // claim timeout, grace or resume window
-	gen   uint64  // bumped whenever the timer changes; a stale timer does nothing
+	timer stopper   // claim timeout, grace or resume window
+	gen   uint64    // bumped whenever the timer changes; a stale timer does nothing
+	until time.Time // while away: when its resume window runs out (see Tracker.Away)
 }
 
 // newPersonLocked records c, claimed (or away, for a claim the cluster
@@ -162,6 +163,7 @@ func (t *Tracker) newPersonLocked(c Claim) *person {
 	t.owners[p.owner] = p
 	if c.Away && t.resume > 0 {
 		p.state = stAway
+		p.until = t.clock.now().Add(t.resume)
 		t.setTimerLocked(p, t.resume)
 	} else {
 		t.setTimerLocked(p, t.claimTimeout)
@@ -262,6 +264,7 @@ func (t *Tracker) awayLocked(p *person, d Departure) {
 	p.back = false
 	p.remote = nil
 	t.callLocked(reserve(p.claim()))
+	p.until = t.clock.now().Add(t.resume)
 	t.setTimerLocked(p, t.resume)
 	t.recordDepartureLocked(d)
 }

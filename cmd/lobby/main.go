@@ -111,7 +111,9 @@ func parseFlags(args []string, out io.Writer, log *slog.Logger) (lobby.Options, 
 	fs.StringVar(&opts.Store, "store", d.Store, "stream store: ttl or memory")
 	fs.DurationVar(&opts.TTL, "ttl", d.TTL, "sliding expiry of the ttl store (reset by every successful write)")
 	fs.StringVar(&opts.DatastarJS, "datastar-js", "", "serve this local Datastar client file at /datastar.js instead of loading it from\n"+lobby.DatastarCDN)
-	fs.BoolVar(&opts.Debug, "debug", false, "enable GET /debug/connections (the keys of the open streams) and the live dashboard at /debug/dashboard")
+	fs.BoolVar(&opts.Debug, "debug", false, "enable GET /debug/connections (the keys of the open streams)")
+	fs.BoolVar(&opts.Dashboard, "dashboard", false, "serve the live dashboard at /debug/dashboard (streams, people, rates, latency, runtime, cluster; never message contents or session ids): to clients on this machine only, unless -dashboard-token-file")
+	tokenFile := fs.String("dashboard-token-file", "", "with -dashboard: a file holding a token (16 bytes or more) that lets any client open the dashboard, given once as /debug/dashboard?token=TOKEN (kept as a cookie)")
 	fs.IntVar(&opts.MaxStreamsPerIP, "max-streams-per-ip", d.MaxStreamsPerIP, "most open streams (lobby tabs) per client address, IPv4 or IPv6 /64; more are refused with 429 (0: no cap)")
 	fs.Float64Var(&opts.MessageRate, "message-rate", d.MessageRate, "chat messages a second one session may send on average; more are refused with 429 (0: no limit)")
 	fs.IntVar(&opts.MessageBurst, "message-burst", d.MessageBurst, "chat messages one session may send at once, above -message-rate")
@@ -147,6 +149,19 @@ func parseFlags(args []string, out io.Writer, log *slog.Logger) (lobby.Options, 
 	}
 	if fs.NArg() > 0 {
 		return opts, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if *tokenFile != "" {
+		if !opts.Dashboard {
+			return opts, errors.New("-dashboard-token-file needs -dashboard")
+		}
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return opts, fmt.Errorf("-dashboard-token-file: %w", err)
+		}
+		opts.DashboardToken = strings.TrimSpace(string(b))
+		if len(opts.DashboardToken) < 16 {
+			return opts, fmt.Errorf("-dashboard-token-file: %w", lobby.ErrDashboardToken)
+		}
 	}
 	opts.HiddenHeartbeat = !*visible
 	opts.NoCompression = !*compress

@@ -86,11 +86,26 @@ func TestFlagDefaults(t *testing.T) {
 		!reflect.DeepEqual(opts.NATSRoutes, []string{"nats://127.0.0.1:6223", "nats://127.0.0.1:6224"}) {
 		t.Errorf("NATS flags parsed as %+v", opts)
 	}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err = parse([]string{"-session-key-file", "", "-dashboard", "-dashboard-token-file", tokenFile}, new(strings.Builder))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !opts.Dashboard || opts.Debug || opts.DashboardToken != "0123456789abcdef0123" {
+		t.Errorf("dashboard flags parsed as dashboard %v, debug %v, token %q", opts.Dashboard, opts.Debug, opts.DashboardToken)
+	}
 }
 
 func TestBadFlagsRefused(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	dangling := filepath.Join(t.TempDir(), "key")
+	shortToken := filepath.Join(t.TempDir(), "short")
+	if err := os.WriteFile(shortToken, []byte("guessable"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Symlink(filepath.Join(t.TempDir(), "nothing", "here"), dangling); err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +117,8 @@ func TestBadFlagsRefused(t *testing.T) {
 		{"-session-key-file", dangling},
 		{"-nats-replicas", "7"}, {"-nats-replicas", "-1"}, {"-nats-cluster", "127.0.0.1:6222"}, {"-nats-embed", "127.0.0.1:4222", "-nats-routes", "nats://127.0.0.1:6223"},
 		{"-node", "a"}, {"-heartbeat", "10"},
+		{"-dashboard-token-file", shortToken}, {"-dashboard", "-dashboard-token-file", shortToken},
+		{"-dashboard", "-dashboard-token-file", filepath.Join(t.TempDir(), "missing")},
 		{"-session-key-file", t.TempDir()}} { // a directory is no key file
 		var out strings.Builder
 		if code := run(args, &out); code != 2 {

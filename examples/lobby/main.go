@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sfere-go/sfere"
+	"github.com/sfere-go/sfere/dashboard"
 )
 
 func main() {
@@ -64,8 +65,12 @@ func run(ctx context.Context, addr string) error {
 		}
 	})
 
-	stop := sfere.NewHeartbeat(hub, sfere.InCategory("lobby"), 10*time.Second).Start()
+	beat := sfere.NewHeartbeat(hub, sfere.InCategory("lobby"), 10*time.Second)
+	stop := beat.Start()
 	defer stop()
+	// The live dashboard at /debug/dashboard (docs/dashboard.md): put it behind the app's guard
+	// for debug routes (it shows keys and counts, never message contents).
+	mux.Handle("/debug/dashboard/", dashboard.Must(dashboard.New(hub, dashboard.Options{Heartbeat: beat})))
 	ln, err := sfere.Listen(ctx, "tcp", addr, sfere.ListenOptions{UserTimeout: 5 * time.Second})
 	if err != nil {
 		return err // a busy port says so: "listen tcp 127.0.0.1:8080: bind: address already in use"

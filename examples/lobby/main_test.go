@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -59,6 +62,33 @@ func TestRunServesALobby(t *testing.T) {
 	})
 	srv.Stop()
 	phil.WaitEnd(ceiling)
+}
+
+// The one line that mounts the dashboard serves its page (at
+// /debug/dashboard, which the mux sends on to /debug/dashboard/) and its
+// stream, which counts the lobby's stream.
+func TestRunServesTheDashboard(t *testing.T) {
+	srv := ssetest.Serve(t, ceiling, run)
+	phil := openStream(t, srv.Addr, "phil")
+	phil.Wait(ceiling, ssetest.Containing(`elements <ul id="participants"></ul>`))
+	resp, err := http.Get("http://" + srv.Addr + "/debug/dashboard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "sfere dashboard") {
+		t.Fatalf("dashboard page: %v, status %d:\n%s", err, resp.StatusCode, body)
+	}
+	m := regexp.MustCompile(`&#34;conn&#34;:&#34;([0-9a-f]{32})&#34;`).FindSubmatch(body)
+	if m == nil {
+		t.Fatalf("no conn signal in the page:\n%s", body)
+	}
+	dash := ssetest.Open(t, srv.Addr, ssetest.Request{Target: "/debug/dashboard/stream?datastar=" +
+		url.QueryEscape(`{"conn":"`+string(m[1])+`"}`)})
+	dash.Wait(ceiling, ssetest.Containing(`id="dash-streams-now">1<`))
+	dash.Close()
+	srv.Stop()
 }
 
 // openStream opens user's stream.

@@ -14,7 +14,7 @@ import (
 // search narrows the Streams pane.
 func TestBrowserDashboard(t *testing.T) {
 	js, chromium := browserPrerequisites(t)
-	srv := startServer(t, lobby.Options{DatastarJS: js, Grace: browserGrace, Debug: true})
+	srv := startServer(t, lobby.Options{DatastarJS: js, Grace: browserGrace, Dashboard: true})
 	browserCtx, stopBrowser := startChromium(t, chromium)
 	defer stopBrowser()
 	dash, closeDash := chromedp.NewContext(browserCtx, chromedp.WithNewBrowserContext())

@@ -96,3 +96,9 @@ func (c *cluster) close() {
 		c.embedded.Shutdown()
 	}
 }
+
+// presenceClusters are the presence clusters whose claims the dashboard
+// counts: the lobby's one room's.
+func (c *cluster) presenceClusters() []*natspresence.Cluster {
+	return []*natspresence.Cluster{c.presence}
+}

@@ -1,8 +1,10 @@
 package lobby_test
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
@@ -32,7 +34,7 @@ func dashboardStream(t *testing.T, srv *lobby.Server) (reply, *ssetest.Client) {
 // peer and its NATS connection, and its People pane the person who
 // joined through the other node.
 func TestDashboardOnAClusterNode(t *testing.T) {
-	node := newCluster(t, lobby.Options{Debug: true})
+	node := newCluster(t, lobby.Options{Dashboard: true})
 	a, b := node("a"), node("b")
 	newBrowser(t, b).enter("brian")
 	_, c := dashboardStream(t, a)
@@ -46,32 +48,44 @@ func TestDashboardOnAClusterNode(t *testing.T) {
 	}
 }
 
-// The dashboard is mounted only with Debug. There, its stream shows the
-// lobby's people and streams (its own apart) and never a session id, a
-// cookie or a client address; the lobby's own figures ignore it.
-func TestDashboardOnlyWithDebugAndLeaksNothing(t *testing.T) {
-	plain := startServer(t, lobby.Options{})
+// The dashboard is mounted only with Dashboard (Debug alone does not
+// mount it). There, its stream shows the lobby's people and streams (its
+// own apart) and never a line said, a session id, a cookie or a client
+// address; the lobby's own figures ignore it; its page has the lobby
+// page's CSP.
+func TestDashboardOnlyWithTheOptionAndLeaksNothing(t *testing.T) {
+	plain := startServer(t, lobby.Options{Debug: true})
 	if r := newBrowser(t, plain).get("/debug/dashboard"); r.status != http.StatusNotFound {
-		t.Errorf("dashboard without Debug: status %d, want 404", r.status)
+		t.Errorf("dashboard without the option: status %d, want 404", r.status)
 	}
 
-	srv := startServer(t, lobby.Options{Debug: true})
+	srv := startServer(t, lobby.Options{Debug: true, Dashboard: true})
 	var secrets []string
+	var speaker *browser
 	for _, name := range []string{"brian", "phil", "carol"} {
 		b := newBrowser(t, srv)
 		s := b.enter(name)
 		secrets = append(secrets, sessionOf(b), s.Conn().LocalAddr().String())
+		speaker = b
 	}
-	secrets = append(secrets, "lobby_session")
+	const line = "a line only its readers may see"
+	secrets = append(secrets, "lobby_session", line)
 	page, c := dashboardStream(t, srv)
-	if csp := page.header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") {
-		t.Errorf("dashboard CSP %q", csp)
+	lobbyPage := newBrowser(t, srv).get("/")
+	if csp := page.header.Get("Content-Security-Policy"); csp == "" || csp != lobbyPage.header.Get("Content-Security-Policy") {
+		t.Errorf("dashboard CSP %q, want the lobby page's %q", csp, lobbyPage.header.Get("Content-Security-Policy"))
 	}
+	// The rates are between two samples: the line is said once the
+	// sampler took its first (the opening's update, then the first tick's).
+	c.Wait(waitLong, ssetest.Containing(`id="dash-overview"`))
+	c.Wait(waitLong, ssetest.Containing(`id="dash-overview"`))
+	speaker.say(line)
 	b := newBrowser(t, srv)
-	ev := c.Wait(waitLong, ssetest.Where("an update with the 3 people and their 3 streams", func(e ssetest.Event) bool {
+	sentRate := regexp.MustCompile(`broadcasts \+ sends / s<b>[1-9]`)
+	ev := c.Wait(waitLong, ssetest.Where("an update with the 3 people and their 3 streams, after the line", func(e ssetest.Event) bool {
 		text := e.Text()
 		return strings.Contains(text, "3 present") && strings.Contains(text, `id="dash-streams-now">3<`) &&
-			strings.Contains(text, "+ 1 dashboard")
+			strings.Contains(text, "+ 1 dashboard") && sentRate.MatchString(text)
 	}))
 	for _, text := range []string{page.body, ev.Text()} {
 		for _, s := range secrets {
@@ -86,4 +100,81 @@ func TestDashboardOnlyWithDebugAndLeaksNothing(t *testing.T) {
 	if r := b.get("/metrics"); !strings.Contains(r.body, "lobby_streams_open 3\n") {
 		t.Errorf("the dashboard's stream counted as a lobby stream:\n%s", r.body)
 	}
+}
+
+// Without a token the dashboard is open to loopback clients only: a
+// client a trusted proxy forwards from elsewhere is refused, page and
+// stream alike.
+func TestDashboardLoopbackOnlyByDefault(t *testing.T) {
+	srv := startServer(t, lobby.Options{Dashboard: true, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	b := newBrowser(t, srv)
+	if r := b.get("/debug/dashboard"); r.status != http.StatusOK {
+		t.Fatalf("dashboard from loopback: status %d", r.status)
+	}
+	for _, path := range []string{"/debug/dashboard", "/debug/dashboard/stream"} {
+		req, err := http.NewRequest(http.MethodGet, srv.URL()+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Forwarded-For", "203.0.113.9")
+		if r := b.do(req); r.status != http.StatusForbidden || strings.Contains(r.body, "sfere dashboard") {
+			t.Errorf("%s from 203.0.113.9 through the proxy: status %d, want 403", path, r.status)
+		}
+	}
+	if r := b.get("/metrics"); !strings.Contains(r.body, `lobby_refused_requests_total{reason="dashboard"} 2`) {
+		t.Errorf("refusals not counted as dashboard:\n%s", r.body)
+	}
+}
+
+// With a token the dashboard is open to whoever carries it, from any
+// address: once in the page's query, then as a cookie (HttpOnly,
+// SameSite=Strict, the dashboard's path only) that the page and its stream
+// carry. Without it, or with a wrong one, it is refused, loopback or not.
+func TestDashboardWithAToken(t *testing.T) {
+	const token = "a token of 16 bytes or more"
+	if _, err := lobby.Start(t.Context(), lobby.Options{Addr: "127.0.0.1:0", Dashboard: true, DashboardToken: "short"}); !errors.Is(err, lobby.ErrDashboardToken) {
+		t.Fatalf("a short token: %v, want ErrDashboardToken", err)
+	}
+	srv := startServer(t, lobby.Options{Dashboard: true, DashboardToken: token})
+	b := newBrowser(t, srv)
+	get := func(target string) reply {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, srv.URL()+target, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b.do(req)
+	}
+	for _, target := range []string{"/debug/dashboard", "/debug/dashboard?token=wrong+token+of+many+bytes", "/debug/dashboard/stream"} {
+		if r := get(target); r.status != http.StatusForbidden {
+			t.Errorf("%s without the token: status %d, want 403", target, r.status)
+		}
+	}
+	page := get("/debug/dashboard?token=" + url.QueryEscape(token)) // follows the redirect, with the cookie
+	if page.status != http.StatusOK || !strings.Contains(page.body, "sfere dashboard") {
+		t.Fatalf("the page with the token: status %d", page.status)
+	}
+	u, _ := url.Parse(srv.URL() + "/debug/dashboard")
+	var cookie *http.Cookie
+	for _, c := range b.client.Jar.Cookies(u) {
+		if c.Name == "lobby_dashboard" {
+			cookie = c
+		}
+	}
+	if cookie == nil {
+		t.Fatal("no dashboard cookie after the token was given")
+	}
+	if r := b.get("/debug/dashboard"); r.status != http.StatusOK {
+		t.Errorf("the page with the cookie: status %d", r.status)
+	}
+	m := regexp.MustCompile(`&#34;conn&#34;:&#34;([0-9a-f]{32})&#34;`).FindStringSubmatch(page.body)
+	if m == nil {
+		t.Fatalf("no conn signal in the page:\n%s", page.body)
+	}
+	sig := url.QueryEscape(fmt.Sprintf(`{"conn":%q,"search":""}`, m[1]))
+	c := ssetest.Open(t, srv.Addr().String(), ssetest.Request{
+		Target: "/debug/dashboard/stream?datastar=" + sig,
+		Header: http.Header{"Datastar-Request": {"true"}, "Cookie": {"lobby_dashboard=" + cookie.Value}},
+	})
+	c.Wait(waitLong, ssetest.Containing(`id="dash-streams-now">0<`))
 }

@@ -41,7 +41,7 @@ var (
 	errAddressTooFast  = errors.New("too many messages from your address: wait a moment")
 )
 
-// dashboardPath is where the debug routes mount the live dashboard.
+// dashboardPath is where the live dashboard is mounted (dashboard.go).
 const dashboardPath = "/debug/dashboard"
 
 // handlers serves the lobby's routes.
@@ -54,8 +54,11 @@ type handlers struct {
 	revoked    *revocations // sessions that left: their member cookies take nothing back
 	clients    clients      // who sent a request (trusted proxies)
 	debug      bool
-	dashboard  http.Handler // with debug: the live dashboard at dashboardPath
-	log        *slog.Logger
+	dashboard  http.Handler // with Options.Dashboard: the live dashboard at dashboardPath (nil: none)
+	// dashboardToken, if set, is what a client must carry to see the
+	// dashboard; empty: loopback clients only (dashboard.go).
+	dashboardToken string
+	log            *slog.Logger
 
 	// bodyTimeout bounds the time a request's body may take to arrive
 	// (slow-loris bodies); zero means no bound.
@@ -80,8 +83,11 @@ func (h *handlers) routes() http.Handler {
 	mux.Handle("GET /metrics", h.metrics.handler())
 	if h.debug {
 		mux.HandleFunc("GET /debug/connections", h.connections)
-		mux.Handle(dashboardPath, h.dashboard)
-		mux.Handle(dashboardPath+"/", h.dashboard)
+	}
+	if h.dashboard != nil {
+		guarded := h.guardDashboard(h.dashboard)
+		mux.Handle(dashboardPath, guarded)
+		mux.Handle(dashboardPath+"/", guarded)
 	}
 	if h.datastarJS != nil {
 		mux.HandleFunc("GET /datastar.js", h.script)

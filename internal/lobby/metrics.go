@@ -25,7 +25,7 @@ type metrics struct {
 
 // refusalReasons are the labels of lobby_refused_requests_total.
 var refusalReasons = []string{"cross_site", "not_datastar", "content_type", "body_too_large", "body_timeout",
-	"malformed", "too_many_streams", "rate_limited"}
+	"malformed", "too_many_streams", "rate_limited", "dashboard"}
 
 func newMetrics() *metrics {
 	m := &metrics{

@@ -54,9 +54,17 @@ type Options struct {
 	// DatastarJS names a local file to serve at /datastar.js instead of
 	// loading the Datastar client from its CDN.
 	DatastarJS string
-	// Debug enables GET /debug/connections and the live dashboard at
-	// /debug/dashboard (package dashboard).
+	// Debug enables GET /debug/connections.
 	Debug bool
+	// Dashboard mounts the live dashboard (package dashboard) at
+	// /debug/dashboard. It shows stream keys, people's names and the
+	// server's figures, never message contents, session ids or client
+	// addresses. With DashboardToken empty only clients on a loopback
+	// address (as TrustedProxies tell it) may open it; with a token (16
+	// bytes or more) any client that carries it: once in the page's
+	// token query parameter, which the lobby turns into a cookie.
+	Dashboard      bool
+	DashboardToken string
 	// JoinTimeout is how long a name reserved by /join waits for its
 	// stream before it is released (silently: it was never announced).
 	JoinTimeout time.Duration
@@ -270,6 +278,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.NATSEmbed == "" && (opts.NATSCluster != "" || len(opts.NATSRoutes) > 0 || opts.NATSStore != "") {
 		return nil, errors.New("lobby: the embedded NATS server's cluster, routes and store need an embedded server (NATSEmbed)")
 	}
+	if opts.DashboardToken != "" && len(opts.DashboardToken) < minDashboardToken {
+		return nil, ErrDashboardToken
+	}
 	if opts.Store == "ttl" && opts.TTL <= opts.Heartbeat {
 		// Only successful writes keep a stream alive in the sliding TTL
 		// store; with no heartbeat inside the TTL, every idle stream expires.
@@ -400,23 +411,27 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 
 	s.ln = &notifyListener{Listener: ln, closed: make(chan struct{})}
 
-	var dash *dashboard.Dashboard
-	if opts.Debug {
+	var dash http.Handler
+	if opts.Dashboard {
 		dopts := dashboard.Options{Path: dashboardPath, Script: v.datastarJS, Integrity: v.integrity,
 			Heartbeat: s.heartbeat, Trackers: []*presence.Tracker{s.lobby.tracker}}
 		if s.cluster != nil {
 			dopts.Node, dopts.NATS = s.cluster.node, s.cluster.nc
+			dopts.Presence = s.cluster.presenceClusters()
 		}
-		if dash, err = dashboard.New(s.hub, dopts); err != nil {
+		d, err := dashboard.New(s.hub, dopts)
+		if err != nil {
 			panic("lobby: " + err.Error()) // constant options
 		}
+		dash = d
 	}
 
 	h := &handlers{lobby: s.lobby, views: v, metrics: m, datastarJS: script, sessions: sessions, debug: opts.Debug, log: opts.Logger,
-		dashboard:   dash,
-		revoked:     revoked,
-		clients:     clients{trusted: opts.TrustedProxies},
-		bodyTimeout: opts.BodyTimeout,
+		dashboard:      dash,
+		dashboardToken: opts.DashboardToken,
+		revoked:        revoked,
+		clients:        clients{trusted: opts.TrustedProxies},
+		bodyTimeout:    opts.BodyTimeout,
 		budgets: budgets{
 			joins:   newRateLimit(opts.JoinRate, opts.JoinBurst),
 			streams: newRateLimit(opts.StreamRate, opts.StreamBurst),

@@ -39,6 +39,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sfere-go/sfere"
+	"github.com/sfere-go/sfere/dashboard"
+
 	"github.com/sfere-go/sfere/bench/internal/host"
 	"github.com/sfere-go/sfere/bench/internal/wire"
 )
@@ -78,6 +81,7 @@ func main() {
 		payload    = flag.String("payload", "dots", "broadcast payload: dots (the stamp padded with dots) or lobby (a chat line of words chosen by the sequence number, which compresses as a lobby's does: use it to compare compressed modes)")
 		callers    = flag.Int("callers", 1, "broadcasts in flight at once: 1 issues each after the previous returned; more model an app's concurrent request handlers (a broadcast through a JetStream log returns only once the log has it)")
 		replicas   = flag.Int("replicas", 0, "sfere mode with -nats and -history: replicas of the JetStream log (0: 3 where the NATS cluster can place them, else 1)")
+		dash       = flag.Bool("dashboard", false, "sfere modes: serve the live dashboard (package dashboard) of the hub at /debug/dashboard on the control port, so that a client can watch it while broadcasts run")
 	)
 	flag.Parse()
 	log.SetFlags(0)
@@ -162,7 +166,20 @@ func main() {
 	default:
 		log.Fatalf("-payload %q: want dots or lobby", *payload)
 	}
-	ctl := &http.Server{Handler: controlMux(*modeName, m, max(*callers, 1), html, func() { quitOnce.Do(func() { close(quit) }) }), ReadHeaderTimeout: 10 * time.Second}
+	cmux := controlMux(*modeName, m, max(*callers, 1), html, func() { quitOnce.Do(func() { close(quit) }) })
+	if *dash {
+		sm, ok := m.(*sfereMode)
+		if !ok {
+			log.Fatalf("-dashboard: mode %s has no sfere hub", *modeName)
+		}
+		d, err := dashboard.New(sm.hub, dashboard.Options{Heartbeat: sm.beat, Node: sm.node, NATS: sm.nc})
+		if err != nil {
+			log.Fatal(err)
+		}
+		cmux.Handle(dashboard.DefaultPath, d)
+		cmux.Handle(dashboard.DefaultPath+"/", d)
+	}
+	ctl := &http.Server{Handler: cmux, ReadHeaderTimeout: 10 * time.Second, ConnContext: sfere.ConnContext}
 	go func() { _ = ctl.Serve(cln) }()
 	served := make(chan error, 1)
 	go func() { served <- m.serve(ln) }()

@@ -77,6 +77,7 @@ func main() {
 		clusterLog  = flag.String("cluster-log", "none", "with -nodes k > 1: none (broadcasts as NATS messages), r1 or r3 (the nodes keep a history, so every broadcast goes through the cluster's JetStream log with 1 or 3 replicas); a list (none,r1,r3) runs each, alternating within every run")
 		natsServers = flag.Int("nats-servers", 1, "with -nodes k > 1: NATS servers, routed into one cluster (1 or 3; r3 needs 3), embedded in this tool unless -nats-bin")
 		natsBin     = flag.String("nats-bin", "", "with -nodes k > 1: run the NATS servers as processes of this nats-server binary (go build github.com/nats-io/nats-server/v2), not inside this tool")
+		dashFlag    = flag.Bool("dashboard", false, "also run every sfere mode with one live dashboard open (label <mode>+dash), right after it in each run: the server serves package dashboard on its control port and this tool reads one dashboard stream from before the first broadcast to the end of the trial; compare the two labels' figures")
 		replot      = flag.String("replot", "", "run nothing: merge the trials of these result files (comma separated), print the table, write -json and -plot")
 	)
 	flag.Parse()
@@ -208,19 +209,29 @@ func main() {
 						if k == 1 && li > 0 {
 							break // one node has no cluster log
 						}
-						label := nodesLabel(mode, k)
-						tc := cfg
-						if k > 1 {
-							label += spec.suffix()
-							tc.log = spec
+						dashes := []bool{false}
+						if *dashFlag && strings.HasPrefix(v.mode, wire.ModeSfere) {
+							dashes = append(dashes, true)
 						}
-						if !slices.Contains(labels, label) {
-							labels = append(labels, label)
-						}
-						logf("run %d/%d, N=%d, mode %s, %d node(s)%s", run, *runs, n, mode, k, spec.suffix())
-						res.Trials = append(res.Trials, runTrial(tc, v.bin, label, v.mode, n, k, run))
-						if *jsonOut != "" {
-							writeJSON(*jsonOut, &res) // partial results survive a crash
+						for _, dash := range dashes {
+							label := nodesLabel(mode, k)
+							tc := cfg
+							if k > 1 {
+								label += spec.suffix()
+								tc.log = spec
+							}
+							if dash {
+								label += "+dash"
+								tc.dashboard = true
+							}
+							if !slices.Contains(labels, label) {
+								labels = append(labels, label)
+							}
+							logf("run %d/%d, N=%d, mode %s, %d node(s)%s", run, *runs, n, label, k, spec.suffix())
+							res.Trials = append(res.Trials, runTrial(tc, v.bin, label, v.mode, n, k, run))
+							if *jsonOut != "" {
+								writeJSON(*jsonOut, &res) // partial results survive a crash
+							}
 						}
 					}
 				}

@@ -49,6 +49,10 @@ type Trial struct {
 	Sustained Phase     `json:"sustained"`           // M broadcasts at a rate
 	HBImpact  *HBImpact `json:"hb_impact,omitempty"` // broadcasts with and without sweeps running
 
+	// DashboardBytes is what the dashboard stream sent during the trial
+	// (with -dashboard, label <mode>+dash).
+	DashboardBytes int64 `json:"dashboard_bytes,omitempty"`
+
 	Closed  int64            `json:"closed_by_server"` // streams that ended while the tool held them
 	Ended   map[string]int64 `json:"ended_at_server,omitempty"`
 	LoadAvg string           `json:"loadavg_at_start"` // other work on the machine
@@ -126,6 +130,7 @@ type trialConfig struct {
 	profileModes           []string
 	hbImpact               bool
 	progress               bool
+	dashboard              bool // one live dashboard open on node 0 (dashboard.go)
 }
 
 func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
@@ -140,7 +145,11 @@ func runTrial(cfg trialConfig, bin, label, serverMode string, n, k, run int) (t 
 	}
 	fail := func(err error) { t.Errors = append(t.Errors, err.Error()); logf("  %s N=%d: %v", mode, n, err) }
 
-	cl, err := startNodes(bin, serverMode, cfg.serverArgs, k, cfg.natsServers, cfg.natsBin, cfg.log)
+	args := cfg.serverArgs
+	if cfg.dashboard {
+		args = append(slices.Clone(args), "-dashboard")
+	}
+	cl, err := startNodes(bin, serverMode, args, k, cfg.natsServers, cfg.natsBin, cfg.log)
 	if err != nil {
 		fail(err)
 		return t
@@ -169,6 +178,14 @@ func runTrial(cfg trialConfig, bin, label, serverMode string, n, k, run int) (t 
 		return t
 	}
 
+	if cfg.dashboard {
+		d, err := openDashboard(srv.ready.Control)
+		if err != nil {
+			fail(err)
+			return t
+		}
+		defer func() { t.DashboardBytes = d.close() }()
+	}
 	time.Sleep(cfg.settle)
 	idleMemory(cfg, cl, srv, &t)
 	seq := uint64(1)
