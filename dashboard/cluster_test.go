@@ -98,7 +98,7 @@ func TestClusterPaneShowsTheEventLogAndClaims(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, err := natspresence.New(t.Context(), nc, "room", natspresence.Options{NodeID: "a"})
+	pc, err := natspresence.New(t.Context(), n, "room", natspresence.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

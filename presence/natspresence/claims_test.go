@@ -11,6 +11,7 @@ import (
 
 	"github.com/sfere-go/sfere"
 	"github.com/sfere-go/sfere/internal/ssetest"
+	"github.com/sfere-go/sfere/natscluster"
 	"github.com/sfere-go/sfere/presence"
 	"github.com/sfere-go/sfere/presence/natspresence"
 )
@@ -24,11 +25,15 @@ func TestClaimsCountsWhatTheNodeAsserts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := natspresence.New(t.Context(), nc, room, natspresence.Options{NodeID: "a", Interval: interval, ClaimTTL: claimLife})
+	cnode, err := natscluster.New(nc, sfere.NewMemoryStore(sfere.MemoryOptions{}), natscluster.Options{NodeID: "a", Interval: interval})
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), sfere.HubOptions{})
+	cl, err := natspresence.New(t.Context(), cnode, room, natspresence.Options{ClaimTTL: claimLife})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := cnode.Hub()
 	const resume = 500 * time.Millisecond
 	tr, err := presence.New(hub, presence.Options{Room: room, Grace: -1, Resume: resume,
 		Snapshot: renderSnapshot, Diff: renderDiff, Cluster: cl})
@@ -46,6 +51,7 @@ func TestClaimsCountsWhatTheNodeAsserts(t *testing.T) {
 		defer cancel()
 		hub.Shutdown(ctx)
 		srv.Close()
+		cnode.Close()
 		nc.Close()
 	})
 	if n, away := cl.Claims(); n != 0 || away != 0 {
