@@ -162,10 +162,11 @@ type Options struct {
 	// Zero (or negative) means no window: the claim is released at the
 	// departure. Every node of a cluster must use the same Resume.
 	Resume time.Duration
-	// Snapshot renders the room's state for a stream that opened since
-	// the last batch: the members before the batch, which the stream then
-	// receives like every other (so a newcomer sees its own arrival in the
-	// diff). Required.
+	// Snapshot renders the room's state for a stream that holds none: the
+	// members as of the last batch, after which the stream receives the
+	// batches like every other (so a newcomer sees its own arrival in the
+	// diff). The stream gets it with the next batch, or, with
+	// ReplayHoldsState, as it opens. Required.
 	Snapshot func(members []Member) []sfere.Effect
 	// Diff renders a batch for every other stream of the room. Required.
 	Diff func(d Diff) []sfere.Effect
@@ -184,8 +185,12 @@ type Options struct {
 	// missed, and holds the room's state, so it gets no snapshot, only the
 	// batches after. A page's first request should then pass the position
 	// it was rendered at as the lastEventID query parameter, not the
-	// header: it holds no batch yet. Without it every stream gets a
-	// snapshot (at 5,000 people, a list of about 250 KB each).
+	// header: it holds no batch yet. Every other stream gets its snapshot
+	// as it opens, queued behind its opening (not with the next batch):
+	// a reconnect resumes from any position it was sent, the opening's
+	// too, so none may come without the state it belongs to. Without
+	// ReplayHoldsState every stream gets a snapshot (at 5,000 people, a
+	// list of about 250 KB each), with the next batch.
 	ReplayHoldsState bool
 	// Cluster, if set, shares the room with other nodes.
 	Cluster Cluster
@@ -228,6 +233,7 @@ type Tracker struct {
 	opening     map[sfere.Key]opening // streams on their way into the store
 	published   map[string]Member     // the state as of the last batch
 	sorted      []Member              // published in order of arrival; nil when stale
+	snapEffects []sfere.Effect        // the snapshot of sorted, rendered; nil when stale or not yet rendered
 	epochs      map[string]uint64     // published arrival epoch by id
 	dirty       map[string]struct{}   // ids changed since the last batch
 	departed    map[string]Departure  // this batch's departures by id
@@ -475,7 +481,11 @@ func (t *Tracker) opened(s *sfere.Stream) {
 	p.streams[s] = struct{}{}
 	p.vanished = false
 	if !o.reconnect || !s.Recovery().Recovered {
-		t.fresh[key] = struct{}{} // the next batch sends it a snapshot
+		if t.replayHoldsState {
+			t.openingSnapshotLocked(s)
+		} else {
+			t.fresh[key] = struct{}{} // the next batch sends it a snapshot
+		}
 	}
 	t.stepLocked(p, evStream)
 	t.holdLocked(p)
@@ -483,6 +493,29 @@ func (t *Tracker) opened(s *sfere.Stream) {
 	t.unlock()
 	// Outside the lock: a stream that ended already runs it now.
 	s.AfterEnd(func() { t.ended(p, s) })
+}
+
+// openingSnapshotLocked sends s, a stream that holds no state of the
+// room yet, the snapshot of the published members now, as part of its
+// opening (it is queued behind the opening the hub is about to write, in
+// the same write). With [Options.ReplayHoldsState] every position a page
+// is sent, the opening's among them, is one a reconnect resumes from
+// without a snapshot: a snapshot held back for the next batch would leave
+// a page that breaks before that batch resuming on a list that does not
+// match its position (the one it had before, or none), and the batches
+// replayed to it would announce again what that list shows. The
+// published members are the state as of the newest batch that went out:
+// the batches before the stream's position are in the snapshot and those
+// after it reach the stream as to every other. The rendering is kept
+// until the next batch changes the members, so the streams of a storm
+// that open between two batches share one.
+func (t *Tracker) openingSnapshotLocked(s *sfere.Stream) {
+	if t.snapEffects == nil {
+		t.snapEffects = t.snapshot(t.membersLocked())
+	}
+	if _, err := t.hub.BroadcastLive(s.Key().Pattern(), nil, t.snapEffects...); err != nil {
+		t.log.Error("presence: snapshot", "err", err)
+	}
 }
 
 // ended records the end of p's stream s.
