@@ -56,13 +56,13 @@ func (t *Tracker) flushTimer() {
 
 // flushLocked sends one batch: first the room's state before it (the
 // published members, a snapshot) to the streams that opened since the
-// last batch (with [Options.ReplayHoldsState] there are none: each got
-// its snapshot as it opened), then the batch's diff to every stream that
-// holds a snapshot, the fresh ones included. Both only queue bytes (the
-// hub never waits for a client), so they run under the lock that orders
-// every change, and each stream gets its snapshot before any diff; a
-// stream not yet recorded gets neither, and its snapshot when it is
-// recorded or with the next batch.
+// last batch (a stream whose position could not be served got its own as
+// it opened: see [Tracker.openingSnapshotLocked]), then the batch's diff
+// to every stream that holds a snapshot, the fresh ones included. Both
+// only queue bytes (the hub never waits for a client), so they run under
+// the lock that orders every change, and each stream gets its snapshot
+// before any diff; a stream not yet recorded gets neither, and its
+// snapshot when it is recorded or with the next batch.
 //
 // The snapshot is live (addressed to streams no later stream shares a
 // key with, it is kept in no history and carries no position); the diff

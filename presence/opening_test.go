@@ -99,46 +99,76 @@ func lastID(tb *tab) string {
 	return id
 }
 
-// With ReplayHoldsState, a stream that does not recover (a position the
-// history no longer has, or none) gets the snapshot in its opening, not
-// with the next batch: a page that breaks right after its opening resumes
-// from the opening's position with the list that belongs to it, is
-// replayed nothing it already shows, and gets no second snapshot.
+// With ReplayHoldsState, a stream whose position cannot be served (one of
+// an earlier run) gets the snapshot in its opening, not with the next
+// batch: a page that breaks right after its opening resumes from the
+// opening's position with the list that belongs to it, is replayed
+// nothing it already shows, and gets no second snapshot.
 func TestSnapshotComesWithTheOpening(t *testing.T) {
 	r := newHistoryRig(t, time.Minute) // a batch after the first waits for the window (or Flush)
 	r.claim("a", "oa")
 	a := r.open("oa", "")
 	a.waitFor(`data-joins="a"`) // the first change after a quiet spell goes out at once
 
-	for _, from := range []string{"", "0000000000000000-7"} { // a page's first stream; a position of an earlier run
-		r.claim("b", "ob")
-		b := r.open("ob", from)
-		b.waitFor(`id="opening"`)
-		// Within the window: b's arrival waits for the next batch, and
-		// b's snapshot must not.
-		if got := b.waitFor(`id="snapshot"`); !strings.Contains(got, `data-ids="a"`) {
-			t.Fatalf("from %q: snapshot %s, want a alone", from, got)
-		}
-		pos := lastID(b)
-		if pos == "" {
-			t.Fatalf("from %q: the opening carried no position: %v", from, b.Events())
-		}
-		b.Close()
-		b2 := r.open("ob", pos)
-		presence.Flush(r.tracker) // the held batch: b's arrival
-		b2.waitFor(`data-joins="b"`)
-		a.waitMembers("a", "b")
-		if n := b2.count(`id="snapshot"`) + b2.count(`id="opening"`); n != 0 {
-			t.Errorf("from %q: the resume from the opening's position was not recovered: %v", from, b2.Events())
-		}
-		if got := strings.Join(shownList(append(b.all(), b2.all()...)), ","); got != "a,b" {
-			t.Errorf("from %q: the page shows %q, want a,b", from, got)
-		}
-		if _, err := r.tracker.Leave(context.Background(), "ob"); err != nil {
-			t.Fatal(err)
-		}
-		b2.waitEnd()
-		presence.Flush(r.tracker)
-		a.waitMembers("a")
+	r.claim("b", "ob")
+	b := r.open("ob", "0000000000000000-7")
+	b.waitFor(`id="opening"`)
+	// Within the window: b's arrival waits for the next batch, and b's
+	// snapshot must not.
+	if got := b.waitFor(`id="snapshot"`); !strings.Contains(got, `data-ids="a"`) {
+		t.Fatalf("snapshot %s, want a alone", got)
+	}
+	pos := lastID(b)
+	if pos == "" {
+		t.Fatalf("the opening carried no position: %v", b.Events())
+	}
+	b.Close()
+	b2 := r.open("ob", pos)
+	presence.Flush(r.tracker) // the held batch: b's arrival
+	b2.waitFor(`data-joins="b"`)
+	a.waitMembers("a", "b")
+	if n := b2.count(`id="snapshot"`) + b2.count(`id="opening"`); n != 0 {
+		t.Errorf("the resume from the opening's position was not recovered, or got a second list: %v", b2.Events())
+	}
+	if got := strings.Join(shownList(append(b.all(), b2.all()...)), ","); got != "a,b" {
+		t.Errorf("the page shows %q, want a,b", got)
+	}
+}
+
+// A newcomer's stream (it holds no list, and asks for no position the
+// server could not serve) gets its snapshot with the next batch. If it
+// breaks before that batch, its page resumes from its opening's position
+// with no list: the person's stream that recovers then gets a snapshot
+// with the batch all the same, so the page ends with the whole list.
+func TestResumeBeforeTheFirstSnapshotGetsOne(t *testing.T) {
+	r := newHistoryRig(t, time.Minute)
+	r.claim("a", "oa")
+	a := r.open("oa", "")
+	a.waitFor(`data-joins="a"`)
+
+	r.claim("b", "ob")
+	b := r.open("ob", "")
+	b.waitFor(`id="opening"`)
+	pos := lastID(b)
+	if pos == "" {
+		t.Fatalf("the opening carried no position: %v", b.Events())
+	}
+	b.Close()
+	// The tracker records the end before b2 opens (b stays, within its
+	// grace period).
+	ssetest.Eventually(t, waitLong, "b's first stream ended", func() bool {
+		_, n := presence.PersonState(r.tracker, "b")
+		return n == 0
+	})
+	b2 := r.open("ob", pos)
+	b2.WaitHead(waitLong)
+	ssetest.Eventually(t, waitLong, "b's second stream stored", func() bool {
+		return r.hub.Count(presence.StreamsOf(room, "b")) == 1
+	})
+	presence.Flush(r.tracker) // the held batch: a snapshot for b2, b's arrival
+	b2.waitFor(`data-joins="b"`)
+	a.waitMembers("a", "b")
+	if got := strings.Join(shownList(append(b.all(), b2.all()...)), ","); got != "a,b" {
+		t.Errorf("the page shows %q, want a,b: %v %v", got, b.Events(), b2.Events())
 	}
 }

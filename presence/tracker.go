@@ -165,8 +165,8 @@ type Options struct {
 	// Snapshot renders the room's state for a stream that holds none: the
 	// members as of the last batch, after which the stream receives the
 	// batches like every other (so a newcomer sees its own arrival in the
-	// diff). The stream gets it with the next batch, or, with
-	// ReplayHoldsState, as it opens. Required.
+	// diff). The stream gets it with the next batch (or as it opens: see
+	// ReplayHoldsState). Required.
 	Snapshot func(members []Member) []sfere.Effect
 	// Diff renders a batch for every other stream of the room. Required.
 	Diff func(d Diff) []sfere.Effect
@@ -185,10 +185,12 @@ type Options struct {
 	// missed, and holds the room's state, so it gets no snapshot, only the
 	// batches after. A page's first request should then pass the position
 	// it was rendered at as the lastEventID query parameter, not the
-	// header: it holds no batch yet. Every other stream gets its snapshot
-	// as it opens, queued behind its opening (not with the next batch):
-	// a reconnect resumes from any position it was sent, the opening's
-	// too, so none may come without the state it belongs to. Without
+	// header: it holds no batch yet. A stream whose position could not
+	// be served gets its snapshot as it opens, queued behind its opening
+	// (not with the next batch): its page shows an old list, and a
+	// reconnect resumes from any position it was sent, the opening's too.
+	// A recovered reconnect of a person one of whose streams ended before
+	// its snapshot gets one too, with the next batch. Without
 	// ReplayHoldsState every stream gets a snapshot (at 5,000 people, a
 	// list of about 250 KB each), with the next batch.
 	ReplayHoldsState bool
@@ -480,12 +482,18 @@ func (t *Tracker) opened(s *sfere.Stream) {
 	}
 	p.streams[s] = struct{}{}
 	p.vanished = false
-	if !o.reconnect || !s.Recovery().Recovered {
-		if t.replayHoldsState {
-			t.openingSnapshotLocked(s)
-		} else {
-			t.fresh[key] = struct{}{} // the next batch sends it a snapshot
-		}
+	switch rec := s.Recovery(); {
+	case t.replayHoldsState && rec.Err != nil:
+		// A position that could not be served: the page's list is an
+		// old one (or none), and its opening gives it a position.
+		t.openingSnapshotLocked(s)
+	case !o.reconnect || !rec.Recovered:
+		t.fresh[key] = struct{}{} // the next batch sends it a snapshot
+	case p.unlisted > 0:
+		// Recovered, but maybe by a page whose stream broke before its
+		// first snapshot (a newcomer's page holds no list).
+		p.unlisted--
+		t.fresh[key] = struct{}{}
 	}
 	t.stepLocked(p, evStream)
 	t.holdLocked(p)
@@ -495,20 +503,29 @@ func (t *Tracker) opened(s *sfere.Stream) {
 	s.AfterEnd(func() { t.ended(p, s) })
 }
 
-// openingSnapshotLocked sends s, a stream that holds no state of the
-// room yet, the snapshot of the published members now, as part of its
-// opening (it is queued behind the opening the hub is about to write, in
-// the same write). With [Options.ReplayHoldsState] every position a page
-// is sent, the opening's among them, is one a reconnect resumes from
-// without a snapshot: a snapshot held back for the next batch would leave
-// a page that breaks before that batch resuming on a list that does not
-// match its position (the one it had before, or none), and the batches
-// replayed to it would announce again what that list shows. The
+// openingSnapshotLocked sends s the snapshot of the published members
+// now, as part of its opening (it is queued behind the opening the hub is
+// about to write, in the same write). It is for a stream whose position
+// could not be served, with [Options.ReplayHoldsState]: its page shows an
+// old list (or none), and a reconnect resumes from any position it was
+// sent, the opening's among them, without a snapshot. A snapshot held
+// back for the next batch would leave a page that breaks before that
+// batch resuming on its old list, replayed the batches after its
+// position: they would announce again what that list shows. The
 // published members are the state as of the newest batch that went out:
 // the batches before the stream's position are in the snapshot and those
 // after it reach the stream as to every other. The rendering is kept
-// until the next batch changes the members, so the streams of a storm
-// that open between two batches share one.
+// until the next batch changes the members, so the streams of a restart
+// storm that open between two batches share one (each stream still
+// renders its own event from it).
+//
+// A newcomer's page (its stream recovers from the position the page was
+// rendered at, and it holds no list) or a reloaded one (it holds the list
+// of that position) gets its snapshot with the next batch, shared by all
+// that opened since: a join storm renders one list per batch, not one per
+// person. Replayed batches cannot double anything such a page shows; if
+// its stream ends before the snapshot, the person's next stream that
+// recovers gets one (person.unlisted).
 func (t *Tracker) openingSnapshotLocked(s *sfere.Stream) {
 	if t.snapEffects == nil {
 		t.snapEffects = t.snapshot(t.membersLocked())
@@ -532,7 +549,12 @@ func (t *Tracker) endedLocked(p *person, s *sfere.Stream, cause sfere.Cause, err
 		return // p was forgotten meanwhile, and its streams with it
 	}
 	delete(p.streams, s)
-	delete(t.fresh, s.Key())
+	if _, ok := t.fresh[s.Key()]; ok {
+		delete(t.fresh, s.Key())
+		if t.replayHoldsState {
+			p.unlisted++ // its page may resume from its opening without a list
+		}
+	}
 	if t.closed {
 		return
 	}
