@@ -56,11 +56,13 @@ func (t *Tracker) flushTimer() {
 
 // flushLocked sends one batch: first the room's state before it (the
 // published members, a snapshot) to the streams that opened since the
-// last batch, then the batch's diff to every stream that holds a
-// snapshot, the fresh ones included. Both only queue bytes (the hub never
-// waits for a client), so they run under the lock that orders every
-// change, and each stream gets its snapshot before any diff; a stream
-// not yet recorded gets neither, and its snapshot with the next batch.
+// last batch (a stream whose position could not be served got its own as
+// it opened: see [Tracker.openingSnapshotLocked]), then the batch's diff
+// to every stream that holds a snapshot, the fresh ones included. Both
+// only queue bytes (the hub never waits for a client), so they run under
+// the lock that orders every change, and each stream gets its snapshot
+// before any diff; a stream not yet recorded gets neither, and its
+// snapshot when it is recorded or with the next batch.
 //
 // The snapshot is live (addressed to streams no later stream shares a
 // key with, it is kept in no history and carries no position); the diff
@@ -75,7 +77,10 @@ func (t *Tracker) flushLocked() {
 		// The fresh set goes with the broadcast; the tracker starts a new one.
 		fresh := t.fresh
 		t.fresh = make(sfere.KeySet)
-		if _, err := t.hub.BroadcastLive(t.everyone, excluding(fresh), t.snapshot(t.membersLocked())...); err != nil {
+		if t.snapEffects == nil {
+			t.snapEffects = t.snapshot(t.membersLocked())
+		}
+		if _, err := t.hub.BroadcastLive(t.everyone, excluding(fresh), t.snapEffects...); err != nil {
 			t.log.Error("presence: snapshot", "err", err)
 		}
 	}
@@ -90,10 +95,10 @@ func (t *Tracker) flushLocked() {
 		f(d)
 	}
 	// Not to a stream stored but not yet recorded (its opened waits for
-	// the lock), which gets its snapshot at the next batch and nothing
-	// before it. The exclusion is a copy the tracker never changes: a hub
-	// with a history matches it again when a stream resumes, from its own
-	// goroutine.
+	// the lock), which gets its snapshot (as it is recorded, or at the
+	// next batch) and nothing before it. The exclusion is a copy the
+	// tracker never changes: a hub with a history matches it again when
+	// a stream resumes, from its own goroutine.
 	skip := make(sfere.KeySet, len(t.opening))
 	for k, o := range t.opening {
 		if !o.reconnect { // a reconnecting client takes every batch
@@ -134,7 +139,7 @@ func (t *Tracker) diffLocked() Diff {
 		}
 	}
 	if !d.Empty() {
-		t.sorted = nil
+		t.sorted, t.snapEffects = nil, nil
 	}
 	clear(t.dirty)
 	clear(t.departed)

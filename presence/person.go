@@ -144,6 +144,7 @@ type person struct {
 	remote   map[string]int             // its streams on other nodes, by node
 	vanished bool                       // its last stream here ended because its peer vanished
 	back     bool                       // its next announced arrival is a return within the window
+	unlisted int                        // its streams here that ended before their snapshot (see Tracker.opened)
 
 	lastCause sfere.Cause // how its last stream ended
 	lastErr   error

@@ -162,10 +162,12 @@ type Options struct {
 	// Zero (or negative) means no window: the claim is released at the
 	// departure. Every node of a cluster must use the same Resume.
 	Resume time.Duration
-	// Snapshot renders the room's state for a stream that opened since
-	// the last batch: the members before the batch, which the stream then
-	// receives like every other (so a newcomer sees its own arrival in the
-	// diff). Required.
+	// Snapshot renders the room's state for a stream that holds none: the
+	// members as of the last batch, after which the stream receives the
+	// batches like every other (so a newcomer sees its own arrival in the
+	// diff). The stream gets it with the next batch, or as it opens if
+	// its position could not be served on a hub with a history of its own
+	// (see replayHoldsState). Required.
 	Snapshot func(members []Member) []sfere.Effect
 	// Diff renders a batch for every other stream of the room. Required.
 	Diff func(d Diff) []sfere.Effect
@@ -218,6 +220,7 @@ type Tracker struct {
 	opening     map[sfere.Key]opening // streams on their way into the store
 	published   map[string]Member     // the state as of the last batch
 	sorted      []Member              // published in order of arrival; nil when stale
+	snapEffects []sfere.Effect        // the snapshot of sorted, rendered; nil when stale or not yet rendered
 	epochs      map[string]uint64     // published arrival epoch by id
 	dirty       map[string]struct{}   // ids changed since the last batch
 	departed    map[string]Departure  // this batch's departures by id
@@ -478,8 +481,18 @@ func (t *Tracker) opened(s *sfere.Stream) {
 	}
 	p.streams[s] = struct{}{}
 	p.vanished = false
-	if !o.reconnect || !s.Recovery().Recovered {
+	switch rec := s.Recovery(); {
+	case t.replayHoldsState && rec.Err != nil:
+		// A position that could not be served: the page's list is an
+		// old one (or none), and its opening gives it a position.
+		t.openingSnapshotLocked(s)
+	case !o.reconnect || !rec.Recovered:
 		t.fresh[key] = struct{}{} // the next batch sends it a snapshot
+	case p.unlisted > 0:
+		// Recovered, but maybe by a page whose stream broke before its
+		// first snapshot (a newcomer's page holds no list).
+		p.unlisted--
+		t.fresh[key] = struct{}{}
 	}
 	t.stepLocked(p, evStream)
 	t.holdLocked(p)
@@ -487,6 +500,39 @@ func (t *Tracker) opened(s *sfere.Stream) {
 	t.unlock()
 	// Outside the lock: a stream that ended already runs it now.
 	s.AfterEnd(func() { t.ended(p, s) })
+}
+
+// openingSnapshotLocked sends s the snapshot of the published members
+// now, as part of its opening (it is queued behind the opening the hub is
+// about to write, in the same write). It is for a stream whose position
+// could not be served, where a replay holds the state (replayHoldsState: a
+// hub with a history of its own, no cluster): its page shows an
+// old list (or none), and a reconnect resumes from any position it was
+// sent, the opening's among them, without a snapshot. A snapshot held
+// back for the next batch would leave a page that breaks before that
+// batch resuming on its old list, replayed the batches after its
+// position: they would announce again what that list shows. The
+// published members are the state as of the newest batch that went out:
+// the batches before the stream's position are in the snapshot and those
+// after it reach the stream as to every other. The rendering is kept
+// until the next batch changes the members, so the streams of a restart
+// storm that open between two batches share one (each stream still
+// renders its own event from it).
+//
+// A newcomer's page (its stream recovers from the position the page was
+// rendered at, and it holds no list) or a reloaded one (it holds the list
+// of that position) gets its snapshot with the next batch, shared by all
+// that opened since: a join storm renders one list per batch, not one per
+// person. Replayed batches cannot double anything such a page shows; if
+// its stream ends before the snapshot, the person's next stream that
+// recovers gets one (person.unlisted).
+func (t *Tracker) openingSnapshotLocked(s *sfere.Stream) {
+	if t.snapEffects == nil {
+		t.snapEffects = t.snapshot(t.membersLocked())
+	}
+	if _, err := t.hub.BroadcastLive(s.Key().Pattern(), nil, t.snapEffects...); err != nil {
+		t.log.Error("presence: snapshot", "err", err)
+	}
 }
 
 // ended records the end of p's stream s.
@@ -503,7 +549,12 @@ func (t *Tracker) endedLocked(p *person, s *sfere.Stream, cause sfere.Cause, err
 		return // p was forgotten meanwhile, and its streams with it
 	}
 	delete(p.streams, s)
-	delete(t.fresh, s.Key())
+	if _, ok := t.fresh[s.Key()]; ok {
+		delete(t.fresh, s.Key())
+		if t.replayHoldsState {
+			p.unlisted++ // its page may resume from its opening without a list
+		}
+	}
 	if t.closed {
 		return
 	}

@@ -18,9 +18,12 @@ var itemIDRE = regexp.MustCompile(`id="(participant-[0-9a-f]+)"`)
 
 // listModel replays a stream's events onto a model of #participant-list,
 // as the browser's DOM would apply them, and returns the item ids left.
-func listModel(s *stream) map[string]bool {
+func listModel(s *stream) map[string]bool { return listOf(s.events()) }
+
+// listOf is listModel of a page's events, in the order it got them.
+func listOf(events []ssetest.Event) map[string]bool {
 	items := map[string]bool{}
-	for _, e := range s.events() {
+	for _, e := range events {
 		switch {
 		case strings.Contains(e.Text(), `<ul id="participant-list">`):
 			clear(items)

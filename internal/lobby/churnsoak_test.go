@@ -111,9 +111,19 @@ func (r *churnRun) fail(err error) {
 	r.firstErr.CompareAndSwap(nil, &err)
 }
 
-// open opens c's stream and waits for its list; nil if it did not open.
-func (r *churnRun) open(c *lclient) *probe {
-	p, err := c.openProbe(true, dialOpts{light: true})
+// open opens c's stream (of name) and waits for its list; nil if it did
+// not open.
+func (r *churnRun) open(c *lclient, name string) *probe {
+	return r.openAs(c, dialOpts{light: true, own: name})
+}
+
+// openAs is open with the probe's options. A probe waits for its own
+// arrival (the list comes as the stream opens, the arrival with the batch
+// after; the list may still show the name's previous holder): a Leave
+// before it would fall in the same batch, and the name would be announced
+// neither arriving nor departing.
+func (r *churnRun) openAs(c *lclient, o dialOpts) *probe {
+	p, err := c.openProbe(true, o)
 	if err != nil {
 		r.fail(err)
 		return nil
@@ -167,30 +177,30 @@ func (r *churnRun) cycleOnce(name string, path int) {
 	r.paths[path].Add(1)
 	switch path {
 	case 0: // join, stream, Leave
-		p := r.open(c)
+		p := r.open(c, name)
 		r.leave(c)
 		if p != nil {
 			p.waitEnd(waitLong)
 			p.close()
 		}
 	case 1: // join, stream, the tab closes (left after grace)
-		if p := r.open(c); p != nil {
+		if p := r.open(c, name); p != nil {
 			p.close()
 		}
 	case 2: // a reload within grace, then Leave
-		if p := r.open(c); p != nil {
+		if p := r.open(c, name); p != nil {
 			p.close()
 		}
-		if p := r.open(c); p != nil {
+		if p := r.openAs(c, dialOpts{light: true, own: name, reload: true}); p != nil {
 			r.leave(c)
 			p.close()
 		}
 	case 3: // a rename (the old name leaves), then Leave
-		p := r.open(c)
+		p := r.open(c, name)
 		if err := c.join(name + "-b"); err != nil {
 			r.fail(err)
 		}
-		p2 := r.open(c)
+		p2 := r.open(c, name+"-b")
 		r.leave(c)
 		for _, p := range []*probe{p, p2} {
 			if p != nil {

@@ -172,6 +172,23 @@ func sseLineOK(line string) bool {
 type dialOpts struct {
 	rcvbuf int  // SO_RCVBUF of the client socket, 0 for the default
 	light  bool // after the participant list, read and discard (many churners)
+	// own, if set, is the probe's name: the probe is listed once its
+	// arrival was announced to it (after the first list), or with reload
+	// (a return within grace, never announced) once its list shows it.
+	own    string
+	reload bool
+}
+
+// listedNow reports whether a probe with these options is listed, given
+// that it saw a list. p.mu is held.
+func (o dialOpts) listedNow(p *probe) bool {
+	switch {
+	case o.own == "":
+		return true
+	case o.reload:
+		return p.list[participantID(o.own)]
+	}
+	return p.joined[o.own] > 0
 }
 
 // openProbe opens POST /sse with c's session on a new TCP connection.
@@ -227,14 +244,14 @@ func (c *lclient) openProbe(read bool, o dialOpts) (*probe, error) {
 		conn.Close()
 		return nil, fmt.Errorf("open stream: status %d", resp.StatusCode)
 	}
-	go p.read(resp.Body, o.light)
+	go p.read(resp.Body, o)
 	return p, nil
 }
 
-func (p *probe) read(body io.ReadCloser, light bool) {
+func (p *probe) read(body io.ReadCloser, o dialOpts) {
 	defer close(p.done)
 	defer body.Close()
-	listed := false
+	sawList, listed := false, false
 	err := ssetest.ReadEvents(body, func(e ssetest.Event) error {
 		p.mu.Lock()
 		defer p.mu.Unlock()
@@ -243,10 +260,11 @@ func (p *probe) read(body io.ReadCloser, light bool) {
 			p.comments++
 		case len(e.Data) > 0:
 			p.event(e.Text(), e.At)
-			if !listed && strings.Contains(e.Data[0], `<ul id="participant-list">`) {
+			sawList = sawList || strings.Contains(e.Data[0], `<ul id="participant-list">`)
+			if !listed && sawList && o.listedNow(p) {
 				listed = true
 				close(p.listed)
-				if light {
+				if o.light {
 					return errLightProbe
 				}
 			}
@@ -343,7 +361,8 @@ more:
 	}
 }
 
-// waitListed waits for the participant list.
+// waitListed waits for the participant list (with dialOpts.own, for the
+// probe's own arrival).
 func (p *probe) waitListed(d time.Duration) error {
 	select {
 	case <-p.listed:

@@ -33,6 +33,7 @@ func TestLineSaidBetweenPageAndStreamIsNotLost(t *testing.T) {
 	bs := brian.openPageStream(renderedPosition(t, joined.body))
 	bs.waitFor("said before the stream opened")
 	bs.waitFor(`id="participant-list"`)
+	bs.waitFor(joinedLine("brian")) // the list comes as the stream opens, his arrival with the batch after
 	phil.say("said after it opened")
 	bs.waitFor("said after it opened")
 
