@@ -464,21 +464,37 @@ func (h *history) oldestLocked(now time.Time) uint64 {
 	return oldest
 }
 
+// servableLocked says why a replay from cannot be served (nil if it can,
+// but for the replay limits, which depend on the stream's key).
+func (h *history) servableLocked(from Position, now time.Time) error {
+	oldest := h.oldestLocked(now)
+	switch {
+	case from.Opening:
+		return ErrPositionInOpening
+	case from.Epoch != h.epoch, from.Part != 0 && from.Offset == 0:
+		return ErrPositionUnknown
+	case from.Offset > h.top:
+		return ErrPositionAhead
+	case from.Offset+1 < oldest, from.Part != 0 && from.Offset < oldest:
+		return ErrPositionGone
+	}
+	return nil
+}
+
+// servable is servableLocked under the history's lock.
+func (h *history) servable(from Position) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.servableLocked(from, time.Now())
+}
+
 // replayLocked appends to dst the events after from that key would have
 // received, and says why it cannot if it cannot (dst is then returned
 // as it was). From a place inside a message (from.Part), the rest of that
 // message comes first.
 func (h *history) replayLocked(dst []*message, from Position, key Key, now time.Time) ([]*message, error) {
-	oldest := h.oldestLocked(now)
-	switch {
-	case from.Opening:
-		return dst, ErrPositionInOpening
-	case from.Epoch != h.epoch, from.Part != 0 && from.Offset == 0:
-		return dst, ErrPositionUnknown
-	case from.Offset > h.top:
-		return dst, ErrPositionAhead
-	case from.Offset+1 < oldest, from.Part != 0 && from.Offset < oldest:
-		return dst, ErrPositionGone
+	if err := h.servableLocked(from, now); err != nil {
+		return dst, err
 	}
 	start, n, size := len(dst), uint64(len(h.ring)), 0
 	if e := &h.ring[from.Offset%n]; from.Part != 0 && e.pattern.Match(key) && (e.exclude == nil || !e.exclude.Match(key)) {

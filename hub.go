@@ -344,6 +344,24 @@ func lastEventID(r *http.Request) string {
 	return strings.TrimSpace(text)
 }
 
+// Resumes reports whether r asks to resume (its Last-Event-ID header, or
+// the lastEventID query parameter) from a position the hub's history can
+// serve now: one [Hub.Serve] would recover from, unless the history moves
+// on first or a replay limit refuses it. It is false without a history,
+// without a position, and for a position that is malformed, of another
+// epoch (an earlier run's), ahead of the history, inside an opening, or
+// older than what the history keeps. An app that gives each stream state
+// of its own (package presence) learns from it, before the stream opens,
+// whether its client will be replayed what it missed.
+func (h *Hub) Resumes(r *http.Request) bool {
+	text := lastEventID(r)
+	if h.hist == nil || text == "" {
+		return false
+	}
+	pos, err := ParsePosition(text)
+	return err == nil && h.hist.servable(pos) == nil
+}
+
 // Position returns the position of the newest event in the hub's
 // history (the zero Position if it keeps none): a page rendered now can
 // carry it, so that its first stream request resumes from there.

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,12 +24,21 @@ type historyRig struct {
 	hub     *sfere.Hub
 	tracker *presence.Tracker
 	addr    string
+	// onOpen, if set, runs as each stream is stored, its opening decided,
+	// before the tracker records it (the hub's OnOpen).
+	onOpen atomic.Pointer[func(*sfere.Stream)]
 }
 
 func newHistoryRig(t *testing.T, window time.Duration) *historyRig {
 	t.Helper()
+	r := &historyRig{t: t}
 	hub := sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}), sfere.HubOptions{
 		History: sfere.HistoryOptions{Size: 100},
+		OnOpen: func(s *sfere.Stream) {
+			if f := r.onOpen.Load(); f != nil {
+				(*f)(s)
+			}
+		},
 	})
 	tr, err := presence.New(hub, presence.Options{
 		Room: room, Window: window, Snapshot: renderSnapshot, Diff: renderDiff,
@@ -58,7 +69,8 @@ func newHistoryRig(t *testing.T, window time.Duration) *historyRig {
 		}
 		srv.Close()
 	})
-	return &historyRig{t: t, hub: hub, tracker: tr, addr: srv.Listener.Addr().String()}
+	r.hub, r.tracker, r.addr = hub, tr, srv.Listener.Addr().String()
+	return r
 }
 
 func (r *historyRig) claim(id, owner string) {
@@ -170,5 +182,45 @@ func TestResumeBeforeTheFirstSnapshotGetsOne(t *testing.T) {
 	a.waitMembers("a", "b")
 	if got := strings.Join(shownList(append(b.all(), b2.all()...)), ","); got != "a,b" {
 		t.Errorf("the page shows %q, want a,b: %v %v", got, b.Events(), b2.Events())
+	}
+}
+
+// A batch sent while a stream whose position cannot be served is on its
+// way in (stored, its opening decided, not yet recorded by the tracker)
+// does not reach it: its snapshot, which comes in its opening, holds the
+// batch. Sent to it before the snapshot, the batch would announce to the
+// page, on its old list, what the snapshot shows (the single-node
+// campaign's doubled "joined" after a restart).
+func TestBatchWhileAFailedRecoveryOpensIsInItsSnapshot(t *testing.T) {
+	r := newHistoryRig(t, time.Minute)
+	r.claim("a", "oa")
+	a := r.open("oa", "")
+	a.waitFor(`data-joins="a"`)
+	r.claim("c", "oc")
+	r.open("oc", "")
+	ssetest.Eventually(t, waitLong, "c's stream recorded", func() bool {
+		_, n := presence.PersonState(r.tracker, "c")
+		return n == 1
+	}) // c's arrival waits in the held batch
+
+	bs := presence.StreamsOf(room, "b")
+	var once sync.Once
+	hook := func(s *sfere.Stream) {
+		if bs.Match(s.Key()) {
+			once.Do(func() { presence.Flush(r.tracker) }) // c's arrival, as b comes in
+		}
+	}
+	r.onOpen.Store(&hook)
+	r.claim("b", "ob")
+	b := r.open("ob", "0000000000000000-7") // a position of an earlier run
+	a.waitFor(`data-joins="c"`)
+	if got := b.waitFor(`id="snapshot"`); !strings.Contains(got, `data-ids="a,c"`) {
+		t.Fatalf("snapshot %s, want a,c", got)
+	}
+	presence.Flush(r.tracker) // b's arrival
+	a.waitFor(`data-joins="b"`)
+	b.waitFor(`data-joins="b"`)
+	if n := b.count(`data-joins="c"`); n != 0 {
+		t.Errorf("b's page was sent c's arrival %d times besides its snapshot: %v", n, b.Events())
 	}
 }

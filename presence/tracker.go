@@ -423,7 +423,10 @@ func (t *Tracker) open(w http.ResponseWriter, r *http.Request, owner string, ini
 	}
 	// A request with a Last-Event-ID header is a client reconnecting
 	// (a page's first request passes its position as a query parameter).
-	t.opening[key] = opening{p, t.replayHoldsState && r.Header.Get("Last-Event-ID") != ""}
+	// One whose position the history cannot serve (an earlier run's) will
+	// get its snapshot in its opening: like a new stream, it must not be
+	// sent a batch before that snapshot, which holds the batch.
+	t.opening[key] = opening{p, t.replayHoldsState && r.Header.Get("Last-Event-ID") != "" && t.hub.Resumes(r)}
 	t.unlock()
 	var s *sfere.Stream
 	if detach {
@@ -455,7 +458,8 @@ func replayHoldsState(hub *sfere.Hub, cluster Cluster) bool {
 
 // opening is a stream on its way into the store: its person, and whether
 // it is a client reconnecting that holds the room's state if its stream
-// recovers (see replayHoldsState).
+// recovers (see replayHoldsState), from a position the history held as
+// it came ([sfere.Hub.Resumes]).
 type opening struct {
 	p         *person
 	reconnect bool
