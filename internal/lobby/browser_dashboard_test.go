@@ -1,7 +1,12 @@
 package lobby_test
 
 import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -51,4 +56,65 @@ func TestBrowserDashboard(t *testing.T) {
 	waitPage(t, dash, "brian's departure shown, with its reason", streamsNow+` === '0' && `+
 		`document.getElementById('dash-people').textContent.includes('0 present') && `+
 		`document.getElementById('dash-people').textContent.includes('left: closed')`, waitLong)
+}
+
+// The dashboard stays live under load: while people join, stream and
+// leave in a loop (churn) and one of them chats, the open page shows the
+// streams counted, churners arriving and leaving, and its streams plot
+// changing, all without a reload.
+func TestBrowserDashboardUnderChurn(t *testing.T) {
+	js, chromium := browserPrerequisites(t)
+	srv := startServer(t, lobby.Options{DatastarJS: js, Grace: browserGrace, Dashboard: true})
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { stop(); wg.Wait() }) // before the server stops (cleanups run last first)
+	tr := newTransport(t)
+	for i := range 6 {
+		wg.Go(func() { churn(ctx, t, newLClient(srv.URL(), tr), fmt.Sprintf("churner%d", i)) })
+	}
+	browserCtx, stopBrowser := startChromium(t, chromium)
+	defer stopBrowser()
+	dash, closeDash := chromedp.NewContext(browserCtx, chromedp.WithNewBrowserContext())
+	defer closeDash()
+	if err := chromedp.Do(dash, chromedp.Navigate(srv.URL()+"/debug/dashboard")); err != nil {
+		t.Fatal(err)
+	}
+	waitPage(t, dash, "the page is up", `document.getElementById('dash-streams-now') !== null`, waitLong)
+	if _, err := chromedp.Run(dash, chromedp.Evaluate[bool](`window.sameLoad = true`)); err != nil {
+		t.Fatal(err)
+	}
+	const people = `document.getElementById('dash-people').textContent`
+	waitPage(t, dash, "churners' streams counted", `Number(document.getElementById('dash-streams-now').textContent) > 0`, 3*waitLong)
+	waitPage(t, dash, "a churner arriving and one leaving", people+`.includes('churner') && `+people+`.includes('arrived') && `+people+`.includes('left: ')`, 3*waitLong)
+	const points = `(document.querySelector('svg[aria-label="streams"] polyline') || {getAttribute: () => ''}).getAttribute('points')`
+	before, err := chromedp.Run(dash, chromedp.Evaluate[string](points))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitPage(t, dash, "the streams plot changes", points+` !== `+strconv.Quote(before), 3*waitLong)
+	waitPage(t, dash, "the same page, never reloaded", `window.sameLoad === true`, waitLong)
+}
+
+// churn joins as a new person named after name, opens a stream, keeps it
+// open a while, closes it and leaves, again and again until ctx ends.
+func churn(ctx context.Context, t *testing.T, c *lclient, name string) {
+	for k := 0; ctx.Err() == nil; k++ {
+		if err := c.join(fmt.Sprintf("%s-%d", name, k)); err != nil {
+			if ctx.Err() == nil {
+				t.Errorf("churn: %v", err)
+			}
+			return
+		}
+		if p, err := c.openProbe(true, dialOpts{light: true}); err == nil {
+			select { // pacing: each churner holds its stream this long
+			case <-ctx.Done():
+			case <-time.After(300 * time.Millisecond):
+			}
+			p.close()
+		}
+		if _, _, err := c.post("/leave", nil); err != nil && ctx.Err() == nil {
+			t.Errorf("churn: leave: %v", err)
+			return
+		}
+	}
 }
