@@ -416,17 +416,18 @@ func (t *Tracker) open(w http.ResponseWriter, r *http.Request, owner string, ini
 		return nil, err
 	}
 	key := StreamKey(t.room, p.id, newConnID())
-	t.mu.Lock()
-	if t.people[p.id] != p {
-		t.unlock()
-		return nil, ErrNotClaimed // it left meanwhile
-	}
 	// A request with a Last-Event-ID header is a client reconnecting
 	// (a page's first request passes its position as a query parameter).
 	// One whose position the history cannot serve (an earlier run's) will
 	// get its snapshot in its opening: like a new stream, it must not be
 	// sent a batch before that snapshot, which holds the batch.
-	t.opening[key] = opening{p, t.replayHoldsState && r.Header.Get("Last-Event-ID") != "" && t.hub.Resumes(r)}
+	reconnect := t.replayHoldsState && r.Header.Get("Last-Event-ID") != "" && t.hub.Resumes(r)
+	t.mu.Lock()
+	if t.people[p.id] != p {
+		t.unlock()
+		return nil, ErrNotClaimed // it left meanwhile
+	}
+	t.opening[key] = opening{p, reconnect}
 	t.unlock()
 	var s *sfere.Stream
 	if detach {
