@@ -96,6 +96,24 @@ func newAppResume(t *testing.T, opts dashboard.Options, hubOpts sfere.HubOptions
 
 func (a *app) addr() string { return a.srv.Listener.Addr().String() }
 
+// chat broadcasts a line to the "lobby" category every 2 ms until the
+// returned stop is called (it returns once the last broadcast is done).
+func (a *app) chat() (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-time.After(2 * time.Millisecond): // paces the app's traffic
+				_, _ = a.hub.Broadcast(sfere.InCategory("lobby"), nil, sfere.PatchElements(`<p id="p">hello</p>`))
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
 // stream opens an app stream under (default, category, id) and waits
 // until the hub stored it.
 func (a *app) stream(t *testing.T, category, id string) *ssetest.Client {
@@ -491,23 +509,10 @@ func TestRatesLeaveTheDashboardsOwnTrafficOut(t *testing.T) {
 	a.stream(t, "lobby", "a")
 	_, conn := a.page(t)
 	c := a.open(t, conn, "")
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(2 * time.Millisecond): // paces the app's traffic
-				_, _ = a.hub.Broadcast(sfere.InCategory("lobby"), nil, sfere.PatchElements(`<p id="p">hello</p>`))
-			}
-		}
-	}()
+	stop := a.chat()
 	busy := regexp.MustCompile(`(?s)broadcasts \+ sends / s<b>[1-9].*deliveries / s<b>[1-9]`)
 	c.Wait(wait, ssetest.Where("the app's deliveries per second", func(e ssetest.Event) bool { return busy.MatchString(e.Text()) }))
-	close(stop)
-	<-done
+	stop()
 	idle := regexp.MustCompile(`deliveries / s<b>0</b>`)
 	quiet := regexp.MustCompile(`bytes out<b>\d+ B/s</b>`)
 	ev := c.Wait(wait, ssetest.Where("no app deliveries and under a KiB/s out", func(e ssetest.Event) bool {
@@ -525,20 +530,7 @@ func TestLatencyPercentilesShown(t *testing.T) {
 	a.stream(t, "lobby", "a")
 	_, conn := a.page(t)
 	c := a.open(t, conn, "")
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(2 * time.Millisecond): // paces the app's traffic
-				_, _ = a.hub.Broadcast(sfere.InCategory("lobby"), nil, sfere.PatchElements(`<p id="p">hello</p>`))
-			}
-		}
-	}()
-	defer func() { close(stop); <-done }()
+	defer a.chat()()
 	d := `[0-9.]+(ns|µs|ms|s|m[0-9.]+s)`
 	figures := regexp.MustCompile(`id="dash-latency">` + d + ` / ` + d + ` / ` + d + `</b><span class="muted">of [1-9][0-9]* deliveries`)
 	plotted := regexp.MustCompile(`aria-label="delivery latency p50 / p99"><polyline class="a" points="[^"]+"/><polyline class="b" points="[^"]+"/>`)
