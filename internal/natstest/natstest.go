@@ -101,10 +101,31 @@ func start(t testing.TB, bin string) *Cluster {
 			c.stopLocked(i)
 		}
 	})
+	if bin != "" {
+		t.Cleanup(func() {
+			if t.Failed() {
+				c.logTails(dir)
+			}
+		})
+	}
 	for i := range c.specs {
 		c.Start(i)
 	}
 	return c
+}
+
+// logTails shows the end of each server process's log (kept beside its
+// store, in dir), so a failed test says what the servers saw: elections,
+// lost routes, catch-ups.
+func (c *Cluster) logTails(dir string) {
+	for _, s := range c.specs {
+		log, err := os.ReadFile(filepath.Join(dir, s.name+".log"))
+		if err != nil {
+			c.t.Logf("nats-server %s: no log: %v", s.name, err)
+			continue
+		}
+		c.t.Logf("nats-server %s, the end of its log:\n%s", s.name, tail(log, 6144))
+	}
 }
 
 // URLs is every server's client URL, comma separated, as nats.Connect
