@@ -95,6 +95,10 @@ func TestSmokeCompressed(t *testing.T) {
 			Sustained struct {
 				phase
 				WirePerDelivery float64 `json:"wire_bytes_per_delivery"`
+				ServerWrite     *struct {
+					Count int64 `json:"count"`
+					P99ns int64 `json:"p99_ns"`
+				} `json:"server_write"`
 			} `json:"sustained"`
 		} `json:"trials"`
 	}
@@ -106,6 +110,14 @@ func TestSmokeCompressed(t *testing.T) {
 		ph := tr.Sustained
 		if tr.Held != 50 || tr.Closed != 0 || ph.Expected == 0 || ph.Delivered != ph.Expected || ph.Missing != 0 {
 			t.Errorf("%s: held %d, closed %d, delivered %d of %d, missing %d", tr.Mode, tr.Held, tr.Closed, ph.Delivered, ph.Expected, ph.Missing)
+		}
+		// The sfere modes also report the hub's own latency of the same
+		// deliveries (to the end of each write); naive keeps none.
+		switch sw := ph.ServerWrite; {
+		case strings.HasPrefix(tr.Mode, "sfere") && (sw == nil || sw.Count != ph.Expected || sw.P99ns <= 0):
+			t.Errorf("%s: server-side latency %+v, want %d deliveries counted", tr.Mode, sw, ph.Expected)
+		case !strings.HasPrefix(tr.Mode, "sfere") && sw != nil:
+			t.Errorf("%s: server-side latency %+v from a mode that keeps none", tr.Mode, sw)
 		}
 		wire[tr.Mode] = ph.WirePerDelivery
 	}
