@@ -43,6 +43,9 @@ type stream struct {
 	ready chan struct{} // closed once response headers arrived (or failed)
 	ok    bool          // response was 200; set before ready is closed
 
+	// sink: the stream is read but neither scanned nor decoded nor
+	// counted (-decode-every): it loads the server, not this tool.
+	sink     bool
 	gone     bool          // the server ended the response (last chunk)
 	got      atomic.Uint32 // stamps in the window
 	lastRecv atomic.Int64  // unix nanos of the last stamp in the window
@@ -102,8 +105,10 @@ func (f *fleet) read(s *stream, bufSize int) {
 	for {
 		var n int
 		n, err = s.c.Read(buf)
-		if n > 0 {
-			f.wire.Add(int64(n))
+		if n > 0 && (!s.sink || s.inHead) {
+			if !s.sink {
+				f.wire.Add(int64(n))
+			}
 			f.feed(s, buf[:n], time.Now().UnixNano())
 		}
 		if err == nil && s.inflating {
@@ -140,6 +145,12 @@ func (f *fleet) feed(s *stream, p []byte, now int64) {
 		s.ok = bytes.HasPrefix(h, []byte("HTTP/1.1 200")) || bytes.HasPrefix(h, []byte("HTTP/1.0 200"))
 		lower := bytes.ToLower(h)
 		s.chunked = bytes.Contains(lower, []byte("transfer-encoding: chunked"))
+		if s.sink {
+			s.inHead = false
+			s.head = nil
+			close(s.ready)
+			return
+		}
 		switch gz := bytes.Contains(lower, []byte("content-encoding: gzip")); {
 		case f.hop:
 			pr, pw := io.Pipe()
@@ -380,6 +391,17 @@ func (f *fleet) window(seq0, count uint64) {
 	f.seqHi.Store(seq0 + count)
 }
 
+// sampled counts the streams whose stamps are counted (not sinks).
+func (f *fleet) sampled() int {
+	n := 0
+	for _, s := range f.conns {
+		if !s.sink {
+			n++
+		}
+	}
+	return n
+}
+
 // lastReceive is the latest stamp receipt in the window, over all streams.
 func (f *fleet) lastReceive() int64 {
 	var last int64
@@ -398,7 +420,7 @@ func (f *fleet) short(want uint32) (streams int, missing int64) {
 // shortOn is short for the streams on one node (all nodes if node < 0).
 func (f *fleet) shortOn(want uint32, node int) (streams int, missing int64) {
 	for _, s := range f.conns {
-		if node >= 0 && s.node != node {
+		if s.sink || node >= 0 && s.node != node {
 			continue
 		}
 		if g := s.got.Load(); g < want {

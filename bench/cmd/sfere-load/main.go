@@ -42,7 +42,10 @@
 // when it is decoded. The sfere modes also report the hub's own latency
 // of the same deliveries, from each broadcast to the end of the write
 // that carried it (server's writes): what is above it is the kernel's and
-// this tool's.
+// this tool's. This tool reads every stream on the same machine as the
+// server; -decode-every k scans (and decodes) only every k-th stream and
+// reads and drops the rest, so that its own work takes less from the
+// server (figures are then the sampled streams').
 //
 // All traffic goes to 127.0.0.1; every phase is bounded in time; the tool
 // stops the servers it started and exits by itself.
@@ -90,6 +93,7 @@ func main() {
 		conc        = flag.Int("conc", 64, "connections opened at a time")
 		srcPort     = flag.Int("src-port", 12000, "bind stream i to local port src-port+i, below the ephemeral range (0: kernel's choice)")
 		readBuf     = flag.Int("readbuf", 8192, "read buffer per client connection, bytes")
+		decodeEvery = flag.Int("decode-every", 1, "scan (and decode) every k-th stream only, reading and dropping the others: deliveries (and deliveries/s), latencies and wire bytes are then the sampled streams', and the tool's own work (decoding gzip) is k times less, so that it takes less CPU from the server on a shared machine; the server still writes to every stream")
 		clientHop   = flag.Bool("client-hop", false, "hand every body (gzipped or not) to a goroutine of its own through a pipe, which decodes and scans it: how this tool read gzip before it decoded on each stream's reader goroutine, kept as a control for what the client adds to latency")
 		settle      = flag.Duration("settle", 2*time.Second, "idle time before reading idle RSS")
 		serverBin   = flag.String("server", "", "sfere-bench-server binary (default: next to this tool, on PATH, or go build)")
@@ -211,7 +215,7 @@ func main() {
 	}
 	cfg := trialConfig{
 		size: *size, singles: *singles, sweeps: *sweeps, duration: *duration, rate: *rate, offered: *offered,
-		conc: *conc, readBuf: *readBuf, clientHop: *clientHop, srcPort: *srcPort, settle: *settle, serverArgs: strings.Fields(*serverArgs),
+		conc: *conc, readBuf: *readBuf, clientHop: *clientHop, decodeEvery: max(*decodeEvery, 1), srcPort: *srcPort, settle: *settle, serverArgs: strings.Fields(*serverArgs),
 		profileDir: *profileDir, profileModes: strings.Split(*profileMode, ","), hbImpact: *hbImpact, progress: !*quiet,
 		natsServers: *natsServers, natsBin: *natsBin,
 	}

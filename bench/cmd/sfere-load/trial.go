@@ -29,9 +29,13 @@ type Trial struct {
 	// goroutine figures are sums over the nodes.
 	Nodes int `json:"nodes,omitempty"`
 
-	Held       int     `json:"held"`              // streams open and known to the server
-	Refused    string  `json:"refused,omitempty"` // why fewer than N: the OS's words
-	ConnectSec float64 `json:"connect_s"`
+	Held int `json:"held"` // streams open and known to the server
+	// DecodeEvery > 1: only every DecodeEvery-th stream was scanned for
+	// stamps (and decoded); deliveries, latencies and wire bytes are
+	// theirs, the others were read and dropped.
+	DecodeEvery int     `json:"decode_every,omitempty"`
+	Refused     string  `json:"refused,omitempty"` // why fewer than N: the OS's words
+	ConnectSec  float64 `json:"connect_s"`
 
 	RSSBase         int64   `json:"rss_base"`    // server RSS before any stream
 	RSSIdle         int64   `json:"rss_idle"`    // with Held idle streams
@@ -128,6 +132,7 @@ type trialConfig struct {
 	rate, offered          float64
 	conc, readBuf, srcPort int
 	clientHop              bool // every body through a decoder goroutine (see fleet.hop)
+	decodeEvery            int  // scan (and decode) every decodeEvery-th stream only
 	settle                 time.Duration
 	serverArgs             []string
 	natsServers            int     // NATS servers under k > 1 nodes
@@ -170,7 +175,8 @@ func runTrial(cfg trialConfig, bin, label, serverMode string, n, k, run int) (t 
 
 	// Connect: stream i to node i mod k.
 	start := time.Now()
-	f, refused := connect(cl.streamAddrs(), serverMode, n, cfg.conc, cfg.readBuf, cfg.srcPort, cfg.clientHop, cfg.progress)
+	f, refused := connect(cl.streamAddrs(), serverMode, n, cfg.conc, cfg.readBuf, cfg.srcPort, cfg.decodeEvery, cfg.clientHop, cfg.progress)
+	t.DecodeEvery = cfg.decodeEvery
 	defer f.closeAll()
 	t.Held, t.Refused = len(f.conns), refused
 	if refused != "" {
@@ -257,7 +263,7 @@ func idleMemory(cfg trialConfig, cl *nodes, srv *server, t *Trial) {
 // singleBroadcasts times one broadcast to every stream, several times; it
 // returns the next sequence number.
 func singleBroadcasts(cfg trialConfig, srv *server, f *fleet, t *Trial, seq uint64) uint64 {
-	mode, n, want := t.Mode, t.N, int64(t.Held)
+	mode, n, want := t.Mode, t.N, int64(f.sampled())
 	for range cfg.singles {
 		ph := measure(srv, f, wire.BroadcastRequest{Count: 1, Size: cfg.size, Seq0: seq}, want, false, nil)
 		seq++
@@ -304,7 +310,7 @@ func sustained(cfg trialConfig, srv *server, f *fleet, t *Trial, seq uint64) uin
 	if cfg.duration <= 0 {
 		return seq
 	}
-	mode, n, want := t.Mode, t.N, int64(t.Held)
+	mode, n, want := t.Mode, t.N, int64(f.sampled())
 	rate := cfg.rate
 	if rate <= 0 {
 		rate = math.Max(1, math.Round(cfg.offered/float64(t.Held)))
@@ -350,7 +356,7 @@ func heartbeatImpact(cfg trialConfig, srv *server, f *fleet, t *Trial, seq uint6
 	if !cfg.hbImpact || len(t.SweepAll) == 0 {
 		return
 	}
-	want := int64(t.Held)
+	want := int64(f.sampled())
 	rate := math.Max(1, math.Round(cfg.offered/5/float64(t.Held)))
 	count := max(1, int(math.Round(rate*10)))
 	imp := &HBImpact{}
@@ -498,7 +504,10 @@ func measure(srv *server, f *fleet, req wire.BroadcastRequest, expected int64, p
 // ephemeral loopback ports (nftables drops by port) cannot hit our streams.
 //
 // Stream i goes to addrs[i mod len(addrs)]: round-robin over the nodes.
-func connect(addrs []string, mode string, n, conc, readBuf, srcPort int, hop, progress bool) (*fleet, string) {
+//
+// With every > 1 only every every-th stream (i mod every == 0) is scanned
+// for stamps (and decoded); the others are sinks, read and dropped.
+func connect(addrs []string, mode string, n, conc, readBuf, srcPort, every int, hop, progress bool) (*fleet, string) {
 	f := &fleet{hop: hop}
 	if len(addrs) > 1 {
 		for range addrs {
@@ -552,6 +561,7 @@ func connect(addrs []string, mode string, n, conc, readBuf, srcPort int, hop, pr
 					continue
 				}
 				s := newStream(i, i%len(addrs), c, mode != wire.ModeRaw)
+				s.sink = every > 1 && i%every != 0
 				f.wg.Add(1)
 				go f.read(s, readBuf)
 				if s.http {
@@ -792,7 +802,7 @@ func (f *fleet) nodeLatency(want uint32, nodes ...int) NodeLat {
 		l.Missing += missing
 	}
 	for _, s := range f.conns {
-		if slices.Contains(nodes, s.node) {
+		if !s.sink && slices.Contains(nodes, s.node) {
 			l.Streams++
 			l.Delivered += int64(s.got.Load())
 		}
