@@ -95,6 +95,10 @@ func TestSmokeCompressed(t *testing.T) {
 			Sustained struct {
 				phase
 				WirePerDelivery float64 `json:"wire_bytes_per_delivery"`
+				ServerWrite     *struct {
+					Count int64 `json:"count"`
+					P99ns int64 `json:"p99_ns"`
+				} `json:"server_write"`
 			} `json:"sustained"`
 		} `json:"trials"`
 	}
@@ -106,6 +110,14 @@ func TestSmokeCompressed(t *testing.T) {
 		ph := tr.Sustained
 		if tr.Held != 50 || tr.Closed != 0 || ph.Expected == 0 || ph.Delivered != ph.Expected || ph.Missing != 0 {
 			t.Errorf("%s: held %d, closed %d, delivered %d of %d, missing %d", tr.Mode, tr.Held, tr.Closed, ph.Delivered, ph.Expected, ph.Missing)
+		}
+		// The sfere modes also report the hub's own latency of the same
+		// deliveries (to the end of each write); naive keeps none.
+		switch sw := ph.ServerWrite; {
+		case strings.HasPrefix(tr.Mode, "sfere") && (sw == nil || sw.Count != ph.Expected || sw.P99ns <= 0):
+			t.Errorf("%s: server-side latency %+v, want %d deliveries counted", tr.Mode, sw, ph.Expected)
+		case !strings.HasPrefix(tr.Mode, "sfere") && sw != nil:
+			t.Errorf("%s: server-side latency %+v from a mode that keeps none", tr.Mode, sw)
 		}
 		wire[tr.Mode] = ph.WirePerDelivery
 	}
@@ -308,5 +320,51 @@ func TestSmokeDashboard(t *testing.T) {
 	}
 	if got := res.Trials[0].DashBytes; got != 0 {
 		t.Errorf("the trial without a dashboard read %d dashboard bytes", got)
+	}
+}
+
+// TestSmokeDecodeEvery runs sfere-gzip at N=40 decoding every 4th stream
+// only: the 10 sampled streams get every broadcast and count the wire
+// bytes; the 30 others are read and dropped, and no stream is lost.
+func TestSmokeDecodeEvery(t *testing.T) {
+	bin := buildTools(t, "./cmd/sfere-bench-server", "./cmd/sfere-load")
+	out := filepath.Join(t.TempDir(), "every.json")
+	run := exec.Command(filepath.Join(bin, "sfere-load"),
+		"-n", "40", "-modes", "sfere-gzip", "-server-args", "-payload lobby", "-decode-every", "4",
+		"-singles", "1", "-sweeps", "0", "-duration", "1s", "-rate", "20", "-src-port", "0",
+		"-settle", "100ms", "-quiet", "-hb-impact=false", "-json", out, "-max-time", "2m")
+	log, err := run.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sfere-load: %v\n%s", err, log)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Trials []struct {
+			Held        int   `json:"held"`
+			DecodeEvery int   `json:"decode_every"`
+			Closed      int64 `json:"closed_by_server"`
+			Sustained   struct {
+				phase
+				WirePerDelivery float64 `json:"wire_bytes_per_delivery"`
+			} `json:"sustained"`
+		} `json:"trials"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Trials) != 1 {
+		t.Fatalf("%d trials, want 1\n%s", len(res.Trials), log)
+	}
+	tr := res.Trials[0]
+	ph := tr.Sustained
+	if tr.Held != 40 || tr.DecodeEvery != 4 || tr.Closed != 0 || ph.Expected != 10*20 || ph.Delivered != ph.Expected || ph.Missing != 0 {
+		t.Errorf("held %d, decode every %d, closed %d, delivered %d of %d, missing %d; want 40 held, 10 streams x 20 delivered\n%s",
+			tr.Held, tr.DecodeEvery, tr.Closed, ph.Delivered, ph.Expected, ph.Missing, log)
+	}
+	if ph.WirePerDelivery < 20 || ph.WirePerDelivery > 150 {
+		t.Errorf("wire bytes per sampled delivery %.1f: want the sampled streams' compressed bytes only", ph.WirePerDelivery)
 	}
 }

@@ -352,12 +352,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	// pages' reconnects (a quarter to half the grace period, at most one
 	// to two seconds), so a broken stream is back within the grace.
 	hubOpts := sfere.HubOptions{Retry: min(max(opts.Grace/4, 10*time.Millisecond), time.Second)}
-	if opts.History > 0 {
-		hubOpts.History = sfere.HistoryOptions{Size: opts.History, MaxAge: opts.HistoryAge, MaxBytes: max(opts.HistoryBytes, 0)}
-		if !opts.HiddenHeartbeat {
-			hubOpts.History.PositionSignal = positionSignal // what the watchdog reopens from
-		}
-	}
+	hubOpts.History = HubHistory(opts)
 	if !opts.NoCompression {
 		hubOpts.Compression = &sfere.CompressionOptions{}
 	}

@@ -56,7 +56,7 @@ func (m *centrifugeMode) streams() int { return m.node.Hub().NumSubscribers(cent
 
 // broadcast publishes html as a JSON object (the JSON protocol carries
 // publication data as raw JSON).
-func (m *centrifugeMode) broadcast(html string) (int, int) {
+func (m *centrifugeMode) broadcast(_, html string) (int, int) {
 	data := make([]byte, 0, len(html)+8)
 	data = append(data, `{"h":"`...)
 	data = append(data, html...)

@@ -52,8 +52,8 @@ type mode interface {
 	serve(ln net.Listener) error
 	// streams counts the streams ready to receive broadcasts.
 	streams() int
-	// broadcast sends html (appended at wire.Selector) to every stream.
-	broadcast(html string) (delivered, failed int)
+	// broadcast sends html (appended at selector) to every stream.
+	broadcast(selector, html string) (delivered, failed int)
 	// sweep writes one heartbeat to every stream and returns once every
 	// stream wrote it or failed.
 	sweep() (wire.SweepResult, error)
@@ -78,7 +78,7 @@ func main() {
 		natsURL    = flag.String("nats", "", "sfere mode: join a natscluster on these NATS servers (nats://127.0.0.1:port,...: one NATS cluster); broadcasts then reach every node's streams")
 		nodeID     = flag.String("node", "", "sfere mode with -nats: this node's id (empty: random)")
 		history    = flag.Int("history", 0, "sfere mode with -nats: keep a history of this many events, so every broadcast goes through the cluster's JetStream log (0: none)")
-		payload    = flag.String("payload", "dots", "broadcast payload: dots (the stamp padded with dots) or lobby (a chat line of words chosen by the sequence number, which compresses as a lobby's does: use it to compare compressed modes)")
+		payload    = flag.String("payload", "dots", "broadcast payload: dots (the stamp padded with dots to the load tool's -size, appended at #feed) or lobby (what the lobby sends for a chat line: its template and escaping, chat-like text ending with the stamp, appended at #messages, and in the sfere modes the lobby's history, so each event carries its id and a position-signal patch; -size does not apply; see package bench/internal/chat). Compare compressed modes with lobby: dots compress to nothing")
 		callers    = flag.Int("callers", 1, "broadcasts in flight at once: 1 issues each after the previous returned; more model an app's concurrent request handlers (a broadcast through a JetStream log returns only once the log has it)")
 		replicas   = flag.Int("replicas", 0, "sfere mode with -nats and -history: replicas of the JetStream log (0: 3 where the NATS cluster can place them, else 1)")
 		dash       = flag.Bool("dashboard", false, "sfere modes: serve the live dashboard (package dashboard) of the hub at /debug/dashboard on the control port, so that a client can watch it while broadcasts run")
@@ -117,19 +117,22 @@ func main() {
 	}
 	raiseFileLimit()
 
+	pl, err := newPayload(*payload)
+	if err != nil {
+		log.Fatalf("-payload: %v", err)
+	}
 	var m mode
-	var err error
 	switch *modeName {
 	case wire.ModeSfere:
-		m, err = newSfereMode(*natsURL, *nodeID, pathDetach, clusterLog{history: *history, replicas: *replicas})
+		m, err = newSfereMode(*natsURL, *nodeID, pathDetach, clusterLog{history: *history, replicas: *replicas}, pl.history)
 	case wire.ModeSfereServe:
-		m, err = newSfereMode("", "", pathServe, clusterLog{})
+		m, err = newSfereMode("", "", pathServe, clusterLog{}, pl.history)
 	case wire.ModeSfereNetHTTP:
-		m, err = newSfereMode("", "", pathNetHTTP, clusterLog{})
+		m, err = newSfereMode("", "", pathNetHTTP, clusterLog{}, pl.history)
 	case wire.ModeCentrifuge:
 		m, err = newCentrifugeMode()
 	case wire.ModeSfereGzip:
-		m, err = newSfereMode("", "", pathGzip, clusterLog{})
+		m, err = newSfereMode("", "", pathGzip, clusterLog{}, pl.history)
 	case wire.ModeNaive:
 		m = newNaiveMode(false)
 	case wire.ModeNaiveGzip:
@@ -158,15 +161,7 @@ func main() {
 	}
 	quit := make(chan struct{})
 	var quitOnce sync.Once
-	html := wire.HTML
-	switch *payload {
-	case "dots":
-	case "lobby":
-		html = wire.LobbyHTML
-	default:
-		log.Fatalf("-payload %q: want dots or lobby", *payload)
-	}
-	cmux := controlMux(*modeName, m, max(*callers, 1), html, func() { quitOnce.Do(func() { close(quit) }) })
+	cmux := controlMux(*modeName, m, max(*callers, 1), pl, func() { quitOnce.Do(func() { close(quit) }) })
 	if *dash {
 		sm, ok := m.(*sfereMode)
 		if !ok {
@@ -201,8 +196,10 @@ func main() {
 }
 
 // controlMux is the control API: GET /stats, POST /broadcast,
-// POST /heartbeat, POST /gc, POST /quit, and /debug/pprof/.
-func controlMux(name string, m mode, callers int, html func(seq uint64, ts int64, size int) string, quit func()) *http.ServeMux {
+// POST /heartbeat, POST /gc, POST and GET /latency (sfere modes: mark,
+// then read the hub's delivery latencies since the mark), POST /quit,
+// and /debug/pprof/.
+func controlMux(name string, m mode, callers int, pl payload, quit func()) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/debug/pprof/", http.DefaultServeMux)
 	var busy sync.Mutex // one broadcast run at a time
@@ -222,7 +219,7 @@ func controlMux(name string, m mode, callers int, html func(seq uint64, ts int64
 		}
 		busy.Lock()
 		defer busy.Unlock()
-		writeJSON(w, runBroadcasts(m, req, callers, html))
+		writeJSON(w, runBroadcasts(m, req, callers, pl))
 	})
 	mux.HandleFunc("POST /heartbeat", func(w http.ResponseWriter, r *http.Request) {
 		res, err := m.sweep()
@@ -236,6 +233,32 @@ func controlMux(name string, m mode, callers int, html func(seq uint64, ts int64
 		}
 		writeJSON(w, res)
 	})
+	var (
+		latMu   sync.Mutex
+		latMark sfere.Latencies
+	)
+	mux.HandleFunc("POST /latency", func(w http.ResponseWriter, r *http.Request) {
+		sm, ok := m.(*sfereMode)
+		if !ok {
+			http.Error(w, "this mode keeps no delivery latencies", http.StatusNotImplemented)
+			return
+		}
+		latMu.Lock()
+		latMark = sm.hub.Stats().Latency
+		latMu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /latency", func(w http.ResponseWriter, r *http.Request) {
+		sm, ok := m.(*sfereMode)
+		if !ok {
+			http.Error(w, "this mode keeps no delivery latencies", http.StatusNotImplemented)
+			return
+		}
+		latMu.Lock()
+		l := sm.hub.Stats().Latency.Sub(latMark)
+		latMu.Unlock()
+		writeJSON(w, wire.WriteLatency{Count: l.Count(), P50ns: int64(l.Quantile(0.5)), P99ns: int64(l.Quantile(0.99)), Maxns: int64(l.Quantile(1))})
+	})
 	mux.HandleFunc("POST /quit", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		quit()
@@ -247,9 +270,9 @@ func controlMux(name string, m mode, callers int, html func(seq uint64, ts int64
 // at most callers of them in flight at once. Each payload carries its
 // sequence number and the time it was handed to the mode, so clients
 // measure send-to-receive latency.
-func runBroadcasts(m mode, req wire.BroadcastRequest, callers int, html func(seq uint64, ts int64, size int) string) wire.BroadcastResult {
+func runBroadcasts(m mode, req wire.BroadcastRequest, callers int, pl payload) wire.BroadcastResult {
 	if callers > 1 {
-		return runBroadcastsConcurrently(m, req, callers, html)
+		return runBroadcastsConcurrently(m, req, callers, pl)
 	}
 	var res wire.BroadcastResult
 	start := time.Now()
@@ -265,7 +288,7 @@ func runBroadcasts(m mode, req wire.BroadcastRequest, callers int, html func(seq
 			res.FirstSend = ts
 		}
 		res.LastSend = ts
-		d, f := m.broadcast(html(req.Seq0+uint64(i), ts, req.Size))
+		d, f := m.broadcast(pl.selector, pl.html(req.Seq0+uint64(i), ts, req.Size))
 		res.Delivered += int64(d)
 		res.Failed += int64(f)
 		res.Issued++
@@ -279,7 +302,7 @@ func runBroadcasts(m mode, req wire.BroadcastRequest, callers int, html func(seq
 // a broadcast that waits (for a JetStream acknowledgement) does not hold
 // up the next. Broadcasts in flight together may reach a stream in
 // either order.
-func runBroadcastsConcurrently(m mode, req wire.BroadcastRequest, callers int, html func(seq uint64, ts int64, size int) string) wire.BroadcastResult {
+func runBroadcastsConcurrently(m mode, req wire.BroadcastRequest, callers int, pl payload) wire.BroadcastResult {
 	var (
 		res   wire.BroadcastResult
 		mu    sync.Mutex
@@ -302,7 +325,7 @@ func runBroadcastsConcurrently(m mode, req wire.BroadcastRequest, callers int, h
 		res.LastSend = ts
 		wg.Go(func() {
 			defer func() { <-slots }()
-			d, f := m.broadcast(html(req.Seq0+uint64(i), ts, req.Size))
+			d, f := m.broadcast(pl.selector, pl.html(req.Seq0+uint64(i), ts, req.Size))
 			mu.Lock()
 			res.Delivered += int64(d)
 			res.Failed += int64(f)

@@ -51,11 +51,11 @@ func (m *naiveMode) streams() int {
 	return len(m.gens)
 }
 
-func (m *naiveMode) broadcast(html string) (delivered, failed int) {
+func (m *naiveMode) broadcast(selector, html string) (delivered, failed int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for sse := range m.gens {
-		if err := sse.PatchElements(html, datastar.WithSelector(wire.Selector), datastar.WithModeAppend()); err != nil {
+		if err := sse.PatchElements(html, datastar.WithSelector(selector), datastar.WithModeAppend()); err != nil {
 			failed++
 		} else {
 			delivered++

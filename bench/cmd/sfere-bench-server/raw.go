@@ -104,8 +104,8 @@ func (m *rawMode) streams() int { return int(m.count.Load()) }
 
 // broadcast renders the frame as sfere would and hands it to every writer;
 // it does not wait for the writes (like sfere's queueing broadcast).
-func (m *rawMode) broadcast(html string) (int, int) {
-	data, err := sfere.Render(sfere.AppendElements(wire.Selector, html))
+func (m *rawMode) broadcast(selector, html string) (int, int) {
+	data, err := sfere.Render(sfere.AppendElements(selector, html))
 	if err != nil {
 		return 0, m.streams()
 	}

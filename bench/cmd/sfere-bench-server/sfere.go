@@ -60,7 +60,10 @@ type clusterLog struct{ history, replicas int }
 
 // newSfereMode builds the mode; with natsURL set it also joins the hub to
 // the cluster on those NATS servers as node nodeID (random if empty).
-func newSfereMode(natsURL, nodeID string, path streamPath, cl clusterLog) (*sfereMode, error) {
+//
+// hist is the history a single node keeps (the -payload's: the lobby's
+// for a lobby payload, none otherwise).
+func newSfereMode(natsURL, nodeID string, path streamPath, cl clusterLog, hist sfere.HistoryOptions) (*sfereMode, error) {
 	m := &sfereMode{endedBy: make(map[string]int64)}
 	m.store = sfere.NewMemoryStore(sfere.MemoryOptions{OnEvict: func(ev sfere.Eviction) {
 		why := ev.Cause.String()
@@ -71,7 +74,7 @@ func newSfereMode(natsURL, nodeID string, path streamPath, cl clusterLog) (*sfer
 		m.endedBy[why]++
 		m.mu.Unlock()
 	}})
-	hopts := sfere.HubOptions{NoHijack: path == pathNetHTTP}
+	hopts := sfere.HubOptions{NoHijack: path == pathNetHTTP, History: hist}
 	if path == pathGzip {
 		hopts.Compression = &sfere.CompressionOptions{}
 	}
@@ -115,18 +118,18 @@ func (m *sfereMode) serve(ln net.Listener) error { return m.srv.Serve(ln) }
 
 func (m *sfereMode) streams() int { return m.hub.Count(sfere.InCategory(sfereCategory)) }
 
-func (m *sfereMode) broadcast(html string) (int, int) {
+func (m *sfereMode) broadcast(selector, html string) (int, int) {
 	if m.node != nil {
 		// Result counts this node's streams only; the others count theirs.
 		// With a log (-history) it is zero: every node delivers as it
 		// applies the log, and a refused broadcast reached nobody.
-		res, err := m.node.Broadcast(sfere.InCategory(sfereCategory), nil, sfere.AppendElements(wire.Selector, html))
+		res, err := m.node.Broadcast(sfere.InCategory(sfereCategory), nil, sfere.AppendElements(selector, html))
 		if err != nil && res.Delivered == 0 {
 			return 0, m.streams()
 		}
 		return res.Delivered, res.Failed
 	}
-	res, err := m.hub.Broadcast(sfere.InCategory(sfereCategory), nil, sfere.AppendElements(wire.Selector, html))
+	res, err := m.hub.Broadcast(sfere.InCategory(sfereCategory), nil, sfere.AppendElements(selector, html))
 	if err != nil {
 		return 0, m.streams()
 	}

@@ -30,7 +30,7 @@ type fleet struct {
 	closed    atomic.Int64 // streams the server ended (or that broke)
 	closing   atomic.Bool  // set when the tool itself closes the streams
 	wire      atomic.Int64 // bytes read from every socket, as they came (compressed or not)
-	hop       bool         // -client-hop: uncompressed bodies go through a pipe to a goroutine too, as the gzip modes' do
+	hop       bool         // -client-hop: every body goes through a pipe to a goroutine of its own (see connect)
 	wg        sync.WaitGroup
 }
 
@@ -43,6 +43,9 @@ type stream struct {
 	ready chan struct{} // closed once response headers arrived (or failed)
 	ok    bool          // response was 200; set before ready is closed
 
+	// sink: the stream is read but neither scanned nor decoded nor
+	// counted (-decode-every): it loads the server, not this tool.
+	sink     bool
 	gone     bool          // the server ended the response (last chunk)
 	got      atomic.Uint32 // stamps in the window
 	lastRecv atomic.Int64  // unix nanos of the last stamp in the window
@@ -53,9 +56,14 @@ type stream struct {
 	inHead  bool
 	head    []byte
 	chunked bool
-	zw      *io.PipeWriter // a gzipped body goes to its decoder (inflate); nil: scanned as read
-	cstate  uint8
-	csize   uint64
+	zw      *io.PipeWriter // -client-hop: the body goes to its own goroutine (inflate); nil: scanned here
+	// inflating: the body is gzip, decoded on the reader goroutine
+	// (inflateHere); pend[off:] is body not decoded yet.
+	inflating bool
+	pend      []byte
+	off       int
+	cstate    uint8
+	csize     uint64
 
 	// stamp scanner
 	sstate uint8
@@ -83,7 +91,9 @@ func newStream(id, node int, c net.Conn, http bool) *stream {
 	return &stream{id: id, node: node, c: c, http: http, inHead: http, ready: make(chan struct{})}
 }
 
-// read is the stream's reader goroutine.
+// read is the stream's reader goroutine. A gzipped body is decoded on
+// it too, as it reads (inflateHere), unless -client-hop hands bodies to a
+// goroutine of their own.
 func (f *fleet) read(s *stream, bufSize int) {
 	defer f.wg.Done()
 	if !s.http {
@@ -91,25 +101,32 @@ func (f *fleet) read(s *stream, bufSize int) {
 		close(s.ready)
 	}
 	buf := make([]byte, bufSize)
+	var err error
 	for {
-		n, err := s.c.Read(buf)
-		if n > 0 {
-			f.wire.Add(int64(n))
+		var n int
+		n, err = s.c.Read(buf)
+		if n > 0 && (!s.sink || s.inHead) {
+			if !s.sink {
+				f.wire.Add(int64(n))
+			}
 			f.feed(s, buf[:n], time.Now().UnixNano())
 		}
-		if err != nil {
-			if s.zw != nil {
-				s.zw.CloseWithError(err)
-			}
-			if s.inHead {
-				s.inHead = false
-				close(s.ready)
-			}
-			if !f.closing.Load() && !s.gone {
-				f.closed.Add(1)
-			}
-			return
+		if err == nil && s.inflating {
+			err = f.inflateHere(s, buf)
 		}
+		if err != nil {
+			break
+		}
+	}
+	if s.zw != nil {
+		s.zw.CloseWithError(err)
+	}
+	if s.inHead {
+		s.inHead = false
+		close(s.ready)
+	}
+	if !f.closing.Load() && !s.gone {
+		f.closed.Add(1)
 	}
 }
 
@@ -128,11 +145,23 @@ func (f *fleet) feed(s *stream, p []byte, now int64) {
 		s.ok = bytes.HasPrefix(h, []byte("HTTP/1.1 200")) || bytes.HasPrefix(h, []byte("HTTP/1.0 200"))
 		lower := bytes.ToLower(h)
 		s.chunked = bytes.Contains(lower, []byte("transfer-encoding: chunked"))
-		if gz := bytes.Contains(lower, []byte("content-encoding: gzip")); gz || f.hop {
+		if s.sink {
+			s.inHead = false
+			s.head = nil
+			close(s.ready)
+			return
+		}
+		switch gz := bytes.Contains(lower, []byte("content-encoding: gzip")); {
+		case f.hop:
 			pr, pw := io.Pipe()
 			s.zw = pw
 			f.wg.Add(1)
-			go f.inflate(s, pr, len(p), gz)
+			go func() {
+				defer f.wg.Done()
+				_ = f.inflate(s, pr, len(p), gz)
+			}()
+		case gz:
+			s.inflating = true // read goes on in inflateHere
 		}
 		p = s.head[end+4:]
 		s.head = nil
@@ -203,30 +232,44 @@ func (f *fleet) endSizeLine(s *stream) {
 	_ = s.c.Close()
 }
 
-// body takes bytes of the response body: scanned for stamps, or handed to
-// the stream's gzip decoder.
+// body takes bytes of the response body: scanned for stamps, kept for
+// the stream's gzip decoder, or handed to its goroutine (-client-hop).
 func (f *fleet) body(s *stream, p []byte, now int64) {
-	if s.zw == nil {
+	switch {
+	case s.inflating:
+		s.pend = append(s.pend, p...)
+	case s.zw != nil:
+		if _, err := s.zw.Write(p); err != nil {
+			s.zw = nil // the decoder failed: the stream counts what it got
+		}
+	default:
 		f.scan(s, p, now)
-		return
-	}
-	if _, err := s.zw.Write(p); err != nil {
-		s.zw = nil // the decoder failed: the stream counts what it got
 	}
 }
 
+// inflateHere decodes the stream's gzipped body on its reader goroutine
+// until the connection fails or ends, reading the socket as the decoder
+// asks for more (bodyReader). It returns why it stopped.
+func (f *fleet) inflateHere(s *stream, buf []byte) error {
+	return f.inflate(s, &bodyReader{f: f, s: s, buf: buf}, len(buf), true)
+}
+
 // inflate decodes a gzipped body with the standard gzip reader (or takes
-// an uncompressed one as it is, with -client-hop), scanning what it
-// decodes for stamps, received when decoded. Only this goroutine scans
-// the stream from then on.
-func (f *fleet) inflate(s *stream, pr *io.PipeReader, bufSize int, gz bool) {
-	defer f.wg.Done()
-	var r io.Reader = pr
-	if gz {
-		zr, err := gzip.NewReader(pr)
-		if err != nil {
+// an uncompressed one as it is), scanning what it decodes for stamps,
+// received when decoded. Only its goroutine scans the stream from then
+// on. It returns the error that ended the body.
+func (f *fleet) inflate(s *stream, body io.Reader, bufSize int, gz bool) error {
+	stop := func(err error) error {
+		if pr, ok := body.(*io.PipeReader); ok {
 			pr.CloseWithError(err)
-			return
+		}
+		return err
+	}
+	r := body
+	if gz {
+		zr, err := gzip.NewReader(body)
+		if err != nil {
+			return stop(err)
 		}
 		r = zr
 	}
@@ -237,10 +280,39 @@ func (f *fleet) inflate(s *stream, pr *io.PipeReader, bufSize int, gz bool) {
 			f.scan(s, buf[:n], time.Now().UnixNano())
 		}
 		if err != nil {
-			pr.CloseWithError(err)
-			return
+			return stop(err)
 		}
 	}
+}
+
+// bodyReader is a gzipped stream's body as its decoder reads it: the
+// bytes feed set aside (s.pend), then more read from the socket and taken
+// out of their HTTP chunks, counted as wire bytes as they come.
+type bodyReader struct {
+	f   *fleet
+	s   *stream
+	buf []byte
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	s := b.s
+	for len(s.pend) == s.off {
+		s.pend, s.off = s.pend[:0], 0
+		if s.gone {
+			return 0, io.EOF
+		}
+		n, err := s.c.Read(b.buf)
+		if n > 0 {
+			b.f.wire.Add(int64(n))
+			b.f.feed(s, b.buf[:n], 0)
+		}
+		if err != nil && len(s.pend) == 0 {
+			return 0, err
+		}
+	}
+	n := copy(p, s.pend[s.off:])
+	s.off += n
+	return n, nil
 }
 
 // scan finds ^seq:ts^ stamps in body bytes, across read boundaries.
@@ -319,6 +391,17 @@ func (f *fleet) window(seq0, count uint64) {
 	f.seqHi.Store(seq0 + count)
 }
 
+// sampled counts the streams whose stamps are counted (not sinks).
+func (f *fleet) sampled() int {
+	n := 0
+	for _, s := range f.conns {
+		if !s.sink {
+			n++
+		}
+	}
+	return n
+}
+
 // lastReceive is the latest stamp receipt in the window, over all streams.
 func (f *fleet) lastReceive() int64 {
 	var last int64
@@ -337,7 +420,7 @@ func (f *fleet) short(want uint32) (streams int, missing int64) {
 // shortOn is short for the streams on one node (all nodes if node < 0).
 func (f *fleet) shortOn(want uint32, node int) (streams int, missing int64) {
 	for _, s := range f.conns {
-		if node >= 0 && s.node != node {
+		if s.sink || node >= 0 && s.node != node {
 			continue
 		}
 		if g := s.got.Load(); g < want {

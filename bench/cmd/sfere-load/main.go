@@ -15,6 +15,38 @@
 //
 //	bin/sfere-load -n 2000,6000 -modes sfere -nodes 1,3 -hb-impact=false
 //
+// The payload is the server's -payload (-server-args "-payload lobby"):
+//
+//   - dots (the default): a -size-byte <p> carrying the stamp ^seq:ts^,
+//     padded with dots, appended at #feed. It compresses to almost
+//     nothing: do not compare compressed modes with it.
+//   - lobby: what the lobby (internal/lobby) sends for a chat line. The
+//     element is the lobby's own "chat" template, <p class="chat-message">
+//     <strong>name</strong>: text</p>, escaped by html/template, appended
+//     at #messages. The name is one of 32 people (a Zipf draw: some talk
+//     more); the text is 1 to 40 words (log-normal, median 5) drawn from
+//     500 chat words by a Zipf-Mandelbrot law (s 1.1, q 2.7), with
+//     capitals, commas and endings drawn too, and ends with the stamp
+//     " ^seq:ts^" (decimal sequence number and send time in Unix
+//     nanoseconds: about 30 bytes that no real line has). In the sfere
+//     modes the hub keeps the lobby's history, so every event carries its
+//     id and is followed by the lobby's position-signal patch, as the
+//     lobby's are; naive-gzip (datastar-go alone) sends the element
+//     without them. About 310 bytes per delivery on the wire uncompressed,
+//     -size does not apply. See package bench/internal/chat.
+//
+// Every mode's client counts the bytes it reads from its sockets (wire
+// B/deliv, HTTP framing included). The gzip modes' clients send
+// Accept-Encoding: gzip and decode each stream with the standard gzip
+// reader on the stream's reader goroutine; a stamp counts as received
+// when it is decoded. The sfere modes also report the hub's own latency
+// of the same deliveries, from each broadcast to the end of the write
+// that carried it (server's writes): what is above it is the kernel's and
+// this tool's. This tool reads every stream on the same machine as the
+// server; -decode-every k scans (and decodes) only every k-th stream and
+// reads and drops the rest, so that its own work takes less from the
+// server (figures are then the sampled streams').
+//
 // All traffic goes to 127.0.0.1; every phase is bounded in time; the tool
 // stops the servers it started and exits by itself.
 package main
@@ -61,13 +93,14 @@ func main() {
 		conc        = flag.Int("conc", 64, "connections opened at a time")
 		srcPort     = flag.Int("src-port", 12000, "bind stream i to local port src-port+i, below the ephemeral range (0: kernel's choice)")
 		readBuf     = flag.Int("readbuf", 8192, "read buffer per client connection, bytes")
-		clientHop   = flag.Bool("client-hop", false, "hand every uncompressed body to a goroutine of its own through a pipe before scanning it, as the gzip modes' decoders are fed: a control for what the gzip modes' clients add to latency")
+		decodeEvery = flag.Int("decode-every", 1, "scan (and decode) every k-th stream only, reading and dropping the others: deliveries (and deliveries/s), latencies and wire bytes are then the sampled streams', and the tool's own work (decoding gzip) is k times less, so that it takes less CPU from the server on a shared machine; the server still writes to every stream")
+		clientHop   = flag.Bool("client-hop", false, "hand every body (gzipped or not) to a goroutine of its own through a pipe, which decodes and scans it: how this tool read gzip before it decoded on each stream's reader goroutine, kept as a control for what the client adds to latency")
 		settle      = flag.Duration("settle", 2*time.Second, "idle time before reading idle RSS")
 		serverBin   = flag.String("server", "", "sfere-bench-server binary (default: next to this tool, on PATH, or go build)")
 		serverArgs  = flag.String("server-args", "", "extra server flags, space separated (e.g. \"-gogc 200\")")
 		jsonOut     = flag.String("json", "sfere-load.json", "results file")
 		plotOut     = flag.String("plot", "", "write an SVG of latency and throughput against N")
-		profileDir  = flag.String("profile", "", "save a CPU profile of the server's sustained phase into this directory")
+		profileDir  = flag.String("profile", "", "save CPU profiles of the server's and of this tool's sustained phase (cpu-client-...) into this directory")
 		profileMode = flag.String("profile-modes", "sfere", "modes to profile with -profile")
 		hbImpact    = flag.Bool("hb-impact", true, "measure broadcast p99 with and without heartbeat sweeps running")
 		quiet       = flag.Bool("quiet", false, "no progress lines")
@@ -182,7 +215,7 @@ func main() {
 	}
 	cfg := trialConfig{
 		size: *size, singles: *singles, sweeps: *sweeps, duration: *duration, rate: *rate, offered: *offered,
-		conc: *conc, readBuf: *readBuf, clientHop: *clientHop, srcPort: *srcPort, settle: *settle, serverArgs: strings.Fields(*serverArgs),
+		conc: *conc, readBuf: *readBuf, clientHop: *clientHop, decodeEvery: max(*decodeEvery, 1), srcPort: *srcPort, settle: *settle, serverArgs: strings.Fields(*serverArgs),
 		profileDir: *profileDir, profileModes: strings.Split(*profileMode, ","), hbImpact: *hbImpact, progress: !*quiet,
 		natsServers: *natsServers, natsBin: *natsBin,
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 
 	"github.com/sfere-go/sfere/bench/internal/wire"
@@ -10,8 +11,15 @@ import (
 
 func printTable(w io.Writer, sums []*Summary, cfg trialConfig) {
 	if cfg.size > 0 {
-		fmt.Fprintf(w, "\nPayload %d B; one broadcast x%d; sustained %v at %s; medians over runs; ratios to raw in the same run.\n\n",
-			cfg.size, cfg.singles, cfg.duration, rateText(cfg))
+		payload := fmt.Sprintf("Payload %d B", cfg.size)
+		if slices.Contains(cfg.serverArgs, "lobby") {
+			payload = "Payload: the lobby's chat lines (-payload lobby)"
+		}
+		if cfg.decodeEvery > 1 {
+			payload += fmt.Sprintf("; 1 stream in %d decoded, figures theirs", cfg.decodeEvery)
+		}
+		fmt.Fprintf(w, "\n%s; one broadcast x%d; sustained %v at %s; medians over runs; ratios to raw in the same run.\n\n",
+			payload, cfg.singles, cfg.duration, rateText(cfg))
 	} else {
 		fmt.Fprintf(w, "\nMedians over runs; ratios to raw in the same run (settings: see the results file's args).\n\n")
 	}

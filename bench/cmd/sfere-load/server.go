@@ -146,7 +146,7 @@ func (s *server) call(method, path string, body any, timeout time.Duration, out 
 	if resp.StatusCode == http.StatusNotImplemented {
 		return errNotImplemented
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))
 	}
 	if out != nil {
@@ -173,6 +173,19 @@ func (s *server) broadcast(req wire.BroadcastRequest, timeout time.Duration) (wi
 	var res wire.BroadcastResult
 	err := s.call("POST", "/broadcast", req, timeout, &res)
 	return res, err
+}
+
+// markLatency starts the server's count of delivery latencies anew
+// (errNotImplemented: the mode keeps none).
+func (s *server) markLatency() error {
+	return s.call("POST", "/latency", nil, 10*time.Second, nil)
+}
+
+// latency is the server's delivery latencies since markLatency.
+func (s *server) latency() (wire.WriteLatency, error) {
+	var l wire.WriteLatency
+	err := s.call("GET", "/latency", nil, 10*time.Second, &l)
+	return l, err
 }
 
 func (s *server) sweep() (wire.SweepResult, error) {

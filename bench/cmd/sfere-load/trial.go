@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -28,9 +29,13 @@ type Trial struct {
 	// goroutine figures are sums over the nodes.
 	Nodes int `json:"nodes,omitempty"`
 
-	Held       int     `json:"held"`              // streams open and known to the server
-	Refused    string  `json:"refused,omitempty"` // why fewer than N: the OS's words
-	ConnectSec float64 `json:"connect_s"`
+	Held int `json:"held"` // streams open and known to the server
+	// DecodeEvery > 1: only every DecodeEvery-th stream was scanned for
+	// stamps (and decoded); deliveries, latencies and wire bytes are
+	// theirs, the others were read and dropped.
+	DecodeEvery int     `json:"decode_every,omitempty"`
+	Refused     string  `json:"refused,omitempty"` // why fewer than N: the OS's words
+	ConnectSec  float64 `json:"connect_s"`
 
 	RSSBase         int64   `json:"rss_base"`    // server RSS before any stream
 	RSSIdle         int64   `json:"rss_idle"`    // with Held idle streams
@@ -56,6 +61,7 @@ type Trial struct {
 	Closed  int64            `json:"closed_by_server"` // streams that ended while the tool held them
 	Ended   map[string]int64 `json:"ended_at_server,omitempty"`
 	LoadAvg string           `json:"loadavg_at_start"` // other work on the machine
+	LoadEnd string           `json:"loadavg_at_end"`
 	Errors  []string         `json:"errors,omitempty"`
 }
 
@@ -86,6 +92,11 @@ type Phase struct {
 	// ClientCPUSec is the CPU time (user and system) this tool spent
 	// during the phase: its readers share the machine with the server.
 	ClientCPUSec float64 `json:"client_cpu_s"`
+	// ServerWrite is the server's own latency of the same deliveries
+	// (sfere modes): from the broadcast's rendering to the end of the
+	// write that carried it, so the rest of P50ms and P99ms is the
+	// kernel's and the client's.
+	ServerWrite *wire.WriteLatency `json:"server_write,omitempty"`
 
 	// With -nodes > 1: latency of the streams on node 0, where the
 	// broadcasts are issued (Local), on every other node together
@@ -121,6 +132,7 @@ type trialConfig struct {
 	rate, offered          float64
 	conc, readBuf, srcPort int
 	clientHop              bool // every body through a decoder goroutine (see fleet.hop)
+	decodeEvery            int  // scan (and decode) every decodeEvery-th stream only
 	settle                 time.Duration
 	serverArgs             []string
 	natsServers            int     // NATS servers under k > 1 nodes
@@ -163,7 +175,8 @@ func runTrial(cfg trialConfig, bin, label, serverMode string, n, k, run int) (t 
 
 	// Connect: stream i to node i mod k.
 	start := time.Now()
-	f, refused := connect(cl.streamAddrs(), serverMode, n, cfg.conc, cfg.readBuf, cfg.srcPort, cfg.clientHop, cfg.progress)
+	f, refused := connect(cl.streamAddrs(), serverMode, n, cfg.conc, cfg.readBuf, cfg.srcPort, cfg.decodeEvery, cfg.clientHop, cfg.progress)
+	t.DecodeEvery = cfg.decodeEvery
 	defer f.closeAll()
 	t.Held, t.Refused = len(f.conns), refused
 	if refused != "" {
@@ -202,6 +215,9 @@ func runTrial(cfg trialConfig, bin, label, serverMode string, n, k, run int) (t 
 		if len(st.Ended) > 0 {
 			logf("  %s N=%d: streams ended at the server: %v", mode, n, st.Ended)
 		}
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		t.LoadEnd = strings.TrimSpace(string(b))
 	}
 	t.Closed = f.closed.Load()
 	if t.Closed > 0 {
@@ -247,7 +263,7 @@ func idleMemory(cfg trialConfig, cl *nodes, srv *server, t *Trial) {
 // singleBroadcasts times one broadcast to every stream, several times; it
 // returns the next sequence number.
 func singleBroadcasts(cfg trialConfig, srv *server, f *fleet, t *Trial, seq uint64) uint64 {
-	mode, n, want := t.Mode, t.N, int64(t.Held)
+	mode, n, want := t.Mode, t.N, int64(f.sampled())
 	for range cfg.singles {
 		ph := measure(srv, f, wire.BroadcastRequest{Count: 1, Size: cfg.size, Seq0: seq}, want, false, nil)
 		seq++
@@ -256,8 +272,8 @@ func singleBroadcasts(cfg trialConfig, srv *server, f *fleet, t *Trial, seq uint
 	}
 	t.Single = medianPhase(t.SingleAll)
 	logNodes(mode, n, "one broadcast", t.Single)
-	logf("  %s N=%d: one broadcast: p50 %.1fms p99 %.1fms max %.1fms (median of %d), missing %d, kernel drops %d, retransmits %d",
-		mode, n, t.Single.P50ms, t.Single.P99ms, t.Single.Maxms, len(t.SingleAll), t.Single.Missing, t.Single.Net.SoftnetDrops, t.Single.Net.RetransSegs)
+	logf("  %s N=%d: one broadcast: p50 %.1fms p99 %.1fms max %.1fms%s (median of %d), missing %d, kernel drops %d, retransmits %d",
+		mode, n, t.Single.P50ms, t.Single.P99ms, t.Single.Maxms, serverPart(t.Single), len(t.SingleAll), t.Single.Missing, t.Single.Net.SoftnetDrops, t.Single.Net.RetransSegs)
 	return seq
 }
 
@@ -294,7 +310,7 @@ func sustained(cfg trialConfig, srv *server, f *fleet, t *Trial, seq uint64) uin
 	if cfg.duration <= 0 {
 		return seq
 	}
-	mode, n, want := t.Mode, t.N, int64(t.Held)
+	mode, n, want := t.Mode, t.N, int64(f.sampled())
 	rate := cfg.rate
 	if rate <= 0 {
 		rate = math.Max(1, math.Round(cfg.offered/float64(t.Held)))
@@ -305,13 +321,32 @@ func sustained(cfg trialConfig, srv *server, f *fleet, t *Trial, seq uint64) uin
 	var prof func() error
 	if cfg.profileDir != "" && slices.Contains(cfg.profileModes, mode) {
 		path := filepath.Join(cfg.profileDir, fmt.Sprintf("cpu-%s-%d-run%d.pprof", mode, t.Held, t.Run))
-		prof = func() error { return srv.profile(path, cfg.duration) }
+		client := filepath.Join(cfg.profileDir, fmt.Sprintf("cpu-client-%s-%d-run%d.pprof", mode, t.Held, t.Run))
+		prof = func() error {
+			// This tool's own profile beside the server's: its readers
+			// and decoders share the machine with the server.
+			stop, err := profileSelf(client)
+			if err != nil {
+				return err
+			}
+			err = srv.profile(path, cfg.duration)
+			return errors.Join(err, stop())
+		}
 	}
 	t.Sustained = measure(srv, f, req, want*int64(count), cfg.progress, prof)
-	logf("  %s N=%d: sustained %d x %.0f/s: %.0f deliveries/s, p50 %.1fms p99 %.1fms max %.1fms, missing %d, kernel drops %d, retransmits %d, client CPU %.1fs",
-		mode, n, count, rate, t.Sustained.PerSec, t.Sustained.P50ms, t.Sustained.P99ms, t.Sustained.Maxms, t.Sustained.Missing, t.Sustained.Net.SoftnetDrops, t.Sustained.Net.RetransSegs, t.Sustained.ClientCPUSec)
+	logf("  %s N=%d: sustained %d x %.0f/s: %.0f deliveries/s, p50 %.1fms p99 %.1fms max %.1fms%s, missing %d, kernel drops %d, retransmits %d, client CPU %.1fs, %.1f wire B/delivery",
+		mode, n, count, rate, t.Sustained.PerSec, t.Sustained.P50ms, t.Sustained.P99ms, t.Sustained.Maxms, serverPart(t.Sustained), t.Sustained.Missing, t.Sustained.Net.SoftnetDrops, t.Sustained.Net.RetransSegs, t.Sustained.ClientCPUSec, t.Sustained.WirePerDelivery)
 	logNodes(mode, n, "sustained", t.Sustained)
 	return seq
+}
+
+// serverPart says what the server's own latency was in a phase, if it
+// keeps one.
+func serverPart(ph Phase) string {
+	if ph.ServerWrite == nil || ph.ServerWrite.Count == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (server's writes: p50 %.1fms p99 %.1fms)", float64(ph.ServerWrite.P50ns)/1e6, float64(ph.ServerWrite.P99ns)/1e6)
 }
 
 // heartbeatImpact measures a light broadcast rate (a fifth of the offered
@@ -321,7 +356,7 @@ func heartbeatImpact(cfg trialConfig, srv *server, f *fleet, t *Trial, seq uint6
 	if !cfg.hbImpact || len(t.SweepAll) == 0 {
 		return
 	}
-	want := int64(t.Held)
+	want := int64(f.sampled())
 	rate := math.Max(1, math.Round(cfg.offered/5/float64(t.Held)))
 	count := max(1, int(math.Round(rate*10)))
 	imp := &HBImpact{}
@@ -361,6 +396,7 @@ func heartbeatImpact(cfg trialConfig, srv *server, f *fleet, t *Trial, seq uint6
 func measure(srv *server, f *fleet, req wire.BroadcastRequest, expected int64, progress bool, prof func() error) Phase {
 	ph := Phase{Broadcasts: req.Count, Rate: req.Rate, Expected: expected}
 	f.window(req.Seq0, uint64(req.Count))
+	serverLat := srv.markLatency() == nil
 	net0 := host.Read()
 	wire0 := f.wire.Load()
 	cpu0 := selfCPU()
@@ -425,6 +461,11 @@ func measure(srv *server, f *fleet, req wire.BroadcastRequest, expected int64, p
 		}
 	}
 	ph.Net = host.Read().Sub(net0)
+	if serverLat {
+		if l, err := srv.latency(); err == nil {
+			ph.ServerWrite = &l
+		}
+	}
 	ph.Delivered = f.delivered.Load()
 	ph.WireBytes = f.wire.Load() - wire0
 	ph.ClientCPUSec = (selfCPU() - cpu0).Seconds()
@@ -463,7 +504,10 @@ func measure(srv *server, f *fleet, req wire.BroadcastRequest, expected int64, p
 // ephemeral loopback ports (nftables drops by port) cannot hit our streams.
 //
 // Stream i goes to addrs[i mod len(addrs)]: round-robin over the nodes.
-func connect(addrs []string, mode string, n, conc, readBuf, srcPort int, hop, progress bool) (*fleet, string) {
+//
+// With every > 1 only every every-th stream (i mod every == 0) is scanned
+// for stamps (and decoded); the others are sinks, read and dropped.
+func connect(addrs []string, mode string, n, conc, readBuf, srcPort, every int, hop, progress bool) (*fleet, string) {
 	f := &fleet{hop: hop}
 	if len(addrs) > 1 {
 		for range addrs {
@@ -517,6 +561,7 @@ func connect(addrs []string, mode string, n, conc, readBuf, srcPort int, hop, pr
 					continue
 				}
 				s := newStream(i, i%len(addrs), c, mode != wire.ModeRaw)
+				s.sink = every > 1 && i%every != 0
 				f.wg.Add(1)
 				go f.read(s, readBuf)
 				if s.http {
@@ -578,6 +623,22 @@ func connect(addrs []string, mode string, n, conc, readBuf, srcPort int, hop, pr
 }
 
 // selfCPU is the CPU time this process has used (user and system).
+// profileSelf starts a CPU profile of this tool into path; stop ends it.
+func profileSelf(path string) (stop func() error, err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
+}
+
 func selfCPU() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
@@ -633,6 +694,14 @@ func median(v []float64) float64 {
 
 // medianPhase takes the median of each figure over phases; counts of
 // missing deliveries are summed (any loss must show).
+// serverWrite is ph's server-side latency, zero if it has none.
+func serverWrite(ph Phase) wire.WriteLatency {
+	if ph.ServerWrite == nil {
+		return wire.WriteLatency{}
+	}
+	return *ph.ServerWrite
+}
+
 func medianPhase(ps []Phase) Phase {
 	if len(ps) == 0 {
 		return Phase{}
@@ -654,6 +723,13 @@ func medianPhase(ps []Phase) Phase {
 	out.WirePerDelivery = pick(func(p Phase) float64 { return p.WirePerDelivery })
 	out.WireBytes = int64(pick(func(p Phase) float64 { return float64(p.WireBytes) }))
 	out.Expected, out.Delivered, out.Missing, out.Short, out.Reordered, out.Failed = 0, 0, 0, 0, 0, 0
+	if ps[0].ServerWrite != nil {
+		w := *ps[0].ServerWrite
+		w.P50ns = int64(pick(func(p Phase) float64 { return float64(serverWrite(p).P50ns) }))
+		w.P99ns = int64(pick(func(p Phase) float64 { return float64(serverWrite(p).P99ns) }))
+		w.Maxns = int64(pick(func(p Phase) float64 { return float64(serverWrite(p).Maxns) }))
+		out.ServerWrite = &w
+	}
 	if ps[0].Local != nil {
 		lats := func(fn func(Phase) *NodeLat) *NodeLat {
 			var ls []NodeLat
@@ -726,7 +802,7 @@ func (f *fleet) nodeLatency(want uint32, nodes ...int) NodeLat {
 		l.Missing += missing
 	}
 	for _, s := range f.conns {
-		if slices.Contains(nodes, s.node) {
+		if !s.sink && slices.Contains(nodes, s.node) {
 			l.Streams++
 			l.Delivered += int64(s.got.Load())
 		}

@@ -3,10 +3,7 @@
 // control API's messages, and the line the server prints when it is ready.
 package wire
 
-import (
-	"fmt"
-	"strconv"
-)
+import "strconv"
 
 // Marker brackets the "seq:sendUnixNano" stamp inside every broadcast
 // payload. No other byte the modes write (SSE framing, HTTP chunk headers,
@@ -62,39 +59,8 @@ func HTML(seq uint64, ts int64, size int) string {
 	return string(b)
 }
 
-// LobbyHTML is [HTML] shaped like a lobby's chat line instead of padded
-// with dots (which compress to nothing): a list item with an id, a
-// speaker, a few words chosen by seq with the stamp among them, and a
-// time, filled to size with more words and cut to size. The same seq
-// gives the same line.
-func LobbyHTML(seq uint64, ts int64, size int) string {
-	names := [...]string{"brian", "phil", "alice", "carol", "dave", "erin", "frank", "grace"}
-	words := [...]string{"hello", "there", "is", "anyone", "up", "for", "a", "game", "tonight", "see", "you", "at", "five", "lol", "brb", "the", "lobby", "looks", "busy", "today", "ok", "sure", "why", "not"}
-	b := make([]byte, 0, size+64)
-	b = append(b, `<li id="m`...)
-	b = strconv.AppendUint(b, seq, 10)
-	b = append(b, `" class="chat-message"><strong class="who">`...)
-	b = append(b, names[seq%uint64(len(names))]...)
-	b = append(b, `</strong>: <span class="text">`...)
-	b = append(b, Marker)
-	b = strconv.AppendUint(b, seq, 10)
-	b = append(b, ':')
-	b = strconv.AppendInt(b, ts, 10)
-	b = append(b, Marker)
-	tail := fmt.Sprintf(`</span> <time>%02d:%02d</time></li>`, seq/60%24, seq%60)
-	x := seq*2654435761 + 1
-	for len(b) < size-len(tail)-1 {
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
-		b = append(b, ' ')
-		b = append(b, words[x%uint64(len(words))]...)
-	}
-	b = b[:min(len(b), max(size-len(tail), 0))]
-	return string(append(b, tail...))
-}
-
-// Selector is where the payload is appended in the (imaginary) page.
+// Selector is where the dots payload is appended in the (imaginary) page
+// (the lobby payload goes where the lobby puts chat lines: package chat).
 const Selector = "#feed"
 
 // Ready is printed by the server on one stdout line, prefixed by ReadyPrefix,
@@ -153,6 +119,19 @@ type BroadcastResult struct {
 	FirstSend int64 `json:"first_send_unix_nano"`
 	LastSend  int64 `json:"last_send_unix_nano"`
 	Done      int64 `json:"done_unix_nano"`
+}
+
+// WriteLatency is the answer of GET /latency (sfere modes): the hub's own
+// delivery latencies ([sfere.Latencies]: from a broadcast's rendering to
+// the end of the write that carried it to a stream) since the last POST
+// /latency. Beside the clients' send-to-receipt latency it tells the
+// server's part from what happens after the write (the kernel, and the
+// client's reading and decoding).
+type WriteLatency struct {
+	Count uint64 `json:"count"`
+	P50ns int64  `json:"p50_ns"`
+	P99ns int64  `json:"p99_ns"`
+	Maxns int64  `json:"max_ns"` // the highest bucket's upper bound
 }
 
 // SweepResult is the answer of POST /heartbeat: one heartbeat to every
