@@ -48,6 +48,11 @@ func TestChurnCyclesLeaveNothing(t *testing.T) {
 // load 19 on two cores, 5 of 600 reloads came after it.
 const churnGrace = time.Second
 
+// churnRetry bounds how long a cycle tries again to join under a name
+// still on its way out: 10 tries of a quarter grace (2.5 s) were too few
+// at load 16 (12 of 600 joins refused).
+const churnRetry = 15 * time.Second
+
 // churnRun is one run of TestChurnCyclesLeaveNothing: the lobby, an
 // observer, and what the workers' cycles did.
 type churnRun struct {
@@ -165,9 +170,10 @@ func (r *churnRun) cycle(cycles int) {
 func (r *churnRun) cycleOnce(name string, path int) {
 	c := newLClient(r.base, r.tr)
 	err := c.join(name)
-	for try := 0; err != nil && try < 10; try++ {
-		// The same name may still be on its way out (grace): a retry
-		// paced by it, as a person would try again.
+	for end := time.Now().Add(churnRetry); err != nil && time.Now().Before(end); {
+		// The same name may still be on its way out (grace, then the
+		// batch that announces it): a retry paced by the grace, as a
+		// person would try again.
 		time.Sleep(churnGrace / 4)
 		err = c.join(name)
 	}

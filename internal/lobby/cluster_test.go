@@ -234,7 +234,11 @@ func TestClusterSurvivesNATSRestart(t *testing.T) {
 // the participants it held get a while to reconnect, and those who do not
 // are announced gone once.
 func TestClusterRestartedNodeLeavesNoGhosts(t *testing.T) {
-	node := newCluster(t, lobby.Options{})
+	// The node must be back before the others find it lost (3 intervals,
+	// half a heartbeat each): at the suite's heartbeat, 600 ms, a restart
+	// at load 16 took longer.
+	const heartbeat = 5 * clusterHeartbeat
+	node := newCluster(t, lobby.Options{Heartbeat: heartbeat, TTL: 10 * heartbeat})
 	a, c := node("a"), node("c")
 	ps := newBrowser(t, a).enter("phil")
 	newBrowser(t, c).enter("carol")
@@ -247,8 +251,8 @@ func TestClusterRestartedNodeLeavesNoGhosts(t *testing.T) {
 	// Cody's page retries and reaches the new run; Carol's does not.
 	cs := cody.via(c2).openStream()
 	cs.waitFor(`id="participant-list"`)
-	ps.waitForWithin(leftLine("carol"), 3*clusterHeartbeat+2*time.Second)
-	time.Sleep(4 * clusterHeartbeat) // negative check: a second departure, from any node, would come by now
+	ps.waitForWithin(leftLine("carol"), 3*heartbeat+2*time.Second)
+	time.Sleep(2 * heartbeat) // negative check: a second departure, from any node, would come by now
 	if n := ps.count(leftLine("carol")); n != 1 {
 		t.Fatalf("phil saw %d \"carol left\" lines, want 1", n)
 	}

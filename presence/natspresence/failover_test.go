@@ -222,10 +222,14 @@ func (r *claimRace) halt() {
 
 // bucketOwner is the owner the claims bucket holds person for, as its
 // key-value entry says ("" if none).
-func (r *claimRace) bucketOwner(person string) string {
+func (r *claimRace) bucketOwner(person string) string { return bucketOwner(r.admin, person) }
+
+// bucketOwner is the owner of person's claim in the claims bucket, as
+// JetStream holds it ("" if none, or out of reach).
+func bucketOwner(js jetstream.JetStream, person string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	kv, err := r.admin.KeyValue(ctx, bucket)
+	kv, err := js.KeyValue(ctx, bucket)
 	if err != nil {
 		return ""
 	}
