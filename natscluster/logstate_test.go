@@ -89,7 +89,15 @@ func TestLogStateCountsLostEventsAndGaps(t *testing.T) {
 
 	// b stops applying (as if its consumer's server were lost) while ten
 	// more events go in: the log keeps 8 to 11, so 2 to 7 are gone.
+	b.node.events.mu.Lock()
+	cc := b.node.events.consumer
+	b.node.events.mu.Unlock()
 	b.node.events.stop()
+	select { // Stop returns before a delivery under way ends: wait for it
+	case <-cc.Closed():
+	case <-time.After(ceiling):
+		t.Fatal("b's consumer never stopped")
+	}
 	broadcast(2, 11)
 	if got := b.hub.Position().Offset; got != 1 {
 		t.Fatalf("b applied up to %d with its consumer stopped", got)
