@@ -49,6 +49,10 @@ type event struct {
 	// after it, the event was refused to its caller, and no node delivers
 	// it (see publish).
 	Until int64 `json:"until,omitempty"`
+	// Kind and Data, if Kind is set, are an app's event (see apps.go):
+	// its handler delivers it; Pattern and Effects are empty.
+	Kind string          `json:"kind,omitempty"`
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 // eventLog is a node's end of the cluster's event log.
@@ -225,6 +229,8 @@ func (l *eventLog) apply(epoch string, seq uint64, stored time.Time, data []byte
 	var e event
 	if err := json.Unmarshal(data, &e); err != nil {
 		l.n.log.Warn("cluster: bad event in the log", "seq", seq, "err", err)
+	} else if e.Kind != "" {
+		l.n.applyApp(sfere.Position{Epoch: epoch, Offset: seq}, stored, e, e.Until != 0 && stored.UnixNano() > e.Until)
 	} else {
 		pos := sfere.Position{Epoch: epoch, Offset: seq}
 		exclude := e.Exclude.matcher()

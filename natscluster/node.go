@@ -126,6 +126,8 @@ type Node struct {
 
 	replicas int // of the log and the adapters' buckets; 0: automatic
 
+	apps apps // handlers of the apps' own events in the log (apps.go)
+
 	// mu guards the maps and orders every presence publish with them, so
 	// peers see opens, closes and snapshots in the order they happened.
 	mu    sync.Mutex
