@@ -91,6 +91,10 @@ type Notify interface {
 	Left(person, owner string)
 	// Holds returns what this node holds now, for a snapshot.
 	Holds() []Hold
+	// Applied applies a batch of the room's changes from a
+	// [LogCluster]'s log, at its position: the log's batches in log
+	// order, each once.
+	Applied(a Applied)
 }
 
 // The tracker's calls to its cluster are decided under its lock, which

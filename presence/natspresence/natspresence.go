@@ -57,8 +57,48 @@
 // little here: a claim lost with every server's page cache is re-asserted
 // within one Interval by the nodes that hold its person.
 //
+// # Arrivals, departures and returns in the log
+//
+// On a
+// node that keeps a history (the cluster's event log), the Cluster is a
+// [presence.LogCluster]: the tracker hands each batch of the changes it
+// decided to Append, which puts it into the log as an app event of the
+// room's kind ([natscluster.Node.Append]); every node, as it applies the
+// log, hands the room's events to its tracker ([natscluster.Node.Handle],
+// [presence.Notify.Applied]), which applies them to its roster and
+// delivers the diff at the event's position. Who decides what:
+//
+//   - an arrival, by every node that sees the person's first stream (its
+//     own, or another node's through its hold message);
+//   - a departure, by every node whose grace timer for the person runs
+//     out, or that finds the node holding its last streams lost;
+//   - a return, like an arrival, under the claim's next Ref.
+//
+// Each node appends what it decided, in batches (the tracker's windows,
+// so a storm of N arrivals costs each stream a few dozen events, not N),
+// less what its roster shows already. Nodes that decide the same change
+// append it more than once; the roster takes it once, on every node
+// (applying is idempotent: see [presence.LogCluster]), and a duplicate
+// batch is delivered to no stream. So each departure is one "left" line,
+// on every node, in the same place of the log, whichever nodes decided
+// it, and a page that resumes on another node is replayed it once.
+//
+// A batch the log did not take (NATS out of reach, the log's servers
+// electing a leader for longer than the node's PublishTimeout) is tried
+// again, in order, until the log takes it or a minute has passed since
+// it was decided; then it is dropped with a warning (the other nodes
+// decide it too, unless they lost NATS as well).
+//
+// A node that starts while the log holds batches of the room builds its
+// roster from them (handed to the tracker before it serves a stream). The
+// log keeps only its Size and MaxAge: a person whose arrival went out of
+// it before the node started is missing from that node's roster (its
+// streams are shown neither the person nor its departure) until the
+// person departs and comes again. A node that starts into a long-lived
+// room should have a log that reaches back far enough.
+//
 // No NATS round trip runs under the tracker's lock: the calls made under
-// it (Hold, Leave, Release) only publish or queue.
+// it (Hold, Leave, Release, Append) only publish or queue.
 package natspresence
 
 import (
@@ -139,6 +179,8 @@ type Cluster struct {
 	seq     uint64              // this node's snapshots
 	sub     *nats.Subscription
 	unwatch func()              // stops the node's membership news
+	unlog   func()              // stops the log's batches (nil without a log)
+	appends *appender           // this node's batches on their way into the log (nil without a log)
 	work    chan func()         // key-value work queued under the tracker's lock
 	kick    chan struct{}       // re-assert the claims now (after a reconnect)
 	changed map[string]struct{} // claims kept or changed since they were last asserted
@@ -268,6 +310,15 @@ func (c *Cluster) Start(n presence.Notify) error {
 		return fmt.Errorf("natspresence: %w", err)
 	}
 	c.sub = sub
+	if c.Logs() {
+		c.appends = newAppender(c)
+		// Registered before the tracker serves any stream: the batches
+		// the node applied before come first, for the roster only.
+		if c.unlog, err = c.cnode.Handle(c.kind(), c.applied); err != nil {
+			sub.Unsubscribe()
+			return fmt.Errorf("natspresence: %w", err)
+		}
+	}
 	c.unwatch = c.cnode.Watch(natscluster.Watch{
 		Lost: func(l natscluster.Lost) { n.NodeLost(l.Node) },
 		Left: func(node string) { c.forget(node) },
@@ -276,6 +327,10 @@ func (c *Cluster) Start(n presence.Notify) error {
 	go c.run()
 	go c.asserting()
 	go c.worker()
+	if c.appends != nil {
+		c.done.Add(1)
+		go c.appends.run()
+	}
 	return nil
 }
 
@@ -290,6 +345,9 @@ func (c *Cluster) Close() {
 	c.stopped = true
 	c.mu.Unlock()
 	c.unwatch()
+	if c.unlog != nil {
+		c.unlog()
+	}
 	close(c.stop)
 	c.done.Wait()
 	c.sub.Unsubscribe()

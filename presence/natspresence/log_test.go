@@ -1,0 +1,114 @@
+package natspresence_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sfere-go/sfere/internal/ssetest"
+	"github.com/sfere-go/sfere/presence"
+)
+
+// openFrom opens a stream of owner's person on n as a client that
+// reconnects does: with the Last-Event-ID header from. It waits for the
+// response head only (a stream that resumes gets no snapshot).
+func (n *node) openFrom(owner, from string) *tab {
+	n.t.Helper()
+	c := ssetest.Open(n.t, n.srv.Listener.Addr().String(), ssetest.Request{Method: http.MethodPost,
+		Target: "/?owner=" + owner, Header: http.Header{"Last-Event-Id": {from}}})
+	if resp, err := c.Head(waitLong); err != nil || resp.StatusCode != http.StatusOK {
+		n.t.Fatalf("open stream of %s from %s: %v %v", owner, from, resp, err)
+	}
+	return &tab{t: n.t, Client: c}
+}
+
+// lastID is the id of the last event tb received that carried one.
+func (tb *tab) lastID() string {
+	id := ""
+	for _, e := range tb.Events() {
+		if e.HasID {
+			id = e.ID
+		}
+	}
+	return id
+}
+
+// With the room's changes in the cluster's log, a page whose stream broke
+// before a departure and that reconnects through another node is
+// replayed the departure there, once, and holds the room's state (it
+// gets no snapshot); every stream on every node shows the departure
+// once, although several nodes decided it.
+func TestResumeOnAnotherNodeReplaysTheDeparture(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	defer ns.Shutdown()
+	opts := nodeOptions{History: 256}
+	a, b, c := startNodeWith(t, ns.ClientURL(), "a", 0, opts), startNodeWith(t, ns.ClientURL(), "b", 0, opts),
+		startNodeWith(t, ns.ClientURL(), "c", 0, opts)
+	if err := a.claim("phil", "s-phil"); err != nil {
+		t.Fatal(err)
+	}
+	phil := a.open("s-phil") // keeps phil here while his other tab is away
+	away := a.open("s-phil")
+	// Arrivals after phil's tabs opened: they reach them with ids.
+	if err := b.claim("carol", "s-carol"); err != nil {
+		t.Fatal(err)
+	}
+	carol := b.open("s-carol")
+	if err := c.claim("dave", "s-dave"); err != nil {
+		t.Fatal(err)
+	}
+	dave := c.open("s-dave")
+	everyone := map[string]*tab{"phil": phil, "carol": carol, "dave": dave, "phil's other tab": away}
+	for _, tb := range everyone {
+		tb.waitShown("phil", "carol", "dave")
+	}
+	time.Sleep(4 * interval) // negative check: a duplicate batch would have come by now (delivered to nobody)
+	from := away.lastID()
+	if from == "" {
+		t.Fatal("phil's other tab got no event with an id")
+	}
+	away.Close()
+	<-away.Done()
+
+	carol.Close() // carol's only stream: she departs after the grace period
+	for _, tb := range []*tab{phil, dave} {
+		tb.waitFor(left("carol", "closed"))
+	}
+	for id, n := range map[string]*node{"a": a, "b": b, "c": c} {
+		ssetest.Eventually(t, waitLong, "carol gone from node "+id, func() bool { return names(n.tracker.Members()) == "phil,dave" })
+	}
+
+	back := c.openFrom("s-phil", from) // the page reconnects through c
+	back.waitFor(left("carol", "closed"))
+	if _, err := a.tracker.Leave(t.Context(), "s-dave"); err != nil { // a later change reaches it live
+		t.Fatal(err)
+	}
+	back.waitFor(left("dave", "left"))
+	time.Sleep(grace + 4*interval) // negative check: anything doubled would have come by now
+	if n := back.count(`id="snapshot"`); n != 0 {
+		t.Errorf("the resumed stream got %d snapshots, want none (it holds the room's state)", n)
+	}
+	if got := strings.Join(back.elements(), " "); strings.Count(got, left("carol", "closed")) != 1 ||
+		strings.Count(got, `id="join"`) != 0 {
+		t.Errorf("the resumed stream got %s, want carol's departure once and no arrival", got)
+	}
+	for name, tb := range map[string]*tab{"phil": phil, "dave": dave} {
+		if n := tb.count(`data-id="carol" data-reason`); n != 1 {
+			t.Errorf("%s saw %d departures of carol, want 1:\n%s", name, n, strings.Join(tb.elements(), "\n"))
+		}
+		for _, person := range []string{"phil", "carol", "dave"} {
+			if n := tb.count(joined(person)); n > 1 {
+				t.Errorf("%s saw %s arrive %d times", name, person, n)
+			}
+		}
+		tb.replay(t, true)
+	}
+	keys := c.hub.List(presence.StreamsOf(room, "phil"))
+	if len(keys) != 1 {
+		t.Fatalf("phil's streams on c: %v, want the resumed one", keys)
+	}
+	if s, ok := c.hub.Store().Get(keys[0]); !ok || !s.Recovery().Recovered {
+		t.Errorf("the stream that reconnected through c did not recover")
+	}
+}
