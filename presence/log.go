@@ -60,9 +60,14 @@ type Applied struct {
 	// Stored is when the log stored the batch: the same on every node.
 	Stored time.Time
 	// Deliver delivers the batch's diff at its position in the log; nil
-	// for a batch the node applied before the tracker started, which
-	// only updates the roster.
+	// for a batch that only updates the roster: one the node applied
+	// before the tracker started, or another node's roster handed over
+	// as the tracker starts (see [Notify.Roster]).
 	Deliver func(p sfere.Pattern, exclude sfere.Matcher, effects ...sfere.Effect) (sfere.Result, error)
+	// Departed, with a roster handed over, holds the Refs of the claims
+	// that departed lately, with when (the log's time): an arrival of
+	// one of them applied later changes nothing.
+	Departed map[string]time.Time
 }
 
 // tombFor is how long the roster remembers a claim that departed, in the
@@ -132,6 +137,11 @@ func (n notify) Applied(a Applied) {
 	defer t.unlock()
 	if t.closed {
 		return
+	}
+	for ref, at := range a.Departed {
+		if when, ok := t.tomb[ref]; !ok || at.UnixNano() > when {
+			t.tombLocked(ref, at)
+		}
 	}
 	if a.Deliver != nil {
 		// Streams that opened since the last batch hold no list yet:
@@ -237,4 +247,21 @@ func (t *Tracker) rosterMembersLocked() []Member {
 	}
 	slices.SortFunc(ms, byArrival)
 	return ms
+}
+
+// Roster implements [Notify].
+func (n notify) Roster() ([]Change, map[string]time.Time) {
+	t := n.t
+	t.mu.Lock()
+	defer t.unlock()
+	changes := make([]Change, 0, len(t.roster))
+	for _, e := range t.roster {
+		changes = append(changes, Change{Member: e.m, Ref: e.ref})
+	}
+	slices.SortFunc(changes, func(a, b Change) int { return byArrival(a.Member, b.Member) })
+	departed := make(map[string]time.Time, len(t.tomb))
+	for ref, at := range t.tomb {
+		departed[ref] = time.Unix(0, at)
+	}
+	return changes, departed
 }

@@ -2,10 +2,14 @@ package natspresence
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/sfere-go/sfere"
 	"github.com/sfere-go/sfere/natscluster"
@@ -39,6 +43,82 @@ func (c *Cluster) Append(changes []presence.Change) {
 		c.appends.queue(changes[:n])
 		changes = changes[n:]
 	}
+}
+
+// startLog sends the room's changes through the log from now on: it asks
+// another node for its roster (for the people whose arrival the log no
+// longer holds), registers the room's handler with the node (the batches
+// the node applied before come first, for the roster only), and answers
+// the nodes that start later.
+func (c *Cluster) startLog(n presence.Notify) error {
+	c.appends = newAppender(c)
+	if r, ok := c.fetchRoster(); ok {
+		n.Applied(r)
+	}
+	var err error
+	if c.unlog, err = c.cnode.Handle(c.kind(), c.applied); err != nil {
+		return fmt.Errorf("natspresence: %w", err)
+	}
+	c.rosterSub, err = c.nc.Subscribe(c.rosterSubject(), func(msg *nats.Msg) {
+		changes, departed := n.Roster()
+		w := rosterWire{Changes: make([]change, len(changes)), Departed: make(map[string]int64, len(departed))}
+		for i, ch := range changes {
+			w.Changes[i] = toChange(ch)
+		}
+		for ref, at := range departed {
+			w.Departed[ref] = at.UnixNano()
+		}
+		b, err := json.Marshal(w)
+		if err == nil {
+			err = msg.Respond(b)
+		}
+		if err != nil {
+			c.log.Warn("natspresence: roster not handed over", "err", err)
+		}
+	})
+	if err != nil {
+		c.unlog()
+		return fmt.Errorf("natspresence: subscribe: %w", err)
+	}
+	return nil
+}
+
+func (c *Cluster) rosterSubject() string {
+	return c.cnode.Prefix() + ".roster." + hex.EncodeToString([]byte(c.room))
+}
+
+// rosterWire is a roster handed over.
+type rosterWire struct {
+	Changes  []change         `json:"changes"`
+	Departed map[string]int64 `json:"departed,omitempty"`
+}
+
+// fetchRoster asks another node for its roster: a batch that only
+// updates this node's. It returns false if no node answered in time (this
+// is the first node, or the others are out of reach: the log is all
+// there is).
+func (c *Cluster) fetchRoster() (presence.Applied, bool) {
+	msg, err := c.nc.Request(c.rosterSubject(), nil, c.timeout)
+	if err != nil {
+		if !errors.Is(err, nats.ErrNoResponders) {
+			c.log.Warn("natspresence: no roster handed over", "err", err)
+		}
+		return presence.Applied{}, false
+	}
+	var w rosterWire
+	if err := json.Unmarshal(msg.Data, &w); err != nil {
+		c.log.Warn("natspresence: bad roster handed over", "err", err)
+		return presence.Applied{}, false
+	}
+	a := presence.Applied{Changes: make([]presence.Change, len(w.Changes)), Stored: time.Now(),
+		Departed: make(map[string]time.Time, len(w.Departed))}
+	for i, ch := range w.Changes {
+		a.Changes[i] = ch.change()
+	}
+	for ref, at := range w.Departed {
+		a.Departed[ref] = time.Unix(0, at)
+	}
+	return a, true
 }
 
 // applied hands a batch of the room's changes, as the node applies the

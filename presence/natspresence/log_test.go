@@ -1,11 +1,13 @@
 package natspresence_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sfere-go/sfere"
 	"github.com/sfere-go/sfere/internal/ssetest"
 	"github.com/sfere-go/sfere/presence"
 )
@@ -110,5 +112,53 @@ func TestResumeOnAnotherNodeReplaysTheDeparture(t *testing.T) {
 	}
 	if s, ok := c.hub.Store().Get(keys[0]); !ok || !s.Recovery().Recovered {
 		t.Errorf("the stream that reconnected through c did not recover")
+	}
+}
+
+// A node that starts when the log no longer holds the arrivals of the
+// people present (it keeps only its Size) is handed the roster by another
+// node: its streams show everyone, and a later departure once.
+func TestStartedNodeIsHandedTheRoster(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	defer ns.Shutdown()
+	opts := nodeOptions{History: 8}
+	a, b := startNodeWith(t, ns.ClientURL(), "a", 0, opts), startNodeWith(t, ns.ClientURL(), "b", 0, opts)
+	if err := a.claim("phil", "s-phil"); err != nil {
+		t.Fatal(err)
+	}
+	phil := a.open("s-phil")
+	if err := b.claim("carol", "s-carol"); err != nil {
+		t.Fatal(err)
+	}
+	carol := b.open("s-carol")
+	phil.waitShown("phil", "carol")
+	for i := range 20 { // push the arrivals out of the log
+		if _, err := a.cnode.Broadcast(sfere.All, nil, sfere.AppendElements("#m", fmt.Sprintf("<p>%d</p>", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ssetest.Eventually(t, waitLong, "the log to move past the arrivals", func() bool {
+		st, err := a.cnode.LogState(t.Context())
+		return err == nil && st.First > 8
+	})
+
+	c := startNodeWith(t, ns.ClientURL(), "c", 0, opts)
+	if got := names(c.tracker.Members()); got != "phil,carol" {
+		t.Fatalf("a node started after the arrivals left the log has members %q, want phil,carol", got)
+	}
+	if err := c.claim("dave", "s-dave"); err != nil {
+		t.Fatal(err)
+	}
+	dave := c.open("s-dave")
+	dave.waitShown("phil", "carol", "dave")
+	carol.Close()
+	dave.waitFor(left("carol", "closed"))
+	phil.waitFor(left("carol", "closed"))
+	time.Sleep(grace + 4*interval) // negative check: anything doubled would have come by now
+	for name, tb := range map[string]*tab{"phil": phil, "dave": dave} {
+		if n := tb.count(`data-id="carol" data-reason`); n != 1 {
+			t.Errorf("%s saw %d departures of carol, want 1", name, n)
+		}
+		tb.replay(t, true)
 	}
 }

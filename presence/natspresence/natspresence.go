@@ -89,13 +89,14 @@
 // it was decided; then it is dropped with a warning (the other nodes
 // decide it too, unless they lost NATS as well).
 //
-// A node that starts while the log holds batches of the room builds its
-// roster from them (handed to the tracker before it serves a stream). The
-// log keeps only its Size and MaxAge: a person whose arrival went out of
-// it before the node started is missing from that node's roster (its
-// streams are shown neither the person nor its departure) until the
-// person departs and comes again. A node that starts into a long-lived
-// room should have a log that reaches back far enough.
+// A node that starts is handed the roster by another node (a NATS
+// request: the first node to answer), then the batches it applied before
+// its tracker started, for the roster only (applying is idempotent, so
+// those the other node's roster held already change nothing): the log
+// keeps only its Size and MaxAge, and the arrivals of people present for
+// longer are no longer in it. If no node answers (the first node, or all
+// restarted), the roster is what the log still holds. A roster too large
+// for one NATS message (tens of thousands of people) is not handed over.
 //
 // No NATS round trip runs under the tracker's lock: the calls made under
 // it (Hold, Leave, Release, Append) only publish or queue.
@@ -171,23 +172,24 @@ type Cluster struct {
 	pubMu sync.Mutex
 	holds uint64
 
-	mu      sync.Mutex
-	kv      jetstream.KeyValue
-	n       presence.Notify
-	mine    map[string]claimRev // person -> the claim this node asserts
-	pending map[string]*partial // snapshots being assembled, by node
-	seq     uint64              // this node's snapshots
-	sub     *nats.Subscription
-	unwatch func()              // stops the node's membership news
-	unlog   func()              // stops the log's batches (nil without a log)
-	appends *appender           // this node's batches on their way into the log (nil without a log)
-	work    chan func()         // key-value work queued under the tracker's lock
-	kick    chan struct{}       // re-assert the claims now (after a reconnect)
-	changed map[string]struct{} // claims kept or changed since they were last asserted
-	soon    chan struct{}       // assert the changed claims now
-	stop    chan struct{}
-	done    sync.WaitGroup
-	stopped bool
+	mu        sync.Mutex
+	kv        jetstream.KeyValue
+	n         presence.Notify
+	mine      map[string]claimRev // person -> the claim this node asserts
+	pending   map[string]*partial // snapshots being assembled, by node
+	seq       uint64              // this node's snapshots
+	sub       *nats.Subscription
+	unwatch   func()              // stops the node's membership news
+	unlog     func()              // stops the log's batches (nil without a log)
+	rosterSub *nats.Subscription  // answers nodes that start for the roster (nil without a log)
+	appends   *appender           // this node's batches on their way into the log (nil without a log)
+	work      chan func()         // key-value work queued under the tracker's lock
+	kick      chan struct{}       // re-assert the claims now (after a reconnect)
+	changed   map[string]struct{} // claims kept or changed since they were last asserted
+	soon      chan struct{}       // assert the changed claims now
+	stop      chan struct{}
+	done      sync.WaitGroup
+	stopped   bool
 }
 
 // partial is a snapshot whose parts are arriving.
@@ -311,12 +313,9 @@ func (c *Cluster) Start(n presence.Notify) error {
 	}
 	c.sub = sub
 	if c.Logs() {
-		c.appends = newAppender(c)
-		// Registered before the tracker serves any stream: the batches
-		// the node applied before come first, for the roster only.
-		if c.unlog, err = c.cnode.Handle(c.kind(), c.applied); err != nil {
+		if err := c.startLog(n); err != nil {
 			sub.Unsubscribe()
-			return fmt.Errorf("natspresence: %w", err)
+			return err
 		}
 	}
 	c.unwatch = c.cnode.Watch(natscluster.Watch{
@@ -351,6 +350,9 @@ func (c *Cluster) Close() {
 	close(c.stop)
 	c.done.Wait()
 	c.sub.Unsubscribe()
+	if c.rosterSub != nil {
+		c.rosterSub.Unsubscribe()
+	}
 	c.publish(message{Node: c.node, Op: opBye})
 	if c.nc.IsConnected() {
 		_ = c.nc.FlushTimeout(time.Second) // best effort: peers also find the silence
