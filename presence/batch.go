@@ -149,8 +149,8 @@ func (t *Tracker) diffLocked() (Diff, []Change) {
 			m.Back, p.back = p.back, false
 			d.Joins = append(d.Joins, m)
 			if t.logMode {
-				t.pubRefs[id] = p.ref
-				joins = append(joins, Change{Member: m, Ref: p.ref})
+				t.pubRefs[id] = p.logged
+				joins = append(joins, Change{Member: m, Ref: p.logged})
 			}
 		}
 	}

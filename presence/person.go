@@ -145,6 +145,8 @@ type person struct {
 	vanished bool                       // its last stream here ended because its peer vanished
 	back     bool                       // its next announced arrival is a return within the window
 	unlisted int                        // its streams here that ended before their snapshot (see Tracker.opened)
+	again    string                     // the node whose loss it departed with, if it arrived again under the same Ref (see logRef)
+	logged   string                     // the Ref its last arrival goes through a cluster's log under (see logRef)
 
 	lastCause sfere.Cause // how its last stream ended
 	lastErr   error
@@ -221,7 +223,7 @@ func (t *Tracker) stepLocked(p *person, ev personEvent) []*sfere.Stream {
 		// Under a new Ref: news of the departed one (remembered as gone)
 		// is not mistaken for this.
 		p.stopTimerLocked()
-		p.ref, p.back = nextRef(p.ref), true
+		p.ref, p.back, p.again = nextRef(p.ref), true, ""
 		t.arriveLocked(p)
 	case doStay:
 		p.stopTimerLocked()
@@ -246,6 +248,7 @@ func (t *Tracker) stepLocked(p *person, ev personEvent) []*sfere.Stream {
 func (t *Tracker) arriveLocked(p *person) {
 	t.seq++
 	p.epoch = t.seq
+	p.logged = p.logRef()
 	if p.since.IsZero() {
 		p.since = time.Now()
 	}
@@ -338,4 +341,15 @@ func (t *Tracker) timerFired(p *person, gen uint64) {
 		return
 	}
 	t.stepLocked(p, evTimer)
+}
+
+// logRef is the Ref under which p's arrival goes through a cluster's log:
+// its claim's, or, for a person that arrives again under the Ref it
+// departed with (its node was found lost, and then heard again), one
+// that tells the two arrivals apart, alike on every node.
+func (p *person) logRef() string {
+	if p.again != "" {
+		return p.ref + "/again/" + p.again
+	}
+	return p.ref
 }

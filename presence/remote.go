@@ -21,6 +21,7 @@ func (t *Tracker) heldLocked(node string, h Hold) {
 	if t.closed {
 		return
 	}
+	again := ""
 	if t.departedRef(h.Ref) {
 		if h.Streams == 0 || t.gone[h.Ref].lostTo != node {
 			return // late news of a claim that departed
@@ -29,7 +30,9 @@ func (t *Tracker) heldLocked(node string, h Hold) {
 		// it: node was not lost (a stalled process, a cut link) and is
 		// heard again. Its person arrives again, as its streams do.
 		delete(t.gone, h.Ref)
+		again = node
 	}
+
 	p := t.people[h.Person]
 	if p == nil {
 		if h.Streams == 0 {
@@ -40,6 +43,9 @@ func (t *Tracker) heldLocked(node string, h Hold) {
 			t.stepLocked(old, evRename)
 		}
 		p = t.newPersonLocked(h.Claim)
+		// In a cluster's log the claim departed: its arrival again is
+		// told apart from the first, alike on every node (see logRef).
+		p.again = again
 	}
 	if p.owner != h.Owner {
 		t.log.Warn("presence: a person is held by two owners; keeping this node's", "person", h.Person, "node", node)
