@@ -2,6 +2,7 @@ package natspresence
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -184,6 +185,7 @@ type appender struct {
 
 type batch struct {
 	data    []byte
+	id      string // its Nats-Msg-Id: the same batch decided on two nodes is stored once
 	decided time.Time
 }
 
@@ -203,7 +205,8 @@ func (a *appender) queue(changes []presence.Change) {
 		return
 	}
 	a.mu.Lock()
-	a.batches = append(a.batches, batch{data: b, decided: time.Now()})
+	sum := sha256.Sum256(append([]byte(a.c.kind()+"\n"), b...))
+	a.batches = append(a.batches, batch{data: b, id: "p-" + hex.EncodeToString(sum[:16]), decided: time.Now()})
 	a.mu.Unlock()
 	select {
 	case a.wake <- struct{}{}:
@@ -236,7 +239,7 @@ func (a *appender) run() {
 				continue
 			}
 		}
-		err := a.c.cnode.Append(ctx, a.c.kind(), "", next.data)
+		err := a.c.cnode.Append(ctx, a.c.kind(), next.id, next.data)
 		switch {
 		case err == nil, time.Since(next.decided) > appendFor, !errors.Is(err, natscluster.ErrNoLog):
 			if err != nil {

@@ -76,10 +76,14 @@
 //
 // Each node appends what it decided, in batches (the tracker's windows,
 // so a storm of N arrivals costs each stream a few dozen events, not N),
-// less what its roster shows already. Nodes that decide the same change
-// append it more than once; the roster takes it once, on every node
-// (applying is idempotent: see [presence.LogCluster]), and a duplicate
-// batch is delivered to no stream. So each departure is one "left" line,
+// less what its roster shows already. A batch's Nats-Msg-Id is a digest
+// of its contents, so the same batch decided on several nodes (a lost
+// node's one person, departing on each survivor) is stored once within
+// JetStream's duplicates window. Batches that differ (each node's
+// windows cut a storm differently) may carry the same change more than
+// once; the roster takes it once, on every node (applying is idempotent:
+// see [presence.LogCluster]), and a batch of nothing new is delivered to
+// no stream. So each departure is one "left" line,
 // on every node, in the same place of the log, whichever nodes decided
 // it, and a page that resumes on another node is replayed it once.
 //
