@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -217,5 +218,60 @@ func TestPausedNodeHeardAgainThroughTheLog(t *testing.T) {
 			t.Errorf("%s's page saw %d departures of carol, want 2 (node lost, then closed)", name, n)
 		}
 		tb.replay(t, true)
+	}
+}
+
+// People arriving at once on three nodes, with the room's changes in the
+// log: every stream, on every node, shows each of them exactly once, and
+// the arrivals reach it in a few batches, not one event each, although
+// every node decides every arrival it sees.
+func TestConcurrentArrivalsThroughTheLog(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	defer ns.Shutdown()
+	opts := nodeOptions{History: 1024}
+	nodes := []*node{startNodeWith(t, ns.ClientURL(), "a", 0, opts), startNodeWith(t, ns.ClientURL(), "b", 0, opts),
+		startNodeWith(t, ns.ClientURL(), "c", 0, opts)}
+	const n = 60
+	tabs := make([]*tab, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			nd := nodes[i%len(nodes)]
+			id := fmt.Sprintf("p%02d", i)
+			if err := nd.claim(id, "s"+id); err != nil {
+				t.Error(err)
+				return
+			}
+			tabs[i] = nd.open("s" + id)
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	most := 0
+	for i, tb := range tabs {
+		ssetest.Eventually(t, waitLong, "every stream shows everyone", func() bool { return len(tb.replay(t, false)) == n })
+		if got := tb.replay(t, true); len(got) != n {
+			t.Errorf("stream %d shows %d people, want %d", i, len(got), n)
+		}
+		// The log's batches it got: one position each.
+		batches := map[string]bool{}
+		for _, e := range tb.Events() {
+			if e.HasID && strings.Contains(e.Text(), `id="join"`) {
+				pos, _, _ := strings.Cut(e.ID, ".")
+				batches[pos] = true
+			}
+		}
+		most = max(most, len(batches))
+	}
+	t.Logf("%d arrivals on 3 nodes: at most %d batches reached a stream", n, most)
+	if most > n/2 {
+		t.Errorf("a stream got %d batches for %d arrivals: the log's batches are not batched", most, n)
+	}
+	for _, nd := range nodes {
+		if got := len(nd.tracker.Members()); got != n {
+			t.Errorf("a node's members: %d, want %d", got, n)
+		}
 	}
 }
