@@ -145,7 +145,7 @@ type person struct {
 	vanished bool                       // its last stream here ended because its peer vanished
 	back     bool                       // its next announced arrival is a return within the window
 	unlisted int                        // its streams here that ended before their snapshot (see Tracker.opened)
-	again    string                     // the node whose loss it departed with, if it arrived again under the same Ref (see logRef)
+	again    string                     // the node whose loss it departed with and how often, if it arrived again under the same Ref (see logRef)
 	logged   string                     // the Ref its last arrival goes through a cluster's log under (see logRef)
 
 	lastCause sfere.Cause // how its last stream ended

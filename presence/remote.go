@@ -1,6 +1,8 @@
 package presence
 
 import (
+	"fmt"
+
 	"github.com/sfere-go/sfere"
 )
 
@@ -30,7 +32,13 @@ func (t *Tracker) heldLocked(node string, h Hold) {
 		// it: node was not lost (a stalled process, a cut link) and is
 		// heard again. Its person arrives again, as its streams do.
 		delete(t.gone, h.Ref)
-		again = node
+		// Counted: a node that is lost and heard again twice brings
+		// its person back twice, each arrival its own in the log.
+		if len(t.agains) >= 1024 {
+			clear(t.agains)
+		}
+		t.agains[h.Ref]++
+		again = fmt.Sprintf("%s.%d", node, t.agains[h.Ref])
 	}
 
 	p := t.people[h.Person]

@@ -227,6 +227,7 @@ type Tracker struct {
 	departed    map[string]Departure   // this batch's departures by id
 	fresh       sfere.KeySet           // streams opened since the last batch
 	gone        map[string]goneRef     // Refs of departed claims
+	agains      map[string]int         // Refs of claims that arrived again after their node's loss, how often (see logRef)
 	pubRefs     map[string]string      // published claims' Refs by id (log mode)
 	roster      map[string]rosterEntry // the log's state: what the streams are shown (log mode)
 	tomb        map[string]int64       // Refs of claims that departed in the log, at its time (log mode)
@@ -274,6 +275,7 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 		departed:         make(map[string]Departure),
 		fresh:            make(sfere.KeySet),
 		gone:             make(map[string]goneRef),
+		agains:           make(map[string]int),
 		pubRefs:          make(map[string]string),
 		roster:           make(map[string]rosterEntry),
 		tomb:             make(map[string]int64),

@@ -165,9 +165,10 @@ func TestStartedNodeIsHandedTheRoster(t *testing.T) {
 }
 
 // With the room's changes in the log, a node paused long enough to be
-// found lost and then heard again: its person departs once and arrives
-// again once, on every page, the paused node's own included (every node
-// shows the log's sequence), although the person's claim kept its Ref.
+// found lost and then heard again, twice: each time its person departs
+// once and arrives again once, on every page, the paused node's own
+// included (every node shows the log's sequence), although the person's
+// claim kept its Ref.
 func TestPausedNodeHeardAgainThroughTheLog(t *testing.T) {
 	ns := startNATS(t, "127.0.0.1:0")
 	defer ns.Shutdown()
@@ -184,38 +185,41 @@ func TestPausedNodeHeardAgainThroughTheLog(t *testing.T) {
 	for _, tb := range []*tab{alice, bob, carol} {
 		tb.waitShown("alice", "bob", "carol")
 	}
-	fr.freeze()
-	alice.waitFor(left("carol", "node-lost"))
-	bob.waitFor(left("carol", "node-lost"))
-	fr.thaw()
 	pages := map[string]*tab{"alice": alice, "bob": bob, "carol": carol}
-	for name, tb := range pages {
-		ssetest.Eventually(t, waitLong, "carol back on "+name+"'s page", func() bool { return tb.count(joined("carol")) == 2 })
-	}
-	for id, n := range map[string]*node{"a": a, "b": b, "c": c} {
-		ssetest.Eventually(t, waitLong, "carol a member on node "+id, func() bool {
-			return strings.Contains(names(n.tracker.Members()), "carol")
-		})
-	}
-	time.Sleep(grace + 4*interval) // negative check: anything doubled would have come by now
-	for name, tb := range pages {
-		if n := tb.count(`data-id="carol" data-reason`); n != 1 {
-			t.Errorf("%s's page saw %d departures of carol, want 1:\n%s", name, n, strings.Join(tb.elements(), "\n"))
+	for round := 1; round <= 2; round++ { // lost and heard again twice
+		fr.freeze()
+		for _, tb := range []*tab{alice, bob} {
+			ssetest.Eventually(t, waitLong, "carol lost", func() bool { return tb.count(left("carol", "node-lost")) == round })
 		}
-		if n := tb.count(joined("carol")); n != 2 {
-			t.Errorf("%s's page saw carol arrive %d times, want 2", name, n)
+		fr.thaw()
+		for name, tb := range pages {
+			ssetest.Eventually(t, waitLong, "carol back on "+name+"'s page", func() bool { return tb.count(joined("carol")) == round+1 })
 		}
-		tb.replay(t, true)
+		for id, n := range map[string]*node{"a": a, "b": b, "c": c} {
+			ssetest.Eventually(t, waitLong, "carol a member on node "+id, func() bool {
+				return strings.Contains(names(n.tracker.Members()), "carol")
+			})
+		}
+		time.Sleep(grace + 4*interval) // negative check: anything doubled would have come by now
+		for name, tb := range pages {
+			if n := tb.count(`data-id="carol" data-reason`); n != round {
+				t.Errorf("round %d: %s's page saw %d departures of carol, want %d:\n%s", round, name, n, round, strings.Join(tb.elements(), "\n"))
+			}
+			if n := tb.count(joined("carol")); n != round+1 {
+				t.Errorf("round %d: %s's page saw carol arrive %d times, want %d", round, name, n, round+1)
+			}
+			tb.replay(t, true)
+		}
 	}
 	// Her departure later is one line too, whichever nodes decide it.
 	carol.Close()
 	for name, tb := range map[string]*tab{"alice": alice, "bob": bob} {
-		ssetest.Eventually(t, waitLong, "carol gone from "+name+"'s page", func() bool { return tb.count(`data-id="carol" data-reason`) == 2 })
+		ssetest.Eventually(t, waitLong, "carol gone from "+name+"'s page", func() bool { return tb.count(`data-id="carol" data-reason`) == 3 })
 	}
 	time.Sleep(grace + 4*interval) // negative check: anything doubled would have come by now
 	for name, tb := range map[string]*tab{"alice": alice, "bob": bob} {
-		if n := tb.count(`data-id="carol" data-reason`); n != 2 {
-			t.Errorf("%s's page saw %d departures of carol, want 2 (node lost, then closed)", name, n)
+		if n := tb.count(`data-id="carol" data-reason`); n != 3 {
+			t.Errorf("%s's page saw %d departures of carol, want 3 (node lost twice, then closed)", name, n)
 		}
 		tb.replay(t, true)
 	}
