@@ -2,7 +2,6 @@ package natspresence
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -185,7 +184,6 @@ type appender struct {
 
 type batch struct {
 	data    []byte
-	id      string // its Nats-Msg-Id: the same batch decided on two nodes is stored once
 	decided time.Time
 }
 
@@ -205,8 +203,7 @@ func (a *appender) queue(changes []presence.Change) {
 		return
 	}
 	a.mu.Lock()
-	sum := sha256.Sum256(append([]byte(a.c.kind()+"\n"), b...))
-	a.batches = append(a.batches, batch{data: b, id: "p-" + hex.EncodeToString(sum[:16]), decided: time.Now()})
+	a.batches = append(a.batches, batch{data: b, decided: time.Now()})
 	a.mu.Unlock()
 	select {
 	case a.wake <- struct{}{}:
@@ -239,7 +236,11 @@ func (a *appender) run() {
 				continue
 			}
 		}
-		err := a.c.cnode.Append(ctx, a.c.kind(), next.id, next.data)
+		// A new Nats-Msg-Id each time (see the package doc): an
+		// attempt the log stored too late, after its deadline, is
+		// applied to nobody, and a retry under its id would be taken
+		// for it.
+		err := a.c.cnode.Append(ctx, a.c.kind(), "", next.data)
 		switch {
 		case err == nil, time.Since(next.decided) > appendFor, !errors.Is(err, natscluster.ErrNoLog):
 			if err != nil {

@@ -76,14 +76,15 @@
 //
 // Each node appends what it decided, in batches (the tracker's windows,
 // so a storm of N arrivals costs each stream a few dozen events, not N),
-// less what its roster shows already. A batch's Nats-Msg-Id is a digest
-// of its contents, so the same batch decided on several nodes (a lost
-// node's one person, departing on each survivor) is stored once within
-// JetStream's duplicates window. Batches that differ (each node's
-// windows cut a storm differently) may carry the same change more than
-// once; the roster takes it once, on every node (applying is idempotent:
-// see [presence.LogCluster]), and a batch of nothing new is delivered to
-// no stream. So each departure is one "left" line,
+// less what its roster shows already. So the log may carry a change more
+// than once (a lost node's person departs on each survivor, each node's
+// windows cut a storm differently); the roster takes it once, on every
+// node (applying is idempotent: see [presence.LogCluster]), and a batch
+// of nothing new is delivered to no stream. A batch does not carry a
+// Nats-Msg-Id shared between nodes (a digest of its contents would let
+// JetStream store the same batch once): an attempt stored after its
+// deadline is applied to nobody, and another node's append of the same
+// batch under its id would be taken for it, and lost. So each departure is one "left" line,
 // on every node, in the same place of the log, whichever nodes decided
 // it, and a page that resumes on another node is replayed it once.
 //
