@@ -85,7 +85,12 @@ func (n *Node) HasLog() bool { return n.events != nil }
 // [Node.Handle]) or it gave up. id is the event's Nats-Msg-Id: JetStream
 // stores events with the same id once within its duplicates window (two
 // minutes by default), so nodes that decide the same thing may append it
-// under one id, and it is stored once. An empty id means a new one.
+// under one id, and it is stored once. An empty id means a new one. A
+// shared id has a cost: an append that gave up (its error wraps
+// [ErrNoLog]) may still be stored after its deadline and then applied to
+// nobody, and an append under the same id within the window is taken for
+// that one and returns nil. Share an id only where a later decision
+// mends a lost event (package natspresence shares none).
 //
 // Like [Node.Broadcast] with a history, the publish is retried for up to
 // [Options.PublishTimeout] (or until ctx ends); an error wrapping
