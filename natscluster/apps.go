@@ -73,6 +73,108 @@ type apps struct {
 	mu       sync.Mutex // held while a handler runs: one event at a time, in log order
 	handlers map[string]AppHandler
 	earlier  map[string][]AppEvent // applied with no handler, by kind
+
+	// The log held back for the handler of a declared kind (see
+	// Options.AppKinds): from the first event of such a kind the node
+	// applied before its handler, every event, in log order.
+	declared map[string]bool
+	holdFor  time.Duration // how long at most
+	held     []heldEvent
+	timer    *time.Timer // ends the hold when holdFor has passed
+	gaveUp   bool        // a hold ran out: no more holds
+	closed   bool
+}
+
+// heldEvent is an event of the log held back.
+type heldEvent struct {
+	l      *eventLog
+	pos    sfere.Position
+	stored time.Time
+	e      event
+}
+
+// declare makes kinds declared: the log is held back for their handlers
+// (see Options.AppKinds) for at most holdFor.
+func (a *apps) declare(kinds []string, holdFor time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, k := range kinds {
+		if a.declared == nil {
+			a.declared = make(map[string]bool)
+		}
+		a.declared[k] = true
+	}
+	a.holdFor = holdFor
+}
+
+// hold holds e, the log's event at pos, back if the log is held back, or
+// if it is the first event of a declared kind without a handler; it
+// reports whether it did. The log's applier calls it for every event, in
+// order.
+func (a *apps) hold(l *eventLog, pos sfere.Position, stored time.Time, e event) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch {
+	case len(a.held) > 0:
+	case a.gaveUp || a.closed || e.Kind == "" || !a.declared[e.Kind] || a.handlers[e.Kind] != nil:
+		return false
+	default:
+		a.timer = time.AfterFunc(a.holdFor, a.giveUp)
+	}
+	a.held = append(a.held, heldEvent{l: l, pos: pos, stored: stored, e: e})
+	return true
+}
+
+// releaseLocked delivers the events held back, in order, up to the next
+// one of a declared kind still without a handler (every one, if force).
+func (a *apps) releaseLocked(n *Node, force bool) {
+	for len(a.held) > 0 {
+		h := a.held[0]
+		if !force && h.e.Kind != "" && a.declared[h.e.Kind] && a.handlers[h.e.Kind] == nil {
+			return
+		}
+		a.held = a.held[1:]
+		if h.pos.Epoch != h.l.currentEpoch() {
+			continue // the log was made anew meanwhile: its history was reset
+		}
+		if h.e.Kind != "" {
+			n.applyAppLocked(h.pos, h.stored, h.e, h.e.Until != 0 && h.stored.UnixNano() > h.e.Until)
+		} else {
+			h.l.deliver(h.pos, h.stored, h.e)
+		}
+	}
+	a.held = nil
+	if a.timer != nil {
+		a.timer.Stop()
+		a.timer = nil
+	}
+}
+
+// giveUp ends a hold that ran out: the node delivers what it held back,
+// the events of kinds without a handler to nobody.
+func (a *apps) giveUp() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.timer == nil || len(a.held) == 0 {
+		return
+	}
+	a.timer = nil
+	a.gaveUp = true
+	h := a.held[0]
+	h.l.n.log.Warn("cluster: no handler came for a declared kind of app events; the log goes on without it", "kind", h.e.Kind)
+	a.releaseLocked(h.l.n, true)
+}
+
+// close drops what is held back: the node closed.
+func (a *apps) close() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.closed = true
+	a.held = nil
+	if a.timer != nil {
+		a.timer.Stop()
+		a.timer = nil
+	}
 }
 
 // HasLog reports whether the node keeps the cluster's event log (it has
@@ -115,13 +217,16 @@ func (n *Node) Append(ctx context.Context, kind, id string, data []byte) error {
 
 // Handle registers h for the app events of kind: from now on, each such
 // event the node applies goes to h, at its position. Register it before
-// the node serves streams that the events concern. Events of kind the
-// node applied before (a node that starts while the log holds some) are
-// handed to h first, marked [AppEvent.Earlier], for its state only; their
-// positions went to no stream here, so the node's history stops serving
-// the positions before now (a client that resumes from one is given the
-// full state instead). The returned func removes h. A kind has one
-// handler: a second gets [ErrNoHandler].
+// the node serves streams that the events concern. If kind is declared
+// ([Options.AppKinds]), the node held the log back for h from the first
+// event of kind it met: those events and every later one are delivered
+// now, in order, h's at their positions, as on every node. Events of an
+// undeclared kind the node applied before (a node that starts while the
+// log holds some) are handed to h first, marked [AppEvent.Earlier], for
+// its state only; their positions went to no stream here, so the node's
+// history stops serving the positions before now (a client that resumes
+// from one is given the full state instead). The returned func removes
+// h. A kind has one handler: a second gets [ErrNoHandler].
 func (n *Node) Handle(kind string, h AppHandler) (cancel func(), err error) {
 	a := &n.apps
 	a.mu.Lock()
@@ -133,6 +238,7 @@ func (n *Node) Handle(kind string, h AppHandler) (cancel func(), err error) {
 		return nil, fmt.Errorf("%w: %q", ErrNoHandler, kind)
 	}
 	a.handlers[kind] = h
+	a.releaseLocked(n, false)
 	if earlier := a.earlier[kind]; len(earlier) > 0 {
 		delete(a.earlier, kind)
 		for _, e := range earlier {
@@ -151,6 +257,28 @@ func (n *Node) Handle(kind string, h AppHandler) (cancel func(), err error) {
 	}, nil
 }
 
+// Held returns the app events of kind that the node holds back for its
+// handler (see [Options.AppKinds]), in log order, and the sequence of the
+// log up to which the node has applied or held it back. An app that hands
+// its state over between nodes (package natspresence: a room's roster)
+// uses them to know what its handler is about to render.
+func (n *Node) Held(kind string) (held []AppEvent, through uint64) {
+	a := &n.apps
+	a.mu.Lock()
+	for _, h := range a.held {
+		if h.e.Kind == kind {
+			held = append(held, AppEvent{Kind: kind, Data: h.e.Data, At: h.pos, Stored: h.stored})
+		}
+	}
+	a.mu.Unlock()
+	if l := n.events; l != nil {
+		l.mu.Lock()
+		through = l.applied
+		l.mu.Unlock()
+	}
+	return held, through
+}
+
 // placeholder is what a position holds on a node whose app events went to
 // no stream.
 var placeholder = sfere.PatchSignals(json.RawMessage(`{}`))
@@ -159,6 +287,13 @@ var placeholder = sfere.PatchSignals(json.RawMessage(`{}`))
 // late is set for an event stored after its deadline: refused to its
 // appender, it goes to no handler and no stream.
 func (n *Node) applyApp(pos sfere.Position, stored time.Time, e event, late bool) {
+	n.apps.mu.Lock()
+	defer n.apps.mu.Unlock()
+	n.applyAppLocked(pos, stored, e, late)
+}
+
+// applyAppLocked is applyApp with n.apps.mu held.
+func (n *Node) applyAppLocked(pos sfere.Position, stored time.Time, e event, late bool) {
 	delivered := false
 	deliver := func(p sfere.Pattern, exclude sfere.Matcher, effects ...sfere.Effect) (sfere.Result, error) {
 		if delivered {
@@ -170,7 +305,6 @@ func (n *Node) applyApp(pos sfere.Position, stored time.Time, e event, late bool
 	if !late {
 		a := &n.apps
 		ev := AppEvent{Kind: e.Kind, Data: e.Data, At: pos, Stored: stored}
-		a.mu.Lock()
 		if h := a.handlers[e.Kind]; h != nil {
 			h(ev, deliver)
 		} else {
@@ -182,7 +316,6 @@ func (n *Node) applyApp(pos sfere.Position, stored time.Time, e event, late bool
 				a.earlier[e.Kind] = append(q, ev)
 			}
 		}
-		a.mu.Unlock()
 	}
 	if !delivered {
 		if _, err := n.hub.BroadcastAt(pos, sfere.All, sfere.All, placeholder); err != nil {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sfere-go/sfere"
 	"github.com/sfere-go/sfere/internal/ssetest"
@@ -162,4 +163,75 @@ func TestAppEventsBeforeTheHandler(t *testing.T) {
 	c.Close()
 	ca.cancel()
 	cb.cancel()
+}
+
+// A node that declares a kind (Options.AppKinds) and starts while the log
+// holds events of it holds the log back from the first of them until the
+// kind's handler is registered: then the handler renders each at its
+// position, not marked earlier, as on every other node, the broadcasts
+// after them follow in order, and the node's history serves positions
+// from before the handler.
+func TestAppEventsHeldForADeclaredKind(t *testing.T) {
+	ns := startNATS(t)
+	a := historyNode(t, ns, "a")
+	ca := handleCounter(t, a)
+	ctx := t.Context()
+	var before string // after one, before two
+	for i, p := range []string{`"one"`, `"two"`} {
+		if err := a.node.Append(ctx, "count", "", []byte(p)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "a applied it", func() bool { return len(ca.handled()) == i+1 })
+		if i == 0 {
+			before = a.hub.Position().String()
+		}
+	}
+	if _, err := a.node.Broadcast(sfere.All, nil, sfere.AppendElements("#m", "<p>chat</p>")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a applied the chat", func() bool { return a.hub.Position().Offset == 3 })
+
+	b := newTestNodeWith(t, ns, "b", Options{Interval: interval, AppKinds: []string{"count"},
+		Hub: sfere.HubOptions{History: sfere.HistoryOptions{Size: 64}}})
+	if got := b.hub.Position().Offset; got != 0 {
+		t.Fatalf("b applied the log up to %d before the declared kind's handler, want it held from 1", got)
+	}
+	cb := handleCounter(t, b)
+	if got, want := strings.Join(cb.handled(), " "), strings.Join(ca.handled(), " "); got != want {
+		t.Fatalf("b's handler got %s, want a's: %s (at the same positions, none earlier)", got, want)
+	}
+	if b.hub.Position() != a.hub.Position() {
+		t.Fatalf("b at %v, a at %v", b.hub.Position(), a.hub.Position())
+	}
+	c := b.resume(t, before)
+	if _, err := a.node.Broadcast(sfere.All, nil, sfere.AppendElements("#m", "<p>live</p>")); err != nil {
+		t.Fatal(err)
+	}
+	c.Wait(ceiling, ssetest.Containing("<p>live</p>"))
+	if got, _ := elements(c); strings.Join(got, " ") != "<p>2</p> <p>chat</p> <p>live</p>" {
+		t.Fatalf("resumed on b from before the handler, got %q, want 2 chat then live", got)
+	}
+}
+
+// A hold for a declared kind whose handler does not come ends after the
+// node's StartTimeout: the log goes on, the kind's events to no stream,
+// handed to a handler registered later as earlier.
+func TestAppEventsHoldEnds(t *testing.T) {
+	ns := startNATS(t)
+	a := historyNode(t, ns, "a")
+	ca := handleCounter(t, a)
+	if err := a.node.Append(t.Context(), "count", "", []byte(`"one"`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a applied it", func() bool { return len(ca.handled()) == 1 })
+	b := newTestNodeWith(t, ns, "b", Options{Interval: interval, AppKinds: []string{"count"}, StartTimeout: time.Second,
+		Hub: sfere.HubOptions{History: sfere.HistoryOptions{Size: 64}}})
+	if _, err := a.node.Broadcast(sfere.All, nil, sfere.AppendElements("#m", "<p>chat</p>")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b goes on without the handler", func() bool { return b.hub.Position() == a.hub.Position() })
+	cb := handleCounter(t, b)
+	if got := cb.handled(); len(got) != 1 || !strings.HasSuffix(got[0], " earlier") {
+		t.Fatalf("b's late handler got %q, want one earlier", got)
+	}
 }

@@ -229,21 +229,8 @@ func (l *eventLog) apply(epoch string, seq uint64, stored time.Time, data []byte
 	var e event
 	if err := json.Unmarshal(data, &e); err != nil {
 		l.n.log.Warn("cluster: bad event in the log", "seq", seq, "err", err)
-	} else if e.Kind != "" {
-		l.n.applyApp(sfere.Position{Epoch: epoch, Offset: seq}, stored, e, e.Until != 0 && stored.UnixNano() > e.Until)
-	} else {
-		pos := sfere.Position{Epoch: epoch, Offset: seq}
-		exclude := e.Exclude.matcher()
-		if e.Until != 0 && stored.UnixNano() > e.Until {
-			exclude = sfere.All
-			l.n.logLate.Add(1)
-		}
-		res, err := l.n.hub.BroadcastAt(pos, e.Pattern, exclude, e.Effects...)
-		if err != nil {
-			l.n.log.Warn("cluster: event not delivered", "seq", seq, "err", err)
-		}
-		l.n.logDelivered.Add(uint64(res.Delivered))
-		l.n.logFailed.Add(uint64(res.Failed))
+	} else if !l.n.apps.hold(l, sfere.Position{Epoch: epoch, Offset: seq}, stored, e) {
+		l.deliver(sfere.Position{Epoch: epoch, Offset: seq}, stored, e)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -251,6 +238,28 @@ func (l *eventLog) apply(epoch string, seq uint64, stored time.Time, data []byte
 		l.applied = seq
 	}
 	return l.applied
+}
+
+// deliver delivers the event e of the log, at pos, stored at stored, to
+// the local hub: an app's event through its kind's handler (apps.go), a
+// broadcast or send at once.
+func (l *eventLog) deliver(pos sfere.Position, stored time.Time, e event) {
+	late := e.Until != 0 && stored.UnixNano() > e.Until
+	if e.Kind != "" {
+		l.n.applyApp(pos, stored, e, late)
+		return
+	}
+	exclude := e.Exclude.matcher()
+	if late {
+		exclude = sfere.All
+		l.n.logLate.Add(1)
+	}
+	res, err := l.n.hub.BroadcastAt(pos, e.Pattern, exclude, e.Effects...)
+	if err != nil {
+		l.n.log.Warn("cluster: event not delivered", "seq", pos.Offset, "err", err)
+	}
+	l.n.logDelivered.Add(uint64(res.Delivered))
+	l.n.logFailed.Add(uint64(res.Failed))
 }
 
 // breaks marks the consumer broken (lost, or skipping events) and has

@@ -68,6 +68,9 @@ func startCluster(ctx context.Context, opts Options, store sfere.Store, hubOpts 
 		Logger:         opts.Logger,
 		Replicas:       opts.NATSReplicas,
 		PublishTimeout: opts.NATSPublishTimeout,
+		// The log waits for the tracker, which renders the room's
+		// batches at their positions (see natspresence.Kind).
+		AppKinds: []string{natspresence.Kind(Category)},
 	})
 	if err != nil {
 		c.close()

@@ -29,8 +29,17 @@ const appendChunk = 1000
 // the log on a node that keeps one.
 func (c *Cluster) Logs() bool { return c.cnode.HasLog() }
 
+// Kind is the kind of the app events ([natscluster.Node.Append]) that
+// carry room's changes in the cluster's log. Give it to the node's
+// [natscluster.Options.AppKinds]: a node that starts while the log holds
+// some then holds the log back until the room's tracker starts, and
+// renders them at their positions like every other node, so its history
+// serves every position of the log. Without it, such a node's history
+// serves only the positions after its tracker started.
+func Kind(room string) string { return "presence:" + room }
+
 // kind is the room's kind of app event in the log.
-func (c *Cluster) kind() string { return "presence:" + c.room }
+func (c *Cluster) kind() string { return Kind(c.room) }
 
 // Append implements [presence.LogCluster]: the batch is queued, and
 // appended in the background.
@@ -52,8 +61,8 @@ func (c *Cluster) Append(changes []presence.Change) {
 // the nodes that start later.
 func (c *Cluster) startLog(n presence.Notify) error {
 	c.appends = newAppender(c)
-	if r, ok := c.fetchRoster(); ok {
-		n.Applied(r)
+	if r, at, ok := c.fetchRoster(); ok {
+		n.Applied(c.rollBack(r, at))
 	}
 	var err error
 	if c.unlog, err = c.cnode.Handle(c.kind(), c.applied); err != nil {
@@ -61,7 +70,9 @@ func (c *Cluster) startLog(n presence.Notify) error {
 	}
 	c.rosterSub, err = c.nc.Subscribe(c.rosterSubject(), func(msg *nats.Msg) {
 		changes, departed := n.Roster()
-		w := rosterWire{Changes: make([]change, len(changes)), Departed: make(map[string]int64, len(departed))}
+		// Read after the roster: every batch it reflects is at or before.
+		at := c.cnode.Hub().Position()
+		w := rosterWire{At: at.String(), Changes: make([]change, len(changes)), Departed: make(map[string]int64, len(departed))}
 		for i, ch := range changes {
 			w.Changes[i] = toChange(ch)
 		}
@@ -87,8 +98,10 @@ func (c *Cluster) rosterSubject() string {
 	return c.cnode.Prefix() + ".roster." + hex.EncodeToString([]byte(c.room))
 }
 
-// rosterWire is a roster handed over.
+// rosterWire is a roster handed over, as of At (a position of the log:
+// it reflects every batch at or before it).
 type rosterWire struct {
+	At       string           `json:"at"`
 	Changes  []change         `json:"changes"`
 	Departed map[string]int64 `json:"departed,omitempty"`
 }
@@ -97,28 +110,91 @@ type rosterWire struct {
 // updates this node's. It returns false if no node answered in time (this
 // is the first node, or the others are out of reach: the log is all
 // there is).
-func (c *Cluster) fetchRoster() (presence.Applied, bool) {
+func (c *Cluster) fetchRoster() (presence.Applied, sfere.Position, bool) {
 	msg, err := c.nc.Request(c.rosterSubject(), nil, c.timeout)
 	if err != nil {
 		if !errors.Is(err, nats.ErrNoResponders) {
 			c.log.Warn("natspresence: no roster handed over", "err", err)
 		}
-		return presence.Applied{}, false
+		return presence.Applied{}, sfere.Position{}, false
 	}
 	var w rosterWire
-	if err := json.Unmarshal(msg.Data, &w); err != nil {
+	err = json.Unmarshal(msg.Data, &w)
+	var at sfere.Position
+	if err == nil {
+		at, err = sfere.ParsePosition(w.At)
+	}
+	if err != nil {
 		c.log.Warn("natspresence: bad roster handed over", "err", err)
-		return presence.Applied{}, false
+		return presence.Applied{}, sfere.Position{}, false
 	}
 	a := presence.Applied{Changes: make([]presence.Change, len(w.Changes)), Stored: time.Now(),
 		Departed: make(map[string]time.Time, len(w.Departed))}
 	for i, ch := range w.Changes {
 		a.Changes[i] = ch.change()
 	}
-	for ref, at := range w.Departed {
-		a.Departed[ref] = time.Unix(0, at)
+	for ref, when := range w.Departed {
+		a.Departed[ref] = time.Unix(0, when)
 	}
-	return a, true
+	return a, at, true
+}
+
+// rollBack returns the roster r, handed over as of at, as it was before
+// the room's batches that the node holds back for its tracker (see
+// [Kind]): the tracker is about to render those at their positions, each
+// against the roster before it, as every node did. It waits (briefly)
+// until the node has taken in the log up to at, so that every batch r
+// reflects is among them. By the batches' Refs: a claim that arrives in
+// them is not in the roster before; a claim that departs in them, and did
+// not arrive in them, is, and is no longer remembered as departed.
+func (c *Cluster) rollBack(r presence.Applied, at sfere.Position) presence.Applied {
+	held, through := c.cnode.Held(c.kind())
+	for deadline := time.Now().Add(c.timeout); at.Epoch == c.cnode.Hub().Position().Epoch && through < at.Offset &&
+		time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		held, through = c.cnode.Held(c.kind())
+	}
+	if len(held) == 0 {
+		return r
+	}
+	arrived := make(map[string]bool)
+	departed := make(map[string]presence.Change)
+	for _, e := range held {
+		var wire []change
+		if json.Unmarshal(e.Data, &wire) != nil {
+			continue
+		}
+		for _, w := range wire {
+			switch ch := w.change(); {
+			case !ch.Leave:
+				arrived[ch.Ref] = true
+			case !arrived[ch.Ref]:
+				if _, ok := departed[ch.Ref]; !ok {
+					departed[ch.Ref] = ch
+				}
+			}
+		}
+	}
+	shown := make(map[string]bool)
+	kept := r.Changes[:0]
+	for _, ch := range r.Changes {
+		if !arrived[ch.Ref] {
+			kept = append(kept, ch)
+			shown[ch.Member.ID] = true
+		}
+	}
+	for ref, ch := range departed {
+		delete(r.Departed, ref)
+		if !shown[ch.Member.ID] {
+			kept = append(kept, presence.Change{Member: ch.Member, Ref: ref})
+			shown[ch.Member.ID] = true
+		}
+	}
+	for ref := range arrived {
+		delete(r.Departed, ref)
+	}
+	r.Changes = kept
+	return r
 }
 
 // applied hands a batch of the room's changes, as the node applies the

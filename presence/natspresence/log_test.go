@@ -279,3 +279,61 @@ func TestConcurrentArrivalsThroughTheLog(t *testing.T) {
 		}
 	}
 }
+
+// A node that starts while the log holds an arrival and a departure, with
+// the arrivals before them gone from the log, holds its log back for its
+// tracker, is handed the roster as it was before those batches, and
+// renders them at their positions as the other nodes did: a page that
+// resumes on it from before them is replayed both, once.
+func TestStartedNodeRendersTheLogItHolds(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	defer ns.Shutdown()
+	opts := nodeOptions{History: 16}
+	a, b := startNodeWith(t, ns.ClientURL(), "a", 0, opts), startNodeWith(t, ns.ClientURL(), "b", 0, opts)
+	if err := a.claim("phil", "s-phil"); err != nil {
+		t.Fatal(err)
+	}
+	phil := a.open("s-phil")
+	if err := b.claim("carol", "s-carol"); err != nil {
+		t.Fatal(err)
+	}
+	carol := b.open("s-carol")
+	phil.waitShown("phil", "carol")
+	for i := range 20 { // push the arrivals out of the log
+		if _, err := a.cnode.Broadcast(sfere.All, nil, sfere.AppendElements("#m", fmt.Sprintf("<p>%d</p>", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	phil.waitFor("<p>19</p>")
+	from := phil.lastID()
+	if err := b.claim("dave", "s-dave"); err != nil {
+		t.Fatal(err)
+	}
+	b.open("s-dave")
+	carol.Close()
+	phil.waitFor(left("carol", "closed"))
+	ssetest.Eventually(t, waitLong, "the log without the first arrivals", func() bool {
+		st, err := a.cnode.LogState(t.Context())
+		return err == nil && st.First > 4
+	})
+
+	c := startNodeWith(t, ns.ClientURL(), "c", 0, opts)
+	if got := names(c.tracker.Members()); got != "phil,dave" {
+		t.Fatalf("the started node's members: %q, want phil,dave", got)
+	}
+	back := c.openFrom("s-phil", from)
+	back.waitFor(left("carol", "closed"))
+	back.waitFor(joined("dave"))
+	time.Sleep(grace + 4*interval) // negative check: anything doubled would have come by now
+	if n := back.count(left("carol", "closed")) + back.count(joined("dave")); n != 2 {
+		t.Errorf("the page that resumed on the started node got %d of carol's departure and dave's arrival, want each once:\n%s",
+			n, strings.Join(back.elements(), "\n"))
+	}
+	keys := c.hub.List(presence.StreamsOf(room, "phil"))
+	if len(keys) != 1 {
+		t.Fatalf("phil's streams on c: %v", keys)
+	}
+	if s, ok := c.hub.Store().Get(keys[0]); !ok || !s.Recovery().Recovered {
+		t.Errorf("the page did not resume on the started node")
+	}
+}

@@ -95,13 +95,19 @@
 // decide it too, unless they lost NATS as well).
 //
 // A node that starts is handed the roster by another node (a NATS
-// request: the first node to answer), then the batches it applied before
-// its tracker started, for the roster only (applying is idempotent, so
-// those the other node's roster held already change nothing): the log
-// keeps only its Size and MaxAge, and the arrivals of people present for
-// longer are no longer in it. If no node answers (the first node, or all
-// restarted), the roster is what the log still holds. A roster too large
-// for one NATS message (tens of thousands of people) is not handed over.
+// request: the first node to answer), then applies the room's batches the
+// log holds (applying is idempotent, so those the other node's roster
+// held already change nothing): the log keeps only its Size and MaxAge,
+// and the arrivals of people present for longer are no longer in it. If
+// no node answers (the first node, or all restarted), the roster is what
+// the log still holds. A roster too large for one NATS message (tens of
+// thousands of people) is not handed over. Declare the room's [Kind] in
+// the node's [natscluster.Options.AppKinds]: the node then holds its log
+// back from the room's first batch until the tracker starts, and renders
+// the batches at their positions as every node did, so its history
+// serves every position of the log; without it, the batches the node
+// applied before its tracker started update the roster only, and its
+// history serves the positions after.
 //
 // No NATS round trip runs under the tracker's lock: the calls made under
 // it (Hold, Leave, Release, Append) only publish or queue.

@@ -142,7 +142,7 @@ func startNodeResumeOnConn(t *testing.T, nc *nats.Conn, id string, resume time.D
 	var err error
 	n.cnode, err = natscluster.New(nc, sfere.NewMemoryStore(sfere.MemoryOptions{}), natscluster.Options{
 		NodeID: id, Interval: opts.Interval, Replicas: opts.Replicas,
-		Hub: sfere.HubOptions{History: sfere.HistoryOptions{Size: opts.History}},
+		Hub: sfere.HubOptions{History: sfere.HistoryOptions{Size: opts.History}}, AppKinds: []string{natspresence.Kind(room)},
 		OnNodeLost: func(l natscluster.Lost) {
 			select {
 			case n.lost <- l:
