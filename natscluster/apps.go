@@ -66,7 +66,7 @@ type AppHandler func(e AppEvent, deliver Deliver)
 
 // earlierLimit bounds the events of a kind without a handler that a node
 // keeps for the handler to come.
-const earlierLimit = 100_000
+const earlierLimit = 10_000
 
 // apps is a node's app handlers.
 type apps struct {
@@ -239,6 +239,7 @@ func (n *Node) Handle(kind string, h AppHandler) (cancel func(), err error) {
 	}
 	a.handlers[kind] = h
 	a.releaseLocked(n, false)
+	delete(a.declared, kind) // a handler removed later holds nothing back
 	if earlier := a.earlier[kind]; len(earlier) > 0 {
 		delete(a.earlier, kind)
 		for _, e := range earlier {

@@ -176,8 +176,11 @@ type Options struct {
 	// [ErrNotClaimed] (the stream's owner holds no person).
 	Goodbye func(why error) []sfere.Effect
 	// OnDiff, if set, is told of every non-empty batch before it is
-	// sent (for logs and metrics). It runs with the tracker's lock held:
-	// it must not block or call the tracker.
+	// sent (for logs and metrics); where the room's changes go through a
+	// cluster's log ([LogCluster]), of every batch of the log that changed
+	// the roster, as this node applies it (so on every node, once each,
+	// without [Departure.Err]). It runs with the tracker's lock held: it
+	// must not block or call the tracker.
 	OnDiff func(Diff)
 	// Cluster, if set, shares the room with other nodes.
 	Cluster Cluster
