@@ -335,6 +335,7 @@ func TestClusterResumeReplaysPresenceLines(t *testing.T) {
 	away.close()
 
 	carol.via(a).post("/leave", nil) // her stream is on b; a, b and c each decide her departure
+	bs.waitFor(leftLine("carol"))    // in the log before the next line
 	brian.say("after carol left")
 	dave := newBrowser(t, b)
 	ds := dave.enter("dave")

@@ -256,6 +256,7 @@ type appender struct {
 	mu      sync.Mutex
 	batches []batch
 	wake    chan struct{}
+	done    chan struct{} // closed when run returns
 }
 
 type batch struct {
@@ -264,7 +265,7 @@ type batch struct {
 }
 
 func newAppender(c *Cluster) *appender {
-	return &appender{c: c, wake: make(chan struct{}, 1)}
+	return &appender{c: c, wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // queue adds a batch; it never waits.
@@ -288,16 +289,21 @@ func (a *appender) queue(changes []presence.Change) {
 }
 
 // run appends the queued batches until the cluster stops.
+//
+// An append in flight when the cluster stops is not cancelled: a publish
+// cancelled after it sent its bytes waits out its deadline to learn
+// whether the log took it (see [natscluster.Node.Append]), seconds, while
+// one left alone ends as soon as JetStream answers. The batches still
+// queued are dropped (the other nodes decide the same changes).
 func (a *appender) run() {
-	defer a.c.done.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		<-a.c.stop
-		cancel()
-	}()
+	defer close(a.done)
 	wait := 50 * time.Millisecond
 	for {
+		select {
+		case <-a.c.stop:
+			return
+		default:
+		}
 		a.mu.Lock()
 		var next *batch
 		if len(a.batches) > 0 {
@@ -316,7 +322,7 @@ func (a *appender) run() {
 		// attempt the log stored too late, after its deadline, is
 		// applied to nobody, and a retry under its id would be taken
 		// for it.
-		err := a.c.cnode.Append(ctx, a.c.kind(), "", next.data)
+		err := a.c.cnode.Append(context.Background(), a.c.kind(), "", next.data)
 		switch {
 		case err == nil, time.Since(next.decided) > appendFor, !errors.Is(err, natscluster.ErrNoLog):
 			if err != nil {

@@ -338,7 +338,6 @@ func (c *Cluster) Start(n presence.Notify) error {
 	go c.asserting()
 	go c.worker()
 	if c.appends != nil {
-		c.done.Add(1)
 		go c.appends.run()
 	}
 	return nil
@@ -360,6 +359,15 @@ func (c *Cluster) Close() {
 	}
 	close(c.stop)
 	c.done.Wait()
+	if c.appends != nil {
+		// An append in flight ends as soon as JetStream answers; Close
+		// waits a moment for it, not for a log out of reach (the
+		// appender then ends by itself, within its PublishTimeout).
+		select {
+		case <-c.appends.done:
+		case <-time.After(time.Second):
+		}
+	}
 	c.sub.Unsubscribe()
 	if c.rosterSub != nil {
 		c.rosterSub.Unsubscribe()
