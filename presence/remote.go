@@ -1,8 +1,6 @@
 package presence
 
 import (
-	"fmt"
-
 	"github.com/sfere-go/sfere"
 )
 
@@ -23,7 +21,7 @@ func (t *Tracker) heldLocked(node string, h Hold) {
 	if t.closed {
 		return
 	}
-	again := ""
+	lineage := ""
 	if t.departedRef(h.Ref) {
 		if h.Streams == 0 || t.gone[h.Ref].lostTo != node {
 			return // late news of a claim that departed
@@ -31,16 +29,9 @@ func (t *Tracker) heldLocked(node string, h Hold) {
 		// It departed because node was found lost, and node still holds
 		// it: node was not lost (a stalled process, a cut link) and is
 		// heard again. Its person arrives again, as its streams do.
+		lineage = t.gone[h.Ref].logged
 		delete(t.gone, h.Ref)
-		// Counted: a node that is lost and heard again twice brings
-		// its person back twice, each arrival its own in the log.
-		if len(t.agains) >= 1024 {
-			clear(t.agains)
-		}
-		t.agains[h.Ref]++
-		again = fmt.Sprintf("%s.%d", node, t.agains[h.Ref])
 	}
-
 	p := t.people[h.Person]
 	if p == nil {
 		if h.Streams == 0 {
@@ -51,9 +42,9 @@ func (t *Tracker) heldLocked(node string, h Hold) {
 			t.stepLocked(old, evRename)
 		}
 		p = t.newPersonLocked(h.Claim)
-		// In a cluster's log the claim departed: its arrival again is
-		// told apart from the first, alike on every node (see logRef).
-		p.again = again
+		// In a cluster's log the claim departed: its arrival again
+		// follows its last one there (see arriveLocked).
+		p.logged = lineage
 	}
 	if p.owner != h.Owner {
 		t.log.Warn("presence: a person is held by two owners; keeping this node's", "person", h.Person, "node", node)

@@ -230,7 +230,6 @@ type Tracker struct {
 	departed    map[string]Departure   // this batch's departures by id
 	fresh       sfere.KeySet           // streams opened since the last batch
 	gone        map[string]goneRef     // Refs of departed claims
-	agains      map[string]int         // Refs of claims that arrived again after their node's loss, how often (see logRef)
 	pubRefs     map[string]string      // published claims' Refs by id (log mode)
 	roster      map[string]rosterEntry // the log's state: what the streams are shown (log mode)
 	tomb        map[string]int64       // Refs of claims that departed in the log, at its time (log mode)
@@ -278,7 +277,6 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 		departed:         make(map[string]Departure),
 		fresh:            make(sfere.KeySet),
 		gone:             make(map[string]goneRef),
-		agains:           make(map[string]int),
 		pubRefs:          make(map[string]string),
 		roster:           make(map[string]rosterEntry),
 		tomb:             make(map[string]int64),
@@ -626,10 +624,12 @@ const goneFor = time.Minute
 type goneRef struct {
 	at     time.Time
 	lostTo string
+	logged string // the Ref its last arrival went through a cluster's log under
 }
 
-// rememberGoneLocked records a departed claim's Ref.
-func (t *Tracker) rememberGoneLocked(ref string) {
+// rememberGoneLocked records a departed claim's Ref, with the Ref its last
+// arrival went through a cluster's log under.
+func (t *Tracker) rememberGoneLocked(ref, logged string) {
 	if ref == "" {
 		return
 	}
@@ -641,7 +641,7 @@ func (t *Tracker) rememberGoneLocked(ref string) {
 			}
 		}
 	}
-	t.gone[ref] = goneRef{at: now}
+	t.gone[ref] = goneRef{at: now, logged: logged}
 }
 
 // departedRef reports whether ref is a claim that departed lately. t.mu

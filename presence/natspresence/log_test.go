@@ -170,12 +170,20 @@ func TestStartedNodeIsHandedTheRoster(t *testing.T) {
 // included (every node shows the log's sequence), although the person's
 // claim kept its Ref.
 func TestPausedNodeHeardAgainThroughTheLog(t *testing.T) {
+	t.Run("no resume window", func(t *testing.T) { pausedNodeHeardAgain(t, 0) })
+	// With a resume window the person departs resumably and comes back
+	// as a return, each time under a Ref of its own (a second return
+	// under the first's would be taken for its late news).
+	t.Run("resume window", func(t *testing.T) { pausedNodeHeardAgain(t, time.Minute) })
+}
+
+func pausedNodeHeardAgain(t *testing.T, resume time.Duration) {
 	ns := startNATS(t, "127.0.0.1:0")
 	defer ns.Shutdown()
 	opts := nodeOptions{History: 256}
-	a, b := startNodeWith(t, ns.ClientURL(), "a", 0, opts), startNodeWith(t, ns.ClientURL(), "b", 0, opts)
+	a, b := startNodeWith(t, ns.ClientURL(), "a", resume, opts), startNodeWith(t, ns.ClientURL(), "b", resume, opts)
 	fr := startFreezer(t, strings.TrimPrefix(ns.ClientURL(), "nats://"))
-	c := startNodeWith(t, fr.url(), "c", 0, opts)
+	c := startNodeWith(t, fr.url(), "c", resume, opts)
 	for person, n := range map[string]*node{"alice": a, "bob": b, "carol": c} {
 		if err := n.claim(person, "o-"+person); err != nil {
 			t.Fatal(err)
