@@ -208,6 +208,16 @@ func (t *Tracker) applyRosterLocked(changes []Change, stored time.Time) Diff {
 		m.Present = true
 		t.roster[id] = rosterEntry{m: Member{ID: m.ID, Meta: m.Meta, Since: m.Since, Present: true}, ref: c.Ref}
 		d.Joins = append(d.Joins, m)
+		if p := t.people[id]; p != nil && len(p.streams) > 0 && descends(c.Ref, p.logged) {
+			// This node holds a stream of the person and never saw it
+			// depart, but the log did (another node found this one
+			// lost) and it came back there: its departure, when this
+			// node decides it, is of the arrival the log shows.
+			p.logged = c.Ref
+			if _, ok := t.published[id]; ok {
+				t.pubRefs[id] = c.Ref
+			}
+		}
 	}
 	if !d.Empty() {
 		t.sorted, t.snapEffects = nil, nil
@@ -264,4 +274,19 @@ func (n notify) Roster() ([]Change, map[string]time.Time) {
 		departed[ref] = time.Unix(0, at)
 	}
 	return changes, departed
+}
+
+// descends reports whether ref is one of the next few arrivals' Refs
+// after from (see arriveLocked).
+func descends(ref, from string) bool {
+	for range 8 {
+		if from == "" {
+			return false
+		}
+		from = nextRef(from)
+		if from == ref {
+			return true
+		}
+	}
+	return false
 }

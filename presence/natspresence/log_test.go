@@ -219,6 +219,22 @@ func pausedNodeHeardAgain(t *testing.T, resume time.Duration) {
 			tb.replay(t, true)
 		}
 	}
+	if resume > 0 {
+		// Decided by c alone, her node (the others crash), her
+		// departure is of the arrival the log shows, though c never saw
+		// her depart: dave, on c, is shown it.
+		if err := c.claim("dave", "o-dave"); err != nil {
+			t.Fatal(err)
+		}
+		dave := c.open("o-dave")
+		dave.waitShown("alice", "bob", "carol", "dave")
+		a.crash()
+		b.crash()
+		dave.waitFor(left("alice", "node-lost"))
+		carol.Close()
+		dave.waitFor(left("carol", "closed"))
+		return
+	}
 	// Her departure later is one line too, whichever nodes decide it.
 	carol.Close()
 	for name, tb := range map[string]*tab{"alice": alice, "bob": bob} {
