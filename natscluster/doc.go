@@ -79,6 +79,18 @@
 // it still has, without an error) keeps the gap: positions before it are
 // not served.
 //
+// # An app's own events in the log
+//
+// An app may put events of its own into the same log ([Node.Append]: a
+// kind, a payload, optionally a Nats-Msg-Id of its choosing, so that
+// nodes deciding the same thing store it once). Every node hands each to
+// the handler of its kind ([Node.Handle]) as it applies the log, at the
+// event's position and in log order with the broadcasts around it; the
+// handler renders it from its own state and delivers it at that position,
+// so a client resuming on any node is replayed it like a broadcast.
+// Package natspresence sends who arrived, departed and came back this
+// way.
+//
 // # What a nil error means, and what survives which fault
 //
 // With a history, [Node.Broadcast] and [Node.Send] return nil only once

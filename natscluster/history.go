@@ -49,6 +49,10 @@ type event struct {
 	// after it, the event was refused to its caller, and no node delivers
 	// it (see publish).
 	Until int64 `json:"until,omitempty"`
+	// Kind and Data, if Kind is set, are an app's event (see apps.go):
+	// its handler delivers it; Pattern and Effects are empty.
+	Kind string          `json:"kind,omitempty"`
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 // eventLog is a node's end of the cluster's event log.
@@ -225,19 +229,8 @@ func (l *eventLog) apply(epoch string, seq uint64, stored time.Time, data []byte
 	var e event
 	if err := json.Unmarshal(data, &e); err != nil {
 		l.n.log.Warn("cluster: bad event in the log", "seq", seq, "err", err)
-	} else {
-		pos := sfere.Position{Epoch: epoch, Offset: seq}
-		exclude := e.Exclude.matcher()
-		if e.Until != 0 && stored.UnixNano() > e.Until {
-			exclude = sfere.All
-			l.n.logLate.Add(1)
-		}
-		res, err := l.n.hub.BroadcastAt(pos, e.Pattern, exclude, e.Effects...)
-		if err != nil {
-			l.n.log.Warn("cluster: event not delivered", "seq", seq, "err", err)
-		}
-		l.n.logDelivered.Add(uint64(res.Delivered))
-		l.n.logFailed.Add(uint64(res.Failed))
+	} else if !l.n.apps.hold(l, sfere.Position{Epoch: epoch, Offset: seq}, stored, e) {
+		l.deliver(sfere.Position{Epoch: epoch, Offset: seq}, stored, e)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -245,6 +238,28 @@ func (l *eventLog) apply(epoch string, seq uint64, stored time.Time, data []byte
 		l.applied = seq
 	}
 	return l.applied
+}
+
+// deliver delivers the event e of the log, at pos, stored at stored, to
+// the local hub: an app's event through its kind's handler (apps.go), a
+// broadcast or send at once.
+func (l *eventLog) deliver(pos sfere.Position, stored time.Time, e event) {
+	late := e.Until != 0 && stored.UnixNano() > e.Until
+	if e.Kind != "" {
+		l.n.applyApp(pos, stored, e, late)
+		return
+	}
+	exclude := e.Exclude.matcher()
+	if late {
+		exclude = sfere.All
+		l.n.logLate.Add(1)
+	}
+	res, err := l.n.hub.BroadcastAt(pos, e.Pattern, exclude, e.Effects...)
+	if err != nil {
+		l.n.log.Warn("cluster: event not delivered", "seq", pos.Offset, "err", err)
+	}
+	l.n.logDelivered.Add(uint64(res.Delivered))
+	l.n.logFailed.Add(uint64(res.Failed))
 }
 
 // breaks marks the consumer broken (lost, or skipping events) and has

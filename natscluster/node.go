@@ -69,6 +69,16 @@ type Options struct {
 	// StartTimeout bounds how long [New] waits for JetStream to take the
 	// event log (with a history). Zero means [DefaultStartTimeout].
 	StartTimeout time.Duration
+	// AppKinds are the kinds of the app events ([Node.Append]) whose
+	// handlers the app registers after New returns ([Node.Handle]), as
+	// package natspresence does for a room (natspresence.Kind): a node
+	// that meets such an event before its handler holds the log back
+	// from there (chat too, in order) until the handler is registered,
+	// so the handler renders it at its position as every other node did,
+	// and the node's history serves every position of the log. A hold
+	// ends after StartTimeout without the handler: the events go on to
+	// no stream ([AppEvent.Earlier]).
+	AppKinds []string
 	// Hub configures the local hub that [New] builds. Its OnOpen, if
 	// set, runs before the node announces the stream (the node may end
 	// the stream at once, if another node opened the same key later).
@@ -125,6 +135,8 @@ type Node struct {
 	events   *eventLog // the cluster's event log; nil without a history
 
 	replicas int // of the log and the adapters' buckets; 0: automatic
+
+	apps apps // handlers of the apps' own events in the log (apps.go)
 
 	// mu guards the maps and orders every presence publish with them, so
 	// peers see opens, closes and snapshots in the order they happened.
@@ -204,6 +216,7 @@ func New(nc *nats.Conn, store sfere.Store, opts Options) (*Node, error) {
 	}
 	n.log = n.log.With("node", n.id)
 	n.warmAt = time.Now().Add(n.warmup())
+	n.apps.declare(opts.AppKinds, cmp.Or(opts.StartTimeout, DefaultStartTimeout))
 	hubOpts := opts.Hub
 	appOpened := hubOpts.OnOpen
 	hubOpts.OnOpen = func(s *sfere.Stream) {
@@ -280,6 +293,7 @@ func (n *Node) Close() {
 	if n.events != nil {
 		n.events.close()
 	}
+	n.apps.close()
 	n.mu.Lock()
 	n.publish(presence{Node: n.id, Op: opBye})
 	for s, ls := range n.local {

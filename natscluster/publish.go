@@ -70,16 +70,22 @@ func (l *eventLog) publish(ctx context.Context, p sfere.Pattern, exclude sfere.M
 	if err != nil {
 		return err
 	}
+	return l.publishEvent(ctx, event{Pattern: p, Exclude: wm, Effects: effects}, nuid.Next())
+}
+
+// publishEvent is publish for an event already built, under the
+// Nats-Msg-Id id (see [Node.Append]); it sets the event's deadline.
+func (l *eventLog) publishEvent(ctx context.Context, e event, id string) error {
 	giveUp := time.Now().Add(l.retryFor)
 	if d, ok := ctx.Deadline(); ok && d.Before(giveUp) {
 		giveUp = d
 	}
 	until := giveUp.Add(clockSkew)
-	b, err := json.Marshal(event{Pattern: p, Exclude: wm, Effects: effects, Until: until.UnixNano()})
+	e.Until = until.UnixNano()
+	b, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("natscluster: %w", err)
 	}
-	id := nuid.Next()
 	attempts, sent, err := l.retry(ctx, giveUp, id, b)
 	if err == nil {
 		if attempts > 1 {

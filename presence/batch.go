@@ -73,6 +73,10 @@ func (t *Tracker) flushTimer() {
 // replay.)
 func (t *Tracker) flushLocked() {
 	t.lastFlush = time.Now()
+	if t.logMode {
+		t.flushLogLocked()
+		return
+	}
 	if len(t.fresh) > 0 {
 		// The fresh set goes with the broadcast; the tracker starts a new one.
 		fresh := t.fresh
@@ -84,7 +88,7 @@ func (t *Tracker) flushLocked() {
 			t.log.Error("presence: snapshot", "err", err)
 		}
 	}
-	d := t.diffLocked()
+	d, _ := t.diffLocked()
 	if d.Empty() {
 		return
 	}
@@ -113,8 +117,11 @@ func (t *Tracker) flushLocked() {
 // diffLocked turns the changes since the last batch into a diff and makes
 // it the published state. A person who arrived and departed within one
 // batch is in neither list; one who departed and arrived again is in both.
-func (t *Tracker) diffLocked() Diff {
+// With the room's changes in a log, it also returns them as the log's
+// changes (departures first), with their claims' Refs.
+func (t *Tracker) diffLocked() (Diff, []Change) {
 	var d Diff
+	var leaves, joins []Change
 	for id := range t.dirty {
 		pub, wasIn := t.published[id]
 		pubEpoch := t.epochs[id]
@@ -127,8 +134,13 @@ func (t *Tracker) diffLocked() Diff {
 			}
 			dep.Member = pub
 			d.Leaves = append(d.Leaves, dep)
+			if t.logMode {
+				leaves = append(leaves, Change{Leave: true, Member: pub, Ref: t.pubRefs[id],
+					Reason: dep.Reason, Cause: dep.Cause, Resumable: dep.Resumable})
+			}
 			delete(t.published, id)
 			delete(t.epochs, id)
+			delete(t.pubRefs, id)
 		}
 		if isIn && (!wasIn || p.epoch != pubEpoch) {
 			m := p.member()
@@ -136,6 +148,10 @@ func (t *Tracker) diffLocked() Diff {
 			t.epochs[id] = p.epoch
 			m.Back, p.back = p.back, false
 			d.Joins = append(d.Joins, m)
+			if t.logMode {
+				t.pubRefs[id] = p.logged
+				joins = append(joins, Change{Member: m, Ref: p.logged})
+			}
 		}
 	}
 	if !d.Empty() {
@@ -145,5 +161,7 @@ func (t *Tracker) diffLocked() Diff {
 	clear(t.departed)
 	slices.SortFunc(d.Joins, byArrival)
 	slices.SortFunc(d.Leaves, func(a, b Departure) int { return cmp.Compare(a.ID, b.ID) })
-	return d
+	slices.SortFunc(joins, func(a, b Change) int { return byArrival(a.Member, b.Member) })
+	slices.SortFunc(leaves, func(a, b Change) int { return cmp.Compare(a.Member.ID, b.Member.ID) })
+	return d, append(leaves, joins...)
 }

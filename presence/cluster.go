@@ -91,6 +91,16 @@ type Notify interface {
 	Left(person, owner string)
 	// Holds returns what this node holds now, for a snapshot.
 	Holds() []Hold
+	// Applied applies a batch of the room's changes from a
+	// [LogCluster]'s log, at its position: the log's batches in log
+	// order, each once.
+	Applied(a Applied)
+	// Roster returns the room's roster as this node applied the
+	// [LogCluster]'s log, as arrivals, with the Refs of the claims that
+	// departed lately: what a node that starts is handed (as a batch
+	// that only updates its roster), for the people whose arrival its
+	// log no longer holds.
+	Roster() ([]Change, map[string]time.Time)
 }
 
 // The tracker's calls to its cluster are decided under its lock, which

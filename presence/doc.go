@@ -73,5 +73,15 @@
 // is one person, a name claimed on one node is taken on all, and when a
 // node is lost its people depart once on every other node
 // (ReasonNodeLost).
-// Each node announces changes to its own streams only.
+//
+// Where the cluster's hubs copy one shared log (a [LogCluster]: package
+// natspresence over a natscluster node that keeps a history), the room's
+// arrivals, departures and returns go through that log: each node
+// appends the changes it decided, and every node applies the log's, in
+// log order, to the room's roster, delivering the diff at the log's
+// position. So a stream that resumes on any node is replayed the lines it
+// missed, once, a stream that recovered holds the room's state (no
+// snapshot), and a departure that several nodes decided is one line on
+// every node. Without a log, each node announces changes to its own
+// streams only, and every stream that opens gets a snapshot.
 package presence

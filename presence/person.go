@@ -145,6 +145,7 @@ type person struct {
 	vanished bool                       // its last stream here ended because its peer vanished
 	back     bool                       // its next announced arrival is a return within the window
 	unlisted int                        // its streams here that ended before their snapshot (see Tracker.opened)
+	logged   string                     // the Ref its last arrival went through a cluster's log under (see arriveLocked)
 
 	lastCause sfere.Cause // how its last stream ended
 	lastErr   error
@@ -246,6 +247,16 @@ func (t *Tracker) stepLocked(p *person, ev personEvent) []*sfere.Stream {
 func (t *Tracker) arriveLocked(p *person) {
 	t.seq++
 	p.epoch = t.seq
+	// In a cluster's log, each arrival of a claim has a Ref of its own,
+	// alike on every node: the claim's for its first, and for each later
+	// one (a return, an arrival again after its node was found lost and
+	// heard again) the next after the last. A return's is the one its
+	// claim takes (nextRef), and a claim lost and back twice gets two.
+	if p.logged == "" {
+		p.logged = p.ref
+	} else {
+		p.logged = nextRef(p.logged)
+	}
 	if p.since.IsZero() {
 		p.since = time.Now()
 	}
@@ -258,7 +269,7 @@ func (t *Tracker) arriveLocked(p *person) {
 // the resume window runs out or its owner comes back. p is held nowhere,
 // so it has no stream on this node.
 func (t *Tracker) awayLocked(p *person, d Departure) {
-	t.rememberGoneLocked(p.ref)
+	t.rememberGoneLocked(p.ref, p.logged)
 	d.Resumable = true
 	d.Member = p.member()
 	p.epoch, p.since = 0, time.Time{}
@@ -274,7 +285,7 @@ func (t *Tracker) awayLocked(p *person, d Departure) {
 // on this node, which it no longer follows.
 func (t *Tracker) forgetLocked(p *person) []*sfere.Stream {
 	p.stopTimerLocked()
-	t.rememberGoneLocked(p.ref)
+	t.rememberGoneLocked(p.ref, p.logged)
 	delete(t.people, p.id)
 	if t.owners[p.owner] == p {
 		delete(t.owners, p.owner)

@@ -21,6 +21,7 @@ func (t *Tracker) heldLocked(node string, h Hold) {
 	if t.closed {
 		return
 	}
+	lineage := ""
 	if t.departedRef(h.Ref) {
 		if h.Streams == 0 || t.gone[h.Ref].lostTo != node {
 			return // late news of a claim that departed
@@ -28,6 +29,7 @@ func (t *Tracker) heldLocked(node string, h Hold) {
 		// It departed because node was found lost, and node still holds
 		// it: node was not lost (a stalled process, a cut link) and is
 		// heard again. Its person arrives again, as its streams do.
+		lineage = t.gone[h.Ref].logged
 		delete(t.gone, h.Ref)
 	}
 	p := t.people[h.Person]
@@ -40,6 +42,9 @@ func (t *Tracker) heldLocked(node string, h Hold) {
 			t.stepLocked(old, evRename)
 		}
 		p = t.newPersonLocked(h.Claim)
+		// In a cluster's log the claim departed: its arrival again
+		// follows its last one there (see arriveLocked).
+		p.logged = lineage
 	}
 	if p.owner != h.Owner {
 		t.log.Warn("presence: a person is held by two owners; keeping this node's", "person", h.Person, "node", node)

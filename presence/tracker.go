@@ -176,8 +176,11 @@ type Options struct {
 	// [ErrNotClaimed] (the stream's owner holds no person).
 	Goodbye func(why error) []sfere.Effect
 	// OnDiff, if set, is told of every non-empty batch before it is
-	// sent (for logs and metrics). It runs with the tracker's lock held:
-	// it must not block or call the tracker.
+	// sent (for logs and metrics); where the room's changes go through a
+	// cluster's log ([LogCluster]), of every batch of the log that changed
+	// the roster, as this node applies it (so on every node, once each,
+	// without [Departure.Err]). It runs with the tracker's lock held: it
+	// must not block or call the tracker.
 	OnDiff func(Diff)
 	// Cluster, if set, shares the room with other nodes.
 	Cluster Cluster
@@ -206,6 +209,7 @@ type Tracker struct {
 	onDiffs          []func(Diff) // added by Tracker.OnDiff, under mu
 	replayHoldsState bool
 	cluster          Cluster
+	logMode          bool // the room's changes go through the cluster's log (see LogCluster)
 	log              *slog.Logger
 	clock            clock
 
@@ -214,24 +218,27 @@ type Tracker struct {
 	sending     bool            // a goroutine is making the outbox's calls
 	sent        sync.Cond       // signalled when it stops; L is &mu
 	closed      bool
-	seq         uint64                // arrival epochs
-	people      map[string]*person    // id -> person (claimed, present, in grace or away)
-	owners      map[string]*person    // owner -> person
-	opening     map[sfere.Key]opening // streams on their way into the store
-	published   map[string]Member     // the state as of the last batch
-	sorted      []Member              // published in order of arrival; nil when stale
-	snapEffects []sfere.Effect        // the snapshot of sorted, rendered; nil when stale or not yet rendered
-	epochs      map[string]uint64     // published arrival epoch by id
-	dirty       map[string]struct{}   // ids changed since the last batch
-	departed    map[string]Departure  // this batch's departures by id
-	fresh       sfere.KeySet          // streams opened since the last batch
-	gone        map[string]goneRef    // Refs of departed claims
-	lastFlush   time.Time             // when the last batch went out
-	current     time.Duration         // the window in force: Window, doubled while a storm lasts
-	breaks      rate                  // people whose last stream ended, lately (see storm.go)
-	stormReturn time.Time             // when one of a storm's people last came back
-	storm       bool                  // the last break was in a storm
-	flushing    *time.Timer           // the pending batch's timer, if any
+	seq         uint64                 // arrival epochs
+	people      map[string]*person     // id -> person (claimed, present, in grace or away)
+	owners      map[string]*person     // owner -> person
+	opening     map[sfere.Key]opening  // streams on their way into the store
+	published   map[string]Member      // the state as of the last batch
+	sorted      []Member               // published in order of arrival; nil when stale
+	snapEffects []sfere.Effect         // the snapshot of sorted, rendered; nil when stale or not yet rendered
+	epochs      map[string]uint64      // published arrival epoch by id
+	dirty       map[string]struct{}    // ids changed since the last batch
+	departed    map[string]Departure   // this batch's departures by id
+	fresh       sfere.KeySet           // streams opened since the last batch
+	gone        map[string]goneRef     // Refs of departed claims
+	pubRefs     map[string]string      // published claims' Refs by id (log mode)
+	roster      map[string]rosterEntry // the log's state: what the streams are shown (log mode)
+	tomb        map[string]int64       // Refs of claims that departed in the log, at its time (log mode)
+	lastFlush   time.Time              // when the last batch went out
+	current     time.Duration          // the window in force: Window, doubled while a storm lasts
+	breaks      rate                   // people whose last stream ended, lately (see storm.go)
+	stormReturn time.Time              // when one of a storm's people last came back
+	storm       bool                   // the last break was in a storm
+	flushing    *time.Timer            // the pending batch's timer, if any
 }
 
 // New returns a tracker of opts.Room on hub. It follows the hub's streams
@@ -270,7 +277,11 @@ func New(hub *sfere.Hub, opts Options) (*Tracker, error) {
 		departed:         make(map[string]Departure),
 		fresh:            make(sfere.KeySet),
 		gone:             make(map[string]goneRef),
+		pubRefs:          make(map[string]string),
+		roster:           make(map[string]rosterEntry),
+		tomb:             make(map[string]int64),
 	}
+	_, t.logMode = logCluster(opts.Cluster)
 	t.sent.L = &t.mu
 	t.stormGrace = cmp.Or(opts.StormGrace, 5*t.grace)
 	t.breaks.span = max(t.grace, minStormSpan)
@@ -447,14 +458,16 @@ func (t *Tracker) open(w http.ResponseWriter, r *http.Request, owner string, ini
 // carries a Last-Event-ID header) and whose stream recovered was replayed
 // every batch it missed, and so holds the room's state: it then gets no
 // snapshot, only the batches after. That holds when the hub keeps a
-// history of its own, which the tracker's batches are in; not with a
-// cluster, whose shared log (natscluster's) the batches do not go
-// through: there every stream gets a snapshot (at 5,000 people, a list of
+// history that the tracker's batches are in: its own, or a cluster's
+// shared log that the room's changes go through (see [LogCluster]). A
+// cluster without a log sends each node's batches to its own streams
+// only: there every stream gets a snapshot (at 5,000 people, a list of
 // about 250 KB each). A page's first request should pass the position it
 // was rendered at as the lastEventID query parameter, not the header: it
 // holds no batch yet.
 func replayHoldsState(hub *sfere.Hub, cluster Cluster) bool {
-	return cluster == nil && hub.Position().Epoch != ""
+	_, logs := logCluster(cluster)
+	return (cluster == nil || logs) && hub.Position().Epoch != ""
 }
 
 // opening is a stream on its way into the store: its person, and whether
@@ -611,10 +624,12 @@ const goneFor = time.Minute
 type goneRef struct {
 	at     time.Time
 	lostTo string
+	logged string // the Ref its last arrival went through a cluster's log under
 }
 
-// rememberGoneLocked records a departed claim's Ref.
-func (t *Tracker) rememberGoneLocked(ref string) {
+// rememberGoneLocked records a departed claim's Ref, with the Ref its last
+// arrival went through a cluster's log under.
+func (t *Tracker) rememberGoneLocked(ref, logged string) {
 	if ref == "" {
 		return
 	}
@@ -626,7 +641,7 @@ func (t *Tracker) rememberGoneLocked(ref string) {
 			}
 		}
 	}
-	t.gone[ref] = goneRef{at: now}
+	t.gone[ref] = goneRef{at: now, logged: logged}
 }
 
 // departedRef reports whether ref is a claim that departed lately. t.mu
@@ -670,12 +685,18 @@ func (t *Tracker) Members() []Member {
 func (t *Tracker) Count() int {
 	t.mu.Lock()
 	defer t.unlock()
+	if t.logMode {
+		return len(t.roster)
+	}
 	return len(t.published)
 }
 
 // membersLocked returns the published members in order of arrival: a
 // slice shared until the next change, which callers must not modify.
 func (t *Tracker) membersLocked() []Member {
+	if t.sorted == nil && t.logMode {
+		t.sorted = t.rosterMembersLocked()
+	}
 	if t.sorted == nil {
 		t.sorted = make([]Member, 0, len(t.published))
 		for _, m := range t.published {

@@ -15,8 +15,9 @@ import (
 
 // cluster is what a lobby node runs to share one lobby with other nodes
 // over NATS: the natscluster node carries chat to every node's streams
-// and decides which nodes are there, and the presence cluster, an adapter
-// over it (package natspresence), shares who is here.
+// through its event log and decides which nodes are there, and the
+// presence cluster, an adapter over it (package natspresence), shares who
+// is here, its "joined", "left" and "back" lines through the same log.
 // Every call into natscluster is in this file.
 type cluster struct {
 	log      *slog.Logger
@@ -67,6 +68,9 @@ func startCluster(ctx context.Context, opts Options, store sfere.Store, hubOpts 
 		Logger:         opts.Logger,
 		Replicas:       opts.NATSReplicas,
 		PublishTimeout: opts.NATSPublishTimeout,
+		// The log waits for the tracker, which renders the room's
+		// batches at their positions (see natspresence.Kind).
+		AppKinds: []string{natspresence.Kind(Category)},
 	})
 	if err != nil {
 		c.close()

@@ -316,3 +316,54 @@ func TestClusterSharedStateLost(t *testing.T) {
 		t.Errorf("losing the shared state announced %d departures", n)
 	}
 }
+
+// Presence lines go through the cluster's log: a tab whose stream broke
+// before a departure and an arrival, and that reconnects through another
+// node, is replayed both there, once, in order with the chat around them,
+// and gets no new list (it holds the room's state); every other stream
+// shows the departure once, although each node decided it.
+func TestClusterResumeReplaysPresenceLines(t *testing.T) {
+	node := newCluster(t, lobby.Options{})
+	a, b, c := node("a"), node("b"), node("c")
+	phil, carol, brian := newBrowser(t, a), newBrowser(t, b), newBrowser(t, c)
+	ps := phil.enter("phil")
+	away := phil.openStream() // phil's second tab, on a: it breaks and comes back through c
+	away.waitFor(`id="participant-list"`)
+	cs := carol.enter("carol")
+	bs := brian.enter("brian")
+	for _, s := range []*stream{ps, away, cs} {
+		s.waitFor(joinedLine("brian"))
+	}
+	phil.say("before the break")
+	lastID := away.idAfter("before the break")
+	away.close()
+
+	carol.via(a).post("/leave", nil) // her stream is on b; a, b and c each decide her departure
+	bs.waitFor(leftLine("carol"))    // in the log before the next line
+	brian.say("after carol left")
+	dave := newBrowser(t, b)
+	ds := dave.enter("dave")
+	for _, s := range []*stream{ps, bs} {
+		s.waitFor(joinedLine("dave"))
+	}
+	back := phil.via(c).openStreamFrom(lastID)
+	back.waitFor(joinedLine("dave"))
+	phil.say("after the return")
+	back.waitFor("after the return")
+	time.Sleep(testGrace + 3*clusterHeartbeat) // negative check: a second departure, from any node, would come by now
+	assertLinesOnceInOrder(t, back, leftLine("carol"), "after carol left", joinedLine("dave"), "after the return")
+	if n := back.count(`id="participant-list"`) + back.count("before the break"); n != 0 {
+		t.Errorf("the stream that came back through c got a new list or an old line:\n%s", back.dump())
+	}
+	for name, s := range map[string]*stream{"phil": ps, "brian": bs} {
+		if n := s.count(leftLine("carol")); n != 1 {
+			t.Errorf("%s saw %d \"carol left\" lines, want 1", name, n)
+		}
+		if n := s.count(joinedLine("dave")); n != 1 {
+			t.Errorf("%s saw %d \"dave joined\" lines, want 1", name, n)
+		}
+	}
+	if n := ds.count(joinedLine("dave")); n != 1 {
+		t.Errorf("dave saw his own arrival %d times, want 1", n)
+	}
+}

@@ -57,8 +57,60 @@
 // little here: a claim lost with every server's page cache is re-asserted
 // within one Interval by the nodes that hold its person.
 //
+// # Arrivals, departures and returns in the log
+//
+// On a
+// node that keeps a history (the cluster's event log), the Cluster is a
+// [presence.LogCluster]: the tracker hands each batch of the changes it
+// decided to Append, which puts it into the log as an app event of the
+// room's kind ([natscluster.Node.Append]); every node, as it applies the
+// log, hands the room's events to its tracker ([natscluster.Node.Handle],
+// [presence.Notify.Applied]), which applies them to its roster and
+// delivers the diff at the event's position. Who decides what:
+//
+//   - an arrival, by every node that sees the person's first stream (its
+//     own, or another node's through its hold message);
+//   - a departure, by every node whose grace timer for the person runs
+//     out, or that finds the node holding its last streams lost;
+//   - a return, like an arrival, under the claim's next Ref.
+//
+// Each node appends what it decided, in batches (the tracker's windows,
+// so a storm of N arrivals costs each stream a few dozen events, not N),
+// less what its roster shows already. So the log may carry a change more
+// than once (a lost node's person departs on each survivor, each node's
+// windows cut a storm differently); the roster takes it once, on every
+// node (applying is idempotent: see [presence.LogCluster]), and a batch
+// of nothing new is delivered to no stream. A batch does not carry a
+// Nats-Msg-Id shared between nodes (a digest of its contents would let
+// JetStream store the same batch once): an attempt stored after its
+// deadline is applied to nobody, and another node's append of the same
+// batch under its id would be taken for it, and lost. So each departure is one "left" line,
+// on every node, in the same place of the log, whichever nodes decided
+// it, and a page that resumes on another node is replayed it once.
+//
+// A batch the log did not take (NATS out of reach, the log's servers
+// electing a leader for longer than the node's PublishTimeout) is tried
+// again, in order, until the log takes it or a minute has passed since
+// it was decided; then it is dropped with a warning (the other nodes
+// decide it too, unless they lost NATS as well).
+//
+// A node that starts is handed the roster by another node (a NATS
+// request: the first node to answer), then applies the room's batches the
+// log holds (applying is idempotent, so those the other node's roster
+// held already change nothing): the log keeps only its Size and MaxAge,
+// and the arrivals of people present for longer are no longer in it. If
+// no node answers (the first node, or all restarted), the roster is what
+// the log still holds. A roster too large for one NATS message (tens of
+// thousands of people) is not handed over. Declare the room's [Kind] in
+// the node's [natscluster.Options.AppKinds]: the node then holds its log
+// back from the room's first batch until the tracker starts, and renders
+// the batches at their positions as every node did, so its history
+// serves every position of the log; without it, the batches the node
+// applied before its tracker started update the roster only, and its
+// history serves the positions after.
+//
 // No NATS round trip runs under the tracker's lock: the calls made under
-// it (Hold, Leave, Release) only publish or queue.
+// it (Hold, Leave, Release, Append) only publish or queue.
 package natspresence
 
 import (
@@ -131,21 +183,24 @@ type Cluster struct {
 	pubMu sync.Mutex
 	holds uint64
 
-	mu      sync.Mutex
-	kv      jetstream.KeyValue
-	n       presence.Notify
-	mine    map[string]claimRev // person -> the claim this node asserts
-	pending map[string]*partial // snapshots being assembled, by node
-	seq     uint64              // this node's snapshots
-	sub     *nats.Subscription
-	unwatch func()              // stops the node's membership news
-	work    chan func()         // key-value work queued under the tracker's lock
-	kick    chan struct{}       // re-assert the claims now (after a reconnect)
-	changed map[string]struct{} // claims kept or changed since they were last asserted
-	soon    chan struct{}       // assert the changed claims now
-	stop    chan struct{}
-	done    sync.WaitGroup
-	stopped bool
+	mu        sync.Mutex
+	kv        jetstream.KeyValue
+	n         presence.Notify
+	mine      map[string]claimRev // person -> the claim this node asserts
+	pending   map[string]*partial // snapshots being assembled, by node
+	seq       uint64              // this node's snapshots
+	sub       *nats.Subscription
+	unwatch   func()              // stops the node's membership news
+	unlog     func()              // stops the log's batches (nil without a log)
+	rosterSub *nats.Subscription  // answers nodes that start for the roster (nil without a log)
+	appends   *appender           // this node's batches on their way into the log (nil without a log)
+	work      chan func()         // key-value work queued under the tracker's lock
+	kick      chan struct{}       // re-assert the claims now (after a reconnect)
+	changed   map[string]struct{} // claims kept or changed since they were last asserted
+	soon      chan struct{}       // assert the changed claims now
+	stop      chan struct{}
+	done      sync.WaitGroup
+	stopped   bool
 }
 
 // partial is a snapshot whose parts are arriving.
@@ -268,6 +323,12 @@ func (c *Cluster) Start(n presence.Notify) error {
 		return fmt.Errorf("natspresence: %w", err)
 	}
 	c.sub = sub
+	if c.Logs() {
+		if err := c.startLog(n); err != nil {
+			sub.Unsubscribe()
+			return err
+		}
+	}
 	c.unwatch = c.cnode.Watch(natscluster.Watch{
 		Lost: func(l natscluster.Lost) { n.NodeLost(l.Node) },
 		Left: func(node string) { c.forget(node) },
@@ -276,6 +337,9 @@ func (c *Cluster) Start(n presence.Notify) error {
 	go c.run()
 	go c.asserting()
 	go c.worker()
+	if c.appends != nil {
+		go c.appends.run()
+	}
 	return nil
 }
 
@@ -290,9 +354,24 @@ func (c *Cluster) Close() {
 	c.stopped = true
 	c.mu.Unlock()
 	c.unwatch()
+	if c.unlog != nil {
+		c.unlog()
+	}
 	close(c.stop)
 	c.done.Wait()
+	if c.appends != nil {
+		// An append in flight ends as soon as JetStream answers; Close
+		// waits a moment for it, not for a log out of reach (the
+		// appender then ends by itself, within its PublishTimeout).
+		select {
+		case <-c.appends.done:
+		case <-time.After(time.Second):
+		}
+	}
 	c.sub.Unsubscribe()
+	if c.rosterSub != nil {
+		c.rosterSub.Unsubscribe()
+	}
 	c.publish(message{Node: c.node, Op: opBye})
 	if c.nc.IsConnected() {
 		_ = c.nc.FlushTimeout(time.Second) // best effort: peers also find the silence

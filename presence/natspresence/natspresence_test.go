@@ -86,6 +86,9 @@ type nodeOptions struct {
 	// OnNodeLost, if set, is called with the node's decisions (after
 	// they are sent on the node's lost channel).
 	OnNodeLost func(natscluster.Lost)
+	// History, if set, is the size of the node's history: the cluster
+	// keeps its event log, and the room's changes go through it.
+	History int
 }
 
 func startNATS(t *testing.T, addr string) *natscluster.Server {
@@ -113,7 +116,11 @@ func startNodeResume(t *testing.T, url, id string, resume time.Duration) *node {
 // unless Interval is set. url may list several servers.
 func startNodeWith(t *testing.T, url, id string, resume time.Duration, opts nodeOptions) *node {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	copts := []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}
+	if opts.History > 0 {
+		copts = append(copts, nats.ReconnectBufSize(-1)) // natscluster.ErrReconnectBuffer
+	}
+	nc, err := nats.Connect(url, copts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,6 +143,7 @@ func startNodeResumeOnConn(t *testing.T, nc *nats.Conn, id string, resume time.D
 	var err error
 	n.cnode, err = natscluster.New(nc, sfere.NewMemoryStore(sfere.MemoryOptions{}), natscluster.Options{
 		NodeID: id, Interval: opts.Interval, Replicas: opts.Replicas,
+		Hub: sfere.HubOptions{History: sfere.HistoryOptions{Size: opts.History}}, AppKinds: []string{natspresence.Kind(room)},
 		OnNodeLost: func(l natscluster.Lost) {
 			select {
 			case n.lost <- l:

@@ -1,0 +1,292 @@
+package presence
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/sfere-go/sfere"
+)
+
+// LogCluster is a [Cluster] whose nodes' hubs copy one shared log (package
+// natspresence over a natscluster node that keeps a history). A tracker
+// over one sends the room's changes through the log instead of to its
+// own streams: each node appends the changes it decided (its batches, as
+// a single node would send them: [LogCluster.Append]), and every node
+// applies the log's changes, in log order, to the room's roster (the
+// state its streams are shown), delivering the diff they make at the
+// log's position ([Notify.Applied]). So a stream that resumes on any node
+// is replayed the lines it missed, once, in order, and a stream that
+// recovered holds the room's state: it gets no snapshot.
+//
+// Applying is idempotent: a change the roster shows already (an arrival
+// of the same claim, a departure of a claim no longer there, an arrival
+// of a claim that departed) changes nothing and is delivered to nobody.
+// So several nodes may append the same decision (each node decides what
+// it sees: a person's arrival, its grace running out, a lost node's
+// people departing) and the roster shows it once, on every node.
+type LogCluster interface {
+	Cluster
+	// Logs reports whether the room's changes go through the log (the
+	// node keeps one).
+	Logs() bool
+	// Append adds one batch of this node's changes to the log. It is
+	// called like [Cluster.Hold] (never with the tracker's lock, one at
+	// a time, in order) and must not wait on the network: the cluster
+	// appends in the background, in order, retrying a batch the log did
+	// not take.
+	Append(changes []Change)
+}
+
+// Change is one arrival or departure as it goes through a cluster's log.
+type Change struct {
+	// Leave is set for a departure; otherwise it is an arrival (a return
+	// if Member.Back is set).
+	Leave  bool
+	Member Member
+	// Ref is the claim's Ref (see [Claim]): the roster tells two claims
+	// of one person apart by it.
+	Ref string
+	// Reason, Cause and Resumable are a departure's (see [Departure]);
+	// its Err does not go through the log.
+	Reason    Reason
+	Cause     sfere.Cause
+	Resumable bool
+}
+
+// Applied is one batch of changes as a node applies the log.
+type Applied struct {
+	Changes []Change
+	// Stored is when the log stored the batch: the same on every node.
+	Stored time.Time
+	// Deliver delivers the batch's diff at its position in the log; nil
+	// for a batch that only updates the roster: one the node applied
+	// before the tracker started, or another node's roster handed over
+	// as the tracker starts (see [Notify.Roster]).
+	Deliver func(p sfere.Pattern, exclude sfere.Matcher, effects ...sfere.Effect) (sfere.Result, error)
+	// Departed, with a roster handed over, holds the Refs of the claims
+	// that departed lately, with when (the log's time): an arrival of
+	// one of them applied later changes nothing.
+	Departed map[string]time.Time
+}
+
+// tombFor is how long the roster remembers a claim that departed, in the
+// log's time: an arrival of it appended later (by a node that saw the
+// arrival late, or a batch retried after an outage) changes nothing.
+const tombFor = 10 * time.Minute
+
+// rosterEntry is one person in the roster.
+type rosterEntry struct {
+	m   Member
+	ref string
+}
+
+// logCluster returns the cluster as a LogCluster if the room's changes go
+// through its log.
+func logCluster(c Cluster) (LogCluster, bool) {
+	lc, ok := c.(LogCluster)
+	return lc, ok && lc.Logs()
+}
+
+// flushLogLocked is flushLocked for a room whose changes go through the
+// log: the streams opened since the last batch get the roster's snapshot,
+// and the changes this node decided since the last batch go to the log,
+// less those the roster shows already. Nothing of them reaches a stream
+// until the log is applied (see applied).
+func (t *Tracker) flushLogLocked() {
+	t.snapshotFreshLocked()
+	_, changes := t.diffLocked()
+	kept := changes[:0]
+	for _, c := range changes {
+		e, in := t.roster[c.Member.ID]
+		switch {
+		case !c.Leave && in && e.ref == c.Ref:
+			continue // its arrival is in the roster already
+		case c.Leave && (!in || e.ref != c.Ref) && t.tombstoned(c.Ref, time.Now()):
+			continue // its departure is
+		}
+		kept = append(kept, c)
+	}
+	if len(kept) > 0 {
+		batch := slices.Clone(kept)
+		t.callLocked(func(c Cluster) { c.(LogCluster).Append(batch) })
+	}
+}
+
+// snapshotFreshLocked sends the streams opened since the last batch the
+// roster's snapshot: every change applied before now is in it, and every
+// later one reaches them as a diff.
+func (t *Tracker) snapshotFreshLocked() {
+	if len(t.fresh) == 0 {
+		return
+	}
+	fresh := t.fresh
+	t.fresh = make(sfere.KeySet)
+	if t.snapEffects == nil {
+		t.snapEffects = t.snapshot(t.membersLocked())
+	}
+	if _, err := t.hub.BroadcastLive(t.everyone, excluding(fresh), t.snapEffects...); err != nil {
+		t.log.Error("presence: snapshot", "err", err)
+	}
+}
+
+// Applied implements [Notify]: a batch of the log, at its position.
+func (n notify) Applied(a Applied) {
+	t := n.t
+	t.mu.Lock()
+	defer t.unlock()
+	if t.closed {
+		return
+	}
+	for ref, at := range a.Departed {
+		if when, ok := t.tomb[ref]; !ok || at.UnixNano() > when {
+			t.tombLocked(ref, at)
+		}
+	}
+	if a.Deliver != nil {
+		// Streams that opened since the last batch hold no list yet:
+		// theirs is the roster before this batch, which they then get.
+		t.snapshotFreshLocked()
+	}
+	d := t.applyRosterLocked(a.Changes, a.Stored)
+	if d.Empty() || a.Deliver == nil {
+		return
+	}
+	if t.onDiff != nil {
+		t.onDiff(d)
+	}
+	for _, f := range t.onDiffs {
+		f(d)
+	}
+	if _, err := a.Deliver(t.everyone, t.notYetRecordedLocked(), t.diff(d)...); err != nil {
+		t.log.Error("presence: diff", "err", err)
+	}
+}
+
+// notYetRecordedLocked returns the streams stored but not yet recorded
+// (their opened waits for the lock): they get their snapshot (as they are
+// recorded, or at the next batch) and nothing before it. A reconnecting
+// client that will hold the room's state takes every batch. The set is a
+// copy the tracker never changes: a hub with a history matches it again
+// when a stream resumes, from its own goroutine.
+func (t *Tracker) notYetRecordedLocked() sfere.KeySet {
+	skip := make(sfere.KeySet, len(t.opening))
+	for k, o := range t.opening {
+		if !o.reconnect {
+			skip[k] = struct{}{}
+		}
+	}
+	return skip
+}
+
+// applyRosterLocked applies changes, stored at stored, to the roster and
+// returns the diff they made: the changes the roster did not show yet.
+func (t *Tracker) applyRosterLocked(changes []Change, stored time.Time) Diff {
+	var d Diff
+	for _, c := range changes {
+		id := c.Member.ID
+		e, in := t.roster[id]
+		if c.Leave {
+			if !in || e.ref != c.Ref {
+				continue
+			}
+			delete(t.roster, id)
+			t.tombLocked(c.Ref, stored)
+			d.Leaves = append(d.Leaves, Departure{Member: e.m, Reason: c.Reason, Cause: c.Cause, Resumable: c.Resumable})
+			continue
+		}
+		if t.tombstoned(c.Ref, stored) || in && e.ref == c.Ref {
+			continue
+		}
+		if in {
+			// Another claim of the person: its departure never came
+			// through the log (its batch was lost), so it departs now.
+			t.tombLocked(e.ref, stored)
+			d.Leaves = append(d.Leaves, Departure{Member: e.m, Reason: ReasonClosed})
+		}
+		m := c.Member
+		m.Present = true
+		t.roster[id] = rosterEntry{m: Member{ID: m.ID, Meta: m.Meta, Since: m.Since, Present: true}, ref: c.Ref}
+		d.Joins = append(d.Joins, m)
+		if p := t.people[id]; p != nil && len(p.streams) > 0 && descends(c.Ref, p.logged) {
+			// This node holds a stream of the person and never saw it
+			// depart, but the log did (another node found this one
+			// lost) and it came back there: its departure, when this
+			// node decides it, is of the arrival the log shows.
+			p.logged = c.Ref
+			if _, ok := t.published[id]; ok {
+				t.pubRefs[id] = c.Ref
+			}
+		}
+	}
+	if !d.Empty() {
+		t.sorted, t.snapEffects = nil, nil
+	}
+	slices.SortFunc(d.Joins, byArrival)
+	slices.SortStableFunc(d.Leaves, func(a, b Departure) int { return cmp.Compare(a.ID, b.ID) })
+	return d
+}
+
+// tombLocked remembers that the claim ref departed, at stored.
+func (t *Tracker) tombLocked(ref string, stored time.Time) {
+	if ref == "" {
+		return
+	}
+	at := stored.UnixNano()
+	if len(t.tomb) >= 1024 && len(t.tomb)%1024 == 0 {
+		for r, when := range t.tomb {
+			if at-when > int64(tombFor) {
+				delete(t.tomb, r)
+			}
+		}
+	}
+	t.tomb[ref] = at
+}
+
+// tombstoned reports whether the claim ref departed within tombFor of at.
+func (t *Tracker) tombstoned(ref string, at time.Time) bool {
+	when, ok := t.tomb[ref]
+	return ok && at.UnixNano()-when <= int64(tombFor)
+}
+
+// rosterMembersLocked returns the roster in order of arrival.
+func (t *Tracker) rosterMembersLocked() []Member {
+	ms := make([]Member, 0, len(t.roster))
+	for _, e := range t.roster {
+		ms = append(ms, e.m)
+	}
+	slices.SortFunc(ms, byArrival)
+	return ms
+}
+
+// Roster implements [Notify].
+func (n notify) Roster() ([]Change, map[string]time.Time) {
+	t := n.t
+	t.mu.Lock()
+	defer t.unlock()
+	changes := make([]Change, 0, len(t.roster))
+	for _, e := range t.roster {
+		changes = append(changes, Change{Member: e.m, Ref: e.ref})
+	}
+	slices.SortFunc(changes, func(a, b Change) int { return byArrival(a.Member, b.Member) })
+	departed := make(map[string]time.Time, len(t.tomb))
+	for ref, at := range t.tomb {
+		departed[ref] = time.Unix(0, at)
+	}
+	return changes, departed
+}
+
+// descends reports whether ref is one of the next few arrivals' Refs
+// after from (see arriveLocked).
+func descends(ref, from string) bool {
+	for range 8 {
+		if from == "" {
+			return false
+		}
+		from = nextRef(from)
+		if from == ref {
+			return true
+		}
+	}
+	return false
+}
