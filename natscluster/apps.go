@@ -25,9 +25,9 @@ import (
 // renders it from its own state as of that position (a handler must
 // render alike on every node that applied the same events).
 
-// ErrNoHandler is returned by [Node.Handle] for a kind that has a
+// ErrKindHandled is returned by [Node.Handle] for a kind that has a
 // handler already.
-var ErrNoHandler = errors.New("natscluster: kind has a handler already")
+var ErrKindHandled = errors.New("natscluster: kind has a handler already")
 
 // AppEvent is one event an app appended to the cluster's log, as a node
 // applies it.
@@ -226,7 +226,7 @@ func (n *Node) Append(ctx context.Context, kind, id string, data []byte) error {
 // its state only; their positions went to no stream here, so the node's
 // history stops serving the positions before now (a client that resumes
 // from one is given the full state instead). The returned func removes
-// h. A kind has one handler: a second gets [ErrNoHandler].
+// h. A kind has one handler: a second gets [ErrKindHandled].
 func (n *Node) Handle(kind string, h AppHandler) (cancel func(), err error) {
 	a := &n.apps
 	a.mu.Lock()
@@ -235,7 +235,7 @@ func (n *Node) Handle(kind string, h AppHandler) (cancel func(), err error) {
 		a.handlers = make(map[string]AppHandler)
 	}
 	if _, ok := a.handlers[kind]; ok {
-		return nil, fmt.Errorf("%w: %q", ErrNoHandler, kind)
+		return nil, fmt.Errorf("%w: %q", ErrKindHandled, kind)
 	}
 	a.handlers[kind] = h
 	a.releaseLocked(n, false)

@@ -64,8 +64,8 @@ func TestAppEventsThroughTheLog(t *testing.T) {
 	ns := startNATS(t)
 	a, b := historyNode(t, ns, "a"), historyNode(t, ns, "b")
 	ca, cb := handleCounter(t, a), handleCounter(t, b)
-	if _, err := a.node.Handle("count", func(AppEvent, Deliver) {}); !errors.Is(err, ErrNoHandler) {
-		t.Fatalf("a second handler for a kind: %v, want ErrNoHandler", err)
+	if _, err := a.node.Handle("count", func(AppEvent, Deliver) {}); !errors.Is(err, ErrKindHandled) {
+		t.Fatalf("a second handler for a kind: %v, want ErrKindHandled", err)
 	}
 	first := a.resume(t, "")
 	waitFor(t, "b sees brian", func() bool { return b.node.Count(sfere.All) == 1 })
