@@ -39,6 +39,7 @@ var (
 	errTooManyNames    = errors.New("your address holds too many names in the lobby: leave with some of them, or wait until they are released")
 	errTooManyOpenings = errors.New("too many streams opened from your address: wait a moment")
 	errAddressTooFast  = errors.New("too many messages from your address: wait a moment")
+	errCatchingUp      = errors.New("this server is catching up with the lobby's cluster: try again in a moment")
 )
 
 // dashboardPath is where the live dashboard is mounted (dashboard.go).
@@ -290,6 +291,15 @@ func (h *handlers) sse(w http.ResponseWriter, r *http.Request) {
 			h.respond(w, sfere.PatchElements(form))
 		case errors.Is(err, sfere.ErrHubClosed), errors.Is(err, presence.ErrClosed):
 			h.fail(w, r, http.StatusServiceUnavailable, ErrShutdown)
+		case errors.Is(err, sfere.ErrPositionAhead):
+			// The page was served further on another node than this
+			// node has the cluster's log (it lags, or is cut off from
+			// NATS): served here, it would go back to this node's older
+			// state and be sent again what it had. The page tries again
+			// (its watchdog), maybe on another node.
+			h.log.Info("stream refused: its position is ahead of this node's copy of the log", "err", err)
+			w.Header().Set("Retry-After", "1")
+			h.fail(w, r, http.StatusServiceUnavailable, errCatchingUp)
 		default:
 			h.log.Warn("stream could not start", "err", err)
 			http.Error(w, "the stream could not start", http.StatusInternalServerError)
