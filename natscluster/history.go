@@ -309,9 +309,18 @@ func (l *eventLog) check() {
 			l.mu.Unlock()
 			next = first
 		}
+		// What the log holds is read from the stream itself first: a
+		// consumer may not be made for seconds (see catchUp).
+		if s != nil {
+			l.catchUp(ctx, s, epoch, last)
+			next = l.next()
+		}
 		l.n.log.Info("cluster: event log consumer made anew", "from", next)
 		if err := l.start(ctx, epoch, next, last); err != nil {
 			l.n.log.Warn("cluster: event log", "err", err)
+			// The log may have taken more while the consumer was
+			// being made: read those too, with a bound of their own.
+			l.catchUpNow(epoch)
 		}
 		return
 	}
@@ -323,6 +332,60 @@ func (l *eventLog) check() {
 	if err := l.start(ctx, epoch, max(first, 1), last); err != nil {
 		l.n.log.Warn("cluster: event log", "err", err)
 	}
+}
+
+// catchUp applies the events of epoch after the last applied, up to
+// last, reading them one by one from the stream s (its leader answers)
+// rather than through a consumer, and returns how many it applied. Making
+// a consumer needs JetStream's meta leader, which the loss of a NATS
+// server can leave unelected for seconds while the stream still takes
+// events and serves them: every node's consumer on the lost server is
+// gone then, and without this no node would deliver what the log took in
+// that time, each line accepted with a 200 reaching its pages only
+// seconds later (or, for a page that goes away meanwhile, never). It
+// stops at the first event it cannot read (the log dropped it, or the
+// stream is out of reach), where the consumer made next goes on.
+func (l *eventLog) catchUp(ctx context.Context, s jetstream.Stream, epoch string, last uint64) (applied int) {
+	for {
+		l.mu.Lock()
+		next, same := l.applied+1, l.epoch == epoch
+		l.mu.Unlock()
+		if !same || next > last || ctx.Err() != nil {
+			return applied
+		}
+		m, err := s.GetMsg(ctx, next)
+		if err != nil || m.Sequence != next {
+			return applied
+		}
+		if l.apply(epoch, m.Sequence, m.Time, m.Data) < next {
+			return applied
+		}
+		if applied++; applied == 1 {
+			l.n.log.Info("cluster: reading the event log's stream while its consumer is lost", "from", next)
+		}
+	}
+}
+
+// catchUpNow is catchUp up to the newest event the stream holds now, if
+// the log is still in epoch.
+func (l *eventLog) catchUpNow(epoch string) {
+	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	defer cancel()
+	s, err := l.js.Stream(ctx, l.config.Name)
+	if err != nil {
+		return
+	}
+	info := s.CachedInfo()
+	if strconv.FormatInt(info.Created.UnixNano(), 36) == epoch {
+		l.catchUp(ctx, s, epoch, info.State.LastSeq)
+	}
+}
+
+// next returns the sequence after the last applied.
+func (l *eventLog) next() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.applied + 1
 }
 
 // currentEpoch returns the epoch of the log being applied.
