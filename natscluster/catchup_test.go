@@ -3,6 +3,7 @@ package natscluster
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -96,5 +97,50 @@ func TestLogAppliedWhileNoConsumerCanBeMade(t *testing.T) {
 	c.Wait(ceiling, ssetest.Containing("<p>5</p>"))
 	if got, _ := elements(c); len(got) != 5 {
 		t.Fatalf("the stream got %q, want 1 to 5 once each", got)
+	}
+}
+
+// A node whose consumer of the log delivers nothing without failing (it
+// stalls: here JetStream pauses it) still applies, soon after the log
+// acknowledged them, the events it published itself: it reads them from
+// the stream.
+func TestPublishedEventAppliedWhileTheConsumerStalls(t *testing.T) {
+	ns := startNATS(t)
+	a := historyNode(t, ns, "a")
+	c := a.resume(t, "")
+	if _, err := a.node.Broadcast(sfere.All, nil, numbered(1)); err != nil {
+		t.Fatal(err)
+	}
+	c.Wait(ceiling, ssetest.Containing("<p>1</p>"))
+
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ceiling)
+	defer cancel()
+	name := streamName(DefaultPrefix)
+	st, err := js.Stream(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := range st.ConsumerNames(ctx).Name() {
+		if _, err := js.PauseConsumer(ctx, name, n, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for n := 2; n <= 3; n++ {
+		if _, err := a.node.Broadcast(sfere.All, nil, numbered(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Wait(ceiling, ssetest.Containing("<p>3</p>"))
+	if got, _ := elements(c); len(got) != 3 || got[1] != "<p>2</p>" {
+		t.Fatalf("the stream got %q, want 1 to 3 once each, in order", got)
 	}
 }

@@ -60,7 +60,8 @@ type eventLog struct {
 	replicas int           // wanted; 0: 3 where the cluster can place them, else 1
 	retryFor time.Duration // how long a publish retries
 
-	checking sync.Mutex // one check at a time
+	checking sync.Mutex  // one check at a time
+	reading  atomic.Bool // an expectApplied is reading the stream
 
 	// skips counts consumers that skipped events; lost counts events the
 	// log dropped before this node applied them (see LogState).
@@ -189,11 +190,21 @@ func (l *eventLog) start(ctx context.Context, epoch string, next, last uint64) e
 	}
 	l.consumer, l.broken = cc, false
 	l.mu.Unlock()
-	select {
-	case <-caughtUp:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("natscluster: event log: catching up to %d: %w", last, ctx.Err())
+	// The events up to last may also be applied by a read of the stream
+	// (catchUp), after which the consumer has none of them to deliver.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-caughtUp:
+			return nil
+		case <-tick.C:
+			if l.next() > last {
+				return nil
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("natscluster: event log: catching up to %d: %w", last, ctx.Err())
+		}
 	}
 }
 
@@ -379,6 +390,30 @@ func (l *eventLog) catchUpNow(epoch string) {
 	if strconv.FormatInt(info.Created.UnixNano(), 36) == epoch {
 		l.catchUp(ctx, s, epoch, info.State.LastSeq)
 	}
+}
+
+// appliedWithin is how long after the log acknowledged an event this
+// node published its consumer may take to apply it before the node reads
+// the log's stream itself (see expectApplied).
+const appliedWithin = 500 * time.Millisecond
+
+// expectApplied makes sure this node applies seq, the sequence the log
+// gave an event it published, soon: if its consumer has not applied it
+// within appliedWithin, the node reads what it lacks from the stream
+// (catchUp). A consumer lost with its server is found only after two
+// missed heartbeats, and made anew only once JetStream's meta leader is
+// back; the event is in the log already, and this node's pages are owed
+// it now.
+func (l *eventLog) expectApplied(seq uint64) {
+	time.AfterFunc(appliedWithin, func() {
+		l.mu.Lock()
+		behind, epoch := !l.closed && l.applied < seq, l.epoch
+		l.mu.Unlock()
+		if behind && l.reading.CompareAndSwap(false, true) {
+			defer l.reading.Store(false)
+			l.catchUpNow(epoch)
+		}
+	})
 }
 
 // next returns the sequence after the last applied.
