@@ -398,16 +398,20 @@ func (l *eventLog) catchUpNow(epoch string) {
 const appliedWithin = 500 * time.Millisecond
 
 // expectApplied makes sure this node applies seq, the sequence the log
-// gave an event it published, soon: if its consumer has not applied it
-// within appliedWithin, the node reads what it lacks from the stream
-// (catchUp). A consumer lost with its server is found only after two
-// missed heartbeats, and made anew only once JetStream's meta leader is
-// back; the event is in the log already, and this node's pages are owed
-// it now.
+// gave an event it published, soon: if its consumer has applied nothing
+// since, and not seq, within appliedWithin, the node reads what it lacks
+// from the stream (catchUp). A consumer lost with its server is found
+// only after two missed heartbeats, and made anew only once JetStream's
+// meta leader is back; the event is in the log already, and this node's
+// pages are owed it now. A consumer that is merely behind (a busy
+// machine) goes on alone.
 func (l *eventLog) expectApplied(seq uint64) {
+	l.mu.Lock()
+	was := l.applied
+	l.mu.Unlock()
 	time.AfterFunc(appliedWithin, func() {
 		l.mu.Lock()
-		behind, epoch := !l.closed && l.applied < seq, l.epoch
+		behind, epoch := !l.closed && l.applied < seq && l.applied == was, l.epoch
 		l.mu.Unlock()
 		if behind && l.reading.CompareAndSwap(false, true) {
 			defer l.reading.Store(false)
