@@ -69,9 +69,11 @@ type eventLog struct {
 
 	mu       sync.Mutex
 	epoch    string
-	applied  uint64 // the last sequence applied in epoch
-	broken   bool   // the consumer lost its server: check makes a new one
-	closed   bool   // the node closed: no new consumer
+	applied  uint64           // the last sequence applied in epoch
+	storedAt time.Time        // when the log stored it (zero: not known)
+	stream   jetstream.Stream // the log's stream, as last found (catchUp reads it)
+	broken   bool             // the consumer lost its server: check makes a new one
+	closed   bool             // the node closed: no new consumer
 	consumer jetstream.ConsumeContext
 }
 
@@ -123,6 +125,9 @@ func (l *eventLog) ensure(ctx context.Context) (epoch string, first, last uint64
 	if err != nil {
 		return "", 0, 0, fmt.Errorf("natscluster: event log: %w", err)
 	}
+	l.mu.Lock()
+	l.stream = s
+	l.mu.Unlock()
 	info := s.CachedInfo()
 	if r := info.Config.Replicas; r > have && have > 0 {
 		l.n.log.Info("cluster: event log replicas raised", "from", have, "to", r)
@@ -138,7 +143,7 @@ func (l *eventLog) start(ctx context.Context, epoch string, next, last uint64) e
 	l.stop()
 	l.mu.Lock()
 	if epoch != l.epoch {
-		l.epoch, l.applied = epoch, next-1
+		l.epoch, l.applied, l.storedAt = epoch, next-1, time.Time{}
 	}
 	l.mu.Unlock()
 	// The consumer lives on one server, in memory: when that server is
@@ -253,7 +258,7 @@ func (l *eventLog) apply(epoch string, seq uint64, stored time.Time, data []byte
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if epoch == l.epoch && seq == l.applied+1 {
-		l.applied = seq
+		l.applied, l.storedAt = seq, stored
 	}
 	return l.applied
 }
@@ -292,13 +297,22 @@ func (l *eventLog) check() {
 		epoch, first, last = strconv.FormatInt(info.Created.UnixNano(), 36), info.State.FirstSeq, info.State.LastSeq
 	} else if errors.Is(err, jetstream.ErrStreamNotFound) {
 		epoch, first, last, err = l.ensure(ctx)
+		s = nil
 	}
 	if err != nil {
 		if errors.Is(err, nats.ErrReconnectBufExceeded) {
 			return // NATS is out of reach: checked again when it is back
 		}
 		l.n.log.Warn("cluster: event log unavailable", "err", err)
+		// The stream's leader may still serve its events when nothing
+		// else of JetStream answers (its meta leader being elected).
+		l.catchUpNow()
 		return
+	}
+	if s != nil && epoch == l.currentEpoch() {
+		l.mu.Lock()
+		l.stream = s
+		l.mu.Unlock()
 	}
 	l.mu.Lock()
 	same, broken, next := epoch == l.epoch, l.broken || l.consumer == nil, l.applied+1
@@ -315,7 +329,7 @@ func (l *eventLog) check() {
 			l.mu.Lock()
 			if l.epoch == epoch && l.applied < first-1 {
 				l.lost.Add(first - 1 - l.applied)
-				l.applied = first - 1
+				l.applied, l.storedAt = first-1, time.Time{}
 			}
 			l.mu.Unlock()
 			next = first
@@ -323,7 +337,7 @@ func (l *eventLog) check() {
 		// What the log holds is read from the stream itself first: a
 		// consumer may not be made for seconds (see catchUp).
 		if s != nil {
-			l.catchUp(ctx, s, epoch, last)
+			l.catchUp(ctx, epoch, last)
 			next = l.next()
 		}
 		l.n.log.Info("cluster: event log consumer made anew", "from", next)
@@ -331,7 +345,7 @@ func (l *eventLog) check() {
 			l.n.log.Warn("cluster: event log", "err", err)
 			// The log may have taken more while the consumer was
 			// being made: read those too, with a bound of their own.
-			l.catchUpNow(epoch)
+			l.catchUpNow()
 		}
 		return
 	}
@@ -346,22 +360,41 @@ func (l *eventLog) check() {
 }
 
 // catchUp applies the events of epoch after the last applied, up to
-// last, reading them one by one from the stream s (its leader answers)
-// rather than through a consumer, and returns how many it applied. Making
-// a consumer needs JetStream's meta leader, which the loss of a NATS
-// server can leave unelected for seconds while the stream still takes
-// events and serves them: every node's consumer on the lost server is
-// gone then, and without this no node would deliver what the log took in
-// that time, each line accepted with a 200 reaching its pages only
-// seconds later (or, for a page that goes away meanwhile, never). It
-// stops at the first event it cannot read (the log dropped it, or the
-// stream is out of reach), where the consumer made next goes on.
-func (l *eventLog) catchUp(ctx context.Context, s jetstream.Stream, epoch string, last uint64) (applied int) {
+// last (0: as far as the stream goes), reading them one by one from the
+// log's stream as last found (its leader answers) rather than through a
+// consumer, and returns how many it applied. Making a consumer needs
+// JetStream's meta leader, which the loss of a NATS server can leave
+// unelected for seconds while the stream still takes events and serves
+// them: every node's consumer on the lost server is gone then, and
+// without this no node would deliver what the log took in that time, each
+// line accepted with a 200 reaching its pages only seconds later (or, for
+// a page that goes away meanwhile, never). Without a last known from the
+// stream's state, it first checks that the stream still holds the last
+// event applied as it was stored (it is the same log, not one made anew).
+// It stops at the first event it cannot read (past the newest, dropped by
+// the log, or the stream out of reach), where the consumer made next goes
+// on.
+func (l *eventLog) catchUp(ctx context.Context, epoch string, last uint64) (applied int) {
+	l.mu.Lock()
+	s, next, storedAt, same := l.stream, l.applied+1, l.storedAt, l.epoch == epoch
+	l.mu.Unlock()
+	if s == nil || !same {
+		return 0
+	}
+	if last == 0 {
+		if next == 1 || storedAt.IsZero() {
+			return 0
+		}
+		m, err := s.GetMsg(ctx, next-1)
+		if err != nil || !m.Time.Equal(storedAt) {
+			return 0
+		}
+	}
 	for {
 		l.mu.Lock()
-		next, same := l.applied+1, l.epoch == epoch
+		next, same = l.applied+1, l.epoch == epoch
 		l.mu.Unlock()
-		if !same || next > last || ctx.Err() != nil {
+		if !same || last != 0 && next > last || ctx.Err() != nil {
 			return applied
 		}
 		m, err := s.GetMsg(ctx, next)
@@ -377,19 +410,12 @@ func (l *eventLog) catchUp(ctx context.Context, s jetstream.Stream, epoch string
 	}
 }
 
-// catchUpNow is catchUp up to the newest event the stream holds now, if
-// the log is still in epoch.
-func (l *eventLog) catchUpNow(epoch string) {
+// catchUpNow is catchUp as far as the stream goes, with a bound of its
+// own.
+func (l *eventLog) catchUpNow() {
 	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 	defer cancel()
-	s, err := l.js.Stream(ctx, l.config.Name)
-	if err != nil {
-		return
-	}
-	info := s.CachedInfo()
-	if strconv.FormatInt(info.Created.UnixNano(), 36) == epoch {
-		l.catchUp(ctx, s, epoch, info.State.LastSeq)
-	}
+	l.catchUp(ctx, l.currentEpoch(), 0)
 }
 
 // appliedWithin is how long after the log acknowledged an event this
@@ -411,11 +437,11 @@ func (l *eventLog) expectApplied(seq uint64) {
 	l.mu.Unlock()
 	time.AfterFunc(appliedWithin, func() {
 		l.mu.Lock()
-		behind, epoch := !l.closed && l.applied < seq && l.applied == was, l.epoch
+		behind := !l.closed && l.applied < seq && l.applied == was
 		l.mu.Unlock()
 		if behind && l.reading.CompareAndSwap(false, true) {
 			defer l.reading.Store(false)
-			l.catchUpNow(epoch)
+			l.catchUpNow()
 		}
 	})
 }
