@@ -56,7 +56,7 @@ var (
 	// streamErrors are shown when the page's stream cannot open.
 	streamErrors = map[string]string{
 		"429": "Too many lobby tabs, or too many reconnects, from your address: close a tab or wait a moment, then reload.",
-		"503": "The lobby could not open your stream just now (it is shutting down, or catching up with its cluster); try again in a moment.",
+		"503": "The lobby is shutting down.",
 	}
 )
 
