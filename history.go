@@ -61,8 +61,10 @@ type HistoryOptions struct {
 	// log that other hubs may have applied further, and the client was
 	// last served by one of them) waits for this hub to apply the log that
 	// far, before [Hub.Serve] refuses it with an error wrapping
-	// [ErrPositionAhead] (answer it 503 with Retry-After, so that the
-	// client tries again, maybe on another hub). Served at once instead,
+	// [ErrPositionAhead]: answer it so that the client tries again soon,
+	// maybe on another hub (a 503 with Retry-After; a Datastar page, whose
+	// client retries no error status, an element that opens its stream
+	// again, as the lobby does). Served at once instead,
 	// the stream would be sent the state at this hub's older position, and
 	// then, live, the events its client already has. Zero means
 	// [DefaultAheadWait]; negative refuses such a stream at once. A

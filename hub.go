@@ -137,7 +137,8 @@ func (h *Hub) Store() Store { return h.store }
 // cannot stream (w can neither flush nor be taken over), a position ahead
 // of a shared history that the history did not reach in time (an error
 // wrapping [ErrPositionAhead], with nothing written to w: see
-// [HistoryOptions.AheadWait]; answer it 503 with Retry-After), or
+// [HistoryOptions.AheadWait]; answer it so that the client tries again
+// soon), or
 // [ErrHubClosed]. Call it before writing anything to w; headers already
 // set on w are sent.
 //
