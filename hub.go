@@ -374,7 +374,9 @@ func lastEventID(r *http.Request) string {
 // serve now: one [Hub.Serve] would recover from, unless the history moves
 // on first or a replay limit refuses it. It is false without a history,
 // without a position, and for a position that is malformed, of another
-// epoch (an earlier run's), ahead of the history, inside an opening, or
+// epoch (an earlier run's), ahead of the history (a hub whose history is
+// shared waits for such a position as the stream opens, and may then
+// recover it: see [HistoryOptions.AheadWait]), inside an opening, or
 // older than what the history keeps. An app that gives each stream state
 // of its own (package presence) learns from it, before the stream opens,
 // whether its client will be replayed what it missed.
