@@ -1,6 +1,8 @@
 package sfere
 
 import (
+	"cmp"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -54,7 +56,25 @@ type HistoryOptions struct {
 	// back with its signals. [NewHub] panics on a name that is not a
 	// signal name (see [ErrBadSignalName]).
 	PositionSignal string
+	// AheadWait is how long a stream whose request asks to resume from a
+	// position ahead of a shared history (Epoch set: the hub applies a
+	// log that other hubs may have applied further, and the client was
+	// last served by one of them) waits for this hub to apply the log that
+	// far, before [Hub.Serve] refuses it with an error wrapping
+	// [ErrPositionAhead]: answer it so that the client tries again soon,
+	// maybe on another hub (a 503 with Retry-After; a Datastar page, whose
+	// client retries no error status, an element that opens its stream
+	// again, as the lobby does). Served at once instead,
+	// the stream would be sent the state at this hub's older position, and
+	// then, live, the events its client already has. Zero means
+	// [DefaultAheadWait]; negative refuses such a stream at once. A
+	// history of the hub's own never waits: no other hub gives its
+	// positions.
+	AheadWait time.Duration
 }
+
+// DefaultAheadWait is the [HistoryOptions.AheadWait] of zero.
+const DefaultAheadWait = 2 * time.Second
 
 // Position is a place in a hub's history: the history's epoch and the
 // offset of an event in it. Every event the hub writes from a broadcast
@@ -145,7 +165,11 @@ var (
 	// ErrPositionGone: events after the position were dropped from the
 	// history (its size or age limit).
 	ErrPositionGone = errors.New("sfere: position no longer in history")
-	// ErrPositionAhead: the position is past the newest event.
+	// ErrPositionAhead: the position is past the newest event. A hub
+	// whose history copies a shared log does not serve such a position
+	// at an older state: it waits for the log, and [Hub.Serve] returns an
+	// error wrapping ErrPositionAhead if it does not get there (see
+	// [HistoryOptions.AheadWait]).
 	ErrPositionAhead = errors.New("sfere: position ahead of history")
 	// ErrPositionInOpening: the position is inside a stream's opening
 	// (its initial effects; see [Position.Opening]), which no history
@@ -198,6 +222,7 @@ type history struct {
 	maxBytes       int // 0: no bound
 	maxReplay      int
 	maxReplayBytes int // 0: no bound
+	aheadWait      time.Duration
 
 	mu     sync.Mutex
 	epoch  string
@@ -207,6 +232,10 @@ type history struct {
 	bytes  int     // bytes of the events held
 	expiry *time.Timer
 	closed bool
+	// moved, if not nil, is closed (and cleared) when top or the epoch
+	// changes: a stream waiting for the history to reach its position
+	// (await) looks again.
+	moved chan struct{}
 }
 
 // newHistory returns the history opts ask for (nil for none); a replay
@@ -228,6 +257,7 @@ func newHistory(opts HistoryOptions, maxQueue int) *history {
 		maxBytes:       max(opts.MaxBytes, 0),
 		maxReplay:      opts.MaxReplay,
 		maxReplayBytes: maxQueue,
+		aheadWait:      cmp.Or(opts.AheadWait, DefaultAheadWait),
 		ring:           make([]entry, opts.Size),
 	}
 	if !h.shared {
@@ -349,6 +379,7 @@ func (h *history) positionEvent(top Position) *message {
 // position signal's patch, if the history names one).
 func (h *history) appendLocked(m *message, p Pattern, exclude Matcher, now time.Time) *message {
 	h.top++
+	h.movedLocked()
 	m = m.withPosition(Position{Epoch: h.epoch, Offset: h.top}, h.signal)
 	m.offset = h.top
 	e := &h.ring[h.top%uint64(len(h.ring))]
@@ -429,6 +460,59 @@ func (h *history) resetLocked(epoch string, top uint64) {
 	h.epoch, h.top, h.floor = epoch, top, top+1
 	clear(h.ring)
 	h.bytes = 0
+	h.movedLocked()
+}
+
+// movedLocked wakes the streams waiting for the history to move (await).
+func (h *history) movedLocked() {
+	if h.moved != nil {
+		close(h.moved)
+		h.moved = nil
+	}
+}
+
+// await waits until a shared history reaches from, a position a client
+// asks to resume from, if it is ahead of it (the same epoch, a later
+// offset): another hub that applies the same log served it that far, and
+// this one lags the log (or is cut off from it). It returns nil once the
+// history is there, or at once if from is not ahead (or the history is
+// not shared); an error wrapping [ErrPositionAhead] if it is not there
+// after the history's AheadWait, or when ctx ends first; and
+// [ErrHubClosed] if closing is closed first.
+func (h *history) await(ctx context.Context, closing <-chan struct{}, from Position) error {
+	if !h.shared {
+		return nil
+	}
+	var timeout <-chan time.Time
+	for {
+		h.mu.Lock()
+		if h.closed || from.Epoch != h.epoch || from.Offset <= h.top {
+			h.mu.Unlock()
+			return nil
+		}
+		if h.moved == nil {
+			h.moved = make(chan struct{})
+		}
+		moved, top := h.moved, Position{Epoch: h.epoch, Offset: h.top}
+		h.mu.Unlock()
+		if timeout == nil {
+			if h.aheadWait <= 0 {
+				return fmt.Errorf("%w: the history is at %v, the request asks for %v", ErrPositionAhead, top, from)
+			}
+			t := time.NewTimer(h.aheadWait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-moved:
+		case <-closing:
+			return ErrHubClosed
+		case <-ctx.Done():
+			return fmt.Errorf("%w: the history is at %v, the request asks for %v: %w", ErrPositionAhead, top, from, ctx.Err())
+		case <-timeout:
+			return fmt.Errorf("%w: the history is at %v after %v, the request asks for %v", ErrPositionAhead, top, h.aheadWait, from)
+		}
+	}
 }
 
 // appendAtLocked adds m at pos, a position a shared log gave it, and

@@ -134,7 +134,11 @@ func (h *Hub) Store() Store { return h.store }
 // When Serve returns, the stream is out of the store and its eviction
 // callback has returned. It returns nil once the stream was served; an
 // error only if it could not start: bad initial effects, a response that
-// cannot stream (w can neither flush nor be taken over), or
+// cannot stream (w can neither flush nor be taken over), a position ahead
+// of a shared history that the history did not reach in time (an error
+// wrapping [ErrPositionAhead], with nothing written to w: see
+// [HistoryOptions.AheadWait]; answer it so that the client tries again
+// soon), or
 // [ErrHubClosed]. Call it before writing anything to w; headers already
 // set on w are sent.
 //
@@ -206,6 +210,9 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, key Key, initial []Ef
 	if err != nil {
 		return nil, err
 	}
+	if err := h.awaitPosition(r); err != nil {
+		return nil, err
+	}
 	if !h.enter() {
 		return nil, ErrHubClosed
 	}
@@ -246,6 +253,24 @@ func (h *Hub) open(w http.ResponseWriter, r *http.Request, key Key, initial []Ef
 	defer stop()
 	h.watch(ctx, c)
 	return s, nil
+}
+
+// awaitPosition waits, for a request that resumes from a position ahead
+// of a shared history, until the history is there (see
+// [HistoryOptions.AheadWait]).
+func (h *Hub) awaitPosition(r *http.Request) error {
+	if h.hist == nil {
+		return nil
+	}
+	text := lastEventID(r)
+	if text == "" {
+		return nil
+	}
+	from, err := ParsePosition(text)
+	if err != nil {
+		return nil // not recovered: admit says so
+	}
+	return h.hist.await(r.Context(), h.closing, from)
 }
 
 // negotiate says whether the stream is compressed: the hub compresses,
@@ -349,7 +374,9 @@ func lastEventID(r *http.Request) string {
 // serve now: one [Hub.Serve] would recover from, unless the history moves
 // on first or a replay limit refuses it. It is false without a history,
 // without a position, and for a position that is malformed, of another
-// epoch (an earlier run's), ahead of the history, inside an opening, or
+// epoch (an earlier run's), ahead of the history (a hub whose history is
+// shared waits for such a position as the stream opens, and may then
+// recover it: see [HistoryOptions.AheadWait]), inside an opening, or
 // older than what the history keeps. An app that gives each stream state
 // of its own (package presence) learns from it, before the stream opens,
 // whether its client will be replayed what it missed.

@@ -116,7 +116,13 @@
 // NATS server (its process or its disk) loses no acknowledged event, and
 // publishes ride through the leader election that follows; a node whose
 // consumer lived on the lost server makes a new one from the message
-// after the last it applied. With 1 replica the log lives on one server,
+// after the last it applied. Making one needs JetStream's meta leader,
+// which may take seconds to be elected again while the stream already
+// takes events: meanwhile the node reads the events it lacks from the
+// stream itself, one by one, and so does a node whose own published
+// event its consumer has not applied half a second after the
+// acknowledgement (a lost consumer is noticed only after two missed
+// heartbeats). With 1 replica the log lives on one server,
 // and losing that server's disk starts a new epoch. JetStream's default
 // fsync is lazy (sync_interval of 2 minutes): an acknowledgement means a
 // majority of the replicas holds the event in memory and in the page

@@ -64,7 +64,8 @@ type eventLog struct {
 	replicas int           // wanted; 0: 3 where the cluster can place them, else 1
 	retryFor time.Duration // how long a publish retries
 
-	checking sync.Mutex // one check at a time
+	checking sync.Mutex  // one check at a time
+	reading  atomic.Bool // an expectApplied is reading the stream
 
 	// skips counts consumers that skipped events; lost counts events the
 	// log dropped before this node applied them (see LogState).
@@ -72,9 +73,11 @@ type eventLog struct {
 
 	mu       sync.Mutex
 	epoch    string
-	applied  uint64 // the last sequence applied in epoch
-	broken   bool   // the consumer lost its server: check makes a new one
-	closed   bool   // the node closed: no new consumer
+	applied  uint64           // the last sequence applied in epoch
+	storedAt time.Time        // when the log stored it (zero: not known)
+	stream   jetstream.Stream // the log's stream, as last found (catchUp reads it)
+	broken   bool             // the consumer lost its server: check makes a new one
+	closed   bool             // the node closed: no new consumer
 	consumer jetstream.ConsumeContext
 }
 
@@ -126,6 +129,9 @@ func (l *eventLog) ensure(ctx context.Context) (epoch string, first, last uint64
 	if err != nil {
 		return "", 0, 0, fmt.Errorf("natscluster: event log: %w", err)
 	}
+	l.mu.Lock()
+	l.stream = s
+	l.mu.Unlock()
 	info := s.CachedInfo()
 	if r := info.Config.Replicas; r > have && have > 0 {
 		l.n.log.Info("cluster: event log replicas raised", "from", have, "to", r)
@@ -141,7 +147,7 @@ func (l *eventLog) start(ctx context.Context, epoch string, next, last uint64) e
 	l.stop()
 	l.mu.Lock()
 	if epoch != l.epoch {
-		l.epoch, l.applied = epoch, next-1
+		l.epoch, l.applied, l.storedAt = epoch, next-1, time.Time{}
 	}
 	l.mu.Unlock()
 	// The consumer lives on one server, in memory: when that server is
@@ -193,11 +199,21 @@ func (l *eventLog) start(ctx context.Context, epoch string, next, last uint64) e
 	}
 	l.consumer, l.broken = cc, false
 	l.mu.Unlock()
-	select {
-	case <-caughtUp:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("natscluster: event log: catching up to %d: %w", last, ctx.Err())
+	// The events up to last may also be applied by a read of the stream
+	// (catchUp), after which the consumer has none of them to deliver.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-caughtUp:
+			return nil
+		case <-tick.C:
+			if l.next() > last {
+				return nil
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("natscluster: event log: catching up to %d: %w", last, ctx.Err())
+		}
 	}
 }
 
@@ -235,7 +251,7 @@ func (l *eventLog) apply(epoch string, seq uint64, stored time.Time, data []byte
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if epoch == l.epoch && seq == l.applied+1 {
-		l.applied = seq
+		l.applied, l.storedAt = seq, stored
 	}
 	return l.applied
 }
@@ -296,13 +312,22 @@ func (l *eventLog) check() {
 		epoch, first, last = strconv.FormatInt(info.Created.UnixNano(), 36), info.State.FirstSeq, info.State.LastSeq
 	} else if errors.Is(err, jetstream.ErrStreamNotFound) {
 		epoch, first, last, err = l.ensure(ctx)
+		s = nil
 	}
 	if err != nil {
 		if errors.Is(err, nats.ErrReconnectBufExceeded) {
 			return // NATS is out of reach: checked again when it is back
 		}
 		l.n.log.Warn("cluster: event log unavailable", "err", err)
+		// The stream's leader may still serve its events when nothing
+		// else of JetStream answers (its meta leader being elected).
+		l.catchUpNow()
 		return
+	}
+	if s != nil && epoch == l.currentEpoch() {
+		l.mu.Lock()
+		l.stream = s
+		l.mu.Unlock()
 	}
 	l.mu.Lock()
 	same, broken, next := epoch == l.epoch, l.broken || l.consumer == nil, l.applied+1
@@ -319,14 +344,23 @@ func (l *eventLog) check() {
 			l.mu.Lock()
 			if l.epoch == epoch && l.applied < first-1 {
 				l.lost.Add(first - 1 - l.applied)
-				l.applied = first - 1
+				l.applied, l.storedAt = first-1, time.Time{}
 			}
 			l.mu.Unlock()
 			next = first
 		}
+		// What the log holds is read from the stream itself first: a
+		// consumer may not be made for seconds (see catchUp).
+		if s != nil {
+			l.catchUp(ctx, epoch, last)
+			next = l.next()
+		}
 		l.n.log.Info("cluster: event log consumer made anew", "from", next)
 		if err := l.start(ctx, epoch, next, last); err != nil {
 			l.n.log.Warn("cluster: event log", "err", err)
+			// The log may have taken more while the consumer was
+			// being made: read those too, with a bound of their own.
+			l.catchUpNow()
 		}
 		return
 	}
@@ -338,6 +372,100 @@ func (l *eventLog) check() {
 	if err := l.start(ctx, epoch, max(first, 1), last); err != nil {
 		l.n.log.Warn("cluster: event log", "err", err)
 	}
+}
+
+// catchUp applies the events of epoch after the last applied, up to
+// last (0: as far as the stream goes), reading them one by one from the
+// log's stream as last found (its leader answers) rather than through a
+// consumer, and returns how many it applied. Making a consumer needs
+// JetStream's meta leader, which the loss of a NATS server can leave
+// unelected for seconds while the stream still takes events and serves
+// them: every node's consumer on the lost server is gone then, and
+// without this no node would deliver what the log took in that time, each
+// line accepted with a 200 reaching its pages only seconds later (or, for
+// a page that goes away meanwhile, never). Without a last known from the
+// stream's state, it first checks that the stream still holds the last
+// event applied as it was stored (it is the same log, not one made anew).
+// It stops at the first event it cannot read (past the newest, dropped by
+// the log, or the stream out of reach), where the consumer made next goes
+// on.
+func (l *eventLog) catchUp(ctx context.Context, epoch string, last uint64) (applied int) {
+	l.mu.Lock()
+	s, next, storedAt, same := l.stream, l.applied+1, l.storedAt, l.epoch == epoch
+	l.mu.Unlock()
+	if s == nil || !same {
+		return 0
+	}
+	if last == 0 {
+		if next == 1 || storedAt.IsZero() {
+			return 0
+		}
+		m, err := s.GetMsg(ctx, next-1)
+		if err != nil || !m.Time.Equal(storedAt) {
+			return 0
+		}
+	}
+	for {
+		l.mu.Lock()
+		next, same = l.applied+1, l.epoch == epoch
+		l.mu.Unlock()
+		if !same || last != 0 && next > last || ctx.Err() != nil {
+			return applied
+		}
+		m, err := s.GetMsg(ctx, next)
+		if err != nil || m.Sequence != next {
+			return applied
+		}
+		if l.apply(epoch, m.Sequence, m.Time, m.Data) < next {
+			return applied
+		}
+		if applied++; applied == 1 {
+			l.n.log.Info("cluster: reading the event log's stream while its consumer is lost", "from", next)
+		}
+	}
+}
+
+// catchUpNow is catchUp as far as the stream goes, with a bound of its
+// own.
+func (l *eventLog) catchUpNow() {
+	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	defer cancel()
+	l.catchUp(ctx, l.currentEpoch(), 0)
+}
+
+// appliedWithin is how long after the log acknowledged an event this
+// node published its consumer may take to apply it before the node reads
+// the log's stream itself (see expectApplied).
+const appliedWithin = 500 * time.Millisecond
+
+// expectApplied makes sure this node applies seq, the sequence the log
+// gave an event it published, soon: if its consumer has applied nothing
+// since, and not seq, within appliedWithin, the node reads what it lacks
+// from the stream (catchUp). A consumer lost with its server is found
+// only after two missed heartbeats, and made anew only once JetStream's
+// meta leader is back; the event is in the log already, and this node's
+// pages are owed it now. A consumer that is merely behind (a busy
+// machine) goes on alone.
+func (l *eventLog) expectApplied(seq uint64) {
+	l.mu.Lock()
+	was := l.applied
+	l.mu.Unlock()
+	time.AfterFunc(appliedWithin, func() {
+		l.mu.Lock()
+		behind := !l.closed && l.applied < seq && l.applied == was
+		l.mu.Unlock()
+		if behind && l.reading.CompareAndSwap(false, true) {
+			defer l.reading.Store(false)
+			l.catchUpNow()
+		}
+	})
+}
+
+// next returns the sequence after the last applied.
+func (l *eventLog) next() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.applied + 1
 }
 
 // currentEpoch returns the epoch of the log being applied.

@@ -86,11 +86,12 @@ func (l *eventLog) publishEvent(ctx context.Context, e event, id string) error {
 	if err != nil {
 		return fmt.Errorf("natscluster: %w", err)
 	}
-	attempts, sent, err := l.retry(ctx, giveUp, id, b)
+	seq, attempts, sent, err := l.retry(ctx, giveUp, id, b)
 	if err == nil {
 		if attempts > 1 {
 			l.n.publishRetries.Add(uint64(attempts - 1))
 		}
+		l.expectApplied(seq)
 		return nil
 	}
 	if sent && retryable(err) {
@@ -105,24 +106,31 @@ func (l *eventLog) publishEvent(ctx context.Context, e event, id string) error {
 }
 
 // retry attempts the publish of event id until JetStream takes it, an
-// error that no retry mends, or giveUp (or ctx's end). sent reports
-// whether any attempt may have reached a server.
-func (l *eventLog) retry(ctx context.Context, giveUp time.Time, id string, b []byte) (attempts int, sent bool, err error) {
+// error that no retry mends, or giveUp (or ctx's end), and returns the
+// sequence the log gave the event. sent reports whether any attempt may
+// have reached a server.
+func (l *eventLog) retry(ctx context.Context, giveUp time.Time, id string, b []byte) (seq uint64, attempts int, sent bool, err error) {
 	ctx, cancel := context.WithDeadline(ctx, giveUp)
 	defer cancel()
 	wait := publishBackoff
 	for attempts = 1; ; attempts++ {
-		var maybe bool
-		_, maybe, err = l.attempt(ctx, id, b)
+		var (
+			maybe bool
+			ack   *jetstream.PubAck
+		)
+		ack, maybe, err = l.attempt(ctx, id, b)
 		sent = sent || maybe
-		if err == nil || !retryable(err) {
-			return attempts, sent, err
+		if err == nil {
+			return ack.Sequence, attempts, sent, nil
+		}
+		if !retryable(err) {
+			return 0, attempts, sent, err
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return attempts, sent, err
+			return 0, attempts, sent, err
 		case <-t.C:
 		}
 		wait = min(2*wait, publishBackoffMax)

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/sfere-go/sfere"
@@ -290,6 +291,24 @@ func (h *handlers) sse(w http.ResponseWriter, r *http.Request) {
 			h.respond(w, sfere.PatchElements(form))
 		case errors.Is(err, sfere.ErrHubClosed), errors.Is(err, presence.ErrClosed):
 			h.fail(w, r, http.StatusServiceUnavailable, ErrShutdown)
+		case errors.Is(err, sfere.ErrPositionAhead):
+			// The page was served further on another node than this
+			// node has applied the cluster's log (it lags, or is cut off
+			// from NATS): served here, it would be taken back to this
+			// node's older state and sent again what it had. It is told
+			// to open its stream again in a moment, from its own
+			// position (the reconnect element, or its watchdog), which
+			// may reach another node, or this one caught up. (A 503
+			// would leave a Datastar page waiting for its watchdog to
+			// find the silence: the client retries no error status.)
+			h.log.Info("stream not opened: its position is ahead of this node's copy of the log", "err", err)
+			recon, rerr := h.views.reconnect(resumePosition(r))
+			if rerr != nil {
+				h.log.Error("render reconnect", "err", rerr)
+				http.Error(w, "internal error", http.StatusInternalServerError)
+				return
+			}
+			h.respond(w, sfere.AppendElements("#lobby", recon))
 		default:
 			h.log.Warn("stream could not start", "err", err)
 			http.Error(w, "the stream could not start", http.StatusInternalServerError)
@@ -300,6 +319,20 @@ func (h *handlers) sse(w http.ResponseWriter, r *http.Request) {
 		h.log.Debug("stream resumed", "from", rec.From, "recovered", rec.Recovered, "replayed", rec.Replayed, "err", rec.Err)
 	}
 	s.AfterEnd(func() { h.budgets.open.release(addr) })
+}
+
+// resumePosition is the position a stream request resumes from, as the
+// hub reads it: the last of its Last-Event-ID headers' values, or its
+// lastEventID query parameter.
+func resumePosition(r *http.Request) string {
+	text := strings.Join(r.Header.Values("Last-Event-ID"), ",")
+	if text == "" {
+		text = r.URL.Query().Get("lastEventID")
+	}
+	if i := strings.LastIndexByte(text, ','); i >= 0 {
+		text = text[i+1:]
+	}
+	return strings.TrimSpace(text)
 }
 
 // openStream opens the stream of the request's session. A page that comes

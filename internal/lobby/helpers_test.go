@@ -237,6 +237,17 @@ func (b *browser) openPageStream(pos string) *stream {
 
 func (b *browser) openStreamAt(target, lastID string, opts ...ssetest.Option) *stream {
 	b.t.Helper()
+	s, resp := b.tryStreamAt(target, lastID, opts...)
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		b.t.Fatalf("open stream: status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	return s
+}
+
+// tryStreamAt is openStreamAt for a stream that may be refused: it
+// returns the stream and its response head, whatever the status.
+func (b *browser) tryStreamAt(target, lastID string, opts ...ssetest.Option) (*stream, *http.Response) {
+	b.t.Helper()
 	req := ssetest.DatastarPost(target, `{"username":"","message":""}`)
 	req.Header.Set("Accept", "text/event-stream")
 	if lastID != "" {
@@ -266,11 +277,8 @@ func (b *browser) openStreamAt(target, lastID string, opts ...ssetest.Option) *s
 		c = ssetest.Open(b.t, b.base.Host, req, opts...)
 	}
 	resp := c.WaitHead(waitLong)
-	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		b.t.Fatalf("open stream: status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
 	b.jar.SetCookies(u, resp.Cookies()) // the member cookie comes with the stream
-	return &stream{t: b.t, Client: c, opened: opened}
+	return &stream{t: b.t, Client: c, opened: opened}, resp
 }
 
 // stream is one lobby stream read by the test kit. Its helpers look at

@@ -235,6 +235,9 @@ func campaign(ctx context.Context, cfg *config, stdout io.Writer) (string, error
 		return "", err
 	}
 	defer cl.stop()
+	for _, n := range cl.nodes {
+		log.Add(history.Record{Kind: history.KindNode, Target: n.name, Node: hostPort(n.port)})
+	}
 
 	rng := rand.New(rand.NewPCG(uint64(cfg.seed), 0x6c6f6262))
 	people := make([]*person, cfg.people)

@@ -15,7 +15,11 @@
 // stream was answered 200) before the line's request was sent, and it did
 // not end (closed, reloaded, left, told to join again, broken by an error
 // answer) before the line's answer plus [Options.Settle], nor before the
-// end of a fault on its own person's packets under way then plus Settle,
+// end of a fault under way then plus Settle on its own person's packets,
+// or on the lobby node its stream was on that keeps the node from
+// delivering (cut off from NATS, paused: it delivers once it is back, and
+// neither it nor the page can learn sooner that the page should go
+// elsewhere),
 // and it had a stream open then or opened one later (a page that ended
 // while its broken stream was being retried never had the chance). A page that is
 // owed a line and never shows it has lost it silently, unless the page

@@ -190,6 +190,53 @@ func TestADroppedPageIsOwedOnlyAfterTheDrop(t *testing.T) {
 	}
 }
 
+func TestAPageOnACutNodeIsOwedOnlyAfterTheCut(t *testing.T) {
+	// bob's stream is on lobby-2, cut off from NATS (or paused) 3.9-6:
+	// reloaded at 7, before the cut's end plus the settle time, his page
+	// is not owed ann-2 and bob-2 (said 4, 4.5); reloaded at 9, it is. On
+	// lobby-1, it is owed them either way. A fault on a node is tied to
+	// the streams it served by the nodes' addresses.
+	for _, kind := range []string{"cut", "pause"} {
+		for _, tc := range []struct {
+			node string
+			end  float64
+			lost int
+		}{{"127.0.0.1:2", 7, 0}, {"127.0.0.1:2", 9, 2}, {"127.0.0.1:1", 7, 2}, {"127.0.0.1:3, 127.0.0.1:2", 7, 0}} {
+			h := clean().without(func(r history.Record) bool {
+				return r.Kind == history.KindEvent && r.Client == "bob" && len(r.Chat) == 1 && r.Chat[0].Text[len(r.Chat[0].Text)-1] == '2'
+			})
+			for i, r := range *h {
+				if r.Kind == history.KindStream && r.Client == "bob" {
+					(*h)[i].Node = tc.node
+				}
+			}
+			nodes := hist{
+				{Kind: history.KindNode, Target: "lobby-1", Node: "127.0.0.1:1"},
+				{Kind: history.KindNode, Target: "lobby-2", Node: "127.0.0.1:2"},
+				{Kind: history.KindNode, Target: "lobby-3", Node: "127.0.0.1:3"},
+			}
+			*h = append(append(hist{(*h)[0]}, nodes...), (*h)[1:]...)
+			h.add(history.Record{Kind: history.KindFault, At: at(3.9), Fault: kind, Target: "lobby-2", Phase: history.PhaseStart})
+			h.add(history.Record{Kind: history.KindFault, At: at(6), Fault: kind, Target: "lobby-2", Phase: history.PhaseEnd})
+			h.end("bob", 1, tc.end, history.EndReload)
+			r := Check(*h, Options{})
+			if r.Lines.LostSilently != tc.lost {
+				t.Errorf("%s of lobby-2, bob's stream on %q, reloaded at %v: lines %+v", kind, tc.node, tc.end, r.Lines)
+			}
+		}
+	}
+	// A drop of a page's own packets that never ended: nothing is owed
+	// to the page from then on.
+	h := clean().without(func(r history.Record) bool {
+		return r.Kind == history.KindEvent && r.Client == "bob" && len(r.Chat) == 1 && r.Chat[0].Text[len(r.Chat[0].Text)-1] == '2'
+	})
+	h.add(history.Record{Kind: history.KindFault, At: at(3.9), Fault: "drop", Target: "bob", Phase: history.PhaseStart})
+	h.end("bob", 1, 9, history.EndReload)
+	if r := Check(*h, Options{}); r.Lines.LostSilently != 0 {
+		t.Errorf("a drop that never ended: lines %+v", r.Lines)
+	}
+}
+
 func TestAPageThatEndedWhileReconnectingIsNotOwed(t *testing.T) {
 	// bob's stream breaks at 3.5 and his page ends at 9 before a retry
 	// got through: ann-2 and bob-2 (said 4, 4.5) are not owed to it.

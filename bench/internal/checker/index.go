@@ -3,6 +3,7 @@ package checker
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/sfere-go/sfere/bench/internal/history"
@@ -25,16 +26,21 @@ type page struct {
 	events  []history.Record
 	streams []span // its streams answered 200, each until it ended (zero: open at the end)
 	// ownFaults are the faults whose target is the page's person (its
-	// packets dropped).
+	// packets dropped), and those on the lobby node its stream was on that
+	// keep the node from delivering anything (cut off from NATS, paused),
+	// each for as long as both lasted.
 	ownFaults []span
 	final     []string
 	hasFinal  bool
 }
 
 // owes reports whether the page lived from before sent until settle after
-// answered, or after the end of a fault on its own person's packets under
-// way then (a dropped packet arrives once the drop ends), with a stream
-// open at that time or opened later.
+// answered, or after the end of a fault under way then on its own person's
+// packets (a dropped packet arrives once the drop ends) or on the node its
+// stream was on (a node cut off from the log, or paused, delivers what the
+// log took once it is back: no node can do it sooner, nor can the page
+// learn sooner that it should go elsewhere), with a stream open at that
+// time or opened later.
 func (p *page) owes(sent, answered time.Time, settle time.Duration) bool {
 	if p.open.IsZero() || p.open.After(sent) {
 		return false
@@ -53,7 +59,7 @@ func (p *page) owes(sent, answered time.Time, settle time.Duration) bool {
 	}
 	until := answered
 	for _, f := range p.ownFaults {
-		if !f.start.After(answered.Add(settle)) && (f.end.IsZero() || f.end.After(until)) && !f.end.Before(sent) {
+		if !f.start.After(answered.Add(settle)) && (f.end.IsZero() || f.end.After(until) && !f.end.Before(sent)) {
 			if f.end.IsZero() {
 				return false // to the end: the page never got the chance
 			}
@@ -88,20 +94,43 @@ type check struct {
 	faults  []span
 }
 
-// span is a fault under way from start to end (zero: to the end).
+// span is a fault under way from start to end (zero: to the end), or
+// a stream open on node (its name) from start to end.
 type span struct {
 	kind, target string
+	node         string
 	start, end   time.Time
+}
+
+// nodeFaults are the kinds of fault on a lobby node that keep it from
+// delivering to its pages until they end, while the pages' streams stay
+// open: it is cut off from NATS, or its process is stopped.
+var nodeFaults = map[string]bool{"cut": true, "pause": true}
+
+// overlap returns the part of f while st was open, and whether there is
+// one.
+func overlap(f, st span) (span, bool) {
+	o := f
+	if st.start.After(o.start) {
+		o.start = st.start
+	}
+	if !st.end.IsZero() && (o.end.IsZero() || st.end.Before(o.end)) {
+		o.end = st.end
+	}
+	return o, o.end.IsZero() || o.end.After(o.start)
 }
 
 func newCheck(recs []history.Record, opts Options) *check {
 	c := &check{opts: opts, recs: recs, pages: make(map[pageKey]*page), lines: make(map[string]*line),
 		r: Report{Faults: make(map[string]int), LostDuring: make(map[string]int)}}
-	open := make(map[[2]string]int) // (kind, target) -> index in c.faults
+	open := make(map[[2]string]int)  // (kind, target) -> index in c.faults
+	nodes := make(map[string]string) // address -> lobby node
 	for _, rec := range recs {
 		switch rec.Kind {
 		case history.KindMeta:
 			c.r.Seed = rec.Seed
+		case history.KindNode:
+			nodes[rec.Node] = rec.Target
 		case history.KindFault:
 			k := [2]string{rec.Fault, rec.Target}
 			switch rec.Phase {
@@ -127,7 +156,12 @@ func newCheck(recs []history.Record, opts Options) *check {
 			if rec.Status == 200 {
 				c.r.Pages.StreamsOK++
 				p := c.page(rec)
-				p.streams = append(p.streams, span{kind: "stream", start: rec.At})
+				// The node that answered: the last the load balancer tried.
+				addr := rec.Node
+				if i := strings.LastIndexByte(addr, ','); i >= 0 {
+					addr = addr[i+1:]
+				}
+				p.streams = append(p.streams, span{kind: "stream", node: nodes[strings.TrimSpace(addr)], start: rec.At})
 			}
 		case history.KindStreamEnd:
 			if p := c.page(rec); len(p.streams) > 0 && p.streams[len(p.streams)-1].end.IsZero() {
@@ -164,6 +198,17 @@ func newCheck(recs []history.Record, opts Options) *check {
 		for _, f := range c.faults {
 			if f.target == p.key.client {
 				p.ownFaults = append(p.ownFaults, f)
+			}
+			if !nodeFaults[f.kind] {
+				continue
+			}
+			for _, st := range p.streams {
+				if st.node != f.target {
+					continue
+				}
+				if o, ok := overlap(f, st); ok {
+					p.ownFaults = append(p.ownFaults, o)
+				}
 			}
 		}
 	}

@@ -45,6 +45,10 @@ const (
 	// KindTruth is who is really in the lobby at the end (Names): the
 	// people who joined, did not leave, and hold an open page.
 	KindTruth Kind = "truth"
+	// KindNode names a lobby node (Target) and the address it serves on
+	// (Node), as the load balancer reports it in the streams' records:
+	// what ties a fault on a node to the pages it served.
+	KindNode Kind = "node"
 	// KindProc is a sample of a server process (Target, PID, Phase
 	// "baseline" or "final", RSS, Goroutines).
 	KindProc Kind = "proc"
