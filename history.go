@@ -479,6 +479,11 @@ func (h *history) movedLocked() {
 // not shared); an error wrapping [ErrPositionAhead] if it is not there
 // after the history's AheadWait, or when ctx ends first; and
 // [ErrHubClosed] if closing is closed first.
+// waitsAhead reports whether a stream that asks for a position ahead of
+// the history waits for it ([history.await]) rather than being refused
+// at once.
+func (h *history) waitsAhead() bool { return h.shared && h.aheadWait > 0 }
+
 func (h *history) await(ctx context.Context, closing <-chan struct{}, from Position) error {
 	if !h.shared {
 		return nil

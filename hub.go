@@ -371,22 +371,28 @@ func lastEventID(r *http.Request) string {
 
 // Resumes reports whether r asks to resume (its Last-Event-ID header, or
 // the lastEventID query parameter) from a position the hub's history can
-// serve now: one [Hub.Serve] would recover from, unless the history moves
-// on first or a replay limit refuses it. It is false without a history,
-// without a position, and for a position that is malformed, of another
-// epoch (an earlier run's), ahead of the history (a hub whose history is
-// shared waits for such a position as the stream opens, and may then
-// recover it: see [HistoryOptions.AheadWait]), inside an opening, or
-// older than what the history keeps. An app that gives each stream state
-// of its own (package presence) learns from it, before the stream opens,
-// whether its client will be replayed what it missed.
+// serve: one [Hub.Serve] would recover from, unless the history moves on
+// first or a replay limit refuses it. A position ahead of a shared
+// history counts, if the hub waits for it ([HistoryOptions.AheadWait]):
+// its stream either recovers once the history gets there or is refused
+// before anything is written. It is false without a history, without a
+// position, and for a position that is malformed, of another epoch (an
+// earlier run's), ahead of a history of the hub's own (or of a shared one
+// that does not wait), inside an opening, or older than what the history
+// keeps. An app that gives each stream state of its own (package
+// presence) learns from it, before the stream opens, whether its client
+// will be replayed what it missed.
 func (h *Hub) Resumes(r *http.Request) bool {
 	text := lastEventID(r)
 	if h.hist == nil || text == "" {
 		return false
 	}
 	pos, err := ParsePosition(text)
-	return err == nil && h.hist.servable(pos) == nil
+	if err != nil {
+		return false
+	}
+	err = h.hist.servable(pos)
+	return err == nil || errors.Is(err, ErrPositionAhead) && h.hist.waitsAhead()
 }
 
 // Position returns the position of the newest event in the hub's

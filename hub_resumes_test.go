@@ -3,6 +3,7 @@ package sfere
 import (
 	"net/http/httptest"
 	"testing"
+	"time"
 )
 
 // Resumes says, before a stream opens, whether its request's position is
@@ -47,6 +48,24 @@ func TestResumesSaysWhetherThePositionCanBeServed(t *testing.T) {
 		}
 		if got := hub.Resumes(r); got != c.want {
 			t.Errorf("%s (%q): Resumes = %v, want %v", c.what, c.header+c.query, got, c.want)
+		}
+	}
+	// A shared history waits for a position ahead of it (and the stream
+	// recovers, or is refused before anything is written), unless told
+	// not to wait.
+	for _, c := range []struct {
+		wait time.Duration
+		want bool
+	}{{0, true}, {-1, false}} {
+		shared := NewHub(NewMemoryStore(MemoryOptions{}), HubOptions{History: HistoryOptions{Size: 4, Epoch: "log", AheadWait: c.wait}})
+		t.Cleanup(func() { shared.Shutdown(t.Context()) })
+		if _, err := shared.BroadcastAt(Position{Epoch: "log", Offset: 1}, All, nil, PatchElements("<p>x</p>")); err != nil {
+			t.Fatal(err)
+		}
+		r := httptest.NewRequest("POST", "/sse", nil)
+		r.Header.Set("Last-Event-ID", Position{Epoch: "log", Offset: 2}.String())
+		if got := shared.Resumes(r); got != c.want {
+			t.Errorf("a position ahead of a shared history, AheadWait %v: Resumes = %v, want %v", c.wait, got, c.want)
 		}
 	}
 	plain := NewHub(NewMemoryStore(MemoryOptions{}), HubOptions{})
