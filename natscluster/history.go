@@ -67,6 +67,13 @@ type eventLog struct {
 	checking sync.Mutex  // one check at a time
 	reading  atomic.Bool // an expectApplied is reading the stream
 
+	// life ends when the node closes: the background work (checks and
+	// reads of the stream, see background) stops its requests, and close
+	// waits for it in bg.
+	life    context.Context
+	lifeEnd context.CancelFunc
+	bg      sync.WaitGroup
+
 	// skips counts consumers that skipped events; lost counts events the
 	// log dropped before this node applied them (see LogState).
 	skips, lost atomic.Uint64
@@ -104,6 +111,7 @@ func openLog(ctx context.Context, n *Node, js jetstream.JetStream, h sfere.Histo
 		Retention: jetstream.LimitsPolicy,
 		Storage:   jetstream.FileStorage,
 	}}
+	l.life, l.lifeEnd = context.WithCancel(context.Background())
 	err = untilReady(ctx, n.log, "the event log", n.timeout, func(ctx context.Context) (err error) {
 		epoch, first, last, err = l.ensure(ctx)
 		return err
@@ -287,7 +295,7 @@ func (l *eventLog) breaks() bool {
 	l.broken = true
 	l.mu.Unlock()
 	if !was {
-		go l.check()
+		l.background(l.check)
 	}
 	return !was
 }
@@ -300,7 +308,7 @@ func (l *eventLog) check() {
 		return
 	}
 	defer l.checking.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	ctx, cancel := context.WithTimeout(l.life, l.timeout)
 	defer cancel()
 	var (
 		epoch       string
@@ -428,7 +436,7 @@ func (l *eventLog) catchUp(ctx context.Context, epoch string, last uint64) (appl
 // catchUpNow is catchUp as far as the stream goes, with a bound of its
 // own.
 func (l *eventLog) catchUpNow() {
-	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	ctx, cancel := context.WithTimeout(l.life, l.timeout)
 	defer cancel()
 	l.catchUp(ctx, l.currentEpoch(), 0)
 }
@@ -455,8 +463,10 @@ func (l *eventLog) expectApplied(seq uint64) {
 		behind := !l.closed && l.applied < seq && l.applied == was
 		l.mu.Unlock()
 		if behind && l.reading.CompareAndSwap(false, true) {
-			defer l.reading.Store(false)
-			l.catchUpNow()
+			l.background(func() {
+				defer l.reading.Store(false)
+				l.catchUpNow()
+			})
 		}
 	})
 }
@@ -486,10 +496,28 @@ func (l *eventLog) stop() {
 	}
 }
 
-// close stops applying the log for good.
+// background runs f on a goroutine of its own that close waits for (and
+// ends the requests of), unless the log is closed.
+func (l *eventLog) background(f func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return
+	}
+	l.bg.Add(1)
+	go func() {
+		defer l.bg.Done()
+		f()
+	}()
+}
+
+// close stops applying the log for good, and waits for the background
+// work to end.
 func (l *eventLog) close() {
 	l.mu.Lock()
 	l.closed = true
 	l.mu.Unlock()
-	l.stop()
+	l.lifeEnd()
+	l.bg.Wait()
+	l.stop() // a check under way may have made a consumer
 }

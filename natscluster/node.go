@@ -524,7 +524,7 @@ func (n *Node) run() {
 // holding up the node's loop.
 func (n *Node) checkLog() {
 	if n.events != nil {
-		go n.events.check()
+		n.events.background(n.events.check)
 	}
 }
 
