@@ -19,30 +19,7 @@ import (
 // itself, in order, once each. Here the stream refuses new consumers
 // (MaxConsumers, filled by another) once the node's is deleted.
 func TestLogAppliedWhileNoConsumerCanBeMade(t *testing.T) {
-	ns := startNATS(t)
-	a := historyNode(t, ns, "a")
-	c := a.resume(t, "")
-	if _, err := a.node.Broadcast(sfere.All, nil, numbered(1)); err != nil {
-		t.Fatal(err)
-	}
-	c.Wait(ceiling, ssetest.Containing("<p>1</p>"))
-
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), ceiling)
-	defer cancel()
-	name := streamName(DefaultPrefix)
-	st, err := js.Stream(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, c, js, st, ctx := oneEventApplied(t)
 	var theirs []string
 	for n := range st.ConsumerNames(ctx).Name() {
 		theirs = append(theirs, n)
@@ -105,32 +82,9 @@ func TestLogAppliedWhileNoConsumerCanBeMade(t *testing.T) {
 // acknowledged them, the events it published itself: it reads them from
 // the stream.
 func TestPublishedEventAppliedWhileTheConsumerStalls(t *testing.T) {
-	ns := startNATS(t)
-	a := historyNode(t, ns, "a")
-	c := a.resume(t, "")
-	if _, err := a.node.Broadcast(sfere.All, nil, numbered(1)); err != nil {
-		t.Fatal(err)
-	}
-	c.Wait(ceiling, ssetest.Containing("<p>1</p>"))
-
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), ceiling)
-	defer cancel()
-	name := streamName(DefaultPrefix)
-	st, err := js.Stream(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, c, js, st, ctx := oneEventApplied(t)
 	for n := range st.ConsumerNames(ctx).Name() {
-		if _, err := js.PauseConsumer(ctx, name, n, time.Now().Add(time.Hour)); err != nil {
+		if _, err := js.PauseConsumer(ctx, st.CachedInfo().Config.Name, n, time.Now().Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -143,4 +97,32 @@ func TestPublishedEventAppliedWhileTheConsumerStalls(t *testing.T) {
 	if got, _ := elements(c); len(got) != 3 || got[1] != "<p>2</p>" {
 		t.Fatalf("the stream got %q, want 1 to 3 once each, in order", got)
 	}
+}
+
+// oneEventApplied starts node a with a history and a stream c that got
+// the log's first event, and gives an admin's handle on the log's stream
+// (js, st), with a context for its requests that ends with the test.
+func oneEventApplied(t *testing.T) (a *testNode, c *ssetest.Client, js jetstream.JetStream, st jetstream.Stream, ctx context.Context) {
+	t.Helper()
+	ns := startNATS(t)
+	a = historyNode(t, ns, "a")
+	c = a.resume(t, "")
+	if _, err := a.node.Broadcast(sfere.All, nil, numbered(1)); err != nil {
+		t.Fatal(err)
+	}
+	c.Wait(ceiling, ssetest.Containing("<p>1</p>"))
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ceiling)
+	t.Cleanup(cancel)
+	if st, err = js.Stream(ctx, streamName(DefaultPrefix)); err != nil {
+		t.Fatal(err)
+	}
+	return a, c, js, st, ctx
 }
