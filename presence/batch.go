@@ -77,17 +77,7 @@ func (t *Tracker) flushLocked() {
 		t.flushLogLocked()
 		return
 	}
-	if len(t.fresh) > 0 {
-		// The fresh set goes with the broadcast; the tracker starts a new one.
-		fresh := t.fresh
-		t.fresh = make(sfere.KeySet)
-		if t.snapEffects == nil {
-			t.snapEffects = t.snapshot(t.membersLocked())
-		}
-		if _, err := t.hub.BroadcastLive(t.everyone, excluding(fresh), t.snapEffects...); err != nil {
-			t.log.Error("presence: snapshot", "err", err)
-		}
-	}
+	t.snapshotFreshLocked()
 	d, _ := t.diffLocked()
 	if d.Empty() {
 		return
@@ -111,6 +101,23 @@ func (t *Tracker) flushLocked() {
 	}
 	if _, err := t.hub.Broadcast(t.everyone, skip, t.diff(d)...); err != nil {
 		t.log.Error("presence: diff", "err", err)
+	}
+}
+
+// snapshotFreshLocked sends the streams opened since the last batch the
+// roster's snapshot: every change applied before now is in it, and every
+// later one reaches them as a diff.
+func (t *Tracker) snapshotFreshLocked() {
+	if len(t.fresh) == 0 {
+		return
+	}
+	fresh := t.fresh
+	t.fresh = make(sfere.KeySet)
+	if t.snapEffects == nil {
+		t.snapEffects = t.snapshot(t.membersLocked())
+	}
+	if _, err := t.hub.BroadcastLive(t.everyone, excluding(fresh), t.snapEffects...); err != nil {
+		t.log.Error("presence: snapshot", "err", err)
 	}
 }
 

@@ -113,23 +113,6 @@ func (t *Tracker) flushLogLocked() {
 	}
 }
 
-// snapshotFreshLocked sends the streams opened since the last batch the
-// roster's snapshot: every change applied before now is in it, and every
-// later one reaches them as a diff.
-func (t *Tracker) snapshotFreshLocked() {
-	if len(t.fresh) == 0 {
-		return
-	}
-	fresh := t.fresh
-	t.fresh = make(sfere.KeySet)
-	if t.snapEffects == nil {
-		t.snapEffects = t.snapshot(t.membersLocked())
-	}
-	if _, err := t.hub.BroadcastLive(t.everyone, excluding(fresh), t.snapEffects...); err != nil {
-		t.log.Error("presence: snapshot", "err", err)
-	}
-}
-
 // Applied implements [Notify]: a batch of the log, at its position.
 func (n notify) Applied(a Applied) {
 	t := n.t
