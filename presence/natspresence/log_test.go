@@ -10,6 +10,7 @@ import (
 
 	"github.com/sfere-go/sfere"
 	"github.com/sfere-go/sfere/internal/ssetest"
+	"github.com/sfere-go/sfere/natscluster"
 	"github.com/sfere-go/sfere/presence"
 )
 
@@ -120,24 +121,7 @@ func TestResumeOnAnotherNodeReplaysTheDeparture(t *testing.T) {
 // people present (it keeps only its Size) is handed the roster by another
 // node: its streams show everyone, and a later departure once.
 func TestStartedNodeIsHandedTheRoster(t *testing.T) {
-	ns := startNATS(t, "127.0.0.1:0")
-	defer ns.Shutdown()
-	opts := nodeOptions{History: 8}
-	a, b := startNodeWith(t, ns.ClientURL(), "a", 0, opts), startNodeWith(t, ns.ClientURL(), "b", 0, opts)
-	if err := a.claim("phil", "s-phil"); err != nil {
-		t.Fatal(err)
-	}
-	phil := a.open("s-phil")
-	if err := b.claim("carol", "s-carol"); err != nil {
-		t.Fatal(err)
-	}
-	carol := b.open("s-carol")
-	phil.waitShown("phil", "carol")
-	for i := range 20 { // push the arrivals out of the log
-		if _, err := a.cnode.Broadcast(sfere.All, nil, sfere.AppendElements("#m", fmt.Sprintf("<p>%d</p>", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ns, opts, a, _, phil, carol := arrivalsPushedOut(t, 8)
 	ssetest.Eventually(t, waitLong, "the log to move past the arrivals", func() bool {
 		st, err := a.cnode.LogState(t.Context())
 		return err == nil && st.First > 8
@@ -310,24 +294,7 @@ func TestConcurrentArrivalsThroughTheLog(t *testing.T) {
 // renders them at their positions as the other nodes did: a page that
 // resumes on it from before them is replayed both, once.
 func TestStartedNodeRendersTheLogItHolds(t *testing.T) {
-	ns := startNATS(t, "127.0.0.1:0")
-	defer ns.Shutdown()
-	opts := nodeOptions{History: 16}
-	a, b := startNodeWith(t, ns.ClientURL(), "a", 0, opts), startNodeWith(t, ns.ClientURL(), "b", 0, opts)
-	if err := a.claim("phil", "s-phil"); err != nil {
-		t.Fatal(err)
-	}
-	phil := a.open("s-phil")
-	if err := b.claim("carol", "s-carol"); err != nil {
-		t.Fatal(err)
-	}
-	carol := b.open("s-carol")
-	phil.waitShown("phil", "carol")
-	for i := range 20 { // push the arrivals out of the log
-		if _, err := a.cnode.Broadcast(sfere.All, nil, sfere.AppendElements("#m", fmt.Sprintf("<p>%d</p>", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ns, opts, a, b, phil, carol := arrivalsPushedOut(t, 16)
 	phil.waitFor("<p>19</p>")
 	from := phil.lastID()
 	if err := b.claim("dave", "s-dave"); err != nil {
@@ -360,4 +327,30 @@ func TestStartedNodeRendersTheLogItHolds(t *testing.T) {
 	if s, ok := c.hub.Store().Get(keys[0]); !ok || !s.Recovery().Recovered {
 		t.Errorf("the page did not resume on the started node")
 	}
+}
+
+// arrivalsPushedOut starts nodes a and b whose log keeps size events, with
+// phil on a and carol on b shown to each other, then 20 broadcasts that
+// push their arrivals out of the log.
+func arrivalsPushedOut(t *testing.T, size int) (ns *natscluster.Server, opts nodeOptions, a, b *node, phil, carol *tab) {
+	t.Helper()
+	ns = startNATS(t, "127.0.0.1:0")
+	t.Cleanup(ns.Shutdown)
+	opts = nodeOptions{History: size}
+	a, b = startNodeWith(t, ns.ClientURL(), "a", 0, opts), startNodeWith(t, ns.ClientURL(), "b", 0, opts)
+	if err := a.claim("phil", "s-phil"); err != nil {
+		t.Fatal(err)
+	}
+	phil = a.open("s-phil")
+	if err := b.claim("carol", "s-carol"); err != nil {
+		t.Fatal(err)
+	}
+	carol = b.open("s-carol")
+	phil.waitShown("phil", "carol")
+	for i := range 20 {
+		if _, err := a.cnode.Broadcast(sfere.All, nil, sfere.AppendElements("#m", fmt.Sprintf("<p>%d</p>", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ns, opts, a, b, phil, carol
 }
