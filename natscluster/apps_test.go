@@ -119,20 +119,8 @@ func TestAppEventsThroughTheLog(t *testing.T) {
 // history then serves no position before (those positions went to no
 // stream there), and later events are delivered as on every node.
 func TestAppEventsBeforeTheHandler(t *testing.T) {
-	ns := startNATS(t)
-	a := historyNode(t, ns, "a")
-	ca := handleCounter(t, a)
+	ns, a, ca, before := oneAndTwoCounted(t)
 	ctx := t.Context()
-	var before string // after one, before two
-	for i, p := range []string{`"one"`, `"two"`} {
-		if err := a.node.Append(ctx, "count", "", []byte(p)); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, "a applied it", func() bool { return len(ca.handled()) == i+1 })
-		if i == 0 {
-			before = a.hub.Position().String()
-		}
-	}
 
 	b := historyNode(t, ns, "b") // applies the log as it starts, with no handler
 	cb := handleCounter(t, b)
@@ -153,11 +141,7 @@ func TestAppEventsBeforeTheHandler(t *testing.T) {
 	// placeholder. (From the last one on, b's replay is its handler's,
 	// which knows every event before.)
 	c := b.resume(t, before)
-	s, ok := b.hub.Store().Get(lobbyKey("brian"))
-	if !ok {
-		t.Fatal("brian's stream is not stored on b")
-	}
-	if rec := s.Recovery(); rec.Recovered {
+	if rec := streamOf(t, b, "brian").Recovery(); rec.Recovered {
 		t.Fatalf("a position from before the handler was recovered on b: %+v", rec)
 	}
 	c.Close()
@@ -172,20 +156,7 @@ func TestAppEventsBeforeTheHandler(t *testing.T) {
 // after them follow in order, and the node's history serves positions
 // from before the handler.
 func TestAppEventsHeldForADeclaredKind(t *testing.T) {
-	ns := startNATS(t)
-	a := historyNode(t, ns, "a")
-	ca := handleCounter(t, a)
-	ctx := t.Context()
-	var before string // after one, before two
-	for i, p := range []string{`"one"`, `"two"`} {
-		if err := a.node.Append(ctx, "count", "", []byte(p)); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, "a applied it", func() bool { return len(ca.handled()) == i+1 })
-		if i == 0 {
-			before = a.hub.Position().String()
-		}
-	}
+	ns, a, ca, before := oneAndTwoCounted(t)
 	if _, err := a.node.Broadcast(sfere.All, nil, sfere.AppendElements("#m", "<p>chat</p>")); err != nil {
 		t.Fatal(err)
 	}
@@ -234,4 +205,24 @@ func TestAppEventsHoldEnds(t *testing.T) {
 	if got := cb.handled(); len(got) != 1 || !strings.HasSuffix(got[0], " earlier") {
 		t.Fatalf("b's late handler got %q, want one earlier", got)
 	}
+}
+
+// oneAndTwoCounted starts node a with a history and a counter handling
+// kind "count", and appends "one" and "two", each applied on a; before is
+// the position between them.
+func oneAndTwoCounted(t *testing.T) (ns *Server, a *testNode, ca *counter, before string) {
+	t.Helper()
+	ns = startNATS(t)
+	a = historyNode(t, ns, "a")
+	ca = handleCounter(t, a)
+	for i, p := range []string{`"one"`, `"two"`} {
+		if err := a.node.Append(t.Context(), "count", "", []byte(p)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "a applied it", func() bool { return len(ca.handled()) == i+1 })
+		if i == 0 {
+			before = a.hub.Position().String()
+		}
+	}
+	return ns, a, ca, before
 }
