@@ -83,6 +83,11 @@ type apps struct {
 	timer    *time.Timer // ends the hold when holdFor has passed
 	gaveUp   bool        // a hold ran out: no more holds
 	closed   bool
+
+	// A handler removed: from the first event of its kind the node
+	// applies after, it delivers no more of the log (see Node.Handle).
+	removed map[string]bool
+	stopped bool
 }
 
 // heldEvent is an event of the log held back.
@@ -110,11 +115,19 @@ func (a *apps) declare(kinds []string, holdFor time.Duration) {
 // hold holds e, the log's event at pos, back if the log is held back, or
 // if it is the first event of a declared kind without a handler; it
 // reports whether it did. The log's applier calls it for every event, in
-// order.
+// order. Once the node is closed, or an event of a kind whose handler was
+// removed came, it takes every event and delivers none: a stream that
+// got a later event would resume past the one its app no longer renders.
 func (a *apps) hold(l *eventLog, pos sfere.Position, stored time.Time, e event) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	switch {
+	case a.closed || a.stopped:
+		return true
+	case a.removed[e.Kind]:
+		a.stopped = true
+		l.n.log.Info("cluster: the handler of an app event kind was removed; this node's streams get no more of the log", "kind", e.Kind, "seq", pos.Offset)
+		return true
 	case len(a.held) > 0:
 	case a.gaveUp || a.closed || e.Kind == "" || !a.declared[e.Kind] || a.handlers[e.Kind] != nil:
 		return false
@@ -226,7 +239,13 @@ func (n *Node) Append(ctx context.Context, kind, id string, data []byte) error {
 // its state only; their positions went to no stream here, so the node's
 // history stops serving the positions before now (a client that resumes
 // from one is given the full state instead). The returned func removes
-// h. A kind has one handler: a second gets [ErrKindHandled].
+// h, for an app on its way out: from the next event of kind the node
+// applies, it delivers no more of the log to its streams (they would
+// otherwise take later events without the ones only h rendered, and a
+// client resuming elsewhere would skip them); a handler registered again
+// for kind ends that, and the node's history then stops serving the
+// positions before it. A kind has one handler: a second gets
+// [ErrKindHandled].
 func (n *Node) Handle(kind string, h AppHandler) (cancel func(), err error) {
 	a := &n.apps
 	a.mu.Lock()
@@ -238,6 +257,18 @@ func (n *Node) Handle(kind string, h AppHandler) (cancel func(), err error) {
 		return nil, fmt.Errorf("%w: %q", ErrKindHandled, kind)
 	}
 	a.handlers[kind] = h
+	if a.removed[kind] {
+		delete(a.removed, kind)
+		if a.stopped {
+			// The events since went to no stream here.
+			a.stopped = false
+			if n.events != nil {
+				if err := n.hub.ResetHistory(n.events.currentEpoch()); err != nil {
+					n.log.Warn("cluster: history not reset after a handler's gap", "kind", kind, "err", err)
+				}
+			}
+		}
+	}
 	a.releaseLocked(n, false)
 	delete(a.declared, kind) // a handler removed later holds nothing back
 	if earlier := a.earlier[kind]; len(earlier) > 0 {
@@ -254,7 +285,14 @@ func (n *Node) Handle(kind string, h AppHandler) (cancel func(), err error) {
 	return func() {
 		a.mu.Lock()
 		defer a.mu.Unlock()
+		if a.handlers[kind] == nil {
+			return
+		}
 		delete(a.handlers, kind)
+		if a.removed == nil {
+			a.removed = make(map[string]bool)
+		}
+		a.removed[kind] = true
 	}, nil
 }
 

@@ -226,3 +226,48 @@ func oneAndTwoCounted(t *testing.T) (ns *Server, a *testNode, ca *counter, befor
 	}
 	return ns, a, ca, before
 }
+
+// A node whose app removes a kind's handler (an app on its way out)
+// delivers the log to its streams up to the next event of that kind and
+// no further: a stream there never takes a position past one that nothing
+// rendered, so a client that resumes on another node from its last
+// position is replayed that event and everything after.
+func TestAppHandlerRemovedStopsTheLogHere(t *testing.T) {
+	ns := startNATS(t)
+	a, b := historyNode(t, ns, "a"), historyNode(t, ns, "b")
+	handleCounter(t, a)
+	cb := handleCounter(t, b)
+	onB := b.resume(t, "")
+	chat := func(text string) {
+		t.Helper()
+		if _, err := a.node.Broadcast(sfere.All, nil, sfere.AppendElements("#m", "<p>"+text+"</p>")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chat("before")
+	onB.Wait(ceiling, ssetest.Containing("<p>before</p>"))
+	cb.cancel()
+	chat("still") // no event of the kind since: b delivers it
+	onB.Wait(ceiling, ssetest.Containing("<p>still</p>"))
+	if err := a.node.Append(t.Context(), "count", "", []byte(`"one"`)); err != nil {
+		t.Fatal(err)
+	}
+	chat("after")
+	last := a.hub.Position().Offset
+	waitFor(t, "b applied the log", func() bool {
+		st, err := b.node.LogState(t.Context())
+		return err == nil && st.Applied == last
+	})
+	got, lastID := elements(onB)
+	if strings.Join(got, " ") != "<p>before</p> <p>still</p>" {
+		t.Fatalf("b's stream got %q after its handler was removed, want before and still only", got)
+	}
+	if len(cb.handled()) != 0 {
+		t.Fatalf("the removed handler was called: %q", cb.handled())
+	}
+	elsewhere := a.resume(t, lastID)
+	elsewhere.Wait(ceiling, ssetest.Containing("<p>after</p>"))
+	if got, _ := elements(elsewhere); strings.Join(got, " ") != "<p>1</p> <p>after</p>" {
+		t.Fatalf("resumed on a from b's last position, got %q, want 1 then after", got)
+	}
+}

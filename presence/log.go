@@ -113,14 +113,15 @@ func (t *Tracker) flushLogLocked() {
 	}
 }
 
-// Applied implements [Notify]: a batch of the log, at its position.
+// Applied implements [Notify]: a batch of the log, at its position. It
+// renders batches after [Tracker.Close] too, until the cluster stops
+// handing them over: the node's streams may still be taking the log (a
+// server shutting down says goodbye to them), and a stream that took a
+// later position without this one would skip it when it resumes.
 func (n notify) Applied(a Applied) {
 	t := n.t
 	t.mu.Lock()
 	defer t.unlock()
-	if t.closed {
-		return
-	}
 	for ref, at := range a.Departed {
 		if when, ok := t.tomb[ref]; !ok || at.UnixNano() > when {
 			t.tombLocked(ref, at)
@@ -176,6 +177,7 @@ func (t *Tracker) applyRosterLocked(changes []Change, stored time.Time) Diff {
 			delete(t.roster, id)
 			t.tombLocked(c.Ref, stored)
 			d.Leaves = append(d.Leaves, Departure{Member: e.m, Reason: c.Reason, Cause: c.Cause, Resumable: c.Resumable})
+			t.reArriveLocked(id, c)
 			continue
 		}
 		if t.tombstoned(c.Ref, stored) || in && e.ref == c.Ref {
@@ -208,6 +210,24 @@ func (t *Tracker) applyRosterLocked(changes []Change, stored time.Time) Diff {
 	slices.SortFunc(d.Joins, byArrival)
 	slices.SortStableFunc(d.Leaves, func(a, b Departure) int { return cmp.Compare(a.ID, b.ID) })
 	return d
+}
+
+// reArriveLocked answers the log's departure c of person id: if another
+// node found this one lost (a node cut off from the others for a while
+// decides that of every node it no longer hears) while this node still
+// holds a stream of the person under the claim that departed, the person
+// is here, and arrives again, back, under the claim's next Ref. The node
+// that decided the loss does the same when it hears this node again
+// (Notify.Held), under the same Ref, so the roster shows one return; this
+// node's own does not wait for that node, which may be gone since.
+func (t *Tracker) reArriveLocked(id string, c Change) {
+	p := t.people[id]
+	if t.closed || c.Reason != ReasonNodeLost || p == nil || p.state != stPresent ||
+		len(p.streams) == 0 || p.logged != c.Ref {
+		return
+	}
+	p.back = true
+	t.arriveLocked(p)
 }
 
 // tombLocked remembers that the claim ref departed, at stored.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sfere-go/sfere"
+	"github.com/sfere-go/sfere/internal/ssetest"
 	"github.com/sfere-go/sfere/presence"
 )
 
@@ -124,4 +125,104 @@ func names(ms []presence.Member) string {
 		ids[i] = m.ID
 	}
 	return strings.Join(ids, ",")
+}
+
+// appendedSoFar returns the batches the tracker appended so far.
+func (c *logOnly) appendedSoFar() [][]presence.Change {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([][]presence.Change(nil), c.appended...)
+}
+
+// A node that holds a person's stream, whose claim the log departs as
+// lost with another node (one cut off from the rest decides that of every
+// node it stops hearing), appends the person's arrival again, back, under
+// the claim's next Ref: the room shows the person gone, then back, not
+// gone until that node is heard from again (it may never be). A departure
+// for another reason (the person left through another node) is not
+// answered. And the tracker renders the log's batches after Close, while
+// the node's streams may still take the log.
+func TestHolderAnswersADepartureAsLost(t *testing.T) {
+	cl := &logOnly{}
+	r := newRigHub(t, sfere.HubOptions{History: sfere.HistoryOptions{Size: 64, Epoch: "log"}},
+		presence.Options{Window: 10 * time.Millisecond, Cluster: cl}, 0)
+	seq := uint64(0)
+	apply := func(changes ...presence.Change) (delivered bool) {
+		t.Helper()
+		seq++
+		pos := sfere.Position{Epoch: "log", Offset: seq}
+		cl.n.Applied(presence.Applied{Changes: changes, Stored: time.Now(),
+			Deliver: func(p sfere.Pattern, exclude sfere.Matcher, effects ...sfere.Effect) (sfere.Result, error) {
+				delivered = true
+				return r.hub.BroadcastAt(pos, p, exclude, effects...)
+			}})
+		return delivered
+	}
+	// arrival waits for the tracker's next appended arrival of id.
+	arrival := func(id string, after int) (presence.Change, int) {
+		t.Helper()
+		var got presence.Change
+		n := after
+		ssetest.Eventually(t, waitLong, "an arrival of "+id+" appended", func() bool {
+			batches := cl.appendedSoFar()
+			for ; n < len(batches); n++ {
+				for _, c := range batches[n] {
+					if !c.Leave && c.Member.ID == id {
+						got = c
+						n++
+						return true
+					}
+				}
+			}
+			return false
+		})
+		return got, n
+	}
+
+	r.claim("brian", "o-brian")
+	brian := r.open("o-brian")
+	first, n := arrival("brian", 0)
+	if !apply(first) {
+		t.Fatal("brian's arrival not delivered")
+	}
+	brian.waitFor(`data-joins="brian"`)
+
+	lost := presence.Change{Leave: true, Member: first.Member, Ref: first.Ref,
+		Reason: presence.ReasonNodeLost, Cause: sfere.CauseNodeLost}
+	if !apply(lost) {
+		t.Fatal("brian's departure as lost not delivered")
+	}
+	brian.waitFor(`data-leaves="brian:node-lost"`)
+	again, n := arrival("brian", n)
+	if again.Ref == first.Ref || !again.Member.Back {
+		t.Fatalf("brian's arrival again: Ref %q (the departed one was %q), back %v; want a new Ref, back", again.Ref, first.Ref, again.Member.Back)
+	}
+	if !apply(again) {
+		t.Fatal("brian's arrival again not delivered")
+	}
+	brian.waitFor(`data-back="brian"`)
+	if got := names(r.tracker.Members()); got != "brian" {
+		t.Fatalf("members %q, want brian", got)
+	}
+
+	// Brian left through another node: the log says so before this node
+	// hears it; nothing is appended for it.
+	left := presence.Change{Leave: true, Member: again.Member, Ref: again.Ref, Reason: presence.ReasonLeft}
+	if !apply(left) {
+		t.Fatal("brian's departure not delivered")
+	}
+	r.settle(brian)
+	for _, b := range cl.appendedSoFar()[n:] {
+		for _, c := range b {
+			if c.Member.ID == "brian" && !c.Leave {
+				t.Fatalf("brian arrived again after he left through another node: %+v", c)
+			}
+		}
+	}
+
+	r.tracker.Close()
+	if !apply(presence.Change{Member: presence.Member{ID: "carol", Since: time.Now()}, Ref: "c1"}) {
+		t.Fatal("a batch applied after Close was not delivered")
+	}
+	brian.waitFor(`data-joins="carol"`)
 }
