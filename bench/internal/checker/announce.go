@@ -38,7 +38,7 @@ func (c *check) checkAnnouncements() {
 	}
 	for _, ch := range c.changes() {
 		for _, p := range c.order {
-			if p.key.client == ch.name || !p.owes(ch.sent, ch.at, c.opts.Settle) {
+			if p.key.client == ch.name || !p.owes(ch.sent, ch.at, c.opts.Settle, p.says(ch)) {
 				continue
 			}
 			c.r.Announcements.Expected++

@@ -20,8 +20,10 @@
 // delivering (cut off from NATS, paused: it delivers once it is back, and
 // neither it nor the page can learn sooner that the page should go
 // elsewhere),
-// and it had a stream open then or opened one later (a page that ended
-// while its broken stream was being retried never had the chance). A page that is
+// and it had a stream open until Settle after the answer or opened one
+// after the answer (a page whose stream broke before the line could reach
+// it and that ended while the stream was being retried never had the
+// chance). A page that is
 // owed a line and never shows it has lost it silently, unless the page
 // was told, after the line was sent, that lines could not be recovered,
 // or was told to join again: then it is a declared loss.

@@ -255,6 +255,26 @@ func TestAPageThatEndedWhileReconnectingIsNotOwed(t *testing.T) {
 	}
 }
 
+func TestAPageWhoseStreamBrokeBeforeTheLineCouldReachItIsNotOwed(t *testing.T) {
+	// bob's stream breaks at 5.1, within Settle of ann-2's answer (4.1),
+	// before it reached him (its node was slow to get it), and his page
+	// ends at 9 while reconnecting: ann-2 is not owed to it. bob-2
+	// (answered 4.6) reached it before the break.
+	h := clean().without(isDelivery("bob", 1, lineText("ann", 2)))
+	h.add(history.Record{Kind: history.KindStreamEnd, Client: "bob", Page: 1, At: at(5.1), Err: "unexpected EOF"})
+	h.end("bob", 1, 9, history.EndLeft)
+	if r := Check(*h, Options{}); r.Lines.LostSilently != 0 || r.Lines.Expected != 7 {
+		t.Errorf("lines = %+v", r.Lines)
+	}
+	// Had the stream lived Settle past the answer, the line was owed.
+	h = clean().without(isDelivery("bob", 1, lineText("ann", 2)))
+	h.add(history.Record{Kind: history.KindStreamEnd, Client: "bob", Page: 1, At: at(6.2), Err: "unexpected EOF"})
+	h.end("bob", 1, 9, history.EndLeft)
+	if r := Check(*h, Options{}); r.Lines.LostSilently != 1 {
+		t.Errorf("a stream that lived past Settle: lines = %+v", r.Lines)
+	}
+}
+
 func TestDoubleIsCaught(t *testing.T) {
 	h := clean()
 	h.got("bob", 1, 4.9, "ann", 2)

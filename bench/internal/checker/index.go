@@ -39,20 +39,22 @@ type page struct {
 // packets (a dropped packet arrives once the drop ends) or on the node its
 // stream was on (a node cut off from the log, or paused, delivers what the
 // log took once it is back: no node can do it sooner, nor can the page
-// learn sooner that it should go elsewhere), with a stream open at that
-// time or opened later.
-func (p *page) owes(sent, answered time.Time, settle time.Duration) bool {
+// learn sooner that it should go elsewhere), with a stream open until
+// settle after answered or opened after answered, or it shows the line or
+// change (shown).
+func (p *page) owes(sent, answered time.Time, settle time.Duration, shown bool) bool {
 	if p.open.IsZero() || p.open.After(sent) {
 		return false
 	}
 	if p.end.IsZero() {
 		return true
 	}
-	// A page whose stream broke and that ended before it could open one
-	// again never had the chance to receive the line or be told.
-	alive := false
+	// A page whose stream broke before the line could reach it (Settle
+	// after its answer) and that ended before it could open one again
+	// never had the chance to receive the line or be told.
+	alive := shown
 	for _, st := range p.streams {
-		alive = alive || st.end.IsZero() || !st.end.Before(answered)
+		alive = alive || st.end.IsZero() || !st.end.Before(answered.Add(settle)) || st.start.After(answered)
 	}
 	if !alive {
 		return false
