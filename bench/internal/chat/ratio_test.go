@@ -3,7 +3,9 @@ package chat
 import (
 	"bytes"
 	"compress/flate"
+	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"io"
 	"strconv"
 	"testing"
@@ -35,7 +37,8 @@ import (
 //     sends. Each event ends its block, and an empty stored block (3
 //     bits, the padding to a byte, 4 length bytes) follows it; Go's
 //     flate reader hands out what it decoded only there (or when its 32
-//     KiB window fills), so no other flush would do.
+//     KiB window fills), so no other flush would do
+//     (TestGzipReaderWaitsForEmptyStoredBlock).
 //   - block: sync, less the 4 length bytes of each empty stored block:
 //     about what each event's own block costs. A reader could not have
 //     the events at once.
@@ -207,3 +210,65 @@ func report(b *testing.B, raw, packed int) {
 
 // chunk is the size of n bytes framed as one HTTP/1.1 chunk.
 func chunk(n int) int { return len(strconv.FormatInt(int64(n), 16)) + 2 + n + 2 }
+
+// TestGzipReaderWaitsForEmptyStoredBlock checks what the sync case of
+// BenchmarkLobbyEventGzip rests on: Go's gzip reader hands out an event
+// when the empty stored block after it has come, and not before, though
+// the event's block has ended. So a compressor whose reader must have
+// every event at once pays for that block at every event.
+func TestGzipReaderWaitsForEmptyStoredBlock(t *testing.T) {
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := events{l: l, stamped: true}
+	e := ev.next(t)
+	var out bytes.Buffer
+	zw := gzip.NewWriter(&out)
+	if _, err := zw.Write(e); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	flushed := out.Bytes()
+	if !bytes.HasSuffix(flushed, []byte{0, 0, 0xff, 0xff}) {
+		t.Fatalf("the sync flush did not end with an empty stored block: % x", flushed[len(flushed)-5:])
+	}
+	for _, c := range []struct {
+		name   string
+		stream []byte
+		early  bool // the event comes out before the input runs out
+	}{
+		{"the whole flush", flushed, true},
+		{"without the stored block's length bytes", flushed[:len(flushed)-4], false},
+	} {
+		zr, err := gzip.NewReader(io.MultiReader(bytes.NewReader(c.stream), failing{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(zr)
+		if !bytes.Equal(got, e) {
+			t.Fatalf("%s: read %q, want the event %q", c.name, got, e)
+		}
+		if !errors.Is(err, errNoMore) {
+			t.Fatalf("%s: the reader ended with %v, want it to ask for more input", c.name, err)
+		}
+		// Read again, one call: does the event come out before the
+		// reader asks for input it does not have?
+		zr, _ = gzip.NewReader(io.MultiReader(bytes.NewReader(c.stream), failing{}))
+		n, err := zr.Read(make([]byte, 2*len(e)))
+		if early := n == len(e) && err == nil; early != c.early {
+			t.Errorf("%s: first Read returned %d bytes and %v; the event out before more input: %v, want %v",
+				c.name, n, err, early, c.early)
+		}
+	}
+}
+
+// errNoMore is what failing returns: the input so far is all there is.
+var errNoMore = errors.New("no more input yet")
+
+// failing is a reader with nothing more to give.
+type failing struct{}
+
+func (failing) Read([]byte) (int, error) { return 0, errNoMore }
