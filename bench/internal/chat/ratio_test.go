@@ -33,8 +33,8 @@ import (
 //     output counted once at the end: what DEFLATE makes of the text
 //     when nothing has to be read before the run ends.
 //   - sync: a sync flush after every event and never a full flush: the
-//     least a compressor that lets a reader have every event at once
-//     sends. Each event ends its block, and an empty stored block (3
+//     least the compressor sends when a reader must have every event at
+//     once. Each event ends its block, and an empty stored block (3
 //     bits, the padding to a byte, 4 length bytes) follows it; Go's
 //     flate reader hands out what it decoded only there (or when its 32
 //     KiB window fills), so no other flush would do
