@@ -6,6 +6,7 @@ replace github.com/sfere-go/sfere => ../
 
 require (
 	github.com/centrifugal/centrifuge v0.40.1
+	github.com/klauspost/compress v1.20.3
 	github.com/sfere-go/sfere v0.0.0
 	github.com/starfederation/datastar-go v1.2.2
 	gonum.org/v1/plot v0.17.0
@@ -27,7 +28,6 @@ require (
 	github.com/golang/freetype v0.0.0-20170609003504-e2365dfdc4a0 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/google/uuid v1.6.0 // indirect
-	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/maypok86/otter/v2 v2.4.0 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
