@@ -212,20 +212,25 @@ func (t *Tracker) applyRosterLocked(changes []Change, stored time.Time) Diff {
 	return d
 }
 
-// reArriveLocked answers the log's departure c of person id: if another
-// node found this one lost (a node cut off from the others for a while
-// decides that of every node it no longer hears) while this node still
-// holds a stream of the person under the claim that departed, the person
-// is here, and arrives again, back, under the claim's next Ref. The node
-// that decided the loss does the same when it hears this node again
-// (Notify.Held), under the same Ref, so the roster shows one return; this
-// node's own does not wait for that node, which may be gone since.
+// reArriveLocked answers the log's departure c of person id, which the
+// roster showed under c.Ref: if this node still holds a stream of the
+// person, the person is here, and arrives again, back, under the next Ref
+// after c.Ref. Another node decided the departure from what it heard: a
+// node cut off from the rest for a while finds every node it stops
+// hearing lost, and a node that did not hear this one in time lets the
+// person's grace run out. The node that decided a loss does the same when
+// it hears this node again (Notify.Held), under the same Ref, so the
+// roster shows one return; this node's own does not wait for that node,
+// which may be gone since, and answers the other departures too, which
+// nobody else would. A departure the person asked for (left, renamed)
+// is not answered: this node ends the person's streams as it hears of it.
 func (t *Tracker) reArriveLocked(id string, c Change) {
 	p := t.people[id]
-	if t.closed || c.Reason != ReasonNodeLost || p == nil || p.state != stPresent ||
-		len(p.streams) == 0 || p.logged != c.Ref {
+	if t.closed || c.Reason == ReasonLeft || c.Reason == ReasonRenamed ||
+		p == nil || p.state != stPresent || len(p.streams) == 0 {
 		return
 	}
+	p.logged = c.Ref // the arrival again follows the departed one, as the deciding node's does
 	p.back = true
 	t.arriveLocked(p)
 }

@@ -136,13 +136,13 @@ func (c *logOnly) appendedSoFar() [][]presence.Change {
 
 // A node that holds a person's stream, whose claim the log departs as
 // lost with another node (one cut off from the rest decides that of every
-// node it stops hearing), appends the person's arrival again, back, under
-// the claim's next Ref: the room shows the person gone, then back, not
-// gone until that node is heard from again (it may never be). A departure
-// for another reason (the person left through another node) is not
-// answered. And the tracker renders the log's batches after Close, while
+// node it stops hearing) or as closed (a node that did not hear this one
+// in time), appends the person's arrival again, back, under the next Ref:
+// the room shows the person gone, then back, not gone until that node is
+// heard from again (it may never be). A departure the person asked for
+// (left through another node) is not answered. And the tracker renders the log's batches after Close, while
 // the node's streams may still take the log.
-func TestHolderAnswersADepartureAsLost(t *testing.T) {
+func TestHolderAnswersADepartureDecidedElsewhere(t *testing.T) {
 	cl := &logOnly{}
 	r := newRigHub(t, sfere.HubOptions{History: sfere.HistoryOptions{Size: 64, Epoch: "log"}},
 		presence.Options{Window: 10 * time.Millisecond, Cluster: cl}, 0)
@@ -201,6 +201,24 @@ func TestHolderAnswersADepartureAsLost(t *testing.T) {
 		t.Fatal("brian's arrival again not delivered")
 	}
 	brian.waitFor(`data-back="brian"`)
+	if got := names(r.tracker.Members()); got != "brian" {
+		t.Fatalf("members %q, want brian", got)
+	}
+
+	// Another node let his grace run out (it did not hear this one in
+	// time): he is here, and arrives again.
+	closed := presence.Change{Leave: true, Member: again.Member, Ref: again.Ref, Reason: presence.ReasonClosed}
+	if !apply(closed) {
+		t.Fatal("brian's departure as closed not delivered")
+	}
+	brian.waitFor(`data-leaves="brian:closed"`)
+	again, n = arrival("brian", n)
+	if again.Ref == closed.Ref || !again.Member.Back {
+		t.Fatalf("brian's arrival after closed: Ref %q (the departed one was %q), back %v", again.Ref, closed.Ref, again.Member.Back)
+	}
+	if !apply(again) {
+		t.Fatal("brian's arrival again not delivered")
+	}
 	if got := names(r.tracker.Members()); got != "brian" {
 		t.Fatalf("members %q, want brian", got)
 	}
