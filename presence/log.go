@@ -180,7 +180,18 @@ func (t *Tracker) applyRosterLocked(changes []Change, stored time.Time) Diff {
 			t.reArriveLocked(id, c)
 			continue
 		}
-		if t.tombstoned(c.Ref, stored) || in && e.ref == c.Ref {
+		if in && e.ref == c.Ref {
+			continue
+		}
+		if t.tombstoned(c.Ref, stored) {
+			if !in {
+				// An arrival under a Ref that departed: a node that
+				// knew the person only by its claim (it started anew,
+				// or the person reached it after a departure it had
+				// not seen) arrived it under the claim's Ref. If this
+				// node holds the person, it is here: it arrives again.
+				t.reArriveLocked(id, Change{Member: c.Member, Ref: c.Ref})
+			}
 			continue
 		}
 		if in {
@@ -224,10 +235,16 @@ func (t *Tracker) applyRosterLocked(changes []Change, stored time.Time) Diff {
 // which may be gone since, and answers the other departures too, which
 // nobody else would. A departure the person asked for (left, renamed)
 // is not answered: this node ends the person's streams as it hears of it.
+//
+// It also answers an arrival the roster ignored because its Ref departed
+// (c with no Reason), while the roster does not show the person.
 func (t *Tracker) reArriveLocked(id string, c Change) {
 	p := t.people[id]
 	if t.closed || c.Reason == ReasonLeft || c.Reason == ReasonRenamed ||
 		p == nil || p.state != stPresent || len(p.streams) == 0 {
+		return
+	}
+	if _, in := t.roster[id]; in {
 		return
 	}
 	p.logged = c.Ref // the arrival again follows the departed one, as the deciding node's does

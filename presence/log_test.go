@@ -18,11 +18,25 @@ type logOnly struct {
 	n        presence.Notify
 	mu       sync.Mutex
 	appended [][]presence.Change
+	refs     map[string]string // claims' Refs by person
 }
 
 func (c *logOnly) Start(n presence.Notify) error { c.n = n; return nil }
 func (c *logOnly) Claim(_ context.Context, cl presence.Claim) (presence.Claim, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refs == nil {
+		c.refs = make(map[string]string)
+	}
+	c.refs[cl.Person] = cl.Ref
 	return cl, nil
+}
+
+// ref returns the Ref of person's claim.
+func (c *logOnly) ref(person string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refs[person]
 }
 func (c *logOnly) Lookup(context.Context, string) (presence.Claim, bool) {
 	return presence.Claim{}, false
@@ -140,7 +154,9 @@ func (c *logOnly) appendedSoFar() [][]presence.Change {
 // in time), appends the person's arrival again, back, under the next Ref:
 // the room shows the person gone, then back, not gone until that node is
 // heard from again (it may never be). A departure the person asked for
-// (left through another node) is not answered. And the tracker renders the log's batches after Close, while
+// (left through another node) is not answered. The holder also answers
+// an arrival the roster ignored because its Ref departed (a node that knew
+// the person only by its claim). And the tracker renders the log's batches after Close, while
 // the node's streams may still take the log.
 func TestHolderAnswersADepartureDecidedElsewhere(t *testing.T) {
 	cl := &logOnly{}
@@ -237,6 +253,32 @@ func TestHolderAnswersADepartureDecidedElsewhere(t *testing.T) {
 			}
 		}
 	}
+
+	// Dave arrived and departed through other nodes before his stream
+	// reached this one, which knows him only by his claim: its arrival,
+	// under the claim's Ref, which departed, changes nothing in the
+	// roster, so this node arrives him again under the next one.
+	r.claim("dave", "o-dave")
+	daveRef := cl.ref("dave")
+	daveJoin := presence.Change{Member: presence.Member{ID: "dave", Since: time.Now()}, Ref: daveRef}
+	apply(daveJoin)
+	apply(presence.Change{Leave: true, Member: daveJoin.Member, Ref: daveRef, Reason: presence.ReasonClosed})
+	r.open("o-dave")
+	first, n = arrival("dave", n)
+	if first.Ref != daveRef {
+		t.Fatalf("dave's arrival under %q, want his claim's %q", first.Ref, daveRef)
+	}
+	if apply(first) {
+		t.Fatal("an arrival under a departed Ref was delivered")
+	}
+	again, _ = arrival("dave", n)
+	if again.Ref == daveRef || !again.Member.Back {
+		t.Fatalf("dave's arrival again: Ref %q (the departed one was %q), back %v", again.Ref, daveRef, again.Member.Back)
+	}
+	if !apply(again) {
+		t.Fatal("dave's arrival again not delivered")
+	}
+	brian.waitFor(`data-back="dave"`)
 
 	r.tracker.Close()
 	if !apply(presence.Change{Member: presence.Member{ID: "carol", Since: time.Now()}, Ref: "c1"}) {
