@@ -226,3 +226,49 @@ func TestHolderAnswersADepartureAsLost(t *testing.T) {
 	}
 	brian.waitFor(`data-joins="carol"`)
 }
+
+// Two arrivals of one claim under different Refs (a node that knew
+// nothing of the claim's earlier arrivals named it after the claim, the
+// others after the last arrival) are one arrival: the second changes
+// nothing, and a departure of either Ref departs it once. An arrival of
+// another claim still departs the one shown.
+func TestRosterTakesOneArrivalOfAClaim(t *testing.T) {
+	hub := sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}),
+		sfere.HubOptions{History: sfere.HistoryOptions{Size: 64, Epoch: "log"}})
+	cl := &logOnly{}
+	var told []string
+	tr, err := presence.New(hub, presence.Options{Room: "room", Snapshot: renderSnapshot, Diff: renderDiff, Cluster: cl,
+		OnDiff: func(d presence.Diff) {
+			for _, dep := range d.Leaves {
+				told = append(told, "-"+dep.ID)
+			}
+			for _, j := range d.Joins {
+				told = append(told, "+"+j.ID)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	t0 := time.Now()
+	apply := func(c presence.Change) {
+		cl.n.Applied(presence.Applied{Changes: []presence.Change{c}, Stored: t0,
+			Deliver: func(p sfere.Pattern, exclude sfere.Matcher, effects ...sfere.Effect) (sfere.Result, error) {
+				return hub.Broadcast(p, exclude, effects...)
+			}})
+	}
+	arrival := func(ref, claim string) presence.Change {
+		return presence.Change{Member: presence.Member{ID: "brian", Since: t0}, Ref: ref, Claim: claim}
+	}
+	apply(arrival("r1-next", "r1"))
+	apply(arrival("r1", "r1")) // another node's name for the same arrival
+	if got := names(tr.Members()); got != "brian" {
+		t.Fatalf("members %q, want brian", got)
+	}
+	apply(presence.Change{Leave: true, Member: presence.Member{ID: "brian"}, Ref: "r1-next", Reason: presence.ReasonLeft})
+	apply(arrival("r2", "r2"))
+	apply(arrival("r3", "r3")) // another claim: r2's departure never came
+	if got, want := strings.Join(told, " "), "+brian -brian +brian -brian +brian"; got != want {
+		t.Errorf("diffs told %q, want %q", got, want)
+	}
+}

@@ -212,7 +212,11 @@ func (p *person) departure(ev personEvent) Departure {
 // them (after unlocking) when p left or was renamed, and forgets them
 // otherwise (it has none then).
 func (t *Tracker) stepLocked(p *person, ev personEvent) []*sfere.Stream {
-	to, do := step(p.state, ev, rules{grace: t.grace >= 0, resume: t.resume > 0})
+	from := p.state
+	to, do := step(from, ev, rules{grace: t.grace >= 0, resume: t.resume > 0})
+	if (do == doDepart || do == doDrop) && (ev == evLeave || ev == evRename) && from != stAway {
+		t.leaveLogLocked(p, ev)
+	}
 	p.state = to
 	switch do {
 	case doArrive:
@@ -252,8 +256,16 @@ func (t *Tracker) arriveLocked(p *person) {
 	// one (a return, an arrival again after its node was found lost and
 	// heard again) the next after the last. A return's is the one its
 	// claim takes (nextRef), and a claim lost and back twice gets two.
+	// A node that knows nothing of the claim's earlier arrivals (it
+	// learnt of the person from another node's news or the claims, and
+	// started since they went through the log) takes the one the roster
+	// shows, if it shows one of the claim: that is the person's arrival
+	// in the log, and the one its departure must name.
 	if p.logged == "" {
 		p.logged = p.ref
+		if e, in := t.roster[p.id]; in && e.ofClaim(p.ref) {
+			p.logged = e.ref
+		}
 	} else {
 		p.logged = nextRef(p.logged)
 	}
