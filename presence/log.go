@@ -92,14 +92,11 @@ type rosterEntry struct {
 	claim string
 }
 
-// ofClaim reports whether e is an arrival of the claim ref. Without the
-// claim's Ref, it tells by the arrival's: the claim's first, or one of
-// the next few.
+// ofClaim reports whether e is an arrival of the claim ref: by the
+// claim's Ref it carries, or by its own (the claim's first, or one of the
+// next few).
 func (e rosterEntry) ofClaim(ref string) bool {
-	if e.claim != "" {
-		return e.claim == ref
-	}
-	return e.ref == ref || descends(e.ref, ref)
+	return e.claim != "" && e.claim == ref || e.ref == ref || descends(e.ref, ref)
 }
 
 // logCluster returns the cluster as a LogCluster if the room's changes go

@@ -272,3 +272,48 @@ func TestRosterTakesOneArrivalOfAClaim(t *testing.T) {
 		t.Errorf("diffs told %q, want %q", got, want)
 	}
 }
+
+// A person away (its node found lost) and heard again through that node
+// comes back under the claim that node gave it: the arrival the tracker
+// appends names that claim, even when it goes out at once, within the
+// step that brings the person back. (It named a Ref of the tracker's own
+// making, so a node that learnt of the person later did not find its
+// arrival in the roster, and its departure was lost.)
+func TestReturnThroughAnotherNodeNamesItsClaim(t *testing.T) {
+	hub := sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}),
+		sfere.HubOptions{History: sfere.HistoryOptions{Size: 64, Epoch: "log"}})
+	cl := &logOnly{}
+	tr, err := presence.New(hub, presence.Options{Room: "room", Snapshot: renderSnapshot, Diff: renderDiff, Cluster: cl,
+		Window: -1, Resume: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	seen := 0
+	applyAppended := func() []presence.Change {
+		cl.mu.Lock()
+		batches := cl.appended[seen:]
+		seen = len(cl.appended)
+		cl.mu.Unlock()
+		var all []presence.Change
+		for _, b := range batches {
+			cl.n.Applied(presence.Applied{Changes: b, Stored: time.Now()})
+			all = append(all, b...)
+		}
+		return all
+	}
+	brian := presence.Hold{Claim: presence.Claim{Person: "brian", Owner: "o1", Ref: "c1"}, Streams: 1, Since: time.Now()}
+	cl.n.Held("b", brian)
+	if got := applyAppended(); len(got) != 1 || got[0].Leave || got[0].Ref != "c1" || got[0].Claim != "c1" {
+		t.Fatalf("brian's arrival appended as %+v, want one arrival of c1, claim c1", got)
+	}
+	cl.n.NodeLost("b")
+	if got := applyAppended(); len(got) != 1 || !got[0].Leave || got[0].Ref != "c1" {
+		t.Fatalf("brian's departure appended as %+v, want one departure of c1", got)
+	}
+	cl.n.Held("b", brian) // b is heard again, brian's stream still there
+	got := applyAppended()
+	if len(got) != 1 || got[0].Leave || !got[0].Member.Back || got[0].Ref == "c1" || got[0].Claim != "c1" {
+		t.Fatalf("brian's return appended as %+v, want one return under a new Ref, claim c1 (b's)", got)
+	}
+}

@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"time"
@@ -146,6 +147,7 @@ type person struct {
 	back     bool                       // its next announced arrival is a return within the window
 	unlisted int                        // its streams here that ended before their snapshot (see Tracker.opened)
 	logged   string                     // the Ref its last arrival went through a cluster's log under (see arriveLocked)
+	backRef  string                     // while away: the Ref its return through another node takes (see heldLocked)
 
 	lastCause sfere.Cause // how its last stream ended
 	lastErr   error
@@ -224,9 +226,10 @@ func (t *Tracker) stepLocked(p *person, ev personEvent) []*sfere.Stream {
 		t.arriveLocked(p)
 	case doReturn:
 		// Under a new Ref: news of the departed one (remembered as gone)
-		// is not mistaken for this.
+		// is not mistaken for this. Through another node, under the one
+		// that node gave it.
 		p.stopTimerLocked()
-		p.ref, p.back = nextRef(p.ref), true
+		p.ref, p.back, p.backRef = cmp.Or(p.backRef, nextRef(p.ref)), true, ""
 		t.arriveLocked(p)
 	case doStay:
 		p.stopTimerLocked()
