@@ -60,7 +60,6 @@ func (c *Cluster) Append(changes []presence.Change) {
 // the node applied before come first, for the roster only), and answers
 // the nodes that start later.
 func (c *Cluster) startLog(n presence.Notify) error {
-	c.appends = newAppender(c)
 	if r, at, ok := c.fetchRoster(); ok {
 		n.Applied(c.rollBack(r, at))
 	}

@@ -329,6 +329,11 @@ func (c *Cluster) Start(n presence.Notify) error {
 	c.mu.Lock()
 	c.n = n
 	c.mu.Unlock()
+	if c.Logs() {
+		// Before the subscription: another node's news may make the
+		// tracker append a batch at once (see Append).
+		c.appends = newAppender(c)
+	}
 	sub, err := c.nc.Subscribe(c.subject, c.receive)
 	if err != nil {
 		return fmt.Errorf("natspresence: subscribe: %w", err)
