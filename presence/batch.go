@@ -142,7 +142,11 @@ func (t *Tracker) diffLocked() (Diff, []Change) {
 			dep.Member = pub
 			d.Leaves = append(d.Leaves, dep)
 			if t.logMode {
-				leaves = append(leaves, Change{Leave: true, Member: pub, Ref: t.pubRefs[id],
+				ref, claim := t.pubRefs[id], ""
+				if e, in := t.roster[id]; in && e.ref == ref {
+					claim = e.claim
+				}
+				leaves = append(leaves, Change{Leave: true, Member: pub, Ref: ref, Claim: claim,
 					Reason: dep.Reason, Cause: dep.Cause, Resumable: dep.Resumable})
 			}
 			delete(t.published, id)
@@ -157,7 +161,7 @@ func (t *Tracker) diffLocked() (Diff, []Change) {
 			d.Joins = append(d.Joins, m)
 			if t.logMode {
 				t.pubRefs[id] = p.logged
-				joins = append(joins, Change{Member: m, Ref: p.logged})
+				joins = append(joins, Change{Member: m, Ref: p.logged, Claim: p.ref})
 			}
 		}
 	}

@@ -44,9 +44,18 @@ type Change struct {
 	// if Member.Back is set).
 	Leave  bool
 	Member Member
-	// Ref is the claim's Ref (see [Claim]): the roster tells two claims
-	// of one person apart by it.
+	// Ref is the arrival's Ref: the claim's (see [Claim]) for its first
+	// arrival, the next after the last for each later one (see
+	// arriveLocked). The roster tells two arrivals of one person apart by
+	// it, and a departure departs the arrival of its Ref.
 	Ref string
+	// Claim is the Ref of the claim an arrival (or a departure) is of:
+	// the arrivals of one claim share it, whatever their own Refs. A
+	// node that knew nothing of a claim's earlier arrivals (it started
+	// since, or it never heard of them) finds by it the arrival the
+	// roster shows of its person, and departs that one. Empty from a
+	// node that does not set it.
+	Claim string
 	// Reason, Cause and Resumable are a departure's (see [Departure]);
 	// its Err does not go through the log.
 	Reason    Reason
@@ -75,10 +84,19 @@ type Applied struct {
 // arrival late, or a batch retried after an outage) changes nothing.
 const tombFor = 10 * time.Minute
 
-// rosterEntry is one person in the roster.
+// rosterEntry is one person in the roster: the arrival of ref, of the
+// claim claim ("" if the arrival's node did not say).
 type rosterEntry struct {
-	m   Member
-	ref string
+	m     Member
+	ref   string
+	claim string
+}
+
+// ofClaim reports whether e is an arrival of the claim ref: by the
+// claim's Ref it carries, or by its own (the claim's first, or one of the
+// next few).
+func (e rosterEntry) ofClaim(ref string) bool {
+	return e.claim != "" && e.claim == ref || e.ref == ref || descends(e.ref, ref)
 }
 
 // logCluster returns the cluster as a LogCluster if the room's changes go
@@ -96,6 +114,9 @@ func logCluster(c Cluster) (LogCluster, bool) {
 func (t *Tracker) flushLogLocked() {
 	t.snapshotFreshLocked()
 	_, changes := t.diffLocked()
+	if len(t.leaving) > 0 {
+		changes = append(t.leavingLocked(changes), changes...)
+	}
 	kept := changes[:0]
 	for _, c := range changes {
 		e, in := t.roster[c.Member.ID]
@@ -180,6 +201,16 @@ func (t *Tracker) applyRosterLocked(changes []Change, stored time.Time) Diff {
 			t.reArriveLocked(id, c)
 			continue
 		}
+		if in && e.ref != c.Ref && c.Claim != "" && e.claim == c.Claim {
+			// An arrival of the claim the roster shows already, under
+			// the Ref another node gave it: a node that knew nothing of
+			// the claim's earlier arrivals (it started since), or whose
+			// departure of the last one never came through the log. It
+			// changes nothing; the nodes that appended it depart, from
+			// now on, the arrival the roster shows.
+			t.adoptRefLocked(id, c.Ref, e.ref)
+			continue
+		}
 		if in && e.ref == c.Ref {
 			continue
 		}
@@ -190,7 +221,7 @@ func (t *Tracker) applyRosterLocked(changes []Change, stored time.Time) Diff {
 				// or the person reached it after a departure it had
 				// not seen) arrived it under the claim's Ref. If this
 				// node holds the person, it is here: it arrives again.
-				t.reArriveLocked(id, Change{Member: c.Member, Ref: c.Ref})
+				t.reArriveLocked(id, Change{Member: c.Member, Ref: c.Ref, Claim: c.Claim})
 			}
 			continue
 		}
@@ -202,17 +233,15 @@ func (t *Tracker) applyRosterLocked(changes []Change, stored time.Time) Diff {
 		}
 		m := c.Member
 		m.Present = true
-		t.roster[id] = rosterEntry{m: Member{ID: m.ID, Meta: m.Meta, Since: m.Since, Present: true}, ref: c.Ref}
+		t.roster[id] = rosterEntry{m: Member{ID: m.ID, Meta: m.Meta, Since: m.Since, Present: true}, ref: c.Ref, claim: c.Claim}
 		d.Joins = append(d.Joins, m)
-		if p := t.people[id]; p != nil && len(p.streams) > 0 && descends(c.Ref, p.logged) {
-			// This node holds a stream of the person and never saw it
-			// depart, but the log did (another node found this one
-			// lost) and it came back there: its departure, when this
-			// node decides it, is of the arrival the log shows.
-			p.logged = c.Ref
-			if _, ok := t.published[id]; ok {
-				t.pubRefs[id] = c.Ref
-			}
+		if p := t.people[id]; p != nil && p.epoch != 0 && descends(c.Ref, p.logged) {
+			// The person arrived on this node, which never saw it
+			// depart, but the log did (another node found the node
+			// holding its streams, this one or another, lost) and it
+			// came back there: its departure, when this node decides
+			// it, is of the arrival the log shows.
+			t.adoptRefLocked(id, p.logged, c.Ref)
 		}
 	}
 	if !d.Empty() {
@@ -221,6 +250,55 @@ func (t *Tracker) applyRosterLocked(changes []Change, stored time.Time) Diff {
 	slices.SortFunc(d.Joins, byArrival)
 	slices.SortStableFunc(d.Leaves, func(a, b Departure) int { return cmp.Compare(a.ID, b.ID) })
 	return d
+}
+
+// adoptRefLocked makes the person id, if this node's latest arrival of it
+// went through the log under the Ref from, depart the roster's arrival
+// to instead.
+func (t *Tracker) adoptRefLocked(id, from, to string) {
+	if p := t.people[id]; p != nil && p.logged == from {
+		p.logged = to
+	}
+	if ref, ok := t.pubRefs[id]; ok && ref == from {
+		t.pubRefs[id] = to
+	}
+}
+
+// leaveLogLocked makes sure that p's departure on ev (a leave or a
+// rename, which never wait for another node to decide them) reaches the
+// log: if the roster shows an arrival of p's claim, its departure goes
+// into the next batch, under that arrival's Ref. This node may never
+// have seen p arrive (it knows p from the claims only, or it started
+// since), its own departure of p may be of another Ref (it learnt of p
+// without the claim's earlier arrivals), and the node that holds p's
+// streams may never hear of the leave (the cluster's message is lost,
+// or that node is gone): the roster decides, and a departure it already
+// applied, from any node, changes nothing.
+func (t *Tracker) leaveLogLocked(p *person, ev personEvent) {
+	e, in := t.roster[p.id]
+	if !t.logMode || !in || !(e.ofClaim(p.ref) || e.ref == p.logged) {
+		return
+	}
+	d := p.departure(ev)
+	if t.leaving == nil {
+		t.leaving = make(map[string]Change)
+	}
+	t.leaving[p.id] = Change{Leave: true, Member: e.m, Ref: e.ref, Claim: e.claim, Reason: d.Reason}
+	t.changedLocked()
+}
+
+// leavingLocked returns the departures leaveLogLocked queued, less those
+// that changes (the batch's) hold already.
+func (t *Tracker) leavingLocked(changes []Change) []Change {
+	out := make([]Change, 0, len(t.leaving))
+	for id, l := range t.leaving {
+		if !slices.ContainsFunc(changes, func(c Change) bool { return c.Leave && c.Member.ID == id && c.Ref == l.Ref }) {
+			out = append(out, l)
+		}
+	}
+	clear(t.leaving)
+	slices.SortFunc(out, func(a, b Change) int { return cmp.Compare(a.Member.ID, b.Member.ID) })
+	return out
 }
 
 // reArriveLocked answers the log's departure c of person id, which the
@@ -291,7 +369,7 @@ func (n notify) Roster() ([]Change, map[string]time.Time) {
 	defer t.unlock()
 	changes := make([]Change, 0, len(t.roster))
 	for _, e := range t.roster {
-		changes = append(changes, Change{Member: e.m, Ref: e.ref})
+		changes = append(changes, Change{Member: e.m, Ref: e.ref, Claim: e.claim})
 	}
 	slices.SortFunc(changes, func(a, b Change) int { return byArrival(a.Member, b.Member) })
 	departed := make(map[string]time.Time, len(t.tomb))

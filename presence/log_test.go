@@ -286,3 +286,94 @@ func TestHolderAnswersADepartureDecidedElsewhere(t *testing.T) {
 	}
 	brian.waitFor(`data-joins="carol"`)
 }
+
+// Two arrivals of one claim under different Refs (a node that knew
+// nothing of the claim's earlier arrivals named it after the claim, the
+// others after the last arrival) are one arrival: the second changes
+// nothing, and a departure of either Ref departs it once. An arrival of
+// another claim still departs the one shown.
+func TestRosterTakesOneArrivalOfAClaim(t *testing.T) {
+	hub := sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}),
+		sfere.HubOptions{History: sfere.HistoryOptions{Size: 64, Epoch: "log"}})
+	cl := &logOnly{}
+	var told []string
+	tr, err := presence.New(hub, presence.Options{Room: "room", Snapshot: renderSnapshot, Diff: renderDiff, Cluster: cl,
+		OnDiff: func(d presence.Diff) {
+			for _, dep := range d.Leaves {
+				told = append(told, "-"+dep.ID)
+			}
+			for _, j := range d.Joins {
+				told = append(told, "+"+j.ID)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	t0 := time.Now()
+	apply := func(c presence.Change) {
+		cl.n.Applied(presence.Applied{Changes: []presence.Change{c}, Stored: t0,
+			Deliver: func(p sfere.Pattern, exclude sfere.Matcher, effects ...sfere.Effect) (sfere.Result, error) {
+				return hub.Broadcast(p, exclude, effects...)
+			}})
+	}
+	arrival := func(ref, claim string) presence.Change {
+		return presence.Change{Member: presence.Member{ID: "brian", Since: t0}, Ref: ref, Claim: claim}
+	}
+	apply(arrival("r1-next", "r1"))
+	apply(arrival("r1", "r1")) // another node's name for the same arrival
+	if got := names(tr.Members()); got != "brian" {
+		t.Fatalf("members %q, want brian", got)
+	}
+	apply(presence.Change{Leave: true, Member: presence.Member{ID: "brian"}, Ref: "r1-next", Reason: presence.ReasonLeft})
+	apply(arrival("r2", "r2"))
+	apply(arrival("r3", "r3")) // another claim: r2's departure never came
+	if got, want := strings.Join(told, " "), "+brian -brian +brian -brian +brian"; got != want {
+		t.Errorf("diffs told %q, want %q", got, want)
+	}
+}
+
+// A person away (its node found lost) and heard again through that node
+// comes back under the claim that node gave it: the arrival the tracker
+// appends names that claim, even when it goes out at once, within the
+// step that brings the person back. (It named a Ref of the tracker's own
+// making, so a node that learnt of the person later did not find its
+// arrival in the roster, and its departure was lost.)
+func TestReturnThroughAnotherNodeNamesItsClaim(t *testing.T) {
+	hub := sfere.NewHub(sfere.NewMemoryStore(sfere.MemoryOptions{}),
+		sfere.HubOptions{History: sfere.HistoryOptions{Size: 64, Epoch: "log"}})
+	cl := &logOnly{}
+	tr, err := presence.New(hub, presence.Options{Room: "room", Snapshot: renderSnapshot, Diff: renderDiff, Cluster: cl,
+		Window: -1, Resume: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	seen := 0
+	applyAppended := func() []presence.Change {
+		cl.mu.Lock()
+		batches := cl.appended[seen:]
+		seen = len(cl.appended)
+		cl.mu.Unlock()
+		var all []presence.Change
+		for _, b := range batches {
+			cl.n.Applied(presence.Applied{Changes: b, Stored: time.Now()})
+			all = append(all, b...)
+		}
+		return all
+	}
+	brian := presence.Hold{Claim: presence.Claim{Person: "brian", Owner: "o1", Ref: "c1"}, Streams: 1, Since: time.Now()}
+	cl.n.Held("b", brian)
+	if got := applyAppended(); len(got) != 1 || got[0].Leave || got[0].Ref != "c1" || got[0].Claim != "c1" {
+		t.Fatalf("brian's arrival appended as %+v, want one arrival of c1, claim c1", got)
+	}
+	cl.n.NodeLost("b")
+	if got := applyAppended(); len(got) != 1 || !got[0].Leave || got[0].Ref != "c1" {
+		t.Fatalf("brian's departure appended as %+v, want one departure of c1", got)
+	}
+	cl.n.Held("b", brian) // b is heard again, brian's stream still there
+	got := applyAppended()
+	if len(got) != 1 || got[0].Leave || !got[0].Member.Back || got[0].Ref == "c1" || got[0].Claim != "c1" {
+		t.Fatalf("brian's return appended as %+v, want one return under a new Ref, claim c1 (b's)", got)
+	}
+}

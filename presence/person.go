@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"time"
@@ -146,6 +147,7 @@ type person struct {
 	back     bool                       // its next announced arrival is a return within the window
 	unlisted int                        // its streams here that ended before their snapshot (see Tracker.opened)
 	logged   string                     // the Ref its last arrival went through a cluster's log under (see arriveLocked)
+	backRef  string                     // while away: the Ref its return through another node takes (see heldLocked)
 
 	lastCause sfere.Cause // how its last stream ended
 	lastErr   error
@@ -212,7 +214,11 @@ func (p *person) departure(ev personEvent) Departure {
 // them (after unlocking) when p left or was renamed, and forgets them
 // otherwise (it has none then).
 func (t *Tracker) stepLocked(p *person, ev personEvent) []*sfere.Stream {
-	to, do := step(p.state, ev, rules{grace: t.grace >= 0, resume: t.resume > 0})
+	from := p.state
+	to, do := step(from, ev, rules{grace: t.grace >= 0, resume: t.resume > 0})
+	if (do == doDepart || do == doDrop) && (ev == evLeave || ev == evRename) && from != stAway {
+		t.leaveLogLocked(p, ev)
+	}
 	p.state = to
 	switch do {
 	case doArrive:
@@ -220,9 +226,10 @@ func (t *Tracker) stepLocked(p *person, ev personEvent) []*sfere.Stream {
 		t.arriveLocked(p)
 	case doReturn:
 		// Under a new Ref: news of the departed one (remembered as gone)
-		// is not mistaken for this.
+		// is not mistaken for this. Through another node, under the one
+		// that node gave it.
 		p.stopTimerLocked()
-		p.ref, p.back = nextRef(p.ref), true
+		p.ref, p.back, p.backRef = cmp.Or(p.backRef, nextRef(p.ref)), true, ""
 		t.arriveLocked(p)
 	case doStay:
 		p.stopTimerLocked()
@@ -252,8 +259,16 @@ func (t *Tracker) arriveLocked(p *person) {
 	// one (a return, an arrival again after its node was found lost and
 	// heard again) the next after the last. A return's is the one its
 	// claim takes (nextRef), and a claim lost and back twice gets two.
+	// A node that knows nothing of the claim's earlier arrivals (it
+	// learnt of the person from another node's news or the claims, and
+	// started since they went through the log) takes the one the roster
+	// shows, if it shows one of the claim: that is the person's arrival
+	// in the log, and the one its departure must name.
 	if p.logged == "" {
 		p.logged = p.ref
+		if e, in := t.roster[p.id]; in && e.ofClaim(p.ref) {
+			p.logged = e.ref
+		}
 	} else {
 		p.logged = nextRef(p.logged)
 	}

@@ -59,11 +59,15 @@ func (t *Tracker) heldLocked(node string, h Hold) {
 			p.since = h.Since // it arrives with this stream
 		}
 		wasAway := p.state == stAway
+		if wasAway {
+			// Back through that node, under the Ref it gave the return
+			// (the batch that announces it may go out within the step,
+			// naming the claim).
+			p.backRef = h.Ref
+		}
 		t.stepLocked(p, evStream)
 		if wasAway {
-			// Back through that node, under the Ref it gave the return;
-			// this node keeps asserting the claim as it did while away.
-			p.ref = h.Ref
+			// This node keeps asserting the claim as it did while away.
 			t.callLocked(reserve(p.claim()))
 		}
 		return

@@ -231,6 +231,7 @@ type Tracker struct {
 	fresh       sfere.KeySet           // streams opened since the last batch
 	gone        map[string]goneRef     // Refs of departed claims
 	pubRefs     map[string]string      // published claims' Refs by id (log mode)
+	leaving     map[string]Change      // leaves and renames for the next batch, as the roster shows them (log mode; see leaveLogLocked)
 	roster      map[string]rosterEntry // the log's state: what the streams are shown (log mode)
 	tomb        map[string]int64       // Refs of claims that departed in the log, at its time (log mode)
 	lastFlush   time.Time              // when the last batch went out

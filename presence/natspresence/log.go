@@ -60,7 +60,6 @@ func (c *Cluster) Append(changes []presence.Change) {
 // the node applied before come first, for the roster only), and answers
 // the nodes that start later.
 func (c *Cluster) startLog(n presence.Notify) error {
-	c.appends = newAppender(c)
 	if r, at, ok := c.fetchRoster(); ok {
 		n.Applied(c.rollBack(r, at))
 	}
@@ -186,7 +185,7 @@ func (c *Cluster) rollBack(r presence.Applied, at sfere.Position) presence.Appli
 	for ref, ch := range departed {
 		delete(r.Departed, ref)
 		if !shown[ch.Member.ID] {
-			kept = append(kept, presence.Change{Member: ch.Member, Ref: ref})
+			kept = append(kept, presence.Change{Member: ch.Member, Ref: ref, Claim: ch.Claim})
 			shown[ch.Member.ID] = true
 		}
 	}
@@ -227,13 +226,14 @@ type change struct {
 	Since     int64  `json:"s,omitempty"`
 	Back      bool   `json:"b,omitempty"`
 	Ref       string `json:"r,omitempty"`
+	Claim     string `json:"cr,omitempty"`
 	Reason    uint8  `json:"why,omitempty"`
 	Cause     uint8  `json:"c,omitempty"`
 	Resumable bool   `json:"res,omitempty"`
 }
 
 func toChange(c presence.Change) change {
-	w := change{Leave: c.Leave, Person: c.Member.ID, Meta: c.Member.Meta, Back: c.Member.Back, Ref: c.Ref,
+	w := change{Leave: c.Leave, Person: c.Member.ID, Meta: c.Member.Meta, Back: c.Member.Back, Ref: c.Ref, Claim: c.Claim,
 		Reason: uint8(c.Reason), Cause: uint8(c.Cause), Resumable: c.Resumable}
 	if !c.Member.Since.IsZero() {
 		w.Since = c.Member.Since.UnixNano()
@@ -243,7 +243,7 @@ func toChange(c presence.Change) change {
 
 func (w change) change() presence.Change {
 	c := presence.Change{Leave: w.Leave, Member: presence.Member{ID: w.Person, Meta: w.Meta, Back: w.Back, Present: true},
-		Ref: w.Ref, Reason: presence.Reason(w.Reason), Cause: sfere.Cause(w.Cause), Resumable: w.Resumable}
+		Ref: w.Ref, Claim: w.Claim, Reason: presence.Reason(w.Reason), Cause: sfere.Cause(w.Cause), Resumable: w.Resumable}
 	if w.Since != 0 {
 		c.Member.Since = time.Unix(0, w.Since)
 	}

@@ -72,7 +72,22 @@
 //     own, or another node's through its hold message);
 //   - a departure, by every node whose grace timer for the person runs
 //     out, or that finds the node holding its last streams lost;
+//   - a leave (or a rename), by the node that answers it and by every
+//     node that hears of it (the leave message is plain NATS, and may
+//     reach nobody who holds the person's streams): each departs the
+//     arrival its roster shows of the person's claim, so a leave
+//     answered by a node that knows the person from the claims only,
+//     or that started a moment ago, is in the log too;
 //   - a return, like an arrival, under the claim's next Ref.
+//
+// Each arrival of a claim has a Ref of its own (the claim's for the
+// first, the next for each arrival again after its node was found lost
+// and heard again), and carries the claim's Ref too. A node that learns
+// of a person after some of those arrivals (it started since: a rolling
+// restart) takes the Ref of the arrival its roster shows, and so does a
+// node whose own arrival of the claim the roster shows under another Ref:
+// a departure names the arrival it departs, and one of an arrival the
+// roster does not show changes nothing.
 //
 // Each node appends what it decided, in batches (the tracker's windows,
 // so a storm of N arrivals costs each stream a few dozen events, not N),
@@ -314,6 +329,11 @@ func (c *Cluster) Start(n presence.Notify) error {
 	c.mu.Lock()
 	c.n = n
 	c.mu.Unlock()
+	if c.Logs() {
+		// Before the subscription: another node's news may make the
+		// tracker append a batch at once (see Append).
+		c.appends = newAppender(c)
+	}
 	sub, err := c.nc.Subscribe(c.subject, c.receive)
 	if err != nil {
 		return fmt.Errorf("natspresence: subscribe: %w", err)
