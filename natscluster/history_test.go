@@ -339,3 +339,24 @@ func TestSendWhilePeersChange(t *testing.T) {
 		}
 	}
 }
+
+// A publish acknowledged after its deadline (its process paused while the
+// attempt was under way) is checked against the time the log stored the
+// event: stored after the deadline, no node delivers it, and the
+// publisher must not be told it was.
+func TestStoredInTimeTellsALateEvent(t *testing.T) {
+	ns := startNATS(t)
+	a := historyNode(t, ns, "a")
+	if _, err := a.node.Broadcast(sfere.All, nil, numbered(1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a applied it", func() bool { return a.hub.Position().Offset == 1 })
+	const seq = 1
+	ctx := t.Context()
+	if err := a.node.events.storedInTime(ctx, seq, time.Now().Add(time.Minute)); err != nil {
+		t.Fatalf("an event stored before its deadline: %v, want nil", err)
+	}
+	if err := a.node.events.storedInTime(ctx, seq, time.Now().Add(-time.Minute)); !errors.Is(err, errLate) {
+		t.Fatalf("an event stored after its deadline: %v, want errLate", err)
+	}
+}

@@ -87,6 +87,17 @@ func (l *eventLog) publishEvent(ctx context.Context, e event, id string) error {
 		return fmt.Errorf("natscluster: %w", err)
 	}
 	seq, attempts, sent, err := l.retry(ctx, giveUp, id, b)
+	if err == nil && time.Now().After(giveUp) {
+		// The ack came after the deadline (the process was paused, or
+		// the answer slow): the log may have stored the event too late
+		// for any node to deliver it.
+		sctx, cancel := context.WithTimeout(context.Background(), settleFor)
+		err = l.storedInTime(sctx, seq, until)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%w: acknowledged after its deadline: %w", ErrNoLog, err)
+		}
+	}
 	if err == nil {
 		if attempts > 1 {
 			l.n.publishRetries.Add(uint64(attempts - 1))
@@ -157,18 +168,7 @@ func (l *eventLog) settle(id string, b []byte, until time.Time) error {
 			if !ack.Duplicate {
 				return errLate // stored only now
 			}
-			st, err := l.js.Stream(ctx, l.config.Name)
-			if err != nil {
-				return err
-			}
-			m, err := st.GetMsg(ctx, ack.Sequence)
-			if err != nil {
-				return err
-			}
-			if m.Time.After(until) {
-				return errLate
-			}
-			return nil
+			return l.storedInTime(ctx, ack.Sequence, until)
 		}
 		if !retryable(err) {
 			return err
@@ -182,6 +182,23 @@ func (l *eventLog) settle(id string, b []byte, until time.Time) error {
 		}
 		wait = min(2*wait, publishBackoffMax)
 	}
+}
+
+// storedInTime reports whether the log stored its event seq by until
+// (nil), after it (errLate: no node delivers it), or could not tell.
+func (l *eventLog) storedInTime(ctx context.Context, seq uint64, until time.Time) error {
+	st, err := l.js.Stream(ctx, l.config.Name)
+	if err != nil {
+		return err
+	}
+	m, err := st.GetMsg(ctx, seq)
+	if err != nil {
+		return err
+	}
+	if m.Time.After(until) {
+		return errLate
+	}
+	return nil
 }
 
 // errNotConnected stands for an attempt not made while the connection is
