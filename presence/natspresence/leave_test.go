@@ -43,15 +43,7 @@ func leaveThroughRestartedNode(t *testing.T, afterLoss bool) {
 	a := startNodeWith(t, ns.ClientURL(), "a", time.Minute, opts)
 	b := startNodeWith(t, ns.ClientURL(), "b", time.Minute, opts)
 	c := startNodeWith(t, ns.ClientURL(), "c", time.Minute, opts)
-	for person, n := range map[string]*node{"phil": a, "p01": b, "carol": c} {
-		if err := n.claim(person, "o-"+person); err != nil {
-			t.Fatal(err)
-		}
-	}
-	phil, p01, carol := a.open("o-phil"), b.open("o-p01"), c.open("o-carol")
-	for _, tb := range []*tab{phil, p01, carol} {
-		tb.waitShown("phil", "p01", "carol")
-	}
+	phil, p01, carol := threePeople(t, a, b, c)
 	from := p01.lastID()
 	b.crash()
 	p01.Close()
@@ -120,15 +112,7 @@ func rollingRestart(t *testing.T) (*natscluster.Server, nodeOptions, restarted) 
 	a := startNodeWith(t, ns.ClientURL(), "a", time.Minute, opts)
 	b := startNodeWith(t, fr.url(), "b", time.Minute, opts)
 	c := startNodeWith(t, ns.ClientURL(), "c", time.Minute, opts)
-	for person, n := range map[string]*node{"phil": a, "p01": b, "carol": c} {
-		if err := n.claim(person, "o-"+person); err != nil {
-			t.Fatal(err)
-		}
-	}
-	phil, p01, carol := a.open("o-phil"), b.open("o-p01"), c.open("o-carol")
-	for _, tb := range []*tab{phil, p01, carol} {
-		tb.waitShown("phil", "p01", "carol")
-	}
+	phil, p01, carol := threePeople(t, a, b, c)
 	fr.freeze() // b paused: lost, then heard again
 	phil.waitFor(left("p01", "node-lost"))
 	fr.thaw()
@@ -186,4 +170,20 @@ func TestLeaveOfAPersonNobodyHolds(t *testing.T) {
 	for id, n := range map[string]*node{"a": a, "b": b} {
 		ssetest.Eventually(t, waitLong, "p01 gone from node "+id, func() bool { return names(n.tracker.Members()) == "phil" })
 	}
+}
+
+// threePeople claims phil on a, p01 on b and carol on c, opens a page of
+// each, and waits until every page shows all three.
+func threePeople(t *testing.T, a, b, c *node) (phil, p01, carol *tab) {
+	t.Helper()
+	for person, n := range map[string]*node{"phil": a, "p01": b, "carol": c} {
+		if err := n.claim(person, "o-"+person); err != nil {
+			t.Fatal(err)
+		}
+	}
+	phil, p01, carol = a.open("o-phil"), b.open("o-p01"), c.open("o-carol")
+	for _, tb := range []*tab{phil, p01, carol} {
+		tb.waitShown("phil", "p01", "carol")
+	}
+	return phil, p01, carol
 }
