@@ -19,7 +19,9 @@
 // or on the lobby node its stream was on that keeps the node from
 // delivering (cut off from NATS, paused: it delivers once it is back, and
 // neither it nor the page can learn sooner that the page should go
-// elsewhere),
+// elsewhere; with one lobby node, any such fault of it: a broken page has
+// nowhere else to go), each fault that begins before the page had Settle
+// free of the earlier ones pushing that time to its end,
 // and it had a stream open until Settle after the answer or opened one
 // after the answer (a page whose stream broke before the line could reach
 // it and that ended while the stream was being retried never had the

@@ -275,6 +275,34 @@ func TestAPageWhoseStreamBrokeBeforeTheLineCouldReachItIsNotOwed(t *testing.T) {
 	}
 }
 
+func TestAPageBlockedByOneFaultAfterAnotherIsOwedOnlyAfterBoth(t *testing.T) {
+	// bob's packets are dropped 4-6 (ann-2 answered at 4.1), his stream
+	// breaks at 6.5, and the node is paused 7.5-12, before he had Settle
+	// free of the drop; his page reloads at 11, inside the pause.
+	build := func(single bool) *hist {
+		h := clean().without(isDelivery("bob", 1, lineText("ann", 2)))
+		if single {
+			h.add(history.Record{Kind: history.KindMeta, At: t0, Settings: map[string]string{"mode": "single"}})
+		}
+		h.add(history.Record{Kind: history.KindFault, At: at(4), Fault: "drop", Target: "bob", Phase: history.PhaseStart})
+		h.add(history.Record{Kind: history.KindFault, At: at(6), Fault: "drop", Target: "bob", Phase: history.PhaseEnd})
+		h.add(history.Record{Kind: history.KindStreamEnd, Client: "bob", Page: 1, At: at(6.5), Err: "unexpected EOF"})
+		h.add(history.Record{Kind: history.KindFault, At: at(7.5), Fault: "pause", Target: "lobby-1", Phase: history.PhaseStart})
+		h.add(history.Record{Kind: history.KindFault, At: at(12), Fault: "pause", Target: "lobby-1", Phase: history.PhaseEnd})
+		h.end("bob", 1, 11, history.EndReload)
+		return h
+	}
+	// One node: the broken page had nowhere else to go; not owed.
+	if r := Check(*build(true), Options{}); r.Lines.LostSilently != 0 {
+		t.Errorf("single node: lines = %+v", r.Lines)
+	}
+	// Several nodes: the pause was not on a node his page had a stream
+	// on (it could have reconnected elsewhere); owed, and lost.
+	if r := Check(*build(false), Options{}); r.Lines.LostSilently != 1 {
+		t.Errorf("cluster: lines = %+v", r.Lines)
+	}
+}
+
 func TestDoubleIsCaught(t *testing.T) {
 	h := clean()
 	h.got("bob", 1, 4.9, "ann", 2)

@@ -59,13 +59,18 @@ func (p *page) owes(sent, answered time.Time, settle time.Duration, shown bool) 
 	if !alive {
 		return false
 	}
+	// Each fault that begins before the page had Settle free of them
+	// pushes that time to its end.
 	until := answered
-	for _, f := range p.ownFaults {
-		if !f.start.After(answered.Add(settle)) && (f.end.IsZero() || f.end.After(until) && !f.end.Before(sent)) {
-			if f.end.IsZero() {
-				return false // to the end: the page never got the chance
+	for moved := true; moved; {
+		moved = false
+		for _, f := range p.ownFaults {
+			if !f.start.After(until.Add(settle)) && (f.end.IsZero() || f.end.After(until) && !f.end.Before(sent)) {
+				if f.end.IsZero() {
+					return false // to the end: the page never got the chance
+				}
+				until, moved = f.end, true
 			}
-			until = f.end
 		}
 	}
 	return !p.end.Before(until.Add(settle))
@@ -85,6 +90,7 @@ type line struct {
 // check holds the indexes the checks share.
 type check struct {
 	opts    Options
+	single  bool // the campaign ran one lobby node (its meta record says so)
 	r       Report
 	recs    []history.Record
 	pages   map[pageKey]*page
@@ -131,6 +137,7 @@ func newCheck(recs []history.Record, opts Options) *check {
 		switch rec.Kind {
 		case history.KindMeta:
 			c.r.Seed = rec.Seed
+			c.single = rec.Settings["mode"] == "single"
 		case history.KindNode:
 			nodes[rec.Node] = rec.Target
 		case history.KindFault:
@@ -202,6 +209,12 @@ func newCheck(recs []history.Record, opts Options) *check {
 				p.ownFaults = append(p.ownFaults, f)
 			}
 			if !nodeFaults[f.kind] {
+				continue
+			}
+			if c.single {
+				// The only node: a page whose stream broke has nowhere
+				// else to go either.
+				p.ownFaults = append(p.ownFaults, f)
 				continue
 			}
 			for _, st := range p.streams {
